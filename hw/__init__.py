@@ -1,0 +1,1 @@
+"""Amaranth accelerator, elaborated from an encoded model and hardware parameters."""

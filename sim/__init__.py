@@ -1,0 +1,1 @@
+"""cocotb system tests of the generated Verilog against the golden model."""

@@ -1,0 +1,1 @@
+"""Software side: model import, float reference, pruning, quantisation, encoder, golden model."""
