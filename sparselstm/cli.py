@@ -17,6 +17,8 @@ COMMAND_MODULES = (
     "verilog",
     "sim",
     "tables",
+    "data",
+    "train",
 )
 
 
