@@ -1,0 +1,143 @@
+"""Cycles per frame and PE utilisation of the accelerator, measured in the Amaranth simulator.
+
+Default workload (the hw-core target): 1 layer LSTMP, 40 inputs, 256 cells, projection 128, peepholes,
+density 0.1, load-balanced pruning, 16 PEs. Frames are streamed back to back (input always valid, output
+always ready); the first frame starts the sequence, the rest continue it (steady state).
+
+Targets: PEs busy (processing an entry: non-zero or padding) >= 85 % of a steady-state frame's cycles, and
+cycles/frame <= 1.15 x (total entries incl. padding / N). Also prints hw/cycle_model.py's prediction.
+
+    nice -n 19 .venv/bin/python bench/cycles.py [--frames 3] [--pes 16] [--cells 256] [--json out.json]
+
+The simulator runs at a few thousand cycles per second with 16 PEs: the default takes about a minute or two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from sparselstm.hw.accelerator import Accelerator
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.sw.encoder import encode
+from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.sw.golden import golden_forward_encoded
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pruning import prune_model
+from sparselstm.sw.quantize import quantize_model
+
+BUSY_TARGET = 0.85
+CYCLES_TARGET = 1.15
+
+
+def measure(design: AcceleratorDesign, x_q: np.ndarray) -> dict:
+    """Stream the frames; return the outputs and, per frame, the cycle counter and the PE counters at the
+    moment its last output word left."""
+    dut = Accelerator(design)
+    frames, inputs = x_q.shape
+    n_pes = design.n_pes
+    outputs, marks = [], []
+
+    async def sender(ctx):
+        for t in range(frames):
+            for c in range(inputs):
+                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(t == 0 and c == 0)})
+                ctx.set(dut.i.valid, 1)
+                await ctx.tick().until(dut.i.ready)
+        ctx.set(dut.i.valid, 0)
+
+    async def receiver(ctx):
+        ctx.set(dut.o.ready, 1)
+        while len(marks) < frames:
+            _, _, valid, payload, cycles, *counters = await ctx.tick().sample(
+                dut.o.valid, dut.o.payload, dut.cycles,
+                *[getattr(dut.mac_cycles, f"pe{p}") for p in range(n_pes)],
+                *[getattr(dut.pad_cycles, f"pe{p}") for p in range(n_pes)])
+            if valid:
+                outputs.append(payload.value)
+                if payload.last:
+                    marks.append((cycles, counters[:n_pes], counters[n_pes:]))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(sender, background=True)
+    sim.add_testbench(receiver)
+    sim.run()
+    return {"outputs": np.array(outputs, dtype=np.int64).reshape(frames, -1), "marks": marks}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=3)
+    parser.add_argument("--pes", type=int, default=16)
+    parser.add_argument("--inputs", type=int, default=40)
+    parser.add_argument("--cells", type=int, default=256)
+    parser.add_argument("--proj", type=int, default=128)
+    parser.add_argument("--density", type=float, default=0.1)
+    parser.add_argument("--fifo-depth", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.frames < 2:
+        parser.error("--frames must be >= 2 (one sequence start, then steady-state frames)")
+
+    model = random_model(args.inputs, args.cells, args.proj, peephole=True, seed=args.seed)
+    pruned, _ = prune_model(model, args.density, args.pes)
+    encoded = encode(quantize_model(pruned, Numerics()), args.pes)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=args.fifo_depth))
+    prediction = predict_cycles(design)
+
+    rng = np.random.default_rng(args.seed)
+    x_q, _ = quantize_input(rng.normal(0.0, 1.0, (args.frames, args.inputs)), encoded.numerics)
+    start = time.perf_counter()
+    result = measure(design, x_q)
+    seconds = time.perf_counter() - start
+    expected = golden_forward_encoded(encoded, x_q)
+    exact = bool(np.array_equal(result["outputs"], expected))
+
+    marks = result["marks"]
+    steady = [marks[t][0] - marks[t - 1][0] for t in range(1, len(marks))]
+    busy = []
+    for t in range(1, len(marks)):
+        cycles = marks[t][0] - marks[t - 1][0]
+        work = [(marks[t][1][p] - marks[t - 1][1][p]) + (marks[t][2][p] - marks[t - 1][2][p])
+                for p in range(design.n_pes)]
+        busy.append(float(np.mean(work)) / cycles)
+    entries_per_pe = design.total_entries / design.n_pes
+    cycles_per_frame = float(np.mean(steady))
+    report = {
+        "workload": vars(args),
+        "bit_exact_vs_golden": exact,
+        "total_entries": design.total_entries,
+        "entries_per_pe_mean": entries_per_pe,
+        "entries_busiest_pe": max(prediction.mac_cycles),
+        "first_frame_cycles": int(marks[0][0]),
+        "steady_cycles_per_frame": cycles_per_frame,
+        "ratio_to_entries_per_pe": cycles_per_frame / entries_per_pe,
+        "pe_busy_fraction": float(np.mean(busy)),
+        "predicted_steady_cycles": prediction.steady_state,
+        "predicted_first_frame_cycles": prediction.first_frame,
+        "prediction_error": (prediction.steady_state - cycles_per_frame) / cycles_per_frame,
+        "predicted_phases": prediction.phases,
+        "simulation_seconds": round(seconds, 1),
+        "targets": {"pe_busy_fraction": BUSY_TARGET, "ratio_to_entries_per_pe": CYCLES_TARGET},
+    }
+    report["meets_targets"] = (report["pe_busy_fraction"] >= BUSY_TARGET
+                               and report["ratio_to_entries_per_pe"] <= CYCLES_TARGET)
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as handle:
+            handle.write(text + "\n")
+    return 0 if exact else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The accelerator top level: N sparse PEs, broadcaster, readers, element-wise unit, scheduler.
+
+    i (InputWord) --> Scheduler --bcast--> Broadcaster ==> PE 0 .. PE N-1   (gate and proj SpMV)
+                        ^   |                                 |  cell_read / proj_read
+                        |   +--cells--> CellReader <----------+
+                        |   |              | (4 gate accs + peepholes per cell)
+                        |   |              v
+                        +---|------ m -- ElementwiseUnit
+                        |   +--proj---> ProjReader  <---------+
+                        +------ y -------- |
+    o (OutputWord) <-- Scheduler (output buffer, streamer)
+
+See docs/architecture.md for the schedule and the cycle budget.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .broadcast import Broadcaster
+from .design import AcceleratorDesign
+from .elementwise import ElementwiseUnit
+from .layouts import input_word_layout, output_word_layout
+from .pe import SparsePE, pe_broadcast_layout
+from .readout import CellReader, ProjReader
+from .scheduler import Scheduler
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    """The whole accelerator for one AcceleratorDesign.
+
+    Ports:
+      i            In(stream of InputWord {value, first}): input_size words per frame
+      o            Out(stream of OutputWord {value, last}): output_size words per frame
+      busy         a frame is in flight (docs/dev/sidecar.md)
+      frames_done  frames completely sent on `o`
+      cycles       clock cycles with busy = 1
+      mac_cycles   per PE (`mac_cycles.pe0` ...): cycles with a real non-zero MAC
+      pad_cycles   per PE: cycles spent on padding entries
+    """
+
+    def __init__(self, design: AcceleratorDesign):
+        if not isinstance(design, AcceleratorDesign):
+            raise ValueError(f"Accelerator needs an AcceleratorDesign, got {type(design).__name__}")
+        self.design = design
+        counter_bits = design.params.counter_bits
+        per_pe = wiring.Signature({f"pe{p}": Out(counter_bits) for p in range(design.n_pes)})
+        super().__init__({
+            "i": In(stream.Signature(input_word_layout(design.act_bits))),
+            "o": Out(stream.Signature(output_word_layout(design.act_bits))),
+            "busy": Out(1),
+            "frames_done": Out(counter_bits),
+            "cycles": Out(design.params.cycle_counter_bits),
+            "mac_cycles": Out(per_pe),
+            "pad_cycles": Out(per_pe),
+        })
+
+    def elaborate(self, platform):
+        design = self.design
+        has_proj = any(layer.proj_size is not None for layer in design.layers)
+        m = Module()
+
+        # ---- submodules ----------------------------------------------------------------------------------
+        pes = [SparsePE(design, p) for p in range(design.n_pes)]
+        for p, pe in enumerate(pes):
+            m.submodules[f"pe{p}"] = pe
+        m.submodules.broadcaster = broadcaster = Broadcaster(pe_broadcast_layout(design), design.n_pes)
+        m.submodules.cell_reader = cell_reader = CellReader(design)
+        m.submodules.elementwise = elementwise = ElementwiseUnit.from_design(design)
+        m.submodules.scheduler = scheduler = self._sched = Scheduler(design)
+        if has_proj:
+            m.submodules.proj_reader = proj_reader = ProjReader(design)
+
+        # ---- connections -----------------------------------------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.i), scheduler.i)
+        wiring.connect(m, scheduler.o, wiring.flipped(self.o))
+        wiring.connect(m, scheduler.bcast, broadcaster.i)
+        wiring.connect(m, scheduler.cells, cell_reader.command)
+        wiring.connect(m, cell_reader.o, elementwise.i)
+        wiring.connect(m, elementwise.o, scheduler.m)
+        for p, pe in enumerate(pes):
+            wiring.connect(m, broadcaster.o[p], pe.i)
+            wiring.connect(m, cell_reader.pes[p], pe.cell_read)
+        if has_proj:
+            wiring.connect(m, scheduler.proj, proj_reader.command)
+            wiring.connect(m, proj_reader.o, scheduler.y)
+            for p, pe in enumerate(pes):
+                wiring.connect(m, proj_reader.pes[p], pe.proj_read)
+
+        # ---- status --------------------------------------------------------------------------------------
+        pes_busy = pes[0].busy
+        for pe in pes[1:]:
+            pes_busy = pes_busy | pe.busy
+        m.d.comb += [
+            scheduler.pes_busy.eq(pes_busy),
+            scheduler.bcast_busy.eq(broadcaster.busy),
+            self.busy.eq(scheduler.busy),
+            self.frames_done.eq(scheduler.frames_done),
+            self.cycles.eq(scheduler.cycles),
+        ]
+        for p, pe in enumerate(pes):
+            m.d.comb += [
+                getattr(self.mac_cycles, f"pe{p}").eq(pe.mac_cycles),
+                getattr(self.pad_cycles, f"pe{p}").eq(pe.pad_cycles),
+            ]
+        return m

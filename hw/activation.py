@@ -1,0 +1,232 @@
+"""sigmoid_q and tanh_q of docs/numerics.md in hardware: table lookup with linear interpolation.
+
+Two pieces, because the element-wise unit needs the datapath inside its own lock-step pipeline while
+everything else wants a stream:
+
+* `ActivationPipeline`: the datapath only. `lanes` independent inputs share one table ROM (one read port
+  per lane, so a dual-port block RAM serves two lanes) and one clock enable `en`; `y[n]` is the function of
+  the `x[n]` presented `LATENCY` enabled clock edges earlier. No valid bits: the owner tracks them.
+* `ActivationUnit`: one lane wrapped as a stream component with valid/ready and a pass-through tag.
+
+The integers of the tables come from the caller (an encoded model's `tables/*.hex`, or
+`sw.fixedpoint.activation_tables`); nothing here recomputes them. Datapath, per lane:
+
+    edge 1  a = |x|, k = a >> S, r = a & (2**S - 1); ROM reads (T[k], D[k])
+    edge 2  q_raw = D[k] * r + 2**(S-1);  base = T[k] mirrored for a negative x (ONE - T or -T)
+    edge 3  y = base + (q_raw >> S)  (x >= 0)   or   base - (q_raw >> S)  (x < 0)
+
+The ROM holds entries 0 .. 2**table_log2 - 1 only (a power-of-two depth, so 1024 x ~25 bits fits one
+36-kbit block RAM): the last entry k = 2**table_log2 is reached by exactly one input, the most negative
+word, and is supplied as a constant.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..sw.fixedpoint import Numerics
+from ..sw.quantized import signed_bits_for
+
+__all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS", "activation_in_layout", "activation_out_layout"]
+
+FUNCTIONS = ("sigmoid", "tanh")
+
+
+def _check_function(function) -> str:
+    if function not in FUNCTIONS:
+        raise ValueError(f"function must be one of {FUNCTIONS}, got {function!r}")
+    return function
+
+
+def _check_numerics(numerics) -> Numerics:
+    if not isinstance(numerics, Numerics):
+        raise ValueError(f"numerics must be a sw.fixedpoint.Numerics, got {type(numerics).__name__}")
+    return numerics
+
+
+def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(T, D) of `function` as tuples of ints, after checking them against docs/numerics.md.
+
+    The checks (length 2**table_log2 + 1, D[k] = T[k+1] - T[k], D[last] = 0, T inside the function's range
+    [0, ONE] or [-ONE, ONE]) are what make every interpolated and mirrored value fit a unit word, so the
+    hardware needs no saturation after the lookup.
+    """
+    entries = (1 << numerics.table_log2) + 1
+    pair = []
+    for suffix in ("T", "D"):
+        key = f"{function}_{suffix}"
+        if not hasattr(tables, "__getitem__") or key not in tables:
+            raise ValueError(f"tables: missing {key!r}")
+        table = np.asarray(tables[key])
+        if table.shape != (entries,) or table.dtype.kind not in "iu":
+            raise ValueError(f"tables[{key!r}]: expected {entries} integers (table_log2 = {numerics.table_log2}),"
+                             f" got shape {table.shape} dtype {table.dtype}")
+        pair.append(tuple(int(v) for v in table))
+    t, d = pair
+    one = numerics.one
+    low = 0 if function == "sigmoid" else -one
+    if min(t) < low or max(t) > one:
+        raise ValueError(f"tables[{function}_T]: values must lie in [{low}, {one}] (the function's range in "
+                         f"unit words), got [{min(t)}, {max(t)}]")
+    if any(d[k] != t[k + 1] - t[k] for k in range(entries - 1)) or d[-1] != 0:
+        raise ValueError(f"tables[{function}_D]: must be the differences T[k+1] - T[k] with a final 0 "
+                         f"(docs/numerics.md)")
+    return t, d
+
+
+class ActivationPipeline(wiring.Component):
+    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 3 enabled edges, one result per lane per
+    enabled cycle.
+
+    Ports: `en` (clock enable of every register, ROM reads included), `x` (array of `lanes` signed
+    pre_bits words), `y` (array of `lanes` signed unit_bits words). Lanes may be fed at different times:
+    they only share the ROM and `en`.
+    """
+
+    LATENCY = 3
+
+    def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
+        self.function = _check_function(function)
+        self.numerics = _check_numerics(numerics)
+        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+            raise ValueError(f"lanes must be an integer >= 1, got {lanes!r}")
+        self.lanes = lanes
+        self.table, self.diff = checked_table(tables, function, numerics)
+        super().__init__({
+            "en": In(1),
+            "x": In(data.ArrayLayout(signed(numerics.pre_bits), lanes)),
+            "y": Out(data.ArrayLayout(signed(numerics.unit_bits), lanes)),
+        })
+
+    @property
+    def rom_layout(self) -> data.StructLayout:
+        """One ROM word: T[k] and D[k], D only as wide as the table needs (it sets the multiplier width)."""
+        return data.StructLayout({
+            "t": signed(self.numerics.unit_bits),
+            "d": signed(signed_bits_for(max(abs(v) for v in self.diff))),
+        })
+
+    def elaborate(self, platform):
+        numerics = self.numerics
+        interp_bits = numerics.interp_bits
+        segments = 1 << numerics.table_log2
+        one = numerics.one
+        m = Module()
+
+        m.submodules.rom = rom = Memory(
+            shape=self.rom_layout, depth=segments,
+            init=[{"t": self.table[k], "d": self.diff[k]} for k in range(segments)])
+
+        d_width = self.rom_layout["d"].shape.width
+        for lane in range(self.lanes):
+            x = self.x[lane]
+            read = rom.read_port()
+
+            # Combinational, before edge 1: |x| split into segment k and position r. |most negative word|
+            # = 2**(pre_bits-1) still fits pre_bits unsigned bits, and is the only input with k = segments.
+            negative = Signal(name=f"negative_{lane}")
+            magnitude = Signal(unsigned(numerics.pre_bits), name=f"magnitude_{lane}")
+            segment = magnitude[interp_bits:]
+            position = magnitude[:interp_bits]
+            # Loaded at edge 1 (beside the ROM's own output register).
+            position_1 = Signal(unsigned(interp_bits), name=f"position_1_{lane}", reset_less=True)
+            negative_1 = Signal(name=f"negative_1_{lane}", reset_less=True)
+            last_segment_1 = Signal(name=f"last_segment_1_{lane}", reset_less=True)
+            # Loaded at edge 2.
+            base_2 = Signal(signed(numerics.unit_bits + 1), name=f"base_2_{lane}", reset_less=True)
+            q_raw_2 = Signal(signed(d_width + interp_bits + 2), name=f"q_raw_2_{lane}", reset_less=True)
+            negative_2 = Signal(name=f"negative_2_{lane}", reset_less=True)
+            # Loaded at edge 3 (a port of its own would carry a reset; data registers need none).
+            y_3 = Signal(signed(numerics.unit_bits), name=f"y_3_{lane}", reset_less=True)
+
+            m.d.comb += [
+                negative.eq(x < 0),
+                magnitude.eq(Mux(negative, -x, x)),
+                read.addr.eq(segment[:numerics.table_log2]),
+                read.en.eq(self.en),
+                self.y[lane].eq(y_3),
+            ]
+
+            table_1 = Mux(last_segment_1, self.table[segments], read.data.t)
+            diff_1 = Mux(last_segment_1, self.diff[segments], read.data.d)
+            # The symmetry is applied to T before the interpolation step is added (or subtracted), which
+            # keeps one adder after the multiplier: ONE - (T + q) = (ONE - T) - q, -(T + q) = -T - q.
+            mirrored_1 = (one - table_1) if self.function == "sigmoid" else -table_1
+            rounding = (1 << (interp_bits - 1)) if interp_bits > 0 else 0
+            step_2 = q_raw_2 >> interp_bits
+
+            with m.If(self.en):
+                m.d.sync += [
+                    position_1.eq(position),
+                    negative_1.eq(negative),
+                    last_segment_1.eq(segment == segments),
+                    q_raw_2.eq(diff_1 * position_1 + rounding),
+                    base_2.eq(Mux(negative_1, mirrored_1, table_1)),
+                    negative_2.eq(negative_1),
+                    y_3.eq(Mux(negative_2, base_2 - step_2, base_2 + step_2)),
+                ]
+        return m
+
+
+def activation_in_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
+    """ActivationUnit input payload: the pre-activation word `x` and a caller-defined `tag`."""
+    return data.StructLayout({"x": signed(numerics.pre_bits), "tag": tag_shape})
+
+
+def activation_out_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
+    """ActivationUnit output payload: the unit word `y` and the `tag` that came in with its `x`."""
+    return data.StructLayout({"y": signed(numerics.unit_bits), "tag": tag_shape})
+
+
+class ActivationUnit(wiring.Component):
+    """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
+
+    Ports: `i: In(stream.Signature(activation_in_layout))`, `o: Out(stream.Signature(activation_out_layout))`.
+    `tag_shape` (default: no tag) is carried alongside unchanged, so a caller can keep context with a word.
+    One word per cycle; latency ActivationPipeline.LATENCY = 3 cycles from the input handshake to `o.valid`.
+    The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
+    combinational path from `o.ready`); a bubble is squeezed out only at the output.
+    """
+
+    def __init__(self, function: str, numerics: Numerics, tables, *, tag_shape=unsigned(0)):
+        self.function = _check_function(function)
+        self.numerics = _check_numerics(numerics)
+        self.tables = tables
+        checked_table(tables, function, numerics)   # fail at construction, not at elaboration
+        self.tag_shape = tag_shape
+        super().__init__({
+            "i": In(stream.Signature(activation_in_layout(numerics, tag_shape))),
+            "o": Out(stream.Signature(activation_out_layout(numerics, tag_shape))),
+        })
+
+    @classmethod
+    def from_design(cls, design, function: str, *, tag_shape=unsigned(0)) -> "ActivationUnit":
+        return cls(function, design.numerics, design.tables, tag_shape=tag_shape)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.pipeline = pipeline = ActivationPipeline(self.function, self.numerics, self.tables)
+
+        latency = ActivationPipeline.LATENCY
+        valid = [Signal(name=f"valid_{n + 1}") for n in range(latency)]
+        tags = [Signal(self.tag_shape, name=f"tag_{n + 1}", reset_less=True) for n in range(latency)]
+        advance = Signal()
+
+        m.d.comb += [
+            advance.eq(~self.o.valid | self.o.ready),
+            self.i.ready.eq(advance),
+            pipeline.en.eq(advance),
+            pipeline.x[0].eq(self.i.p.x),
+            self.o.valid.eq(valid[-1]),
+            self.o.p.y.eq(pipeline.y[0]),
+            self.o.p.tag.eq(tags[-1]),
+        ]
+        with m.If(advance):
+            m.d.sync += [valid[0].eq(self.i.valid), tags[0].eq(self.i.p.tag)]
+            m.d.sync += [valid[n].eq(valid[n - 1]) for n in range(1, latency)]
+            m.d.sync += [tags[n].eq(tags[n - 1]) for n in range(1, latency)]
+        return m

@@ -1,0 +1,61 @@
+"""The broadcaster: one activation word to every PE's FIFO at once, zero activations skipped.
+
+A zero value adds nothing to any accumulator, so it is consumed and dropped here (activation zero-skipping,
+as in EIE/ESE): fewer cycles, the same sums. Words that are sent go to all PEs in the same cycle, and only
+when every PE can take one (a PE whose FIFO is full stalls all of them).
+
+The output is registered: the fan-out to N PEs starts from a flip-flop, not from the upstream logic.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["Broadcaster"]
+
+
+class Broadcaster(wiring.Component):
+    """`i` -> `o[0..n_outputs-1]`; `busy` while a word is held for the PEs. `layout` needs a `value` field."""
+
+    def __init__(self, layout: data.StructLayout, n_outputs: int):
+        if not isinstance(layout, data.StructLayout) or "value" not in layout.members:
+            raise ValueError(f"Broadcaster needs a StructLayout with a 'value' field, got {layout!r}")
+        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise ValueError(f"n_outputs must be an integer >= 1, got {n_outputs!r}")
+        self._layout = layout
+        self._n_outputs = n_outputs
+        super().__init__({
+            "i": In(stream.Signature(layout)),
+            "o": Out(stream.Signature(layout)).array(n_outputs),
+            "busy": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+
+        held_valid = Signal()
+        held = Signal(self._layout)
+        all_ready = Signal()
+        m.d.comb += all_ready.eq(_and_all([port.ready for port in self.o]))
+        sent = held_valid & all_ready
+        for port in self.o:
+            # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
+            m.d.comb += [port.valid.eq(sent), port.payload.eq(held)]
+        m.d.comb += [
+            self.i.ready.eq(~held_valid | all_ready),
+            self.busy.eq(held_valid),
+        ]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [held_valid.eq(self.i.payload.value != 0), held.eq(self.i.payload)]
+        with m.Elif(sent):
+            m.d.sync += held_valid.eq(0)
+        return m
+
+
+def _and_all(values):
+    result = values[0]
+    for value in values[1:]:
+        result = result & value
+    return result

@@ -1,0 +1,275 @@
+"""The frozen description the accelerator is elaborated from.
+
+`AcceleratorDesign.from_encoded(encoded, params)` is the only place where hardware meets the software side:
+it reads an `EncodedModel`'s memory images and metadata (docs/format.md), checks that they fit the hardware
+parameters, and lays out every per-PE memory and constant table. Components in hw/ read nothing else.
+
+Phases. A broadcast word names the *phase* its column belongs to, one of three per layer `l`:
+
+    phase 3*l + 0   gates matrix, input columns     (column c = x index,       product shift = shift_x)
+    phase 3*l + 1   gates matrix, recurrent columns (column c = yprev index,   product shift = shift_r)
+    phase 3*l + 2   proj matrix                     (column c = cell index j,  product shift = 0)
+
+Each PE has its own table mapping a phase to (pointer offset, target accumulator memory, accumulator base,
+shift); see `PhaseEntry`.
+
+Accumulator memories of a PE: four *gate banks* (bank k holds gate k of every local cell, address
+`cell_base[l] + q`) and one *proj bank* (address `proj_base[l] + local proj row`). Local row `4*q + k` of
+docs/format.md goes to bank `k` at `cell_base[l] + q`, so the element-wise readout gets the four gates of a
+cell in one cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..sw.errors import ParameterError
+from .params import HardwareParams
+
+__all__ = ["AcceleratorDesign", "PEDesign", "PhaseEntry", "GATE_TARGET", "PROJ_TARGET", "PHASES_PER_LAYER",
+           "phase_index"]
+
+PHASES_PER_LAYER = 3
+PHASE_X, PHASE_R, PHASE_PROJ = 0, 1, 2
+GATE_TARGET, PROJ_TARGET = 0, 1
+
+
+def phase_index(layer: int, kind: int) -> int:
+    """The phase number of a layer's x (0), recurrent (1) or proj (2) columns."""
+    return PHASES_PER_LAYER * layer + kind
+
+
+def bits_for(max_value: int) -> int:
+    """Unsigned width that holds 0 .. max_value (at least 1)."""
+    return max(1, int(max_value).bit_length())
+
+
+@dataclass(frozen=True)
+class PhaseEntry:
+    """How one PE handles columns of one phase.
+
+    ptr_offset: pointer memory address of column 0 of the phase (column c reads ptr[ptr_offset + c] and
+                ptr[ptr_offset + c + 1]).
+    target:     GATE_TARGET (the four gate banks, bank = row % 4, address = acc_base + row // 4) or
+                PROJ_TARGET (the proj bank, address = acc_base + row).
+    acc_base:   first accumulator address of the layer in the target memory.
+    shift:      left shift of every product w * value of the phase.
+    used:       False for the proj phase of a layer without a projection (never broadcast).
+    """
+
+    ptr_offset: int
+    target: int
+    acc_base: int
+    shift: int
+    used: bool = True
+
+
+@dataclass(frozen=True)
+class PEDesign:
+    """Everything one PE is elaborated from (plain Python ints, read-only)."""
+
+    pe: int
+    entries: tuple[int, ...]          # packed words (w mod 2**weight_bits) << index_bits | z
+    pointers: tuple[int, ...]         # absolute entry addresses
+    cells: tuple[int, ...]            # local cells per layer
+    cell_base: tuple[int, ...]        # gate bank address of local cell 0, per layer
+    proj_rows: tuple[int, ...]        # local proj rows per layer (0 without projection)
+    proj_base: tuple[int, ...]        # proj bank address of local row 0, per layer
+    bias: tuple[tuple[int, int, int, int], ...]   # per gate-bank address: (b_i, b_f, b_g, b_o)
+    peephole: tuple[tuple[int, int, int], ...]    # per gate-bank address: (p_i, p_f, p_o), 0 without
+    phases: tuple[PhaseEntry, ...]
+
+    @property
+    def cell_depth(self) -> int:
+        return sum(self.cells)
+
+    @property
+    def proj_depth(self) -> int:
+        return sum(self.proj_rows)
+
+
+@dataclass(frozen=True, eq=False)
+class AcceleratorDesign:
+    """The validated, frozen description of one accelerator instance.
+
+    Attributes used by the components (hw-core and hw-elementwise):
+      numerics   sw.fixedpoint.Numerics of the encoded model
+      layers     tuple of the encoder's LayerInfo (input_size, cell_size, proj_size, recurrent_size,
+                 peephole, fw_x, fw_r, fw_p, facc, fp, gate_acc_bits, proj_acc_bits; shift_x, shift_r)
+      tables     dict of int64 arrays sigmoid_T, sigmoid_D, tanh_T, tanh_D (read-only copies)
+      acc_bits   accumulator width of every PE and of the element-wise input
+      n_pes      number of PEs
+      pes        tuple of PEDesign
+      params     HardwareParams
+    """
+
+    numerics: object
+    layers: tuple
+    tables: dict
+    acc_bits: int
+    n_pes: int
+    pes: tuple[PEDesign, ...]
+    params: HardwareParams
+    entry_bits: int
+    pointer_bits: int
+
+    # ---- derived sizes -------------------------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].recurrent_size
+
+    @property
+    def act_bits(self) -> int:
+        return self.numerics.act_bits
+
+    @property
+    def act_frac(self) -> int:
+        return self.numerics.act_frac
+
+    @property
+    def layer_bits(self) -> int:
+        return bits_for(self.n_layers - 1)
+
+    @property
+    def cell_index_bits(self) -> int:
+        return bits_for(max(layer.cell_size for layer in self.layers) - 1)
+
+    @property
+    def column_bits(self) -> int:
+        widest = max(max(layer.input_size, layer.recurrent_size, layer.cell_size) for layer in self.layers)
+        return bits_for(widest - 1)
+
+    @property
+    def phase_bits(self) -> int:
+        return bits_for(PHASES_PER_LAYER * self.n_layers - 1)
+
+    @property
+    def y_bases(self) -> tuple[int, ...]:
+        """Address of y_l[0] in the accelerator's y memory (all layers' outputs one after another)."""
+        bases, total = [], 0
+        for layer in self.layers:
+            bases.append(total)
+            total += layer.recurrent_size
+        return tuple(bases)
+
+    @property
+    def y_depth(self) -> int:
+        return sum(layer.recurrent_size for layer in self.layers)
+
+    def y_shift(self, layer: int) -> int:
+        """round_shift amount that turns the layer's y source into act_frac: the proj accumulator
+        (fw_p + unit_frac fractional bits) or, without a projection, m (unit_frac)."""
+        info = self.layers[layer]
+        source_frac = self.numerics.unit_frac + (info.fw_p if info.proj_size is not None else 0)
+        return source_frac - self.numerics.act_frac
+
+    @property
+    def total_entries(self) -> int:
+        return sum(len(pe.entries) for pe in self.pes)
+
+    # ---- construction --------------------------------------------------------------------------------
+    @classmethod
+    def from_encoded(cls, encoded, params: HardwareParams | None = None) -> "AcceleratorDesign":
+        """Check an EncodedModel against the hardware parameters and lay out every memory.
+
+        Raises ParameterError (a ValueError) when the model does not fit the parameters."""
+        params = HardwareParams() if params is None else params
+        if not isinstance(params, HardwareParams):
+            raise ParameterError(f"params must be a HardwareParams, got {type(params).__name__}")
+        for attribute in ("numerics", "n_pes", "layers", "pes", "tables", "memories"):
+            if not hasattr(encoded, attribute):
+                raise ParameterError(f"expected an EncodedModel (sw.encoder), got {type(encoded).__name__} "
+                                     f"without .{attribute}")
+        numerics = encoded.numerics
+        layers = tuple(encoded.layers)
+        n_pes = int(encoded.n_pes)
+        if n_pes < 1 or len(encoded.pes) != n_pes:
+            raise ParameterError(f"encoded model: n_pes = {n_pes} but {len(encoded.pes)} PE images")
+        if not layers:
+            raise ParameterError("encoded model has no layers")
+
+        needed_acc_bits = max(max(layer.gate_acc_bits, layer.proj_acc_bits or 0) for layer in layers)
+        needed_acc_bits = max(needed_acc_bits, int(encoded.memories["bias_bits"]))
+        if params.acc_bits is None:
+            acc_bits = needed_acc_bits
+        elif params.acc_bits < needed_acc_bits:
+            raise ParameterError(f"the model needs {needed_acc_bits}-bit accumulators (numerics.md, "
+                                 f"Accumulators) but acc_bits = {params.acc_bits}")
+        else:
+            acc_bits = params.acc_bits
+
+        entry_bits = int(encoded.memories["entry_bits"])
+        if entry_bits != numerics.weight_bits + numerics.index_bits:
+            raise ParameterError(f"encoded model: entry_bits {entry_bits} != weight_bits + index_bits "
+                                 f"({numerics.weight_bits} + {numerics.index_bits})")
+        pointer_bits = int(encoded.memories["pointer_bits"])
+
+        tables = {}
+        for name in ("sigmoid_T", "sigmoid_D", "tanh_T", "tanh_D"):
+            table = np.array(encoded.tables[name], dtype=np.int64)
+            if table.shape != ((1 << numerics.table_log2) + 1,):
+                raise ParameterError(f"encoded model: table {name} has shape {table.shape}, expected "
+                                     f"({(1 << numerics.table_log2) + 1},)")
+            table.flags.writeable = False
+            tables[name] = table
+
+        pes = tuple(cls._pe_design(encoded, image, layers, params) for image in encoded.pes)
+        return cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
+                   params=params, entry_bits=entry_bits, pointer_bits=pointer_bits)
+
+    @staticmethod
+    def _pe_design(encoded, image, layers, params: HardwareParams) -> PEDesign:
+        p = int(image.pe)
+        entries = tuple(int(word) for word in np.asarray(image.entries, dtype=np.int64))
+        if len(entries) > params.max_entry_depth:
+            raise ParameterError(f"PE {p} needs {len(entries)} entry words, more than max_entry_depth = "
+                                 f"{params.max_entry_depth}")
+        if any(word < 0 or word >> int(encoded.memories["entry_bits"]) for word in entries):
+            raise ParameterError(f"PE {p}: entry words must be unsigned {encoded.memories['entry_bits']}-bit")
+        pointers = tuple(int(v) for v in np.asarray(image.pointers, dtype=np.int64))
+        bias_words = np.asarray(image.bias, dtype=np.int64)
+        peephole_words = np.asarray(image.peephole, dtype=np.int64)
+
+        cells = tuple(int(c) for c in image.cells)
+        proj_rows = tuple(int(r) for r in image.proj_rows)
+        cell_base, proj_base, total_cells, total_proj = [], [], 0, 0
+        for l in range(len(layers)):
+            cell_base.append(total_cells)
+            proj_base.append(total_proj)
+            total_cells += cells[l]
+            total_proj += proj_rows[l]
+
+        bias, peephole, phases = [], [], []
+        for l, layer in enumerate(layers):
+            for q in range(cells[l]):
+                base = int(image.bias_base[l]) + 4 * q
+                bias.append(tuple(int(v) for v in bias_words[base:base + 4]))
+                if layer.peephole:
+                    base = int(image.peephole_base[l]) + 3 * q
+                    peephole.append(tuple(int(v) for v in peephole_words[base:base + 3]))
+                else:
+                    peephole.append((0, 0, 0))
+            gates = encoded.segment(p, l, "gates")
+            phases.append(PhaseEntry(gates.ptr_base, GATE_TARGET, cell_base[l], layer.shift_x))
+            phases.append(PhaseEntry(gates.ptr_base + layer.input_size, GATE_TARGET, cell_base[l],
+                                     layer.shift_r))
+            if layer.proj_size is not None:
+                proj = encoded.segment(p, l, "proj")
+                phases.append(PhaseEntry(proj.ptr_base, PROJ_TARGET, proj_base[l], 0))
+            else:
+                phases.append(PhaseEntry(0, PROJ_TARGET, 0, 0, used=False))
+            if min(layer.shift_x, layer.shift_r) < 0:
+                raise ParameterError(f"layer {l}: negative product shift ({layer.shift_x}, {layer.shift_r})")
+        return PEDesign(pe=p, entries=entries, pointers=pointers, cells=cells, cell_base=tuple(cell_base),
+                        proj_rows=proj_rows, proj_base=tuple(proj_base), bias=tuple(bias),
+                        peephole=tuple(peephole), phases=tuple(phases))

@@ -1,0 +1,193 @@
+"""Readout engines: they walk the PEs' read-and-reset ports in model order.
+
+- `CellReader`: cells j = 0 .. H-1 of a layer (PE j mod N, local cell j div N) into the ElementwiseUnit's
+  input stream, one cell per cycle while the unit is ready.
+- `ProjReader`: proj rows r = 0 .. P-1 (PE r mod N, local row r div N), each narrowed to a y word
+  `sat(align(acc, fw_p + unit_frac, act_frac), act_bits)` (docs/numerics.md step 8), one per cycle.
+
+Both use the PE ports' "data held until the next enable" behaviour as their output register: a read is
+issued only when the output register is free or being emptied, so no skid buffer is needed.
+
+`round_shift_saturate` is the hardware form of numerics.md's `sat(align(...))` for a constant shift.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .design import AcceleratorDesign, bits_for
+from .layouts import elementwise_in_layout
+from .pe import CellReadSignature, ProjReadSignature
+
+__all__ = ["CellReader", "ProjReader", "round_shift_saturate", "y_word_layout"]
+
+
+def round_shift_saturate(m: Module, value, shift: int, bits: int):
+    """`sat(round_shift(value, shift), bits)` of a signed Value for a constant `shift` (round half up:
+    add 2**(shift-1), arithmetic shift right; negative shift = exact left shift). Returns a signed Signal."""
+    value = value.as_signed()
+    if shift > 0:
+        widened = Signal(signed(len(value) + 1))
+        m.d.comb += widened.eq(value + (1 << (shift - 1)))
+        shifted = widened >> shift
+    elif shift < 0:
+        shifted = value << -shift
+    else:
+        shifted = value
+    high, low = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    result = Signal(signed(bits))
+    m.d.comb += result.eq(Mux(shifted > high, high, Mux(shifted < low, low, shifted)))
+    return result
+
+
+def y_word_layout(design: AcceleratorDesign) -> data.StructLayout:
+    """A y word on its way into the y memory: y_layer[index] = value."""
+    widest = max(layer.recurrent_size for layer in design.layers)
+    return data.StructLayout({
+        "layer": unsigned(design.layer_bits),
+        "index": unsigned(bits_for(widest - 1)),
+        "value": signed(design.act_bits),
+    })
+
+
+class _Command(wiring.Signature):
+    """start (pulse, only while not busy) with the layer to read; busy until the last word has left."""
+
+    def __init__(self, design: AcceleratorDesign, with_first_frame: bool):
+        members = {"start": Out(1), "layer": Out(design.layer_bits), "busy": In(1)}
+        if with_first_frame:
+            members["first_frame"] = Out(1)
+        super().__init__(members)
+
+
+class CellReader(wiring.Component):
+    """Streams every cell of a layer from the PEs into the ElementwiseUnit (`o`)."""
+
+    def __init__(self, design: AcceleratorDesign):
+        if not isinstance(design, AcceleratorDesign):
+            raise ValueError(f"CellReader needs an AcceleratorDesign, got {type(design).__name__}")
+        self._design = design
+        super().__init__({
+            "command": In(_Command(design, with_first_frame=True)),
+            "pes": Out(CellReadSignature(design)).array(design.n_pes),
+            "o": Out(stream.Signature(elementwise_in_layout(
+                design.acc_bits, design.numerics.peephole_bits, design.layer_bits, design.cell_index_bits))),
+        })
+
+    def elaborate(self, platform):
+        design = self._design
+        n_pes = design.n_pes
+        m = Module()
+
+        cell_sizes = Array(Const(layer.cell_size, design.cell_index_bits + 1) for layer in design.layers)
+        active = Signal()
+        layer = Signal(design.layer_bits)
+        first_frame = Signal()
+        cell = Signal(design.cell_index_bits + 1)       # next cell to issue
+        pe_sel = Signal(range(max(2, n_pes)))                   # cell mod N
+        local = Signal(design.cell_index_bits)          # cell div N
+        out_valid = Signal()
+        out_pe = Signal(range(max(2, n_pes)))
+        out_cell = Signal(design.cell_index_bits)
+
+        advance = ~out_valid | self.o.ready
+        issue = active & advance
+        for p, port in enumerate(self.pes):
+            m.d.comb += [port.en.eq(issue & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
+        selected = Array(port.data.as_value() for port in self.pes)[out_pe]
+        cell_data = data.View(self.pes[0].data.shape(), selected)
+        m.d.comb += [
+            self.o.valid.eq(out_valid),
+            self.o.payload.layer.eq(layer),
+            self.o.payload.cell.eq(out_cell),
+            self.o.payload.first_frame.eq(first_frame),
+            self.o.payload.acc_i.eq(cell_data.acc_i),
+            self.o.payload.acc_f.eq(cell_data.acc_f),
+            self.o.payload.acc_g.eq(cell_data.acc_g),
+            self.o.payload.acc_o.eq(cell_data.acc_o),
+            self.o.payload.peep_i.eq(cell_data.peep_i),
+            self.o.payload.peep_f.eq(cell_data.peep_f),
+            self.o.payload.peep_o.eq(cell_data.peep_o),
+            self.command.busy.eq(active | out_valid),
+        ]
+
+        with m.If(advance):
+            m.d.sync += out_valid.eq(active)
+        with m.If(issue):
+            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell), cell.eq(cell + 1)]
+            with m.If(pe_sel == n_pes - 1):
+                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
+            with m.Else():
+                m.d.sync += pe_sel.eq(pe_sel + 1)
+            with m.If(cell + 1 == cell_sizes[layer]):
+                m.d.sync += active.eq(0)
+        with m.If(self.command.start & ~active & ~out_valid):
+            m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
+                         cell.eq(0), pe_sel.eq(0), local.eq(0)]
+        return m
+
+
+class ProjReader(wiring.Component):
+    """Reads every proj accumulator of a layer (resetting it) and emits y words on `o` (always accepted:
+    `o` has no ready, one word per cycle)."""
+
+    def __init__(self, design: AcceleratorDesign):
+        if not isinstance(design, AcceleratorDesign):
+            raise ValueError(f"ProjReader needs an AcceleratorDesign, got {type(design).__name__}")
+        if all(layer.proj_size is None for layer in design.layers):
+            raise ValueError("ProjReader: the design has no layer with a projection")
+        self._design = design
+        super().__init__({
+            "command": In(_Command(design, with_first_frame=False)),
+            "pes": Out(ProjReadSignature(design)).array(design.n_pes),
+            "o": Out(stream.Signature(y_word_layout(design), always_ready=True)),
+        })
+
+    def elaborate(self, platform):
+        design = self._design
+        n_pes = design.n_pes
+        m = Module()
+
+        index_bits = len(self.o.payload.index)
+        proj_sizes = Array(Const(layer.proj_size or 0, index_bits + 1) for layer in design.layers)
+        active = Signal()
+        layer = Signal(design.layer_bits)
+        row = Signal(index_bits + 1)
+        pe_sel = Signal(range(max(2, n_pes)))
+        local = Signal(len(self.pes[0].index))
+        out_valid = Signal()
+        out_pe = Signal(range(max(2, n_pes)))
+        out_row = Signal(index_bits)
+
+        for p, port in enumerate(self.pes):
+            m.d.comb += [port.en.eq(active & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
+        acc = Array(port.data for port in self.pes)[out_pe]
+        narrowed = Signal(signed(design.act_bits))
+        per_layer = {index: round_shift_saturate(m, acc, design.y_shift(index), design.act_bits)
+                     for index, info in enumerate(design.layers) if info.proj_size is not None}
+        with m.Switch(layer):
+            for index, value in per_layer.items():
+                with m.Case(index):
+                    m.d.comb += narrowed.eq(value)
+        m.d.comb += [
+            self.o.valid.eq(out_valid),
+            self.o.payload.layer.eq(layer),
+            self.o.payload.index.eq(out_row),
+            self.o.payload.value.eq(narrowed),
+            self.command.busy.eq(active | out_valid),
+        ]
+
+        m.d.sync += out_valid.eq(active)
+        with m.If(active):
+            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row), row.eq(row + 1)]
+            with m.If(pe_sel == n_pes - 1):
+                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
+            with m.Else():
+                m.d.sync += pe_sel.eq(pe_sel + 1)
+            with m.If(row + 1 == proj_sizes[layer]):
+                m.d.sync += active.eq(0)
+        with m.If(self.command.start & ~active):
+            m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
+        return m

@@ -1,0 +1,145 @@
+"""Verilog generation: `sparselstm_top.v` plus the sidecar `sparselstm_top.json` (docs/dev/sidecar.md)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from amaranth.back import verilog as amaranth_verilog
+from amaranth.hdl import Value
+from amaranth.lib import wiring
+
+from .. import __version__
+from ..sw.errors import ParameterError
+from .accelerator import Accelerator
+from .cycle_model import predict_cycles
+from .design import AcceleratorDesign
+from .layouts import input_word_layout, output_word_layout
+from .params import HardwareParams
+
+__all__ = ["TOP_NAME", "SIDECAR_VERSION", "generate", "convert", "sidecar", "LINT_WAIVERS", "lint_command"]
+
+TOP_NAME = "sparselstm_top"
+SIDECAR_VERSION = 1
+
+# Verilator -Wall warnings that Yosys-generated Verilog raises by construction, each with the reason it is
+# benign. `lint_command` and tests/test_verilog.py lint with exactly these waivers; anything else fails.
+LINT_WAIVERS = {
+    "UNUSEDSIGNAL": "Amaranth keeps named intermediate signals and struct-view slices (e.g. the fields of a "
+                    "packed word that a stage does not use) as wires for debugging; they drive nothing.",
+    "PROCASSINIT": "Yosys declares every register with its reset value as initial value (`reg x = 0`) and "
+                   "then assigns it in an always block; this is Amaranth's init value, intended.",
+    "CASEINCOMPLETE": "Yosys emits `x = default; casez (sel) ... endcase` without a default arm; the "
+                      "assignment before the case covers the missing values.",
+    "WIDTHEXPAND": "Yosys' backend leaves operand extension implicit in arithmetic and comparisons; widths "
+                   "are exact in the Amaranth source, which is simulated bit for bit against sw.",
+    "WIDTHTRUNC": "the same for truncating assignments and for FSM state tests such as `!state`.",
+    "DECLFILENAME": "one file holds the top and its Yosys-named submodules (`sparselstm_top.pe0`, ...).",
+}
+
+
+def lint_command(verilog_path, verilator="verilator") -> list[str]:
+    """`verilator --lint-only -Wall` with the documented waivers (LINT_WAIVERS)."""
+    return [verilator, "--lint-only", "-Wall", *(f"-Wno-{rule}" for rule in sorted(LINT_WAIVERS)),
+            "--top-module", TOP_NAME, str(verilog_path)]
+
+
+def convert(design: AcceleratorDesign) -> tuple[str, Accelerator]:
+    """The Verilog text of an Accelerator with top module `sparselstm_top`."""
+    top = Accelerator(design)
+    text = amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False)
+    return text, top
+
+
+def _field_map(layout) -> dict:
+    fields = {}
+    for name, field in layout:
+        fields[name] = {"offset": field.offset, "width": field.width, "signed": field.shape.signed}
+    return fields
+
+
+def _ports(top: Accelerator) -> list[dict]:
+    ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
+    for path, member, value in top.signature.flatten(top):
+        ports.append({
+            "name": "__".join(str(part) for part in path),
+            "direction": "input" if member.flow == wiring.In else "output",
+            "width": len(Value.cast(value)),
+        })
+    return ports
+
+
+def _stream(prefix: str, layout) -> dict:
+    return {"valid": f"{prefix}__valid", "ready": f"{prefix}__ready", "payload": f"{prefix}__payload",
+            "width": layout.size, "fields": _field_map(layout)}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_dir=None) -> dict:
+    """The sidecar dictionary (docs/dev/sidecar.md)."""
+    n_pes = design.n_pes
+    params = design.params
+    encoded_info = {"path": None, "manifest_sha256": None}
+    if encoded_dir is not None:
+        encoded_dir = Path(encoded_dir).resolve()
+        encoded_info = {"path": str(encoded_dir), "manifest_sha256": _sha256(encoded_dir / "manifest.json")}
+    result = {
+        "sidecar_version": SIDECAR_VERSION,
+        "generator": f"sparselstm {__version__}",
+        "top": TOP_NAME,
+        "verilog": f"{TOP_NAME}.v",
+        "clock": "clk",
+        "reset": "rst",
+        "reset_active_high": True,
+        "reset_synchronous": True,
+        "ports": _ports(top),
+        "streams": {
+            "input": _stream("i", input_word_layout(design.act_bits)),
+            "output": _stream("o", output_word_layout(design.act_bits)),
+        },
+        "input_size": design.input_size,
+        "output_size": design.output_size,
+        "n_layers": design.n_layers,
+        "n_pes": n_pes,
+        "act_bits": design.act_bits,
+        "act_frac": design.act_frac,
+        "acc_bits": design.acc_bits,
+        "status": {"busy": "busy", "frames_done": "frames_done", "cycles": "cycles"},
+        "status_widths": {"busy": 1, "frames_done": params.counter_bits, "cycles": params.cycle_counter_bits},
+        "counters": {
+            "mac_cycles": [f"mac_cycles__pe{p}" for p in range(n_pes)],
+            "pad_cycles": [f"pad_cycles__pe{p}" for p in range(n_pes)],
+            "width": params.counter_bits,
+        },
+        "encoded": encoded_info,
+        "hardware_params": params.to_dict(),
+        "work": {"total_entries": design.total_entries,
+                 "entries_per_pe": [len(pe.entries) for pe in design.pes]},
+    }
+    if encoded is not None:
+        prediction = predict_cycles(encoded, params)
+        result["cycle_model"] = {"cycles_per_frame": prediction.steady_state,
+                                 "first_frame_cycles": prediction.first_frame}
+    return result
+
+
+def generate(encoded, params: HardwareParams | None = None, outdir=".", encoded_dir=None) -> dict:
+    """Write OUTDIR/sparselstm_top.v and OUTDIR/sparselstm_top.json; return the sidecar dictionary.
+
+    `encoded_dir`: the directory `encoded` was loaded from, recorded (with its manifest's sha256) in the
+    sidecar so a testbench can check it runs the model the Verilog was generated from."""
+    design = AcceleratorDesign.from_encoded(encoded, params or HardwareParams())
+    outdir = Path(outdir)
+    try:
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ParameterError(f"cannot create output directory {outdir}: {error.strerror}") from error
+    text, top = convert(design)
+    (outdir / f"{TOP_NAME}.v").write_text(text)
+    info = sidecar(design, top, encoded, encoded_dir)
+    (outdir / f"{TOP_NAME}.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info

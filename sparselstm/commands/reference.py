@@ -1,0 +1,65 @@
+"""`sparselstm reference`: the float64 forward pass of a model file (the baseline everything is compared to)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "reference",
+        help="run the float64 reference forward pass of a model file",
+        description="Read a model (sparselstm .npz, PyTorch .pt/.pth, ONNX .onnx), run the float64 LSTMP forward "
+                    "pass over the frames of --input and write the outputs as .npy.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="model file (.npz, .pt/.pth, .onnx)")
+    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
+                        help="input frames, float, shape (T, I) or (B, T, I)")
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
+                        help="where to write the outputs, float64, shape (T, out) or (B, T, out)")
+    parser.add_argument("--prefix", default=None,
+                        help="for a PyTorch checkpoint holding several LSTMs: the module path of the one to run "
+                             "(e.g. encoder.lstm)")
+    parser.set_defaults(func=run)
+
+
+def read_input_array(path: Path) -> np.ndarray:
+    """An input .npy as a float array; errors name the file and say what was expected."""
+    from ..sw.errors import ParameterError
+
+    if not path.is_file():
+        raise ParameterError(f"{path}: input file not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ParameterError(f"{path}: not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise ParameterError(f"{path}: expected a single .npy array, got an .npz archive")
+    if array.dtype.kind not in "fiu":
+        raise ParameterError(f"{path}: expected a real-valued numeric array, got dtype {array.dtype}")
+    return array
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..sw.errors import ParameterError
+    from ..sw.loaders import load_model
+    from ..sw.reference import reference_forward
+
+    model = load_model(args.checkpoint, prefix=args.prefix)
+    x = read_input_array(args.input)
+    try:
+        y = reference_forward(model, x)
+    except ParameterError as error:
+        raise ParameterError(f"{args.input}: {error}") from None
+    try:
+        # Through a file object: np.save(name) would append ".npy" to a name without it.
+        with open(args.output, "wb") as stream:
+            np.save(stream, y)
+    except OSError as error:
+        raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
+    frames = y.shape[-2] * (y.shape[0] if y.ndim == 3 else 1)
+    print(f"wrote {args.output}: shape {y.shape}, {frames} frame(s) through {model.describe()}")
+    return 0

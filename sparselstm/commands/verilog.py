@@ -1,0 +1,46 @@
+"""`sparselstm verilog`: generate the accelerator's Verilog and its sidecar for an encoded model."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verilog",
+        help="generate the accelerator (sparselstm_top.v) and its sidecar JSON for an encoded model",
+        description="Elaborate the Amaranth accelerator for an encoded model directory (`sparselstm encode`) "
+                    "and write OUTDIR/sparselstm_top.v and OUTDIR/sparselstm_top.json (ports, stream "
+                    "layouts, sizes, counters, the model's manifest checksum, the predicted cycles per frame; "
+                    "docs/dev/sidecar.md).",
+    )
+    parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="encoded model directory")
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="OUTDIR",
+                        help="directory to write to (created if needed)")
+    parser.add_argument("--fifo-depth", type=int, default=8, metavar="D",
+                        help="activation FIFO words per PE (default 8, as in ESE)")
+    parser.add_argument("--acc-bits", type=int, default=None, metavar="B",
+                        help="accumulator width (default: the narrowest the model needs)")
+    parser.add_argument("--max-entry-depth", type=int, default=1 << 20, metavar="WORDS",
+                        help="reject models whose largest PE entry memory exceeds this (default 1048576)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..hw.params import HardwareParams
+    from ..hw.verilog import generate
+    from ..sw.encoder import load_encoded
+
+    params = HardwareParams(fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
+                            max_entry_depth=args.max_entry_depth)
+    encoded = load_encoded(args.encoded)
+    info = generate(encoded, params, args.output, encoded_dir=args.encoded)
+    model = info.get("cycle_model", {})
+    print(f"wrote {args.output / (info['top'] + '.v')} and {args.output / (info['top'] + '.json')}")
+    print(f"  {info['n_pes']} PEs, {info['n_layers']} layer(s), input {info['input_size']}, output "
+          f"{info['output_size']}, {info['acc_bits']}-bit accumulators, FIFO depth {params.fifo_depth}")
+    print(f"  {info['work']['total_entries']} entries (max {max(info['work']['entries_per_pe'])} per PE); "
+          f"predicted {model.get('cycles_per_frame')} cycles/frame "
+          f"({model.get('first_frame_cycles')} at a sequence start)")
+    return 0

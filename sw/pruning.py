@@ -1,0 +1,213 @@
+"""Magnitude pruning, load-balance-aware (ESE, FPGA 2017; US10984308B2) or global, and PE load statistics.
+
+Rows of every matrix are dealt to the PEs round-robin, **row r -> PE r mod N**, exactly as the encoder deals
+them (docs/format.md: cell j -> PE j mod N for the gate blocks, row r -> PE r mod N for the projection).
+
+Balanced pruning (the default) keeps, in every PE's sub-matrix of a matrix, the same number of weights
+
+    keep = round(density * rows * cols / min(N, rows))
+
+namely the `keep` largest magnitudes of that sub-matrix. `min(N, rows)` is the number of PEs that hold any
+row at all: with more PEs than rows the spare PEs hold nothing and the others share the whole budget. When
+N does not divide `rows`, PEs hold `ceil(rows/N)` or `floor(rows/N)` rows; each keeps `min(keep, its size)`,
+so at a high density the smaller sub-matrices are kept whole and the matrix ends up slightly below the
+requested density, while the busiest PE (which sets the time of the product) never holds more than `keep`.
+Density 1.0 keeps every weight (no pruning); density 0.0 keeps none.
+
+Unbalanced pruning keeps the `round(density * rows * cols)` largest magnitudes of the whole matrix.
+Both round half up (`floor(x + 0.5)`), like every rounding in docs/numerics.md.
+
+Ties are broken deterministically: among equal magnitudes at the threshold, the weights that come first in
+row-major order of the (sub-)matrix are kept. Weights that are already zero may be "kept" (the mask marks the
+positions allowed to be non-zero, as a retraining mask should); they stay zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from .errors import ParameterError
+from .model import GATES, LSTMPModel
+from .quantized import QuantizedModel
+
+DEFAULT_KEY = "default"
+
+
+def check_pe_count(n_pes) -> int:
+    """`n_pes` as an int, or a ParameterError (shared by pruning and the encoder)."""
+    if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)) or n_pes < 1:
+        raise ParameterError(f"the number of PEs must be an integer >= 1, got {n_pes!r}")
+    return int(n_pes)
+
+
+def _check_density(density, where: str = "density") -> float:
+    if isinstance(density, bool) or not isinstance(density, (int, float, np.integer, np.floating)):
+        raise ParameterError(f"{where}: expected a number in [0, 1], got {density!r}")
+    density = float(density)
+    if not 0.0 <= density <= 1.0:  # also rejects NaN
+        raise ParameterError(f"{where}: density must be in [0, 1], got {density}")
+    return density
+
+
+def _keep_largest(magnitude: np.ndarray, keep: int) -> np.ndarray:
+    """Boolean mask of the `keep` largest entries of a 1-D array; ties go to the lowest index. O(n)."""
+    size = magnitude.size
+    if keep <= 0:
+        return np.zeros(size, dtype=bool)
+    if keep >= size:
+        return np.ones(size, dtype=bool)
+    threshold = np.partition(magnitude, size - keep)[size - keep]
+    mask = magnitude > threshold
+    at_threshold = magnitude == threshold
+    still_needed = keep - int(np.count_nonzero(mask))
+    mask |= at_threshold & (np.cumsum(at_threshold) <= still_needed)
+    return mask
+
+
+def balanced_keep_count(rows: int, cols: int, density: float, n_pes: int) -> int:
+    """Weights every PE keeps of a (rows, cols) matrix under balanced pruning (before the per-PE cap)."""
+    return _round_half_up(density * rows * cols / min(n_pes, rows))
+
+
+def _round_half_up(value: float) -> int:
+    return int(np.floor(value + 0.5))
+
+
+def prune_matrix(w, density: float, n_pes: int, balanced: bool = True) -> np.ndarray:
+    """The boolean mask of the weights of `w` that magnitude pruning keeps (see the module docstring)."""
+    w = np.asarray(w)
+    if w.ndim != 2:
+        raise ParameterError(f"prune_matrix: expected a 2-D matrix, got shape {w.shape}")
+    density = _check_density(density)
+    n_pes = check_pe_count(n_pes)
+    rows, cols = w.shape
+    if density == 1.0 or w.size == 0:
+        return np.ones(w.shape, dtype=bool) if density == 1.0 else np.zeros(w.shape, dtype=bool)
+    magnitude = np.abs(w.astype(np.float64, copy=False))
+    if not np.all(np.isfinite(magnitude)):
+        raise ParameterError(f"prune_matrix: {np.count_nonzero(~np.isfinite(magnitude))} non-finite weight(s)")
+    if not balanced:
+        return _keep_largest(magnitude.ravel(), _round_half_up(density * w.size)).reshape(w.shape)
+    keep = balanced_keep_count(rows, cols, density, n_pes)
+    mask = np.zeros(w.shape, dtype=bool)
+    for pe in range(min(n_pes, rows)):  # a loop over PEs, not over weights
+        sub = magnitude[pe::n_pes]
+        mask[pe::n_pes] = _keep_largest(sub.ravel(), keep).reshape(sub.shape)
+    return mask
+
+
+def resolve_densities(density, names) -> dict[str, float]:
+    """Density per matrix name from one number or a mapping (names, optionally a "default" key)."""
+    names = list(names)
+    if not isinstance(density, Mapping):
+        value = _check_density(density)
+        return {name: value for name in names}
+    unknown = sorted(set(density) - set(names) - {DEFAULT_KEY})
+    if unknown:
+        raise ParameterError(f"densities: unknown matrix name(s) {unknown}; the model's matrices are {names}")
+    missing = [name for name in names if name not in density]
+    if missing and DEFAULT_KEY not in density:
+        raise ParameterError(f"densities: no density for {missing} (give them, or a {DEFAULT_KEY!r} key)")
+    return {name: _check_density(density.get(name, density.get(DEFAULT_KEY)), f"densities[{name!r}]")
+            for name in names}
+
+
+def prune_model(model: LSTMPModel, density, n_pes: int, balanced: bool = True):
+    """Prune every matrix of `model` (names as `LSTMPModel.matrices()`).
+
+    `density`: one number for all matrices, or a mapping from matrix name to density (with an optional
+    "default" key for the names it does not list). Returns `(pruned_model, masks)`, masks by matrix name.
+    """
+    n_pes = check_pe_count(n_pes)
+    matrices = model.matrices()
+    densities = resolve_densities(density, matrices)
+    masks = {name: prune_matrix(w, densities[name], n_pes, balanced) for name, w in matrices.items()}
+    pruned = model.with_matrices({name: np.where(masks[name], w, 0.0) for name, w in matrices.items()})
+    return pruned, masks
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Load statistics
+
+
+@dataclass(frozen=True, eq=False)
+class PELoad:
+    """Non-zeros per PE of one matrix: `nonzeros[p]` for PE p (PEs without rows count 0)."""
+
+    nonzeros: np.ndarray
+
+    @property
+    def total(self) -> int:
+        return int(self.nonzeros.sum())
+
+    @property
+    def max(self) -> int:
+        return int(self.nonzeros.max())
+
+    @property
+    def mean(self) -> float:
+        return float(self.nonzeros.mean())
+
+    @property
+    def imbalance(self) -> float:
+        """max / mean: 1.0 is perfect balance; the product takes this much longer than an ideal split.
+        1.0 for an all-zero matrix (nothing to balance)."""
+        return self.max / self.mean if self.total else 1.0
+
+    def to_dict(self) -> dict:
+        return {"nonzeros_per_pe": [int(v) for v in self.nonzeros], "max": self.max, "mean": self.mean,
+                "imbalance": self.imbalance}
+
+
+@dataclass(frozen=True, eq=False)
+class LoadImbalance:
+    """`matrices`: per prunable matrix ("L0.input.i" ... "L0.proj");
+    `hardware`: per hardware matrix as the PEs see it ("L0.gates": the 8 gate blocks together, "L0.proj")."""
+
+    n_pes: int
+    matrices: dict
+    hardware: dict
+
+    def to_dict(self) -> dict:
+        return {"n_pes": self.n_pes,
+                "matrices": {name: load.to_dict() for name, load in self.matrices.items()},
+                "hardware": {name: load.to_dict() for name, load in self.hardware.items()}}
+
+
+def _nonzeros_per_pe(w: np.ndarray, n_pes: int) -> np.ndarray:
+    per_row = np.count_nonzero(w, axis=1)
+    return np.bincount(np.arange(w.shape[0]) % n_pes, weights=per_row, minlength=n_pes).astype(np.int64)
+
+
+def _named_matrices(model) -> dict[str, np.ndarray]:
+    if isinstance(model, LSTMPModel):
+        return model.matrices()
+    if isinstance(model, QuantizedModel):
+        out = {}
+        for k, layer in enumerate(model.layers):
+            h = layer.cell_size
+            for side, block in (("input", layer.w_input), ("recurrent", layer.w_recurrent)):
+                for g, gate in enumerate(GATES):
+                    out[f"L{k}.{side}.{gate}"] = block[g * h:(g + 1) * h]
+            if layer.w_proj is not None:
+                out[f"L{k}.proj"] = layer.w_proj
+        return out
+    raise ParameterError(f"load_imbalance: expected an LSTMPModel or a QuantizedModel, got {type(model).__name__}")
+
+
+def load_imbalance(model, n_pes: int) -> LoadImbalance:
+    """Non-zeros per PE (rows dealt r mod N) of every matrix and every hardware matrix of a float or
+    quantised model."""
+    n_pes = check_pe_count(n_pes)
+    matrices = {name: PELoad(_nonzeros_per_pe(w, n_pes)) for name, w in _named_matrices(model).items()}
+    hardware = {}
+    for k in range(len(model.layers)):
+        # Cell j of every gate block goes to PE j mod N, so a PE's gate load is the sum over the 8 blocks.
+        blocks = [matrices[f"L{k}.{side}.{gate}"].nonzeros for side in ("input", "recurrent") for gate in GATES]
+        hardware[f"L{k}.gates"] = PELoad(np.sum(blocks, axis=0))
+        if f"L{k}.proj" in matrices:
+            hardware[f"L{k}.proj"] = matrices[f"L{k}.proj"]
+    return LoadImbalance(n_pes, matrices, hardware)

@@ -1,0 +1,20 @@
+"""Shared pytest fixtures. Keep this small and generic: fixtures used by one test file belong in that file."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparselstm.sw.model import LSTMPModel, random_model
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A seeded generator, so every failure reproduces."""
+    return np.random.default_rng(20170222)  # ESE was presented at FPGA on 2017-02-22
+
+
+@pytest.fixture
+def small_model() -> LSTMPModel:
+    """Two layers, odd sizes, peepholes and a projection: every feature of an LSTMP, still tiny."""
+    return random_model(input_size=5, cell_size=7, proj_size=3, num_layers=2, peephole=True, seed=1)

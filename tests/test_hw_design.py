@@ -1,0 +1,118 @@
+"""AcceleratorDesign (layout of every memory), HardwareParams, layouts, and the cycle model vs simulation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, phase_index
+from sparselstm.hw.layouts import broadcast_layout, elementwise_in_layout, elementwise_out_layout
+from sparselstm.hw.params import HardwareParams
+from sparselstm.sw.encoder import encode
+from sparselstm.sw.errors import ParameterError
+from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pruning import prune_model
+from sparselstm.sw.quantize import quantize_model
+
+
+def encoded_model(input_size=7, cells=9, proj=5, layers=2, n_pes=4, density=0.3, peephole=True, seed=0):
+    model = random_model(input_size, cells, proj, num_layers=layers, peephole=peephole, seed=seed)
+    pruned, _ = prune_model(model, density, n_pes)
+    return encode(quantize_model(pruned, Numerics()), n_pes)
+
+
+def test_design_lays_out_bias_peepholes_and_phases_from_the_images():
+    encoded = encoded_model()
+    design = AcceleratorDesign.from_encoded(encoded)
+    assert design.n_pes == 4 and design.n_layers == 2
+    assert design.acc_bits == max(max(l.gate_acc_bits, l.proj_acc_bits or 0) for l in encoded.layers)
+    for p, (pe, image) in enumerate(zip(design.pes, encoded.pes)):
+        assert pe.entries == tuple(int(v) for v in image.entries)
+        address = 0
+        for l, layer in enumerate(encoded.layers):
+            assert pe.cell_base[l] == address
+            for q in range(image.cells[l]):
+                base = image.bias_base[l] + 4 * q
+                assert pe.bias[address + q] == tuple(int(v) for v in image.bias[base:base + 4])
+                base = image.peephole_base[l] + 3 * q
+                assert pe.peephole[address + q] == tuple(int(v) for v in image.peephole[base:base + 3])
+            address += image.cells[l]
+            gates = encoded.segment(p, l, "gates")
+            x, r, proj = (pe.phases[phase_index(l, k)] for k in range(3))
+            assert (x.ptr_offset, x.target, x.shift) == (gates.ptr_base, GATE_TARGET, layer.shift_x)
+            assert (r.ptr_offset, r.target, r.shift) == (gates.ptr_base + layer.input_size, GATE_TARGET,
+                                                         layer.shift_r)
+            assert (proj.ptr_offset, proj.target) == (encoded.segment(p, l, "proj").ptr_base, PROJ_TARGET)
+    assert design.y_bases == (0, 5)
+    numerics = encoded.numerics
+    assert design.y_shift(0) == encoded.layers[0].fw_p + numerics.unit_frac - numerics.act_frac
+
+
+def test_design_without_projection_or_peepholes():
+    encoded = encoded_model(proj=None, layers=1, peephole=False, n_pes=2)
+    design = AcceleratorDesign.from_encoded(encoded)
+    assert not design.pes[0].phases[phase_index(0, 2)].used
+    assert all(p == (0, 0, 0) for pe in design.pes for p in pe.peephole)
+    assert design.y_shift(0) == encoded.numerics.unit_frac - encoded.numerics.act_frac
+
+
+def test_design_rejects_models_that_do_not_fit():
+    encoded = encoded_model(layers=1, n_pes=1)
+    with pytest.raises(ParameterError, match="accumulators"):
+        AcceleratorDesign.from_encoded(encoded, HardwareParams(acc_bits=10))
+    with pytest.raises(ParameterError, match="max_entry_depth"):
+        AcceleratorDesign.from_encoded(encoded, HardwareParams(max_entry_depth=3))
+    with pytest.raises(ParameterError, match="HardwareParams"):
+        AcceleratorDesign.from_encoded(encoded, {"fifo_depth": 8})
+    with pytest.raises(ParameterError, match="EncodedModel"):
+        AcceleratorDesign.from_encoded(object())
+
+
+@pytest.mark.parametrize("changes", [{"fifo_depth": 1}, {"fifo_depth": True}, {"acc_bits": 1},
+                                     {"counter_bits": 4}, {"max_entry_depth": 0}])
+def test_hardware_params_reject_bad_values(changes):
+    with pytest.raises(ValueError, match="HardwareParams"):
+        HardwareParams(**changes)
+
+
+def test_hardware_params_round_trip():
+    params = HardwareParams(fifo_depth=4, acc_bits=40)
+    assert HardwareParams.from_dict(params.to_dict()) == params
+    with pytest.raises(ValueError, match="unknown"):
+        HardwareParams.from_dict({"fifo": 4})
+
+
+def test_layouts_have_the_contract_fields_and_reject_bad_widths():
+    layout = elementwise_in_layout(31, 16, 1, 6)
+    assert [name for name, _ in layout] == ["layer", "cell", "first_frame", "acc_i", "acc_f", "acc_g", "acc_o",
+                                            "peep_i", "peep_f", "peep_o"]
+    assert layout.size == 1 + 6 + 1 + 4 * 31 + 3 * 16
+    assert [name for name, _ in elementwise_out_layout(16, 1, 6)] == ["layer", "cell", "m"]
+    assert broadcast_layout(16, 8, 2).size == 26
+    for bad in (0, -1, 2.0, True):
+        with pytest.raises(ValueError):
+            elementwise_in_layout(bad, 16, 1, 6)
+
+
+@pytest.mark.parametrize("shape", [(13, 24, 10, 1, 4), (20, 64, 32, 1, 4), (9, 12, None, 2, 2)])
+def test_cycle_model_predicts_simulated_cycles(shape):
+    from test_hw_accelerator import rtl_forward   # the same simulation harness
+
+    input_size, cells, proj, layers, n_pes = shape
+    model = random_model(input_size, cells, proj, num_layers=layers, seed=1)
+    pruned, _ = prune_model(model, 0.2, n_pes)
+    encoded = encode(quantize_model(pruned, Numerics()), n_pes)
+    design = AcceleratorDesign.from_encoded(encoded)
+    rng = np.random.default_rng(1)
+    # no zero activations in x (the model assumes none are skipped); frames 0 (start) and 1, 2 (steady)
+    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (3, input_size)) * rng.choice([-1, 1], (3, input_size)),
+                            encoded.numerics)
+    _, status = rtl_forward(design, x_q, np.array([True, False, False]), record_frame_cycles=True)
+    frame_cycles = status["frame_cycles"]
+    steady = (frame_cycles[2] - frame_cycles[0]) / 2
+    prediction = predict_cycles(design)
+    assert prediction.steady_state == pytest.approx(steady, rel=0.10)
+    assert prediction.first_frame == pytest.approx(frame_cycles[0], rel=0.25)
+    assert max(prediction.mac_cycles) <= prediction.steady_state

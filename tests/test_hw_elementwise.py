@@ -1,0 +1,387 @@
+# amaranth: UnusedElaboratable=no
+"""hw/elementwise.py against the software numerics, word for word.
+
+Two sources of expected words: sw.golden.golden_trace of a quantised model (the real forward pass), and, for
+inputs no sensible model produces (huge accumulators, extreme peepholes, saturated cells), a cell step
+assembled from sw.fixedpoint primitives following docs/numerics.md, itself checked against golden_trace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, assume, given, settings, strategies as st
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
+from sparselstm.sw.encoder import encode
+from sparselstm.sw.errors import ParameterError
+from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
+from sparselstm.sw.golden import golden_trace
+from sparselstm.sw.model import LSTMPLayer, LSTMPModel
+from sparselstm.sw.quantize import quantize_model
+
+GATES = ("i", "f", "g", "o")
+
+
+# ---- the expected words -------------------------------------------------------------------------------------
+
+def reference_cell(n: Numerics, tables, layer: ElementwiseLayer, acc: dict, peep: dict, c_prev: int):
+    """(c, m) of one cell, docs/numerics.md steps 2-7, from sw.fixedpoint primitives (Python ints)."""
+    def peephole_term(gate, c):
+        return align(peep[gate] * c, layer.fp + n.cell_frac, layer.facc) if layer.peephole else 0
+
+    pre_i = narrow(acc["i"] + peephole_term("i", c_prev), layer.facc, n.pre_frac, n.pre_bits)
+    pre_f = narrow(acc["f"] + peephole_term("f", c_prev), layer.facc, n.pre_frac, n.pre_bits)
+    pre_g = narrow(acc["g"], layer.facc, n.pre_frac, n.pre_bits)
+    i, f, g = sigmoid_q(pre_i, tables, n), sigmoid_q(pre_f, tables, n), tanh_q(pre_g, tables, n)
+    fs = n.cell_sum_frac
+    cell_sum = ((f * c_prev) << (fs - n.unit_frac - n.cell_frac)) + ((i * g) << (fs - 2 * n.unit_frac))
+    c = narrow(cell_sum, fs, n.cell_frac, n.cell_bits)
+    pre_o = narrow(acc["o"] + peephole_term("o", c), layer.facc, n.pre_frac, n.pre_bits)
+    tc = tanh_q(narrow(c, n.cell_frac, n.pre_frac, n.pre_bits), tables, n)
+    m = narrow(sigmoid_q(pre_o, tables, n) * tc, 2 * n.unit_frac, n.unit_frac, n.unit_bits)
+    return c, m
+
+
+def reference_outputs(n: Numerics, tables, layers, items: list[dict]) -> tuple[list[tuple], list[int]]:
+    """Expected (layer, cell, m) per item in order, and every c produced, keeping c per (layer, cell)."""
+    state: dict[tuple[int, int], int] = {}
+    outputs, cells = [], []
+    for item in items:
+        key = (item["layer"], item["cell"])
+        c_prev = 0 if item["first_frame"] else state.get(key, 0)
+        acc = {gate: item[f"acc_{gate}"] for gate in GATES}
+        peep = {gate: item[f"peep_{gate}"] for gate in ("i", "f", "o")}
+        c, m = reference_cell(n, tables, layers[item["layer"]], acc, peep, c_prev)
+        state[key] = c
+        outputs.append((item["layer"], item["cell"], m))
+        cells.append(c)
+    return outputs, cells
+
+
+def item(layer, cell, first_frame, acc, peep=(0, 0, 0)) -> dict:
+    return dict(layer=layer, cell=cell, first_frame=int(first_frame),
+                **{f"acc_{gate}": int(a) for gate, a in zip(GATES, acc)},
+                **{f"peep_{gate}": int(p) for gate, p in zip(("i", "f", "o"), peep)})
+
+
+def frames_of_items(layers, frames: int, starts, make_acc, make_peep, rng, shuffle=True) -> list[dict]:
+    """Every cell of every layer for each frame, in a random cell order per layer and frame."""
+    items = []
+    for t in range(frames):
+        for index, layer in enumerate(layers):
+            order = rng.permutation(layer.cell_size) if shuffle else range(layer.cell_size)
+            for j in order:
+                peep = make_peep(index, int(j)) if layer.peephole else (0, 0, 0)
+                items.append(item(index, int(j), starts[t], make_acc(index, int(j), t), peep))
+    return items
+
+
+# ---- driving the unit --------------------------------------------------------------------------------------
+
+def run_unit(dut: ElementwiseUnit, items: list[dict], rng, idle: float = 0.0, stall: float = 0.0):
+    """Offer `items` with random gaps, take outputs with random stalls, check the stream protocol on o.
+
+    Returns (outputs as (layer, cell, m) in order, input handshake cycles, output handshake cycles)."""
+    outputs, accepted_at, taken_at = [], [], []
+    gaps = iter(rng.random(len(items) * 40 + 100) < idle)
+    stalls = iter(rng.random(len(items) * 40 + 400) < stall)
+
+    async def producer(ctx):
+        cycle = 0
+        for payload in items:
+            while next(gaps):
+                await ctx.tick()
+                cycle += 1
+            ctx.set(dut.i.valid, 1)
+            ctx.set(dut.i.payload, payload)
+            while True:
+                _, _, ready = await ctx.tick().sample(dut.i.ready)
+                cycle += 1
+                if ready:
+                    break
+            accepted_at.append(cycle)
+            ctx.set(dut.i.valid, 0)
+
+    async def consumer(ctx):
+        held = None       # an offered but untaken word must stay offered, unchanged
+        for cycle, stalled in enumerate(stalls, start=1):
+            ctx.set(dut.o.ready, int(not stalled))
+            _, _, valid, *word = await ctx.tick().sample(dut.o.valid, dut.o.p.layer, dut.o.p.cell, dut.o.p.m)
+            if held is not None:
+                assert valid and tuple(word) == held, "output word withdrawn or changed before it was taken"
+            held = tuple(word) if valid and stalled else None
+            if valid and not stalled:
+                outputs.append(tuple(word))
+                taken_at.append(cycle)
+            if len(outputs) == len(items):
+                for _ in range(2 * ElementwiseUnit.LATENCY):     # nothing more may come out
+                    ctx.set(dut.o.ready, 1)
+                    _, _, valid = await ctx.tick().sample(dut.o.valid)
+                    assert not valid, "more outputs than inputs"
+                return
+        raise AssertionError(f"only {len(outputs)} of {len(items)} outputs came out")
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    return outputs, accepted_at, taken_at
+
+
+def assert_outputs_equal(got: list[tuple], expected: list[tuple]) -> None:
+    assert len(got) == len(expected)
+    assert [w[:2] for w in got] == [w[:2] for w in expected], "outputs lost, duplicated or reordered"
+    wrong = [k for k, (a, b) in enumerate(zip(got, expected)) if a != b]
+    assert not wrong, (f"{len(wrong)} wrong m words, first at items {wrong[:5]}: got {[got[k] for k in wrong[:5]]}"
+                       f", expected {[expected[k] for k in wrong[:5]]}")
+
+
+# ---- a quantised model and its golden trace ----------------------------------------------------------------
+
+def mixed_model(seed: int) -> LSTMPModel:
+    """Two layers with different scales (so different FACC and fp); peepholes in layer 0 only."""
+    rng = np.random.default_rng(seed)
+    h0, p0, h1 = 7, 3, 6
+    return LSTMPModel((
+        LSTMPLayer(rng.uniform(-0.8, 0.8, (4 * h0, 5)), rng.uniform(-0.8, 0.8, (4 * h0, p0)),
+                   rng.uniform(-1, 1, 4 * h0), peephole=rng.uniform(-1.5, 1.5, (3, h0)),
+                   w_proj=rng.uniform(-1, 1, (p0, h0)), name="layer0"),
+        LSTMPLayer(rng.uniform(-6, 6, (4 * h1, p0)), rng.uniform(-6, 6, (4 * h1, h1)),
+                   rng.uniform(-4, 4, 4 * h1), name="layer1"),
+    ))
+
+
+def test_matches_golden_trace_over_frames_and_sequences(rng):
+    """acc words from golden_trace in, m words of golden_trace out; two sequences, so c resets once."""
+    numerics = Numerics()
+    qmodel = quantize_model(mixed_model(3), numerics)
+    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=2))
+    assert design.layers[0].facc != design.layers[1].facc
+    frames = 7
+    starts = np.array([1, 0, 0, 0, 1, 0, 0], dtype=bool)
+    x = rng.integers(-8 << numerics.act_frac, 8 << numerics.act_frac, (frames, qmodel.input_size))
+    trace = golden_trace(qmodel, x, sequence_starts=starts)
+    dut = ElementwiseUnit.from_design(design)
+
+    def acc(layer, j, t):
+        h = qmodel.layers[layer].cell_size
+        return [trace[t][layer]["acc"][k * h + j] for k in range(4)]
+
+    def peep(layer, j):
+        return [qmodel.layers[layer].peephole[k, j] for k in range(3)]
+
+    items = frames_of_items(dut.layers, frames, starts, acc, peep, rng)
+    per_frame = sum(layer.cell_size for layer in dut.layers)
+    expected = [(it["layer"], it["cell"], int(trace[k // per_frame][it["layer"]]["m"][it["cell"]]))
+                for k, it in enumerate(items)]
+    got, _, _ = run_unit(dut, items, rng, idle=0.2, stall=0.3)
+    assert_outputs_equal(got, expected)
+    # The primitive-built reference agrees with golden_trace, so the tests below that use it are sound.
+    reference, cells = reference_outputs(numerics, design.tables, dut.layers, items)
+    assert reference == expected
+    assert len({m for _, _, m in expected}) > len(expected) // 2, "too many equal m words to be a real test"
+
+
+# ---- configurations beyond one model --------------------------------------------------------------------
+
+OTHER_NUMERICS = [
+    Numerics(),
+    # cell_frac < unit_frac (the f*c_prev product is shifted), pre_frac > cell_frac (tanh input shifted left),
+    # a narrow cell word that saturates quickly, smaller tables.
+    Numerics(cell_bits=16, cell_frac=12, pre_bits=14, pre_frac=13, table_log2=8),
+    # cell_frac > unit_frac (the i*g product is shifted), narrow unit words.
+    Numerics(unit_bits=12, unit_frac=10, cell_bits=22, cell_frac=15, pre_bits=12, pre_frac=7, table_log2=6),
+]
+
+# facc below pre_frac (left shift to pre), peephole term shifted right and shifted left; one layer without.
+LAYERS = (ElementwiseLayer(cell_size=12, facc=25, fp=17), ElementwiseLayer(cell_size=5, facc=5),
+          ElementwiseLayer(cell_size=11, facc=40, fp=10))
+ACC_BITS = 52
+
+
+def realistic_acc(layers, rng):
+    """Accumulators of a few units, so the gates are neither all saturated nor all at 0.5."""
+    return lambda layer, j, t: [int(v) for v in np.round(rng.normal(0, 2.5, 4) * 2.0 ** layers[layer].facc)]
+
+
+def extreme_acc(rng):
+    """Anything in the accumulator word, extremes included."""
+    low, high = -(1 << (ACC_BITS - 1)), (1 << (ACC_BITS - 1)) - 1
+    choices = [low, high, 0, -1, 1]
+    return lambda layer, j, t: [int(rng.choice(choices)) if rng.random() < 0.3 else int(rng.integers(low, high))
+                                for _ in range(4)]
+
+
+def any_peephole(numerics, rng):
+    low, high = -(1 << (numerics.peephole_bits - 1)), (1 << (numerics.peephole_bits - 1)) - 1
+    return lambda layer, j: [int(rng.choice([low, high])) if rng.random() < 0.2 else int(rng.integers(low, high))
+                             for _ in range(3)]
+
+
+@pytest.mark.parametrize("numerics", OTHER_NUMERICS, ids=["default", "narrow_cell", "wide_cell"])
+@pytest.mark.parametrize("idle,stall", [(0.0, 0.0), (0.5, 0.2), (0.1, 0.7)])
+def test_three_layers_random_stalls(numerics, idle, stall, rng):
+    tables = activation_tables(numerics)
+    dut = ElementwiseUnit(numerics, tables, LAYERS, acc_bits=ACC_BITS)
+    frames = 4
+    starts = [1, 0, 1, 0]
+    items = frames_of_items(LAYERS, frames, starts, realistic_acc(LAYERS, rng), any_peephole(numerics, rng), rng)
+    expected, _ = reference_outputs(numerics, tables, LAYERS, items)
+    got, _, _ = run_unit(dut, items, rng, idle, stall)
+    assert_outputs_equal(got, expected)
+
+
+@pytest.mark.parametrize("numerics", OTHER_NUMERICS[:2], ids=["default", "narrow_cell"])
+def test_saturating_inputs(numerics, rng):
+    """Huge accumulators and extreme peepholes: every narrowing saturates somewhere, nothing wraps."""
+    tables = activation_tables(numerics)
+    dut = ElementwiseUnit(numerics, tables, LAYERS, acc_bits=ACC_BITS)
+    items = frames_of_items(LAYERS, 3, [1, 0, 0], extreme_acc(rng), any_peephole(numerics, rng), rng)
+    expected, _ = reference_outputs(numerics, tables, LAYERS, items)
+    got, _, _ = run_unit(dut, items, rng, idle=0.2, stall=0.4)
+    assert_outputs_equal(got, expected)
+
+
+def test_cell_state_saturates_and_comes_back(rng):
+    """i = f = g = 1 drives c up by 1.0 per frame into saturation; then g = -1 drives it down to the other.
+
+    Two one-cell layers: every item revisits a cell right behind its previous visit (the interlock case)."""
+    numerics = Numerics(cell_bits=18, cell_frac=14)        # c in [-8, 8): saturates after 8 frames
+    tables = activation_tables(numerics)
+    layers = (ElementwiseLayer(cell_size=1, facc=20, fp=14), ElementwiseLayer(cell_size=1, facc=12))
+    dut = ElementwiseUnit(numerics, tables, layers, acc_bits=40)
+    big = (1 << 39) - 1
+    items = []
+    for t in range(36):
+        g = big if t < 12 else -big
+        for layer in range(2):
+            items.append(item(layer, 0, t == 0, (big, big, g, big), (0, 0, 0) if layer else (1000, 1000, -1000)))
+    expected, cells = reference_outputs(numerics, tables, layers, items)
+    assert max(cells) == (1 << 17) - 1 and min(cells) == -(1 << 17), "the test must drive c into both limits"
+    got, _, _ = run_unit(dut, items, rng, idle=0.1, stall=0.3)
+    assert_outputs_equal(got, expected)
+
+
+def test_first_frame_clears_state_without_waiting(rng):
+    """A first frame uses c_prev = 0 even right behind the same cell, and needs no interlock."""
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    layers = (ElementwiseLayer(cell_size=2, facc=20, fp=15),)
+    dut = ElementwiseUnit(numerics, tables, layers, acc_bits=32)
+    acc = realistic_acc(layers, rng)
+    peep = any_peephole(numerics, rng)
+    items = [item(0, j, True, acc(0, j, 0), peep(0, j)) for _ in range(6) for j in range(2)]
+    expected, _ = reference_outputs(numerics, tables, layers, items)
+    got, accepted_at, _ = run_unit(dut, items, rng)
+    assert_outputs_equal(got, expected)
+    assert np.all(np.diff(accepted_at) == 1), "first-frame items must not wait for the cell-state write"
+
+
+def test_latency_throughput_and_interlock(rng):
+    """No stalls: LATENCY cycles to the first output, then one per cycle while cells revisit no sooner than
+    MIN_REVISIT_DISTANCE items; a cell revisited sooner waits for its own write, and stays exact."""
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    distance = ElementwiseUnit.MIN_REVISIT_DISTANCE
+    layers = (ElementwiseLayer(cell_size=distance, facc=20, fp=15), ElementwiseLayer(cell_size=3, facc=18))
+    dut = ElementwiseUnit(numerics, tables, layers, acc_bits=32)
+    acc = realistic_acc(layers, rng)
+    peep = any_peephole(numerics, rng)
+    wide = frames_of_items(layers[:1], 3, [1, 0, 0], acc, peep, rng, shuffle=False)
+    narrow_layer = [dict(it, layer=1) for it in frames_of_items(layers[1:], 3, [1, 0, 0], acc, peep, rng,
+                                                                 shuffle=False)]
+    items = wide + narrow_layer
+    expected, _ = reference_outputs(numerics, tables, layers, items)
+    got, accepted_at, taken_at = run_unit(dut, items, rng)
+    assert_outputs_equal(got, expected)
+    assert taken_at[0] - accepted_at[0] == ElementwiseUnit.LATENCY
+    steps = np.diff(accepted_at)
+    assert np.all(steps[:len(wide) - 1] == 1), "a layer of MIN_REVISIT_DISTANCE cells must run at full rate"
+    # Layer 1 (3 cells): from its second frame on, cell 0 waits until its previous c is written, i.e. until
+    # MIN_REVISIT_DISTANCE cycles after its previous visit; cells 1 and 2 follow at full rate.
+    wait = distance - 2
+    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, wait, 1, 1, wait, 1, 1]
+
+
+@st.composite
+def formats_and_layers(draw):
+    """Any valid number format (small tables) with 1-3 small layers of any FACC and peephole scale."""
+    unit_bits, cell_bits, pre_bits = draw(st.integers(3, 18)), draw(st.integers(2, 24)), draw(st.integers(2, 14))
+    try:
+        numerics = Numerics(unit_bits=unit_bits, unit_frac=draw(st.integers(0, unit_bits - 2)),
+                            cell_bits=cell_bits, cell_frac=draw(st.integers(0, cell_bits - 1)),
+                            pre_bits=pre_bits, pre_frac=draw(st.integers(0, pre_bits - 1)),
+                            table_log2=draw(st.integers(1, min(pre_bits - 1, 8))),
+                            peephole_bits=draw(st.integers(2, 18)))
+    except ParameterError:
+        assume(False)
+    layers = tuple(ElementwiseLayer(cell_size=draw(st.integers(1, 4)), facc=draw(st.integers(-4, 40)),
+                                    fp=draw(st.none() | st.integers(-4, 30)))
+                   for _ in range(draw(st.integers(1, 3))))
+    return numerics, layers, draw(st.integers(2, 48))
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(config=formats_and_layers(), seed=st.integers(0, 2**32 - 1))
+def test_any_format_and_layers(config, seed):
+    numerics, layers, acc_bits = config
+    rng = np.random.default_rng(seed)
+    tables = activation_tables(numerics)
+    low, high = -(1 << (acc_bits - 1)), (1 << (acc_bits - 1)) - 1
+    peep_low, peep_high = -(1 << (numerics.peephole_bits - 1)), (1 << (numerics.peephole_bits - 1)) - 1
+
+    def acc(layer, j, t):
+        if rng.random() < 0.5:      # the whole word
+            return [int(v) for v in rng.integers(low, high, 4, endpoint=True)]
+        # a few units at FACC, inside the word
+        return [int(np.clip(np.round(v * 2.0 ** layers[layer].facc), low, high)) for v in rng.normal(0, 3, 4)]
+
+    def peep(layer, j):
+        return [int(v) for v in rng.integers(peep_low, peep_high, 3, endpoint=True)]
+
+    items = frames_of_items(layers, 3, [1, 0, 0], acc, peep, rng)
+    expected, _ = reference_outputs(numerics, tables, layers, items)
+    got, _, _ = run_unit(ElementwiseUnit(numerics, tables, layers, acc_bits=acc_bits), items, rng, 0.2, 0.3)
+    assert_outputs_equal(got, expected)
+
+
+# ---- construction ------------------------------------------------------------------------------------------
+
+def test_from_design_uses_the_design_constants():
+    qmodel = quantize_model(mixed_model(5))
+    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=3))
+    dut = ElementwiseUnit.from_design(design)
+    assert dut.layers == (ElementwiseLayer(7, design.layers[0].facc, design.layers[0].fp),
+                          ElementwiseLayer(6, design.layers[1].facc, None))
+    assert (dut.acc_bits, dut.layer_bits, dut.cell_index_bits) == (design.acc_bits, design.layer_bits,
+                                                                    design.cell_index_bits)
+    assert dut.cell_bases == (0, 7) and dut.cell_depth == 13
+    Fragment.get(dut, platform=None)          # and it elaborates
+
+
+def test_constructor_rejects_bad_parameters():
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    layers = (ElementwiseLayer(cell_size=4, facc=20),)
+    with pytest.raises(ValueError, match="cell_size"):
+        ElementwiseLayer(cell_size=0, facc=20)
+    with pytest.raises(ValueError, match="fp"):
+        ElementwiseLayer(cell_size=4, facc=20, fp=1.5)
+    with pytest.raises(ValueError, match="non-empty"):
+        ElementwiseUnit(numerics, tables, (), acc_bits=32)
+    with pytest.raises(ValueError, match="acc_bits"):
+        ElementwiseUnit(numerics, tables, layers, acc_bits=1)
+    with pytest.raises(ValueError, match="cell_index_bits"):
+        ElementwiseUnit(numerics, tables, (ElementwiseLayer(cell_size=5, facc=20),), acc_bits=32,
+                        cell_index_bits=2)
+    with pytest.raises(ValueError, match="layer_bits"):
+        ElementwiseUnit(numerics, tables, layers * 3, acc_bits=32, layer_bits=1)
+    with pytest.raises(ValueError, match="Numerics"):
+        ElementwiseUnit(numerics.to_dict(), tables, layers, acc_bits=32)
+    with pytest.raises(ValueError, match="tanh_T"):
+        ElementwiseUnit(numerics, {k: v for k, v in tables.items() if k != "tanh_T"}, layers, acc_bits=32)

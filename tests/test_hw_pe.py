@@ -1,0 +1,200 @@
+"""SparsePE against a NumPy SpMV over the same quantised matrices (ref_* computes, rtl_* simulates)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from sparselstm.hw.design import AcceleratorDesign, phase_index
+from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.pe import SparsePE
+from sparselstm.sw.encoder import encode
+from sparselstm.sw.fixedpoint import Numerics
+from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
+
+NUMERICS = Numerics()
+
+
+def make_layer(w_gates, w_proj=None, fw_x=10, fw_r=8, seed=0, peephole=True) -> QuantizedLayer:
+    """A quantised layer with chosen integer matrices (fw_x != fw_r so both product shifts are exercised)."""
+    rng = np.random.default_rng(seed)
+    w_gates = np.asarray(w_gates, dtype=np.int64)
+    cells = w_gates.shape[0] // 4
+    recurrent = cells if w_proj is None else w_proj.shape[0]
+    inputs = w_gates.shape[1] - recurrent
+    facc = NUMERICS.act_frac + max(fw_x, fw_r)
+    return QuantizedLayer(
+        input_size=inputs, cell_size=cells, recurrent_size=recurrent, w_gates=w_gates,
+        fw_x=fw_x, fw_r=fw_r, facc=facc, bias=rng.integers(-5000, 5000, 4 * cells),
+        peephole=rng.integers(-3000, 3000, (3, cells)) if peephole else None, fp=14 if peephole else None,
+        w_proj=w_proj, fw_p=12 if w_proj is not None else None)
+
+
+def random_sparse(rng, shape, density, bits=12):
+    values = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), shape)
+    return np.where(rng.random(shape) < density, values, 0)
+
+
+# ---- reference ---------------------------------------------------------------------------------------------
+def ref_pe_accumulators(layer: QuantizedLayer, n_pes: int, pe: int, x, yprev, m):
+    """Expected gate accumulators (cells_p, 4) and proj accumulators (proj_rows_p,) of one PE."""
+    shift_x, shift_r = layer.shift_x, layer.shift_r
+    acc = (layer.w_input @ np.asarray(x, dtype=np.int64)) * (1 << shift_x) \
+        + (layer.w_recurrent @ np.asarray(yprev, dtype=np.int64)) * (1 << shift_r) + layer.bias
+    cells = np.arange(pe, layer.cell_size, n_pes)
+    gates = np.stack([acc[k * layer.cell_size + cells] for k in range(4)], axis=1)
+    proj = None
+    if layer.w_proj is not None:
+        proj = (layer.w_proj @ np.asarray(m, dtype=np.int64))[np.arange(pe, layer.proj_size, n_pes)]
+    return gates, proj
+
+
+# ---- RTL ---------------------------------------------------------------------------------------------------
+def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=0):
+    """Send broadcast words [(phase, column, value)] with random gaps, wait until idle, read every cell
+    and proj accumulator twice (the second read checks the reset). Returns (gates, proj, resets, counts)."""
+    dut = SparsePE(design, pe_index)
+    pe = design.pes[pe_index]
+    result = {}
+
+    async def testbench(ctx):
+        rng = random.Random(seed)
+        for phase, column, value in words:
+            while rng.random() < stall:
+                await ctx.tick()
+            ctx.set(dut.i.payload, {"segment": phase, "column": column, "value": value})
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick().until(dut.i.ready)
+            ctx.set(dut.i.valid, 0)
+        await ctx.tick()
+        while ctx.get(dut.busy):
+            await ctx.tick()
+
+        async def read_cell(q):
+            ctx.set(dut.cell_read.en, 1)
+            ctx.set(dut.cell_read.layer, layer_index)
+            ctx.set(dut.cell_read.index, q)
+            await ctx.tick()
+            ctx.set(dut.cell_read.en, 0)
+            await ctx.tick()   # the data is held: it must survive an idle cycle (and the bias write-back)
+            data = ctx.get(dut.cell_read.data)
+            return [data.acc_i, data.acc_f, data.acc_g, data.acc_o], [data.peep_i, data.peep_f, data.peep_o]
+
+        async def read_proj(r):
+            ctx.set(dut.proj_read.en, 1)
+            ctx.set(dut.proj_read.layer, layer_index)
+            ctx.set(dut.proj_read.index, r)
+            await ctx.tick()
+            ctx.set(dut.proj_read.en, 0)
+            await ctx.tick()
+            return ctx.get(dut.proj_read.data)
+
+        cells = pe.cells[layer_index]
+        result["gates"] = [(await read_cell(q))[0] for q in range(cells)]
+        result["after_reset"] = [(await read_cell(q)) for q in range(cells)]
+        rows = pe.proj_rows[layer_index]
+        result["proj"] = [await read_proj(r) for r in range(rows)]
+        result["proj_after_reset"] = [await read_proj(r) for r in range(rows)]
+        result["mac_cycles"] = ctx.get(dut.mac_cycles)
+        result["pad_cycles"] = ctx.get(dut.pad_cycles)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    return result
+
+
+def broadcast_words(layer: QuantizedLayer, x, yprev, m, layer_index=0):
+    """Every non-zero vector element as a broadcast word, in the accelerator's order."""
+    words = [(phase_index(layer_index, 0), c, int(v)) for c, v in enumerate(x) if v]
+    words += [(phase_index(layer_index, 1), c, int(v)) for c, v in enumerate(yprev) if v]
+    if m is not None:
+        words += [(phase_index(layer_index, 2), c, int(v)) for c, v in enumerate(m) if v]
+    return words
+
+
+def check_pe(qmodel: QuantizedModel, n_pes: int, pe_index: int, seed: int, stall=0.3, fifo_depth=8):
+    layer = qmodel.layers[0]
+    encoded = encode(qmodel, n_pes)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=fifo_depth))
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-30000, 30000, layer.input_size) * (rng.random(layer.input_size) < 0.8)
+    yprev = rng.integers(-30000, 30000, layer.recurrent_size)
+    m = rng.integers(-16384, 16384, layer.cell_size) if layer.w_proj is not None else None
+    gates, proj = ref_pe_accumulators(layer, n_pes, pe_index, x, yprev, m)
+    got = rtl_pe_accumulators(design, pe_index, broadcast_words(layer, x, yprev, m), stall=stall, seed=seed)
+    assert np.array_equal(np.array(got["gates"], dtype=np.int64).reshape(-1, 4), gates)
+    cells = np.arange(pe_index, layer.cell_size, n_pes)
+    for q, (after, peeps) in enumerate(got["after_reset"]):
+        assert after == [int(layer.bias[k * layer.cell_size + cells[q]]) for k in range(4)]
+        expected_peeps = [int(v) for v in layer.peephole[:, cells[q]]] if layer.peephole is not None else [0] * 3
+        assert peeps == expected_peeps
+    if proj is not None:
+        assert got["proj"] == [int(v) for v in proj]
+        assert got["proj_after_reset"] == [0] * len(proj)
+    segments = [encoded.segment(pe_index, 0, "gates")] + \
+        ([encoded.segment(pe_index, 0, "proj")] if layer.w_proj is not None else [])
+    return got, segments, (x, yprev, m)
+
+
+@pytest.mark.parametrize("n_pes, pe_index", [(1, 0), (2, 1), (4, 3)])
+@pytest.mark.parametrize("density", [1.0, 0.3, 0.05])
+def test_pe_matches_numpy_spmv(n_pes, pe_index, density):
+    rng = np.random.default_rng(int(density * 100) + n_pes)
+    cells, inputs, proj = 6, 5, 3
+    w_proj = random_sparse(rng, (proj, cells), density)
+    layer = make_layer(random_sparse(rng, (4 * cells, inputs + proj), density), w_proj=w_proj)
+    check_pe(QuantizedModel(NUMERICS, (layer,)), n_pes, pe_index, seed=n_pes)
+
+
+def test_pe_counts_every_entry_processed():
+    rng = np.random.default_rng(7)
+    layer = make_layer(random_sparse(rng, (4 * 9, 7 + 9), 0.2), peephole=False)
+    got, segments, (x, yprev, _) = check_pe(QuantizedModel(NUMERICS, (layer,)), 1, 0, seed=3, stall=0.0)
+    gates = segments[0]
+    encoded_pe = encode(QuantizedModel(NUMERICS, (layer,)), 1).segment_entries(0, 0, "gates")
+    values = np.concatenate([x, yprev])
+    active = values[encoded_pe.column] != 0        # zero activations are skipped: their columns cost nothing
+    assert got["mac_cycles"] == int(np.count_nonzero(active & ~encoded_pe.padding))
+    assert got["pad_cycles"] == int(np.count_nonzero(active & encoded_pe.padding))
+    assert gates.padding > 0, "the test matrix must contain padding"
+
+
+def test_pe_same_row_at_column_boundary_and_empty_columns():
+    # Every column holds only local row 5 (or nothing): each update reads the row the previous one writes.
+    cells, inputs = 2, 6
+    w = np.zeros((4 * cells, inputs + cells), dtype=np.int64)
+    local_row_5 = 1 * cells + 1            # gate f of cell 1 -> local row 4*1 + 1 = 5 with one PE
+    w[local_row_5, [0, 1, 2, 4, 6, 7]] = [100, -200, 300, 7, -1, 2047]
+    layer = make_layer(w, peephole=False)
+    check_pe(QuantizedModel(NUMERICS, (layer,)), 1, 0, seed=1, stall=0.0)
+    check_pe(QuantizedModel(NUMERICS, (layer,)), 1, 0, seed=2, stall=0.5)
+
+
+def test_pe_padding_heavy_columns_and_minimum_fifo():
+    # 40 cells on one PE = 160 local rows; non-zeros only every 37th row -> two padding entries per gap.
+    cells, inputs = 40, 3
+    rng = np.random.default_rng(5)
+    w = np.zeros((4 * cells, inputs + cells), dtype=np.int64)
+    rows = np.arange(0, 4 * cells, 37)
+    w[rows, :] = rng.integers(1, 2000, (rows.size, inputs + cells))
+    layer = make_layer(w, peephole=True)
+    got, segments, _ = check_pe(QuantizedModel(NUMERICS, (layer,)), 1, 0, seed=4, stall=0.2, fifo_depth=2)
+    assert segments[0].padding >= segments[0].nonzeros
+
+
+def test_pe_all_zero_matrix_keeps_bias():
+    layer = make_layer(np.zeros((4 * 3, 4 + 3), dtype=np.int64))
+    got, _, _ = check_pe(QuantizedModel(NUMERICS, (layer,)), 2, 0, seed=0)
+    assert got["mac_cycles"] == 0
+
+
+def test_pe_rejects_bad_index():
+    layer = make_layer(np.ones((4, 2), dtype=np.int64))
+    design = AcceleratorDesign.from_encoded(encode(QuantizedModel(NUMERICS, (layer,)), 1))
+    with pytest.raises(ValueError, match="pe_index"):
+        SparsePE(design, 1)

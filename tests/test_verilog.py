@@ -1,0 +1,114 @@
+"""Verilog generation: the file, the sidecar (docs/dev/sidecar.md), the CLI, and verilator lint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from sparselstm.cli import main
+from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.verilog import LINT_WAIVERS, TOP_NAME, generate, lint_command
+from sparselstm.sw.encoder import encode, write_encoded
+from sparselstm.sw.fixedpoint import Numerics
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pruning import prune_model
+from sparselstm.sw.quantize import quantize_model
+
+VERILATOR_BIN = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/verilator/bin"
+
+
+def small_encoded(n_pes=2, proj=4, layers=1, peephole=True):
+    model = random_model(11, 8, proj, num_layers=layers, peephole=peephole, seed=2)
+    pruned, _ = prune_model(model, 0.4, n_pes)
+    return encode(quantize_model(pruned, Numerics()), n_pes)
+
+
+def module_ports(verilog_text: str) -> dict[str, tuple[str, int]]:
+    """{port: (direction, width)} of the top module, read from its declarations."""
+    body = verilog_text[verilog_text.index(f"module {TOP_NAME}("):]
+    body = body[:body.index("endmodule")]
+    ports = {}
+    for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
+        ports[name] = (direction, int(msb) + 1 if msb else 1)
+    return ports
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    encoded = small_encoded(n_pes=3)
+    encoded_dir = tmp_path_factory.mktemp("encoded")
+    write_encoded(encoded, encoded_dir)
+    outdir = tmp_path_factory.mktemp("verilog")
+    info = generate(encoded, HardwareParams(fifo_depth=4), outdir, encoded_dir=encoded_dir)
+    return info, outdir, encoded_dir
+
+
+def test_sidecar_matches_the_verilog_ports(generated):
+    info, outdir, _ = generated
+    text = (outdir / f"{TOP_NAME}.v").read_text()
+    ports = module_ports(text)
+    assert {p["name"]: (p["direction"], p["width"]) for p in info["ports"]} == ports
+    assert json.loads((outdir / f"{TOP_NAME}.json").read_text()) == info
+    for stream in info["streams"].values():
+        for key in ("valid", "ready", "payload"):
+            assert stream[key] in ports
+        assert ports[stream["payload"]][1] == stream["width"]
+    for name in list(info["status"].values()) + info["counters"]["mac_cycles"] + info["counters"]["pad_cycles"]:
+        assert ports[name][0] == "output"
+    assert ports[info["clock"]] == ("input", 1) and ports[info["reset"]] == ("input", 1)
+
+
+def test_sidecar_content(generated):
+    info, _, encoded_dir = generated
+    assert info["top"] == TOP_NAME and info["n_pes"] == 3
+    assert (info["input_size"], info["output_size"], info["act_bits"], info["act_frac"]) == (11, 4, 16, 11)
+    assert info["streams"]["input"]["fields"] == {
+        "value": {"offset": 0, "width": 16, "signed": True}, "first": {"offset": 16, "width": 1, "signed": False}}
+    assert info["streams"]["output"]["fields"]["last"] == {"offset": 16, "width": 1, "signed": False}
+    assert info["hardware_params"]["fifo_depth"] == 4
+    manifest = Path(encoded_dir) / "manifest.json"
+    assert info["encoded"] == {"path": str(Path(encoded_dir).resolve()),
+                               "manifest_sha256": hashlib.sha256(manifest.read_bytes()).hexdigest()}
+    assert info["cycle_model"]["cycles_per_frame"] >= max(info["work"]["entries_per_pe"])
+
+
+def _lint(verilog_path):
+    verilator = shutil.which("verilator", path=f"{VERILATOR_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+    if verilator is None:
+        pytest.skip("verilator not installed")
+    result = subprocess.run(lint_command(verilog_path, verilator), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "%Warning" not in result.stderr and "%Error" not in result.stderr
+
+
+def test_verilator_lint_is_clean_with_the_documented_waivers(generated):
+    _, outdir, _ = generated
+    _lint(outdir / f"{TOP_NAME}.v")
+    assert set(LINT_WAIVERS) and all(reason for reason in LINT_WAIVERS.values())
+
+
+def test_verilator_lint_single_pe_two_layers_without_projection(tmp_path):
+    # one PE, one-word memories and no proj path: the corner cases of zero-width wires
+    generate(small_encoded(n_pes=1, proj=None, layers=2, peephole=False), None, tmp_path)
+    _lint(tmp_path / f"{TOP_NAME}.v")
+
+
+def test_cli_writes_both_files_and_reports_errors(tmp_path, capsys):
+    encoded_dir = tmp_path / "enc"
+    write_encoded(small_encoded(n_pes=1, proj=None, peephole=False), encoded_dir)
+    outdir = tmp_path / "out"
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--fifo-depth", "2"]) == 0
+    assert (outdir / f"{TOP_NAME}.v").is_file()
+    info = json.loads((outdir / f"{TOP_NAME}.json").read_text())
+    assert info["hardware_params"]["fifo_depth"] == 2 and info["output_size"] == 8
+    assert "cycles/frame" in capsys.readouterr().out
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--acc-bits", "6"]) == 1
+    assert "acc_bits = 6" in capsys.readouterr().err
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--fifo-depth", "1"]) == 1
