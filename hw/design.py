@@ -17,6 +17,10 @@ Accumulator memories of a PE: four *gate banks* (bank k holds gate k of every lo
 `cell_base[l] + q`) and one *proj bank* (address `proj_base[l] + local proj row`). Local row `4*q + k` of
 docs/format.md goes to bank `k` at `cell_base[l] + q`, so the element-wise readout gets the four gates of a
 cell in one cycle.
+
+Layer 0's gate accumulators are double-buffered (frame parity): the next frame's input columns accumulate
+into one copy while the element-wise pass of the last layer still reads and resets the other. Copy 1 of
+layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE's total cell count).
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ class PhaseEntry:
     acc_base:   first accumulator address of the layer in the target memory.
     shift:      left shift of every product w * value of the phase.
     used:       False for the proj phase of a layer without a projection (never broadcast).
+    acc_base_alt: the base for words of accumulator copy 1 (layer 0's gate phases; = acc_base elsewhere).
     """
 
     ptr_offset: int
@@ -64,6 +69,10 @@ class PhaseEntry:
     acc_base: int
     shift: int
     used: bool = True
+    acc_base_alt: int | None = None
+
+    def base_for(self, buffer: int) -> int:
+        return self.acc_base if buffer == 0 or self.acc_base_alt is None else self.acc_base_alt
 
 
 @dataclass(frozen=True)
@@ -83,7 +92,23 @@ class PEDesign:
 
     @property
     def cell_depth(self) -> int:
+        """Cells of every layer (one copy): the depth of the bias and peephole memories."""
         return sum(self.cells)
+
+    @property
+    def alt_base(self) -> int:
+        """Gate bank address of copy 1 of layer 0's local cell 0."""
+        return self.cell_depth
+
+    @property
+    def gate_depth(self) -> int:
+        """Gate bank words: every layer's cells, plus the second copy of layer 0."""
+        return self.cell_depth + self.cells[0]
+
+    def gate_bank_init(self, gate: int) -> list[int]:
+        """Initial contents of gate bank `gate`: the biases (both copies of layer 0)."""
+        words = [bias[gate] for bias in self.bias]
+        return words + words[:self.cells[0]]
 
     @property
     def proj_depth(self) -> int:
@@ -260,9 +285,11 @@ class AcceleratorDesign:
                 else:
                     peephole.append((0, 0, 0))
             gates = encoded.segment(p, l, "gates")
-            phases.append(PhaseEntry(gates.ptr_base, GATE_TARGET, cell_base[l], layer.shift_x))
+            alt = total_cells if l == 0 else None     # layer 0 is double-buffered (see module docstring)
+            phases.append(PhaseEntry(gates.ptr_base, GATE_TARGET, cell_base[l], layer.shift_x,
+                                     acc_base_alt=alt))
             phases.append(PhaseEntry(gates.ptr_base + layer.input_size, GATE_TARGET, cell_base[l],
-                                     layer.shift_r))
+                                     layer.shift_r, acc_base_alt=alt))
             if layer.proj_size is not None:
                 proj = encoded.segment(p, l, "proj")
                 phases.append(PhaseEntry(proj.ptr_base, PROJ_TARGET, proj_base[l], 0))

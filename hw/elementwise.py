@@ -175,6 +175,8 @@ class ElementwiseUnit(wiring.Component):
         n = self.numerics
         last = self.LATENCY
         any_peephole = any(layer.peephole for layer in self.layers)
+        # The stage numbers below assume it: gates enter the activation pipelines at 4 and 13, leave at 7, 16.
+        assert ActivationPipeline.LATENCY == 3
         m = Module()
 
         # ---- submodules: the activation datapaths (lanes share a ROM) and the cell state ----------------

@@ -77,12 +77,14 @@ def output_word_layout(act_bits: int) -> data.StructLayout:
 
 def broadcast_layout(act_bits: int, column_bits: int, segment_bits: int) -> data.StructLayout:
     """One activation word sent to every PE's FIFO: the value of column `column` of segment `segment`
-    (index into the PE's segment table: which pointers to read and which product shift to apply)."""
+    (index into the PE's segment (phase) table: which pointers to read and which product shift to apply);
+    `buffer` selects the accumulator copy of a double-buffered segment (hw/design.py)."""
     _check_width("act_bits", act_bits, 2)
     _check_width("column_bits", column_bits)
     _check_width("segment_bits", segment_bits)
     return data.StructLayout({
         "segment": unsigned(segment_bits),
+        "buffer": unsigned(1),
         "column": unsigned(column_bits),
         "value": signed(act_bits),
     })

@@ -125,9 +125,14 @@ class LSTMPLayer:
         w_input = np.array(self.w_input)
         w_recurrent = np.array(self.w_recurrent)
         h = self.cell_size
+        current = self.matrices()
         for name, value in matrices.items():
             if name == "proj":
-                continue
+                continue  # the constructor checks the projection's shape
+            value = np.asarray(value)
+            if value.shape != current[name].shape:
+                raise ModelError(f"{self.name}: matrix {name!r} must keep its shape {current[name].shape}, "
+                                 f"got {value.shape}")
             side, gate = name.split(".")
             k = GATES.index(gate)
             target = w_input if side == "input" else w_recurrent
@@ -180,6 +185,12 @@ class LSTMPModel:
             head, _, name = full_name.partition(".")
             if not head.startswith("L") or not head[1:].isdigit() or int(head[1:]) >= len(self.layers):
                 raise ModelError(f"unknown matrix name {full_name!r}")
+            layer = self.layers[int(head[1:])]
+            expected = layer.matrices().get(name)
+            if expected is None:
+                raise ModelError(f"unknown matrix name {full_name!r}")
+            if name != "proj" and np.shape(value) != expected.shape:
+                raise ModelError(f"{full_name}: expected shape {expected.shape}, got {np.shape(value)}")
             per_layer.setdefault(int(head[1:]), {})[name] = value
         return LSTMPModel(tuple(layer.with_matrices(per_layer.get(k, {})) for k, layer in enumerate(self.layers)))
 

@@ -339,7 +339,7 @@ def set_lstmp_model(model: SpeechClassifier, lstmp: LSTMPModel) -> None:
             for name, value in values.items():
                 if name not in params or tuple(params[name].shape) != value.shape:
                     raise TrainError(f"{name}: the LSTMPModel's shape {value.shape} does not fit the classifier")
-                params[name].copy_(torch.as_tensor(value, dtype=torch.float32))
+                params[name].copy_(torch.tensor(np.array(value), dtype=torch.float32))
 
 
 # ------------------------------------------------------------------------------------ checkpoints

@@ -182,6 +182,22 @@ def test_unit_without_tag(rng):
     assert_words_equal(got, sigmoid_q(codes, tables, numerics), codes, "sigmoid")
 
 
+def test_from_design_takes_the_encoded_tables():
+    from sparselstm.hw.design import AcceleratorDesign
+    from sparselstm.sw.encoder import encode
+    from sparselstm.sw.model import random_model
+    from sparselstm.sw.quantize import quantize_model
+
+    numerics = Numerics(pre_bits=12, pre_frac=8, table_log2=6)
+    design = AcceleratorDesign.from_encoded(encode(quantize_model(random_model(3, 4), numerics), n_pes=2))
+    dut = ActivationUnit.from_design(design, "tanh", tag_shape=unsigned(3))
+    assert dut.numerics == numerics and dut.tables is design.tables
+    codes = all_codes(numerics)[::5]
+    received = run_unit_with_stalls(dut, codes, np.arange(len(codes)) % 8, np.random.default_rng(1), 0.1, 0.1)
+    got = np.array([y for y, _ in received], dtype=np.int64)
+    assert_words_equal(got, tanh_q(codes, design.tables, numerics), codes, "tanh")
+
+
 def test_constructors_reject_bad_parameters():
     numerics = Numerics()
     tables = activation_tables(numerics)

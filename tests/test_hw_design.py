@@ -90,7 +90,7 @@ def test_layouts_have_the_contract_fields_and_reject_bad_widths():
                                             "peep_i", "peep_f", "peep_o"]
     assert layout.size == 1 + 6 + 1 + 4 * 31 + 3 * 16
     assert [name for name, _ in elementwise_out_layout(16, 1, 6)] == ["layer", "cell", "m"]
-    assert broadcast_layout(16, 8, 2).size == 26
+    assert broadcast_layout(16, 8, 2).size == 27
     for bad in (0, -1, 2.0, True):
         with pytest.raises(ValueError):
             elementwise_in_layout(bad, 16, 1, 6)

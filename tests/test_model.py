@@ -130,8 +130,6 @@ def test_with_matrices_checks_the_projection_shape():
         random_model(3, 5, proj_size=2).with_matrices({"L0.proj": np.zeros((2, 4))})
 
 
-@pytest.mark.xfail(strict=True, reason="model.py: gate blocks are assigned with NumPy broadcasting, so a wrong "
-                                       "shape is either broadcast silently or fails with a bare ValueError")
 @pytest.mark.parametrize("block", [np.zeros((4, 3)), np.zeros(3), np.zeros((1, 3))])
 def test_with_matrices_rejects_wrongly_shaped_gate_blocks(block):
     with pytest.raises(ModelError, match=r"L0\.input\.i"):
