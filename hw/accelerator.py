@@ -92,11 +92,12 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, proj_reader.pes[p], pe.proj_read)
 
         # ---- status --------------------------------------------------------------------------------------
-        pes_busy = pes[0].busy
+        pes_busy, pes_proj_busy = pes[0].busy, pes[0].proj_busy
         for pe in pes[1:]:
-            pes_busy = pes_busy | pe.busy
+            pes_busy, pes_proj_busy = pes_busy | pe.busy, pes_proj_busy | pe.proj_busy
         m.d.comb += [
             scheduler.pes_busy.eq(pes_busy),
+            scheduler.pes_proj_busy.eq(pes_proj_busy),
             scheduler.bcast_busy.eq(broadcaster.busy),
             self.busy.eq(scheduler.busy),
             self.frames_done.eq(scheduler.frames_done),

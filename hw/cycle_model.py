@@ -2,9 +2,12 @@
 
 It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the
 activation FIFO, the job register and the entry walker (one entry per cycle, empty columns free), with the
-broadcaster sending one column per cycle to all PEs only when every FIFO has room. Fixed latencies (FIFO,
-pointer fetch, MAC pipeline, element-wise pipeline, state changes) are constants below, calibrated against
-the Amaranth simulation (tests/test_hw_design.py compares both).
+broadcaster sending one column per cycle to all PEs only when every FIFO has room, alternating between the
+m words of the element-wise pass and the next frame's input words as the scheduler does. The steady-state
+period runs from one frame's last-layer element-wise pass to the next one's: that pass with the next
+frame's layer-0 input interleaved, then layer 0's recurrent columns once the projection readout is done,
+then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element-wise pipeline, state
+changes) are constants below, calibrated against the Amaranth simulation (tests/test_hw_design.py).
 
 Assumptions: every activation is non-zero (zero-skipping only makes frames faster), the input stream is
 always valid and the output stream always ready. `steady_state` is a frame that continues a sequence (its
@@ -34,7 +37,7 @@ class CyclePrediction:
     steady_state: int          # cycles of a frame continuing a sequence
     first_frame: int           # cycles of a frame starting a sequence
     mac_cycles: tuple[int, ...]  # entries (non-zeros + padding) each PE processes in a steady-state frame
-    phases: dict               # steady-state cycles per layer and phase, for reports
+    phases: dict               # per layer and phase (x, r, proj): the busiest PE's entries
 
     @property
     def ideal(self) -> float:
@@ -56,88 +59,143 @@ def column_work(design: AcceleratorDesign, layer: int, kind: int) -> np.ndarray:
     return work
 
 
-def _broadcast(work: np.ndarray, fifo_depth: int, available: np.ndarray | None = None) -> tuple[int, int]:
-    """(cycles until every PE has processed its entries, cycles until the last column was sent), counted
-    from the first column offered to the broadcaster.
+class _Stream:
+    """Columns offered to the broadcaster: entries per (PE, column), the earliest cycle each column may be
+    offered, and optionally a gate: a function of the other streams' completion that opens it."""
 
-    work: (n_pes, columns) entries; available: earliest cycle each column can be offered (default: all
-    at once, i.e. one per cycle)."""
-    n_pes, columns = work.shape
-    if columns == 0:
-        return 0, 0
-    last_sent = 0
-    queues = [[] for _ in range(n_pes)]   # (entries, visible_at) of words in a PE's FIFO
-    job = [None] * n_pes                  # entries of the column in the job register (visible next cycle)
-    remaining = [0] * n_pes               # entries left in the walker
-    sent = 0
+    def __init__(self, work: np.ndarray, available=None, opens_after=None):
+        self.work = work
+        self.available = available
+        self.opens_after = opens_after      # callable(done: dict) -> cycle or None (not yet known)
+        self.sent = 0
+        self.completed = np.zeros(work.shape[0], dtype=np.int64)   # columns finished per PE
+        self.done_at = None
+
+    def ready(self, cycle: int, done: dict) -> bool:
+        if self.sent >= self.work.shape[1]:
+            return False
+        if self.available is not None and self.available[self.sent] > cycle:
+            return False
+        if self.opens_after is not None:
+            opens = self.opens_after(done)
+            return opens is not None and opens <= cycle
+        return True
+
+
+def _simulate(streams: list[_Stream], fifo_depth: int) -> int:
+    """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of columns,
+    alternating between streams when more than one can send (as the scheduler does). Sets each stream's
+    `done_at` (cycle its last column was finished by every PE, plus the MAC drain) and returns the cycle
+    everything is done."""
+    n_pes = streams[0].work.shape[0]
+    queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream) per FIFO word
+    job = [None] * n_pes                     # (entries, stream) in the job register
+    walking = [None] * n_pes                 # stream of the column being walked
+    remaining = [0] * n_pes
+    done: dict = {}
+    last_stream = -1
     cycle = 0
+
+    def finish(p, stream_index):
+        stream = streams[stream_index]
+        stream.completed[p] += 1
+        if stream.completed.min() == stream.work.shape[1] and stream.done_at is None:
+            stream.done_at = cycle + MAC_DRAIN
+            done[stream_index] = stream.done_at
+
+    for index, stream in enumerate(streams):
+        if stream.work.shape[1] == 0:
+            stream.done_at = 0
+            done[index] = 0
     while True:
-        # broadcaster: one column per cycle when every FIFO has room
-        if sent < columns and (available is None or available[sent] <= cycle) \
-                and all(len(q) < fifo_depth for q in queues):
+        candidates = [k for k, stream in enumerate(streams) if stream.ready(cycle, done)]
+        if candidates and all(len(q) < fifo_depth for q in queues):
+            others = [k for k in candidates if k != last_stream]
+            chosen = others[0] if others else candidates[0]
+            stream = streams[chosen]
             for p in range(n_pes):
-                queues[p].append((int(work[p, sent]), cycle + FIFO_LATENCY))
-            sent += 1
-            last_sent = cycle + 1
-        idle = sent == columns
+                queues[p].append((int(stream.work[p, stream.sent]), cycle + FIFO_LATENCY, chosen))
+            stream.sent += 1
+            last_stream = chosen
         for p in range(n_pes):
             if remaining[p] > 0:
                 remaining[p] -= 1
+                if remaining[p] == 0:
+                    finish(p, walking[p])
             taken = False
-            if remaining[p] == 0 and job[p] is not None and job[p] > 0:
-                remaining[p], taken = job[p], True
-            if job[p] is None or job[p] == 0 or taken:
+            if remaining[p] == 0 and job[p] is not None and job[p][0] > 0:
+                remaining[p], walking[p], taken = job[p][0], job[p][1], True
+            if job[p] is None or job[p][0] == 0 or taken:
+                if job[p] is not None and job[p][0] == 0:
+                    finish(p, job[p][1])
+                job[p] = None
                 if queues[p] and queues[p][0][1] <= cycle:
-                    job[p] = queues[p].pop(0)[0]
-                else:
-                    job[p] = None
-            idle = idle and not queues[p] and (job[p] is None or job[p] == 0) and remaining[p] == 0
+                    entries, _, index = queues[p].pop(0)
+                    job[p] = (entries, index)
         cycle += 1
-        if idle:
-            return cycle + MAC_DRAIN, last_sent
+        if all(stream.done_at is not None for stream in streams):
+            return max(stream.done_at for stream in streams)
+        if cycle > 10_000_000:  # pragma: no cover - a bug in the replay, not a property of the design
+            raise RuntimeError("cycle model did not converge")
 
 
 def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
-    """Predict cycles per frame (see the module docstring). `params` is accepted for symmetry and ignored:
-    the FIFO depth comes from the design."""
+    """Predict cycles per frame (see the module docstring). An EncodedModel is accepted too (with
+    `params`), for the Verilog sidecar."""
     if not isinstance(design, AcceleratorDesign):
-        # allow an EncodedModel for convenience (the Verilog sidecar)
         design = AcceleratorDesign.from_encoded(design, params)
     depth = design.params.fifo_depth
-    phases, first_total, steady_total = {}, 0, 0
-    mac = np.zeros(design.n_pes, dtype=np.int64)
+    layers = design.layers
     last = design.n_layers - 1
-    readout_last = 0
-    x_time_layer0 = 0
-    for l, info in enumerate(design.layers):
-        x_work = column_work(design, l, PHASE_X)
-        r_work = column_work(design, l, PHASE_R)
-        gates_steady = _broadcast(np.concatenate([x_work, r_work], axis=1), depth)[0] + READER_LATENCY
-        gates_first = _broadcast(x_work, depth)[0] + READER_LATENCY
-        if l == 0:
-            # while layer 0's x columns stream in, the previous frame's last readout may still run
-            x_time_layer0 = _broadcast(x_work, depth)[1]
-        ew = info.cell_size + ELEMENTWISE_LATENCY + READER_LATENCY
-        if info.proj_size is not None:
-            arrival = ELEMENTWISE_LATENCY + READER_LATENCY + np.arange(info.cell_size)
-            ew = _broadcast(column_work(design, l, PHASE_PROJ), depth, arrival)[0]
-            readout = info.proj_size + READER_LATENCY + 1
-        else:
-            readout = 0
-        if l == last:
-            readout_last, readout = readout, 0
-        layer_steady = gates_steady + ew + readout + 4 * STATE_OVERHEAD
-        layer_first = gates_first + ew + readout + 4 * STATE_OVERHEAD
-        phases[f"layer{l}"] = {"gates": gates_steady, "elementwise_proj": ew, "readout": readout}
-        steady_total += layer_steady
-        first_total += layer_first
-        mac += x_work.sum(axis=1) + r_work.sum(axis=1)
-        if info.proj_size is not None:
-            mac += column_work(design, l, PHASE_PROJ).sum(axis=1)
-    # the last layer's readout overlaps the next frame's layer-0 input phase; only the excess shows
-    hidden = min(readout_last, x_time_layer0)
-    steady_total += readout_last - hidden
-    first_total += readout_last - hidden
-    phases["last_readout_exposed"] = readout_last - hidden
-    return CyclePrediction(steady_state=int(steady_total), first_frame=int(first_total),
+    work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
+            for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
+    ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY
+
+    def gates(l, with_recurrent=True):
+        columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
+        return _simulate([_Stream(np.concatenate(columns, axis=1))], depth) + READER_LATENCY + STATE_OVERHEAD
+
+    def elementwise(l, overlap_next_input=False, recurrent_next=False):
+        """EW of layer l (+ proj and its readout); optionally with the next frame's layer-0 input words
+        interleaved, and then its layer-0 recurrent words once the readout is done. Returns cycles from
+        the start of EW until everything listed is done (readout included)."""
+        info = layers[l]
+        arrival = ew_arrival + np.arange(info.cell_size)
+        has_proj = info.proj_size is not None
+        streams = [_Stream(work[(l, PHASE_PROJ)] if has_proj else np.zeros((design.n_pes, info.cell_size),
+                                                                            dtype=np.int64), arrival)]
+        readout = (info.proj_size + READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
+
+        def readout_done(done):
+            return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
+
+        if overlap_next_input:
+            streams.append(_Stream(work[(0, PHASE_X)]))
+            if recurrent_next:
+                streams.append(_Stream(work[(0, PHASE_R)],
+                                       opens_after=lambda done: None if 1 not in done or readout_done(done) is None
+                                       else max(done[1], readout_done(done))))
+        end = _simulate(streams, depth)
+        return max(end, streams[0].done_at + readout) + STATE_OVERHEAD
+
+    # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
+    steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
+    for l in range(last):
+        steady += elementwise(l) + gates(l + 1)
+    steady += STATE_OVERHEAD  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
+
+    # first frame of a stream: nothing to overlap with, no recurrent columns
+    first = gates(0, with_recurrent=False)
+    for l in range(design.n_layers):
+        first += elementwise(l)
+        if l < last:
+            first += gates(l + 1, with_recurrent=False)
+
+    mac = np.zeros(design.n_pes, dtype=np.int64)
+    for (l, kind), entries in work.items():
+        mac += entries.sum(axis=1)
+    phases = {f"layer{l}": {kind: int(work[(l, k)].sum(axis=1).max())
+                            for kind, k in (("x", PHASE_X), ("r", PHASE_R), ("proj", PHASE_PROJ))}
+              for l in range(design.n_layers)}
+    return CyclePrediction(steady_state=int(steady), first_frame=int(first),
                            mac_cycles=tuple(int(v) for v in mac), phases=phases)

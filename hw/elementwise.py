@@ -279,6 +279,8 @@ class ElementwiseUnit(wiring.Component):
         gate_o_16, tanh_c_16 = sigmoid.y[2], tanh.y[1]
 
         # ---- stages 16-18: m -----------------------------------------------------------------------------
+        # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
+        # because it is the formula of docs/numerics.md and costs two comparators.
         output_product_17 = register(gate_o_16 * tanh_c_16, "output_product_17")
         m_18 = register(_saturate(_round_shift(output_product_17, n.unit_frac), n.unit_bits), "m_18",
                         signed(n.unit_bits))

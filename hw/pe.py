@@ -14,15 +14,20 @@ Pipeline (one entry per cycle in steady state; nothing downstream of the FIFO ev
                                        A: acc[row] += product  (read port transparent for the write port,
                                                                 so back-to-back updates of one row are exact)
 
+W, M and A stall together for one cycle when a cell's bias write-back (below) needs the gate banks' write
+port in the same cycle as a gate MAC; the frozen stages re-issue their reads, so forwarding stays exact.
+
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) initialised with the
 bias, one proj bank initialised with 0. Two read-and-reset ports serve the controller:
 
-- `cell_read`: `en` with (`layer`, `index` = local cell q) at cycle t gives, from t+1 and held until the next
-  `en`, the cell's four gate accumulators and three peephole weights; at t+1 the PE writes the bias back.
+- `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
+  cycle t gives, from t+1 and held until the next `en`, the cell's four gate accumulators and three peephole
+  weights; at t+1 the PE writes the bias back.
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
-The controller must only use `cell_read` while no gate-phase word is queued or in flight in this PE, and
-`proj_read` while no proj-phase word is (both ports share the write port of the bank with the MAC).
+The controller must only read a cell while no word for that cell's layer and copy is queued or in flight,
+and use `proj_read` while no proj-phase word is (`proj_busy` low; the reset shares the proj bank's write
+port with the MAC).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class CellReadSignature(wiring.Signature):
             "en": Out(1),
             "layer": Out(design.layer_bits),
             "index": Out(design.cell_index_bits),
+            "buffer": Out(1),
             "data": In(cell_data_layout(design.acc_bits, design.numerics.peephole_bits)),
         })
 
@@ -89,7 +95,8 @@ class SparsePE(wiring.Component):
     """PE `pe_index` of `design`.
 
     Ports: `i` (broadcast words), `cell_read`, `proj_read` (read-and-reset), `busy` (work queued or in
-    flight), `mac_cycles` / `pad_cycles` (entries processed: real non-zeros / padding).
+    flight), `proj_busy` (proj-phase work queued or in flight), `mac_cycles` / `pad_cycles` (entries
+    processed: real non-zeros / padding).
     """
 
     def __init__(self, design: AcceleratorDesign, pe_index: int):
@@ -105,6 +112,7 @@ class SparsePE(wiring.Component):
             "cell_read": In(CellReadSignature(design)),
             "proj_read": In(ProjReadSignature(design)),
             "busy": Out(1),
+            "proj_busy": Out(1),
             "mac_cycles": Out(counter_bits),
             "pad_cycles": Out(counter_bits),
         })
@@ -128,10 +136,10 @@ class SparsePE(wiring.Component):
         m.submodules.pointers = pointer_mem = Memory(
             shape=unsigned(design.pointer_bits), depth=_memory_depth(len(pe.pointers)), init=pe.pointers)
         cell_depth = _memory_depth(pe.cell_depth)
+        gate_depth = _memory_depth(pe.gate_depth)
         gate_banks = []
         for k in range(4):
-            init = [bias[k] for bias in pe.bias] or [0]
-            bank = Memory(shape=signed(acc_bits), depth=cell_depth, init=init)
+            bank = Memory(shape=signed(acc_bits), depth=gate_depth, init=pe.gate_bank_init(k))
             m.submodules[f"gate_bank{k}"] = bank
             gate_banks.append(bank)
         m.submodules.proj_bank = proj_bank = Memory(
@@ -166,14 +174,15 @@ class SparsePE(wiring.Component):
         word = data.View(word_layout, fifo.r_data)
         phase_ptr_offset = Signal(range(len(pe.pointers) + 1))
         phase_target = Signal(1)
-        phase_base = Signal(range(max(cell_depth, pe.proj_depth, 1) + 1))
+        phase_base = Signal(range(max(gate_depth, pe.proj_depth, 1) + 1))
         phase_shift = Signal(bits_for(max_shift))   # >= 1 bit: no zero-width wires in the Verilog
         with m.Switch(word.segment):
             for index, phase in enumerate(pe.phases):
                 if phase.used:
                     with m.Case(index):
                         m.d.comb += [phase_ptr_offset.eq(phase.ptr_offset), phase_target.eq(phase.target),
-                                     phase_base.eq(phase.acc_base), phase_shift.eq(phase.shift)]
+                                     phase_base.eq(Mux(word.buffer, phase.base_for(1), phase.base_for(0))),
+                                     phase_shift.eq(phase.shift)]
 
         job_valid = Signal()
         job_value = Signal.like(word.value)
@@ -210,11 +219,13 @@ class SparsePE(wiring.Component):
         walk_base = Signal.like(job_base)
         walk_shift = Signal.like(job_shift)
         walk_last = walk_addr + 1 == walk_end
+        stall = Signal()              # a bias write-back owns the gate banks' write port this cycle
         m.d.comb += [
-            job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
+            job_taken.eq(~stall & job_valid & ~job_empty & (~walk_active | walk_last)),
             entry_port.addr.eq(walk_addr),
+            entry_port.en.eq(~stall),
         ]
-        with m.If(walk_active):
+        with m.If(walk_active & ~stall):
             m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0)]
             with m.If(walk_last):
                 m.d.sync += walk_active.eq(0)
@@ -232,28 +243,31 @@ class SparsePE(wiring.Component):
         mul_target = Signal.like(walk_target)
         mul_base = Signal.like(walk_base)
         mul_shift = Signal.like(walk_shift)
-        m.d.sync += [
-            mul_valid.eq(walk_active), mul_first.eq(walk_first), mul_value.eq(walk_value),
-            mul_target.eq(walk_target), mul_base.eq(walk_base), mul_shift.eq(walk_shift),
-        ]
+        with m.If(~stall):
+            m.d.sync += [
+                mul_valid.eq(walk_active), mul_first.eq(walk_first), mul_value.eq(walk_value),
+                mul_target.eq(walk_target), mul_base.eq(walk_base), mul_shift.eq(walk_shift),
+            ]
         weight = entry_port.data[index_bits:index_bits + weight_bits].as_signed()
         skip = entry_port.data[:index_bits]
         cursor = Signal(row_bits)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(mul_first, 0, cursor + 1) + skip)
-        with m.If(mul_valid):
+        with m.If(mul_valid & ~stall):
             m.d.sync += cursor.eq(row)
         product = Signal(signed(acc_bits))
         m.d.comb += product.eq((weight * mul_value) << mul_shift)
         gate_addr = mul_base + row[2:]
+        for port in gate_mac_rd + [proj_mac_rd]:
+            m.d.comb += port.en.eq(~stall)
         for port in gate_mac_rd:
             m.d.comb += port.addr.eq(gate_addr)
         m.d.comb += proj_mac_rd.addr.eq(mul_base + row)
 
         is_padding = weight == 0
-        with m.If(mul_valid & ~is_padding):
+        with m.If(mul_valid & ~stall & ~is_padding):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
-        with m.If(mul_valid & is_padding):
+        with m.If(mul_valid & ~stall & is_padding):
             m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
 
         # ---- A: accumulate -----------------------------------------------------------------------------
@@ -263,10 +277,11 @@ class SparsePE(wiring.Component):
         add_gate_addr = Signal.like(gate_mac_rd[0].addr)
         add_proj_addr = Signal.like(proj_mac_rd.addr)
         add_product = Signal.like(product)
-        m.d.sync += [
-            add_valid.eq(mul_valid & ~is_padding), add_target.eq(mul_target), add_bank.eq(row[:2]),
-            add_gate_addr.eq(gate_addr), add_proj_addr.eq(mul_base + row), add_product.eq(product),
-        ]
+        with m.If(~stall):
+            m.d.sync += [
+                add_valid.eq(mul_valid & ~is_padding), add_target.eq(mul_target), add_bank.eq(row[:2]),
+                add_gate_addr.eq(gate_addr), add_proj_addr.eq(mul_base + row), add_product.eq(product),
+            ]
         gate_old = Array(port.data for port in gate_mac_rd)[add_bank]
         accumulated = Signal(signed(acc_bits))
         m.d.comb += accumulated.eq(Mux(add_target == PROJ_TARGET, proj_mac_rd.data, gate_old) + add_product)
@@ -274,8 +289,16 @@ class SparsePE(wiring.Component):
         # ---- read-and-reset ports -------------------------------------------------------------------------
         cell_base = Array(Const(base, range(cell_depth + 1)) for base in pe.cell_base)
         proj_base = Array(Const(base, range(_memory_depth(pe.proj_depth) + 1)) for base in pe.proj_base)
-        cell_addr = cell_base[self.cell_read.layer] + self.cell_read.index
-        for port in gate_out_rd + [bias_rd, peep_rd]:
+        cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
+        bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
+        second_copy = self.cell_read.buffer & (self.cell_read.layer == 0)
+        m.d.comb += [
+            cell_addr.eq(cell_base[self.cell_read.layer] + self.cell_read.index),
+            bank_addr.eq(cell_addr + Mux(second_copy, pe.alt_base, 0)),
+        ]
+        for port in gate_out_rd:
+            m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
+        for port in [bias_rd, peep_rd]:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
         peeps = data.View(peep_layout, peep_rd.data)
         m.d.comb += [
@@ -297,12 +320,13 @@ class SparsePE(wiring.Component):
         proj_reset_pending = Signal()
         proj_reset_addr = Signal.like(proj_out_rd.addr)
         m.d.sync += [
-            cell_reset_pending.eq(self.cell_read.en), cell_reset_addr.eq(cell_addr),
+            cell_reset_pending.eq(self.cell_read.en), cell_reset_addr.eq(bank_addr),
             proj_reset_pending.eq(self.proj_read.en), proj_reset_addr.eq(proj_addr),
         ]
 
         # ---- accumulator writes: MAC, or the reset half of a read-and-reset ----------------------------------
         biases = data.View(bias_layout, bias_rd.data)
+        m.d.comb += stall.eq(cell_reset_pending & add_valid & (add_target == GATE_TARGET))
         for k, port in enumerate(gate_wr):
             with m.If(cell_reset_pending):
                 m.d.comb += [port.addr.eq(cell_reset_addr), port.data.eq(biases[k]), port.en.eq(1)]
@@ -319,5 +343,24 @@ class SparsePE(wiring.Component):
                 proj_wr.en.eq(add_valid & (add_target == PROJ_TARGET)),
             ]
 
-        m.d.comb += self.busy.eq(fifo.level.any() | job_valid | walk_active | mul_valid | add_valid)
+        # ---- status: all work, and proj work (words counted from FIFO entry until the walker takes them) --------
+        proj_words = Signal(range(design.params.fifo_depth + 3))
+        pushed_proj = Signal()
+        released_proj = Signal()
+        with m.Switch(self.i.payload.segment):
+            for index, phase in enumerate(pe.phases):
+                if phase.used and phase.target == PROJ_TARGET:
+                    with m.Case(index):
+                        m.d.comb += pushed_proj.eq(self.i.valid & self.i.ready)
+        m.d.comb += released_proj.eq(fetch_advance & job_valid & (job_target == PROJ_TARGET))
+        with m.If(pushed_proj & ~released_proj):
+            m.d.sync += proj_words.eq(proj_words + 1)
+        with m.Elif(released_proj & ~pushed_proj):
+            m.d.sync += proj_words.eq(proj_words - 1)
+        m.d.comb += [
+            self.busy.eq(fifo.level.any() | job_valid | walk_active | mul_valid | add_valid | cell_reset_pending),
+            self.proj_busy.eq(proj_words.any() | (walk_active & (walk_target == PROJ_TARGET))
+                              | (mul_valid & (mul_target == PROJ_TARGET))
+                              | (add_valid & (add_target == PROJ_TARGET))),
+        ]
         return m

@@ -53,12 +53,15 @@ def y_word_layout(design: AcceleratorDesign) -> data.StructLayout:
 
 
 class _Command(wiring.Signature):
-    """start (pulse, only while not busy) with the layer to read; busy until the last word has left."""
+    """start (pulse, only while not busy) with the layer to read; busy until the last word has left.
+    For the CellReader also `first_frame` (passed on to the ElementwiseUnit) and `buffer` (accumulator copy
+    of layer 0), both captured at start."""
 
     def __init__(self, design: AcceleratorDesign, with_first_frame: bool):
         members = {"start": Out(1), "layer": Out(design.layer_bits), "busy": In(1)}
         if with_first_frame:
             members["first_frame"] = Out(1)
+            members["buffer"] = Out(1)
         super().__init__(members)
 
 
@@ -85,6 +88,7 @@ class CellReader(wiring.Component):
         active = Signal()
         layer = Signal(design.layer_bits)
         first_frame = Signal()
+        buffer = Signal()
         cell = Signal(design.cell_index_bits + 1)       # next cell to issue
         pe_sel = Signal(range(max(2, n_pes)))                   # cell mod N
         local = Signal(design.cell_index_bits)          # cell div N
@@ -95,7 +99,8 @@ class CellReader(wiring.Component):
         advance = ~out_valid | self.o.ready
         issue = active & advance
         for p, port in enumerate(self.pes):
-            m.d.comb += [port.en.eq(issue & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
+            m.d.comb += [port.en.eq(issue & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local),
+                         port.buffer.eq(buffer)]
         selected = Array(port.data.as_value() for port in self.pes)[out_pe]
         cell_data = data.View(self.pes[0].data.shape(), selected)
         m.d.comb += [
@@ -125,7 +130,7 @@ class CellReader(wiring.Component):
                 m.d.sync += active.eq(0)
         with m.If(self.command.start & ~active & ~out_valid):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
-                         cell.eq(0), pe_sel.eq(0), local.eq(0)]
+                         buffer.eq(self.command.buffer), cell.eq(0), pe_sel.eq(0), local.eq(0)]
         return m
 
 

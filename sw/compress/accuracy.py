@@ -1,0 +1,141 @@
+"""Accuracy of the shipped models (models/models.json) on their shipped test features, without PyTorch.
+
+For every shipped dense classifier, the float accuracy (float64 reference forward pass of its .npz export +
+its .head.npz) and the accuracy of its compressed version through the bit-exact golden model of the encoded
+model. The compressed version is, in order of preference:
+
+1. the directory named by the entry's "compressed" key, or `models/<checkpoint stem>-compressed/`: the
+   output of `sparselstm compress` (pruned.npz, pruned.head.npz, encoded/), pruned *with fine-tuning*;
+2. otherwise the dense model pruned in one shot (load-balanced, `fallback_density`, no fine-tuning: test
+   features alone cannot retrain) and encoded here; the entry says so ("method": "one-shot"), and its
+   accuracy is then a lower bound of what compression achieves, not the method's result.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..encoder import load_encoded
+from ..errors import SparseLSTMError
+from ..loaders import load_model
+from ..pipeline import compress_and_encode, compression_report
+from .density import overall_density
+from .task import CallableTask, golden_lstm_outputs
+
+INDEX = "models.json"
+
+
+class ShippedModelError(SparseLSTMError):
+    """models/ is missing, or an entry of models.json names files that are not there."""
+
+
+def head_task(head, feature_set, name: str = "test set") -> CallableTask:
+    """A CompressionTask scoring accuracy on one feature set ("test") with a ClassifierHead."""
+    inputs = head.normalise(feature_set.features)
+
+    def accuracy(outputs: np.ndarray, split: str) -> float:
+        return float(np.mean(head.scores(outputs).argmax(axis=-1) == feature_set.labels))
+
+    return CallableTask({"test": inputs}, accuracy, name=name, metric_name="accuracy")
+
+
+def _entries(models_dir: Path) -> list[dict]:
+    index = models_dir / INDEX
+    if not index.is_file():
+        raise ShippedModelError(f"{index}: not found (no shipped models; see models/README.md)")
+    try:
+        entries = json.loads(index.read_text())["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ShippedModelError(f"{index}: expected {{\"models\": [...]}} ({error})") from None
+    if not entries:
+        raise ShippedModelError(f"{index}: lists no models")
+    return entries
+
+
+def _exports(models_dir: Path, checkpoint: str) -> tuple[Path, Path]:
+    path = models_dir / checkpoint
+    stem = path.name.removesuffix(path.suffix)
+    return path.with_name(stem + ".npz"), path.with_name(stem + ".head.npz")
+
+
+def compressed_directory(models_dir: Path, entry: dict) -> Path | None:
+    """Where the compressed version of a shipped model lives, if it is shipped."""
+    if entry.get("compressed"):
+        directory = models_dir / entry["compressed"]
+        if not directory.is_dir():
+            raise ShippedModelError(f"{models_dir / INDEX}: compressed model {directory} not found")
+        return directory
+    checkpoint = Path(entry["checkpoint"])
+    default = models_dir / f"{checkpoint.name.removesuffix(checkpoint.suffix)}-compressed"
+    return default if default.is_dir() else None
+
+
+def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_density: float = 0.1,
+                   progress: bool = False) -> dict:
+    from ..speech.task import ClassifierHead, FeatureSet
+
+    started = time.time()
+    for key in ("checkpoint", "test_set"):
+        if key not in entry:
+            raise ShippedModelError(f"{models_dir / INDEX}: an entry has no {key!r}")
+    lstm_path, head_path = _exports(models_dir, entry["checkpoint"])
+    for path in (lstm_path, head_path, models_dir / entry["test_set"]):
+        if not path.is_file():
+            raise ShippedModelError(f"{path}: listed in {models_dir / INDEX} but not found")
+    test_set = FeatureSet.load(models_dir / entry["test_set"])
+    dense_head = ClassifierHead.load(head_path)
+    dense = load_model(lstm_path)
+    dense_task = head_task(dense_head, test_set)
+    dense_task.progress = progress
+    out = {"checkpoint": entry["checkpoint"], "test_set": entry["test_set"], "utterances": len(test_set),
+           "architecture": dense.describe(), "dense_float_accuracy": dense_task.score(dense, "test")}
+
+    directory = compressed_directory(models_dir, entry)
+    if directory is not None:
+        for name in ("pruned.npz", "pruned.head.npz", "encoded"):
+            if not (directory / name).exists():
+                raise ShippedModelError(f"{directory / name}: missing (write it with `sparselstm compress -o "
+                                        f"{directory}`)")
+        pruned = load_model(directory / "pruned.npz")
+        encoded = load_encoded(directory / "encoded")
+        task = head_task(ClassifierHead.load(directory / "pruned.head.npz"), test_set)
+        task.progress = progress
+        method = "sparselstm compress (with fine-tuning)"
+        report_path = directory / "report.json"
+        if report_path.is_file():
+            primary = json.loads(report_path.read_text()).get("runs", {}).get("primary", {})
+            method = f"{primary.get('method', 'compress')} (with fine-tuning), see {report_path}"
+        size = json.loads((directory / "encoded" / "report.json").read_text())["totals"] \
+            if (directory / "encoded" / "report.json").is_file() else None
+        out.update(compressed=str(directory), method=method)
+    else:
+        result = compress_and_encode(dense, n_pes, fallback_density, balanced=True)
+        pruned, encoded, task = result.pruned, result.encoded, dense_task
+        size = compression_report(result)["totals"]
+        out.update(compressed=None, method=f"one-shot load-balanced pruning to {fallback_density} without "
+                                            f"fine-tuning (no compressed model shipped)")
+    outputs, saturated = golden_lstm_outputs(encoded, task.lstm_inputs("test"), progress)
+    out.update(
+        compressed_float_accuracy=task.score(pruned, "test"),
+        compressed_golden_accuracy=task.score_outputs(outputs, "test"),
+        golden_saturated_inputs=saturated,
+        overall_density=overall_density(pruned), n_pes=encoded.n_pes,
+        weight_bits=encoded.numerics.weight_bits,
+        compression=None if size is None else size["compression"],
+        seconds=round(time.time() - started, 1))
+    return out
+
+
+def evaluate_shipped(models_dir, n_pes: int = 16, fallback_density: float = 0.1, progress: bool = False) -> dict:
+    """{"models": [one evaluate_entry per shipped model], plus the first model's dense_float_accuracy,
+    compressed_golden_accuracy and overall_density at the top level}."""
+    models_dir = Path(models_dir)
+    results = [evaluate_entry(models_dir, entry, n_pes, fallback_density, progress)
+               for entry in _entries(models_dir)]
+    first = results[0]
+    return {key: first[key] for key in ("dense_float_accuracy", "compressed_golden_accuracy", "overall_density",
+                                        "compressed_float_accuracy", "method", "checkpoint")} | {"models": results}

@@ -1,0 +1,168 @@
+"""The commands `sparselstm sensitivity`, `compress` and `accuracy` end to end on a synthetic corpus, and
+their errors (one line, exit 1)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+
+from sparselstm.cli import main  # noqa: E402
+from sparselstm.sw import train as training  # noqa: E402
+from sparselstm.sw.encoder import load_encoded  # noqa: E402
+from sparselstm.sw.loaders import load_model  # noqa: E402
+from sparselstm.sw.speech.task import Task, synthetic_task  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A corpus directory and a classifier checkpoint trained on it (plus its exports)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("compress-cli")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, split in synthetic_task(num_classes=4, per_class=40, steps=8, width=6).splits.items():
+        split.save(corpus / f"{name}.npz")
+    data = Task.load(corpus)
+    classifier = training.build_classifier(data, cells=16, proj=6, layers=1)
+    training.train(classifier, data, 6, lr=0.01, batch_size=32, progress=False, log=None)
+    training.save_checkpoint(classifier, root / "dense.pt")
+    return root, corpus, root / "dense.pt"
+
+
+def one_error_line(capsys, command: str) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"sparselstm {command}: error: "), err
+    return err[0]
+
+
+def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
+    root, corpus, checkpoint = trained
+    sens = tmp_path / "sens"
+    assert main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.1,0.3,0.6", "--pes", "4",
+                 "-o", str(sens), "-q"]) == 0
+    curves = json.loads((sens / "sensitivity.json").read_text())
+    assert set(curves["scores"]) == {f"L0.{s}.{g}" for s in ("input", "recurrent") for g in "ifgo"} | {"L0.proj"}
+    try:
+        import matplotlib  # noqa: F401 - the plot needs the "plots" extra
+        assert (sens / "sensitivity.png").read_bytes()[:4] == b"\x89PNG"
+    except ImportError:
+        pass
+
+    out = tmp_path / "dense-compressed"
+    assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.3", "--pes", "4",
+                 "--sensitivity", str(sens), "--steps", "1", "--epochs", "1", "--force-target", "--compare",
+                 "--lr", "0.005", "-o", str(out), "-q"]) == 0
+    printed = capsys.readouterr().out
+    assert "primary: overall density" in printed and "compression" in printed
+    report = json.loads((out / "report.json").read_text())
+    assert set(report["runs"]) == {"primary", "unbalanced", "uniform"}
+    primary = report["runs"]["primary"]
+    assert abs(primary["overall_density"] - 0.3) < 0.05 and primary["reached_target"]
+    assert set(primary["golden_score"]) == {"w12", "w8"}
+    assert primary["size"]["w12"]["compression"] > 1.0
+    assert report["runs"]["unbalanced"]["balanced"] is False
+    assert "balanced_minus_unbalanced" in report["comparisons"]
+    assert "sensitivity_minus_uniform" in report["comparisons"]
+    assert (out / "report.md").read_text().startswith("# Compression report")
+    # The pruned checkpoint, its exports and the encoded model are the same model.
+    pruned = load_model(out / "pruned.npz")
+    encoded = load_encoded(out / "encoded")
+    assert encoded.n_pes == 4 and encoded.numerics.weight_bits == 12
+    for name, w in pruned.matrices().items():
+        assert np.count_nonzero(w) == int(round(primary["matrix_density"][name] * w.size)), name
+    densities = json.loads((out / "densities.json").read_text())
+    assert set(densities) == set(pruned.matrices())
+
+    # `sparselstm accuracy` reads the same files and must find the same golden accuracy on the test split.
+    models = tmp_path / "models"
+    models.mkdir()
+    for suffix in (".pt", ".npz", ".head.npz"):
+        shutil.copy(root / f"dense{suffix}", models / f"dense{suffix}")
+    shutil.copy(corpus / "test.npz", models / "dense-test.npz")
+    shutil.copytree(out, models / "dense-compressed")
+    (models / "models.json").write_text(json.dumps({"models": [{"checkpoint": "dense.pt",
+                                                                "test_set": "dense-test.npz"}]}))
+    result_path = tmp_path / "build" / "accuracy.json"
+    assert main(["accuracy", "--models", str(models), "-o", str(result_path), "-q"]) == 0
+    result = json.loads(result_path.read_text())
+    assert result["compressed_golden_accuracy"] == pytest.approx(primary["golden_score"]["w12"])
+    assert result["compressed_float_accuracy"] == pytest.approx(primary["float_score"], abs=1e-9 + 1 / 40)
+    assert result["dense_float_accuracy"] == pytest.approx(report["dense"]["float_score"], abs=1 / 40)
+    assert result["overall_density"] == pytest.approx(primary["overall_density"])
+    assert "fine-tuning" in result["method"] and "one-shot" not in result["method"]
+
+    # Without a shipped compressed model the command prunes in one shot and says so.
+    shutil.rmtree(models / "dense-compressed")
+    assert main(["accuracy", "--models", str(models), "--density", "0.25", "--pes", "4", "-o", str(result_path), "-q"]) == 0
+    result = json.loads(result_path.read_text())
+    assert result["method"].startswith("one-shot") and abs(result["overall_density"] - 0.25) < 0.05
+
+
+USER_TASK = '''
+import numpy as np
+from sparselstm.sw.compress.task import CallableTask
+from sparselstm.sw.loaders import load_model
+from sparselstm.sw.reference import reference_forward
+
+def make_task(checkpoint):
+    dense = load_model(checkpoint)
+    inputs = {split: np.random.default_rng(k).normal(size=(6, 5, dense.input_size))
+              for k, split in enumerate(("val", "test"))}
+    targets = {split: reference_forward(dense, x) for split, x in inputs.items()}
+    return CallableTask(inputs, lambda outputs, split: -float(np.mean((outputs - targets[split]) ** 2)),
+                        name="distance to the dense model", metric_name="-mse")
+'''
+
+
+def test_compress_with_a_user_task_file_and_no_finetuning(tmp_path, capsys):
+    from sparselstm.sw.loaders import save_npz
+    from sparselstm.sw.model import random_model
+
+    save_npz(random_model(5, 8, 3, seed=2), tmp_path / "model.npz")
+    (tmp_path / "mytask.py").write_text(USER_TASK)
+    out = tmp_path / "out"
+    assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"),
+                 "--target-density", "0.5", "--pes", "2", "--epochs", "0", "--steps", "2", "--max-loss", "1",
+                 "-o", str(out), "-q"]) == 0
+    assert (out / "pruned.npz").exists() and (out / "encoded" / "manifest.json").exists()
+    report = json.loads((out / "report.json").read_text())
+    assert report["metric"] == "-mse" and abs(report["runs"]["primary"]["overall_density"] - 0.5) < 0.05
+    # Asking it to fine-tune is a clear error.
+    assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"),
+                 "--target-density", "0.5", "-o", str(out), "-q"]) == 1
+    assert "cannot fine-tune" in one_error_line(capsys, "compress")
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--target-density", "1.5"], "target density must be in (0, 1]"),
+    (["--target-density", "0"], "target density must be in (0, 1]"),
+    (["--target-density", "0.1", "--pes", "0"], "number of PEs"),
+    (["--target-density", "0.1", "--steps", "0"], "--steps must be at least 1"),
+    (["--target-density", "0.1", "--sensitivity", "nowhere"], "nowhere: sensitivity file or directory not found"),
+])
+def test_compress_argument_errors(trained, tmp_path, capsys, arguments, message):
+    _, corpus, checkpoint = trained
+    assert main(["compress", str(checkpoint), "--task", str(corpus), *arguments, "-o", str(tmp_path / "o")]) == 1
+    assert message in one_error_line(capsys, "compress")
+
+
+def test_missing_task_file_and_checkpoint(trained, tmp_path, capsys):
+    _, corpus, checkpoint = trained
+    assert main(["compress", str(checkpoint), "--task", str(tmp_path / "task.py"), "--target-density", "0.1",
+                 "-o", str(tmp_path / "o")]) == 1
+    assert "task file not found" in one_error_line(capsys, "compress")
+    assert main(["sensitivity", str(tmp_path / "none.pt"), "--task", str(corpus), "-o", str(tmp_path / "o")]) == 1
+    assert "checkpoint not found" in one_error_line(capsys, "sensitivity")
+    assert main(["sensitivity", str(checkpoint), "--task", str(tmp_path / "nocorpus"), "-o", str(tmp_path / "o")]) == 1
+    assert "no such corpus directory" in one_error_line(capsys, "sensitivity")
+    assert main(["accuracy", "--models", str(tmp_path), "-o", str(tmp_path / "a.json")]) == 1
+    assert "models.json: not found" in one_error_line(capsys, "accuracy")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.1,2", "-o", str(tmp_path)])
+    assert exit_info.value.code == 2   # argparse: a usage error

@@ -1,0 +1,164 @@
+"""Pruning with fine-tuning: the iterative schedule (target reached, masks held, back-off, forced steps) and
+the 'proper use of the mask' variant (the same mask reused after dense retraining).
+
+Most tests use a torch-free 'teacher' task: the metric is minus the squared distance of the model's outputs
+from the dense model's, and 'fine-tuning' moves the allowed weights half-way back to the dense ones; so
+pruning always costs something, retraining always recovers some, and every number is deterministic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparselstm.sw.compress.density import overall_density
+from sparselstm.sw.compress.iterative import apply_masks, check_masks_held, iterative_compression, mask_variant
+from sparselstm.sw.compress.task import CallableTask, TaskError
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pruning import prune_model
+from sparselstm.sw.reference import reference_forward
+
+N_PES = 2
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+
+
+def teacher_task(dense, regrow: float = 0.0) -> CallableTask:
+    inputs = {"val": np.random.default_rng(3).normal(size=(12, 6, dense.input_size))}
+    target = reference_forward(dense, inputs["val"])
+    dense_matrices = dense.matrices()
+
+    def metric(outputs, split):
+        return -float(np.mean((outputs - target) ** 2))
+
+    def finetune(model, masks, epochs):
+        current = model.matrices()
+        updated = {}
+        for name, w in current.items():
+            moved = w + 0.5 * (dense_matrices[name] - w)
+            if masks is None:
+                updated[name] = moved + regrow   # dense retraining: pruned weights grow back
+            else:
+                updated[name] = np.where(masks[name], moved, 0.0)
+        return model.with_matrices(updated)
+
+    return CallableTask(inputs, metric, finetune, name="teacher", metric_name="-mse")
+
+
+@pytest.fixture
+def dense():
+    return random_model(input_size=5, cell_size=8, proj_size=3, num_layers=2, peephole=True, seed=4, scale=0.8)
+
+
+def test_iterative_reaches_the_target_with_masks_held(dense):
+    task = teacher_task(dense)
+    result = iterative_compression(dense, task, 0.3, N_PES, steps=3, epochs=1, max_loss=1.0, progress=False)
+    assert result.reached_target
+    assert abs(result.overall_density - 0.3) < 0.05          # whole weights per PE in tiny matrices
+    steps = [h for h in result.history if h["phase"] == "prune+finetune"]
+    assert len(steps) == 3 and all(h["accepted"] for h in steps)
+    planned = [h["overall_target"] for h in steps]
+    np.testing.assert_allclose(planned, [0.3 ** (1 / 3), 0.3 ** (2 / 3), 0.3])
+    assert np.all(np.diff([h["overall_density"] for h in result.history]) < 0)
+    for name, w in result.model.matrices().items():
+        assert np.all(w[~result.masks[name]] == 0), name
+        assert np.count_nonzero(w) == result.masks[name].sum()  # kept weights were retrained, not zeroed
+    # Each step's loss is measured against the dense model and retraining recovers part of it.
+    assert result.score < result.baseline == 0.0
+
+
+def test_a_too_costly_step_is_backed_off_then_stops_above_the_target(dense):
+    task = teacher_task(dense)
+    result = iterative_compression(dense, task, 0.1, N_PES, steps=2, epochs=0, max_loss=1e-4, max_backoffs=2,
+                                   progress=False)
+    assert not result.reached_target
+    # Every retry lies half-way (geometrically) between the last accepted density (1.0: every step failed)
+    # and the one that failed; after max_backoffs retries the run stops.
+    tried = [h["overall_target"] for h in result.history[1:]]
+    assert not any(h["accepted"] for h in result.history[1:])
+    np.testing.assert_allclose(tried, [0.1 ** 0.5, 0.1 ** 0.25, 0.1 ** 0.125])
+    assert result.overall_density == 1.0 and result.score == result.baseline
+
+
+def test_force_target_takes_the_step_anyway(dense):
+    task = teacher_task(dense)
+    result = iterative_compression(dense, task, 0.2, N_PES, steps=1, epochs=1, max_loss=1e-9, max_backoffs=1,
+                                   force_target=True, progress=False)
+    assert result.reached_target
+    assert abs(result.overall_density - 0.2) < 0.05
+    assert result.history[-1].get("forced") is True
+
+
+def test_mask_variant_reuses_the_same_mask(dense):
+    # Dense retraining makes every pruned weight large, so a fresh magnitude mask would keep them.
+    task = teacher_task(dense, regrow=5.0)
+    _, first_mask = prune_model(dense, 0.25, N_PES)
+    result = mask_variant(dense, task, 0.25, N_PES, dense_epochs=1, masked_epochs=1, progress=False)
+    assert [h["phase"] for h in result.history] == ["dense", "prune", "dense retrain", "prune with the same mask",
+                                                      "masked retrain"]
+    assert result.history[2]["overall_density"] == 1.0            # dense retraining regrew the pruned weights
+    assert set(result.masks) == set(first_mask)
+    for name, mask in first_mask.items():
+        np.testing.assert_array_equal(result.masks[name], mask)
+        w = result.model.matrices()[name]
+        assert np.all(w[~mask] == 0), name
+    _, fresh = prune_model(task.finetune(prune_model(dense, 0.25, N_PES)[0], None, 1), 0.25, N_PES)
+    assert any(not np.array_equal(fresh[n], first_mask[n]) for n in first_mask), \
+        "the test must be able to tell the same mask from a fresh one"
+
+
+def test_a_finetune_that_revives_pruned_weights_is_caught(dense):
+    pruned, masks = prune_model(dense, 0.3, N_PES)
+    with pytest.raises(TaskError, match="non-zero after fine-tuning"):
+        check_masks_held(dense, masks, "step 1")
+    check_masks_held(apply_masks(dense, masks), masks, "step 1")
+    task = CallableTask({"val": np.zeros((2, 3, 5))}, lambda o, s: 0.0, finetune=lambda m, masks, e: dense)
+    with pytest.raises(TaskError, match="hold masked weights at zero"):
+        iterative_compression(dense, task, 0.3, N_PES, steps=1, epochs=1, progress=False)
+
+
+def test_a_task_without_finetune_can_only_prune(dense):
+    task = CallableTask({"val": np.zeros((2, 3, 5))}, lambda o, s: 0.0)
+    with pytest.raises(TaskError, match="cannot fine-tune"):
+        iterative_compression(dense, task, 0.3, N_PES, epochs=1, progress=False)
+    result = iterative_compression(dense, task, 0.3, N_PES, steps=2, epochs=0, progress=False)
+    assert overall_density(result.model) < 0.4
+
+
+# ------------------------------------------------------------------------------------- with PyTorch
+
+@pytest.fixture(scope="module")
+def speech():
+    torch = pytest.importorskip("torch")
+    from sparselstm.sw import train as training
+    from sparselstm.sw.compress.task import SpeechCompressionTask
+    from sparselstm.sw.speech.task import synthetic_task
+
+    torch.set_num_threads(1)
+    data = synthetic_task(num_classes=4, per_class=40, steps=8, width=6)
+    classifier = training.build_classifier(data, cells=12, proj=5, layers=1)
+    training.train(classifier, data, 6, lr=0.01, batch_size=32, progress=False, log=None)
+    return SpeechCompressionTask(classifier, data, finetune_lr=0.005, batch_size=32, progress=False)
+
+
+def test_speech_task_fine_tuning_holds_the_masks(speech):
+    from sparselstm.sw import train as training
+
+    dense = speech.load_model()
+    result = iterative_compression(dense, speech, 0.25, 4, steps=2, epochs=1, max_loss=1.0, progress=False)
+    assert result.reached_target and abs(result.overall_density - 0.25) < 0.05
+    # The classifier itself (not only the returned LSTMPModel) holds zeros where the masks say so.
+    in_torch = training.to_lstmp_model(speech.classifier).matrices()
+    for name, mask in result.masks.items():
+        assert np.all(in_torch[name][~mask] == 0), name
+    assert result.score == pytest.approx(speech.score(result.model, "val"))
+    assert result.score > 0.5    # far above chance (0.25) after pruning 75 % of the weights
+
+
+def test_speech_task_mask_variant_and_snapshot(speech):
+    dense = speech.load_model()
+    state = speech.snapshot()
+    result = mask_variant(dense, speech, 0.3, 4, dense_epochs=1, masked_epochs=1, progress=False)
+    assert result.history[2]["overall_density"] > 0.9   # dense retraining regrew weights
+    for name, mask in result.masks.items():
+        assert np.all(result.model.matrices()[name][~mask] == 0)
+    speech.restore(state)
+    assert speech.score(dense, "val") == pytest.approx(result.baseline)
