@@ -71,7 +71,7 @@ class Accelerator(wiring.Component):
         m.submodules.broadcaster = broadcaster = Broadcaster(pe_broadcast_layout(design), design.n_pes)
         m.submodules.cell_reader = cell_reader = CellReader(design)
         m.submodules.elementwise = elementwise = ElementwiseUnit.from_design(design)
-        m.submodules.scheduler = scheduler = self._sched = Scheduler(design)
+        m.submodules.scheduler = scheduler = Scheduler(design)
         if has_proj:
             m.submodules.proj_reader = proj_reader = ProjReader(design)
 

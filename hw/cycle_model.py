@@ -10,8 +10,9 @@ then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element
 changes) are constants below, calibrated against the Amaranth simulation (tests/test_hw_design.py).
 
 Assumptions: every activation is non-zero (zero-skipping only makes frames faster), the input stream is
-always valid and the output stream always ready. `steady_state` is a frame that continues a sequence (its
-recurrent columns are broadcast); `first_frame` starts one (they are skipped).
+always valid and the output stream always ready. `steady_state` is the period of a stream of frames that
+continue a sequence (recurrent columns broadcast); `first_frame` the latency of one frame on its own that
+starts a sequence (recurrent columns skipped).
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ ELEMENTWISE_LATENCY = 18  # ElementwiseUnit.LATENCY
 
 @dataclass(frozen=True)
 class CyclePrediction:
-    steady_state: int          # cycles of a frame continuing a sequence
-    first_frame: int           # cycles of a frame starting a sequence
+    steady_state: int          # cycles per frame of a stream of frames continuing a sequence
+    first_frame: int           # latency of a lone frame starting a sequence (first input to last output)
     mac_cycles: tuple[int, ...]  # entries (non-zeros + padding) each PE processes in a steady-state frame
     phases: dict               # per layer and phase (x, r, proj): the busiest PE's entries
 
@@ -164,7 +165,8 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
         has_proj = info.proj_size is not None
         streams = [_Stream(work[(l, PHASE_PROJ)] if has_proj else np.zeros((design.n_pes, info.cell_size),
                                                                             dtype=np.int64), arrival)]
-        readout = (info.proj_size + READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
+        # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
+        readout = (READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
 
         def readout_done(done):
             return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
@@ -184,12 +186,16 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
         steady += elementwise(l) + gates(l + 1)
     steady += STATE_OVERHEAD  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
 
-    # first frame of a stream: nothing to overlap with, no recurrent columns
+    # latency of a lone frame that starts a sequence: no recurrent columns, nothing to overlap with, up to
+    # its last output word (the last layer's readout and the output streamer included)
     first = gates(0, with_recurrent=False)
     for l in range(design.n_layers):
         first += elementwise(l)
         if l < last:
             first += gates(l + 1, with_recurrent=False)
+    if layers[last].proj_size is not None:
+        first += layers[last].proj_size + READER_LATENCY + 1
+    first += design.output_size + READER_LATENCY + 1
 
     mac = np.zeros(design.n_pes, dtype=np.int64)
     for (l, kind), entries in work.items():

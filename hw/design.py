@@ -202,6 +202,28 @@ class AcceleratorDesign:
     def total_entries(self) -> int:
         return sum(len(pe.entries) for pe in self.pes)
 
+    def memory_bits(self) -> dict[str, int]:
+        """Storage of the generated accelerator in bits, by kind (as elaborated: dummy words of empty
+        memories included; the ElementwiseUnit's cell state and tables are counted by hw-elementwise)."""
+        numerics, params = self.numerics, self.params
+        value_bits = max(numerics.act_bits, numerics.unit_bits)
+        word_bits = value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
+        depth = lambda words: max(2, words)                                  # as in hw/pe.py
+        totals = {"entries": 0, "pointers": 0, "gate_accumulators": 0, "proj_accumulators": 0,
+                  "bias": 0, "peephole": 0, "activation_fifos": 0}
+        for pe in self.pes:
+            totals["entries"] += depth(len(pe.entries)) * self.entry_bits
+            totals["pointers"] += depth(len(pe.pointers)) * self.pointer_bits
+            totals["gate_accumulators"] += 4 * depth(pe.gate_depth) * self.acc_bits
+            totals["proj_accumulators"] += depth(pe.proj_depth) * self.acc_bits
+            totals["bias"] += depth(pe.cell_depth) * 4 * self.acc_bits
+            totals["peephole"] += depth(pe.cell_depth) * 3 * numerics.peephole_bits
+            totals["activation_fifos"] += params.fifo_depth * word_bits
+        totals["y_memory"] = max(2, self.y_depth) * numerics.act_bits
+        totals["output_buffer"] = max(2, self.output_size) * numerics.act_bits
+        totals["total"] = sum(totals.values())
+        return totals
+
     # ---- construction --------------------------------------------------------------------------------
     @classmethod
     def from_encoded(cls, encoded, params: HardwareParams | None = None) -> "AcceleratorDesign":

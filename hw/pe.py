@@ -1,6 +1,6 @@
 """One sparse processing element (PE): interleaved-CSC sparse matrix x broadcast vector, 1 MAC per cycle.
 
-Pipeline (one entry per cycle in steady state; nothing downstream of the FIFO ever stalls):
+Pipeline (one entry per cycle in steady state):
 
     broadcast word --> [FIFO] --pop--> F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
                                          |  job = (start, end, value, phase constants); empty jobs dropped

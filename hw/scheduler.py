@@ -2,18 +2,23 @@
 
 Per frame, for each layer l (docs/architecture.md has the timeline):
 
-    X_SETUP   layer > 0: wait until the y words of layer l-1 are complete, point the y reader at them
-    X_INPUT   layer 0: input words -> broadcast (phase x of layer 0); the frame's first word latches `first`
+    X_SETUP   layer > 0: point the y reader at y_{l-1}
+    X_INPUT   layer 0: wait until the input engine has sent the frame's input words (phase x of layer 0);
+              the frame's first word latches `first`
     X_READ    layer > 0: y_{l-1} from the y memory -> broadcast (phase x of layer l)
-    R_SETUP   wait until y_l of the previous frame is complete; at a sequence start skip yprev (it is 0)
+    R_SETUP   at a sequence start skip yprev (it is 0), else point the y reader at y_l
     R_READ    y_l (previous frame) -> broadcast (phase r of layer l)
     DRAIN_G   wait until the broadcaster and every PE are idle: the gate accumulators are final
     EW        CellReader streams the cells into the ElementwiseUnit; each m_j it returns is broadcast as
               column j of the proj phase (so the projection runs during the element-wise pass), or, without
-              a projection, narrowed to y_l[j] and written to the y memory
-    DRAIN_P   (projection) wait until the PEs are idle, then start the ProjReader (y words arrive later)
-    LAYER_END next layer, or for the last layer: hand the frame to the output streamer and go on with the
-              next frame at once; the ProjReader of the last layer overlaps the next frame's X_INPUT
+              a projection, narrowed to y_l[j] and written to the y memory. In the last layer the next
+              frame's input words are interleaved (into the other copy of layer 0's accumulators)
+    DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
+    LAYER_END next layer, or for the last layer: hand the frame to the output streamer, next frame
+
+The y reader never overtakes the ProjReader: while a layer's y words are being written it reads only the
+ones already written (it follows one word behind), so layer l+1 and the next frame start without waiting
+for the whole readout.
 
 The y memory holds every layer's y (layer l at `design.y_bases[l]`): it is layer l+1's input and layer l's
 recurrent input of the next frame. The output buffer holds the last layer's y of one frame while the streamer
@@ -106,19 +111,29 @@ class Scheduler(wiring.Component):
         rd_base = Signal(y_addr_bits)
         rd_column = Signal(size_bits)
         rd_phase = Signal(design.phase_bits)
+        rd_layer = Signal(design.layer_bits)      # whose y the reader reads
+        # The ProjReader writes y_l one word per cycle; the reader may follow right behind it.
+        readout_layer = Signal(design.layer_bits)
+        y_progress = Signal(size_bits + 1)        # y words of readout_layer written so far
+        readout_running = Signal()
+        if self._has_proj:
+            rd_allowed = ~readout_running | (rd_layer != readout_layer) | (rd_index < y_progress)
+        else:
+            rd_allowed = Const(1)
+        rd_issue = rd_active & rd_allowed
         rd_advance = ~rd_valid | self.bcast.ready
         m.d.comb += [y_read.addr.eq(rd_base + rd_index), y_read.en.eq(rd_advance)]
         with m.If(rd_advance):
-            m.d.sync += rd_valid.eq(rd_active)
-            with m.If(rd_active):
+            m.d.sync += rd_valid.eq(rd_issue)
+            with m.If(rd_issue):
                 m.d.sync += [rd_column.eq(rd_index), rd_index.eq(rd_index + 1)]
                 with m.If(rd_index + 1 == rd_count):
                     m.d.sync += rd_active.eq(0)
         rd_done = ~rd_active & ~rd_valid
 
-        def start_reader(base, count, phase):
+        def start_reader(base, count, phase, layer_read):
             m.d.sync += [rd_active.eq(1), rd_index.eq(0), rd_base.eq(base), rd_count.eq(count),
-                         rd_phase.eq(phase)]
+                         rd_phase.eq(phase), rd_layer.eq(layer_read)]
 
         # ---- y words: from the element-wise pass (no projection) or the ProjReader ----------------------------
         narrowed_m = Signal(signed(act_bits))
@@ -149,6 +164,11 @@ class Scheduler(wiring.Component):
                     out_write.data.eq(self.y.payload.value),
                 ]
             proj_busy = self.proj.busy
+            m.d.comb += readout_running.eq(proj_busy)
+            with m.If(self.proj.start):
+                m.d.sync += [readout_layer.eq(self.proj.layer), y_progress.eq(0)]
+            with m.Elif(self.y.valid):
+                m.d.sync += y_progress.eq(y_progress + 1)
         else:
             proj_busy = Const(0)
 
@@ -225,13 +245,12 @@ class Scheduler(wiring.Component):
         if self._has_proj:
             m.d.comb += self.proj.layer.eq(layer)
 
-        with m.FSM(name="schedule") as fsm:
-            self.fsm = fsm   # for tests and benches: fsm.ongoing("EW") etc.
+        with m.FSM(name="schedule"):
             with m.State("X_SETUP"):
                 with m.If(layer == 0):
                     m.next = "X_INPUT"
-                with m.Elif(~proj_busy):
-                    start_reader(y_bases[layer - 1], input_sizes[layer], phase_x)
+                with m.Else():
+                    start_reader(y_bases[layer - 1], input_sizes[layer], phase_x, layer - 1)
                     m.next = "X_READ"
 
             with m.State("X_INPUT"):
@@ -247,12 +266,11 @@ class Scheduler(wiring.Component):
                     m.next = "R_SETUP"
 
             with m.State("R_SETUP"):
-                with m.If(~proj_busy):
-                    with m.If(seq_start):
-                        m.next = "DRAIN_G"
-                    with m.Else():
-                        start_reader(y_bases[layer], recurrent_sizes[layer], phase_x + 1)
-                        m.next = "R_READ"
+                with m.If(seq_start):
+                    m.next = "DRAIN_G"
+                with m.Else():
+                    start_reader(y_bases[layer], recurrent_sizes[layer], phase_x + 1, layer)
+                    m.next = "R_READ"
 
             with m.State("R_READ"):
                 m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data)

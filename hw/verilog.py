@@ -119,6 +119,7 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
         "hardware_params": params.to_dict(),
         "work": {"total_entries": design.total_entries,
                  "entries_per_pe": [len(pe.entries) for pe in design.pes]},
+        "resources": {"multipliers": design.n_pes, "memory_bits": design.memory_bits()},
     }
     if encoded is not None:
         prediction = predict_cycles(encoded, params)

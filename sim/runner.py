@@ -7,13 +7,15 @@ Each case lives in its own build directory, which is also how the two processes 
 input words, sequence starts, expected words (from sw.golden) and `case.json`; the cocotb test (running in
 the simulator's Python) writes `outputs.npy`, `result.json` and `progress.jsonl` next to them; cocotb writes
 `results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
-(waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator).
+(waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator; `dump.vcd` where the lz4/zlib
+headers that Verilator's FST writer needs are missing).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
@@ -69,7 +71,28 @@ def _waves_requested(waves: bool) -> bool:
 
 
 def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
-    return build_dir / (f"{top}.fst" if simulator == "icarus" else "dump.fst")
+    if simulator == "icarus":
+        return build_dir / f"{top}.fst"
+    return build_dir / ("dump.fst" if tools.verilator_can_write_fst() else "dump.vcd")
+
+
+# Yosys' Verilog makes every `always @*` block sensitive to a dummy register declared `reg \$auto$... = 0;`
+# so that the block runs once at time 0. Icarus 11 performs that declaration assignment before the blocks
+# wait on it, so a block whose real inputs never change after time 0 (e.g. a per-layer constant table
+# indexed by a register that stays 0) never runs and its output stays X: the accelerator then hangs.
+# Flipping the dummy register once after every process has started (`#0`) gives the intended kick.
+_YOSYS_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s+= 0;$", re.MULTILINE)
+
+
+def icarus_ready_verilog(verilog: Path, build_dir: Path) -> Path:
+    """`verilog`, or a copy in `build_dir` with the time-0 kick above added for Icarus."""
+    text = verilog.read_text()
+    patched, count = _YOSYS_KICK.subn(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1;", text)
+    if not count:
+        return verilog
+    target = build_dir / f"{verilog.stem}.icarus.v"
+    target.write_text(patched)
+    return target
 
 
 def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: bool = False) -> float:
@@ -78,19 +101,39 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
 
     tools.find_simulator(simulator)
     build_dir.mkdir(parents=True, exist_ok=True)
+    waves = _waves_requested(waves)               # cocotb reads WAVES too: decide once, here
+    if simulator == "icarus":
+        verilog = icarus_ready_verilog(verilog, build_dir)
     log = build_dir / "build.log"
     started = time.monotonic()
-    with tools.simulator_environment(simulator):
-        runner = get_runner(simulator)
-        build_args = list(VERILATOR_BUILD_ARGS) if simulator == "verilator" else []
-        if simulator == "verilator" and waves:
-            build_args.append("--trace-fst")
+    build_args, cache = [], None
+    if simulator == "verilator":
+        build_args = list(VERILATOR_BUILD_ARGS)
+        fst = waves and tools.verilator_can_write_fst()
+        if fst:
+            build_args.append("--trace-fst")      # else cocotb's default --trace: VCD
+        cache = tools.VerilatorRuntimeCache(("fst" if fst else "vcd") if waves else None)
+
+    def build(make_vars=()):
+        with tools.simulator_environment(simulator, make_vars):
+            get_runner(simulator).build(sources=[str(verilog)], hdl_toplevel=top, build_dir=str(build_dir),
+                                        always=True, timescale=TIMESCALE, build_args=build_args, waves=waves,
+                                        log_file=str(log))
+
+    try:
+        cached = cache.make_vars() if cache else ()
         try:
-            runner.build(sources=[str(verilog)], hdl_toplevel=top, build_dir=str(build_dir), always=True,
-                         timescale=TIMESCALE, build_args=build_args, waves=waves, log_file=str(log))
-        except (RuntimeError, SystemExit) as error:
-            raise SimulationError(f"{simulator} build of {verilog} failed ({error}); log {log}:\n"
-                                  f"{_log_tail(log)}") from None
+            build(cached)
+        except (RuntimeError, SystemExit):
+            if not cached:
+                raise
+            build()                                # a stale runtime cache must never fail a build
+            cached = ()
+        if cache and not cached:
+            cache.store(build_dir)
+    except (RuntimeError, SystemExit) as error:
+        raise SimulationError(f"{simulator} build of {verilog} failed ({error}); log {log}:\n"
+                              f"{_log_tail(log)}") from None
     return time.monotonic() - started
 
 

@@ -9,7 +9,8 @@ simulator by the golden model (sw.golden); nothing here knows the numerics or th
 Timing discipline (the same on Icarus and Verilator): drive inputs right after a rising edge, sample in the
 ReadOnly phase of the same cycle (settled values of both sides of every handshake), and count a transfer
 at the next rising edge when `valid & ready` was seen. Values read right after RisingEdge differ between
-simulators (Verilator shows post-edge values), so they are never used to decide a handshake.
+simulators (Verilator shows post-edge values), so they are never used to decide a handshake. Idle cycles
+(input refused, no output offered) are slept through on the DUT's `ready`/`valid` edge, not polled.
 
 The pure-Python parts (DutSpec, CaseConfig, FrameChecker) import no cocotb and are used by the runner too.
 """
@@ -165,7 +166,7 @@ class CaseConfig:
     result: str = "result.json"           # written by the test: counts, first mismatch, counters, errors
     progress: str = "progress.jsonl"      # appended by the test while it runs
     stall_in: float = 0.0                 # probability of holding input `valid` low before a word
-    stall_out: float = 0.0                # probability of holding output `ready` low in a cycle
+    stall_out: float = 0.0                # probability of holding output `ready` low while a word is offered
     first_noise: bool = False             # set `first` at random on words where it must be ignored
     seed: int = 0
     drain_cycles: int = 64                # cycles watched after the last frame for extra words
@@ -287,6 +288,7 @@ class InputDriver:
     async def send(self, frames: np.ndarray, starts: np.ndarray) -> None:
         _, triggers = _cocotb()
         rising, read_only = triggers.RisingEdge(self._clk), triggers.ReadOnly()
+        ready_rises = triggers.RisingEdge(self._ready)
         for words in self._words(frames, starts):
             for k, word in enumerate(words):
                 while self._stall and self._rng.random() < self._stall:
@@ -296,10 +298,12 @@ class InputDriver:
                 self._valid.value = 1
                 while True:
                     await read_only
-                    accepted = _is_one(self._ready)
-                    await rising
-                    if accepted:
+                    if _is_one(self._ready):
+                        await rising          # the word moves on this edge
                         break
+                    # Refused: sleep until `ready` rises instead of polling every cycle (it can only rise
+                    # after a clock edge, and this trigger is armed before the next one, so none is missed).
+                    await ready_rises
                 if k == 0:
                     self.frame_start_cycles.append(_sim_cycle())
             self.frames_sent += 1
@@ -307,9 +311,9 @@ class InputDriver:
 
 
 class OutputMonitor:
-    """Drives output `ready` (low with probability `stall` per cycle), collects the words moved on each
-    `valid & ready` into frames closed by `last`, checks every frame's length, and hands whole frames to
-    `on_frame`."""
+    """Drives output `ready` (low with probability `stall` in each cycle in which the DUT offers a word; it
+    keeps its last value while nothing is offered), collects the words moved on each `valid & ready` into
+    frames closed by `last`, checks every frame's length, and hands whole frames to `on_frame`."""
 
     def __init__(self, dut, spec: DutSpec, stall: float, rng: random.Random, on_frame):
         self._clk = dut[spec.clock]
@@ -377,16 +381,22 @@ class OutputMonitor:
     async def _run(self) -> None:
         _, triggers = _cocotb()
         rising, read_only = triggers.RisingEdge(self._clk), triggers.ReadOnly()
+        valid_rises = triggers.RisingEdge(self._valid)
         ready = None
         while True:
+            # One ready decision per cycle in which the DUT offers a word (and one at each wake-up).
             want = 0 if self._stall and self._rng.random() < self._stall else 1
             if want != ready:
                 self._ready.value = ready = want
             await read_only
-            fire = ready and _is_one(self._valid)
-            word_bits = self._payload.value if fire else None
+            if not _is_one(self._valid):
+                # Nothing offered: sleep until `valid` rises (armed before the next edge, so never missed)
+                # instead of polling every cycle; most cycles of a frame have no output word.
+                await valid_rises
+                continue
+            word_bits = self._payload.value if ready else None
             await rising
-            if fire:
+            if word_bits is not None:
                 self._take(word_bits)
 
     @property
@@ -431,6 +441,7 @@ class StreamBench:
         self._progress_file = case_dir / case.progress
         self._last_progress = 0.0
         self._started = time.monotonic()
+        self._reset_cycle = 0                 # set when reset is released; cycles are reported from there
 
     def _check_shapes(self) -> None:
         frames = self.inputs.shape[0]
@@ -537,7 +548,8 @@ class StreamBench:
                     if not _is_one(busy_port):
                         break
                     await triggers.RisingEdge(clk)
-            await triggers.ReadOnly()
+            else:
+                await triggers.ReadOnly()
             result.status, result.counters = self.read_status()
         finally:
             self.monitor.stop()

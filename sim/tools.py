@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -96,9 +97,13 @@ def check_simulator_name(simulator: str) -> None:
 
 
 @contextlib.contextmanager
-def simulator_environment(simulator: str):
-    """Set up os.environ for `simulator` (cocotb's runner reads it) and restore it afterwards."""
+def simulator_environment(simulator: str, make_vars: tuple[str, ...] = ()):
+    """Set up os.environ for `simulator` (cocotb's runner reads it) and restore it afterwards.
+    `make_vars` ("NAME=value") are added to MAKEFLAGS: command-line definitions for the Verilator build."""
     overrides = environment_overrides(simulator)
+    if make_vars:
+        overrides["MAKEFLAGS"] = " ".join(filter(None, [overrides.get("MAKEFLAGS", os.environ.get("MAKEFLAGS", "")),
+                                                        *make_vars]))
     saved = {name: os.environ.get(name) for name in overrides}
     os.environ.update(overrides)
     try:
@@ -133,6 +138,16 @@ def find_simulator(simulator: str) -> SimulatorInfo:
         return SimulatorInfo("verilator", verilator, output or "unknown")
 
 
+def verilator_can_write_fst() -> bool:
+    """Verilator's FST writer needs lz4 and zlib headers (liblz4-dev, zlib1g-dev); without them only VCD."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None:
+        return False
+    probe = subprocess.run([compiler, "-E", "-x", "c++", "-"], input="#include <lz4.h>\n#include <zlib.h>\n",
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
 def available_simulators() -> list[str]:
     """The simulators that `find_simulator` finds on this machine, in SIMULATORS order."""
     found = []
@@ -143,3 +158,99 @@ def available_simulators() -> list[str]:
             continue
         found.append(name)
     return found
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Verilator runtime cache
+
+
+class VerilatorRuntimeCache:
+    """The Verilator runtime (verilated*.cpp) and cocotb's verilator.cpp main compile to the same objects
+    for every design: more than half of a small design's build. They are compiled once per configuration
+    (Verilator, compiler, flags, cocotb, trace format), kept under the cache directory, and linked into later
+    builds instead of being rebuilt (the build's makefile is told through MAKEFLAGS that it has no global
+    objects and gets them as USER_LDFLAGS). Set SPARSELSTM_VERILATOR_CACHE=0 to build everything every time.
+
+    Cache directory: $SPARSELSTM_CACHE_DIR, else $XDG_CACHE_HOME/sparselstm, else ~/.cache/sparselstm."""
+
+    MANIFEST = "objects.json"
+
+    def __init__(self, trace: str | None):
+        self.trace = trace                     # None, "vcd" or "fst"
+        self.directory = self._directory()
+
+    @staticmethod
+    def enabled() -> bool:
+        return os.environ.get("SPARSELSTM_VERILATOR_CACHE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+    def _directory(self) -> Path | None:
+        if not self.enabled():
+            return None
+        root = verilator_package_root()
+        if root is None:
+            return None                        # a system Verilator: leave its builds alone
+        import hashlib
+
+        import cocotb_tools.config
+
+        base = os.environ.get("SPARSELSTM_CACHE_DIR") or os.path.join(
+            os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sparselstm")
+        main = cocotb_tools.config.share_dir / "lib" / "verilator" / "verilator.cpp"
+        compiler = shutil.which("g++") or shutil.which("c++") or ""
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout if compiler else ""
+        key = {
+            "verilated.mk": hashlib.sha256((root / "include" / "verilated.mk").read_bytes()).hexdigest(),
+            "verilated.cpp": hashlib.sha256((root / "include" / "verilated.cpp").read_bytes()).hexdigest(),
+            "verilator.cpp": hashlib.sha256(main.read_bytes()).hexdigest(),
+            "compiler": [compiler, version.splitlines()[0] if version else ""],
+            "environment": {name: value for name, value in environment_overrides("verilator").items()
+                            if name in ("CXXFLAGS", "MAKEFLAGS", "VERILATOR_ROOT")},
+            "trace": self.trace,
+        }
+        digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:16]
+        directory = Path(base) / "verilator-runtime" / digest
+        return None if " " in str(directory) else directory     # make cannot take paths with spaces
+
+    def objects(self) -> list[Path] | None:
+        """The cached object files, or None if this configuration is not cached (yet)."""
+        if self.directory is None:
+            return None
+        try:
+            names = json.loads((self.directory / self.MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        paths = [self.directory / name for name in names]
+        return paths if all(path.is_file() for path in paths) else None
+
+    def make_vars(self) -> tuple[str, ...]:
+        objects = self.objects()
+        if not objects:
+            return ()
+        return ("VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", "VM_USER_CLASSES=",
+                # USER_LDFLAGS lands in LDFLAGS, which the link line puts before the design archive and
+                # cocotb's VPI library: the objects come first, so the linker resolves their references
+                # to both. Spaces inside a MAKEFLAGS definition are escaped with a backslash.
+                "USER_LDFLAGS=" + "\\ ".join(str(path) for path in objects))
+
+    def store(self, build_dir: Path) -> None:
+        """After a full build in `build_dir`: keep its runtime objects (atomically; a concurrent store wins)."""
+        if self.directory is None or self.objects() is not None:
+            return
+        classes = (build_dir / "Vtop_classes.mk").read_text() + (build_dir / "Vtop.mk").read_text()
+        names = []
+        for variable in ("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW", "VM_USER_CLASSES"):
+            for block in re.findall(rf"^{variable} \+?= \\\n((?:  \S+ \\\n)*)", classes, re.MULTILINE):
+                names += [line.strip(" \\") + ".o" for line in block.splitlines() if line.strip(" \\")]
+        if "verilator.o" not in names or not all((build_dir / name).is_file() for name in names):
+            return                             # not the layout this cache understands: do not cache
+        import tempfile
+
+        self.directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.directory.parent, prefix=".staging-"))
+        for name in names:
+            shutil.copy2(build_dir / name, staging / name)
+        (staging / self.MANIFEST).write_text(json.dumps(names))
+        try:
+            os.replace(staging, self.directory)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)

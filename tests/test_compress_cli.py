@@ -63,6 +63,10 @@ def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert set(report["runs"]) == {"primary", "unbalanced", "uniform"}
     primary = report["runs"]["primary"]
+    # The dense score is the dense classifier's own (not the dense LSTM under a fine-tuned head).
+    dense_classifier, _ = training.load_checkpoint(checkpoint)
+    assert report["dense"]["float_score"] == training.evaluate(dense_classifier, Task.load(corpus), "test")
+    assert set(report["dense"]["golden_score"]) == {"w12", "w8"}
     assert abs(primary["overall_density"] - 0.3) < 0.05 and primary["reached_target"]
     assert set(primary["golden_score"]) == {"w12", "w8"}
     assert primary["size"]["w12"]["compression"] > 1.0

@@ -18,7 +18,7 @@ from sparselstm.hw.params import HardwareParams
 from sparselstm.sw.encoder import encode
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
-from sparselstm.sw.model import random_model
+from sparselstm.sw.model import LSTMPModel, random_model
 from sparselstm.sw.pruning import prune_model
 from sparselstm.sw.quantize import quantize_model
 
@@ -39,9 +39,10 @@ def input_frames(encoded, frames, seed=0, zero_fraction=0.2):
 
 
 def rtl_forward(design, x_q, sequence_starts, in_stall=0.0, out_stall=0.0, seed=0, max_cycles=200_000,
-                record_frame_cycles=False):
+                record_frame_cycles=False, noise_first=False):
     """Run frames through the accelerator. Returns (outputs (T, out), status dict); with
-    `record_frame_cycles`, status["frame_cycles"] holds the `cycles` counter as each frame's last word left."""
+    `record_frame_cycles`, status["frame_cycles"] holds the `cycles` counter as each frame's last word left;
+    with `noise_first`, `first` is set at random on words other than a frame's first (it must be ignored)."""
     dut = Accelerator(design)
     frames, input_size = x_q.shape
     output_size = design.output_size
@@ -53,7 +54,8 @@ def rtl_forward(design, x_q, sequence_starts, in_stall=0.0, out_stall=0.0, seed=
             for c in range(input_size):
                 while rng.random() < in_stall:
                     await ctx.tick()
-                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(c == 0 and sequence_starts[t])})
+                first = sequence_starts[t] if c == 0 else (noise_first and rng.random() < 0.5)
+                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(first)})
                 ctx.set(dut.i.valid, 1)
                 await ctx.tick().until(dut.i.ready)
                 ctx.set(dut.i.valid, 0)
@@ -94,7 +96,7 @@ def rtl_forward(design, x_q, sequence_starts, in_stall=0.0, out_stall=0.0, seed=
 
 
 def check_against_golden(encoded, frames=3, restart_at=None, in_stall=0.0, out_stall=0.0, seed=0,
-                         params=None):
+                         params=None, noise_first=False):
     design = AcceleratorDesign.from_encoded(encoded, params or HardwareParams())
     x_q = input_frames(encoded, frames, seed)
     starts = np.zeros(frames, dtype=bool)
@@ -102,7 +104,7 @@ def check_against_golden(encoded, frames=3, restart_at=None, in_stall=0.0, out_s
     if restart_at is not None:
         starts[restart_at] = True
     expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts)
-    got, status = rtl_forward(design, x_q, starts, in_stall, out_stall, seed)
+    got, status = rtl_forward(design, x_q, starts, in_stall, out_stall, seed, noise_first=noise_first)
     mismatches = np.argwhere(got != expected)
     assert mismatches.size == 0, (f"{len(mismatches)} words differ, first at (frame, index) "
                                   f"{tuple(mismatches[0])}: got {got[tuple(mismatches[0])]}, "
@@ -128,7 +130,7 @@ def test_no_projection_no_peephole_dense():
     check_against_golden(encoded, frames=3, restart_at=1, in_stall=0.4, out_stall=0.5, seed=4)
 
 
-def test_two_layers_projection_then_plain():
+def test_two_layers_with_projection():
     encoded = encoded_model(7, 9, 5, layers=2, peephole=True, density=0.4, n_pes=4, seed=5)
     check_against_golden(encoded, frames=3, in_stall=0.2, out_stall=0.2, seed=5)
 
@@ -189,3 +191,39 @@ def test_wider_accumulators_and_small_fifo_are_still_exact():
     encoded = encoded_model(9, 10, 6, n_pes=2, seed=11)
     check_against_golden(encoded, frames=2, in_stall=0.2, out_stall=0.2, seed=11,
                          params=HardwareParams(acc_bits=48, fifo_depth=2))
+
+
+def test_thirty_two_pes_and_a_very_slow_consumer():
+    # more PEs than proj rows; the output buffer is still busy when the next frame's readout is ready
+    encoded = encoded_model(13, 40, 24, peephole=True, density=0.3, n_pes=32, seed=12)
+    check_against_golden(encoded, frames=3, restart_at=2, in_stall=0.1, out_stall=0.9, seed=12)
+
+
+def mixed_model(seed):
+    """Layer 0: projection, no peepholes; layer 1: peepholes, no projection (sizes 7 -> 5 -> 6)."""
+    first = random_model(7, 9, 5, peephole=False, seed=seed).layers[0]
+    second = random_model(5, 6, None, peephole=True, seed=seed + 1).layers[0]
+    return LSTMPModel((first, second.replace(name="layer1")))
+
+
+def test_mixed_layers_and_first_flag_only_on_first_words():
+    pruned, _ = prune_model(mixed_model(13), 0.5, 2)
+    encoded = encode(quantize_model(pruned, Numerics()), 2)
+    check_against_golden(encoded, frames=4, restart_at=2, in_stall=0.2, out_stall=0.3, seed=13,
+                         noise_first=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed):
+    rng = np.random.default_rng(100 + seed)
+    layers = int(rng.integers(1, 3))
+    cells = int(rng.integers(2, 24))
+    proj = int(rng.integers(1, cells)) if rng.random() < 0.6 else None
+    n_pes = int(rng.choice([1, 2, 3, 4, 8, 16]))
+    density = float(rng.choice([1.0, 0.5, 0.2, 0.05]))
+    encoded = encoded_model(int(rng.integers(1, 20)), cells, proj, layers=layers, peephole=bool(rng.random() < 0.5),
+                            density=density, n_pes=n_pes, seed=seed, scale=float(rng.choice([0.3, 1.0, 3.0])))
+    params = HardwareParams(fifo_depth=int(rng.choice([2, 3, 8])))
+    check_against_golden(encoded, frames=4, restart_at=int(rng.integers(1, 4)), in_stall=float(rng.random() * 0.5),
+                         out_stall=float(rng.random() * 0.7), seed=seed, params=params, noise_first=True)

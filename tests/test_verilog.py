@@ -112,3 +112,13 @@ def test_cli_writes_both_files_and_reports_errors(tmp_path, capsys):
     assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--acc-bits", "6"]) == 1
     assert "acc_bits = 6" in capsys.readouterr().err
     assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--fifo-depth", "1"]) == 1
+
+
+def test_icarus_compiles_the_verilog(generated, tmp_path):
+    _, outdir, _ = generated
+    iverilog = shutil.which("iverilog")
+    if iverilog is None:
+        pytest.skip("iverilog not installed")
+    result = subprocess.run([iverilog, "-g2012", "-s", TOP_NAME, "-o", str(tmp_path / "top.vvp"),
+                             str(outdir / f"{TOP_NAME}.v")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

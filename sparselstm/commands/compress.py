@@ -116,7 +116,7 @@ def compress_run(args, task, model, balanced: bool, curves):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.compress.report import build_report, evaluate_run, write_report
+    from ..sw.compress.report import build_report, evaluate_dense, evaluate_run, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
     from ..sw.encoder import write_encoded
     from ..sw.fixedpoint import Numerics
@@ -148,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         if curves is not None:
             variants.append(("uniform", balanced, None))
     args.output.mkdir(parents=True, exist_ok=True)
+    dense = evaluate_dense(task, model, args.test_split, settings)   # before fine-tuning touches the task
     dense_state = task.snapshot()
     runs, primary_result = {}, None
     for name, variant_balanced, variant_curves in variants:
@@ -173,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     write_encoded(encoded, args.output / "encoded")
     (args.output / "encoded" / "report.json").write_text(json.dumps(encode_report, indent=1) + "\n")
     (args.output / "densities.json").write_text(json.dumps(primary_result.densities, indent=1) + "\n")
-    report = build_report(task, model, runs, "primary", args.test_split,
+    report = build_report(task, dense, runs, "primary", args.test_split,
                           extra={"command": shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
                                  "checkpoint": str(args.checkpoint), "pruned": [str(p) for p in saved],
                                  "encoded": str(args.output / "encoded")})

@@ -58,7 +58,7 @@ def _subset(args):
         raise TaskError(f"-o {args.output}: with --subset-of, the output is a feature set file ending in .npz")
     test = Task.load(args.subset_of).split("test")
     subset = test.balanced_subset(args.per_class, seed=args.seed)
-    subset.save(args.output)
+    subset.save(args.output, compressed=True)
     print(f"{args.output}: {len(subset)} utterances ({args.per_class} per word) of {args.subset_of} test split, "
           f"{subset.features.shape[1]} steps x {subset.input_size} features")
     return 0

@@ -42,5 +42,10 @@ def run(args: argparse.Namespace) -> int:
           f"{info['output_size']}, {info['acc_bits']}-bit accumulators, FIFO depth {params.fifo_depth}")
     print(f"  {info['work']['total_entries']} entries (max {max(info['work']['entries_per_pe'])} per PE); "
           f"predicted {model.get('cycles_per_frame')} cycles/frame "
-          f"({model.get('first_frame_cycles')} at a sequence start)")
+          f"({model.get('first_frame_cycles')} latency of a lone frame)")
+    memory = info["resources"]["memory_bits"]
+    print(f"  memory {memory['total'] / 8192:.1f} KiB: entries {memory['entries'] / 8192:.1f}, pointers "
+          f"{memory['pointers'] / 8192:.1f}, accumulators "
+          f"{(memory['gate_accumulators'] + memory['proj_accumulators']) / 8192:.1f} KiB; "
+          f"{info['resources']['multipliers']} multipliers")
     return 0

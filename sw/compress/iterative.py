@@ -74,6 +74,34 @@ def apply_masks(model: LSTMPModel, masks: Mapping[str, np.ndarray]) -> LSTMPMode
                                 for name, mask in masks.items()})
 
 
+def prune_at_most(model: LSTMPModel, densities, overall: float, n_pes: int, balanced: bool = True):
+    """prune_model(model, densities, ...), with the densities scaled down by the largest common factor that
+    keeps the overall density at most `overall` when pruning's rounding (whole weights per PE, half up)
+    would exceed it: a target density is a promise ("at most 0.10"), not an approximation.
+    Returns (pruned, masks, densities used)."""
+    names = list(model.matrices())
+    wanted = dict(densities) if isinstance(densities, Mapping) else {name: float(densities) for name in names}
+    pruned, masks = prune_model(model, wanted, n_pes, balanced)
+    if overall_density(pruned) <= overall + 1e-12:
+        return pruned, masks, wanted
+    full = {name: wanted.get(name, wanted.get("default", 1.0)) for name in names}
+
+    def scaled(factor: float) -> dict:
+        return {name: min(1.0, d * factor) for name, d in full.items()}
+
+    # The realized density is non-decreasing in the factor: bisect for the largest factor that fits.
+    low, high = 0.0, 1.0
+    best = prune_model(model, scaled(low), n_pes, balanced)
+    for _ in range(30):
+        middle = 0.5 * (low + high)
+        attempt = prune_model(model, scaled(middle), n_pes, balanced)
+        if overall_density(attempt[0]) <= overall + 1e-12:
+            low, best = middle, attempt
+        else:
+            high = middle
+    return best[0], best[1], scaled(low)
+
+
 def _check_epochs(epochs, what: str) -> int:
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ParameterError(f"{what} must be an integer >= 0, got {epochs!r}")
@@ -126,8 +154,7 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
         attempt = goal if failed_at is None else math.sqrt(current_overall * failed_at)
         step_started = time.time()
         snapshot = task.snapshot()
-        wanted = allocation(attempt)
-        pruned, masks = prune_model(current_model, wanted, n_pes, balanced)
+        pruned, masks, wanted = prune_at_most(current_model, allocation(attempt), attempt, n_pes, balanced)
         if epochs:
             tuned = task.finetune(pruned, masks, epochs)
             check_masks_held(tuned, masks, f"step {len(history)}")
@@ -135,17 +162,17 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
             tuned = pruned
         score = float(task.score(tuned, split))
         loss = baseline - score
-        accepted = loss <= max_loss or forcing
+        accepted = loss <= max_loss + 1e-9 or forcing   # 1e-9: 0.53 - 0.52 must count as 0.01
         history.append(dict(step=len(history), phase="prune+finetune", overall_target=attempt,
                             overall_density=overall_density(tuned), score=score, loss=loss, accepted=accepted,
                             epochs=epochs, seconds=round(time.time() - step_started, 1),
-                            **({"forced": True} if accepted and loss > max_loss else {})))
+                            **({"forced": True} if accepted and loss > max_loss + 1e-9 else {})))
         log(f"step {len(history) - 1}: overall density {overall_density(tuned):.4f}, {task.metric} {score:.4f} "
             f"(loss {loss:+.4f}) {'accepted' if accepted else 'rejected: backing off'}")
         bar.set_postfix(density=f"{overall_density(tuned):.3f}", score=f"{score:.4f}")
         if accepted:
             current_model, current_masks, current_overall, current_score = tuned, masks, attempt, score
-            current_densities = wanted if isinstance(wanted, Mapping) else {n: float(wanted) for n in masks}
+            current_densities = wanted
             if attempt == goal:
                 index, backoffs, failed_at, forcing = index + 1, 0, None, False
                 bar.update()
@@ -211,7 +238,11 @@ def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int
     baseline = float("nan")
     baseline = record("dense", model, 0, started)
     started = time.time()
-    pruned, mask = prune_model(model, densities, n_pes, balanced)
+    names = list(model.matrices())
+    requested = dict(densities) if isinstance(densities, Mapping) else {name: float(densities) for name in names}
+    target = sum(requested.get(n, requested.get("default", 1.0)) * w.size for n, w in model.matrices().items()) / \
+        sum(w.size for w in model.matrices().values())
+    pruned, mask, requested = prune_at_most(model, requested, target, n_pes, balanced)
     record("prune", pruned, 0, started)
     started = time.time()
     dense = task.finetune(pruned, None, dense_epochs) if dense_epochs else pruned
@@ -224,8 +255,5 @@ def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int
     check_masks_held(final, mask, "masked retrain")
     score = record("masked retrain", final, masked_epochs, started)
     bar.close()
-    requested = {name: float(densities) for name in mask} if not isinstance(densities, Mapping) else dict(densities)
-    target = sum(requested.get(n, requested.get("default", 1.0)) * m.size for n, m in mask.items()) / \
-        sum(m.size for m in mask.values())
     return CompressionResult("mask", final, mask, requested, baseline, score, target, True, history, n_pes,
                              bool(balanced))

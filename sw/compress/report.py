@@ -19,6 +19,7 @@ from ..fixedpoint import Numerics
 from ..model import LSTMPModel
 from ..pipeline import compress_and_encode, compression_report
 from ..pruning import load_imbalance
+from ..quantize import quantize_model
 from .density import overall_density
 from .iterative import CompressionResult
 from .task import CompressionTask
@@ -63,16 +64,26 @@ def evaluate_run(task: CompressionTask, result: CompressionResult, split: str = 
     }
 
 
-def build_report(task: CompressionTask, dense_model: LSTMPModel, runs: Mapping[str, dict], primary: str,
+def evaluate_dense(task: CompressionTask, dense_model: LSTMPModel, split: str = "test",
+                   settings: Mapping[str, Numerics] | None = None) -> dict:
+    """The dense model's scores: float, and golden at each setting (quantisation alone, no pruning).
+    Call it while the task holds the dense model's state (before any fine-tuning)."""
+    settings = numerics_settings() if settings is None else settings
+    return {"float_score": float(task.score(dense_model, split)),
+            "golden_score": {name: float(task.score_golden(quantize_model(dense_model, numerics), split))
+                             for name, numerics in settings.items()},
+            "overall_density": overall_density(dense_model), "architecture": dense_model.describe()}
+
+
+def build_report(task: CompressionTask, dense: dict, runs: Mapping[str, dict], primary: str,
                  split: str = "test", extra: dict | None = None) -> dict:
-    """The JSON report of several runs (evaluate_run results) of one dense model; `primary` is the run the
-    command writes out."""
-    dense_score = float(task.score(dense_model, split))
+    """The JSON report of several runs (evaluate_run results) of one dense model (evaluate_dense);
+    `primary` is the run the command writes out."""
+    dense_score = dense["float_score"]
     widths = list(next(iter(runs.values()))["golden_score"]) if runs else []
     report = {
         "task": task.name, "metric": task.metric, "split": split, "primary": primary,
-        "dense": {"float_score": dense_score, "overall_density": overall_density(dense_model),
-                  "architecture": dense_model.describe()},
+        "dense": dict(dense),
         "widths": widths,
         "runs": {name: {k: v for k, v in run.items() if k != "encoded"} for name, run in runs.items()},
     }
@@ -107,7 +118,9 @@ def format_markdown(report: dict) -> str:
     dense = report["dense"]
     lines = [f"# Compression report: {report['task']}", "",
              f"Dense model: {dense['architecture']}; {metric} on the {report['split']} split: "
-             f"**{_points(dense['float_score'])} %** (float).", ""]
+             f"**{_points(dense['float_score'])} %** (float)" +
+             "".join(f", {_points(v)} % (golden {w}, unpruned)" for w, v in dense.get("golden_score", {}).items())
+             + ".", ""]
     header = ["run", "method", "PEs", "pruning", "overall density", f"float {metric} %"] + \
              [f"golden {w} %" for w in widths] + ["size ratio (w12)", "PE imbalance (max/mean)"]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

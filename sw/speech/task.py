@@ -74,10 +74,11 @@ class FeatureSet:
             raise TaskError(f"{path}: not a sparselstm feature set ({error})") from None
         return cls(features, labels, vocabulary, config, metadata)
 
-    def save(self, path) -> None:
+    def save(self, path, compressed: bool = False) -> None:
         from .corpus import save_feature_set
 
-        save_feature_set(path, self.features, self.labels, self.vocabulary, self.feature_config, **self.metadata)
+        save_feature_set(path, self.features, self.labels, self.vocabulary, self.feature_config, compressed,
+                         **self.metadata)
 
     def subset(self, indices) -> "FeatureSet":
         indices = np.asarray(indices)

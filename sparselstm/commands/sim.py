@@ -1,0 +1,232 @@
+"""`sparselstm sim`: run an encoded model's generated Verilog in a simulator and check it word for word."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1), got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    from ..sim.tools import SIMULATORS
+
+    parser = subparsers.add_parser(
+        "sim",
+        help="simulate the accelerator's Verilog (cocotb) and check it against the golden model",
+        description="Generate the accelerator's Verilog for an encoded model, stream the frames of --input "
+                    "through it in Icarus or Verilator (cocotb), check every output word against the golden "
+                    "model, and write the accelerator's outputs like `sparselstm golden`. Sequences of a "
+                    "(B, T, I) input run back to back, each starting a new sequence. Exits with 1 if any "
+                    "word differs.",
+    )
+    parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="encoded model directory (sparselstm encode)")
+    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
+                        help="input frames, shape (T, I) or (B, T, I): real values (quantised to act words), or "
+                             "with --raw and an integer dtype, act words as they are")
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
+                        help="where to write the accelerator's outputs, shape (T, out) or (B, T, out)")
+    parser.add_argument("--raw", action="store_true",
+                        help="write the integer act words (int64) instead of floats; an integer --input is then "
+                             "taken as act words too")
+    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
+                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence, besides "
+                             "the first frame of each sequence")
+    parser.add_argument("--simulator", choices=SIMULATORS, default="verilator",
+                        help="Verilator builds in about a minute and runs fast; Icarus builds in a second and "
+                             "runs about 100x slower (default: verilator)")
+    parser.add_argument("--fifo-depth", type=int, default=None, metavar="D",
+                        help="activation FIFO words per PE (hardware parameter; default: HardwareParams')")
+    parser.add_argument("--report", type=Path, default=None, metavar="R.json", help="write the run's report as JSON")
+    parser.add_argument("--waves", action="store_true",
+                        help="record a waveform, FST (VCD from Verilator without the lz4 headers), in the build "
+                             "directory, which is then kept")
+    parser.add_argument("--stall-in", type=_probability, default=0.0, metavar="P",
+                        help="probability that the host holds input `valid` low before a word (default 0)")
+    parser.add_argument("--stall-out", type=_probability, default=0.0, metavar="P",
+                        help="probability that the host holds output `ready` low in a cycle in which an output word is "
+                             "offered (default 0)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the stall patterns (default 0)")
+    parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR",
+                        help="keep the Verilog, simulator build, logs and case files here (default: a temporary "
+                             "directory, removed after a passing run without --waves)")
+    parser.set_defaults(func=run)
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    from ..sw.errors import ParameterError
+
+    if not path.is_file():
+        raise ParameterError(f"{path}: {what} file not found")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise ParameterError(f"{path}: not a readable .npy array ({error})") from None
+    if not isinstance(array, np.ndarray):
+        raise ParameterError(f"{path}: expected a single .npy array, got an .npz archive")
+    return array
+
+
+class _Progress:
+    """Progress lines on stderr while the simulator runs: rewritten in place on a terminal, else every 5 s."""
+
+    def __init__(self, stream=sys.stderr):
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, update: dict) -> None:
+        now = time.monotonic()
+        final = update["frames"] == update["total"]
+        if not self._tty and not final and now - self._last < 5.0:
+            return
+        self._last = now
+        rate = update["frames"] / update["wall"] if update["wall"] > 0 else 0.0
+        line = (f"  frame {update['frames']}/{update['total']}, {update['cycles']} cycles, "
+                f"{update['mismatches']} mismatching word(s), {rate:.1f} frames/s")
+        if self._tty:
+            self._stream.write("\r" + line + "\x1b[K")
+            self._shown = True
+        else:
+            self._stream.write(line + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+
+
+def _frame_position(index: int, shape: tuple) -> str:
+    """A flat frame index as 'frame t' or 'sequence b, frame t' of the user's input."""
+    if len(shape) == 3:
+        return f"sequence {index // shape[1]}, frame {index % shape[1]}"
+    return f"frame {index}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..hw.params import HardwareParams
+    from ..hw.verilog import generate
+    from ..sim.runner import run_accelerator_sim
+    from ..sim.tools import find_simulator
+    from ..sw.encoder import load_encoded
+    from ..sw.errors import ParameterError
+    from ..sw.fixedpoint import dequantize_output, quantize_input
+
+    find_simulator(args.simulator)                 # fail before any work if it is missing
+    encoded = load_encoded(args.encoded)
+    numerics = encoded.numerics
+    x = _load_npy(args.input, "input")
+    if x.dtype.kind not in "fiu":
+        raise ParameterError(f"{args.input}: expected a real-valued numeric array, got dtype {x.dtype}")
+    if x.ndim not in (2, 3) or x.shape[-1] != encoded.layers[0].input_size or x.shape[-2] == 0:
+        raise ParameterError(f"{args.input}: expected shape (T, {encoded.layers[0].input_size}) or "
+                             f"(B, T, {encoded.layers[0].input_size}) with T >= 1, got {x.shape}")
+    starts = None if args.starts is None else _load_npy(args.starts, "sequence starts")
+    saturated = 0
+    if args.raw and x.dtype.kind in "iu":
+        x_q = x
+    else:
+        x_q, saturated = quantize_input(x, numerics)
+        if saturated:
+            limit = 2.0 ** (numerics.act_bits - 1 - numerics.act_frac)
+            print(f"sparselstm sim: warning: {saturated} of {x.size} input value(s) saturated to the act range "
+                  f"[{-limit:g}, {limit:g})", file=sys.stderr)
+    params = HardwareParams() if args.fifo_depth is None else HardwareParams(fifo_depth=args.fifo_depth)
+
+    temporary = args.build_dir is None
+    build_dir = Path(tempfile.mkdtemp(prefix="sparselstm-sim-")) if temporary else args.build_dir
+    keep = not temporary
+    try:
+        started = time.monotonic()
+        verilog_dir = build_dir / "verilog"
+        sidecar = generate(encoded, params, verilog_dir, encoded_dir=args.encoded)
+        verilog_seconds = time.monotonic() - started
+        frames = int(np.prod(x_q.shape[:-1]))
+        print(f"sparselstm sim: {args.simulator}, {encoded.n_pes} PE(s), {frames} frame(s); Verilog generated in "
+              f"{verilog_seconds:.1f} s, building...", file=sys.stderr, flush=True)
+        progress = _Progress()
+        try:
+            result = run_accelerator_sim(verilog_dir, args.encoded, x_q, sequence_starts=starts,
+                                         simulator=args.simulator, build_dir=build_dir / f"sim_{args.simulator}",
+                                         waves=args.waves, stall_in=args.stall_in, stall_out=args.stall_out,
+                                         seed=args.seed, progress=progress, encoded=encoded)
+        finally:
+            progress.close()
+        keep = keep or args.waves or not result.passed
+        _print_report(result, sidecar, x_q.shape, args)
+        complete = result.outputs.shape[:-1] == x_q.shape[:-1]
+        if complete:
+            y = result.outputs if args.raw else dequantize_output(result.outputs, numerics)
+            try:
+                with open(args.output, "wb") as stream:
+                    np.save(stream, y)
+            except OSError as error:
+                raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
+            kind = "act words (int64)" if args.raw else "float64"
+            print(f"wrote {args.output}: {kind}, shape {y.shape}")
+        else:
+            print(f"sparselstm sim: {args.output} not written: only {result.frames_received} of {result.frames} "
+                  "frame(s) came out", file=sys.stderr)
+        if args.report is not None:
+            report = result.to_dict()
+            report.update({"encoded": str(args.encoded), "input": str(args.input), "input_saturated": saturated,
+                           "hardware_params": params.to_dict(), "cycle_model": sidecar.get("cycle_model"),
+                           "verilog_seconds": round(verilog_seconds, 3)})
+            if not keep:
+                report["build_dir"] = None
+            args.report.write_text(json.dumps(report, indent=2) + "\n")
+        if keep and temporary:
+            print(f"sparselstm sim: build directory kept: {build_dir}", file=sys.stderr)
+        return 0 if result.passed else 1
+    finally:
+        if temporary and not keep:
+            shutil.rmtree(build_dir, ignore_errors=True)
+
+
+def _print_report(result, sidecar: dict, shape: tuple, args) -> None:
+    verdict = "PASS" if result.passed else "FAIL"
+    print(f"{verdict}: {result.frames_received}/{result.frames} frame(s), {result.mismatches} mismatching word(s) "
+          f"against the golden model ({result.simulator})")
+    if result.first_mismatch:
+        m = result.first_mismatch
+        print(f"  first mismatch: {_frame_position(m['frame'], shape)}, element {m['element']}: "
+              f"expected {m['expected']}, got {m['got']}")
+    for error in result.errors:
+        print(f"  error: {error}")
+    model = (sidecar.get("cycle_model") or {}).get("cycles_per_frame")
+    if result.cycles_per_frame is not None:
+        predicted = f" (cycle model: {model})" if model else ""
+        latency = result.first_frame_latency
+        print(f"  cycles per frame {result.cycles_per_frame:.1f}{predicted}; first-frame latency "
+              f"{latency if latency is not None else '-'} cycles; {result.sim_cycles} cycles simulated")
+    utilisation = result.pe_utilisation
+    if utilisation:
+        pads = sum(v for v in result.counters.get("pad_cycles", []) if isinstance(v, int))
+        print(f"  PE utilisation (MAC cycles / busy cycles): mean {100 * np.mean(utilisation):.1f} %, "
+              f"min {100 * min(utilisation):.1f} %, max {100 * max(utilisation):.1f} %; padding cycles {pads}")
+    rate = result.frames_per_second
+    cycles_rate = result.sim_cycles / result.stream_seconds if result.stream_seconds > 0 else 0.0
+    print(f"  wall time: build {result.build_seconds:.1f} s, simulation {result.run_seconds:.1f} s; "
+          f"{rate or 0.0:.1f} frames/s ({cycles_rate:.0f} cycles/s) of wall time"
+          + (f"; stalls in {args.stall_in:g} / out {args.stall_out:g}" if args.stall_in or args.stall_out else ""))
+    if result.waves is not None:
+        print(f"  waveform: {result.waves}")
+    if not result.passed and result.log_file is not None:
+        print(f"  log: {result.log_file}")

