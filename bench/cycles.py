@@ -7,7 +7,7 @@ always ready); the first frame starts the sequence, the rest continue it (steady
 Targets: PEs busy (processing an entry: non-zero or padding) >= 85 % of a steady-state frame's cycles, and
 cycles/frame <= 1.15 x (total entries incl. padding / N). Also prints hw/cycle_model.py's prediction.
 
-    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--cells 256] [--json out.json]
+    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--layers 1] [--cells 256] [--json out.json]
 
 The simulator runs at a few thousand cycles per second with 16 PEs: the default takes about a minute or two.
 """
@@ -77,6 +77,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--pes", type=int, default=16)
+    parser.add_argument("--layers", type=int, default=1)
     parser.add_argument("--inputs", type=int, default=40)
     parser.add_argument("--cells", type=int, default=256)
     parser.add_argument("--proj", type=int, default=128)
@@ -88,7 +89,8 @@ def main(argv=None) -> int:
     if args.frames < 3:
         parser.error("--frames must be >= 3 (a sequence start, steady-state frames, a last frame)")
 
-    model = random_model(args.inputs, args.cells, args.proj, peephole=True, seed=args.seed)
+    model = random_model(args.inputs, args.cells, args.proj, num_layers=args.layers, peephole=True,
+                         seed=args.seed)
     pruned, _ = prune_model(model, args.density, args.pes)
     encoded = encode(quantize_model(pruned, Numerics()), args.pes)
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=args.fifo_depth))

@@ -88,7 +88,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int) -> int:
     alternating between streams when more than one can send (as the scheduler does). Sets each stream's
     `done_at` (cycle its last column was finished by every PE, plus the MAC drain) and returns the cycle
     everything is done."""
-    n_pes = streams[0].work.shape[0]
+    n_pes = streams[0].work.shape[0]   # callers pass at least one stream
     queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream) per FIFO word
     job = [None] * n_pes                     # (entries, stream) in the job register
     walking = [None] * n_pes                 # stream of the column being walked
@@ -156,34 +156,43 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         return _simulate([_Stream(np.concatenate(columns, axis=1))], depth) + READER_LATENCY + STATE_OVERHEAD
 
-    def elementwise(l, overlap_next_input=False, recurrent_next=False):
-        """EW of layer l (+ proj and its readout); optionally with the next frame's layer-0 input words
-        interleaved, and then its layer-0 recurrent words once the readout is done. Returns cycles from
-        the start of EW until everything listed is done (readout included)."""
+    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
+        """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
+        next frame's layer-0 input words and then its recurrent words once the readout has started,
+        interleaved. Returns cycles from the start of EW until everything listed is done."""
         info = layers[l]
-        arrival = ew_arrival + np.arange(info.cell_size)
         has_proj = info.proj_size is not None
-        streams = [_Stream(work[(l, PHASE_PROJ)] if has_proj else np.zeros((design.n_pes, info.cell_size),
-                                                                            dtype=np.int64), arrival)]
+        last_m = ew_arrival + info.cell_size       # the element-wise pass alone, one cell per cycle
+        streams = []
+        if has_proj:   # m words are broadcast as proj columns; without a projection they become y words
+            streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(info.cell_size)))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
         readout = (READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
 
-        def readout_done(done):
+        def readout_started(done):
+            if not has_proj:
+                return last_m + STATE_OVERHEAD
             return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
 
+        if recurrent_ahead:
+            streams.append(_Stream(work[(l + 1, PHASE_R)]))
         if overlap_next_input:
+            x_index = len(streams)
             streams.append(_Stream(work[(0, PHASE_X)]))
             if recurrent_next:
-                streams.append(_Stream(work[(0, PHASE_R)],
-                                       opens_after=lambda done: None if 1 not in done or readout_done(done) is None
-                                       else max(done[1], readout_done(done))))
-        end = _simulate(streams, depth)
-        return max(end, streams[0].done_at + readout) + STATE_OVERHEAD
+                def opens(done):
+                    started = readout_started(done)
+                    return None if x_index not in done or started is None else max(done[x_index], started)
+                streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
+        end = _simulate(streams, depth) if streams else 0
+        proj_end = (streams[0].done_at + readout) if has_proj else last_m
+        return max(end, proj_end, last_m) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
     steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
     for l in range(last):
-        steady += elementwise(l) + gates(l + 1)
+        # layer l+1's recurrent columns go out during layer l's element-wise pass
+        steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)
     steady += STATE_OVERHEAD  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
 
     # latency of a lone frame that starts a sequence: no recurrent columns, nothing to overlap with, up to

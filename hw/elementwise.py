@@ -41,6 +41,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..sw.fixedpoint import Numerics
 from .activation import ActivationPipeline, checked_table
+from .fixed import round_shift, saturate
 from .layouts import elementwise_in_layout, elementwise_out_layout
 
 __all__ = ["ElementwiseLayer", "ElementwiseUnit"]
@@ -74,26 +75,6 @@ class ElementwiseLayer:
     @property
     def peephole(self) -> bool:
         return self.fp is not None
-
-
-def _round_shift(value, k: int):
-    """round_shift of docs/numerics.md on an Amaranth value: round half up and drop k bits, or shift left.
-
-    Exact: the result is as wide as it needs to be (>> of a signed value is arithmetic)."""
-    if k > 0:
-        return (value + (1 << (k - 1))) >> k
-    if k < 0:
-        return value << -k
-    return value
-
-
-def _saturate(value, bits: int):
-    """sat(value, bits) as an Amaranth value (assign it to a signed(bits) signal)."""
-    shape = value.shape()
-    if shape.signed and shape.width <= bits:
-        return value
-    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-    return Mux(value > high, high, Mux(value < low, low, value))
 
 
 class ElementwiseUnit(wiring.Component):
@@ -213,12 +194,12 @@ class ElementwiseUnit(wiring.Component):
         def peephole_term(product, layer):
             """align(p * c, fp + cell_frac, FACC) of the stage's layer; 0 for a layer without peepholes."""
             return per_layer(layer, lambda _, info: 0 if not info.peephole else
-                             _round_shift(product, info.fp + n.cell_frac - info.facc))
+                             round_shift(product, info.fp + n.cell_frac - info.facc))
 
         def to_pre(total, layer, name):
             """sat(align(total, FACC, pre_frac), pre_bits) of the stage's layer, registered."""
-            aligned = per_layer(layer, lambda _, info: _round_shift(total, info.facc - n.pre_frac))
-            return register(_saturate(aligned, n.pre_bits), name, signed(n.pre_bits))
+            aligned = per_layer(layer, lambda _, info: round_shift(total, info.facc - n.pre_frac))
+            return register(saturate(aligned, n.pre_bits), name, signed(n.pre_bits))
 
         # ---- stage 0: input, hazard check, cell-state read --------------------------------------------
         payload = self.i.p
@@ -263,7 +244,7 @@ class ElementwiseUnit(wiring.Component):
         input_product_8 = register(gate_i_7 * gate_g_7, "input_product_8")
         cell_sum_9 = register((forget_product_8 << (fs - n.unit_frac - n.cell_frac)) +
                               (input_product_8 << (fs - 2 * n.unit_frac)), "cell_sum_9")
-        c_10 = register(_saturate(_round_shift(cell_sum_9, fs - n.cell_frac), n.cell_bits), "c_10",
+        c_10 = register(saturate(round_shift(cell_sum_9, fs - n.cell_frac), n.cell_bits), "c_10",
                         signed(n.cell_bits))
 
         # ---- stages 10-16: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
@@ -273,7 +254,7 @@ class ElementwiseUnit(wiring.Component):
         else:
             sum_o_12 = register(acc_o[11], "sum_o_12")
         pre_o_13 = to_pre(sum_o_12, layer[12], "pre_o_13")
-        c_narrow_11 = register(_saturate(_round_shift(c_10, n.cell_frac - n.pre_frac), n.pre_bits), "c_narrow_11",
+        c_narrow_11 = register(saturate(round_shift(c_10, n.cell_frac - n.pre_frac), n.pre_bits), "c_narrow_11",
                                signed(n.pre_bits))
         c_narrow = carry(c_narrow_11, "c_narrow", 11, 13)
         gate_o_16, tanh_c_16 = sigmoid.y[2], tanh.y[1]
@@ -282,7 +263,7 @@ class ElementwiseUnit(wiring.Component):
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
         output_product_17 = register(gate_o_16 * tanh_c_16, "output_product_17")
-        m_18 = register(_saturate(_round_shift(output_product_17, n.unit_frac), n.unit_bits), "m_18",
+        m_18 = register(saturate(round_shift(output_product_17, n.unit_frac), n.unit_bits), "m_18",
                         signed(n.unit_bits))
 
         # ---- connections ---------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign, bits_for
+from .fixed import round_shift, saturate
 from .layouts import elementwise_in_layout
 from .pe import CellReadSignature, ProjReadSignature
 
@@ -25,20 +26,9 @@ __all__ = ["CellReader", "ProjReader", "round_shift_saturate", "y_word_layout"]
 
 
 def round_shift_saturate(m: Module, value, shift: int, bits: int):
-    """`sat(round_shift(value, shift), bits)` of a signed Value for a constant `shift` (round half up:
-    add 2**(shift-1), arithmetic shift right; negative shift = exact left shift). Returns a signed Signal."""
-    value = value.as_signed()
-    if shift > 0:
-        widened = Signal(signed(len(value) + 1))
-        m.d.comb += widened.eq(value + (1 << (shift - 1)))
-        shifted = widened >> shift
-    elif shift < 0:
-        shifted = value << -shift
-    else:
-        shifted = value
-    high, low = (1 << (bits - 1)) - 1, -(1 << (bits - 1))
+    """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal."""
     result = Signal(signed(bits))
-    m.d.comb += result.eq(Mux(shifted > high, high, Mux(shifted < low, low, shifted)))
+    m.d.comb += result.eq(saturate(round_shift(value.as_signed(), shift), bits))
     return result
 
 

@@ -11,8 +11,9 @@ Per frame, for each layer l (docs/architecture.md has the timeline):
     DRAIN_G   wait until the broadcaster and every PE are idle: the gate accumulators are final
     EW        CellReader streams the cells into the ElementwiseUnit; each m_j it returns is broadcast as
               column j of the proj phase (so the projection runs during the element-wise pass), or, without
-              a projection, narrowed to y_l[j] and written to the y memory. In the last layer the next
-              frame's input words are interleaved (into the other copy of layer 0's accumulators)
+              a projection, narrowed to y_l[j] and written to the y memory. Independent words are
+              interleaved: in the last layer the next frame's input words (into the other copy of layer
+              0's accumulators), else layer l+1's recurrent words (whose R_READ is then skipped)
     DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
     LAYER_END next layer, or for the last layer: hand the frame to the output streamer, next frame
 
@@ -27,7 +28,7 @@ sends it, so a slow output consumer stalls the accelerator only when the next fr
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -121,7 +122,8 @@ class Scheduler(wiring.Component):
         else:
             rd_allowed = Const(1)
         rd_issue = rd_active & rd_allowed
-        rd_advance = ~rd_valid | self.bcast.ready
+        rd_selected = Signal()    # the broadcaster takes the reader's word this cycle (set by the FSM)
+        rd_advance = ~rd_valid | (rd_selected & self.bcast.ready)
         m.d.comb += [y_read.addr.eq(rd_base + rd_index), y_read.en.eq(rd_advance)]
         with m.If(rd_advance):
             m.d.sync += rd_valid.eq(rd_issue)
@@ -226,7 +228,7 @@ class Scheduler(wiring.Component):
             ]
 
         # ---- broadcaster bookkeeping: arbitration and "a proj word is still held" ----------------------------
-        prefer_input = Signal()       # EW: whose turn it is when both an m word and an input word wait
+        prefer_input = Signal()       # EW: the other source's turn when it and an m word both wait
         proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
         bcast_from_m = Signal()       # set by the FSM while it offers an m word
         m_sent = bcast_from_m & self.bcast.ready
@@ -234,6 +236,16 @@ class Scheduler(wiring.Component):
             m.d.sync += [proj_word_held.eq(m_sent), prefer_input.eq(m_sent)]
         with m.Elif(self.bcast.ready):
             m.d.sync += proj_word_held.eq(0)   # the held word (if any) went out at this edge
+
+        # ---- what else may be broadcast during an element-wise pass ------------------------------------------
+        recurrent_ahead = Signal()    # layer l+1's recurrent words were started during layer l's EW
+        secondary_offer = Mux(is_last_layer, input_offer, rd_valid)
+
+        def offer_secondary():
+            with m.If(is_last_layer):
+                m.d.comb += offer_input()
+            with m.Else():
+                m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data, rd_selected)
 
         # ---- the frame / layer state machine --------------------------------------------------------------
         frame_parity = Signal()       # layer 0's accumulator copy of the current frame
@@ -250,8 +262,11 @@ class Scheduler(wiring.Component):
                 with m.If(layer == 0):
                     m.next = "X_INPUT"
                 with m.Else():
-                    start_reader(y_bases[layer - 1], input_sizes[layer], phase_x, layer - 1)
-                    m.next = "X_READ"
+                    # the recurrent words sent ahead during the previous layer's EW may not be all out yet
+                    m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data, rd_selected)
+                    with m.If(rd_done):
+                        start_reader(y_bases[layer - 1], input_sizes[layer], phase_x, layer - 1)
+                        m.next = "X_READ"
 
             with m.State("X_INPUT"):
                 m.d.comb += [input_allowed.eq(1), input_buffer.eq(frame_parity)]
@@ -261,19 +276,20 @@ class Scheduler(wiring.Component):
                     m.next = "R_SETUP"
 
             with m.State("X_READ"):
-                m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data)
+                m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data, rd_selected)
                 with m.If(rd_done):
                     m.next = "R_SETUP"
 
             with m.State("R_SETUP"):
-                with m.If(seq_start):
+                with m.If(seq_start | recurrent_ahead):
+                    m.d.sync += recurrent_ahead.eq(0)
                     m.next = "DRAIN_G"
                 with m.Else():
                     start_reader(y_bases[layer], recurrent_sizes[layer], phase_x + 1, layer)
                     m.next = "R_READ"
 
             with m.State("R_READ"):
-                m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data)
+                m.d.comb += self._reader_to_broadcast(rd_valid, rd_phase, rd_column, y_read.data, rd_selected)
                 m.d.comb += self.bcast.payload.buffer.eq(frame_parity)
                 with m.If(rd_done):
                     m.next = "DRAIN_G"
@@ -283,14 +299,22 @@ class Scheduler(wiring.Component):
                 with m.If(pipeline_idle & ~(is_last_layer & ~has_proj[layer] & output_busy)):
                     m.d.comb += self.cells.start.eq(1)
                     m.d.sync += m_count.eq(0)
+                    # layer l+1's recurrent input (its y of the previous frame) does not depend on this
+                    # layer: send it during the element-wise pass
+                    if n_layers > 1:
+                        with m.If(~is_last_layer & ~seq_start):
+                            start_reader(y_bases[layer + 1], recurrent_sizes[layer + 1],
+                                         phase_x + PHASES_PER_LAYER + 1, layer + 1)
+                            m.d.sync += recurrent_ahead.eq(1)
                     m.next = "EW"
 
             with m.State("EW"):
-                # the next frame's input words share the broadcaster with the m words, alternating when
-                # both wait: an input word carries ~4x the PE work of an m word, so the PEs stay busy
+                # the m words share the broadcaster with independent work, alternating when both wait (a
+                # gate word carries ~4x the PE work of an m word, so the PEs stay busy): in the last layer
+                # the next frame's input words, else the next layer's recurrent words
                 m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
                 with m.If(has_proj[layer]):
-                    with m.If(self.m.valid & ~(prefer_input & input_offer)):
+                    with m.If(self.m.valid & ~(prefer_input & secondary_offer)):
                         m.d.comb += [
                             bcast_from_m.eq(1),
                             self.bcast.valid.eq(1),
@@ -300,10 +324,10 @@ class Scheduler(wiring.Component):
                             self.m.ready.eq(self.bcast.ready),
                         ]
                     with m.Else():
-                        m.d.comb += offer_input()
+                        offer_secondary()
                 with m.Else():
                     m.d.comb += [m_to_y.eq(1), self.m.ready.eq(1)]
-                    m.d.comb += offer_input()
+                    offer_secondary()
                 with m.If(self.m.valid & self.m.ready):
                     m.d.sync += m_count.eq(m_count + 1)
                     with m.If(m_count == cell_sizes[layer] - 1):
@@ -315,7 +339,7 @@ class Scheduler(wiring.Component):
             with m.State("DRAIN_P"):
                 # wait for the proj words only; the next frame's input keeps flowing meanwhile
                 m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
-                m.d.comb += offer_input()
+                offer_secondary()
                 if self._has_proj:
                     with m.If(~proj_word_held & ~self.pes_proj_busy & ~proj_busy
                               & ~(is_last_layer & output_busy)):
@@ -324,7 +348,7 @@ class Scheduler(wiring.Component):
 
             with m.State("LAYER_END"):
                 m.d.comb += [input_allowed.eq(is_last_layer), input_buffer.eq(~frame_parity)]
-                m.d.comb += offer_input()
+                offer_secondary()
                 with m.If(is_last_layer):
                     with m.If(has_proj[layer]):
                         m.d.sync += out_pending.eq(1)
@@ -343,8 +367,9 @@ class Scheduler(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         return m
 
-    def _reader_to_broadcast(self, valid, phase, column, value):
+    def _reader_to_broadcast(self, valid, phase, column, value, selected):
         return [
+            selected.eq(1),
             self.bcast.valid.eq(valid),
             self.bcast.payload.segment.eq(phase),
             self.bcast.payload.buffer.eq(0),

@@ -42,7 +42,13 @@ VERILATOR_BUILD_ARGS = ["-Wno-fatal", "-Wno-lint", "-Wno-style"]
 
 
 class SimulationError(SparseLSTMError):
-    """The simulation could not run (build failure, simulator crash, mismatched inputs); names the log."""
+    """The simulation could not run (build failure, simulator crash, mismatched inputs). The message is one
+    line naming the log; `log_tail` holds the log's last lines (empty if there is no log)."""
+
+    def __init__(self, message: str, log: Path | None = None):
+        super().__init__(message if log is None else f"{message}; see {log}")
+        self.log = log
+        self.log_tail = _log_tail(log) if log is not None else ""
 
 
 def _log_tail(path: Path, lines: int = 15) -> str:
@@ -132,8 +138,7 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
         if cache and not cached:
             cache.store(build_dir)
     except (RuntimeError, SystemExit) as error:
-        raise SimulationError(f"{simulator} build of {verilog} failed ({error}); log {log}:\n"
-                              f"{_log_tail(log)}") from None
+        raise SimulationError(f"{simulator} build of {verilog} failed ({error})", log) from None
     return time.monotonic() - started
 
 
@@ -312,6 +317,9 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     starts = np.asarray(sequence_starts, dtype=bool)
     if frames.ndim != 2 or frames.shape[1] != spec.input_size or frames.shape[0] == 0:
         raise ParameterError(f"input frames: expected shape (F, {spec.input_size}) with F >= 1, got {frames.shape}")
+    if starts.shape != (frames.shape[0],) or not starts[0]:
+        raise ParameterError(f"sequence starts: expected a bool ({frames.shape[0]},) array with the first frame "
+                             f"marked (the first frame after reset starts a sequence), got shape {starts.shape}")
     if expected.shape != (frames.shape[0], spec.output_size):
         raise ParameterError(f"expected words: shape {expected.shape}, want ({frames.shape[0]}, {spec.output_size})")
     for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
@@ -347,9 +355,10 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         if tail:
             tail.start()
         try:
-            runner.test(test_module=test_module, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog", build_dir=str(build_dir),
-                        results_xml=str(results_xml), waves=waves, seed=seed, log_file=str(build_dir / "sim.log"),
-                        extra_env={CASE_DIR_VARIABLE: str(build_dir)}, timescale=TIMESCALE)
+            runner.test(test_module=test_module, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog",
+                        build_dir=str(build_dir), results_xml=str(results_xml), waves=waves, seed=seed,
+                        log_file=str(build_dir / "sim.log"), extra_env={CASE_DIR_VARIABLE: str(build_dir)},
+                        timescale=TIMESCALE)
         except (SystemExit, RuntimeError):
             pass   # a crashed simulator may still have written results; judged below
         finally:
@@ -358,8 +367,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     run_seconds = time.monotonic() - started
 
     if not results_xml.exists() or not (build_dir / case.result).exists():
-        raise SimulationError(f"{simulator} did not complete the cocotb run (no results); log "
-                              f"{build_dir / 'sim.log'}:\n{_log_tail(build_dir / 'sim.log')}")
+        raise SimulationError(f"{simulator} did not complete the cocotb run (no results)", build_dir / "sim.log")
     tests = _parse_results(results_xml)
     report = json.loads((build_dir / case.result).read_text())
     outputs = np.load(build_dir / case.outputs)

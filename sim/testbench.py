@@ -510,7 +510,10 @@ class StreamBench:
                 break
             await triggers.RisingEdge(clk)
         status, counters = self.read_status()
-        for key, value in {**status, **{f"{k}[{i}]": v for k, vs in counters.items() for i, v in enumerate(vs)}}.items():
+        readings = dict(status)
+        readings.update({f"{name}[{pe}]": value for name, values in counters.items()
+                         for pe, value in enumerate(values)})
+        for key, value in readings.items():
             if value != 0:
                 errors.append(f"{key} = {value} after reset without input (expected 0)")
         return errors

@@ -25,7 +25,7 @@ from .errors import EncodedModelError, ParameterError
 from .fixedpoint import TABLE_NAMES, Numerics, activation_tables
 from .pruning import check_pe_count
 from .quantize import accumulator_bits
-from .quantized import QuantizedLayer, QuantizedModel
+from .quantized import GateAlignment, QuantizedLayer, QuantizedModel
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -102,7 +102,7 @@ class Segment:
 
 
 @dataclass(frozen=True)
-class LayerInfo:
+class LayerInfo(GateAlignment):
     """Sizes and fixed-point parameters of one layer (docs/numerics.md)."""
 
     input_size: int
@@ -117,20 +117,6 @@ class LayerInfo:
     fp: int | None
     gate_acc_bits: int
     proj_acc_bits: int | None
-
-    @property
-    def fw(self) -> int:
-        return max(self.fw_x, self.fw_r)
-
-    @property
-    def shift_x(self) -> int:
-        """Left shift of every input-side product (FW - fw_x)."""
-        return self.fw - self.fw_x
-
-    @property
-    def shift_r(self) -> int:
-        """Left shift of every recurrent-side product (FW - fw_r)."""
-        return self.fw - self.fw_r
 
     @property
     def columns(self) -> int:

@@ -32,8 +32,30 @@ def _int_array(name: str, value, shape) -> np.ndarray:
     return array
 
 
+class GateAlignment:
+    """The product alignment of a layer's gate matrix (docs/numerics.md, step 1), from its `fw_x`, `fw_r`."""
+
+    fw_x: int
+    fw_r: int
+
+    @property
+    def fw(self) -> int:
+        """FW = max(fw_x, fw_r): the gate products are aligned to this many weight fractional bits."""
+        return max(self.fw_x, self.fw_r)
+
+    @property
+    def shift_x(self) -> int:
+        """Left shift applied to every input-side product (FW - fw_x)."""
+        return self.fw - self.fw_x
+
+    @property
+    def shift_r(self) -> int:
+        """Left shift applied to every recurrent-side product (FW - fw_r)."""
+        return self.fw - self.fw_r
+
+
 @dataclass(frozen=True, eq=False)
-class QuantizedLayer:
+class QuantizedLayer(GateAlignment):
     """One layer in integers (docs/numerics.md, 'One layer, one frame').
 
     w_gates:  (4H, I+R) gate-major rows (r = k*H + j, gates i, f, g, o); columns: x (I of them), then yprev (R)
@@ -86,21 +108,6 @@ class QuantizedLayer:
     @property
     def has_projection(self) -> bool:
         return self.w_proj is not None
-
-    @property
-    def fw(self) -> int:
-        """FW = max(fw_x, fw_r): the gate products are aligned to this many weight fractional bits."""
-        return max(self.fw_x, self.fw_r)
-
-    @property
-    def shift_x(self) -> int:
-        """Left shift applied to every input-side product (FW - fw_x)."""
-        return self.fw - self.fw_x
-
-    @property
-    def shift_r(self) -> int:
-        """Left shift applied to every recurrent-side product (FW - fw_r)."""
-        return self.fw - self.fw_r
 
     @property
     def w_input(self) -> np.ndarray:

@@ -172,6 +172,7 @@ def test_sim_command_writes_what_golden_writes(tmp_path, capsys):
 
 
 def test_sim_command_rejects_a_wrong_input_shape(tmp_path, capsys):
+    _require("icarus")
     model = random_model(4, 6, None, num_layers=1, peephole=False, seed=10)
     write_encoded(compress_and_encode(model, 1, 1.0).encoded, tmp_path / "enc")
     np.save(tmp_path / "x.npy", np.zeros((3, 5)))

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from sparselstm.sim import tools
-from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, flatten_sequences, icarus_ready_verilog,
-                                   run_stream_sim)
+from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, SimulationError, flatten_sequences,
+                                   icarus_ready_verilog, run_stream_sim)
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
 from sparselstm.sim.testbench import (CaseConfig, DutSpec, FrameChecker, PayloadField, SidecarError)
 from sparselstm.sw.errors import ParameterError
@@ -137,6 +137,19 @@ def test_verilator_runtime_is_compiled_once(tmp_path):
         assert result.passed, result.failure_summary()
     log = (tmp_path / "standin4" / "build" / "build.log").read_text()
     assert "verilated.cpp" not in log and "verilated.o" in log
+
+
+def test_a_build_failure_is_one_line_naming_the_log(tmp_path):
+    _require("icarus")
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    verilog = tmp_path / f"{STANDIN_TOP}.v"
+    verilog.write_text(verilog.read_text() + "\nthis is not verilog\n")
+    x, starts, expected = _stimulus(2)
+    with pytest.raises(SimulationError, match=r"icarus build of .* failed .*; see .*build\.log$") as caught:
+        run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
+                       build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+    assert "\n" not in str(caught.value)
+    assert "syntax error" in caught.value.log_tail
 
 
 def test_icarus_waves_on_request(tmp_path):

@@ -1,0 +1,32 @@
+"""docs/numerics.md's rounding and saturation as Amaranth expressions, for constant shifts.
+
+The one hardware form of `round_shift` and `sat`; the software form is sw/fixedpoint.py. Both are checked
+against each other through the units that use them (tests/test_hw_elementwise.py, tests/test_hw_accelerator.py).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Mux
+
+__all__ = ["round_shift", "saturate"]
+
+
+def round_shift(value, k: int):
+    """round_shift of docs/numerics.md: round half up and drop k bits (k > 0), or shift left (k < 0).
+
+    Exact: the result is as wide as it needs to be (>> of a signed value is arithmetic, and the rounding
+    constant's addition widens the value by one bit)."""
+    if k > 0:
+        return (value + (1 << (k - 1))) >> k
+    if k < 0:
+        return value << -k
+    return value
+
+
+def saturate(value, bits: int):
+    """sat(value, bits): clamp a signed value into a `bits`-wide word (assign it to a signed(bits) signal)."""
+    shape = value.shape()
+    if shape.signed and shape.width <= bits:
+        return value
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(value > high, high, Mux(value < low, low, value))
