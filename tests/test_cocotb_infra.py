@@ -125,7 +125,8 @@ def test_a_hung_dut_trips_the_watchdog(tmp_path):
 
 
 def test_verilator_runtime_is_compiled_once(tmp_path):
-    """A second Verilator design links the cached runtime objects instead of compiling verilated.cpp again."""
+    """A second Verilator design links the cached runtime objects instead of compiling verilated.cpp again,
+    and still compiles its own cocotb main (verilator.cpp)."""
     _require("verilator")
     x, starts, _ = _stimulus(3)
     for size in (3, 4):        # the first build fills the cache if no earlier build did
@@ -137,6 +138,8 @@ def test_verilator_runtime_is_compiled_once(tmp_path):
         assert result.passed, result.failure_summary()
     log = (tmp_path / "standin4" / "build" / "build.log").read_text()
     assert "verilated.cpp" not in log and "verilated.o" in log
+    # cocotb's main includes the design's Vtop.h: it must be compiled for each design, never shared.
+    assert "-c -o verilator.o" in log
 
 
 def test_a_build_failure_is_one_line_naming_the_log(tmp_path):

@@ -105,7 +105,7 @@ def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
     shutil.rmtree(models / "dense-compressed")
     assert main(["accuracy", "--models", str(models), "--density", "0.25", "--pes", "4", "-o", str(result_path), "-q"]) == 0
     result = json.loads(result_path.read_text())
-    assert result["method"].startswith("one-shot") and abs(result["overall_density"] - 0.25) < 0.05
+    assert result["method"].startswith("one-shot") and 0.2 < result["overall_density"] <= 0.25
 
 
 USER_TASK = '''

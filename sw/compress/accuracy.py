@@ -24,6 +24,7 @@ from ..errors import SparseLSTMError
 from ..loaders import load_model
 from ..pipeline import compress_and_encode, compression_report
 from .density import overall_density
+from .iterative import prune_at_most
 from .task import CallableTask, golden_lstm_outputs
 
 INDEX = "models.json"
@@ -113,8 +114,9 @@ def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_dens
             if (directory / "encoded" / "report.json").is_file() else None
         out.update(compressed=str(directory), method=method)
     else:
-        result = compress_and_encode(dense, n_pes, fallback_density, balanced=True)
-        pruned, encoded, task = result.pruned, result.encoded, dense_task
+        pruned, _, _ = prune_at_most(dense, fallback_density, fallback_density, n_pes, balanced=True)
+        result = compress_and_encode(pruned, n_pes, 1.0, balanced=True)   # 1.0: keep exactly its zeros
+        encoded, task = result.encoded, dense_task
         size = compression_report(result)["totals"]
         out.update(compressed=None, method=f"one-shot load-balanced pruning to {fallback_density} without "
                                             f"fine-tuning (no compressed model shipped)")

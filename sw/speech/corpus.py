@@ -255,7 +255,7 @@ def build_inventory(workers: int = 1, progress: bool = True, accents: list[str] 
     accents = list(accents) if accents is not None else list_accents()
     variants = list(variants) if variants is not None else [DEFAULT_VARIANT] + list_variants()
     candidates = [voice_id(a, v) for a in accents for v in variants]
-    with _pool(workers) as pool:
+    with _WorkerPool(workers) as pool:
         mapper = pool.imap if pool else map
         hashes = list(tqdm(mapper(_probe, candidates), total=len(candidates), desc="voices (dedup)",
                            unit="voice", disable=not progress))
@@ -412,7 +412,7 @@ def plan_utterances(config: CorpusConfig, voices: dict[str, list[str]]) -> list[
     return specs
 
 
-class _pool:
+class _WorkerPool:
     """multiprocessing.Pool when workers > 1, else None (work inline: easier to debug, no fork)."""
 
     def __init__(self, workers: int, initializer=None, initargs=()):
@@ -452,7 +452,7 @@ def build_corpus(config: CorpusConfig, outdir: str | os.PathLike, workers: int =
         babble_jobs[split] = [(config.seed, split_number * 1_000_000 + k, voices[split][v], rate)
                               for k, v in enumerate(pick)]
     babble = {}
-    with _pool(workers) as pool:
+    with _WorkerPool(workers) as pool:
         mapper = pool.imap if pool else map
         for split in SPLITS:
             babble[split] = list(tqdm(mapper(_babble_clip, babble_jobs[split]), total=len(babble_jobs[split]),
@@ -463,7 +463,7 @@ def build_corpus(config: CorpusConfig, outdir: str | os.PathLike, workers: int =
     steps, width = config.features.steps(window), config.features.feature_size
     features = np.zeros((len(specs), steps, width), dtype=np.float16)
     metas: list[dict] = [{}] * len(specs)
-    with _pool(workers, _init_worker, (config, babble)) as pool:
+    with _WorkerPool(workers, _init_worker, (config, babble)) as pool:
         mapper = (lambda f, it: pool.imap(f, it, chunksize=16)) if pool else map
         for index, feats, meta in tqdm(mapper(_render_features, specs), total=len(specs),
                                        desc=f"{config.task} utterances", unit="utt", disable=not progress):
