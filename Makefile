@@ -1,10 +1,64 @@
-# Thin wrapper: every target calls the CLI, pytest or a script. No logic lives here.
-VENV   ?= .venv
-PYTHON ?= $(VENV)/bin/python
+# Thin wrapper: every target calls the CLI, pytest or a bench script. No logic lives here.
+VENV    ?= .venv
+PYTHON  ?= $(VENV)/bin/python
+SL      := $(PYTHON) -m sparselstm
+BUILD   ?= build
 
-.PHONY: install test
+# `make sim`: the shipped trained digits model, compressed for 16 PEs, run on shipped test utterances.
+SIM_MODEL    ?= models/digits-lstmp.npz
+SIM_HEAD     ?= models/digits-lstmp.head.npz
+SIM_FEATURES ?= models/digits-test.npz
+SIM_PES      ?= 16
+SIM_DENSITY  ?= 0.25
+SIM_COUNT    ?= 20
+SIMULATOR    ?= verilator
+
+.PHONY: help install test test-all sim sim-regress encode verilog golden bench data train accuracy clean
+
+help:
+	@echo "make install      set up: apt packages where missing, .venv, pip install -e .[dev]"
+	@echo "make test         the test suite (what CI runs)"
+	@echo "make sim          encode the shipped model, run utterances through the RTL on Verilator, report"
+	@echo "make verilog      Verilog + sidecar of the encoded demo model under $(BUILD)/verilog"
+	@echo "make sim-regress  the large cocotb regression sweep (slow)"
+	@echo "make bench        encoder speed and accelerator cycle benchmarks"
+	@echo "make data/train   build the speech corpora / train the models (needs espeak-ng, PyTorch)"
+	@echo "make accuracy     evaluate the shipped models -> $(BUILD)/accuracy.json"
+
 install:
 	bash scripts/install.sh
 
 test:
 	$(PYTHON) -m pytest -q -m "not slow"
+
+test-all:
+	$(PYTHON) -m pytest -q
+
+encode:
+	$(SL) encode $(SIM_MODEL) -o $(BUILD)/sim/encoded --pes $(SIM_PES) --density $(SIM_DENSITY)
+
+verilog: encode
+	$(SL) verilog $(BUILD)/sim/encoded -o $(BUILD)/verilog
+
+sim: encode
+	$(SL) sim $(BUILD)/sim/encoded --features $(SIM_FEATURES) --head $(SIM_HEAD) --float-model $(SIM_MODEL) \
+	    --count $(SIM_COUNT) --simulator $(SIMULATOR) --report $(BUILD)/sim/report.json
+
+sim-regress:
+	$(PYTHON) -m pytest -q -m slow tests/test_cocotb_accelerator.py tests/test_hw_accelerator.py
+
+bench:
+	$(PYTHON) bench/encode_speed.py
+	$(PYTHON) bench/cycles.py
+
+data:
+	$(SL) data --task digits --size small -o data/corpus/digits-small
+
+train:
+	$(SL) train data/corpus/digits-small -o $(BUILD)/models/digits-small.pt --cells 64 --proj 32 --epochs 3
+
+accuracy:
+	$(SL) accuracy -o $(BUILD)/accuracy.json
+
+clean:
+	rm -rf $(BUILD)

@@ -52,6 +52,8 @@ def main(argv=None) -> int:
     parser.add_argument("--val-limit", type=int, default=100, help="validation utterances per word that steer")
     parser.add_argument("--train-limit", type=int, default=None, help="training utterances per word")
     parser.add_argument("--mask-variant", action="store_true", help="also run the mask variant")
+    parser.add_argument("--reuse-sensitivity", action="store_true",
+                        help="keep OUTDIR/sensitivity/sensitivity.json from an earlier run of the same model")
     parser.add_argument("--quick", action="store_true", help="CI size: tiny limits, one step, one epoch")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
     if args.train_limit:
         common += ["--train-limit", str(args.train_limit)]
     sensitivity_dir = args.output / "sensitivity"
-    if cli(["sensitivity", str(args.checkpoint), *common, "--densities", args.densities, "--pes", str(args.pes),
+    reuse = args.reuse_sensitivity and (sensitivity_dir / "sensitivity.json").is_file()
+    if not reuse and cli(["sensitivity", str(args.checkpoint), *common, "--densities", args.densities, "--pes", str(args.pes),
             "-o", str(sensitivity_dir)]):
         return 1
     sensitivity_seconds = round(time.time() - started, 1)

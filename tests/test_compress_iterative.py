@@ -202,3 +202,12 @@ def test_an_accepted_back_off_retries_the_planned_step(dense):
     assert tried == [(0.5, False), (0.7071, True), (0.5, False), (0.5946, True), (0.5, False)]
     assert not result.reached_target
     assert 0.55 <= result.overall_density <= 0.5946
+
+
+def test_without_back_offs_a_forced_step_is_taken_at_once():
+    model = random_model(input_size=40, cell_size=64, proj_size=24, num_layers=1, seed=5)
+    result = iterative_compression(model, DensityCostTask(), 0.5, 4, steps=1, epochs=1, max_loss=0.05,
+                                   max_backoffs=0, force_target=True, progress=False)
+    assert [(round(h["overall_target"], 4), h["accepted"], h.get("forced")) for h in result.history[1:]] == \
+        [(0.5, True, True)]     # one fine-tuning, not a second one at the same density
+    assert result.reached_target and result.overall_density <= 0.5

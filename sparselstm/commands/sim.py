@@ -36,11 +36,25 @@ def register(subparsers) -> None:
                     "word differs.",
     )
     parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="encoded model directory (sparselstm encode)")
-    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", "-i", type=Path, metavar="X.npy",
                         help="input frames, shape (T, I) or (B, T, I): real values (quantised to act words), or "
                              "with --raw and an integer dtype, act words as they are")
-    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
-                        help="where to write the accelerator's outputs, shape (T, out) or (B, T, out)")
+    source.add_argument("--features", type=Path, metavar="F.npz",
+                        help="a classifier's feature set (sparselstm data / models/*-test.npz): run --count of its "
+                             "utterances, normalised by --head, and report the predicted class of each utterance")
+    parser.add_argument("--output", "-o", type=Path, default=None, metavar="Y.npy",
+                        help="where to write the accelerator's outputs, shape (T, out) or (B, T, out) "
+                             "(required with --input)")
+    classifier = parser.add_argument_group("classifier (with --features)")
+    classifier.add_argument("--head", type=Path, metavar="HEAD.npz",
+                            help="the classifier around the LSTM: feature normalisation and linear head "
+                                 "(models/*.head.npz)")
+    classifier.add_argument("--float-model", type=Path, metavar="MODEL",
+                            help="a float model (.npz/.pt/.onnx) whose predictions are shown beside the "
+                                 "accelerator's, e.g. the dense model before compression")
+    classifier.add_argument("--count", type=int, default=20, metavar="N",
+                            help="how many utterances to run, spread evenly over the feature set (default 20)")
     parser.add_argument("--raw", action="store_true",
                         help="write the integer act words (int64) instead of floats; an integer --input is then "
                              "taken as act words too")
@@ -113,6 +127,63 @@ class _Progress:
             self._stream.flush()
 
 
+class _Utterances:
+    """--features mode: a few utterances of a classifier's feature set, and the predicted class of each."""
+
+    def __init__(self, head, vocabulary, labels, picks, inputs, float_model, float_model_path):
+        self.head, self.vocabulary, self.labels, self.picks = head, vocabulary, labels, picks
+        self.inputs, self.float_model, self.float_model_path = inputs, float_model, float_model_path
+
+    @classmethod
+    def load(cls, args, input_size: int) -> "_Utterances":
+        from ..sw.errors import ParameterError
+        from ..sw.loaders import load_model
+        from ..sw.speech.task import ClassifierHead, FeatureSet
+
+        if args.head is None:
+            raise ParameterError("--features needs --head (the classifier's normalisation and linear head)")
+        if args.count < 1:
+            raise ParameterError(f"--count must be >= 1, got {args.count}")
+        features = FeatureSet.load(args.features)
+        head = ClassifierHead.load(args.head)
+        if features.input_size != input_size or head.mean.shape != (input_size,):
+            raise ParameterError(f"{args.features}: {features.input_size} features per frame and a head for "
+                                 f"{head.mean.shape[0]}, but the encoded model takes {input_size}")
+        if tuple(features.vocabulary) != tuple(head.vocabulary):
+            raise ParameterError(f"{args.head}: its vocabulary differs from {args.features}'s")
+        # Evenly spread picks: shipped test sets are sorted by word, the first N would all be one word.
+        picks = np.unique(np.linspace(0, len(features) - 1, min(args.count, len(features))).round().astype(int))
+        float_model = None if args.float_model is None else load_model(args.float_model)
+        return cls(head, features.vocabulary, features.labels[picks], picks,
+                   head.normalise(features.features[picks]), float_model, args.float_model)
+
+    def classify(self, accelerator_outputs: np.ndarray) -> dict:
+        from ..sw.reference import reference_forward
+
+        rtl = self.head.scores(accelerator_outputs).argmax(axis=-1)
+        floating = None
+        if self.float_model is not None:
+            floating = self.head.scores(reference_forward(self.float_model, self.inputs)).argmax(axis=-1)
+        word = self.vocabulary.__getitem__
+        print(f"  {'utterance':>9}  {'word':<8} {'accelerator':<12} {'float model' if floating is not None else ''}")
+        for k, index in enumerate(self.picks):
+            mark = "" if rtl[k] == self.labels[k] else "  (wrong)"
+            fl = f"{word(floating[k]):<12}" if floating is not None else ""
+            print(f"  {index:>9}  {word(self.labels[k]):<8} {word(rtl[k]):<12} {fl}{mark}")
+        result = {"utterances": self.picks.tolist(), "labels": self.labels.tolist(),
+                  "accelerator_predictions": rtl.tolist(),
+                  "accelerator_accuracy": float(np.mean(rtl == self.labels))}
+        line = f"  accelerator: {100 * result['accelerator_accuracy']:.1f} % correct"
+        if floating is not None:
+            result.update({"float_model": str(self.float_model_path), "float_predictions": floating.tolist(),
+                           "float_accuracy": float(np.mean(floating == self.labels)),
+                           "agreement_with_float": float(np.mean(floating == rtl))})
+            line += (f"; float model: {100 * result['float_accuracy']:.1f} % correct; the two agree on "
+                     f"{100 * result['agreement_with_float']:.1f} % of the utterances")
+        print(line)
+        return result
+
+
 def _frame_position(index: int, shape: tuple) -> str:
     """A flat frame index as 'frame t' or 'sequence b, frame t' of the user's input."""
     if len(shape) == 3:
@@ -132,11 +203,18 @@ def run(args: argparse.Namespace) -> int:
     find_simulator(args.simulator)                 # fail before any work if it is missing
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
-    x = _load_npy(args.input, "input")
+    utterances = None
+    if args.features is not None:
+        utterances = _Utterances.load(args, encoded.layers[0].input_size)
+        x = utterances.inputs
+    else:
+        if args.output is None:
+            raise ParameterError("--output is required with --input")
+        x = _load_npy(args.input, "input")
     if x.dtype.kind not in "fiu":
-        raise ParameterError(f"{args.input}: expected a real-valued numeric array, got dtype {x.dtype}")
+        raise ParameterError(f"{args.input or args.features}: expected a real-valued numeric array, got dtype {x.dtype}")
     if x.ndim not in (2, 3) or x.shape[-1] != encoded.layers[0].input_size or x.shape[-2] == 0:
-        raise ParameterError(f"{args.input}: expected shape (T, {encoded.layers[0].input_size}) or "
+        raise ParameterError(f"{args.input or args.features}: expected shape (T, {encoded.layers[0].input_size}) or "
                              f"(B, T, {encoded.layers[0].input_size}) with T >= 1, got {x.shape}")
     starts = None if args.starts is None else _load_npy(args.starts, "sequence starts")
     saturated = 0
@@ -172,7 +250,10 @@ def run(args: argparse.Namespace) -> int:
         keep = keep or args.waves or not result.passed
         _print_report(result, sidecar, x_q.shape, args)
         complete = result.outputs.shape[:-1] == x_q.shape[:-1]
-        if complete:
+        classification = None
+        if complete and utterances is not None:
+            classification = utterances.classify(dequantize_output(result.outputs, numerics))
+        if complete and args.output is not None:
             y = result.outputs if args.raw else dequantize_output(result.outputs, numerics)
             try:
                 with open(args.output, "wb") as stream:
@@ -181,17 +262,22 @@ def run(args: argparse.Namespace) -> int:
                 raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
             kind = "act words (int64)" if args.raw else "float64"
             print(f"wrote {args.output}: {kind}, shape {y.shape}")
-        else:
-            print(f"sparselstm sim: {args.output} not written: only {result.frames_received} of {result.frames} "
+        elif not complete:
+            print(f"sparselstm sim: outputs incomplete: only {result.frames_received} of {result.frames} "
                   "frame(s) came out", file=sys.stderr)
         if args.report is not None:
             report = result.to_dict()
-            report.update({"encoded": str(args.encoded), "input": str(args.input), "input_saturated": saturated,
+            if classification is not None:
+                report["classification"] = classification
+            report.update({"encoded": str(args.encoded), "input": str(args.input or args.features),
+                           "input_saturated": saturated,
                            "hardware_params": params.to_dict(), "cycle_model": sidecar.get("cycle_model"),
                            "verilog_seconds": round(verilog_seconds, 3)})
             if not keep:
                 report["build_dir"] = None
+            args.report.parent.mkdir(parents=True, exist_ok=True)
             args.report.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"report: {args.report}")
         if keep and temporary:
             print(f"sparselstm sim: build directory kept: {build_dir}", file=sys.stderr)
         return 0 if result.passed else 1

@@ -162,11 +162,14 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
             tuned = pruned
         score = float(task.score(tuned, split))
         loss = baseline - score
-        accepted = loss <= max_loss + 1e-9 or forcing   # 1e-9: 0.53 - 0.52 must count as 0.01
+        within = loss <= max_loss + 1e-9   # 1e-9: 0.53 - 0.52 must count as 0.01
+        # Out of back-offs with force_target: the planned step is taken whatever it costs ("forced").
+        forcing = forcing or (force_target and attempt == goal and backoffs >= max_backoffs)
+        accepted = within or forcing
         history.append(dict(step=len(history), phase="prune+finetune", overall_target=attempt,
                             overall_density=overall_density(tuned), score=score, loss=loss, accepted=accepted,
                             epochs=epochs, seconds=round(time.time() - step_started, 1),
-                            **({"forced": True} if accepted and loss > max_loss + 1e-9 else {})))
+                            **({"forced": True} if accepted and not within else {})))
         log(f"step {len(history) - 1}: overall density {overall_density(tuned):.4f}, {task.metric} {score:.4f} "
             f"(loss {loss:+.4f}) {'accepted' if accepted else 'rejected: backing off'}")
         bar.set_postfix(density=f"{overall_density(tuned):.3f}", score=f"{score:.4f}")
