@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from amaranth.back import verilog as amaranth_verilog
@@ -45,10 +46,25 @@ def lint_command(verilog_path, verilator="verilator") -> list[str]:
             "--top-module", TOP_NAME, str(verilog_path)]
 
 
+# Yosys' Verilog makes every `always @*` block sensitive to a dummy register declared `reg \$auto$... = 0;`
+# so that the block runs once at time 0. Icarus 11 performs that declaration assignment before the blocks
+# wait on it, so a block whose real inputs never change after time 0 (e.g. a per-layer constant table
+# indexed by a register that stays 0) never runs and its output stays X: the accelerator then hangs.
+# Flipping the dummy register once after every process has started (`#0`) gives the intended kick; the
+# guard keeps the delay away from synthesis tools and Verilator, which do not need it.
+_YOSYS_TIME_ZERO_REGISTER = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s+= 0;$", re.MULTILINE)
+
+
+def portable_verilog(text: str) -> str:
+    """Yosys-written Verilog made to start correctly on Icarus Verilog too (see above)."""
+    return _YOSYS_TIME_ZERO_REGISTER.sub(
+        lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1;\n`endif", text)
+
+
 def convert(design: AcceleratorDesign) -> tuple[str, Accelerator]:
     """The Verilog text of an Accelerator with top module `sparselstm_top`."""
     top = Accelerator(design)
-    text = amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False)
+    text = portable_verilog(amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False))
     return text, top
 
 

