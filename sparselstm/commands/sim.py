@@ -99,9 +99,9 @@ def _load_npy(path: Path, what: str) -> np.ndarray:
 class _Progress:
     """Progress lines on stderr while the simulator runs: rewritten in place on a terminal, else every 5 s."""
 
-    def __init__(self, stream=sys.stderr):
-        self._stream = stream
-        self._tty = stream.isatty()
+    def __init__(self, stream=None):
+        self._stream = stream if stream is not None else sys.stderr   # looked up now: it may be redirected
+        self._tty = self._stream.isatty()
         self._last = 0.0
         self._shown = False
 
