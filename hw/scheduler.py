@@ -295,8 +295,10 @@ class Scheduler(wiring.Component):
                     m.next = "DRAIN_G"
 
             with m.State("DRAIN_G"):
-                # without a projection the last layer writes the output buffer during EW: it must be free
-                with m.If(pipeline_idle & ~(is_last_layer & ~has_proj[layer] & output_busy)):
+                # without a projection the last layer writes the output buffer during EW: it must be free.
+                # The m words of EW accumulate into the proj rows, so the previous frame's readout of them
+                # must be over; R_READ follows that readout, but a sequence start skips R_READ.
+                with m.If(pipeline_idle & ~proj_busy & ~(is_last_layer & ~has_proj[layer] & output_busy)):
                     m.d.comb += self.cells.start.eq(1)
                     m.d.sync += m_count.eq(0)
                     # layer l+1's recurrent input (its y of the previous frame) does not depend on this

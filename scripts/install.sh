@@ -8,9 +8,7 @@ PYTHON=${PYTHON:-python3}
 need_apt=()
 command -v iverilog >/dev/null 2>&1 || need_apt+=(iverilog)
 command -v make >/dev/null 2>&1 || need_apt+=(make)
-if [ "${WITH_ESPEAK:-0}" = 1 ]; then
-  command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)
-fi
+command -v espeak-ng >/dev/null 2>&1 || need_apt+=(espeak-ng)     # the speech corpus (sparselstm data)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "[install] apt packages: ${need_apt[*]}"

@@ -101,8 +101,17 @@ def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
     assert result["overall_density"] == pytest.approx(primary["overall_density"])
     assert "fine-tuning" in result["method"] and "one-shot" not in result["method"]
 
-    # Without a shipped compressed model the command prunes in one shot and says so.
+    # The pruned export alone (<stem>-sparse.npz + .head.npz) is encoded by the command: the same words.
     shutil.rmtree(models / "dense-compressed")
+    shutil.copy(out / "pruned.npz", models / "dense-sparse.npz")
+    shutil.copy(out / "pruned.head.npz", models / "dense-sparse.head.npz")
+    assert main(["accuracy", "--models", str(models), "--pes", "4", "-o", str(result_path), "-q"]) == 0
+    flat = json.loads(result_path.read_text())
+    assert flat["compressed_golden_accuracy"] == pytest.approx(primary["golden_score"]["w12"])
+    assert flat["overall_density"] == result["overall_density"]
+
+    # Without a shipped compressed model the command prunes in one shot and says so.
+    (models / "dense-sparse.npz").unlink()
     assert main(["accuracy", "--models", str(models), "--density", "0.25", "--pes", "4", "-o", str(result_path), "-q"]) == 0
     result = json.loads(result_path.read_text())
     assert result["method"].startswith("one-shot") and 0.2 < result["overall_density"] <= 0.25

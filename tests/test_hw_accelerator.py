@@ -102,7 +102,7 @@ def check_against_golden(encoded, frames=3, restart_at=None, in_stall=0.0, out_s
     starts = np.zeros(frames, dtype=bool)
     starts[0] = True
     if restart_at is not None:
-        starts[restart_at] = True
+        starts[restart_at if np.ndim(restart_at) == 0 else list(restart_at)] = True
     expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts)
     got, status = rtl_forward(design, x_q, starts, in_stall, out_stall, seed, noise_first=noise_first)
     mismatches = np.argwhere(got != expected)
@@ -112,6 +112,15 @@ def check_against_golden(encoded, frames=3, restart_at=None, in_stall=0.0, out_s
     assert status["frames_done"] == frames
     assert status["busy"] == 0
     return got, status
+
+
+def test_restart_waits_for_the_previous_frames_projection_readout():
+    """A sequence start skips the recurrent phase, the only thing that otherwise makes a frame wait for the
+    previous frame's projection readout (one row per cycle). With a long projection and a tiny, prefetched
+    input, the new frame's m words would reach projection rows still being read. Found by `make sim` on the
+    shipped compressed model (projection 128, utterances back to back)."""
+    encoded = encoded_model(2, 64, 48, density=0.3, n_pes=4, seed=21)
+    check_against_golden(encoded, frames=6, restart_at=(2, 3, 5), seed=21)
 
 
 @pytest.mark.parametrize("n_pes", [1, 2, 4])

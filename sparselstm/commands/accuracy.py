@@ -13,15 +13,16 @@ def register(subparsers) -> None:
         help="score the shipped models and their compressed versions (golden model) on the shipped test sets",
         description="For every model in MODELS/models.json: accuracy on its shipped test features of the dense "
                     "float model (float64 reference + head) and of its compressed version through the "
-                    "bit-exact golden model of the encoded model. The compressed version is MODELS/<stem>-"
-                    "compressed/ (or the entry's \"compressed\" directory), written by `sparselstm compress`; "
+                    "bit-exact golden model of the encoded model. The compressed version (from `sparselstm "
+                    "compress`) is the entry's \"compressed\", else MODELS/<stem>-compressed/ (its OUTDIR), else "
+                    "MODELS/<stem>-sparse.npz + .head.npz (its pruned.npz and pruned.head.npz); "
                     "without one, the dense model is pruned in one shot to --density (no fine-tuning: the "
                     "JSON says so). Writes a JSON file with dense_float_accuracy, compressed_golden_accuracy "
                     "and overall_density (of the first model) and every model's numbers under \"models\".")
     parser.add_argument("--models", type=Path, default=Path("models"), metavar="DIR",
                         help="directory holding models.json (default models)")
     parser.add_argument("--pes", type=int, default=16, metavar="N",
-                        help="PEs for a one-shot fallback compression (default 16)")
+                        help="PEs to encode for, when no encoded model is shipped (default 16)")
     parser.add_argument("--density", type=float, default=0.1, metavar="D",
                         help="overall density of a one-shot fallback compression (default 0.1)")
     parser.add_argument("-o", "--output", type=Path, default=Path("build/accuracy.json"), metavar="FILE.json",

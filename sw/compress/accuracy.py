@@ -4,8 +4,10 @@ For every shipped dense classifier, the float accuracy (float64 reference forwar
 its .head.npz) and the accuracy of its compressed version through the bit-exact golden model of the encoded
 model. The compressed version is, in order of preference:
 
-1. the directory named by the entry's "compressed" key, or `models/<checkpoint stem>-compressed/`: the
-   output of `sparselstm compress` (pruned.npz, pruned.head.npz, encoded/), pruned *with fine-tuning*;
+1. pruned *with fine-tuning* by `sparselstm compress`: the entry's "compressed" key, else
+   `models/<stem>-compressed/` (its whole OUTDIR: pruned.npz, pruned.head.npz, encoded/), else
+   `models/<stem>-sparse.npz` + `<stem>-sparse.head.npz` (OUTDIR/pruned.npz and .head.npz alone; encoded
+   here for `n_pes` PEs, keeping exactly its zeros);
 2. otherwise the dense model pruned in one shot (load-balanced, `fallback_density`, no fine-tuning: test
    features alone cannot retrain) and encoded here; the entry says so ("method": "one-shot"), and its
    accuracy is then a lower bound of what compression achieves, not the method's result.
@@ -63,16 +65,35 @@ def _exports(models_dir: Path, checkpoint: str) -> tuple[Path, Path]:
     return path.with_name(stem + ".npz"), path.with_name(stem + ".head.npz")
 
 
-def compressed_directory(models_dir: Path, entry: dict) -> Path | None:
-    """Where the compressed version of a shipped model lives, if it is shipped."""
+def compressed_location(models_dir: Path, entry: dict) -> Path | None:
+    """The shipped compressed version of a model, if any: the entry's "compressed" (a directory or a
+    pruned .npz), else `<stem>-compressed/` (a `sparselstm compress` OUTDIR), else `<stem>-sparse.npz`
+    (a pruned LSTM export, with `<stem>-sparse.head.npz`)."""
     if entry.get("compressed"):
-        directory = models_dir / entry["compressed"]
-        if not directory.is_dir():
-            raise ShippedModelError(f"{models_dir / INDEX}: compressed model {directory} not found")
-        return directory
+        location = models_dir / entry["compressed"]
+        if not location.exists():
+            raise ShippedModelError(f"{models_dir / INDEX}: compressed model {location} not found")
+        return location
     checkpoint = Path(entry["checkpoint"])
-    default = models_dir / f"{checkpoint.name.removesuffix(checkpoint.suffix)}-compressed"
-    return default if default.is_dir() else None
+    stem = checkpoint.name.removesuffix(checkpoint.suffix)
+    for candidate in (models_dir / f"{stem}-compressed", models_dir / f"{stem}-sparse.npz"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _compressed_files(location: Path) -> tuple[Path, Path, Path | None]:
+    """(pruned LSTM .npz, its head .npz, encoded directory or None) of a compressed location."""
+    if location.is_dir():
+        files = (location / "pruned.npz", location / "pruned.head.npz", location / "encoded")
+        hint = f"write it with `sparselstm compress -o {location}`"
+    else:
+        files = (location, location.with_name(location.name.removesuffix(".npz") + ".head.npz"), None)
+        hint = "ship the pruned model's .head.npz next to it"
+    for path in files:
+        if path is not None and not path.exists():
+            raise ShippedModelError(f"{path}: missing ({hint})")
+    return files
 
 
 def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_density: float = 0.1,
@@ -95,24 +116,25 @@ def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_dens
     out = {"checkpoint": entry["checkpoint"], "test_set": entry["test_set"], "utterances": len(test_set),
            "architecture": dense.describe(), "dense_float_accuracy": dense_task.score(dense, "test")}
 
-    directory = compressed_directory(models_dir, entry)
-    if directory is not None:
-        for name in ("pruned.npz", "pruned.head.npz", "encoded"):
-            if not (directory / name).exists():
-                raise ShippedModelError(f"{directory / name}: missing (write it with `sparselstm compress -o "
-                                        f"{directory}`)")
-        pruned = load_model(directory / "pruned.npz")
-        encoded = load_encoded(directory / "encoded")
-        task = head_task(ClassifierHead.load(directory / "pruned.head.npz"), test_set)
+    location = compressed_location(models_dir, entry)
+    if location is not None:
+        pruned_path, head_path, encoded_dir = _compressed_files(location)
+        pruned = load_model(pruned_path)
+        task = head_task(ClassifierHead.load(head_path), test_set)
         task.progress = progress
-        method = "sparselstm compress (with fine-tuning)"
-        report_path = directory / "report.json"
-        if report_path.is_file():
+        if encoded_dir is not None:   # the encoded model as shipped: exactly what the hardware loads
+            encoded = load_encoded(encoded_dir)
+            size_path = encoded_dir / "report.json"
+            size = json.loads(size_path.read_text())["totals"] if size_path.is_file() else None
+        else:                         # a pruned LSTM alone: encode it here, keeping exactly its zeros
+            result = compress_and_encode(pruned, n_pes, 1.0, balanced=True)
+            encoded, size = result.encoded, compression_report(result)["totals"]
+        method = "sparselstm compress (pruned with fine-tuning)"
+        report_path = location / "report.json" if location.is_dir() else None
+        if report_path is not None and report_path.is_file():
             primary = json.loads(report_path.read_text()).get("runs", {}).get("primary", {})
-            method = f"{primary.get('method', 'compress')} (with fine-tuning), see {report_path}"
-        size = json.loads((directory / "encoded" / "report.json").read_text())["totals"] \
-            if (directory / "encoded" / "report.json").is_file() else None
-        out.update(compressed=str(directory), method=method)
+            method = f"{primary.get('method', 'compress')} (pruned with fine-tuning), see {report_path}"
+        out.update(compressed=str(location), method=method)
     else:
         pruned, _, _ = prune_at_most(dense, fallback_density, fallback_density, n_pes, balanced=True)
         result = compress_and_encode(pruned, n_pes, 1.0, balanced=True)   # 1.0: keep exactly its zeros

@@ -177,7 +177,7 @@ def plot_report(report: dict, outdir) -> list[Path]:
     paths = []
     runs, widths = report["runs"], report["widths"]
     kinds = ["float"] + widths
-    fig, ax = plt.subplots(figsize=(1.6 + 1.7 * len(runs), 3.8))
+    fig, ax = plt.subplots(figsize=(3.4 + 1.7 * len(runs), 3.8))
     x = np.arange(len(runs))
     width = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
@@ -191,7 +191,7 @@ def plot_report(report: dict, outdir) -> list[Path]:
     low = min(100 * min([run["float_score"]] + list(run["golden_score"].values())) for run in runs.values())
     ax.set_ylim(max(0.0, low - 5), 100.5)
     ax.set_ylabel(f"{report['metric']} (%) on {report['split']}")
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # outside: never over a bar
     ax.set_title(f"{report['task']}: dense vs compressed")
     fig.tight_layout()
     paths.append(outdir / "accuracy.png")
