@@ -14,7 +14,7 @@ SIM_DENSITY  ?= 1.0
 SIM_COUNT    ?= 20
 SIMULATOR    ?= verilator
 
-.PHONY: help install test test-all sim sim-regress encode verilog golden bench data train accuracy clean
+.PHONY: help install test test-all sim sim-regress encode verilog bench data data-full train train-full accuracy compression-experiment clean
 
 help:
 	@echo "make install      set up: apt packages where missing, .venv, pip install -e .[dev]"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench        encoder speed and accelerator cycle benchmarks"
 	@echo "make data/train   build the speech corpora / train the models (needs espeak-ng, PyTorch)"
 	@echo "make accuracy     evaluate the shipped models -> $(BUILD)/accuracy.json"
+	@echo "make compression-experiment   sensitivity, densities, iterative pruning + fine-tuning (needs data-full)"
 
 install:
 	bash scripts/install.sh
@@ -55,11 +56,25 @@ bench:
 data:
 	$(SL) data --task digits --size small -o data/corpus/digits-small
 
+data-full:
+	$(SL) data --task digits --size full -o data/corpus/digits-full --workers 2
+	$(SL) data --task words --size full -o data/corpus/words-full --workers 2
+
 train:
 	$(SL) train data/corpus/digits-small -o $(BUILD)/models/digits-small.pt --cells 64 --proj 32 --epochs 3
 
+# The shipped models (models/README.md), from the full digits corpus.
+train-full:
+	$(SL) train data/corpus/digits-full -o models/digits-lstmp.pt --cells 256 --proj 128 --epochs 10 --seed 0
+	$(SL) train data/corpus/digits-full -o models/digits-peephole.pt --cells 128 --proj 64 --peephole --epochs 10 --seed 0
+
 accuracy:
 	$(SL) accuracy -o $(BUILD)/accuracy.json
+
+# The compression experiment of docs/compression.md on the digits model (about 20 minutes).
+compression-experiment:
+	$(PYTHON) bench/compression_experiment.py --checkpoint models/digits-lstmp.pt --data data/corpus/digits-full \
+	    -o $(BUILD)/compression-digits --mask-variant
 
 clean:
 	rm -rf $(BUILD)
