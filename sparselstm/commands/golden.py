@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._arrays import load_npy
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -33,20 +35,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    from ..sw.errors import ParameterError
-
-    if not path.is_file():
-        raise ParameterError(f"{path}: {what} file not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ParameterError(f"{path}: not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray):
-        raise ParameterError(f"{path}: expected a single .npy array, got an .npz archive")
-    return array
-
-
 def run(args: argparse.Namespace) -> int:
     from ..sw.encoder import load_encoded
     from ..sw.errors import ParameterError
@@ -55,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
 
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
-    x = _load_npy(args.input, "input")
+    x = load_npy(args.input, "input")
     if x.dtype.kind not in "fiu":
         raise ParameterError(f"{args.input}: expected a real-valued numeric array, got dtype {x.dtype}")
-    starts = None if args.starts is None else _load_npy(args.starts, "sequence starts")
+    starts = None if args.starts is None else load_npy(args.starts, "sequence starts")
 
     if args.raw and x.dtype.kind in "iu":
         x_q = x                                     # already act words; golden checks their range

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._arrays import load_numeric_npy
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -26,30 +28,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def read_input_array(path: Path) -> np.ndarray:
-    """An input .npy as a float array; errors name the file and say what was expected."""
-    from ..sw.errors import ParameterError
-
-    if not path.is_file():
-        raise ParameterError(f"{path}: input file not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ParameterError(f"{path}: not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray):
-        raise ParameterError(f"{path}: expected a single .npy array, got an .npz archive")
-    if array.dtype.kind not in "fiu":
-        raise ParameterError(f"{path}: expected a real-valued numeric array, got dtype {array.dtype}")
-    return array
-
-
 def run(args: argparse.Namespace) -> int:
     from ..sw.errors import ParameterError
     from ..sw.loaders import load_model
     from ..sw.reference import reference_forward
 
     model = load_model(args.checkpoint, prefix=args.prefix)
-    x = read_input_array(args.input)
+    x = load_numeric_npy(args.input, "input")
     try:
         y = reference_forward(model, x)
     except ParameterError as error:

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._arrays import load_npy
+
 
 def _probability(text: str) -> float:
     try:
@@ -80,20 +82,6 @@ def register(subparsers) -> None:
                         help="keep the Verilog, simulator build, logs and case files here (default: a temporary "
                              "directory, removed after a passing run without --waves)")
     parser.set_defaults(func=run)
-
-
-def _load_npy(path: Path, what: str) -> np.ndarray:
-    from ..sw.errors import ParameterError
-
-    if not path.is_file():
-        raise ParameterError(f"{path}: {what} file not found")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise ParameterError(f"{path}: not a readable .npy array ({error})") from None
-    if not isinstance(array, np.ndarray):
-        raise ParameterError(f"{path}: expected a single .npy array, got an .npz archive")
-    return array
 
 
 class _Progress:
@@ -210,13 +198,13 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.output is None:
             raise ParameterError("--output is required with --input")
-        x = _load_npy(args.input, "input")
+        x = load_npy(args.input, "input")
     if x.dtype.kind not in "fiu":
         raise ParameterError(f"{args.input or args.features}: expected a real-valued numeric array, got dtype {x.dtype}")
     if x.ndim not in (2, 3) or x.shape[-1] != encoded.layers[0].input_size or x.shape[-2] == 0:
         raise ParameterError(f"{args.input or args.features}: expected shape (T, {encoded.layers[0].input_size}) or "
                              f"(B, T, {encoded.layers[0].input_size}) with T >= 1, got {x.shape}")
-    starts = None if args.starts is None else _load_npy(args.starts, "sequence starts")
+    starts = None if args.starts is None else load_npy(args.starts, "sequence starts")
     saturated = 0
     if args.raw and x.dtype.kind in "iu":
         x_q = x
