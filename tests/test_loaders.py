@@ -17,7 +17,7 @@ import pytest
 
 from sparselstm.sw.errors import LoadError, ModelError
 from sparselstm.sw.loaders import NPZ_FORMAT, load_model, save_npz
-from sparselstm.sw.model import LSTMPLayer, LSTMPModel, random_model
+from sparselstm.sw.model import LSTMPModel, random_model
 from sparselstm.sw.reference import reference_forward
 
 
