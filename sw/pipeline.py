@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -129,6 +129,37 @@ def compression_report(result: CompressedModel) -> dict:
             "memories": dict(memories), "matrices": matrices, "hardware": hardware, "totals": totals}
 
 
+def index_width_options(qmodel: QuantizedModel, n_pes: int, widths=None) -> list[dict]:
+    """What other relative-index widths would cost for this model: per width, padding entries, the busiest
+    PE's entries per frame (the cycles of the sparse products) and the entry + pointer memory. A wider
+    index means fewer padding entries over long runs of zeros (very sparse matrices) but wider entry
+    words. Re-encodes the model once per width (the encoder is the one implementation of the format).
+    `widths`: default the model's own width and two either side, within 2..8."""
+    own = qmodel.numerics.index_bits
+    widths = sorted({w for w in range(own - 2, own + 3) if 2 <= w <= 8} | {own}) if widths is None else widths
+    options = []
+    for bits in widths:
+        encoded = encode(replace(qmodel, numerics=replace(qmodel.numerics, index_bits=bits)), n_pes)
+        memories = encoded.memories
+        entries = pointer_words = padding = busiest = 0
+        for k, info in enumerate(encoded.layers):
+            for matrix in (GATES_MATRIX, PROJ_MATRIX) if info.proj_size is not None else (GATES_MATRIX,):
+                segments = [encoded.segment(p, k, matrix) for p in range(n_pes)]
+                entries += sum(s.entry_count for s in segments)
+                padding += sum(s.padding for s in segments)
+                pointer_words += sum(s.columns + 1 for s in segments)
+                busiest += max(s.entry_count for s in segments)
+        options.append({"index_bits": bits, "entry_bits": memories["entry_bits"], "padding": padding,
+                        "entries": entries, "max_entries_per_pe_per_frame": busiest,
+                        "memory_bits": entries * memories["entry_bits"] + pointer_words * memories["pointer_bits"]})
+    return options
+
+
+def best_index_width(options: list[dict]) -> dict:
+    """The option with the fewest busiest-PE entries per frame (cycles); the smaller memory on a tie."""
+    return min(options, key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))
+
+
 def _bits(bits: int) -> str:
     return f"{bits / 8 / 1024:.1f} KiB" if bits >= 8 * 1024 else f"{bits} b"
 
@@ -162,4 +193,18 @@ def format_report(report: dict) -> str:
         f"{t['compression']:.1f}x (biases and peepholes excluded on both sides)",
         f"busiest-PE entries per frame (cycles of the sparse products): {t['max_entries_per_pe_per_frame']}",
     ]
+    options = report.get("index_width_options")
+    if options:
+        own = report["numerics"]["index_bits"]
+        lines += ["", f"{'index bits':<16} {'entry bits':>10} {'padding %':>10} {'busiest PE':>11} {'memory':>11}"]
+        for o in options:
+            lines.append(f"{str(o['index_bits']) + (' (this)' if o['index_bits'] == own else ''):<16} "
+                         f"{o['entry_bits']:>10} {100 * o['padding'] / max(t['nonzeros'], 1):>10.1f} "
+                         f"{o['max_entries_per_pe_per_frame']:>11} {_bits(o['memory_bits']):>11}")
+        best, this = best_index_width(options), next(o for o in options if o["index_bits"] == own)
+        if best["index_bits"] != own:
+            saved = 1 - best["max_entries_per_pe_per_frame"] / this["max_entries_per_pe_per_frame"]
+            memory = best["memory_bits"] / this["memory_bits"] - 1
+            lines.append(f"hint: --index-bits {best['index_bits']} gives the busiest PE {100 * saved:.1f} % fewer "
+                         f"entries (cycles) per frame, for {100 * memory:+.1f} % memory")
     return "\n".join(lines)

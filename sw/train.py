@@ -243,17 +243,30 @@ def evaluate(model: SpeechClassifier, task: Task, split: str = "test") -> float:
 
 def train(model: SpeechClassifier, task: Task, epochs: int, masks: dict | None = None, lr: float = 3e-3,
           batch_size: int = 128, seed: int = 0, weight_decay: float = 0.0, clip_norm: float = 5.0,
-          select_best: bool = True, progress: bool = True, log=print) -> list[dict]:
-    """Train in place with Adam and a cosine learning-rate decay; returns the per-epoch history.
+          select_best: bool = True, progress: bool = True, log=print, teacher: nn.Module | None = None,
+          distill: float = 0.0, temperature: float = 2.0) -> list[dict]:
+    """Train in place with Adam and a one-cycle learning-rate schedule; returns the per-epoch history.
 
     masks: {parameter name: bool tensor (True = keep)} - masked weights are zeroed before training, get
     zero gradients, and are re-zeroed after every optimiser step. select_best: at the end, restore the
     weights of the epoch with the best validation accuracy (when the task has a "val" split).
+    teacher, distill, temperature: knowledge distillation (Hinton et al. 2015) from a frozen teacher (the
+    dense model, when fine-tuning a pruned one): loss = (1 - distill) * cross-entropy(labels) + distill *
+    T^2 * KL(teacher_T || student_T), with both logits divided by T. The teacher's soft targets carry
+    what it learnt about similar words, which a pruned student recovers from faster than from labels.
     """
     from tqdm import tqdm
 
     if epochs < 1:
         raise TrainError("epochs must be at least 1")
+    if not 0.0 <= distill <= 1.0:
+        raise TrainError(f"distill must lie in [0, 1], got {distill}")
+    if distill and teacher is None:
+        raise TrainError("distill > 0 needs a teacher model")
+    if not temperature > 0:
+        raise TrainError(f"temperature must be > 0, got {temperature}")
+    if teacher is not None:
+        teacher.eval()
     masks = _checked_masks(model, masks)
     apply_masks(model, masks)
     data = task.split("train")
@@ -278,6 +291,12 @@ def train(model: SpeechClassifier, task: Task, epochs: int, masks: dict | None =
             rows = order[step * batch_size:(step + 1) * batch_size]
             logits = model(features[rows])
             loss = nn.functional.cross_entropy(logits, labels[rows])
+            if distill:
+                with torch.no_grad():
+                    soft_targets = nn.functional.log_softmax(teacher(features[rows]) / temperature, dim=1)
+                soft_loss = nn.functional.kl_div(nn.functional.log_softmax(logits / temperature, dim=1),
+                                                 soft_targets, reduction="batchmean", log_target=True)
+                loss = (1.0 - distill) * loss + distill * temperature ** 2 * soft_loss
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             for name, mask in masks.items():

@@ -63,6 +63,36 @@ def test_encode_writes_a_loadable_model_and_a_report(model, checkpoint, tmp_path
     assert f"compression {totals['compression']:.1f}x" in out
     gates = next(h for h in report["hardware"] if h["name"] == "L1.gates")
     assert gates["max_entries_per_pe"] == max(loaded.segment(p, 1, "gates").entry_count for p in range(3))
+    # The index-width table: its own row is this encoding; the others are what a re-encode would give.
+    options = {o["index_bits"]: o for o in report["index_width_options"]}
+    assert sorted(options) == [2, 3, 4, 5]
+    assert options[3]["entries"] == totals["entries"] and options[3]["padding"] == totals["padding"]
+    assert options[3]["memory_bits"] == totals["compressed_bits"]
+    assert options[3]["max_entries_per_pe_per_frame"] == totals["max_entries_per_pe_per_frame"]
+    assert all(options[b]["padding"] >= options[b + 1]["padding"] for b in (2, 3, 4))
+    wider = compress_and_encode(model, 3, 0.25, numerics=Numerics(weight_bits=10, index_bits=5, act_frac=10))
+    assert options[5]["entries"] == wider.encoded.total_entries
+    assert "index bits" in out and "4 (this)" not in out and "3 (this)" in out
+
+
+def test_index_width_hint_on_a_very_sparse_model(tmp_path, capsys):
+    """Long runs of zeros overflow a narrow index into padding entries: the command suggests a wider one."""
+    sparse = random_model(input_size=64, cell_size=32, proj_size=16, seed=3)
+    path = tmp_path / "sparse.npz"
+    save_npz(sparse, path)
+    code, out, err = run_cli(capsys, path, "-o", tmp_path / "enc", "--pes", 2, "--density", 0.03, "--index-bits", 2)
+    assert code == 0, err
+    report = json.loads((tmp_path / "enc" / "report.json").read_text())
+    best = min(report["index_width_options"], key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))
+    assert best["index_bits"] > 2
+    assert f"hint: --index-bits {best['index_bits']} gives the busiest PE" in out
+    code, out, err = run_cli(capsys, path, "-o", tmp_path / "enc2", "--pes", 2, "--density", 0.03,
+                             "--index-bits", best["index_bits"])
+    assert code == 0
+    again = json.loads((tmp_path / "enc2" / "report.json").read_text())["index_width_options"]
+    # Re-encoded at the suggested width, the table looks further out: never back to a narrower width.
+    assert min(again, key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))["index_bits"] >= \
+        best["index_bits"]
 
 
 def test_density_one_keeps_every_weight_and_balanced_is_the_default(checkpoint, tmp_path, capsys):

@@ -53,7 +53,7 @@ def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
     out = tmp_path / "dense-compressed"
     assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.3", "--pes", "4",
                  "--sensitivity", str(sens), "--steps", "1", "--epochs", "1", "--force-target", "--compare",
-                 "--lr", "0.005", "-o", str(out), "-q"]) == 0
+                 "--lr", "0.005", "--distill", "0.5", "-o", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "primary: overall density" in printed and "compression" in printed
     report = json.loads((out / "report.json").read_text())
@@ -146,6 +146,9 @@ def test_compress_with_a_user_task_file_and_no_finetuning(tmp_path, capsys):
     assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"),
                  "--target-density", "0.5", "-o", str(out), "-q"]) == 1
     assert "cannot fine-tune" in one_error_line(capsys, "compress")
+    assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"), "--epochs", "0",
+                 "--target-density", "0.5", "--distill", "0.5", "-o", str(out), "-q"]) == 1
+    assert "is not the built-in one" in one_error_line(capsys, "compress")
 
 
 @pytest.mark.parametrize("arguments,message", [
@@ -154,6 +157,7 @@ def test_compress_with_a_user_task_file_and_no_finetuning(tmp_path, capsys):
     (["--target-density", "0.1", "--pes", "0"], "number of PEs"),
     (["--target-density", "0.1", "--steps", "0"], "--steps must be at least 1"),
     (["--target-density", "0.1", "--sensitivity", "nowhere"], "nowhere: sensitivity file or directory not found"),
+    (["--target-density", "0.1", "--distill", "1.5"], "distillation weight must lie in [0, 1]"),
 ])
 def test_compress_argument_errors(trained, tmp_path, capsys, arguments, message):
     _, corpus, checkpoint = trained
@@ -175,3 +179,49 @@ def test_missing_task_file_and_checkpoint(trained, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.1,2", "-o", str(tmp_path)])
     assert exit_info.value.code == 2   # argparse: a usage error
+
+
+def test_compression_experiment_script_quick(trained, tmp_path):
+    """bench/compression_experiment.py end to end at CI size: every variant in its own process, 2 at a time,
+    and targets.json built from their reports."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, corpus, checkpoint = trained
+    script = Path(__file__).resolve().parent.parent / "bench" / "compression_experiment.py"
+    out = tmp_path / "experiment"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--checkpoint", str(checkpoint), "--data",
+                           str(corpus), "--pes", "4", "--target-density", "0.3", "--mask-variant", "-o", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for variant in ("primary", "unbalanced", "uniform", "mask"):
+        assert f"[{variant}] done" in done.stdout
+    targets = json.loads((out / "targets.json").read_text())
+    reports = {v: json.loads((out / v / "report.json").read_text())["runs"]["primary"]
+               for v in ("primary", "unbalanced", "uniform", "mask")}
+    assert targets["compressed_golden_accuracy"] == reports["primary"]["golden_score"]["w12"]
+    assert targets["unbalanced_golden_accuracy"] == reports["unbalanced"]["golden_score"]["w12"]
+    assert targets["uniform_golden_accuracy"] == reports["uniform"]["golden_score"]["w12"]
+    assert targets["mask_variant_golden_accuracy"] == reports["mask"]["golden_score"]["w12"]
+    assert reports["primary"]["balanced"] and not reports["unbalanced"]["balanced"]
+    assert reports["uniform"]["allocation"] is None and reports["primary"]["allocation"] is not None
+    assert targets["overall_density"] <= 0.3 and targets["checks"]["density_at_most_target"]
+    assert set(targets["checks"]) == {"density_at_most_target", "golden_within_1_point_of_dense_float",
+                                      "balanced_within_0.3_points_of_unbalanced", "sensitivity_at_least_uniform"}
+    assert targets["checks"]["golden_within_1_point_of_dense_float"] == \
+        (targets["dense_float_accuracy"] - targets["compressed_golden_accuracy"] <= 0.01 + 1e-12)
+    # The mask variant gets the iterative runs' fine-tuning budget (quick: 1 step x 1 epoch + 0 -> 1 each).
+    assert "--method mask" in (out / "mask.log").read_text().splitlines()[0]
+    assert [h["epochs"] for h in reports["mask"]["history"]] == [0, 0, 1, 0, 1]
+
+    # --only "": no run, targets.json rebuilt from the reports; an unknown variant is an error.
+    base = [sys.executable, str(script), "--quick", "--checkpoint", str(checkpoint), "--data", str(corpus), "--pes", "4",
+            "--target-density", "0.3", "--mask-variant", "-o", str(out)]
+    again = subprocess.run([*base, "--only", ""], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "started" not in again.stdout, again.stdout + again.stderr
+    rebuilt = json.loads((out / "targets.json").read_text())
+    assert {k: v for k, v in rebuilt.items() if k not in ("seconds", "sensitivity_seconds", "only", "command")} == \
+        {k: v for k, v in targets.items() if k not in ("seconds", "sensitivity_seconds", "only", "command")}
+    wrong = subprocess.run([*base, "--only", "bogus"], capture_output=True, text=True, timeout=600)
+    assert wrong.returncode == 1 and "unknown variant" in wrong.stderr

@@ -154,6 +154,32 @@ def test_speech_task_fine_tuning_holds_the_masks(speech):
     assert result.score > 0.5    # far above chance (0.25) after pruning 75 % of the weights
 
 
+def test_speech_task_distillation_keeps_the_dense_teacher(speech):
+    from sparselstm.sw import train as training
+    from sparselstm.sw.errors import ParameterError
+
+    dense = speech.load_model()
+    state = speech.snapshot()
+    try:
+        speech.set_distillation(0.5, 2.0)
+        teacher_logits = speech._teacher.predict_fn()(speech.data.split("val").features)
+        result = iterative_compression(dense, speech, 0.3, 4, steps=1, epochs=1, max_loss=1.0, progress=False)
+        for name, mask in result.masks.items():
+            assert np.all(result.model.matrices()[name][~mask] == 0)
+        # Fine-tuning moved the student, never the teacher.
+        np.testing.assert_array_equal(speech._teacher.predict_fn()(speech.data.split("val").features),
+                                      teacher_logits)
+        assert not np.array_equal(training.to_lstmp_model(speech.classifier).matrices()["L0.proj"],
+                                  dense.matrices()["L0.proj"])
+        with pytest.raises(ParameterError, match="distillation weight"):
+            speech.set_distillation(2.0)
+        with pytest.raises(ParameterError, match="temperature"):
+            speech.set_distillation(0.5, -1.0)
+    finally:
+        speech.set_distillation(0.0)
+        speech.restore(state)
+
+
 def test_speech_task_mask_variant_and_snapshot(speech):
     dense = speech.load_model()
     state = speech.snapshot()

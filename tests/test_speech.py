@@ -305,6 +305,21 @@ def test_shipped_models_reach_their_recorded_accuracy_without_torch(entry):
     assert accuracy == pytest.approx(entry["test_set_accuracy"], abs=1e-9)
 
 
+@pytest.mark.parametrize("entry", [e for e in _shipped_models() if "compressed_test_set_golden_accuracy" in e],
+                         ids=lambda e: e["checkpoint"])
+def test_shipped_compressed_models_reach_their_recorded_golden_accuracy(entry):
+    """`sparselstm accuracy` (make accuracy) on a shipped compressed model: the bit-exact golden model of
+    its encoding reproduces the accuracy models.json records, at the density it records."""
+    from sparselstm.sw.compress.accuracy import evaluate_entry
+
+    result = evaluate_entry(MODELS, entry, n_pes=16)
+    assert result["compressed"] is not None, "a fine-tuned compressed model must be shipped"
+    assert result["compressed_golden_accuracy"] == pytest.approx(entry["compressed_test_set_golden_accuracy"],
+                                                                 abs=1e-9)
+    assert result["overall_density"] == pytest.approx(entry["compressed_overall_density"], abs=1e-9)
+    assert result["overall_density"] <= 0.1
+
+
 # ------------------------------------------------------------------------------------------- commands
 
 def test_data_command_without_espeak_is_one_clear_error(tmp_path, monkeypatch, capsys):

@@ -121,6 +121,26 @@ def test_masked_training_keeps_pruned_weights_at_zero(task):
         assert np.all(matrix[~matrix_masks[name]] == 0)
 
 
+def test_distillation_follows_the_teacher_not_the_labels(task):
+    teacher = training.build_classifier(task, cells=12, proj=6, seed=1)
+    training.train(teacher, task, epochs=6, lr=1e-2, batch_size=32, progress=False, log=None)
+    teacher_labels = teacher.predict_fn()(task.split("val").features).argmax(1)
+    assert np.mean(teacher_labels == task.split("val").labels) > 0.8
+    # Labels scrambled: only the teacher's soft targets carry the task.
+    rng = np.random.default_rng(3)
+    scrambled = {name: type(fs)(fs.features, rng.permutation(fs.labels), fs.vocabulary)
+                 for name, fs in task.splits.items() if name == "train"}
+    noisy = Task("scrambled", task.vocabulary, {**task.splits, **scrambled})
+
+    def agreement(distill: float) -> float:
+        student = training.build_classifier(noisy, cells=12, proj=6, seed=2)
+        training.train(student, noisy, epochs=6, lr=1e-2, batch_size=32, progress=False, log=None,
+                       select_best=False, teacher=teacher, distill=distill, temperature=2.0)
+        return float(np.mean(student.predict_fn()(task.split("val").features).argmax(1) == teacher_labels))
+
+    assert agreement(1.0) > 0.8 > agreement(0.0) + 0.3
+
+
 def test_bad_masks_and_options_are_clear_errors(task):
     model = training.build_classifier(task, cells=8, proj=4)
     with pytest.raises(training.TrainError, match="no such parameter"):
@@ -129,6 +149,12 @@ def test_bad_masks_and_options_are_clear_errors(task):
         training.parameter_masks(model, {"L0.input.i": np.ones((3, 3), bool)})
     with pytest.raises(training.TrainError, match="smaller than the cell count"):
         training.SpeechClassifier(6, ("a",), cells=8, proj=8)
+    with pytest.raises(training.TrainError, match="needs a teacher"):
+        training.train(model, task, 1, distill=0.5, progress=False, log=None)
+    with pytest.raises(training.TrainError, match="distill must lie"):
+        training.train(model, task, 1, distill=1.5, teacher=model, progress=False, log=None)
+    with pytest.raises(training.TrainError, match="temperature"):
+        training.train(model, task, 1, distill=0.5, teacher=model, temperature=0, progress=False, log=None)
 
 
 def test_cli_trains_and_evaluates(task, tmp_path, capsys):

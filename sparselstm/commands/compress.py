@@ -53,6 +53,11 @@ def register(subparsers) -> None:
                         help="iterative: when the back-offs are used up, take the step anyway (marked forced)")
     parser.add_argument("--lr", type=float, default=1e-3, help="built-in task: fine-tuning learning rate")
     parser.add_argument("--seed", type=int, default=0, help="built-in task: shuffling seed")
+    parser.add_argument("--distill", type=float, default=0.0, metavar="W",
+                        help="built-in task: weight in [0, 1] of knowledge distillation from the dense model "
+                             "in fine-tuning (default 0: labels only)")
+    parser.add_argument("--temperature", type=float, default=2.0, metavar="T",
+                        help="built-in task: distillation temperature (default 2)")
     parser.add_argument("--weight-bits", type=int, default=12, metavar="B",
                         help="weight width of the encoded model (default 12)")
     parser.add_argument("--narrow-weight-bits", type=int, default=8, metavar="B",
@@ -99,7 +104,8 @@ def compress_run(args, task, model, balanced: bool, curves):
 
     from tqdm import tqdm
 
-    log = None if args.quiet else tqdm.write  # between the progress bars, not through them
+    # -q drops the bars, not the one line per step: a long run must still show where it is.
+    log = (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
     if args.method == "mask":
         result = mask_variant(model, task, allocation_at(args.target_density), args.pes, balanced, args.epochs,
                               args.epochs, args.val_split, progress=not args.quiet, log=log)
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.compress.report import build_report, evaluate_dense, evaluate_run, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
     from ..sw.encoder import write_encoded
+    from ..sw.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.pipeline import format_report
 
@@ -132,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
     task, model = open_task(args)
     if hasattr(task, "finetune_lr"):
         task.finetune_lr, task.seed = args.lr, args.seed
+    if args.distill:
+        if not hasattr(task, "set_distillation"):
+            raise ParameterError(f"--distill: task {task.name!r} is not the built-in one; distil in its finetune")
+        task.set_distillation(args.distill, args.temperature)
     if hasattr(task, "require_splits"):
         task.require_splits(args.val_split, args.test_split, *(["train"] if args.epochs or args.final_epochs else []))
     if curves is not None:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.loaders import load_model
-    from ..sw.pipeline import compress_and_encode, compression_report, format_report
+    from ..sw.pipeline import compress_and_encode, compression_report, format_report, index_width_options
 
     if args.output.exists() and not args.output.is_dir():
         raise ParameterError(f"{args.output}: exists and is not a directory")
@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             raise ParameterError(f"{args.densities}: {error}") from None
         raise
     report = compression_report(result)
+    report["index_width_options"] = index_width_options(result.qmodel, args.pes)
     write_encoded(result.encoded, args.output)
     (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     print(f"{args.checkpoint}: {model.describe()}")

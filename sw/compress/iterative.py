@@ -205,6 +205,8 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
                             overall_density=overall_density(current_model), score=current_score,
                             loss=baseline - current_score, accepted=True, epochs=final_epochs,
                             seconds=round(time.time() - step_started, 1)))
+        log(f"final fine-tuning ({final_epochs} epochs): overall density {overall_density(current_model):.4f}, "
+            f"{task.metric} {current_score:.4f} (loss {baseline - current_score:+.4f})")
     return CompressionResult("iterative", current_model, current_masks, current_densities, baseline,
                              current_score, target, reached, history, n_pes, bool(balanced))
 

@@ -201,13 +201,15 @@ class SpeechCompressionTask(CompressionTask):
     accuracy. `val_limit`: score at most this many utterances per word of the "val" split, which steers
     compression (a seeded balanced subset; None = all): sensitivity analysis scores hundreds of models.
     `train_limit`: fine-tune on at most this many utterances per word. The "test" split is never cut.
+    `distill` (0..1) and `temperature`: fine-tune with knowledge distillation from the dense classifier as
+    it was when the task was made (sw/train.py: train); 0 = labels only.
     """
 
     metric = "accuracy"
 
     def __init__(self, classifier, data, finetune_lr: float = 1e-3, batch_size: int = 128,
                  val_limit: int | None = None, train_limit: int | None = None, seed: int = 0,
-                 progress: bool = True):
+                 progress: bool = True, distill: float = 0.0, temperature: float = 2.0):
         from ..speech.task import Task
 
         if tuple(classifier.vocabulary) != tuple(data.vocabulary):
@@ -225,7 +227,17 @@ class SpeechCompressionTask(CompressionTask):
         self.classifier, self.data = classifier, data
         self.name = data.name
         self.finetune_lr, self.batch_size, self.seed, self.progress = finetune_lr, batch_size, seed, progress
+        self.set_distillation(distill, temperature)
         self._finetune_calls = 0
+
+    def set_distillation(self, distill: float, temperature: float = 2.0) -> None:
+        """Fine-tune with soft targets from the classifier as it is now (the dense model); 0 = off."""
+        if not 0.0 <= distill <= 1.0:
+            raise ParameterError(f"distillation weight must lie in [0, 1], got {distill}")
+        if not temperature > 0:
+            raise ParameterError(f"distillation temperature must be > 0, got {temperature}")
+        self.distill, self.temperature = float(distill), float(temperature)
+        self._teacher = copy.deepcopy(self.classifier) if distill else None
 
     @classmethod
     def from_checkpoint(cls, checkpoint, data, **options) -> "SpeechCompressionTask":
@@ -275,7 +287,8 @@ class SpeechCompressionTask(CompressionTask):
         self._finetune_calls += 1  # a new shuffle per call, reproducible from the seed
         training.train(self.classifier, self.data, epochs, masks=parameter_masks, lr=self.finetune_lr,
                        batch_size=self.batch_size, seed=self.seed + self._finetune_calls,
-                       progress=self.progress, log=None)
+                       progress=self.progress, log=None, teacher=self._teacher, distill=self.distill,
+                       temperature=self.temperature)
         return training.to_lstmp_model(self.classifier)
 
     def snapshot(self):
