@@ -91,7 +91,8 @@ def run_logged(name: str, command: list[str], log_path: Path, echo_lock: threadi
             log.write(line)
             log.flush()
             # Step lines and errors, not the encoder tables: enough to see where each run is.
-            if line.startswith(("step ", "final", "prune", "dense", "masked", "primary:", "warning", "sparselstm")):
+            if line.startswith(("step ", "final", "prune", "dense", "masked", "primary:", "warning", "sparselstm",
+                                "  fine-tuning")):
                 with echo_lock:
                     print(f"[{name}] {line.rstrip()}", flush=True)
         return process.wait()

@@ -56,6 +56,8 @@ def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
                  "--lr", "0.005", "--distill", "0.5", "-o", str(out), "-q"]) == 0
     printed = capsys.readouterr().out
     assert "primary: overall density" in printed and "compression" in printed
+    # -q drops the bars, not the progress: one line per step and per fine-tuning epoch.
+    assert "step 1: overall density" in printed and "  fine-tuning epoch 1/1: loss" in printed
     report = json.loads((out / "report.json").read_text())
     assert set(report["runs"]) == {"primary", "unbalanced", "uniform"}
     primary = report["runs"]["primary"]

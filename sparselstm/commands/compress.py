@@ -139,6 +139,11 @@ def run(args: argparse.Namespace) -> int:
     task, model = open_task(args)
     if hasattr(task, "finetune_lr"):
         task.finetune_lr, task.seed = args.lr, args.seed
+    if hasattr(task, "log"):   # the built-in task: one line per fine-tuning epoch, bars or not
+        from tqdm import tqdm
+
+        write = (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
+        task.log = lambda line: write(f"  fine-tuning {line}")
     if args.distill:
         if not hasattr(task, "set_distillation"):
             raise ParameterError(f"--distill: task {task.name!r} is not the built-in one; distil in its finetune")

@@ -228,6 +228,7 @@ class SpeechCompressionTask(CompressionTask):
         self.name = data.name
         self.finetune_lr, self.batch_size, self.seed, self.progress = finetune_lr, batch_size, seed, progress
         self.set_distillation(distill, temperature)
+        self.log = None   # a callable taking one line per fine-tuning epoch (the compress command sets it)
         self._finetune_calls = 0
 
     def set_distillation(self, distill: float, temperature: float = 2.0) -> None:
@@ -287,7 +288,7 @@ class SpeechCompressionTask(CompressionTask):
         self._finetune_calls += 1  # a new shuffle per call, reproducible from the seed
         training.train(self.classifier, self.data, epochs, masks=parameter_masks, lr=self.finetune_lr,
                        batch_size=self.batch_size, seed=self.seed + self._finetune_calls,
-                       progress=self.progress, log=None, teacher=self._teacher, distill=self.distill,
+                       progress=self.progress, log=self.log, teacher=self._teacher, distill=self.distill,
                        temperature=self.temperature)
         return training.to_lstmp_model(self.classifier)
 
