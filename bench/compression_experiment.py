@@ -1,6 +1,6 @@
 """The full compression experiment: the numbers the README quotes, checked against the issue's targets.
 
-    make compression-experiment          # the 35-word model on data/corpus/words-full (about 45 minutes)
+    make compression-experiment          # the 35-word model on data/corpus/words-full (about an hour)
     .venv/bin/python bench/compression_experiment.py --checkpoint CHECKPOINT.pt --data CORPUS_DIR -o OUTDIR
 
 Runs `sparselstm sensitivity` (load-balanced for --pes PEs, on the validation split), then one `sparselstm

@@ -71,6 +71,28 @@ def _padding_per_matrix(encoded: EncodedModel) -> dict[str, int]:
     return padding
 
 
+def _hardware_rows(encoded: EncodedModel) -> list[dict]:
+    """Per hardware matrix (each layer's gates, and its projection): entries, padding, the busiest PE's
+    entries and the entry and pointer memory, summed over the PEs."""
+    entry_bits, pointer_bits = encoded.memories["entry_bits"], encoded.memories["pointer_bits"]
+    hardware = []
+    for k, info in enumerate(encoded.layers):
+        for matrix in (GATES_MATRIX, PROJ_MATRIX) if info.proj_size is not None else (GATES_MATRIX,):
+            segments = [encoded.segment(p, k, matrix) for p in range(encoded.n_pes)]
+            entries = np.array([s.entry_count for s in segments])
+            pointer_words = sum(s.columns + 1 for s in segments)
+            hardware.append({
+                "name": f"L{k}.{matrix}", "nonzeros": sum(s.nonzeros for s in segments),
+                "padding": sum(s.padding for s in segments), "entries": int(entries.sum()),
+                # One entry per PE per cycle: the busiest PE sets the cycles of the product.
+                "max_entries_per_pe": int(entries.max()), "mean_entries_per_pe": float(entries.mean()),
+                "imbalance": float(entries.max() / entries.mean()) if entries.sum() else 1.0,
+                "entry_memory_bits": int(entries.sum()) * entry_bits,
+                "pointer_words": pointer_words, "pointer_memory_bits": pointer_words * pointer_bits,
+            })
+    return hardware
+
+
 def compression_report(result: CompressedModel) -> dict:
     """The numbers `sparselstm encode` prints and writes to report.json (plain JSON types)."""
     encoded = result.encoded
@@ -93,21 +115,7 @@ def compression_report(result: CompressedModel) -> dict:
             "memory_bits": (nonzeros + padding[name]) * entry_bits,
         })
 
-    hardware = []
-    for k, info in enumerate(encoded.layers):
-        for matrix in (GATES_MATRIX, PROJ_MATRIX) if info.proj_size is not None else (GATES_MATRIX,):
-            segments = [encoded.segment(p, k, matrix) for p in range(n_pes)]
-            entries = np.array([s.entry_count for s in segments])
-            pointer_words = sum(s.columns + 1 for s in segments)
-            hardware.append({
-                "name": f"L{k}.{matrix}", "nonzeros": sum(s.nonzeros for s in segments),
-                "padding": sum(s.padding for s in segments), "entries": int(entries.sum()),
-                # One entry per PE per cycle: the busiest PE sets the cycles of the product.
-                "max_entries_per_pe": int(entries.max()), "mean_entries_per_pe": float(entries.mean()),
-                "imbalance": float(entries.max() / entries.mean()) if entries.sum() else 1.0,
-                "entry_memory_bits": int(entries.sum()) * entry_bits,
-                "pointer_words": pointer_words, "pointer_memory_bits": pointer_words * pointer_bits,
-            })
+    hardware = _hardware_rows(encoded)
 
     dense_weights = sum(rows * cols for rows, cols in dense_shapes.values())
     total_entries = sum(h["entries"] for h in hardware)
@@ -140,18 +148,11 @@ def index_width_options(qmodel: QuantizedModel, n_pes: int, widths=None) -> list
     options = []
     for bits in widths:
         encoded = encode(replace(qmodel, numerics=replace(qmodel.numerics, index_bits=bits)), n_pes)
-        memories = encoded.memories
-        entries = pointer_words = padding = busiest = 0
-        for k, info in enumerate(encoded.layers):
-            for matrix in (GATES_MATRIX, PROJ_MATRIX) if info.proj_size is not None else (GATES_MATRIX,):
-                segments = [encoded.segment(p, k, matrix) for p in range(n_pes)]
-                entries += sum(s.entry_count for s in segments)
-                padding += sum(s.padding for s in segments)
-                pointer_words += sum(s.columns + 1 for s in segments)
-                busiest += max(s.entry_count for s in segments)
-        options.append({"index_bits": bits, "entry_bits": memories["entry_bits"], "padding": padding,
-                        "entries": entries, "max_entries_per_pe_per_frame": busiest,
-                        "memory_bits": entries * memories["entry_bits"] + pointer_words * memories["pointer_bits"]})
+        rows = _hardware_rows(encoded)
+        options.append({"index_bits": bits, "entry_bits": encoded.memories["entry_bits"],
+                        "padding": sum(h["padding"] for h in rows), "entries": sum(h["entries"] for h in rows),
+                        "max_entries_per_pe_per_frame": sum(h["max_entries_per_pe"] for h in rows),
+                        "memory_bits": sum(h["entry_memory_bits"] + h["pointer_memory_bits"] for h in rows)})
     return options
 
 

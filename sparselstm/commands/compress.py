@@ -92,6 +92,14 @@ def _check_arguments(args) -> None:
         raise ParameterError(f"{args.sensitivity}: sensitivity file or directory not found")
 
 
+def _line_writer(args):
+    """Where progress lines go: between the progress bars, or straight to stdout with -q (which drops the
+    bars, not the lines: a long run must still show where it is)."""
+    from tqdm import tqdm
+
+    return (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
+
+
 def compress_run(args, task, model, balanced: bool, curves):
     """One compression of the dense `model`: (CompressionResult, allocation dict or None)."""
     from ..sw.compress.density import allocate
@@ -102,10 +110,7 @@ def compress_run(args, task, model, balanced: bool, curves):
             return overall
         return allocate(curves, overall, args.rule, min(args.min_density, overall)).densities
 
-    from tqdm import tqdm
-
-    # -q drops the bars, not the one line per step: a long run must still show where it is.
-    log = (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
+    log = _line_writer(args)
     if args.method == "mask":
         result = mask_variant(model, task, allocation_at(args.target_density), args.pes, balanced, args.epochs,
                               args.epochs, args.val_split, progress=not args.quiet, log=log)
@@ -140,9 +145,7 @@ def run(args: argparse.Namespace) -> int:
     if hasattr(task, "finetune_lr"):
         task.finetune_lr, task.seed = args.lr, args.seed
     if hasattr(task, "log"):   # the built-in task: one line per fine-tuning epoch, bars or not
-        from tqdm import tqdm
-
-        write = (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
+        write = _line_writer(args)
         task.log = lambda line: write(f"  fine-tuning {line}")
     if args.distill:
         if not hasattr(task, "set_distillation"):
