@@ -28,8 +28,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.fixedpoint import Numerics
-from ..sw.quantized import signed_bits_for
+from ..spec.numerics import Numerics
+from ..spec.numerics import signed_bits_for
 
 __all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS", "activation_in_layout", "activation_out_layout"]
 

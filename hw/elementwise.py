@@ -39,7 +39,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..sw.fixedpoint import Numerics
+from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .fixed import round_shift, saturate
 from .layouts import elementwise_in_layout, elementwise_out_layout

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..sw.errors import ParameterError
+from ..spec.errors import ParameterError
 
 __all__ = ["HardwareParams"]
 

@@ -12,7 +12,7 @@ from amaranth.hdl import Value
 from amaranth.lib import wiring
 
 from .. import __version__
-from ..sw.errors import ParameterError
+from ..spec.errors import ParameterError
 from .accelerator import Accelerator
 from .cycle_model import predict_cycles
 from .design import AcceleratorDesign

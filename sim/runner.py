@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw.errors import ParameterError, SparseLSTMError
+from ..spec.errors import ParameterError, SparseLSTMError
 from . import tools
 from .testbench import CASE_DIR_VARIABLE, CaseConfig, DutSpec
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw.errors import SparseLSTMError
+from ..spec.errors import SparseLSTMError
 
 CASE_FILE = "case.json"
 CASE_DIR_VARIABLE = "SPARSELSTM_SIM_CASE"   # the runner passes the case directory to the simulator in it

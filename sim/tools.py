@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..sw.errors import SparseLSTMError
+from ..spec.errors import SparseLSTMError
 
 SIMULATORS = ("icarus", "verilator")
 

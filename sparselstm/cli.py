@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .sw.errors import SparseLSTMError
+    from .spec.errors import SparseLSTMError
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -2,7 +2,8 @@
 
 This is the single implementation of the sparse format on the software side: interleaved CSC per PE with
 relative row indices and padding entries, one entry/pointer/bias/peephole memory per PE. The golden model
-and the hardware generator read an encoded model only through the classes here.
+and the hardware generator read an encoded model only through the classes of sparselstm.spec.encoded,
+which this module produces.
 
 Encoding is vectorised: the non-zeros of a whole hardware matrix (all PEs) are sorted once by
 (PE, column, local row); gaps, padding counts and entry addresses follow from differences and cumulative
@@ -15,31 +16,20 @@ import hashlib
 import io
 import json
 import re
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from .errors import EncodedModelError, ParameterError
-from .fixedpoint import TABLE_NAMES, Numerics, activation_tables
+from ..spec.encoded import (FORMAT_VERSION, GATES_MATRIX, GATES_PER_CELL, MANIFEST, MAX_ENTRY_BITS, PE_MEMORIES,
+                            PEEPHOLES_PER_CELL, PROJ_MATRIX, EncodedModel, LayerInfo, PEImage, Segment,
+                            SegmentEntries)
+from ..spec.errors import EncodedModelError, ParameterError
+from ..spec.numerics import TABLE_NAMES, Numerics
+from .fixedpoint import activation_tables
 from .pruning import check_pe_count
 from .quantize import accumulator_bits
-from .quantized import GateAlignment, QuantizedLayer, QuantizedModel
-
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-PE_MEMORIES = ("entries", "pointers", "bias", "peephole")
-GATES_MATRIX, PROJ_MATRIX = "gates", "proj"
-GATES_PER_CELL = 4      # local_row = 4*q + k (gates i, f, g, o)
-PEEPHOLES_PER_CELL = 3  # index 3*q + k' (peepholes i, f, o)
-MAX_ENTRY_BITS = 62     # packed words and biases are held in int64
-
-
-def _producer() -> str:
-    from .. import __version__
-    return f"sparselstm {__version__}"
-
+from .quantized import QuantizedLayer, QuantizedModel
 
 # ----------------------------------------------------------------------------------------------------------
 # Dealing rows to PEs (docs/format.md, "Dealing rows to PEs")
@@ -73,169 +63,6 @@ def _gate_row_placement(cell_size: int, n_pes: int) -> tuple[np.ndarray, np.ndar
 def _proj_row_placement(proj_size: int, n_pes: int) -> tuple[np.ndarray, np.ndarray]:
     rows = np.arange(proj_size, dtype=np.int64)
     return rows % n_pes, rows // n_pes
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Data classes (names and fields fixed by docs/dev/team-contracts.md)
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One hardware matrix of one layer in one PE's memories.
-
-    Entries at `entry_base .. entry_base + entry_count - 1` (of which `nonzeros` real and `padding` padding
-    entries); its `columns + 1` pointers at `ptr_base ..` in the pointer memory; `rows` local rows.
-    """
-
-    layer: int
-    matrix: str
-    entry_base: int
-    entry_count: int
-    nonzeros: int
-    padding: int
-    ptr_base: int
-    columns: int
-    rows: int
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class LayerInfo(GateAlignment):
-    """Sizes and fixed-point parameters of one layer (docs/numerics.md)."""
-
-    input_size: int
-    cell_size: int
-    proj_size: int | None
-    recurrent_size: int
-    peephole: bool
-    fw_x: int
-    fw_r: int
-    fw_p: int | None
-    facc: int
-    fp: int | None
-    gate_acc_bits: int
-    proj_acc_bits: int | None
-
-    @property
-    def columns(self) -> int:
-        """Columns of the gate matrix: I + R."""
-        return self.input_size + self.recurrent_size
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def _frozen(array) -> np.ndarray:
-    array = np.array(array, dtype=np.int64)
-    array.flags.writeable = False
-    return array
-
-
-@dataclass(frozen=True, eq=False)
-class PEImage:
-    """Everything one PE holds. `entries`: packed unsigned words `(w mod 2**weight_bits) << index_bits | z`;
-    `pointers`: absolute entry addresses; `bias`, `peephole`: signed values, layers one after another."""
-
-    pe: int
-    cells: tuple
-    proj_rows: tuple
-    entries: np.ndarray
-    pointers: np.ndarray
-    bias: np.ndarray
-    peephole: np.ndarray
-    segments: tuple
-    bias_base: tuple
-    peephole_base: tuple
-
-    def __post_init__(self):
-        for name in PE_MEMORIES:
-            object.__setattr__(self, name, _frozen(getattr(self, name)))
-        for name in ("cells", "proj_rows", "segments", "bias_base", "peephole_base"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-
-    def segment(self, layer: int, matrix: str) -> Segment:
-        for segment in self.segments:
-            if segment.layer == layer and segment.matrix == matrix:
-                return segment
-        raise KeyError(f"PE {self.pe} has no segment ({layer}, {matrix!r})")
-
-
-class SegmentEntries(NamedTuple):
-    """One segment's entries decoded, in memory order (all arrays of length entry_count)."""
-
-    column: np.ndarray      # column of the entry
-    local_row: np.ndarray   # the row the cursor lands on
-    weight: np.ndarray      # signed weight (0 for padding)
-    index: np.ndarray       # relative index z
-    padding: np.ndarray     # bool: a padding entry
-    target_row: np.ndarray  # local row of the real entry this entry leads to (itself if real)
-
-
-@dataclass(frozen=True, eq=False)
-class EncodedModel:
-    numerics: Numerics
-    n_pes: int
-    layers: tuple
-    pes: tuple
-    tables: dict
-    memories: dict
-
-    def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(self.layers))
-        object.__setattr__(self, "pes", tuple(self.pes))
-        if len(self.pes) != self.n_pes or any(image.pe != p for p, image in enumerate(self.pes)):
-            raise ParameterError(f"EncodedModel: expected the images of PEs 0 .. {self.n_pes - 1} in order, got "
-                                 f"{[image.pe for image in self.pes]}")
-        missing = [name for name in TABLE_NAMES if name not in self.tables]
-        if missing:
-            raise ParameterError(f"EncodedModel: missing activation table(s) {missing}")
-        object.__setattr__(self, "tables", {name: _frozen(self.tables[name]) for name in TABLE_NAMES})
-        object.__setattr__(self, "memories", dict(self.memories))
-
-    def segment(self, pe: int, layer: int, matrix: str) -> Segment:
-        return self.pes[pe].segment(layer, matrix)
-
-    def segment_entries(self, pe: int, layer: int, matrix: str) -> SegmentEntries:
-        """Walk one segment as the hardware does (cursor per column); raises EncodedModelError if the
-        segment is inconsistent (pointers, rows out of range, counts, stray zero entries)."""
-        return _walk_segment(self, self.pes[pe], self.pes[pe].segment(layer, matrix))
-
-    def decode(self) -> QuantizedModel:
-        """The quantised model this encodes (the inverse of `encode`)."""
-        return _decode(self)
-
-    @property
-    def total_entries(self) -> int:
-        return sum(int(image.entries.size) for image in self.pes)
-
-    def manifest(self) -> dict:
-        """manifest.json without its "files" section (write_encoded adds it)."""
-        return {
-            "format_version": FORMAT_VERSION,
-            "producer": _producer(),
-            "n_pes": self.n_pes,
-            "numerics": self.numerics.to_dict(),
-            "layers": [layer.to_dict() for layer in self.layers],
-            "memories": dict(self.memories),
-            "pes": [{
-                "pe": image.pe,
-                "cells": list(image.cells),
-                "proj_rows": list(image.proj_rows),
-                "entry_depth": int(image.entries.size),
-                "pointer_depth": int(image.pointers.size),
-                "bias_depth": int(image.bias.size),
-                "peephole_depth": int(image.peephole.size),
-                "segments": [segment.to_dict() for segment in image.segments],
-                "bias_base": list(image.bias_base),
-                "peephole_base": list(image.peephole_base),
-            } for image in self.pes],
-        }
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Encoder
 
 
 class _EncodedMatrix(NamedTuple):
@@ -446,7 +273,14 @@ def _walk_segment(encoded: EncodedModel, image: PEImage, segment: Segment) -> Se
     return SegmentEntries(column, local_row, weight, index, padding, target_row)
 
 
-def _decode(encoded: EncodedModel) -> QuantizedModel:
+def segment_entries(encoded: EncodedModel, pe: int, layer: int, matrix: str) -> SegmentEntries:
+    """Walk one segment as the hardware does (cursor per column); raises EncodedModelError if the segment is
+    inconsistent (pointers, rows out of range, counts, stray zero entries)."""
+    return _walk_segment(encoded, encoded.pes[pe], encoded.pes[pe].segment(layer, matrix))
+
+
+def decode(encoded: EncodedModel) -> QuantizedModel:
+    """The quantised model an encoded model holds (the inverse of `encode`); walks and checks every segment."""
     n_pes = encoded.n_pes
     layers = []
     for k, info in enumerate(encoded.layers):
@@ -821,7 +655,7 @@ def load_encoded(outdir) -> EncodedModel:
 
     encoded = EncodedModel(numerics=numerics, n_pes=n_pes, layers=layers, pes=tuple(images), tables=tables,
                            memories=memories)
-    decoded = encoded.decode()   # walks every segment: pointers, rows, counts
+    decoded = decode(encoded)   # walks every segment: pointers, rows, counts
     for k, (info, q) in enumerate(zip(layers, decoded.layers)):
         gate_bits, proj_bits = accumulator_bits(q, numerics)
         _expect((info.gate_acc_bits, info.proj_acc_bits), (int(gate_bits), None if proj_bits is None else

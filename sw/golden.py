@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ParameterError
+from ..spec.errors import ParameterError
+from .encoder import decode
 from .fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q, word_range
 from .quantize import accumulator_bounds
 from .quantized import QuantizedLayer, QuantizedModel
@@ -65,7 +66,7 @@ def golden_trace(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=None)
 
 def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list | None = None) -> np.ndarray:
     """golden_forward of an encoded model as the hardware sees it: its decoded words and its own tables."""
-    return golden_forward(encoded.decode(), x_q, tables=encoded.tables, sequence_starts=sequence_starts,
+    return golden_forward(decode(encoded), x_q, tables=encoded.tables, sequence_starts=sequence_starts,
                           saturation=saturation)
 
 

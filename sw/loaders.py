@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LoadError, ModelError
+from ..spec.errors import LoadError, ModelError
 from .model import LSTMPLayer, LSTMPModel
 
 NPZ_FORMAT = "sparselstm-model-v1"

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ModelError
+from ..spec.errors import ModelError
 
 GATES = ("i", "f", "g", "o")
 PEEPHOLE_GATES = ("i", "f", "o")

@@ -9,8 +9,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from .encoder import GATES_MATRIX, PROJ_MATRIX, EncodedModel, encode, pe_gate_rows
-from .errors import ParameterError
+from ..spec.encoded import GATES_MATRIX, PROJ_MATRIX, EncodedModel
+from .encoder import encode, pe_gate_rows, segment_entries
+from ..spec.errors import ParameterError
 from .fixedpoint import Numerics
 from .model import GATES, LSTMPModel
 from .pruning import load_imbalance, prune_model, resolve_densities
@@ -58,7 +59,7 @@ def _padding_per_matrix(encoded: EncodedModel) -> dict[str, int]:
         names = [f"L{k}.{side}.{gate}" for side in ("input", "recurrent") for gate in GATES]
         counts = np.zeros(len(names), dtype=np.int64)
         for image in encoded.pes:
-            walked = encoded.segment_entries(image.pe, k, GATES_MATRIX)
+            walked = segment_entries(encoded, image.pe, k, GATES_MATRIX)
             pad = walked.padding
             if not pad.any():
                 continue

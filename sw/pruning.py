@@ -29,7 +29,7 @@ from typing import Mapping
 
 import numpy as np
 
-from .errors import ParameterError
+from ..spec.errors import ParameterError
 from .model import GATES, LSTMPModel
 from .quantized import QuantizedModel
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ParameterError
+from ..spec.errors import ParameterError
 from .fixedpoint import Numerics, quantize_tensor, round_shift, tensor_frac
 from .model import LSTMPLayer, LSTMPModel
-from .quantized import QuantizedLayer, QuantizedModel, signed_bits_for
+from ..spec.numerics import signed_bits_for
+from .quantized import QuantizedLayer, QuantizedModel
 
 # Biases have no word of their own (they live in the accumulator); refuse ones no sane accumulator holds.
 _BIAS_LIMIT_BITS = 63

@@ -1,7 +1,7 @@
 """The quantised model: integer words and their fractional bits, exactly as docs/numerics.md defines them.
 
 This is what the encoder encodes, what the decoder gives back, and what the golden model runs. The
-numerics parameters themselves (`Numerics`) live in `fixedpoint.py`.
+numerics parameters themselves (`Numerics`) live in `sparselstm.spec.numerics`.
 """
 
 from __future__ import annotations
@@ -10,15 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ModelError
-
-
-def signed_bits_for(bound: int) -> int:
-    """The width of the smallest two's-complement word that holds every integer in [-bound, bound]."""
-    bound = int(bound)
-    if bound < 0:
-        raise ValueError("bound must be >= 0")
-    return max(2, bound.bit_length() + 1)
+from ..spec.errors import ModelError
+from ..spec.numerics import GateAlignment
 
 
 def _int_array(name: str, value, shape) -> np.ndarray:
@@ -30,28 +23,6 @@ def _int_array(name: str, value, shape) -> np.ndarray:
     array = array.astype(np.int64, copy=True)
     array.flags.writeable = False
     return array
-
-
-class GateAlignment:
-    """The product alignment of a layer's gate matrix (docs/numerics.md, step 1), from its `fw_x`, `fw_r`."""
-
-    fw_x: int
-    fw_r: int
-
-    @property
-    def fw(self) -> int:
-        """FW = max(fw_x, fw_r): the gate products are aligned to this many weight fractional bits."""
-        return max(self.fw_x, self.fw_r)
-
-    @property
-    def shift_x(self) -> int:
-        """Left shift applied to every input-side product (FW - fw_x)."""
-        return self.fw - self.fw_x
-
-    @property
-    def shift_r(self) -> int:
-        """Left shift applied to every recurrent-side product (FW - fw_r)."""
-        return self.fw - self.fw_r
 
 
 @dataclass(frozen=True, eq=False)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import ParameterError
+from ..spec.errors import ParameterError
 from .model import LSTMPLayer, LSTMPModel
 
 

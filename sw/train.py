@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import SparseLSTMError
+from ..spec.errors import SparseLSTMError
 
 try:
     import torch

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sparselstm.cli import main
-from sparselstm.sw.encoder import load_encoded
+from sparselstm.sw.encoder import decode, load_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.loaders import save_npz
 from sparselstm.sw.model import random_model
@@ -41,7 +41,7 @@ def test_encode_writes_a_loadable_model_and_a_report(model, checkpoint, tmp_path
     expected = compress_and_encode(model, 3, 0.25, numerics=Numerics(weight_bits=10, index_bits=3, act_frac=10))
     loaded = load_encoded(outdir)
     assert loaded.numerics == expected.qmodel.numerics
-    decoded = loaded.decode()
+    decoded = decode(loaded)
     for a, b in zip(decoded.layers, expected.qmodel.layers):
         np.testing.assert_array_equal(a.w_gates, b.w_gates)
         np.testing.assert_array_equal(a.w_proj, b.w_proj)
@@ -178,7 +178,7 @@ def test_encode_a_pytorch_checkpoint(tmp_path, capsys):
     code, out, err = run_cli(capsys, tmp_path / "lstm.pt", "-o", tmp_path / "enc", "--pes", 3, "--density", 0.5)
     assert code == 0, err
     expected = compress_and_encode(load_model(tmp_path / "lstm.pt"), 3, 0.5)
-    decoded = load_encoded(tmp_path / "enc").decode()
+    decoded = decode(load_encoded(tmp_path / "enc"))
     for a, b in zip(decoded.layers, expected.qmodel.layers):
         np.testing.assert_array_equal(a.w_gates, b.w_gates)
         np.testing.assert_array_equal(a.bias, b.bias)

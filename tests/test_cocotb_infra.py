@@ -19,7 +19,7 @@ from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, SimulationError, fl
                                    run_stream_sim)
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
 from sparselstm.sim.testbench import (CaseConfig, DutSpec, FrameChecker, PayloadField, SidecarError)
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 
 pytestmark = pytest.mark.cocotb
 

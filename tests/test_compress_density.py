@@ -11,7 +11,7 @@ import pytest
 from sparselstm.sw.compress.density import (Allocation, allocate, density_at_loss, fit_to_target, knee_density,
                                             monotone_loss, overall_density, uniform_allocation, weighted_density)
 from sparselstm.sw.compress.sensitivity import SensitivityCurves
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
 

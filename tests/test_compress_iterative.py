@@ -156,7 +156,7 @@ def test_speech_task_fine_tuning_holds_the_masks(speech):
 
 def test_speech_task_distillation_keeps_the_dense_teacher(speech):
     from sparselstm.sw import train as training
-    from sparselstm.sw.errors import ParameterError
+    from sparselstm.spec.errors import ParameterError
 
     dense = speech.load_model()
     state = speech.snapshot()

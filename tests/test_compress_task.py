@@ -8,7 +8,7 @@ import pytest
 
 from sparselstm.sw.compress.sensitivity import SensitivityCurves, prune_one, sensitivity_analysis
 from sparselstm.sw.compress.task import CallableTask, TaskError, golden_lstm_outputs, load_task
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
 from sparselstm.sw.quantize import quantize_model

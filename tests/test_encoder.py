@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from sparselstm.sw.encoder import (EncodedModel, LayerInfo, PEImage, Segment, cells_of_pe, encode, hex_text,
-                                   load_encoded, parse_hex, pe_gate_rows, write_encoded)
-from sparselstm.sw.errors import EncodedModelError, ParameterError
+from sparselstm.spec.encoded import EncodedModel, LayerInfo, PEImage, Segment
+from sparselstm.sw.encoder import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
+                                   segment_entries, write_encoded)
+from sparselstm.spec.errors import EncodedModelError, ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
@@ -127,13 +128,13 @@ def test_encode_decode_is_the_identity_and_matches_the_reference_encoder(case):
     n_pes = case.pop("n_pes")
     qmodel = random_qmodel(rng, **case)
     encoded = encode(qmodel, n_pes)
-    assert_same_qmodel(encoded.decode(), qmodel)
+    assert_same_qmodel(decode(encoded), qmodel)
     for image in encoded.pes:
         words, pointers = reference_pe_entries(qmodel, n_pes, image.pe)
         assert image.entries.tolist() == words
         assert image.pointers.tolist() == pointers
         for segment in image.segments:
-            walked = encoded.segment_entries(image.pe, segment.layer, segment.matrix)
+            walked = segment_entries(encoded, image.pe, segment.layer, segment.matrix)
             assert walked.padding.sum() == segment.padding
             assert (~walked.padding).sum() == segment.nonzeros
     # The balance of the work is visible in the manifest: every entry is in exactly one segment.
@@ -187,7 +188,7 @@ def test_pes_beyond_the_cell_count_hold_nothing():
     assert cells_of_pe(3, 5, 4) == 0
     with pytest.raises(ValueError, match="PE 4 does not exist"):
         cells_of_pe(10, 4, 4)
-    assert_same_qmodel(encoded.decode(), qmodel)
+    assert_same_qmodel(decode(encoded), qmodel)
 
 
 def test_layer_info_and_memories():
@@ -257,7 +258,7 @@ def test_write_load_decode_round_trip(compressed, written):
         assert isinstance(a, PEImage)
         for memory in ("entries", "pointers", "bias", "peephole"):
             np.testing.assert_array_equal(getattr(a, memory), getattr(b, memory))
-    assert_same_qmodel(loaded.decode(), compressed.qmodel)
+    assert_same_qmodel(decode(loaded), compressed.qmodel)
     manifest = json.loads((written / "manifest.json").read_text())
     assert manifest["files"]["pe03_entries.hex"]["bits"] == 14
     assert (written / "tables" / "tanh_D.hex").read_text().count("\n") == 2 ** 10 + 1
@@ -412,7 +413,7 @@ def test_a_long_gap_takes_several_paddings_in_a_row():
     padding_word = 0b11
     assert encoded.pes[0].entries.tolist() == [5 << 2] + [padding_word] * 10 + [((-7) % 64) << 2]
     assert encoded.pes[0].pointers.tolist() == [0, 0, 0, 0] + [12] * 9
-    walked = encoded.segment_entries(0, 0, "gates")
+    walked = segment_entries(encoded, 0, 0, "gates")
     assert walked.local_row.tolist() == [0] + [4 * n for n in range(1, 11)] + [41]  # each padding: +4 rows
     assert walked.target_row.tolist() == [0] + [41] * 11
 
@@ -449,7 +450,7 @@ def test_write_load_decode_round_trip_on_random_models(case):
     with tempfile.TemporaryDirectory() as tmp:
         loaded = load_encoded(write_encoded(encoded, tmp))
     assert loaded.manifest() == encoded.manifest()
-    assert_same_qmodel(loaded.decode(), qmodel)
+    assert_same_qmodel(decode(loaded), qmodel)
 
 
 def test_rewriting_with_fewer_pes_leaves_no_stale_images(tmp_path):

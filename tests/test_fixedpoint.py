@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import (
     Numerics, activation_tables, align, dequantize_output, narrow, quantize_input, quantize_tensor,
     round_shift, sat, sigmoid_q, table_error, tanh_q, tensor_frac,

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import (
     Numerics, activation_tables, dequantize_output, narrow, quantize_input, tanh_q,
 )

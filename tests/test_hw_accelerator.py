@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode
+from sparselstm.sw.encoder import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel, random_model
@@ -182,7 +182,7 @@ def test_counters_count_macs_of_dense_model_exactly():
     assert np.array_equal(got, golden_forward_encoded(encoded, x_q, sequence_starts=starts))
     y_first = got[0]
     for p, image in enumerate(encoded.pes):
-        entries = encoded.segment_entries(p, 0, "gates")
+        entries = segment_entries(encoded, p, 0, "gates")
         real = ~entries.padding
         x_entries = real & (entries.column < 4)
         r_entries = real & (entries.column >= 4) & (y_first[np.maximum(entries.column - 4, 0)] != 0)

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
-from sparselstm.sw.encoder import encode
+from sparselstm.sw.encoder import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
 
@@ -157,7 +157,7 @@ def test_pe_counts_every_entry_processed():
     layer = make_layer(random_sparse(rng, (4 * 9, 7 + 9), 0.2), peephole=False)
     got, segments, (x, yprev, _) = check_pe(QuantizedModel(NUMERICS, (layer,)), 1, 0, seed=3, stall=0.0)
     gates = segments[0]
-    encoded_pe = encode(QuantizedModel(NUMERICS, (layer,)), 1).segment_entries(0, 0, "gates")
+    encoded_pe = segment_entries(encode(QuantizedModel(NUMERICS, (layer,)), 1), 0, 0, "gates")
     values = np.concatenate([x, yprev])
     active = values[encoded_pe.column] != 0        # zero activations are skipped: their columns cost nothing
     assert got["mac_cycles"] == int(np.count_nonzero(active & ~encoded_pe.padding))
@@ -264,7 +264,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
     assert np.array_equal(np.array(got["copy1"]), expected1)
     bias = layer.bias.reshape(4, cells).T
     assert np.array_equal(np.array(got["leftover"]), bias)
-    entries = encode(qmodel, 1).segment_entries(0, 0, "gates")
+    entries = segment_entries(encode(qmodel, 1), 0, 0, "gates")
     values = [np.concatenate([x0, y0]), np.concatenate([x1, y1])]
     assert got["macs"] == sum(int(np.count_nonzero(v[entries.column] != 0)) for v in values)
     assert got["busy_proj"] == 0

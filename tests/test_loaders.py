@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sparselstm.sw.errors import LoadError, ModelError
+from sparselstm.spec.errors import LoadError, ModelError
 from sparselstm.sw.loaders import NPZ_FORMAT, load_model, save_npz
 from sparselstm.sw.model import LSTMPModel, random_model
 from sparselstm.sw.reference import reference_forward

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sparselstm.sw.errors import ModelError, SparseLSTMError
+from sparselstm.spec.errors import ModelError, SparseLSTMError
 from sparselstm.sw.model import GATES, LSTMPLayer, LSTMPModel, random_model
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import (balanced_keep_count, load_imbalance, prune_matrix, prune_model,
                                    resolve_densities)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sparselstm.sw.errors import ParameterError
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, tensor_frac
 from sparselstm.sw.golden import golden_trace
 from sparselstm.sw.model import LSTMPModel, random_model

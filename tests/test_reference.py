@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sparselstm.cli import main
-from sparselstm.sw.errors import ParameterError, SparseLSTMError
+from sparselstm.spec.errors import ParameterError, SparseLSTMError
 from sparselstm.sw.loaders import save_npz
 from sparselstm.sw.model import LSTMPLayer, LSTMPModel, random_model
 from sparselstm.sw.reference import reference_forward, sigmoid

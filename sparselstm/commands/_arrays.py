@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw.errors import ParameterError
+from ..spec.errors import ParameterError
 
 
 def load_npy(path: Path, what: str) -> np.ndarray:

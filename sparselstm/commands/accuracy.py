@@ -34,7 +34,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.accuracy import evaluate_shipped
     from ..sw.compress.density import check_target
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.pruning import check_pe_count
 
     check_target(args.density)

@@ -73,7 +73,7 @@ def register(subparsers) -> None:
 
 def _check_arguments(args) -> None:
     from ..sw.compress.density import check_target
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.pruning import check_pe_count
 
     check_target(args.target_density)
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.compress.report import build_report, evaluate_dense, evaluate_run, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
     from ..sw.encoder import write_encoded
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.pipeline import format_report
 

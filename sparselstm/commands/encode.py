@@ -43,7 +43,7 @@ def register(subparsers) -> None:
 
 def read_densities(path: Path) -> dict:
     """A densities JSON file as a dict (matrix names and values are checked by the pruning step)."""
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
 
     if not path.is_file():
         raise ParameterError(f"{path}: densities file not found")
@@ -59,7 +59,7 @@ def read_densities(path: Path) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from ..sw.encoder import write_encoded
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.loaders import load_model
     from ..sw.pipeline import compress_and_encode, compression_report, format_report, index_width_options

@@ -37,7 +37,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..sw.encoder import load_encoded
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.fixedpoint import dequantize_output, quantize_input
     from ..sw.golden import golden_forward_encoded
 

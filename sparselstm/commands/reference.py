@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.loaders import load_model
     from ..sw.reference import reference_forward
 

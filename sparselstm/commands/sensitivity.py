@@ -15,7 +15,7 @@ TASK_HELP = ("a corpus directory or feature set .npz (the built-in keyword task 
 def parse_density_list(text: str) -> tuple[float, ...]:
     """'0.05,0.1,0.2' -> (0.05, 0.1, 0.2); argparse reports a bad list as a usage error."""
     from ..sw.compress.sensitivity import check_densities
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
 
     try:
         return check_densities(float(v) for v in text.split(",") if v.strip())
@@ -39,7 +39,7 @@ def add_task_arguments(parser) -> None:
 def open_task(args):
     """The CompressionTask and the dense LSTMPModel the arguments name."""
     from ..sw.compress.task import load_task
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
 
     for name in ("val_limit", "train_limit"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -80,7 +80,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.density import allocate
     from ..sw.compress.sensitivity import plot_sensitivity, sensitivity_analysis
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
 
     if args.output.exists() and not args.output.is_dir():
         raise ParameterError(f"{args.output}: exists and is not a directory")

@@ -124,7 +124,7 @@ class _Utterances:
 
     @classmethod
     def load(cls, args, input_size: int) -> "_Utterances":
-        from ..sw.errors import ParameterError
+        from ..spec.errors import ParameterError
         from ..sw.loaders import load_model
         from ..sw.speech.task import ClassifierHead, FeatureSet
 
@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.runner import run_accelerator_sim
     from ..sim.tools import find_simulator
     from ..sw.encoder import load_encoded
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.fixedpoint import dequantize_output, quantize_input
 
     find_simulator(args.simulator)                 # fail before any work if it is missing

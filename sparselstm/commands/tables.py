@@ -50,7 +50,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.errors import ParameterError
+    from ..spec.errors import ParameterError
     from ..sw.fixedpoint import activation_tables, table_error
 
     if args.encoded is not None:

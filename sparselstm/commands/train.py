@@ -33,7 +33,7 @@ def register(subparsers):
 
 
 def run(args):
-    from ..sw.errors import SparseLSTMError
+    from ..spec.errors import SparseLSTMError
 
     try:
         import torch

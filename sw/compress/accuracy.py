@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..encoder import load_encoded
-from ..errors import SparseLSTMError
+from ...spec.errors import SparseLSTMError
 from ..loaders import load_model
 from ..pipeline import compress_and_encode, compression_report
 from .density import overall_density

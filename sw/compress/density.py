@@ -32,7 +32,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import ParameterError
+from ...spec.errors import ParameterError
 from ..model import LSTMPModel
 from .sensitivity import SensitivityCurves
 

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import ParameterError
+from ...spec.errors import ParameterError
 from ..model import LSTMPModel
 from ..pruning import check_pe_count, prune_model
 from .density import check_target, overall_density

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ParameterError
+from ...spec.errors import ParameterError
 from ..model import LSTMPModel
 from ..pruning import check_pe_count, prune_matrix
 from .task import CompressionTask

@@ -32,7 +32,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from ..errors import ParameterError, SparseLSTMError
+from ...spec.errors import ParameterError, SparseLSTMError
+from ...spec.encoded import EncodedModel
+from ..encoder import decode
 from ..fixedpoint import dequantize_output, quantize_input
 from ..golden import golden_forward
 from ..model import LSTMPModel
@@ -63,8 +65,8 @@ def golden_lstm_outputs(qmodel, inputs: np.ndarray, progress: bool = False) -> t
     as the hardware reads it)."""
     if isinstance(qmodel, QuantizedModel):
         words_model, tables = qmodel, None
-    elif hasattr(qmodel, "decode") and hasattr(qmodel, "tables"):
-        words_model, tables = qmodel.decode(), qmodel.tables
+    elif isinstance(qmodel, EncodedModel):
+        words_model, tables = decode(qmodel), qmodel.tables
     else:
         raise ParameterError(f"expected a QuantizedModel or an EncodedModel, got {type(qmodel).__name__}")
     numerics = words_model.numerics

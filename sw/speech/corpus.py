@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SparseLSTMError
+from ...spec.errors import SparseLSTMError
 from .features import FeatureConfig, compute_features, resample
 
 DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")

@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..errors import ParameterError
+from ...spec.errors import ParameterError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import SparseLSTMError
+from ...spec.errors import SparseLSTMError
 from .features import FeatureConfig
 
 

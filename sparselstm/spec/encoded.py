@@ -1,0 +1,186 @@
+"""The frozen description of an encoded model (docs/format.md), as the software side writes it and the
+hardware side reads it.
+
+Data only: `sparselstm.sw.format` encodes, decodes, writes and reads these; `sparselstm.hw` elaborates from
+them. Nothing here computes on weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+from .errors import ParameterError
+from .numerics import TABLE_NAMES, GateAlignment, Numerics
+
+__all__ = ["EncodedModel", "LayerInfo", "PEImage", "Segment", "SegmentEntries", "FORMAT_VERSION", "MANIFEST",
+           "PE_MEMORIES", "GATES_MATRIX", "PROJ_MATRIX", "GATES_PER_CELL", "PEEPHOLES_PER_CELL",
+           "MAX_ENTRY_BITS"]
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PE_MEMORIES = ("entries", "pointers", "bias", "peephole")
+GATES_MATRIX, PROJ_MATRIX = "gates", "proj"
+GATES_PER_CELL = 4      # local_row = 4*q + k (gates i, f, g, o)
+PEEPHOLES_PER_CELL = 3  # index 3*q + k' (peepholes i, f, o)
+MAX_ENTRY_BITS = 62     # packed words and biases are held in int64
+
+
+def _producer() -> str:
+    from .. import __version__
+    return f"sparselstm {__version__}"
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One hardware matrix of one layer in one PE's memories.
+
+    Entries at `entry_base .. entry_base + entry_count - 1` (of which `nonzeros` real and `padding` padding
+    entries); its `columns + 1` pointers at `ptr_base ..` in the pointer memory; `rows` local rows.
+    """
+
+    layer: int
+    matrix: str
+    entry_base: int
+    entry_count: int
+    nonzeros: int
+    padding: int
+    ptr_base: int
+    columns: int
+    rows: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerInfo(GateAlignment):
+    """Sizes and fixed-point parameters of one layer (docs/numerics.md)."""
+
+    input_size: int
+    cell_size: int
+    proj_size: int | None
+    recurrent_size: int
+    peephole: bool
+    fw_x: int
+    fw_r: int
+    fw_p: int | None
+    facc: int
+    fp: int | None
+    gate_acc_bits: int
+    proj_acc_bits: int | None
+
+    @property
+    def columns(self) -> int:
+        """Columns of the gate matrix: I + R."""
+        return self.input_size + self.recurrent_size
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _frozen(array) -> np.ndarray:
+    array = np.array(array, dtype=np.int64)
+    array.flags.writeable = False
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class PEImage:
+    """Everything one PE holds. `entries`: packed unsigned words `(w mod 2**weight_bits) << index_bits | z`;
+    `pointers`: absolute entry addresses; `bias`, `peephole`: signed values, layers one after another."""
+
+    pe: int
+    cells: tuple
+    proj_rows: tuple
+    entries: np.ndarray
+    pointers: np.ndarray
+    bias: np.ndarray
+    peephole: np.ndarray
+    segments: tuple
+    bias_base: tuple
+    peephole_base: tuple
+
+    def __post_init__(self):
+        for name in PE_MEMORIES:
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        for name in ("cells", "proj_rows", "segments", "bias_base", "peephole_base"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+
+    def segment(self, layer: int, matrix: str) -> Segment:
+        for segment in self.segments:
+            if segment.layer == layer and segment.matrix == matrix:
+                return segment
+        raise KeyError(f"PE {self.pe} has no segment ({layer}, {matrix!r})")
+
+
+class SegmentEntries(NamedTuple):
+    """One segment's entries decoded, in memory order (all arrays of length entry_count)."""
+
+    column: np.ndarray      # column of the entry
+    local_row: np.ndarray   # the row the cursor lands on
+    weight: np.ndarray      # signed weight (0 for padding)
+    index: np.ndarray       # relative index z
+    padding: np.ndarray     # bool: a padding entry
+    target_row: np.ndarray  # local row of the real entry this entry leads to (itself if real)
+
+
+@dataclass(frozen=True, eq=False)
+class EncodedModel:
+    """An encoded model (docs/format.md): numerics, per-layer sizes and formats, one `PEImage` per PE, the
+    activation tables and the memory widths. `manifest()` is the JSON description written beside the images."""
+
+    numerics: Numerics
+    n_pes: int
+    layers: tuple
+    pes: tuple
+    tables: dict
+    memories: dict
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "pes", tuple(self.pes))
+        if len(self.pes) != self.n_pes or any(image.pe != p for p, image in enumerate(self.pes)):
+            raise ParameterError(f"EncodedModel: expected the images of PEs 0 .. {self.n_pes - 1} in order, got "
+                                 f"{[image.pe for image in self.pes]}")
+        missing = [name for name in TABLE_NAMES if name not in self.tables]
+        if missing:
+            raise ParameterError(f"EncodedModel: missing activation table(s) {missing}")
+        object.__setattr__(self, "tables", {name: _frozen(self.tables[name]) for name in TABLE_NAMES})
+        object.__setattr__(self, "memories", dict(self.memories))
+
+    def segment(self, pe: int, layer: int, matrix: str) -> Segment:
+        return self.pes[pe].segment(layer, matrix)
+
+    @property
+    def total_entries(self) -> int:
+        return sum(int(image.entries.size) for image in self.pes)
+
+    def manifest(self) -> dict:
+        """manifest.json without its "files" section (write_encoded adds it)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "producer": _producer(),
+            "n_pes": self.n_pes,
+            "numerics": self.numerics.to_dict(),
+            "layers": [layer.to_dict() for layer in self.layers],
+            "memories": dict(self.memories),
+            "pes": [{
+                "pe": image.pe,
+                "cells": list(image.cells),
+                "proj_rows": list(image.proj_rows),
+                "entry_depth": int(image.entries.size),
+                "pointer_depth": int(image.pointers.size),
+                "bias_depth": int(image.bias.size),
+                "peephole_depth": int(image.peephole.size),
+                "segments": [segment.to_dict() for segment in image.segments],
+                "bias_base": list(image.bias_base),
+                "peephole_base": list(image.peephole_base),
+            } for image in self.pes],
+        }
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Encoder
