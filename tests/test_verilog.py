@@ -1,4 +1,4 @@
-"""Verilog generation: the file, the sidecar (docs/dev/sidecar.md), the CLI, and verilator lint."""
+"""Verilog generation: the file, the sidecar (docs/verification.md), the CLI, and verilator lint."""
 
 from __future__ import annotations
 
@@ -11,18 +11,21 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from amaranth.hdl import signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
 
 from sparselstm.cli import main
 from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.sidecar import describe_top
 from sparselstm.hw.verilog import LINT_WAIVERS, TOP_NAME, generate, lint_command
+from sparselstm.sim import tools
+from sparselstm.sim.standin import STANDIN_TOP, generate_standin
 from sparselstm.sw.encoder import encode, write_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
 from sparselstm.sw.quantize import quantize_model
-
-VERILATOR_BIN = Path(__file__).resolve().parents[1] / ".venv/lib/python3.11/site-packages/verilator/bin"
-
 
 def small_encoded(n_pes=2, proj=4, layers=1, peephole=True):
     model = random_model(11, 8, proj, num_layers=layers, peephole=peephole, seed=2)
@@ -30,9 +33,9 @@ def small_encoded(n_pes=2, proj=4, layers=1, peephole=True):
     return encode(quantize_model(pruned, Numerics()), n_pes)
 
 
-def module_ports(verilog_text: str) -> dict[str, tuple[str, int]]:
+def module_ports(verilog_text: str, top: str = TOP_NAME) -> dict[str, tuple[str, int]]:
     """{port: (direction, width)} of the top module, read from its declarations."""
-    body = verilog_text[verilog_text.index(f"module {TOP_NAME}("):]
+    body = verilog_text[verilog_text.index(f"module {top}("):]
     body = body[:body.index("endmodule")]
     ports = {}
     for direction, msb, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
@@ -50,19 +53,46 @@ def generated(tmp_path_factory):
     return info, outdir, encoded_dir
 
 
+def assert_sidecar_matches_verilog(info: dict, outdir: Path) -> None:
+    """Every port the sidecar names exists in the Verilog with that direction and width."""
+    ports = module_ports((outdir / info["verilog"]).read_text(), info["top"])
+    assert {p["name"]: (p["direction"], p["width"]) for p in info["ports"]} == ports
+    assert json.loads((outdir / f"{info['top']}.json").read_text()) == info
+    for stream_info in info["streams"].values():
+        for key in ("valid", "ready", "payload"):
+            assert stream_info[key] in ports
+        assert ports[stream_info["payload"]][1] == stream_info["width"]
+    for key, name in info["status"].items():
+        assert ports[name] == ("output", info["status_widths"][key])
+    for name in info["counters"]["mac_cycles"] + info["counters"]["pad_cycles"]:
+        assert ports[name] == ("output", info["counters"]["width"])
+    assert ports[info["clock"]] == ("input", 1) and ports[info["reset"]] == ("input", 1)
+
+
 def test_sidecar_matches_the_verilog_ports(generated):
     info, outdir, _ = generated
-    text = (outdir / f"{TOP_NAME}.v").read_text()
-    ports = module_ports(text)
-    assert {p["name"]: (p["direction"], p["width"]) for p in info["ports"]} == ports
-    assert json.loads((outdir / f"{TOP_NAME}.json").read_text()) == info
-    for stream in info["streams"].values():
-        for key in ("valid", "ready", "payload"):
-            assert stream[key] in ports
-        assert ports[stream["payload"]][1] == stream["width"]
-    for name in list(info["status"].values()) + info["counters"]["mac_cycles"] + info["counters"]["pad_cycles"]:
-        assert ports[name][0] == "output"
-    assert ports[info["clock"]] == ("input", 1) and ports[info["reset"]] == ("input", 1)
+    assert_sidecar_matches_verilog(info, outdir)
+
+
+def test_standin_sidecar_matches_its_verilog_ports(tmp_path):
+    info = generate_standin(tmp_path, input_size=3, n_pes=3)
+    assert info["top"] == STANDIN_TOP and len(info["counters"]["mac_cycles"]) == 3
+    assert_sidecar_matches_verilog(info, tmp_path)
+
+
+class _TwoInputs(wiring.Component):
+    def __init__(self):
+        word = stream.Signature(data.StructLayout({"value": signed(8)}))
+        super().__init__({"a": In(word), "b": In(word), "o": Out(word)})
+
+
+def test_sidecar_description_needs_a_component_with_one_stream_each_way():
+    with pytest.raises(TypeError, match="wiring.Component"):
+        describe_top(object(), "top", "test", {})
+    top = _TwoInputs()
+    top._MustUse__silence = True           # refused before elaboration, on purpose
+    with pytest.raises(ValueError, match="more than one input stream"):
+        describe_top(top, "top", "test", {})
 
 
 def test_sidecar_content(generated):
@@ -80,10 +110,12 @@ def test_sidecar_content(generated):
 
 
 def _lint(verilog_path):
-    verilator = shutil.which("verilator", path=f"{VERILATOR_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    if verilator is None:
-        pytest.skip("verilator not installed")
-    result = subprocess.run(lint_command(verilog_path, verilator), capture_output=True, text=True, timeout=300)
+    try:
+        verilator = tools.find_simulator("verilator").executable
+    except tools.SimulatorNotFoundError as error:
+        pytest.skip(str(error))
+    result = subprocess.run(lint_command(verilog_path, verilator), capture_output=True, text=True, timeout=300,
+                            env={**os.environ, **tools.environment_overrides("verilator")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "%Warning" not in result.stderr and "%Error" not in result.stderr
 

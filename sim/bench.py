@@ -1,0 +1,283 @@
+"""The cocotb bench of one case (in the manner of cocotb's matrix_multiplier example): a driver and a
+monitor on the DUT's streams (sim/streams.py), the frames they carry (sim/frames.py), the expected words of
+the model and the checker (sim/checker.py), a watchdog, and the report.
+
+Everything about the DUT comes from its sidecar through `DutSpec`; everything about the case (input
+words, sequence starts, expected words, stalls, seed) from the case directory written by sim/runner.py.
+The expected words are computed outside the simulator; nothing here knows the numerics or the model.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import cocotb
+import numpy as np
+from cocotb.clock import Clock
+from cocotb.simtime import get_sim_time
+from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
+
+from .case import CaseConfig, CaseResult
+from .checker import FrameChecker
+from .dut import DutSpec
+from .frames import FrameAssembler, pack_frames
+from .streams import StreamDriver, StreamMonitor, is_high, random_pauses
+
+__all__ = ["CLOCK_PERIOD_NS", "StreamBench", "run_case", "run_idle_check"]
+
+CLOCK_PERIOD_NS = 10
+_PROGRESS_SECONDS = 0.5
+
+
+def sim_cycle() -> int:
+    """The current clock cycle since time 0."""
+    return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
+
+
+class StreamBench:
+    """Reset, drive, monitor, check and report one case on one DUT.
+
+    Parameters
+    ----------
+    dut : cocotb handle
+        The top module.
+    spec : DutSpec
+        The DUT's sidecar.
+    case : CaseConfig
+        The case, whose files are read from `case_dir` (and its results written there).
+    case_dir : Path
+
+    Attributes
+    ----------
+    checker : FrameChecker
+    result : CaseResult
+        Filled by `run`, also written to the case's result file.
+    """
+
+    def __init__(self, dut, spec: DutSpec, case: CaseConfig, case_dir: Path):
+        self.dut, self.spec, self.case, self.case_dir = dut, spec, case, case_dir
+        self.inputs = np.load(case_dir / case.inputs)
+        self.starts = np.load(case_dir / case.sequence_starts).astype(bool)
+        self.expected = np.load(case_dir / case.expected)
+        self._check_shapes()
+        self.checker = FrameChecker(self.expected)
+        clock = dut[spec.clock]
+        # One generator per stream side: the input's also draws the `first` noise, before any stall.
+        input_rng = random.Random(f"{case.seed}:in")
+        self._input_words = pack_frames(self.inputs, self.starts, spec.input.fields["value"],
+                                        spec.input.fields["first"], input_rng if case.first_noise else None)
+        self.driver = StreamDriver(clock, dut[spec.input.valid], dut[spec.input.ready], dut[spec.input.payload],
+                                   random_pauses(case.stall_in, input_rng))
+        self.frames = FrameAssembler(spec.output.fields["value"], spec.output.fields["last"], spec.output_size,
+                                     self._on_frame)
+        self.monitor = StreamMonitor(clock, dut[spec.output.valid], dut[spec.output.ready],
+                                     dut[spec.output.payload], self._on_word,
+                                     random_pauses(case.stall_out, random.Random(f"{case.seed}:out")))
+        self.frames_sent = 0
+        self.frame_start_cycles: list[int] = []
+        self.frame_done_cycles: list[int] = []
+        self._frame_event = Event()
+        self.result = CaseResult(frames_expected=len(self.expected))
+        self._progress_file = case_dir / case.progress
+        self._last_progress = 0.0
+        self._started = time.monotonic()
+        self._reset_cycle = 0                 # set when reset is released; cycles are reported from there
+
+    def _check_shapes(self) -> None:
+        frames = self.inputs.shape[0]
+        problems = []
+        if self.inputs.ndim != 2 or self.inputs.shape[1] != self.spec.input_size:
+            problems.append(f"inputs shape {self.inputs.shape}, DUT input_size {self.spec.input_size}")
+        if self.expected.shape != (frames, self.spec.output_size):
+            problems.append(f"expected shape {self.expected.shape}, want ({frames}, {self.spec.output_size})")
+        if self.starts.shape != (frames,):
+            problems.append(f"sequence_starts shape {self.starts.shape}, want ({frames},)")
+        if problems:
+            raise ValueError("case files do not fit the DUT: " + "; ".join(problems))
+
+    def watchdog_cycles(self) -> int:
+        """Cycles to wait for the next output frame before declaring the DUT stuck: 20x the sidecar's
+        per-frame bound, stretched by the stall probabilities, plus a constant for the pipeline."""
+        slowdown = 1.0 / ((1.0 - min(self.case.stall_in, 0.99)) * (1.0 - min(self.case.stall_out, 0.99)))
+        return int(20 * self.spec.frame_cycle_budget() * slowdown) + 2000
+
+    def _on_word(self, payload) -> None:
+        if payload.is_resolvable:
+            self.frames.add(int(payload))
+        else:
+            self.frames.add_unknown(str(payload))
+
+    def _on_frame(self, index: int, words: np.ndarray) -> None:
+        self.frame_done_cycles.append(sim_cycle())
+        self.checker.check(index, words)
+        now = time.monotonic()
+        done = len(self.frames.frames)
+        if now - self._last_progress >= _PROGRESS_SECONDS or done == len(self.expected):
+            self._last_progress = now
+            line = {"frames": done, "total": len(self.expected), "cycles": sim_cycle() - self._reset_cycle,
+                    "mismatches": self.checker.mismatches, "wall": round(now - self._started, 3)}
+            with open(self._progress_file, "a") as handle:
+                handle.write(json.dumps(line) + "\n")
+        self._frame_event.set()
+
+    async def _send_frames(self) -> None:
+        for words in self._input_words:
+            for k, word in enumerate(words):
+                await self.driver.send(word)
+                if k == 0:
+                    self.frame_start_cycles.append(sim_cycle())
+            self.frames_sent += 1
+        self.driver.idle()
+
+    async def reset(self, cycles: int = 3) -> None:
+        clk = self.dut[self.spec.clock]
+        cocotb.start_soon(Clock(clk, CLOCK_PERIOD_NS, "ns").start())
+        reset = self.dut[self.spec.reset]
+        active = 1 if self.spec.reset_active_high else 0
+        self.driver.idle()
+        self.monitor.idle()
+        reset.value = active
+        await ClockCycles(clk, cycles)
+        reset.value = 1 - active
+        await RisingEdge(clk)
+        self._reset_cycle = sim_cycle()
+
+    def read_status(self) -> tuple[dict, dict]:
+        def read(name):
+            value = self.dut[name].value
+            return int(value) if value.is_resolvable else str(value)
+
+        status = {key: read(port) for key, port in self.spec.status.items()}
+        counters = {key: [read(port) for port in ports] for key, ports in self.spec.counters.items()}
+        return status, counters
+
+    async def idle_check(self, cycles: int = 16) -> list[str]:
+        """After reset with no input: no output word, not busy, every counter zero."""
+        clk = self.dut[self.spec.clock]
+        self.dut[self.spec.output.ready].value = 1
+        errors = []
+        for _ in range(cycles):
+            await ReadOnly()
+            if is_high(self.dut[self.spec.output.valid]):
+                errors.append("output valid without any input")
+                break
+            await RisingEdge(clk)
+        status, counters = self.read_status()
+        readings = dict(status)
+        readings.update({f"{name}[{pe}]": value for name, values in counters.items()
+                         for pe, value in enumerate(values)})
+        for key, value in readings.items():
+            if value != 0:
+                errors.append(f"{key} = {value} after reset without input (expected 0)")
+        return errors
+
+    async def _await_frames(self) -> None:
+        """Every expected frame, or a timeout error after the watchdog's cycles without one."""
+        watchdog = self.watchdog_cycles()
+        while len(self.frames.frames) < len(self.expected):
+            received = len(self.frames.frames)
+            try:
+                await with_timeout(self._frame_event.wait(), watchdog * CLOCK_PERIOD_NS, "ns")
+            except SimTimeoutError:
+                self.result.errors.append(
+                    f"timeout: no output frame for {watchdog} cycles after {received} of "
+                    f"{len(self.expected)} frame(s) (inputs accepted: {self.frames_sent} frame(s); "
+                    f"{self.frames.partial_words} word(s) of a partial frame)")
+                return
+            self._frame_event.clear()
+
+    async def _drain(self) -> None:
+        """Watch for extra words after the last expected frame, then give the DUT time to go idle."""
+        clk = self.dut[self.spec.clock]
+        await ClockCycles(clk, self.case.drain_cycles)
+        busy_port = self.dut[self.spec.status["busy"]]
+        for _ in range(self.watchdog_cycles()):
+            await ReadOnly()
+            if not is_high(busy_port):
+                break
+            await RisingEdge(clk)
+
+    async def run(self) -> CaseResult:
+        """Stream every frame, wait for every output frame (watchdog per frame), drain, read the counters."""
+        result = self.result
+        self._progress_file.write_text("")
+        await self.reset()
+        self.monitor.start()
+        sender = cocotb.start_soon(self._send_frames())
+        try:
+            await self._await_frames()
+            result.sim_cycles = sim_cycle() - self._reset_cycle
+            if not result.errors:
+                await self._drain()
+            else:
+                await ReadOnly()
+            result.status, result.counters = self.read_status()
+        finally:
+            self.monitor.stop()
+            sender.cancel()
+            self._finish()
+        return result
+
+    def _finish(self) -> None:
+        result, spec, frames = self.result, self.spec, self.frames
+        result.frames_sent = self.frames_sent
+        result.frames_received = len(frames.frames)
+        result.words_received = frames.words
+        result.mismatches = self.checker.mismatches
+        result.mismatching_frames = self.checker.mismatching_frames
+        result.first_mismatch = asdict(self.checker.first_mismatch) if self.checker.first_mismatch else None
+        result.frame_start_cycles = [c - self._reset_cycle for c in self.frame_start_cycles]
+        result.frame_done_cycles = [c - self._reset_cycle for c in self.frame_done_cycles]
+        result.errors = frames.errors + result.errors
+        if self.checker.unexpected_frames or frames.partial_words:
+            result.errors.append(f"{self.checker.unexpected_frames} unexpected extra frame(s) and "
+                                 f"{frames.partial_words} stray word(s) after the last expected frame")
+        frames_done = result.status.get("frames_done")
+        width = spec.status_widths.get("frames_done", 32)
+        if isinstance(frames_done, int) and frames_done != result.frames_received % (1 << width):
+            result.errors.append(f"frames_done counter = {frames_done}, but {result.frames_received} frame(s) "
+                                 "were received")
+        if result.status.get("busy") not in (0, None):
+            result.errors.append(f"busy = {result.status.get('busy')} after the last frame was sent")
+        result.wall_seconds = time.monotonic() - self._started
+        outputs = np.array(frames.frames, dtype=np.int64).reshape(-1, spec.output_size)
+        np.save(self.case_dir / self.case.outputs, outputs)
+        (self.case_dir / self.case.result).write_text(json.dumps(asdict(result)) + "\n")
+
+    def verdict(self) -> None:
+        """Fail the cocotb test (AssertionError) with the first problem, if there is any."""
+        problems = []
+        if self.checker.mismatches:
+            problems.append(self.checker.summary())
+        problems += self.result.errors
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+
+def _bench(dut, case_dir) -> StreamBench:
+    case_dir = Path(case_dir)
+    case = CaseConfig.read(case_dir)
+    return StreamBench(dut, DutSpec.load(case.sidecar), case, case_dir)
+
+
+async def run_case(dut, case_dir) -> CaseResult:
+    """Run the case in `case_dir` on `dut` and fail the test on any mismatch or protocol error."""
+    bench = _bench(dut, case_dir)
+    result = await bench.run()
+    dut._log.info("%d/%d frame(s), %d cycle(s), %s", result.frames_received, result.frames_expected,
+                  result.sim_cycles, bench.checker.summary())
+    bench.verdict()
+    return result
+
+
+async def run_idle_check(dut, case_dir) -> None:
+    """Reset the DUT and check it stays idle with all counters at zero when given no input."""
+    bench = _bench(dut, case_dir)
+    await bench.reset()
+    errors = await bench.idle_check()
+    if errors:
+        raise AssertionError("; ".join(errors))

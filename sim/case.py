@@ -1,0 +1,96 @@
+"""One simulation case: the files the runner writes into a build directory for the cocotb test to read,
+and what the test writes back. Plain Python, no cocotb: both processes import it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+__all__ = ["CASE_FILE", "CASE_DIR_VARIABLE", "CaseConfig", "CaseResult", "case_dir_from_environment"]
+
+CASE_FILE = "case.json"
+CASE_DIR_VARIABLE = "SPARSELSTM_SIM_CASE"   # the runner passes the case directory to the simulator in it
+
+
+@dataclass
+class CaseConfig:
+    """One simulation case, stored as `case.json` in the case directory (the build directory).
+
+    Parameters
+    ----------
+    sidecar : str
+        Absolute path of the DUT's sidecar JSON.
+    inputs, sequence_starts, expected : str
+        Files (relative to the case directory) of the int64 (frames, input_size) input words, the bool
+        (frames,) sequence-start markers and the int64 (frames, output_size) expected words.
+    outputs, result, progress : str
+        Files the test writes: the received words, the `CaseResult` JSON, and progress lines (JSONL)
+        appended while it runs.
+    stall_in : float
+        Probability of holding input `valid` low for a cycle before a word.
+    stall_out : float
+        Probability of holding output `ready` low in a cycle in which a word is offered.
+    first_noise : bool
+        Set `first` at random on words where the protocol says it is ignored.
+    seed : int
+        Seeds both stall patterns and the `first` noise.
+    drain_cycles : int
+        Cycles watched after the last frame for extra words.
+    """
+
+    sidecar: str
+    inputs: str = "inputs.npy"
+    sequence_starts: str = "sequence_starts.npy"
+    expected: str = "expected.npy"
+    outputs: str = "outputs.npy"
+    result: str = "result.json"
+    progress: str = "progress.jsonl"
+    stall_in: float = 0.0
+    stall_out: float = 0.0
+    first_noise: bool = False
+    seed: int = 0
+    drain_cycles: int = 64
+
+    def write(self, directory) -> Path:
+        path = Path(directory) / CASE_FILE
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def read(cls, directory) -> "CaseConfig":
+        return cls(**json.loads((Path(directory) / CASE_FILE).read_text()))
+
+
+@dataclass
+class CaseResult:
+    """What the cocotb test writes to `result.json` (the runner reads it back).
+
+    Cycles count from the release of reset: `sim_cycles` up to the last output word, the frame lists
+    at the acceptance of each frame's first input word and at the transfer of its last output word.
+    `status` and `counters` are the DUT's own registers as read at the end.
+    """
+
+    frames_sent: int = 0
+    frames_expected: int = 0
+    frames_received: int = 0
+    words_received: int = 0
+    mismatches: int = 0
+    mismatching_frames: int = 0
+    first_mismatch: dict | None = None
+    errors: list[str] = field(default_factory=list)
+    status: dict = field(default_factory=dict)
+    counters: dict = field(default_factory=dict)
+    sim_cycles: int = 0
+    frame_start_cycles: list[int] = field(default_factory=list)
+    frame_done_cycles: list[int] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+
+def case_dir_from_environment() -> Path:
+    """The case directory the runner named in $SPARSELSTM_SIM_CASE (inside the simulator's Python)."""
+    case_dir = os.environ.get(CASE_DIR_VARIABLE)
+    if not case_dir:
+        raise RuntimeError(f"${CASE_DIR_VARIABLE} is not set: run the cocotb tests through sim/runner.py")
+    return Path(case_dir)
