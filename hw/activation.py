@@ -44,7 +44,7 @@ def _check_function(function) -> str:
 
 def _check_numerics(numerics) -> Numerics:
     if not isinstance(numerics, Numerics):
-        raise ValueError(f"numerics must be a sw.fixedpoint.Numerics, got {type(numerics).__name__}")
+        raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
     return numerics
 
 
@@ -59,7 +59,9 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
     pair = []
     for suffix in ("T", "D"):
         key = f"{function}_{suffix}"
-        if not hasattr(tables, "__getitem__") or key not in tables:
+        if not hasattr(tables, "__getitem__"):
+            raise TypeError(f"tables must be a mapping, got {type(tables).__name__}")
+        if key not in tables:
             raise ValueError(f"tables: missing {key!r}")
         table = np.asarray(tables[key])
         if table.shape != (entries,) or table.dtype.kind not in "iu":
@@ -92,7 +94,9 @@ class ActivationPipeline(wiring.Component):
     def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
         self.function = _check_function(function)
         self.numerics = _check_numerics(numerics)
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        if not isinstance(lanes, int) or isinstance(lanes, bool):
+            raise TypeError(f"lanes must be an integer, got {type(lanes).__name__}")
+        if lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, got {lanes!r}")
         self.lanes = lanes
         self.table, self.diff = checked_table(tables, function, numerics)

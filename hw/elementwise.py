@@ -42,7 +42,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .fixed import round_shift, saturate
-from .layouts import elementwise_in_layout, elementwise_out_layout
+from .interfaces import elementwise_in_layout, elementwise_out_layout
 
 __all__ = ["ElementwiseLayer", "ElementwiseUnit"]
 
@@ -65,12 +65,14 @@ class ElementwiseLayer:
     fp: int | None = None
 
     def __post_init__(self):
-        if not _is_int(self.cell_size) or self.cell_size < 1:
-            raise ValueError(f"ElementwiseLayer.cell_size must be an integer >= 1, got {self.cell_size!r}")
+        if not _is_int(self.cell_size):
+            raise TypeError(f"ElementwiseLayer.cell_size must be an integer, got {self.cell_size!r}")
+        if self.cell_size < 1:
+            raise ValueError(f"ElementwiseLayer.cell_size must be >= 1, got {self.cell_size!r}")
         if not _is_int(self.facc):
-            raise ValueError(f"ElementwiseLayer.facc must be an integer, got {self.facc!r}")
+            raise TypeError(f"ElementwiseLayer.facc must be an integer, got {self.facc!r}")
         if self.fp is not None and not _is_int(self.fp):
-            raise ValueError(f"ElementwiseLayer.fp must be an integer or None, got {self.fp!r}")
+            raise TypeError(f"ElementwiseLayer.fp must be an integer or None, got {self.fp!r}")
 
     @property
     def peephole(self) -> bool:
@@ -100,20 +102,27 @@ class ElementwiseUnit(wiring.Component):
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
                  layer_bits: int | None = None, cell_index_bits: int | None = None):
         if not isinstance(numerics, Numerics):
-            raise ValueError(f"numerics must be a sw.fixedpoint.Numerics, got {type(numerics).__name__}")
+            raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
         layers = tuple(layers)
-        if not layers or not all(isinstance(layer, ElementwiseLayer) for layer in layers):
-            raise ValueError("layers must be a non-empty sequence of ElementwiseLayer")
-        if not _is_int(acc_bits) or acc_bits < 2:
+        if not all(isinstance(layer, ElementwiseLayer) for layer in layers):
+            raise TypeError("layers must be a sequence of ElementwiseLayer")
+        if not layers:
+            raise ValueError("layers must not be empty")
+        if not _is_int(acc_bits):
+            raise TypeError(f"acc_bits must be an integer, got {acc_bits!r}")
+        if acc_bits < 2:
             raise ValueError(f"acc_bits must be an integer >= 2, got {acc_bits!r}")
         needed_layer_bits = max(1, (len(layers) - 1).bit_length())
         needed_cell_bits = max(1, (max(layer.cell_size for layer in layers) - 1).bit_length())
         layer_bits = needed_layer_bits if layer_bits is None else layer_bits
         cell_index_bits = needed_cell_bits if cell_index_bits is None else cell_index_bits
-        if not _is_int(layer_bits) or layer_bits < needed_layer_bits:
+        for name, value in (("layer_bits", layer_bits), ("cell_index_bits", cell_index_bits)):
+            if not _is_int(value):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if layer_bits < needed_layer_bits:
             raise ValueError(f"layer_bits must be an integer >= {needed_layer_bits} for {len(layers)} layers, "
                              f"got {layer_bits!r}")
-        if not _is_int(cell_index_bits) or cell_index_bits < needed_cell_bits:
+        if cell_index_bits < needed_cell_bits:
             raise ValueError(f"cell_index_bits must be an integer >= {needed_cell_bits} for "
                              f"{max(layer.cell_size for layer in layers)} cells, got {cell_index_bits!r}")
         for function in ("sigmoid", "tanh"):

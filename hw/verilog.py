@@ -16,7 +16,7 @@ from ..spec.errors import ParameterError
 from .accelerator import Accelerator
 from .cycle_model import predict_cycles
 from .design import AcceleratorDesign
-from .layouts import input_word_layout, output_word_layout
+from .interfaces import input_word_layout, output_word_layout
 from .params import HardwareParams
 
 __all__ = ["TOP_NAME", "SIDECAR_VERSION", "generate", "convert", "sidecar", "LINT_WAIVERS", "lint_command"]

@@ -33,7 +33,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hw.layouts import input_word_layout, output_word_layout
+from ..hw.interfaces import input_word_layout, output_word_layout
 
 __all__ = ["StandInAccelerator", "generate_standin", "standin_reference", "STANDIN_TOP", "DEFECTS"]
 

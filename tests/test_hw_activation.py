@@ -203,7 +203,7 @@ def test_constructors_reject_bad_parameters():
     tables = activation_tables(numerics)
     with pytest.raises(ValueError, match="function"):
         ActivationUnit("relu", numerics, tables)
-    with pytest.raises(ValueError, match="Numerics"):
+    with pytest.raises(TypeError, match="Numerics"):
         ActivationUnit("tanh", {"pre_bits": 16}, tables)
     with pytest.raises(ValueError, match="lanes"):
         ActivationPipeline("tanh", numerics, tables, lanes=0)

@@ -370,18 +370,20 @@ def test_constructor_rejects_bad_parameters():
     layers = (ElementwiseLayer(cell_size=4, facc=20),)
     with pytest.raises(ValueError, match="cell_size"):
         ElementwiseLayer(cell_size=0, facc=20)
-    with pytest.raises(ValueError, match="fp"):
+    with pytest.raises(TypeError, match="fp"):
         ElementwiseLayer(cell_size=4, facc=20, fp=1.5)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="empty"):
         ElementwiseUnit(numerics, tables, (), acc_bits=32)
     with pytest.raises(ValueError, match="acc_bits"):
         ElementwiseUnit(numerics, tables, layers, acc_bits=1)
+    with pytest.raises(TypeError, match="acc_bits"):
+        ElementwiseUnit(numerics, tables, layers, acc_bits=32.0)
     with pytest.raises(ValueError, match="cell_index_bits"):
         ElementwiseUnit(numerics, tables, (ElementwiseLayer(cell_size=5, facc=20),), acc_bits=32,
                         cell_index_bits=2)
     with pytest.raises(ValueError, match="layer_bits"):
         ElementwiseUnit(numerics, tables, layers * 3, acc_bits=32, layer_bits=1)
-    with pytest.raises(ValueError, match="Numerics"):
+    with pytest.raises(TypeError, match="Numerics"):
         ElementwiseUnit(numerics.to_dict(), tables, layers, acc_bits=32)
     with pytest.raises(ValueError, match="tanh_T"):
         ElementwiseUnit(numerics, {k: v for k, v in tables.items() if k != "tanh_T"}, layers, acc_bits=32)

@@ -66,7 +66,7 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
         for phase, column, value in words:
             while rng.random() < stall:
                 await ctx.tick()
-            ctx.set(dut.i.payload, {"segment": phase, "column": column, "value": value})
+            ctx.set(dut.i.payload, {"phase": phase, "column": column, "value": value})
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
@@ -222,7 +222,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
 
     async def send(ctx, words, buffer):
         for phase, column, value in words:
-            ctx.set(dut.i.payload, {"segment": phase, "buffer": buffer, "column": column, "value": value})
+            ctx.set(dut.i.payload, {"phase": phase, "buffer": buffer, "column": column, "value": value})
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
         ctx.set(dut.i.valid, 0)
@@ -281,7 +281,7 @@ def test_pe_proj_busy_covers_proj_words_only():
 
     async def testbench(ctx):
         for phase, column in [(phase_index(0, 0), 0), (phase_index(0, 2), 1), (phase_index(0, 0), 1)]:
-            ctx.set(dut.i.payload, {"segment": phase, "buffer": 0, "column": column, "value": 1000})
+            ctx.set(dut.i.payload, {"phase": phase, "buffer": 0, "column": column, "value": 1000})
             ctx.set(dut.i.valid, 1)
             await ctx.tick().until(dut.i.ready)
             ctx.set(dut.i.valid, 0)
