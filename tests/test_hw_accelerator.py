@@ -15,6 +15,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.sw.encoder import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
@@ -50,31 +51,19 @@ def rtl_forward(design, x_q, sequence_starts, in_stall=0.0, out_stall=0.0, seed=
 
     async def sender(ctx):
         rng = random.Random(seed)
-        for t in range(frames):
-            for c in range(input_size):
-                while rng.random() < in_stall:
-                    await ctx.tick()
-                first = sequence_starts[t] if c == 0 else (noise_first and rng.random() < 0.5)
-                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(first)})
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
-                ctx.set(dut.i.valid, 0)
+        payloads = [{"value": int(x_q[t, c]),
+                     "first": int(sequence_starts[t] if c == 0 else (noise_first and rng.random() < 0.5))}
+                    for t in range(frames) for c in range(input_size)]
+        await stream_send(ctx, dut.i, payloads, rng=rng, idle=in_stall)
 
     async def receiver(ctx):
-        rng = random.Random(seed + 1)
-        cycles = 0
-        while len(outputs) < frames * output_size:
-            ready = rng.random() >= out_stall
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload, busy_cycles = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.cycles)
-            cycles += 1
-            assert cycles < max_cycles, "accelerator hung"
-            if ready and valid:
-                outputs.append(payload.value)
-                lasts.append(payload.last)
-                if payload.last and record_frame_cycles:
-                    status["frame_cycles"].append(busy_cycles)
-        ctx.set(dut.o.ready, 0)
+        received = await stream_receive(ctx, dut.o, frames * output_size, rng=random.Random(seed + 1),
+                                        stall=out_stall, sample=(dut.cycles,), max_cycles=max_cycles)
+        for word in received:
+            outputs.append(word.payload.value)
+            lasts.append(word.payload.last)
+            if word.payload.last and record_frame_cycles:
+                status["frame_cycles"].append(word.sampled[0])
         for _ in range(3):
             await ctx.tick()
         status["busy"] = ctx.get(dut.busy)

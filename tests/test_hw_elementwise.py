@@ -16,6 +16,7 @@ from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
+from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.sw.encoder import encode
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
@@ -86,51 +87,26 @@ def run_unit(dut: ElementwiseUnit, items: list[dict], rng, idle: float = 0.0, st
     """Offer `items` with random gaps, take outputs with random stalls, check the stream protocol on o.
 
     Returns (outputs as (layer, cell, m) in order, input handshake cycles, output handshake cycles)."""
-    outputs, accepted_at, taken_at = [], [], []
-    gaps = iter(rng.random(len(items) * 40 + 100) < idle)
-    stalls = iter(rng.random(len(items) * 40 + 400) < stall)
+    result = {}
 
     async def producer(ctx):
-        cycle = 0
-        for payload in items:
-            while next(gaps):
-                await ctx.tick()
-                cycle += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, payload)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                cycle += 1
-                if ready:
-                    break
-            accepted_at.append(cycle)
-            ctx.set(dut.i.valid, 0)
+        result["accepted_at"] = await stream_send(ctx, dut.i, items, rng=rng, idle=idle)
 
     async def consumer(ctx):
-        held = None       # an offered but untaken word must stay offered, unchanged
-        for cycle, stalled in enumerate(stalls, start=1):
-            ctx.set(dut.o.ready, int(not stalled))
-            _, _, valid, *word = await ctx.tick().sample(dut.o.valid, dut.o.p.layer, dut.o.p.cell, dut.o.p.m)
-            if held is not None:
-                assert valid and tuple(word) == held, "output word withdrawn or changed before it was taken"
-            held = tuple(word) if valid and stalled else None
-            if valid and not stalled:
-                outputs.append(tuple(word))
-                taken_at.append(cycle)
-            if len(outputs) == len(items):
-                for _ in range(2 * ElementwiseUnit.LATENCY):     # nothing more may come out
-                    ctx.set(dut.o.ready, 1)
-                    _, _, valid = await ctx.tick().sample(dut.o.valid)
-                    assert not valid, "more outputs than inputs"
-                return
-        raise AssertionError(f"only {len(outputs)} of {len(items)} outputs came out")
+        result["received"] = await stream_receive(ctx, dut.o, len(items), rng=rng, stall=stall,
+                                                  max_cycles=len(items) * 40 + 400)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * ElementwiseUnit.LATENCY):     # nothing more may come out
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "more outputs than inputs"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
-    return outputs, accepted_at, taken_at
+    outputs = [(word.payload.layer, word.payload.cell, word.payload.m) for word in result["received"]]
+    return outputs, result["accepted_at"], [word.cycle for word in result["received"]]
 
 
 def assert_outputs_equal(got: list[tuple], expected: list[tuple]) -> None:
