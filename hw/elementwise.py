@@ -22,9 +22,23 @@ Stage k holds an item k enabled clock edges after its input handshake (every reg
     18  output register (o.valid)
 
 Flow control: the whole pipeline advances when its output register is empty or taken
-(`advance = ~o.valid | o.ready`); an input is refused while the same (layer, cell) is in stages 1-10 (its
-new c is not yet written) unless it starts a sequence, so any order of cells is correct and a cell that
-comes back at least MIN_REVISIT_DISTANCE = 11 items later never waits.
+(`advance = ~o.valid | o.ready`); bubbles are squeezed out only at the output. An input is refused while the
+same (layer, cell) is in stages 1-10 (its new c is not yet written) unless it starts a sequence (it reads
+nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
+MIN_REVISIT_DISTANCE = 11 items later never waits: a layer of >= 11 cells streams frame after frame at full
+rate, a 3-cell layer waits 8 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+y_t) keeps visits far apart anyway.
+
+Combinational paths: `o.ready -> i.ready` and `i.payload.{layer, cell, first_frame} -> i.ready` (the
+interlock compare); `o.valid` and `o.payload` come straight from registers. Where `o.ready` arrives late,
+put a register slice in front of the unit's consumer rather than inside it.
+
+Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell < cell_size` of that
+layer. Reset clears the valid bits only, not the cell state: start every sequence with `first_frame`.
+
+The sigmoid ROM (i, f, o: 3 read ports) and the tanh ROM (g, tanh c: 2 read ports) are shared by their
+lanes (ActivationPipeline); docs/architecture.md lists the unit's resources. A second element-wise lane is
+a second ElementwiseUnit with its own cell-state range, fed by a CellReader that splits the cells.
 """
 
 from __future__ import annotations
@@ -82,13 +96,30 @@ class ElementwiseLayer:
 class ElementwiseUnit(wiring.Component):
     """Steps 2-7 of docs/numerics.md for one cell per cycle, with the cell state of every layer inside.
 
-    Ports:
-      i: In(stream.Signature(elementwise_in_layout(acc_bits, peephole_bits, layer_bits, cell_index_bits)))
-      o: Out(stream.Signature(elementwise_out_layout(unit_bits, layer_bits, cell_index_bits)))
-
     Cell j of layer l keeps its c at address sum(cell sizes of layers < l) + j of a cell_bits-wide memory.
     Inputs must name an existing layer and cell; peephole words of a layer without peepholes are ignored.
-    LATENCY cycles from the input handshake to o.valid, one cell per cycle.
+    LATENCY cycles from the input handshake to o.valid, one cell per cycle, outputs in input order.
+
+    Parameters
+    ----------
+    numerics : spec.numerics.Numerics
+    tables : mapping
+        sigmoid_T, sigmoid_D, tanh_T, tanh_D (checked as in ActivationPipeline).
+    layers : sequence of ElementwiseLayer
+        Per layer: cell_size, facc, fp (None without peepholes).
+    acc_bits : int
+        Width of the gate accumulators on `i`.
+    layer_bits, cell_index_bits : int or None
+        Widths of the `layer` and `cell` fields (None: the narrowest that fits).
+    `ElementwiseUnit.from_design(design)` takes all of these from an AcceleratorDesign.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(elementwise_in_layout(acc_bits, peephole_bits, layer_bits, cell_index_bits)))
+        One cell: its gate accumulators (bias included, at the layer's FACC), its peephole words and
+        `first_frame` (the frame starts a sequence: c_prev = 0).
+    o : Out(stream.Signature(elementwise_out_layout(unit_bits, layer_bits, cell_index_bits)))
+        `layer`, `cell` as given, `m` (unit_bits, unit_frac).
     """
 
     LATENCY = 18

@@ -14,6 +14,7 @@ Streams (`amaranth.lib.stream`, payload `data.StructLayout`):
     elementwise_in_layout    CellReader -> ElementwiseUnit: one cell's gate accumulators and peepholes
     elementwise_out_layout   ElementwiseUnit -> scheduler: m_j
     y_word_layout            ProjReader / m narrowed -> y memory and output buffer: y_l[index]
+    activation_in_layout, activation_out_layout   the stand-alone ActivationUnit's streams
 
 Port signatures (`wiring.Signature`, seen from the side that drives the command / reads):
 
@@ -29,12 +30,13 @@ from amaranth.hdl import signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..spec.numerics import Numerics
 from .design import AcceleratorDesign, bits_for
 
 __all__ = [
     "elementwise_in_layout", "elementwise_out_layout", "input_word_layout", "output_word_layout",
     "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "y_word_layout",
-    "InputWord", "OutputWord",
+    "activation_in_layout", "activation_out_layout", "InputWord", "OutputWord",
     "CellReadSignature", "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
     "ReadoutStatusSignature",
 ]
@@ -146,6 +148,20 @@ def y_word_layout(design: AcceleratorDesign) -> data.StructLayout:
         "index": unsigned(bits_for(widest - 1)),
         "value": signed(design.act_bits),
     })
+
+
+def activation_in_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
+    """ActivationUnit input payload: the pre-activation word `x` and a caller-defined `tag`."""
+    if not isinstance(numerics, Numerics):
+        raise TypeError(f"numerics must be a Numerics, got {type(numerics).__name__}")
+    return data.StructLayout({"x": signed(numerics.pre_bits), "tag": tag_shape})
+
+
+def activation_out_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
+    """ActivationUnit output payload: the unit word `y` and the `tag` that came in with its `x`."""
+    if not isinstance(numerics, Numerics):
+        raise TypeError(f"numerics must be a Numerics, got {type(numerics).__name__}")
+    return data.StructLayout({"y": signed(numerics.unit_bits), "tag": tag_shape})
 
 
 # The default-numerics top-level words (act_bits = 16), for documentation and quick use.

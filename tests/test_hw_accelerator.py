@@ -1,6 +1,6 @@
 """The whole accelerator in the Amaranth simulator, word for word against sw.golden.
 
-Models go through the real software flow (random_model -> prune_model -> quantize_model -> encode); the
+Models go through the real software flow (random_model -> sw.pipeline.compress_and_encode); the
 reference is golden_forward_encoded (the decoded words and the encoded tables, exactly what hw reads).
 """
 
@@ -16,18 +16,16 @@ from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send
-from sparselstm.sw.encoder import encode, segment_entries
-from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.sw.encoder import segment_entries
+from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel, random_model
-from sparselstm.sw.pruning import prune_model
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 
 def encoded_model(input_size, cells, proj, layers=1, peephole=True, density=0.3, n_pes=2, seed=0, scale=None):
     model = random_model(input_size, cells, proj, num_layers=layers, peephole=peephole, seed=seed, scale=scale)
-    pruned, _ = prune_model(model, density, n_pes)
-    return encode(quantize_model(pruned, Numerics()), n_pes)
+    return compress_and_encode(model, n_pes, density).encoded
 
 
 def input_frames(encoded, frames, seed=0, zero_fraction=0.2):
@@ -149,7 +147,7 @@ def test_all_zero_matrices_give_bias_only_outputs():
     layer = model.layers[0]
     zeroed = model.with_matrices({f"L0.{name}": np.zeros_like(w) for name, w in layer.matrices().items()
                                   if name != "proj"})
-    encoded = encode(quantize_model(zeroed, Numerics()), 2)
+    encoded = compress_and_encode(zeroed, 2).encoded
     _, status = check_against_golden(encoded, frames=2, seed=8)
     assert all(count > 0 for count in status["mac_cycles"])   # the projection still works
 
@@ -205,8 +203,7 @@ def mixed_model(seed):
 
 
 def test_mixed_layers_and_first_flag_only_on_first_words():
-    pruned, _ = prune_model(mixed_model(13), 0.5, 2)
-    encoded = encode(quantize_model(pruned, Numerics()), 2)
+    encoded = compress_and_encode(mixed_model(13), 2, 0.5).encoded
     check_against_golden(encoded, frames=4, restart_at=2, in_stall=0.2, out_stall=0.3, seed=13,
                          noise_first=True)
 

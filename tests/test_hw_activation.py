@@ -15,8 +15,11 @@ from amaranth.hdl import unsigned
 from amaranth.sim import Simulator
 
 from sparselstm.hw.activation import ActivationPipeline, ActivationUnit
+from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, sigmoid_q, tanh_q
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 REFERENCE = {"sigmoid": sigmoid_q, "tanh": tanh_q}
 
@@ -166,13 +169,8 @@ def test_unit_without_tag(rng):
 
 
 def test_from_design_takes_the_encoded_tables():
-    from sparselstm.hw.design import AcceleratorDesign
-    from sparselstm.sw.encoder import encode
-    from sparselstm.sw.model import random_model
-    from sparselstm.sw.quantize import quantize_model
-
     numerics = Numerics(pre_bits=12, pre_frac=8, table_log2=6)
-    design = AcceleratorDesign.from_encoded(encode(quantize_model(random_model(3, 4), numerics), n_pes=2))
+    design = AcceleratorDesign.from_encoded(compress_and_encode(random_model(3, 4), 2, numerics=numerics).encoded)
     dut = ActivationUnit.from_design(design, "tanh", tag_shape=unsigned(3))
     assert dut.numerics == numerics and dut.tables is design.tables
     codes = all_codes(numerics)[::5]

@@ -9,18 +9,15 @@ from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, phase_index
 from sparselstm.hw.interfaces import broadcast_layout, elementwise_in_layout, elementwise_out_layout
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode
 from sparselstm.spec.errors import ParameterError
-from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.model import random_model
-from sparselstm.sw.pruning import prune_model
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 
 def encoded_model(input_size=7, cells=9, proj=5, layers=2, n_pes=4, density=0.3, peephole=True, seed=0):
     model = random_model(input_size, cells, proj, num_layers=layers, peephole=peephole, seed=seed)
-    pruned, _ = prune_model(model, density, n_pes)
-    return encode(quantize_model(pruned, Numerics()), n_pes)
+    return compress_and_encode(model, n_pes, density).encoded
 
 
 def test_design_lays_out_bias_peepholes_and_phases_from_the_images():
@@ -107,8 +104,7 @@ def test_cycle_model_predicts_simulated_cycles(shape):
 
     input_size, cells, proj, layers, n_pes = shape
     model = random_model(input_size, cells, proj, num_layers=layers, seed=1)
-    pruned, _ = prune_model(model, 0.2, n_pes)
-    encoded = encode(quantize_model(pruned, Numerics()), n_pes)
+    encoded = compress_and_encode(model, n_pes, 0.2).encoded
     design = AcceleratorDesign.from_encoded(encoded)
     rng = np.random.default_rng(1)
     # no zero activations in x (the model assumes none are skipped)

@@ -17,12 +17,11 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.testing import stream_receive, stream_send
-from sparselstm.sw.encoder import encode
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
 from sparselstm.sw.golden import golden_trace
 from sparselstm.sw.model import LSTMPLayer, LSTMPModel
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 GATES = ("i", "f", "g", "o")
 
@@ -135,8 +134,8 @@ def mixed_model(seed: int) -> LSTMPModel:
 def test_matches_golden_trace_over_frames_and_sequences(rng):
     """acc words from golden_trace in, m words of golden_trace out; two sequences, so c resets once."""
     numerics = Numerics()
-    qmodel = quantize_model(mixed_model(3), numerics)
-    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=2))
+    compressed = compress_and_encode(mixed_model(3), 2, numerics=numerics)
+    qmodel, design = compressed.qmodel, AcceleratorDesign.from_encoded(compressed.encoded)
     assert design.layers[0].facc != design.layers[1].facc
     frames = 7
     starts = np.array([1, 0, 0, 0, 1, 0, 0], dtype=bool)
@@ -329,8 +328,7 @@ def test_any_format_and_layers(config, seed):
 # ---- construction ------------------------------------------------------------------------------------------
 
 def test_from_design_uses_the_design_constants():
-    qmodel = quantize_model(mixed_model(5))
-    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=3))
+    design = AcceleratorDesign.from_encoded(compress_and_encode(mixed_model(5), 3).encoded)
     dut = ElementwiseUnit.from_design(design)
     assert dut.layers == (ElementwiseLayer(7, design.layers[0].facc, design.layers[0].fp),
                           ElementwiseLayer(6, design.layers[1].facc, None))

@@ -10,13 +10,9 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, PHASE_X, phase_index
 from sparselstm.hw.input_engine import InputEngine
 from sparselstm.hw.testing import stream_receive, stream_send
-from sparselstm.sw.model import random_model
-from sparselstm.sw.pipeline import compress_and_encode
 
+from test_hw_design import encoded_model
 
-def small_design(input_size=5) -> AcceleratorDesign:
-    model = random_model(input_size, 6, 4, num_layers=1, seed=0)
-    return AcceleratorDesign.from_encoded(compress_and_encode(model, 2, 0.5).encoded)
 
 
 def input_frames(design, frames, rng) -> list[list[dict]]:
@@ -76,7 +72,7 @@ def run_engine(design, frames, rng, idle, stall, disabled_cycles=3):
 
 @pytest.mark.parametrize("idle,stall", [(0.0, 0.0), (0.3, 0.5), (0.6, 0.1)])
 def test_engine_sends_each_frame_as_phase_zero_columns(idle, stall, rng):
-    design = small_design()
+    design = AcceleratorDesign.from_encoded(encoded_model(input_size=5, layers=1, n_pes=2))
     frames = input_frames(design, 4, rng)
     got = run_engine(design, frames, rng, idle, stall)
     for t, (frame, received) in enumerate(zip(frames, got)):
@@ -90,7 +86,7 @@ def test_engine_sends_each_frame_as_phase_zero_columns(idle, stall, rng):
 
 
 def test_engine_with_a_single_input():
-    design = small_design(input_size=1)
+    design = AcceleratorDesign.from_encoded(encoded_model(input_size=1, layers=1, n_pes=2))
     frames = [[{"value": 7, "first": 1}], [{"value": -3, "first": 0}]]
     got = run_engine(design, frames, None, 0.0, 0.0)
     assert [[w.payload.value for w in received] for received in got] == [[7], [-3]]

@@ -11,13 +11,9 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.output_streamer import OutputStreamer
 from sparselstm.hw.testing import stream_receive
-from sparselstm.sw.model import random_model
-from sparselstm.sw.pipeline import compress_and_encode
 
+from test_hw_design import encoded_model
 
-def small_design(layers=2, proj=4) -> AcceleratorDesign:
-    model = random_model(5, 6, proj, num_layers=layers, seed=0)
-    return AcceleratorDesign.from_encoded(compress_and_encode(model, 2, 0.5).encoded)
 
 
 def expected_frame(values: list[int]) -> list[tuple[int, int]]:
@@ -68,7 +64,7 @@ def run_streamer(design, frames, rng, stall):
 @pytest.mark.parametrize("layers,proj", [(2, 4), (1, None)])
 @pytest.mark.parametrize("stall", [0.0, 0.6])
 def test_streamer_sends_the_last_layers_y_per_frame(layers, proj, stall, rng):
-    design = small_design(layers, proj)
+    design = AcceleratorDesign.from_encoded(encoded_model(layers=layers, proj=proj, n_pes=2))
     half = 1 << (design.act_bits - 1)
     frames = [[int(v) for v in rng.integers(-half, half, design.output_size)] for _ in range(3)]
     got, done = run_streamer(design, frames, rng, stall)

@@ -11,13 +11,9 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.testing import stream_receive
 from sparselstm.hw.y_reader import YReader
-from sparselstm.sw.model import random_model
-from sparselstm.sw.pipeline import compress_and_encode
 
+from test_hw_design import encoded_model
 
-def small_design(layers=3, proj=4) -> AcceleratorDesign:
-    model = random_model(5, 6, proj, num_layers=layers, seed=0)
-    return AcceleratorDesign.from_encoded(compress_and_encode(model, 2, 0.5).encoded)
 
 
 def random_y(design, rng) -> list[list[int]]:
@@ -66,7 +62,7 @@ def simulate(dut, *testbenches):
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_reader_sends_each_layers_y(stall, rng):
-    design = small_design()
+    design = AcceleratorDesign.from_encoded(encoded_model(layers=3, n_pes=2))
     dut = YReader(design)
     y = random_y(design, rng)
     reads = [(2, 7, 0), (0, 1, 1), (1, 5, 0), (2, 2, 1)]     # (layer, phase, buffer) in any order
@@ -90,7 +86,7 @@ def test_reader_sends_each_layers_y(stall, rng):
 def test_reader_follows_a_running_readout(gap, stall, rng):
     """The old y_1 is in memory; a readout writes the new y_1 while the reader reads it: every word read
     must be the new one, so the reader waits for each write."""
-    design = small_design()
+    design = AcceleratorDesign.from_encoded(encoded_model(layers=3, n_pes=2))
     dut = YReader(design)
     old, new = random_y(design, rng), random_y(design, rng)
     got = []
@@ -122,7 +118,7 @@ def test_reader_follows_a_running_readout(gap, stall, rng):
 
 
 def test_reader_is_held_while_the_readout_has_not_written():
-    design = small_design(layers=1)
+    design = AcceleratorDesign.from_encoded(encoded_model(layers=1, n_pes=2))
     dut = YReader(design)
 
     async def testbench(ctx):
