@@ -152,15 +152,11 @@ def y_word_layout(design: AcceleratorDesign) -> data.StructLayout:
 
 def activation_in_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
     """ActivationUnit input payload: the pre-activation word `x` and a caller-defined `tag`."""
-    if not isinstance(numerics, Numerics):
-        raise TypeError(f"numerics must be a Numerics, got {type(numerics).__name__}")
     return data.StructLayout({"x": signed(numerics.pre_bits), "tag": tag_shape})
 
 
 def activation_out_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
     """ActivationUnit output payload: the unit word `y` and the `tag` that came in with its `x`."""
-    if not isinstance(numerics, Numerics):
-        raise TypeError(f"numerics must be a Numerics, got {type(numerics).__name__}")
     return data.StructLayout({"y": signed(numerics.unit_bits), "tag": tag_shape})
 
 

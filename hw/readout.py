@@ -25,6 +25,18 @@ from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSig
 __all__ = ["CellReader", "ProjReader"]
 
 
+def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
+    """Next `index` in model order and its place in the PEs (PE index mod N, local index div N); `active`
+    falls after the last of `size`."""
+    m.d.sync += index.eq(index + 1)
+    with m.If(pe_sel == n_pes - 1):
+        m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
+    with m.Else():
+        m.d.sync += pe_sel.eq(pe_sel + 1)
+    with m.If(index + 1 == size):
+        m.d.sync += active.eq(0)
+
+
 class CellReader(wiring.Component):
     """Streams every cell of a layer from the PEs into the ElementwiseUnit.
 
@@ -95,13 +107,8 @@ class CellReader(wiring.Component):
         with m.If(advance):
             m.d.sync += out_valid.eq(active)
         with m.If(issue):
-            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell), cell.eq(cell + 1)]
-            with m.If(pe_sel == n_pes - 1):
-                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
-            with m.Else():
-                m.d.sync += pe_sel.eq(pe_sel + 1)
-            with m.If(cell + 1 == cell_sizes[layer]):
-                m.d.sync += active.eq(0)
+            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell)]
+            _step_in_model_order(m, cell, pe_sel, local, n_pes, cell_sizes[layer], active)
         with m.If(self.command.start & ~active & ~out_valid):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
                          buffer.eq(self.command.buffer), cell.eq(0), pe_sel.eq(0), local.eq(0)]
@@ -174,13 +181,8 @@ class ProjReader(wiring.Component):
 
         m.d.sync += out_valid.eq(active)
         with m.If(active):
-            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row), row.eq(row + 1)]
-            with m.If(pe_sel == n_pes - 1):
-                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
-            with m.Else():
-                m.d.sync += pe_sel.eq(pe_sel + 1)
-            with m.If(row + 1 == proj_sizes[layer]):
-                m.d.sync += active.eq(0)
+            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row)]
+            _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
         with m.If(self.command.start & ~active):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
         return m

@@ -69,24 +69,21 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
         while ctx.get(dut.busy):
             await ctx.tick()
 
-        async def read_cell(q):
-            ctx.set(dut.cell_read.en, 1)
-            ctx.set(dut.cell_read.layer, layer_index)
-            ctx.set(dut.cell_read.index, q)
+        async def read_and_reset(port, index):
+            ctx.set(port.en, 1)
+            ctx.set(port.layer, layer_index)
+            ctx.set(port.index, index)
             await ctx.tick()
-            ctx.set(dut.cell_read.en, 0)
+            ctx.set(port.en, 0)
             await ctx.tick()   # the data is held: it must survive an idle cycle (and the bias write-back)
-            data = ctx.get(dut.cell_read.data)
+            return ctx.get(port.data)
+
+        async def read_cell(q):
+            data = await read_and_reset(dut.cell_read, q)
             return [data.acc_i, data.acc_f, data.acc_g, data.acc_o], [data.peep_i, data.peep_f, data.peep_o]
 
         async def read_proj(r):
-            ctx.set(dut.proj_read.en, 1)
-            ctx.set(dut.proj_read.layer, layer_index)
-            ctx.set(dut.proj_read.index, r)
-            await ctx.tick()
-            ctx.set(dut.proj_read.en, 0)
-            await ctx.tick()
-            return ctx.get(dut.proj_read.data)
+            return await read_and_reset(dut.proj_read, r)
 
         cells = pe.cells[layer_index]
         result["gates"] = [(await read_cell(q))[0] for q in range(cells)]
