@@ -1,6 +1,6 @@
 """Cycles per frame and PE utilisation of the accelerator, measured in the Amaranth simulator.
 
-Default workload (the hw-core target): 1 layer LSTMP, 40 inputs, 256 cells, projection 128, peepholes,
+Default workload (the design target): 1 layer LSTMP, 40 inputs, 256 cells, projection 128, peepholes,
 density 0.1, load-balanced pruning, 16 PEs. Frames are streamed back to back (input always valid, output
 always ready); the first frame starts the sequence, the rest continue it (steady state).
 
@@ -26,12 +26,11 @@ from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode
-from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.hw.testing import stream_receive, stream_send
+from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import random_model
-from sparselstm.sw.pruning import prune_model
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 BUSY_TARGET = 0.85
 CYCLES_TARGET = 1.15
@@ -46,24 +45,17 @@ def measure(design: AcceleratorDesign, x_q: np.ndarray) -> dict:
     outputs, marks = [], []
 
     async def sender(ctx):
-        for t in range(frames):
-            for c in range(inputs):
-                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(t == 0 and c == 0)})
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await stream_send(ctx, dut.i, [{"value": int(x_q[t, c]), "first": int(t == 0 and c == 0)}
+                                       for t in range(frames) for c in range(inputs)])
 
     async def receiver(ctx):
-        ctx.set(dut.o.ready, 1)
-        while len(marks) < frames:
-            _, _, valid, payload, cycles, *counters = await ctx.tick().sample(
-                dut.o.valid, dut.o.payload, dut.cycles,
-                *[getattr(dut.mac_cycles, f"pe{p}") for p in range(n_pes)],
-                *[getattr(dut.pad_cycles, f"pe{p}") for p in range(n_pes)])
-            if valid:
-                outputs.append(payload.value)
-                if payload.last:
-                    marks.append((cycles, counters[:n_pes], counters[n_pes:]))
+        counters = [getattr(dut.mac_cycles, f"pe{p}") for p in range(n_pes)] \
+            + [getattr(dut.pad_cycles, f"pe{p}") for p in range(n_pes)]
+        for word in await stream_receive(ctx, dut.o, frames * design.output_size, sample=(dut.cycles, *counters)):
+            outputs.append(word.payload.value)
+            if word.payload.last:
+                cycles, *counts = word.sampled
+                marks.append((cycles, counts[:n_pes], counts[n_pes:]))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -91,8 +83,7 @@ def main(argv=None) -> int:
 
     model = random_model(args.inputs, args.cells, args.proj, num_layers=args.layers, peephole=True,
                          seed=args.seed)
-    pruned, _ = prune_model(model, args.density, args.pes)
-    encoded = encode(quantize_model(pruned, Numerics()), args.pes)
+    encoded = compress_and_encode(model, args.pes, args.density).encoded
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=args.fifo_depth))
     prediction = predict_cycles(design)
 

@@ -1,6 +1,7 @@
 """The accelerator top level: N sparse PEs, broadcaster, readers, element-wise unit, scheduler.
 
     i (InputWord) --> Scheduler --bcast--> Broadcaster ==> PE 0 .. PE N-1   (gate and proj SpMV)
+                      (InputEngine, YReader, OutputStreamer inside)
                         ^   |                                 |  cell_read / proj_read
                         |   +--cells--> CellReader <----------+
                         |   |              | (4 gate accs + peepholes per cell)
@@ -8,7 +9,7 @@
                         +---|------ m -- ElementwiseUnit
                         |   +--proj---> ProjReader  <---------+
                         +------ y -------- |
-    o (OutputWord) <-- Scheduler (output buffer, streamer)
+    o (OutputWord) <-- Scheduler (OutputStreamer: output buffer)
 
 See docs/architecture.md for the schedule and the cycle budget.
 """
@@ -22,8 +23,8 @@ from amaranth.lib.wiring import In, Out
 from .broadcast import Broadcaster
 from .design import AcceleratorDesign
 from .elementwise import ElementwiseUnit
-from .layouts import input_word_layout, output_word_layout
-from .pe import SparsePE, pe_broadcast_layout
+from .interfaces import design_broadcast_layout, input_word_layout, output_word_layout
+from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
 
@@ -33,19 +34,31 @@ __all__ = ["Accelerator"]
 class Accelerator(wiring.Component):
     """The whole accelerator for one AcceleratorDesign.
 
-    Ports:
-      i            In(stream of InputWord {value, first}): input_size words per frame
-      o            Out(stream of OutputWord {value, last}): output_size words per frame
-      busy         a frame is in flight (docs/verification.md)
-      frames_done  frames completely sent on `o`
-      cycles       clock cycles with busy = 1
-      mac_cycles   per PE (`mac_cycles.pe0` ...): cycles with a real non-zero MAC
-      pad_cycles   per PE: cycles spent on padding entries
+    Parameters
+    ----------
+    design : AcceleratorDesign
+
+    Attributes
+    ----------
+    i : In(stream.Signature(input_word_layout(design.act_bits)))
+        Input words {value, first}: input_size words per frame.
+    o : Out(stream.Signature(output_word_layout(design.act_bits)))
+        Output words {value, last}: output_size words per frame.
+    busy : Out(1)
+        A frame is in flight (docs/verification.md).
+    frames_done : Out(params.counter_bits)
+        Frames completely sent on `o`.
+    cycles : Out(params.cycle_counter_bits)
+        Clock cycles with busy = 1.
+    mac_cycles : Out(Signature({"pe0": ..., ...}))
+        Per PE: cycles with a real non-zero MAC.
+    pad_cycles : Out(Signature({"pe0": ..., ...}))
+        Per PE: cycles spent on padding entries.
     """
 
     def __init__(self, design: AcceleratorDesign):
         if not isinstance(design, AcceleratorDesign):
-            raise ValueError(f"Accelerator needs an AcceleratorDesign, got {type(design).__name__}")
+            raise TypeError(f"Accelerator needs an AcceleratorDesign, got {type(design).__name__}")
         self.design = design
         counter_bits = design.params.counter_bits
         per_pe = wiring.Signature({f"pe{p}": Out(counter_bits) for p in range(design.n_pes)})
@@ -68,7 +81,7 @@ class Accelerator(wiring.Component):
         pes = [SparsePE(design, p) for p in range(design.n_pes)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
-        m.submodules.broadcaster = broadcaster = Broadcaster(pe_broadcast_layout(design), design.n_pes)
+        m.submodules.broadcaster = broadcaster = Broadcaster(design_broadcast_layout(design), design.n_pes)
         m.submodules.cell_reader = cell_reader = CellReader(design)
         m.submodules.elementwise = elementwise = ElementwiseUnit.from_design(design)
         m.submodules.scheduler = scheduler = Scheduler(design)

@@ -28,10 +28,10 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..spec.numerics import Numerics
-from ..spec.numerics import signed_bits_for
+from ..spec.numerics import Numerics, signed_bits_for
+from .interfaces import activation_in_layout, activation_out_layout
 
-__all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS", "activation_in_layout", "activation_out_layout"]
+__all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS"]
 
 FUNCTIONS = ("sigmoid", "tanh")
 
@@ -44,7 +44,7 @@ def _check_function(function) -> str:
 
 def _check_numerics(numerics) -> Numerics:
     if not isinstance(numerics, Numerics):
-        raise ValueError(f"numerics must be a sw.fixedpoint.Numerics, got {type(numerics).__name__}")
+        raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
     return numerics
 
 
@@ -59,7 +59,9 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
     pair = []
     for suffix in ("T", "D"):
         key = f"{function}_{suffix}"
-        if not hasattr(tables, "__getitem__") or key not in tables:
+        if not hasattr(tables, "__getitem__"):
+            raise TypeError(f"tables must be a mapping, got {type(tables).__name__}")
+        if key not in tables:
             raise ValueError(f"tables: missing {key!r}")
         table = np.asarray(tables[key])
         if table.shape != (entries,) or table.dtype.kind not in "iu":
@@ -80,11 +82,25 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
 
 class ActivationPipeline(wiring.Component):
     """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 3 enabled edges, one result per lane per
-    enabled cycle.
+    enabled cycle. Lanes may be fed at different times: they only share the ROM and `en`.
 
-    Ports: `en` (clock enable of every register, ROM reads included), `x` (array of `lanes` signed
-    pre_bits words), `y` (array of `lanes` signed unit_bits words). Lanes may be fed at different times:
-    they only share the ROM and `en`.
+    Parameters
+    ----------
+    function : "sigmoid" or "tanh"
+    numerics : spec.numerics.Numerics
+    tables : mapping
+        `{function}_T` and `{function}_D` of docs/numerics.md (checked: ValueError).
+    lanes : int
+        Number of independent lanes (>= 1); they share one table ROM, one read port each.
+
+    Attributes
+    ----------
+    en : In(1)
+        Clock enable of every register, ROM reads included.
+    x : In(data.ArrayLayout(signed(pre_bits), lanes))
+        Pre-activation words.
+    y : Out(data.ArrayLayout(signed(unit_bits), lanes))
+        `y[n]` is the function of the `x[n]` presented LATENCY enabled edges earlier.
     """
 
     LATENCY = 3
@@ -92,7 +108,9 @@ class ActivationPipeline(wiring.Component):
     def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
         self.function = _check_function(function)
         self.numerics = _check_numerics(numerics)
-        if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
+        if not isinstance(lanes, int) or isinstance(lanes, bool):
+            raise TypeError(f"lanes must be an integer, got {type(lanes).__name__}")
+        if lanes < 1:
             raise ValueError(f"lanes must be an integer >= 1, got {lanes!r}")
         self.lanes = lanes
         self.table, self.diff = checked_table(tables, function, numerics)
@@ -172,24 +190,28 @@ class ActivationPipeline(wiring.Component):
         return m
 
 
-def activation_in_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
-    """ActivationUnit input payload: the pre-activation word `x` and a caller-defined `tag`."""
-    return data.StructLayout({"x": signed(numerics.pre_bits), "tag": tag_shape})
-
-
-def activation_out_layout(numerics: Numerics, tag_shape=unsigned(0)) -> data.StructLayout:
-    """ActivationUnit output payload: the unit word `y` and the `tag` that came in with its `x`."""
-    return data.StructLayout({"y": signed(numerics.unit_bits), "tag": tag_shape})
-
-
 class ActivationUnit(wiring.Component):
     """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
 
-    Ports: `i: In(stream.Signature(activation_in_layout))`, `o: Out(stream.Signature(activation_out_layout))`.
-    `tag_shape` (default: no tag) is carried alongside unchanged, so a caller can keep context with a word.
     One word per cycle; latency ActivationPipeline.LATENCY = 3 cycles from the input handshake to `o.valid`.
     The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
     combinational path from `o.ready`); a bubble is squeezed out only at the output.
+
+    Parameters
+    ----------
+    function : "sigmoid" or "tanh"
+    numerics : spec.numerics.Numerics
+    tables : mapping
+        As for ActivationPipeline.
+    tag_shape : shape-like
+        Carried alongside each word unchanged, so a caller can keep context with it (default: no tag).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(activation_in_layout(numerics, tag_shape)))
+        `x` and `tag`.
+    o : Out(stream.Signature(activation_out_layout(numerics, tag_shape)))
+        `y` and the `tag` that came in with its `x`.
     """
 
     def __init__(self, function: str, numerics: Numerics, tables, *, tag_shape=unsigned(0)):

@@ -17,12 +17,30 @@ __all__ = ["Broadcaster"]
 
 
 class Broadcaster(wiring.Component):
-    """`i` -> `o[0..n_outputs-1]`; `busy` while a word is held for the PEs. `layout` needs a `value` field."""
+    """One stream to `n_outputs` streams at once, zero values dropped.
+
+    Parameters
+    ----------
+    layout : data.StructLayout
+        The payload; it needs a `value` field (a word whose value is 0 is dropped).
+    n_outputs : int
+        Number of output streams (one per PE).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(layout))
+    o : Out(stream.Signature(layout)).array(n_outputs)
+        Each word goes out on every output in the same cycle, only when all are ready.
+    busy : Out(1)
+        A word is held for the outputs.
+    """
 
     def __init__(self, layout: data.StructLayout, n_outputs: int):
         if not isinstance(layout, data.StructLayout) or "value" not in layout.members:
-            raise ValueError(f"Broadcaster needs a StructLayout with a 'value' field, got {layout!r}")
-        if not isinstance(n_outputs, int) or n_outputs < 1:
+            raise TypeError(f"Broadcaster needs a StructLayout with a 'value' field, got {layout!r}")
+        if not isinstance(n_outputs, int) or isinstance(n_outputs, bool):
+            raise TypeError(f"n_outputs must be an integer, got {type(n_outputs).__name__}")
+        if n_outputs < 1:
             raise ValueError(f"n_outputs must be an integer >= 1, got {n_outputs!r}")
         self._layout = layout
         self._n_outputs = n_outputs

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .design import AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
+from .elementwise import ElementwiseUnit
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work"]
 
@@ -30,7 +31,7 @@ FETCH_LATENCY = 1         # pop -> pointers available in the job register
 MAC_DRAIN = 3             # last entry issued -> written (M and A stages) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
-ELEMENTWISE_LATENCY = 18  # ElementwiseUnit.LATENCY
+ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 
 
 @dataclass(frozen=True)

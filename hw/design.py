@@ -29,11 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..spec.encoded import EncodedModel
 from ..spec.errors import ParameterError
 from .params import HardwareParams
 
 __all__ = ["AcceleratorDesign", "PEDesign", "PhaseEntry", "GATE_TARGET", "PROJ_TARGET", "PHASES_PER_LAYER",
-           "phase_index"]
+           "phase_index", "bits_for", "memory_depth"]
 
 PHASES_PER_LAYER = 3
 PHASE_X, PHASE_R, PHASE_PROJ = 0, 1, 2
@@ -48,6 +49,13 @@ def phase_index(layer: int, kind: int) -> int:
 def bits_for(max_value: int) -> int:
     """Unsigned width that holds 0 .. max_value (at least 1)."""
     return max(1, int(max_value).bit_length())
+
+
+def memory_depth(words: int) -> int:
+    """Depth of a memory that must hold `words` words. A PE may hold no cells / rows / entries (more PEs
+    than rows): a dummy word is kept. At least two words, so that no address is a zero-width wire in the
+    generated Verilog."""
+    return max(2, words)
 
 
 @dataclass(frozen=True)
@@ -117,17 +125,27 @@ class PEDesign:
 
 @dataclass(frozen=True, eq=False)
 class AcceleratorDesign:
-    """The validated, frozen description of one accelerator instance.
+    """The validated, frozen description of one accelerator instance; build it with `from_encoded`.
 
-    Attributes used by the components (hw-core and hw-elementwise):
-      numerics   sw.fixedpoint.Numerics of the encoded model
-      layers     tuple of the encoder's LayerInfo (input_size, cell_size, proj_size, recurrent_size,
-                 peephole, fw_x, fw_r, fw_p, facc, fp, gate_acc_bits, proj_acc_bits; shift_x, shift_r)
-      tables     dict of int64 arrays sigmoid_T, sigmoid_D, tanh_T, tanh_D (read-only copies)
-      acc_bits   accumulator width of every PE and of the element-wise input
-      n_pes      number of PEs
-      pes        tuple of PEDesign
-      params     HardwareParams
+    Attributes
+    ----------
+    numerics : spec.numerics.Numerics
+        Number formats of the encoded model.
+    layers : tuple of spec.encoded.LayerInfo
+        input_size, cell_size, proj_size, recurrent_size, peephole, fw_x, fw_r, fw_p, facc, fp,
+        gate_acc_bits, proj_acc_bits, shift_x, shift_r.
+    tables : dict
+        Read-only int64 arrays sigmoid_T, sigmoid_D, tanh_T, tanh_D.
+    acc_bits : int
+        Accumulator width of every PE and of the element-wise input.
+    n_pes : int
+        Number of PEs.
+    pes : tuple of PEDesign
+        What each PE is elaborated from.
+    params : HardwareParams
+        The hardware choices.
+    entry_bits, pointer_bits : int
+        Widths of the entry and pointer memory words.
     """
 
     numerics: object
@@ -204,11 +222,11 @@ class AcceleratorDesign:
 
     def memory_bits(self) -> dict[str, int]:
         """Storage of the generated accelerator in bits, by kind (as elaborated: dummy words of empty
-        memories included; the ElementwiseUnit's cell state and tables are counted by hw-elementwise)."""
+        memories included; the ElementwiseUnit's cell state and tables are not counted here)."""
         numerics, params = self.numerics, self.params
         value_bits = max(numerics.act_bits, numerics.unit_bits)
         word_bits = value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
-        depth = lambda words: max(2, words)                                  # as in hw/pe.py
+        depth = memory_depth
         totals = {"entries": 0, "pointers": 0, "gate_accumulators": 0, "proj_accumulators": 0,
                   "bias": 0, "peephole": 0, "activation_fifos": 0}
         for pe in self.pes:
@@ -219,8 +237,8 @@ class AcceleratorDesign:
             totals["bias"] += depth(pe.cell_depth) * 4 * self.acc_bits
             totals["peephole"] += depth(pe.cell_depth) * 3 * numerics.peephole_bits
             totals["activation_fifos"] += params.fifo_depth * word_bits
-        totals["y_memory"] = max(2, self.y_depth) * numerics.act_bits
-        totals["output_buffer"] = max(2, self.output_size) * numerics.act_bits
+        totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
+        totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
         totals["total"] = sum(totals.values())
         return totals
 
@@ -229,14 +247,13 @@ class AcceleratorDesign:
     def from_encoded(cls, encoded, params: HardwareParams | None = None) -> "AcceleratorDesign":
         """Check an EncodedModel against the hardware parameters and lay out every memory.
 
-        Raises ParameterError (a ValueError) when the model does not fit the parameters."""
+        Raises TypeError for arguments of the wrong type and ParameterError (a ValueError) when the model
+        does not fit the parameters."""
+        if not isinstance(encoded, EncodedModel):
+            raise TypeError(f"expected a sparselstm.spec.encoded.EncodedModel, got {type(encoded).__name__}")
         params = HardwareParams() if params is None else params
         if not isinstance(params, HardwareParams):
-            raise ParameterError(f"params must be a HardwareParams, got {type(params).__name__}")
-        for attribute in ("numerics", "n_pes", "layers", "pes", "tables", "memories"):
-            if not hasattr(encoded, attribute):
-                raise ParameterError(f"expected an EncodedModel (sw.encoder), got {type(encoded).__name__} "
-                                     f"without .{attribute}")
+            raise TypeError(f"params must be a HardwareParams, got {type(params).__name__}")
         numerics = encoded.numerics
         layers = tuple(encoded.layers)
         n_pes = int(encoded.n_pes)
@@ -244,6 +261,11 @@ class AcceleratorDesign:
             raise ParameterError(f"encoded model: n_pes = {n_pes} but {len(encoded.pes)} PE images")
         if not layers:
             raise ParameterError("encoded model has no layers")
+        for l in range(1, len(layers)):
+            # the YReader sends layer l-1's y as layer l's input columns
+            if layers[l].input_size != layers[l - 1].recurrent_size:
+                raise ParameterError(f"encoded model: layer {l} has {layers[l].input_size} inputs but layer "
+                                     f"{l - 1} gives {layers[l - 1].recurrent_size} outputs")
 
         needed_acc_bits = max(max(layer.gate_acc_bits, layer.proj_acc_bits or 0) for layer in layers)
         needed_acc_bits = max(needed_acc_bits, int(encoded.memories["bias_bits"]))

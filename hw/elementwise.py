@@ -22,9 +22,23 @@ Stage k holds an item k enabled clock edges after its input handshake (every reg
     18  output register (o.valid)
 
 Flow control: the whole pipeline advances when its output register is empty or taken
-(`advance = ~o.valid | o.ready`); an input is refused while the same (layer, cell) is in stages 1-10 (its
-new c is not yet written) unless it starts a sequence, so any order of cells is correct and a cell that
-comes back at least MIN_REVISIT_DISTANCE = 11 items later never waits.
+(`advance = ~o.valid | o.ready`); bubbles are squeezed out only at the output. An input is refused while the
+same (layer, cell) is in stages 1-10 (its new c is not yet written) unless it starts a sequence (it reads
+nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
+MIN_REVISIT_DISTANCE = 11 items later never waits: a layer of >= 11 cells streams frame after frame at full
+rate, a 3-cell layer waits 8 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+y_t) keeps visits far apart anyway.
+
+Combinational paths: `o.ready -> i.ready` and `i.payload.{layer, cell, first_frame} -> i.ready` (the
+interlock compare); `o.valid` and `o.payload` come straight from registers. Where `o.ready` arrives late,
+put a register slice in front of the unit's consumer rather than inside it.
+
+Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell < cell_size` of that
+layer. Reset clears the valid bits only, not the cell state: start every sequence with `first_frame`.
+
+The sigmoid ROM (i, f, o: 3 read ports) and the tanh ROM (g, tanh c: 2 read ports) are shared by their
+lanes (ActivationPipeline); docs/architecture.md lists the unit's resources. A second element-wise lane is
+a second ElementwiseUnit with its own cell-state range, fed by a CellReader that splits the cells.
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .fixed import round_shift, saturate
-from .layouts import elementwise_in_layout, elementwise_out_layout
+from .interfaces import elementwise_in_layout, elementwise_out_layout
 
 __all__ = ["ElementwiseLayer", "ElementwiseUnit"]
 
@@ -65,12 +79,14 @@ class ElementwiseLayer:
     fp: int | None = None
 
     def __post_init__(self):
-        if not _is_int(self.cell_size) or self.cell_size < 1:
-            raise ValueError(f"ElementwiseLayer.cell_size must be an integer >= 1, got {self.cell_size!r}")
+        if not _is_int(self.cell_size):
+            raise TypeError(f"ElementwiseLayer.cell_size must be an integer, got {self.cell_size!r}")
+        if self.cell_size < 1:
+            raise ValueError(f"ElementwiseLayer.cell_size must be >= 1, got {self.cell_size!r}")
         if not _is_int(self.facc):
-            raise ValueError(f"ElementwiseLayer.facc must be an integer, got {self.facc!r}")
+            raise TypeError(f"ElementwiseLayer.facc must be an integer, got {self.facc!r}")
         if self.fp is not None and not _is_int(self.fp):
-            raise ValueError(f"ElementwiseLayer.fp must be an integer or None, got {self.fp!r}")
+            raise TypeError(f"ElementwiseLayer.fp must be an integer or None, got {self.fp!r}")
 
     @property
     def peephole(self) -> bool:
@@ -80,13 +96,30 @@ class ElementwiseLayer:
 class ElementwiseUnit(wiring.Component):
     """Steps 2-7 of docs/numerics.md for one cell per cycle, with the cell state of every layer inside.
 
-    Ports:
-      i: In(stream.Signature(elementwise_in_layout(acc_bits, peephole_bits, layer_bits, cell_index_bits)))
-      o: Out(stream.Signature(elementwise_out_layout(unit_bits, layer_bits, cell_index_bits)))
-
     Cell j of layer l keeps its c at address sum(cell sizes of layers < l) + j of a cell_bits-wide memory.
     Inputs must name an existing layer and cell; peephole words of a layer without peepholes are ignored.
-    LATENCY cycles from the input handshake to o.valid, one cell per cycle.
+    LATENCY cycles from the input handshake to o.valid, one cell per cycle, outputs in input order.
+
+    Parameters
+    ----------
+    numerics : spec.numerics.Numerics
+    tables : mapping
+        sigmoid_T, sigmoid_D, tanh_T, tanh_D (checked as in ActivationPipeline).
+    layers : sequence of ElementwiseLayer
+        Per layer: cell_size, facc, fp (None without peepholes).
+    acc_bits : int
+        Width of the gate accumulators on `i`.
+    layer_bits, cell_index_bits : int or None
+        Widths of the `layer` and `cell` fields (None: the narrowest that fits).
+    `ElementwiseUnit.from_design(design)` takes all of these from an AcceleratorDesign.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(elementwise_in_layout(acc_bits, peephole_bits, layer_bits, cell_index_bits)))
+        One cell: its gate accumulators (bias included, at the layer's FACC), its peephole words and
+        `first_frame` (the frame starts a sequence: c_prev = 0).
+    o : Out(stream.Signature(elementwise_out_layout(unit_bits, layer_bits, cell_index_bits)))
+        `layer`, `cell` as given, `m` (unit_bits, unit_frac).
     """
 
     LATENCY = 18
@@ -100,20 +133,27 @@ class ElementwiseUnit(wiring.Component):
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
                  layer_bits: int | None = None, cell_index_bits: int | None = None):
         if not isinstance(numerics, Numerics):
-            raise ValueError(f"numerics must be a sw.fixedpoint.Numerics, got {type(numerics).__name__}")
+            raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
         layers = tuple(layers)
-        if not layers or not all(isinstance(layer, ElementwiseLayer) for layer in layers):
-            raise ValueError("layers must be a non-empty sequence of ElementwiseLayer")
-        if not _is_int(acc_bits) or acc_bits < 2:
+        if not all(isinstance(layer, ElementwiseLayer) for layer in layers):
+            raise TypeError("layers must be a sequence of ElementwiseLayer")
+        if not layers:
+            raise ValueError("layers must not be empty")
+        if not _is_int(acc_bits):
+            raise TypeError(f"acc_bits must be an integer, got {acc_bits!r}")
+        if acc_bits < 2:
             raise ValueError(f"acc_bits must be an integer >= 2, got {acc_bits!r}")
         needed_layer_bits = max(1, (len(layers) - 1).bit_length())
         needed_cell_bits = max(1, (max(layer.cell_size for layer in layers) - 1).bit_length())
         layer_bits = needed_layer_bits if layer_bits is None else layer_bits
         cell_index_bits = needed_cell_bits if cell_index_bits is None else cell_index_bits
-        if not _is_int(layer_bits) or layer_bits < needed_layer_bits:
+        for name, value in (("layer_bits", layer_bits), ("cell_index_bits", cell_index_bits)):
+            if not _is_int(value):
+                raise TypeError(f"{name} must be an integer, got {value!r}")
+        if layer_bits < needed_layer_bits:
             raise ValueError(f"layer_bits must be an integer >= {needed_layer_bits} for {len(layers)} layers, "
                              f"got {layer_bits!r}")
-        if not _is_int(cell_index_bits) or cell_index_bits < needed_cell_bits:
+        if cell_index_bits < needed_cell_bits:
             raise ValueError(f"cell_index_bits must be an integer >= {needed_cell_bits} for "
                              f"{max(layer.cell_size for layer in layers)} cells, got {cell_index_bits!r}")
         for function in ("sigmoid", "tanh"):

@@ -6,9 +6,9 @@ against each other through the units that use them (tests/test_hw_elementwise.py
 
 from __future__ import annotations
 
-from amaranth.hdl import Mux
+from amaranth.hdl import Module, Mux, Signal, signed
 
-__all__ = ["round_shift", "saturate"]
+__all__ = ["round_shift", "saturate", "round_shift_saturate"]
 
 
 def round_shift(value, k: int):
@@ -30,3 +30,11 @@ def saturate(value, bits: int):
         return value
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return Mux(value > high, high, Mux(value < low, low, value))
+
+
+def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
+    """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal
+    driven in `m`'s comb domain (numerics.md's `sat(align(...))`)."""
+    result = Signal(signed(bits))
+    m.d.comb += result.eq(saturate(round_shift(value.as_signed(), shift), bits))
+    return result

@@ -15,7 +15,8 @@ __all__ = ["HardwareParams"]
 
 @dataclass(frozen=True)
 class HardwareParams:
-    """Hardware generation parameters (validated on construction; raise ParameterError, a ValueError).
+    """Hardware generation parameters (validated on construction: TypeError for a wrong type,
+    ParameterError, a ValueError, for a value out of range).
 
     fifo_depth:      activation FIFO words per PE (ESE found 8 best); >= 2 so a PE can take a word while
                      its pointer fetch of the previous one is in flight.
@@ -35,7 +36,9 @@ class HardwareParams:
 
     def __post_init__(self):
         def check_int(name, value, low, high):
-            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"HardwareParams.{name} must be an integer, got {type(value).__name__}")
+            if not low <= value <= high:
                 raise ParameterError(f"HardwareParams.{name} must be an integer in [{low}, {high}], got {value!r}")
 
         check_int("fifo_depth", self.fifo_depth, 2, 1024)
@@ -50,6 +53,8 @@ class HardwareParams:
 
     @classmethod
     def from_dict(cls, d: dict) -> "HardwareParams":
+        if not isinstance(d, dict):
+            raise TypeError(f"HardwareParams.from_dict needs a dict, got {type(d).__name__}")
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ParameterError(f"HardwareParams: unknown parameter(s) {sorted(unknown)}")

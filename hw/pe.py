@@ -33,82 +33,54 @@ port with the MAC).
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
-from amaranth.lib import stream
 
-from .design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for
-from .layouts import broadcast_layout
+from .design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, memory_depth
+from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 
-__all__ = ["SparsePE", "cell_data_layout", "CellReadSignature", "ProjReadSignature", "pe_broadcast_layout"]
-
-
-def pe_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout:
-    """The broadcast word of this design (value wide enough for x, y and m words)."""
-    value_bits = max(design.numerics.act_bits, design.numerics.unit_bits)
-    return broadcast_layout(value_bits, design.column_bits, design.phase_bits)
-
-
-def cell_data_layout(acc_bits: int, peephole_bits: int) -> data.StructLayout:
-    return data.StructLayout({
-        "acc_i": signed(acc_bits), "acc_f": signed(acc_bits), "acc_g": signed(acc_bits),
-        "acc_o": signed(acc_bits),
-        "peep_i": signed(peephole_bits), "peep_f": signed(peephole_bits), "peep_o": signed(peephole_bits),
-    })
-
-
-class CellReadSignature(wiring.Signature):
-    """Read-and-reset of one cell's gate accumulators, seen from the reader (latency 1, data held)."""
-
-    def __init__(self, design: AcceleratorDesign):
-        super().__init__({
-            "en": Out(1),
-            "layer": Out(design.layer_bits),
-            "index": Out(design.cell_index_bits),
-            "buffer": Out(1),
-            "data": In(cell_data_layout(design.acc_bits, design.numerics.peephole_bits)),
-        })
-
-
-class ProjReadSignature(wiring.Signature):
-    """Read-and-reset of one proj accumulator, seen from the reader (latency 1, data held)."""
-
-    def __init__(self, design: AcceleratorDesign):
-        widest = max(layer.proj_size or 1 for layer in design.layers)
-        super().__init__({
-            "en": Out(1),
-            "layer": Out(design.layer_bits),
-            "index": Out(bits_for(widest - 1)),
-            "data": In(signed(design.acc_bits)),
-        })
-
-
-def _memory_depth(words: int) -> int:
-    # A PE may hold no cells / rows / entries (more PEs than rows): keep a dummy word. At least two words,
-    # so that no address is a zero-width wire in the generated Verilog.
-    return max(2, words)
+__all__ = ["SparsePE"]
 
 
 class SparsePE(wiring.Component):
-    """PE `pe_index` of `design`.
+    """PE `pe_index` of `design`: its share of every sparse matrix times the broadcast columns.
 
-    Ports: `i` (broadcast words), `cell_read`, `proj_read` (read-and-reset), `busy` (work queued or in
-    flight), `proj_busy` (proj-phase work queued or in flight), `mac_cycles` / `pad_cycles` (entries
-    processed: real non-zeros / padding).
+    Parameters
+    ----------
+    design : AcceleratorDesign
+    pe_index : int
+        Which PE, in [0, design.n_pes).
+
+    Attributes
+    ----------
+    i : In(stream.Signature(design_broadcast_layout(design)))
+        Broadcast words into the PE's FIFO.
+    cell_read : In(CellReadSignature(design))
+        Read-and-reset of one local cell's gate accumulators (the bias is written back).
+    proj_read : In(ProjReadSignature(design))
+        Read-and-reset of one local proj row (reset to 0).
+    busy : Out(1)
+        Work queued or in flight.
+    proj_busy : Out(1)
+        Proj-phase work queued or in flight.
+    mac_cycles, pad_cycles : Out(params.counter_bits)
+        Entries processed: real non-zeros / padding.
     """
 
     def __init__(self, design: AcceleratorDesign, pe_index: int):
         if not isinstance(design, AcceleratorDesign):
-            raise ValueError(f"SparsePE needs an AcceleratorDesign, got {type(design).__name__}")
-        if not isinstance(pe_index, int) or not 0 <= pe_index < design.n_pes:
+            raise TypeError(f"SparsePE needs an AcceleratorDesign, got {type(design).__name__}")
+        if not isinstance(pe_index, int) or isinstance(pe_index, bool):
+            raise TypeError(f"pe_index must be an integer, got {type(pe_index).__name__}")
+        if not 0 <= pe_index < design.n_pes:
             raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
         self._design = design
         self._pe: PEDesign = design.pes[pe_index]
         counter_bits = design.params.counter_bits
         super().__init__({
-            "i": In(stream.Signature(pe_broadcast_layout(design))),
+            "i": In(stream.Signature(design_broadcast_layout(design))),
             "cell_read": In(CellReadSignature(design)),
             "proj_read": In(ProjReadSignature(design)),
             "busy": Out(1),
@@ -122,7 +94,7 @@ class SparsePE(wiring.Component):
         numerics = design.numerics
         acc_bits, index_bits, weight_bits = design.acc_bits, numerics.index_bits, numerics.weight_bits
         peephole_bits = numerics.peephole_bits
-        word_layout = pe_broadcast_layout(design)
+        word_layout = design_broadcast_layout(design)
         max_rows = max([4 * c for c in pe.cells] + list(pe.proj_rows) + [1])
         row_bits = bits_for(max_rows - 1)
         max_shift = max(phase.shift for phase in pe.phases)
@@ -132,18 +104,18 @@ class SparsePE(wiring.Component):
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=design.params.fifo_depth)
         m.submodules.entries = entry_mem = Memory(
-            shape=unsigned(design.entry_bits), depth=_memory_depth(len(pe.entries)), init=pe.entries or [0])
+            shape=unsigned(design.entry_bits), depth=memory_depth(len(pe.entries)), init=pe.entries or [0])
         m.submodules.pointers = pointer_mem = Memory(
-            shape=unsigned(design.pointer_bits), depth=_memory_depth(len(pe.pointers)), init=pe.pointers)
-        cell_depth = _memory_depth(pe.cell_depth)
-        gate_depth = _memory_depth(pe.gate_depth)
+            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)), init=pe.pointers)
+        cell_depth = memory_depth(pe.cell_depth)
+        gate_depth = memory_depth(pe.gate_depth)
         gate_banks = []
         for k in range(4):
             bank = Memory(shape=signed(acc_bits), depth=gate_depth, init=pe.gate_bank_init(k))
             m.submodules[f"gate_bank{k}"] = bank
             gate_banks.append(bank)
         m.submodules.proj_bank = proj_bank = Memory(
-            shape=signed(acc_bits), depth=_memory_depth(pe.proj_depth), init=[])
+            shape=signed(acc_bits), depth=memory_depth(pe.proj_depth), init=[])
         bias_layout = data.ArrayLayout(signed(acc_bits), 4)
         peep_layout = data.ArrayLayout(signed(peephole_bits), 3)
         m.submodules.bias_rom = bias_rom = Memory(
@@ -176,7 +148,7 @@ class SparsePE(wiring.Component):
         phase_target = Signal(1)
         phase_base = Signal(range(max(gate_depth, pe.proj_depth, 1) + 1))
         phase_shift = Signal(bits_for(max_shift))   # >= 1 bit: no zero-width wires in the Verilog
-        with m.Switch(word.segment):
+        with m.Switch(word.phase):
             for index, phase in enumerate(pe.phases):
                 if phase.used:
                     with m.Case(index):
@@ -288,7 +260,7 @@ class SparsePE(wiring.Component):
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         cell_base = Array(Const(base, range(cell_depth + 1)) for base in pe.cell_base)
-        proj_base = Array(Const(base, range(_memory_depth(pe.proj_depth) + 1)) for base in pe.proj_base)
+        proj_base = Array(Const(base, range(memory_depth(pe.proj_depth) + 1)) for base in pe.proj_base)
         cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
         bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
         second_copy = self.cell_read.buffer & (self.cell_read.layer == 0)
@@ -347,7 +319,7 @@ class SparsePE(wiring.Component):
         proj_words = Signal(range(design.params.fifo_depth + 3))
         pushed_proj = Signal()
         released_proj = Signal()
-        with m.Switch(self.i.payload.segment):
+        with m.Switch(self.i.payload.phase):
             for index, phase in enumerate(pe.phases):
                 if phase.used and phase.target == PROJ_TARGET:
                     with m.Case(index):

@@ -8,62 +8,58 @@
 Both use the PE ports' "data held until the next enable" behaviour as their output register: a read is
 issued only when the output register is free or being emptied, so no skid buffer is needed.
 
-`round_shift_saturate` is the hardware form of numerics.md's `sat(align(...))` for a constant shift.
+A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import AcceleratorDesign, bits_for
-from .fixed import round_shift, saturate
-from .layouts import elementwise_in_layout
-from .pe import CellReadSignature, ProjReadSignature
+from .design import AcceleratorDesign
+from .fixed import round_shift_saturate
+from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, elementwise_in_layout,
+                         y_word_layout)
 
-__all__ = ["CellReader", "ProjReader", "round_shift_saturate", "y_word_layout"]
-
-
-def round_shift_saturate(m: Module, value, shift: int, bits: int):
-    """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal."""
-    result = Signal(signed(bits))
-    m.d.comb += result.eq(saturate(round_shift(value.as_signed(), shift), bits))
-    return result
+__all__ = ["CellReader", "ProjReader"]
 
 
-def y_word_layout(design: AcceleratorDesign) -> data.StructLayout:
-    """A y word on its way into the y memory: y_layer[index] = value."""
-    widest = max(layer.recurrent_size for layer in design.layers)
-    return data.StructLayout({
-        "layer": unsigned(design.layer_bits),
-        "index": unsigned(bits_for(widest - 1)),
-        "value": signed(design.act_bits),
-    })
-
-
-class _Command(wiring.Signature):
-    """start (pulse, only while not busy) with the layer to read; busy until the last word has left.
-    For the CellReader also `first_frame` (passed on to the ElementwiseUnit) and `buffer` (accumulator copy
-    of layer 0), both captured at start."""
-
-    def __init__(self, design: AcceleratorDesign, with_first_frame: bool):
-        members = {"start": Out(1), "layer": Out(design.layer_bits), "busy": In(1)}
-        if with_first_frame:
-            members["first_frame"] = Out(1)
-            members["buffer"] = Out(1)
-        super().__init__(members)
+def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
+    """Next `index` in model order and its place in the PEs (PE index mod N, local index div N); `active`
+    falls after the last of `size`."""
+    m.d.sync += index.eq(index + 1)
+    with m.If(pe_sel == n_pes - 1):
+        m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
+    with m.Else():
+        m.d.sync += pe_sel.eq(pe_sel + 1)
+    with m.If(index + 1 == size):
+        m.d.sync += active.eq(0)
 
 
 class CellReader(wiring.Component):
-    """Streams every cell of a layer from the PEs into the ElementwiseUnit (`o`)."""
+    """Streams every cell of a layer from the PEs into the ElementwiseUnit.
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+
+    Attributes
+    ----------
+    command : In(ReadoutCommandSignature(design, cell_readout=True))
+        Start with the layer, `first_frame` and accumulator copy; `busy` until the last cell has left.
+    pes : Out(CellReadSignature(design)).array(design.n_pes)
+        To every PE's `cell_read` port.
+    o : Out(stream.Signature(elementwise_in_layout(...)))
+        One cell per cycle while the consumer is ready, cells 0 .. H-1 in order.
+    """
 
     def __init__(self, design: AcceleratorDesign):
         if not isinstance(design, AcceleratorDesign):
-            raise ValueError(f"CellReader needs an AcceleratorDesign, got {type(design).__name__}")
+            raise TypeError(f"CellReader needs an AcceleratorDesign, got {type(design).__name__}")
         self._design = design
         super().__init__({
-            "command": In(_Command(design, with_first_frame=True)),
+            "command": In(ReadoutCommandSignature(design, cell_readout=True)),
             "pes": Out(CellReadSignature(design)).array(design.n_pes),
             "o": Out(stream.Signature(elementwise_in_layout(
                 design.acc_bits, design.numerics.peephole_bits, design.layer_bits, design.cell_index_bits))),
@@ -111,13 +107,8 @@ class CellReader(wiring.Component):
         with m.If(advance):
             m.d.sync += out_valid.eq(active)
         with m.If(issue):
-            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell), cell.eq(cell + 1)]
-            with m.If(pe_sel == n_pes - 1):
-                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
-            with m.Else():
-                m.d.sync += pe_sel.eq(pe_sel + 1)
-            with m.If(cell + 1 == cell_sizes[layer]):
-                m.d.sync += active.eq(0)
+            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell)]
+            _step_in_model_order(m, cell, pe_sel, local, n_pes, cell_sizes[layer], active)
         with m.If(self.command.start & ~active & ~out_valid):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
                          buffer.eq(self.command.buffer), cell.eq(0), pe_sel.eq(0), local.eq(0)]
@@ -125,17 +116,31 @@ class CellReader(wiring.Component):
 
 
 class ProjReader(wiring.Component):
-    """Reads every proj accumulator of a layer (resetting it) and emits y words on `o` (always accepted:
-    `o` has no ready, one word per cycle)."""
+    """Reads every proj accumulator of a layer (resetting it) and emits y words.
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+        It must have at least one layer with a projection.
+
+    Attributes
+    ----------
+    command : In(ReadoutCommandSignature(design, cell_readout=False))
+        Start with the layer; `busy` until the last y word has left.
+    pes : Out(ProjReadSignature(design)).array(design.n_pes)
+        To every PE's `proj_read` port.
+    o : Out(stream.Signature(y_word_layout(design), always_ready=True))
+        One y word per cycle in row order, always accepted (no ready).
+    """
 
     def __init__(self, design: AcceleratorDesign):
         if not isinstance(design, AcceleratorDesign):
-            raise ValueError(f"ProjReader needs an AcceleratorDesign, got {type(design).__name__}")
+            raise TypeError(f"ProjReader needs an AcceleratorDesign, got {type(design).__name__}")
         if all(layer.proj_size is None for layer in design.layers):
             raise ValueError("ProjReader: the design has no layer with a projection")
         self._design = design
         super().__init__({
-            "command": In(_Command(design, with_first_frame=False)),
+            "command": In(ReadoutCommandSignature(design, cell_readout=False)),
             "pes": Out(ProjReadSignature(design)).array(design.n_pes),
             "o": Out(stream.Signature(y_word_layout(design), always_ready=True)),
         })
@@ -176,13 +181,8 @@ class ProjReader(wiring.Component):
 
         m.d.sync += out_valid.eq(active)
         with m.If(active):
-            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row), row.eq(row + 1)]
-            with m.If(pe_sel == n_pes - 1):
-                m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
-            with m.Else():
-                m.d.sync += pe_sel.eq(pe_sel + 1)
-            with m.If(row + 1 == proj_sizes[layer]):
-                m.d.sync += active.eq(0)
+            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row)]
+            _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
         with m.If(self.command.start & ~active):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
         return m

@@ -32,7 +32,7 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..hw.layouts import input_word_layout, output_word_layout
+from ..hw.interfaces import input_word_layout, output_word_layout
 from ..hw.sidecar import describe_top
 from ..hw.verilog import portable_verilog
 

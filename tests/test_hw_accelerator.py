@@ -1,6 +1,6 @@
 """The whole accelerator in the Amaranth simulator, word for word against sw.golden.
 
-Models go through the real software flow (random_model -> prune_model -> quantize_model -> encode); the
+Models go through the real software flow (random_model -> sw.pipeline.compress_and_encode); the
 reference is golden_forward_encoded (the decoded words and the encoded tables, exactly what hw reads).
 """
 
@@ -15,18 +15,17 @@ from amaranth.sim import Simulator
 from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode, segment_entries
-from sparselstm.sw.fixedpoint import Numerics, quantize_input
+from sparselstm.hw.testing import stream_receive, stream_send
+from sparselstm.sw.encoder import segment_entries
+from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel, random_model
-from sparselstm.sw.pruning import prune_model
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 
 def encoded_model(input_size, cells, proj, layers=1, peephole=True, density=0.3, n_pes=2, seed=0, scale=None):
     model = random_model(input_size, cells, proj, num_layers=layers, peephole=peephole, seed=seed, scale=scale)
-    pruned, _ = prune_model(model, density, n_pes)
-    return encode(quantize_model(pruned, Numerics()), n_pes)
+    return compress_and_encode(model, n_pes, density).encoded
 
 
 def input_frames(encoded, frames, seed=0, zero_fraction=0.2):
@@ -50,31 +49,19 @@ def rtl_forward(design, x_q, sequence_starts, in_stall=0.0, out_stall=0.0, seed=
 
     async def sender(ctx):
         rng = random.Random(seed)
-        for t in range(frames):
-            for c in range(input_size):
-                while rng.random() < in_stall:
-                    await ctx.tick()
-                first = sequence_starts[t] if c == 0 else (noise_first and rng.random() < 0.5)
-                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(first)})
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
-                ctx.set(dut.i.valid, 0)
+        payloads = [{"value": int(x_q[t, c]),
+                     "first": int(sequence_starts[t] if c == 0 else (noise_first and rng.random() < 0.5))}
+                    for t in range(frames) for c in range(input_size)]
+        await stream_send(ctx, dut.i, payloads, rng=rng, idle=in_stall)
 
     async def receiver(ctx):
-        rng = random.Random(seed + 1)
-        cycles = 0
-        while len(outputs) < frames * output_size:
-            ready = rng.random() >= out_stall
-            ctx.set(dut.o.ready, ready)
-            _, _, valid, payload, busy_cycles = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.cycles)
-            cycles += 1
-            assert cycles < max_cycles, "accelerator hung"
-            if ready and valid:
-                outputs.append(payload.value)
-                lasts.append(payload.last)
-                if payload.last and record_frame_cycles:
-                    status["frame_cycles"].append(busy_cycles)
-        ctx.set(dut.o.ready, 0)
+        received = await stream_receive(ctx, dut.o, frames * output_size, rng=random.Random(seed + 1),
+                                        stall=out_stall, sample=(dut.cycles,), max_cycles=max_cycles)
+        for word in received:
+            outputs.append(word.payload.value)
+            lasts.append(word.payload.last)
+            if word.payload.last and record_frame_cycles:
+                status["frame_cycles"].append(word.sampled[0])
         for _ in range(3):
             await ctx.tick()
         status["busy"] = ctx.get(dut.busy)
@@ -160,7 +147,7 @@ def test_all_zero_matrices_give_bias_only_outputs():
     layer = model.layers[0]
     zeroed = model.with_matrices({f"L0.{name}": np.zeros_like(w) for name, w in layer.matrices().items()
                                   if name != "proj"})
-    encoded = encode(quantize_model(zeroed, Numerics()), 2)
+    encoded = compress_and_encode(zeroed, 2).encoded
     _, status = check_against_golden(encoded, frames=2, seed=8)
     assert all(count > 0 for count in status["mac_cycles"])   # the projection still works
 
@@ -216,8 +203,7 @@ def mixed_model(seed):
 
 
 def test_mixed_layers_and_first_flag_only_on_first_words():
-    pruned, _ = prune_model(mixed_model(13), 0.5, 2)
-    encoded = encode(quantize_model(pruned, Numerics()), 2)
+    encoded = compress_and_encode(mixed_model(13), 2, 0.5).encoded
     check_against_golden(encoded, frames=4, restart_at=2, in_stall=0.2, out_stall=0.3, seed=13,
                          noise_first=True)
 

@@ -16,12 +16,12 @@ from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
-from sparselstm.sw.encoder import encode
+from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
 from sparselstm.sw.golden import golden_trace
 from sparselstm.sw.model import LSTMPLayer, LSTMPModel
-from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 GATES = ("i", "f", "g", "o")
 
@@ -86,51 +86,26 @@ def run_unit(dut: ElementwiseUnit, items: list[dict], rng, idle: float = 0.0, st
     """Offer `items` with random gaps, take outputs with random stalls, check the stream protocol on o.
 
     Returns (outputs as (layer, cell, m) in order, input handshake cycles, output handshake cycles)."""
-    outputs, accepted_at, taken_at = [], [], []
-    gaps = iter(rng.random(len(items) * 40 + 100) < idle)
-    stalls = iter(rng.random(len(items) * 40 + 400) < stall)
+    result = {}
 
     async def producer(ctx):
-        cycle = 0
-        for payload in items:
-            while next(gaps):
-                await ctx.tick()
-                cycle += 1
-            ctx.set(dut.i.valid, 1)
-            ctx.set(dut.i.payload, payload)
-            while True:
-                _, _, ready = await ctx.tick().sample(dut.i.ready)
-                cycle += 1
-                if ready:
-                    break
-            accepted_at.append(cycle)
-            ctx.set(dut.i.valid, 0)
+        result["accepted_at"] = await stream_send(ctx, dut.i, items, rng=rng, idle=idle)
 
     async def consumer(ctx):
-        held = None       # an offered but untaken word must stay offered, unchanged
-        for cycle, stalled in enumerate(stalls, start=1):
-            ctx.set(dut.o.ready, int(not stalled))
-            _, _, valid, *word = await ctx.tick().sample(dut.o.valid, dut.o.p.layer, dut.o.p.cell, dut.o.p.m)
-            if held is not None:
-                assert valid and tuple(word) == held, "output word withdrawn or changed before it was taken"
-            held = tuple(word) if valid and stalled else None
-            if valid and not stalled:
-                outputs.append(tuple(word))
-                taken_at.append(cycle)
-            if len(outputs) == len(items):
-                for _ in range(2 * ElementwiseUnit.LATENCY):     # nothing more may come out
-                    ctx.set(dut.o.ready, 1)
-                    _, _, valid = await ctx.tick().sample(dut.o.valid)
-                    assert not valid, "more outputs than inputs"
-                return
-        raise AssertionError(f"only {len(outputs)} of {len(items)} outputs came out")
+        result["received"] = await stream_receive(ctx, dut.o, len(items), rng=rng, stall=stall,
+                                                  max_cycles=len(items) * 40 + 400)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * ElementwiseUnit.LATENCY):     # nothing more may come out
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "more outputs than inputs"
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(producer, background=True)
     sim.add_testbench(consumer)
     sim.run()
-    return outputs, accepted_at, taken_at
+    outputs = [(word.payload.layer, word.payload.cell, word.payload.m) for word in result["received"]]
+    return outputs, result["accepted_at"], [word.cycle for word in result["received"]]
 
 
 def assert_outputs_equal(got: list[tuple], expected: list[tuple]) -> None:
@@ -159,8 +134,8 @@ def mixed_model(seed: int) -> LSTMPModel:
 def test_matches_golden_trace_over_frames_and_sequences(rng):
     """acc words from golden_trace in, m words of golden_trace out; two sequences, so c resets once."""
     numerics = Numerics()
-    qmodel = quantize_model(mixed_model(3), numerics)
-    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=2))
+    compressed = compress_and_encode(mixed_model(3), 2, numerics=numerics)
+    qmodel, design = compressed.qmodel, AcceleratorDesign.from_encoded(compressed.encoded)
     assert design.layers[0].facc != design.layers[1].facc
     frames = 7
     starts = np.array([1, 0, 0, 0, 1, 0, 0], dtype=bool)
@@ -353,8 +328,7 @@ def test_any_format_and_layers(config, seed):
 # ---- construction ------------------------------------------------------------------------------------------
 
 def test_from_design_uses_the_design_constants():
-    qmodel = quantize_model(mixed_model(5))
-    design = AcceleratorDesign.from_encoded(encode(qmodel, n_pes=3))
+    design = AcceleratorDesign.from_encoded(compress_and_encode(mixed_model(5), 3).encoded)
     dut = ElementwiseUnit.from_design(design)
     assert dut.layers == (ElementwiseLayer(7, design.layers[0].facc, design.layers[0].fp),
                           ElementwiseLayer(6, design.layers[1].facc, None))
@@ -370,18 +344,20 @@ def test_constructor_rejects_bad_parameters():
     layers = (ElementwiseLayer(cell_size=4, facc=20),)
     with pytest.raises(ValueError, match="cell_size"):
         ElementwiseLayer(cell_size=0, facc=20)
-    with pytest.raises(ValueError, match="fp"):
+    with pytest.raises(TypeError, match="fp"):
         ElementwiseLayer(cell_size=4, facc=20, fp=1.5)
-    with pytest.raises(ValueError, match="non-empty"):
+    with pytest.raises(ValueError, match="empty"):
         ElementwiseUnit(numerics, tables, (), acc_bits=32)
     with pytest.raises(ValueError, match="acc_bits"):
         ElementwiseUnit(numerics, tables, layers, acc_bits=1)
+    with pytest.raises(TypeError, match="acc_bits"):
+        ElementwiseUnit(numerics, tables, layers, acc_bits=32.0)
     with pytest.raises(ValueError, match="cell_index_bits"):
         ElementwiseUnit(numerics, tables, (ElementwiseLayer(cell_size=5, facc=20),), acc_bits=32,
                         cell_index_bits=2)
     with pytest.raises(ValueError, match="layer_bits"):
         ElementwiseUnit(numerics, tables, layers * 3, acc_bits=32, layer_bits=1)
-    with pytest.raises(ValueError, match="Numerics"):
+    with pytest.raises(TypeError, match="Numerics"):
         ElementwiseUnit(numerics.to_dict(), tables, layers, acc_bits=32)
     with pytest.raises(ValueError, match="tanh_T"):
         ElementwiseUnit(numerics, {k: v for k, v in tables.items() if k != "tanh_T"}, layers, acc_bits=32)

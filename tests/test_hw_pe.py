@@ -12,6 +12,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
+from sparselstm.hw.testing import stream_send
 from sparselstm.sw.encoder import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
@@ -62,36 +63,27 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
     result = {}
 
     async def testbench(ctx):
-        rng = random.Random(seed)
-        for phase, column, value in words:
-            while rng.random() < stall:
-                await ctx.tick()
-            ctx.set(dut.i.payload, {"segment": phase, "column": column, "value": value})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+        payloads = [{"phase": phase, "column": column, "value": value} for phase, column, value in words]
+        await stream_send(ctx, dut.i, payloads, rng=random.Random(seed), idle=stall)
         await ctx.tick()
         while ctx.get(dut.busy):
             await ctx.tick()
 
-        async def read_cell(q):
-            ctx.set(dut.cell_read.en, 1)
-            ctx.set(dut.cell_read.layer, layer_index)
-            ctx.set(dut.cell_read.index, q)
+        async def read_and_reset(port, index):
+            ctx.set(port.en, 1)
+            ctx.set(port.layer, layer_index)
+            ctx.set(port.index, index)
             await ctx.tick()
-            ctx.set(dut.cell_read.en, 0)
+            ctx.set(port.en, 0)
             await ctx.tick()   # the data is held: it must survive an idle cycle (and the bias write-back)
-            data = ctx.get(dut.cell_read.data)
+            return ctx.get(port.data)
+
+        async def read_cell(q):
+            data = await read_and_reset(dut.cell_read, q)
             return [data.acc_i, data.acc_f, data.acc_g, data.acc_o], [data.peep_i, data.peep_f, data.peep_o]
 
         async def read_proj(r):
-            ctx.set(dut.proj_read.en, 1)
-            ctx.set(dut.proj_read.layer, layer_index)
-            ctx.set(dut.proj_read.index, r)
-            await ctx.tick()
-            ctx.set(dut.proj_read.en, 0)
-            await ctx.tick()
-            return ctx.get(dut.proj_read.data)
+            return await read_and_reset(dut.proj_read, r)
 
         cells = pe.cells[layer_index]
         result["gates"] = [(await read_cell(q))[0] for q in range(cells)]
@@ -221,11 +213,8 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
     got = {"copy0": [], "copy1": [], "busy_proj": 0}
 
     async def send(ctx, words, buffer):
-        for phase, column, value in words:
-            ctx.set(dut.i.payload, {"segment": phase, "buffer": buffer, "column": column, "value": value})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await stream_send(ctx, dut.i, [{"phase": phase, "buffer": buffer, "column": column, "value": value}
+                                       for phase, column, value in words])
 
     async def read_cells(ctx, buffer, into):
         for q in range(cells):
@@ -280,11 +269,9 @@ def test_pe_proj_busy_covers_proj_words_only():
     trace = []
 
     async def testbench(ctx):
-        for phase, column in [(phase_index(0, 0), 0), (phase_index(0, 2), 1), (phase_index(0, 0), 1)]:
-            ctx.set(dut.i.payload, {"segment": phase, "buffer": 0, "column": column, "value": 1000})
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-            ctx.set(dut.i.valid, 0)
+        await stream_send(ctx, dut.i, [{"phase": phase, "buffer": 0, "column": column, "value": 1000}
+                                       for phase, column in [(phase_index(0, 0), 0), (phase_index(0, 2), 1),
+                                                             (phase_index(0, 0), 1)]])
         for _ in range(40):
             trace.append((ctx.get(dut.busy), ctx.get(dut.proj_busy)))
             await ctx.tick()

@@ -1,0 +1,117 @@
+"""The y memory and its reader: every layer's y, read back as broadcast words.
+
+The y memory holds every layer's y (layer l at `design.y_bases[l]`): it is layer l+1's input and layer l's
+recurrent input of the next frame. Words are written from `write` (the ProjReader, or the element-wise
+output narrowed to y for a layer without projection). On `command.start` the reader sends every word of one
+layer's y as the columns of one phase; the memory's read register is its output register.
+
+The reader never overtakes a running proj readout (`readout`): while a layer's y words are being written it
+reads only the ones already written (it follows one word behind), so the next layer and the next frame
+start without waiting for the whole readout.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Const, Module, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .design import AcceleratorDesign, bits_for, memory_depth
+from .interfaces import ReadoutStatusSignature, YReadCommandSignature, design_broadcast_layout, y_word_layout
+
+__all__ = ["YReader"]
+
+
+class YReader(wiring.Component):
+    """The y memory: y words in, one layer's y out as broadcast words.
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+
+    Attributes
+    ----------
+    write : In(stream.Signature(y_word_layout(design), always_ready=True))
+        y words to store, one per cycle.
+    readout : In(ReadoutStatusSignature(design))
+        The proj readout whose words arrive on `write`: a read of its layer waits for each word.
+    command : In(YReadCommandSignature(design))
+        Start sending a layer's y as the columns of a phase; `busy` until the last word is taken.
+    o : Out(stream.Signature(design_broadcast_layout(design)))
+        Column c = y_layer[c], in order, with the commanded phase and accumulator copy.
+    """
+
+    def __init__(self, design: AcceleratorDesign):
+        if not isinstance(design, AcceleratorDesign):
+            raise TypeError(f"YReader needs an AcceleratorDesign, got {type(design).__name__}")
+        self._design = design
+        super().__init__({
+            "write": In(stream.Signature(y_word_layout(design), always_ready=True)),
+            "readout": In(ReadoutStatusSignature(design)),
+            "command": In(YReadCommandSignature(design)),
+            "o": Out(stream.Signature(design_broadcast_layout(design))),
+        })
+
+    def elaborate(self, platform):
+        design = self._design
+        m = Module()
+
+        m.submodules.y_memory = y_memory = Memory(
+            shape=signed(design.act_bits), depth=memory_depth(design.y_depth), init=[])
+        read_port = y_memory.read_port()
+        write_port = y_memory.write_port()
+
+        widest = max(layer.recurrent_size for layer in design.layers)
+        size_bits = bits_for(widest)
+        address_bits = bits_for(design.y_depth)
+        y_bases = Array(Const(base, address_bits) for base in design.y_bases)
+        y_sizes = Array(Const(layer.recurrent_size, size_bits) for layer in design.layers)
+
+        active = Signal()
+        valid = Signal()
+        index = Signal(size_bits)       # next word to read
+        count = Signal(size_bits)
+        base = Signal(address_bits)
+        column = Signal(size_bits)      # the word in the read register
+        phase = Signal.like(self.command.phase)
+        buffer = Signal()
+        layer = Signal.like(self.command.layer)
+
+        # the proj readout writes y_l one word per cycle: a read of y_l may follow right behind it
+        readout_layer = Signal.like(self.readout.layer)
+        written = Signal(size_bits + 1)
+        allowed = ~self.readout.busy | (layer != readout_layer) | (index < written)
+        issue = active & allowed
+        advance = ~valid | self.o.ready
+
+        m.d.comb += [
+            write_port.en.eq(self.write.valid),
+            write_port.addr.eq(y_bases[self.write.payload.layer] + self.write.payload.index),
+            write_port.data.eq(self.write.payload.value),
+            read_port.addr.eq(base + index),
+            read_port.en.eq(advance),
+            self.o.valid.eq(valid),
+            self.o.payload.phase.eq(phase),
+            self.o.payload.buffer.eq(buffer),
+            self.o.payload.column.eq(column),
+            self.o.payload.value.eq(read_port.data),
+            self.command.busy.eq(active | valid),
+        ]
+
+        with m.If(self.readout.start):
+            m.d.sync += [readout_layer.eq(self.readout.layer), written.eq(0)]
+        with m.Elif(self.write.valid):
+            m.d.sync += written.eq(written + 1)
+
+        with m.If(advance):
+            m.d.sync += valid.eq(issue)
+            with m.If(issue):
+                m.d.sync += [column.eq(index), index.eq(index + 1)]
+                with m.If(index + 1 == count):
+                    m.d.sync += active.eq(0)
+        with m.If(self.command.start):
+            m.d.sync += [active.eq(1), index.eq(0), base.eq(y_bases[self.command.layer]),
+                         count.eq(y_sizes[self.command.layer]), phase.eq(self.command.phase),
+                         buffer.eq(self.command.buffer), layer.eq(self.command.layer)]
+        return m
