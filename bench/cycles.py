@@ -26,7 +26,7 @@ from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode
+from sparselstm.sw.format import encode
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import random_model

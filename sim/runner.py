@@ -386,7 +386,7 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
     Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
-    from ..sw.encoder import load_encoded
+    from ..sw.format import load_encoded
     from ..sw.golden import golden_forward_encoded
 
     verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)

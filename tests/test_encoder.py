@@ -1,4 +1,4 @@
-"""The sparse format (sw/encoder.py, docs/format.md): encode/decode, files, and the validating reader."""
+"""The sparse format (sw/format/, docs/format.md): encode/decode, files, and the validating reader."""
 
 import hashlib
 import json
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparselstm.spec.encoded import EncodedModel, LayerInfo, PEImage, Segment
-from sparselstm.sw.encoder import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
+from sparselstm.sw.format import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
                                    segment_entries, write_encoded)
 from sparselstm.spec.errors import EncodedModelError, ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables
@@ -40,9 +40,10 @@ def random_qmodel(rng, numerics, layer_count, input_size, cells, projs, peephole
         h, p = cells[k], projs[k]
         r = p if p is not None else h
         peep = peepholes[k]
+        fw_x, fw_r = int(rng.integers(-3, 12)), int(rng.integers(-3, 12))
         layers.append(QuantizedLayer(
             input_size=size_in, cell_size=h, recurrent_size=r, w_gates=weights((4 * h, size_in + r), densities[k]),
-            fw_x=int(rng.integers(-3, 12)), fw_r=int(rng.integers(-3, 12)), facc=int(rng.integers(0, 20)),
+            fw_x=fw_x, fw_r=fw_r, facc=numerics.act_frac + max(fw_x, fw_r),
             bias=rng.integers(-1000, 1000, size=4 * h),
             peephole=rng.integers(-(1 << 15), 1 << 15, size=(3, h)) if peep else None,
             fp=int(rng.integers(0, 15)) if peep else None,
@@ -212,13 +213,16 @@ def test_layer_info_and_memories():
 def test_encode_rejects_bad_parameters():
     numerics = Numerics(weight_bits=4, index_bits=2)
     qmodel = worked_example_model(numerics)
-    for n_pes in (0, -3, 1.5, True):
+    for n_pes in (0, -3):
         with pytest.raises(ParameterError, match="PEs"):
+            encode(qmodel, n_pes)
+    for n_pes in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="PEs"):
             encode(qmodel, n_pes)
     too_wide = worked_example_model(Numerics(weight_bits=3, index_bits=2))  # 7 does not fit 3 bits
     with pytest.raises(ParameterError, match=r"layer 0 gate weights: values span \[-2, 7\]"):
         encode(too_wide, 1)
-    with pytest.raises(ParameterError, match="QuantizedModel"):
+    with pytest.raises(TypeError, match="QuantizedModel"):
         encode(random_model(2, 3), 1)
 
 

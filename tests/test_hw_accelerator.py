@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode, segment_entries
+from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel, random_model

@@ -184,7 +184,7 @@ def test_unit_without_tag(rng):
 
 def test_from_design_takes_the_encoded_tables():
     from sparselstm.hw.design import AcceleratorDesign
-    from sparselstm.sw.encoder import encode
+    from sparselstm.sw.format import encode
     from sparselstm.sw.model import random_model
     from sparselstm.sw.quantize import quantize_model
 

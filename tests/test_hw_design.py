@@ -9,7 +9,7 @@ from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, phase_index
 from sparselstm.hw.layouts import broadcast_layout, elementwise_in_layout, elementwise_out_layout
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.encoder import encode
+from sparselstm.sw.format import encode
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, quantize_input
 from sparselstm.sw.model import random_model

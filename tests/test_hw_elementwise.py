@@ -16,7 +16,7 @@ from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
-from sparselstm.sw.encoder import encode
+from sparselstm.sw.format import encode
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
 from sparselstm.sw.golden import golden_trace

@@ -12,7 +12,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
-from sparselstm.sw.encoder import encode, segment_entries
+from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
 

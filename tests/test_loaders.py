@@ -1,4 +1,4 @@
-"""Model loaders (sw/loaders.py): sparselstm .npz, PyTorch checkpoints, ONNX graphs.
+"""Model loaders (sw/loaders/): sparselstm .npz, PyTorch checkpoints, ONNX graphs.
 
 The PyTorch and ONNX tests double as the independent check of the float reference: a model is built in
 the foreign framework, run there (torch.nn.LSTM, onnxruntime), saved, loaded by us, run by
@@ -157,7 +157,7 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_save_npz_rejects_non_models(tmp_path):
-    with pytest.raises(ModelError, match="expected an LSTMPModel"):
+    with pytest.raises(TypeError, match="expected an LSTMPModel"):
         save_npz({"w": 1}, tmp_path / "m.npz")
 
 

@@ -15,7 +15,7 @@ import pytest
 from sparselstm.cli import main
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import LINT_WAIVERS, TOP_NAME, generate, lint_command
-from sparselstm.sw.encoder import encode, write_encoded
+from sparselstm.sw.format import encode, write_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
