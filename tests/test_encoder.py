@@ -373,6 +373,27 @@ CORRUPTIONS = {
     "row out of range": (send_row_out_of_range, r"pe00_entries.hex: PE 0 layer 0 proj: entry at address \d+ \(column \d+\) lands on local row [23], but the PE has only 2 rows"),
     "stray zero entry": (zero_weight_entry, r"pe00_entries.hex: PE 0 layer 0 gates: entry at address 0 has weight 0 but is not a padding"),
     "table": (change_table, r"sigmoid_T.npy: differs from the table the numerics"),
+    # Consistency of the manifest with itself: checked before any memory file is read.
+    "facc": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(facc=m["layers"][0]["facc"] + 1)),
+             r"'layers\[0\].facc': expected \d+ \(numerics.act_frac \+ max\(fw_x, fw_r\)\), got \d+"),
+    "fraction out of range": (lambda d: edit_manifest(d, lambda m: m["layers"][1].update(fw_p=99)),
+                              r"'layers\[1\].fw_p': expected an integer in \[-16, 40\], got 99"),
+    "projection not smaller": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(proj_size=9,
+                                                                                          recurrent_size=9)),
+                               r"'layers\[0\].proj_size': expected less than cell_size 9, got 9"),
+    "unknown key": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(peephole_bit=16)),
+                    r"layers\[0\]: unknown key\(s\) \['layers\[0\].peephole_bit'\]"),
+    "unknown top-level key": (lambda d: edit_manifest(d, lambda m: m.update(n_pe=4)),
+                              r"top level: unknown key\(s\) \['n_pe'\]"),
+    "pointer width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(pointer_bits=20)),
+                      r"'memories.pointer_bits': expected \d+ \(the width of the largest entry depth\), got 20"),
+    "bias width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(bias_bits=40)),
+                   r"'memories.bias_bits': expected \d+ \(the largest gate_acc_bits\), got 40"),
+    "entry width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(entry_bits=16)),
+                    r"'memories.entry_bits': expected 14 \(weight_bits \+ index_bits\), got 16"),
+    "file listed but not part of the model": (
+        lambda d: edit_manifest(d, lambda m: m["files"].update({"pe04_bias.hex": m["files"]["pe00_bias.hex"]})),
+        r"key 'files': lists \['pe04_bias.hex'\], which the model described does not have"),
 }
 
 
