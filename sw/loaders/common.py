@@ -41,11 +41,11 @@ def verify_zip(path: Path, what: str) -> None:
         raise LoadError(f"{path}: damaged {what} ({where}{error})") from None
 
 
-def reject_extra_keys(path: Path, extra, what: str, allow_extra_keys: bool, why: str = "") -> None:
+def reject_extra_keys(path: Path, extra, what: str, allow_extra_keys: bool, why: str = "", quote: bool = True) -> None:
     """Keys (or inputs) that a reader found but does not use are an error, unless ignored on purpose: a
     misspelt name would otherwise be dropped silently."""
     if extra and not allow_extra_keys:
-        raise LoadError(f"{path}: unexpected {what} {preview(extra)}{why}; {EXTRA_KEYS_HINT}")
+        raise LoadError(f"{path}: unexpected {what} {preview(extra, quote=quote)}{why}; {EXTRA_KEYS_HINT}")
 
 
 def preview(names, limit: int = 8, quote: bool = True) -> str:

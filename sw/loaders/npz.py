@@ -11,6 +11,7 @@ import os
 import re
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,14 @@ def load_npz(path: Path, allow_extra_keys: bool = False) -> LSTMPModel:
     """Read sparselstm's own .npz; `allow_extra_keys` ignores keys other than those of docs/model-files.md."""
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as error:
         raise LoadError(f"{path}: not a readable NumPy .npz archive ({error})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise LoadError(f"{path}: expected a .npz archive of named arrays, got a single .npy array")
     with archive:
         try:
             arrays = {key: archive[key] for key in archive.files}
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error) as error:
             raise LoadError(f"{path}: corrupted .npz archive ({error})") from None
 
     if "format" not in arrays:

@@ -120,11 +120,11 @@ def load_onnx(path: Path, allow_extra_keys: bool = False) -> LSTMPModel:
     layout = None
     for k, node in enumerate(lstm_nodes):
         attributes = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
-        extra_inputs = [f"#{slot} ({name!r})" for slot, name in enumerate(node.input)
+        extra_inputs = [f"{name!r} (slot {slot})" for slot, name in enumerate(node.input)
                         if slot >= len(ONNX_LSTM_INPUTS) and name]
         reject_extra_keys(path, extra_inputs, f"input(s) of node {graph.name(node)}", allow_extra_keys,
                           f" (the LSTM operator has {len(ONNX_LSTM_INPUTS)} inputs: "
-                          f"{', '.join(ONNX_LSTM_INPUTS)})")
+                          f"{', '.join(ONNX_LSTM_INPUTS)})", quote=False)
         reject_extra_keys(path, set(attributes) - set(ONNX_LSTM_ATTRIBUTES), f"attribute(s) of node "
                           f"{graph.name(node)}", allow_extra_keys, " (not attributes of the LSTM operator)")
         node_layout = _check_onnx_attributes(path, graph, node, attributes)
