@@ -30,16 +30,21 @@ class Keys:
     """Typed access to one JSON object of the manifest, with errors naming the key path.
 
     `known`: the keys the object may hold; any other key is an error (a misspelt key must not be ignored).
+    None defers that check to `only`, for the top level, whose format version must be checked first.
     """
 
-    def __init__(self, value, path: str, known: tuple[str, ...]):
+    def __init__(self, value, path: str, known: tuple[str, ...] | None):
         if not isinstance(value, dict):
             raise EncodedModelError(f"{MANIFEST}: {path or 'top level'}: expected a JSON object, "
                                     f"got {type(value).__name__}")
         self.value, self.path = value, path
-        unknown = sorted(set(value) - set(known))
+        if known is not None:
+            self.only(known)
+
+    def only(self, known: tuple[str, ...]) -> None:
+        unknown = sorted(set(self.value) - set(known))
         if unknown:
-            raise EncodedModelError(f"{MANIFEST}: {path or 'top level'}: unknown key(s) "
+            raise EncodedModelError(f"{MANIFEST}: {self.path or 'top level'}: unknown key(s) "
                                     f"{[self.name(key) for key in unknown]}; expected only {list(known)}")
 
     def name(self, key) -> str:

@@ -110,12 +110,13 @@ def load_encoded(outdir) -> EncodedModel:
     directory = Path(outdir)
     if directory.name == MANIFEST and directory.is_file():
         directory = directory.parent  # the manifest's path names its directory just as well
-    top = Keys(read_manifest(directory), "", TOP_KEYS)
+    top = Keys(read_manifest(directory), "", None)
     version = top.get("format_version", int)
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION:   # another version may well have other keys: say which version it is
         raise EncodedModelError(f"{MANIFEST}: key 'format_version': expected {FORMAT_VERSION}, got {version} "
                                 f"(written by {top.value.get('producer', 'an unknown producer')})")
-    if "producer" in top.value:
+    top.only(TOP_KEYS)
+    if "producer" in top.value:     # informational, and optional
         top.get("producer", str)
     numerics = parse_numerics(top)
     n_pes = top.int_in("n_pes", 1)
