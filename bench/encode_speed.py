@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sparselstm.sw.encoder import encode, load_encoded, write_encoded
+from sparselstm.sw.format import encode, load_encoded, write_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import load_imbalance, prune_model

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..sw.encoder import load_encoded
+from ..sw.format import load_encoded
 from ..sw.golden import golden_forward_encoded
 
 __all__ = ["load_reference_model", "expected_words"]

@@ -230,7 +230,7 @@ def _tables_cached(numerics: Numerics) -> tuple[np.ndarray, ...]:
 def activation_tables(numerics: Numerics) -> dict[str, np.ndarray]:
     """The tables T and D of sigmoid and tanh: read-only int64 arrays of 2**table_log2 + 1 entries."""
     if not isinstance(numerics, Numerics):
-        raise ParameterError(f"numerics: expected a Numerics, got {type(numerics).__name__}")
+        raise TypeError(f"numerics: expected a Numerics, got {type(numerics).__name__}")
     return dict(zip(TABLE_NAMES, _tables_cached(numerics)))
 
 

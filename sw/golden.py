@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec.errors import ParameterError
-from .encoder import decode
+from .format import decode
 from .fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q, word_range
 from .quantize import accumulator_bounds
 from .quantized import QuantizedLayer, QuantizedModel

@@ -153,7 +153,7 @@ class LSTMPModel:
             raise ModelError("a model needs at least one layer")
         for k, layer in enumerate(layers):
             if not isinstance(layer, LSTMPLayer):
-                raise ModelError(f"layer {k}: expected an LSTMPLayer, got {type(layer).__name__}")
+                raise TypeError(f"layer {k}: expected an LSTMPLayer, got {type(layer).__name__}")
             if k > 0 and layer.input_size != layers[k - 1].output_size:
                 raise ModelError(f"layer {k}: input size {layer.input_size} does not match layer {k - 1}'s "
                                  f"output size {layers[k - 1].output_size}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..spec.encoded import GATES_MATRIX, PROJ_MATRIX, EncodedModel
-from .encoder import encode, pe_gate_rows, segment_entries
+from .format import encode, pe_gate_rows, segment_entries
 from ..spec.errors import ParameterError
 from .fixedpoint import Numerics
 from .model import GATES, LSTMPModel

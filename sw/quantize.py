@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec.errors import ParameterError
 from .fixedpoint import Numerics, quantize_tensor, round_shift, tensor_frac
 from .model import LSTMPLayer, LSTMPModel
 from ..spec.numerics import signed_bits_for
@@ -22,9 +21,9 @@ _BIAS_LIMIT_BITS = 63
 def quantize_model(model: LSTMPModel, numerics: Numerics = Numerics()) -> QuantizedModel:
     """Quantise every layer of `model` with `numerics`; the result is what the encoder encodes."""
     if not isinstance(model, LSTMPModel):
-        raise ParameterError(f"model: expected an LSTMPModel, got {type(model).__name__}")
+        raise TypeError(f"model: expected an LSTMPModel, got {type(model).__name__}")
     if not isinstance(numerics, Numerics):
-        raise ParameterError(f"numerics: expected a Numerics, got {type(numerics).__name__}")
+        raise TypeError(f"numerics: expected a Numerics, got {type(numerics).__name__}")
     return QuantizedModel(numerics, tuple(_quantize_layer(layer, k, numerics)
                                           for k, layer in enumerate(model.layers)))
 

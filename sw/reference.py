@@ -76,7 +76,7 @@ def reference_forward(model: LSTMPModel, x, sequence_starts=None) -> np.ndarray:
     Returns float64 (T, out) or (B, T, out) with out = model.output_size.
     """
     if not isinstance(model, LSTMPModel):
-        raise ParameterError(f"model: expected an LSTMPModel, got {type(model).__name__}")
+        raise TypeError(f"model: expected an LSTMPModel, got {type(model).__name__}")
     inputs, single = _check_input(model, x)
     batch, frames, _ = inputs.shape
     starts = _check_starts(sequence_starts, batch, frames, single)

@@ -8,7 +8,7 @@ is often silence after the word and the model would have to carry the decision a
 trains faster and is more robust. On the hardware it costs nothing: the accelerator streams y_t and the
 host averages them before the small linear head (ClassifierHead in sw/speech/task.py).
 
-Two LSTM flavours, with the same state-dict keys so that sw/loaders.py reads both:
+Two LSTM flavours, with the same state-dict keys so that sw/loaders/ reads both:
 - `nn.LSTM(proj_size=P)`: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, weight_hr_l{k};
 - `PeepholeLSTMP`, our own module: the same keys plus peephole_l{k} (3, H) in the order i, f, o
   (i and f look at c_{t-1}, o at c_t; gate order i, f, g, o as PyTorch), so the peephole path of the

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sparselstm.cli import main
-from sparselstm.sw.encoder import decode, load_encoded
+from sparselstm.sw.format import decode, load_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.loaders import save_npz
 from sparselstm.sw.model import random_model

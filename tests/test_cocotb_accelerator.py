@@ -20,7 +20,7 @@ from sparselstm import cli
 from sparselstm.hw.verilog import generate
 from sparselstm.sim import tools
 from sparselstm.sim.runner import SimResult, SimulationError, run_accelerator_sim
-from sparselstm.sw.encoder import write_encoded
+from sparselstm.sw.format import write_encoded
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import random_model

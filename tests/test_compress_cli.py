@@ -14,7 +14,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not sup
 
 from sparselstm.cli import main  # noqa: E402
 from sparselstm.sw import train as training  # noqa: E402
-from sparselstm.sw.encoder import load_encoded  # noqa: E402
+from sparselstm.sw.format import load_encoded  # noqa: E402
 from sparselstm.sw.loaders import load_model  # noqa: E402
 from sparselstm.sw.speech.task import Task, synthetic_task  # noqa: E402
 

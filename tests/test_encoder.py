@@ -1,4 +1,4 @@
-"""The sparse format (sw/encoder.py, docs/format.md): encode/decode, files, and the validating reader."""
+"""The sparse format (sw/format/, docs/format.md): encode/decode, files, and the validating reader."""
 
 import hashlib
 import json
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparselstm.spec.encoded import EncodedModel, LayerInfo, PEImage, Segment
-from sparselstm.sw.encoder import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
+from sparselstm.sw.format import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
                                    segment_entries, write_encoded)
 from sparselstm.spec.errors import EncodedModelError, ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables
@@ -40,9 +40,10 @@ def random_qmodel(rng, numerics, layer_count, input_size, cells, projs, peephole
         h, p = cells[k], projs[k]
         r = p if p is not None else h
         peep = peepholes[k]
+        fw_x, fw_r = int(rng.integers(-3, 12)), int(rng.integers(-3, 12))
         layers.append(QuantizedLayer(
             input_size=size_in, cell_size=h, recurrent_size=r, w_gates=weights((4 * h, size_in + r), densities[k]),
-            fw_x=int(rng.integers(-3, 12)), fw_r=int(rng.integers(-3, 12)), facc=int(rng.integers(0, 20)),
+            fw_x=fw_x, fw_r=fw_r, facc=numerics.act_frac + max(fw_x, fw_r),
             bias=rng.integers(-1000, 1000, size=4 * h),
             peephole=rng.integers(-(1 << 15), 1 << 15, size=(3, h)) if peep else None,
             fp=int(rng.integers(0, 15)) if peep else None,
@@ -212,13 +213,16 @@ def test_layer_info_and_memories():
 def test_encode_rejects_bad_parameters():
     numerics = Numerics(weight_bits=4, index_bits=2)
     qmodel = worked_example_model(numerics)
-    for n_pes in (0, -3, 1.5, True):
+    for n_pes in (0, -3):
         with pytest.raises(ParameterError, match="PEs"):
+            encode(qmodel, n_pes)
+    for n_pes in (1.5, True, "2"):
+        with pytest.raises(TypeError, match="PEs"):
             encode(qmodel, n_pes)
     too_wide = worked_example_model(Numerics(weight_bits=3, index_bits=2))  # 7 does not fit 3 bits
     with pytest.raises(ParameterError, match=r"layer 0 gate weights: values span \[-2, 7\]"):
         encode(too_wide, 1)
-    with pytest.raises(ParameterError, match="QuantizedModel"):
+    with pytest.raises(TypeError, match="QuantizedModel"):
         encode(random_model(2, 3), 1)
 
 
@@ -369,6 +373,27 @@ CORRUPTIONS = {
     "row out of range": (send_row_out_of_range, r"pe00_entries.hex: PE 0 layer 0 proj: entry at address \d+ \(column \d+\) lands on local row [23], but the PE has only 2 rows"),
     "stray zero entry": (zero_weight_entry, r"pe00_entries.hex: PE 0 layer 0 gates: entry at address 0 has weight 0 but is not a padding"),
     "table": (change_table, r"sigmoid_T.npy: differs from the table the numerics"),
+    # Consistency of the manifest with itself: checked before any memory file is read.
+    "facc": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(facc=m["layers"][0]["facc"] + 1)),
+             r"'layers\[0\].facc': expected \d+ \(numerics.act_frac \+ max\(fw_x, fw_r\)\), got \d+"),
+    "fraction out of range": (lambda d: edit_manifest(d, lambda m: m["layers"][1].update(fw_p=99)),
+                              r"'layers\[1\].fw_p': expected an integer in \[-16, 40\], got 99"),
+    "projection not smaller": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(proj_size=9,
+                                                                                          recurrent_size=9)),
+                               r"'layers\[0\].proj_size': expected less than cell_size 9, got 9"),
+    "unknown key": (lambda d: edit_manifest(d, lambda m: m["layers"][0].update(peephole_bit=16)),
+                    r"layers\[0\]: unknown key\(s\) \['layers\[0\].peephole_bit'\]"),
+    "unknown top-level key": (lambda d: edit_manifest(d, lambda m: m.update(n_pe=4)),
+                              r"top level: unknown key\(s\) \['n_pe'\]"),
+    "pointer width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(pointer_bits=20)),
+                      r"'memories.pointer_bits': expected \d+ \(the width of the largest entry depth\), got 20"),
+    "bias width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(bias_bits=40)),
+                   r"'memories.bias_bits': expected \d+ \(the largest gate_acc_bits\), got 40"),
+    "entry width": (lambda d: edit_manifest(d, lambda m: m["memories"].update(entry_bits=16)),
+                    r"'memories.entry_bits': expected 14 \(weight_bits \+ index_bits\), got 16"),
+    "file listed but not part of the model": (
+        lambda d: edit_manifest(d, lambda m: m["files"].update({"pe04_bias.hex": m["files"]["pe00_bias.hex"]})),
+        r"key 'files': lists \['pe04_bias.hex'\], which the model described does not have"),
 }
 
 

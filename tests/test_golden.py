@@ -392,7 +392,7 @@ def test_golden_tracks_the_float_reference():
 
 
 def test_golden_forward_encoded_equals_golden_forward(small_model, tmp_path):
-    from sparselstm.sw import encoder
+    from sparselstm.sw import format as encoder
     qmodel = quantize_model(small_model)
     encoded = encoder.encode(qmodel, 3)
     x_q = random_words(np.random.default_rng(2), qmodel.numerics, (2, 7, 5), 1.0)
@@ -407,7 +407,7 @@ def test_golden_forward_encoded_equals_golden_forward(small_model, tmp_path):
 
 
 def test_golden_command_float_and_raw(small_model, tmp_path, capsys):
-    from sparselstm.sw import encoder
+    from sparselstm.sw import format as encoder
     from sparselstm.cli import main
 
     qmodel = quantize_model(small_model)
@@ -453,7 +453,7 @@ def test_golden_command_float_and_raw(small_model, tmp_path, capsys):
 
 
 def test_golden_command_errors_name_the_file(small_model, tmp_path, capsys):
-    from sparselstm.sw import encoder
+    from sparselstm.sw import format as encoder
     from sparselstm.cli import main
 
     encoder.write_encoded(encoder.encode(quantize_model(small_model), 2), tmp_path / "enc")

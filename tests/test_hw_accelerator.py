@@ -16,7 +16,7 @@ from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send
-from sparselstm.sw.encoder import segment_entries
+from sparselstm.sw.format import segment_entries
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel, random_model

@@ -13,7 +13,7 @@ from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.testing import stream_send
-from sparselstm.sw.encoder import encode, segment_entries
+from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
 

@@ -1,4 +1,4 @@
-"""Model loaders (sw/loaders.py): sparselstm .npz, PyTorch checkpoints, ONNX graphs.
+"""Model loaders (sw/loaders/): sparselstm .npz, PyTorch checkpoints, ONNX graphs.
 
 The PyTorch and ONNX tests double as the independent check of the float reference: a model is built in
 the foreign framework, run there (torch.nn.LSTM, onnxruntime), saved, loaded by us, run by
@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from sparselstm.spec.errors import LoadError, ModelError
+from sparselstm.spec.errors import LoadError
 from sparselstm.sw.loaders import NPZ_FORMAT, load_model, save_npz
 from sparselstm.sw.model import LSTMPModel, random_model
 from sparselstm.sw.reference import reference_forward
@@ -157,7 +157,7 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_save_npz_rejects_non_models(tmp_path):
-    with pytest.raises(ModelError, match="expected an LSTMPModel"):
+    with pytest.raises(TypeError, match="expected an LSTMPModel"):
         save_npz({"w": 1}, tmp_path / "m.npz")
 
 
@@ -585,3 +585,61 @@ def test_onnx_exported_by_pytorch(tmp_path, rng):
 def test_onnx_is_recognised_without_suffix(tmp_path, rng):
     path = onnx_file(tmp_path / "model.bin", onnx_layers(rng, 3, 4, 1, peephole=True))
     assert load_model(path).layers[0].has_peephole
+
+
+# ==== Damaged files and keys a reader would not use ========================================================
+
+
+def flip_bit_in_member(path, member_suffix: str, byte: int = 5, bit: int = 3) -> str:
+    """Flip one bit inside the stored data of the zip member whose name ends with `member_suffix`."""
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(member_suffix))
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = int.from_bytes(data[info.header_offset + 26:info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28:info.header_offset + 30], "little")
+    data[info.header_offset + 30 + name_length + extra_length + byte] ^= 1 << bit
+    path.write_bytes(bytes(data))
+    return info.filename
+
+
+def test_pytorch_damaged_member_is_refused(tmp_path):
+    torch.save(lstm_state(), tmp_path / "m.pt")
+    member = flip_bit_in_member(tmp_path / "m.pt", "data/0")
+    text = load_error(tmp_path / "m.pt")
+    assert text.startswith(f"{tmp_path / 'm.pt'}: damaged PyTorch checkpoint (member {member!r}") and "CRC" in text
+
+
+def test_pytorch_misspelt_key_is_refused_unless_allowed(tmp_path):
+    state = dict(lstm_state())
+    state["peephol_l0"] = torch.zeros(3, 4)
+    torch.save(state, tmp_path / "typo.pt")
+    text = load_error(tmp_path / "typo.pt")
+    assert "unexpected key(s) in the LSTM at '' (top level) 'peephol_l0'" in text
+    assert "pass allow_extra_keys=True (load_model) or --allow-extra-keys (command line)" in text
+    assert load_model(tmp_path / "typo.pt", allow_extra_keys=True).layers[0].peephole is None
+    # keys of other modules (a classifier head beside the LSTM) are not the LSTM's and stay allowed
+    torch.save({**{"lstm." + k: v for k, v in lstm_state().items()}, "lstm.peepole_l0": torch.zeros(3, 4),
+                "head.weight": torch.zeros(2, 4)}, tmp_path / "net.pt")
+    assert "'lstm.peepole_l0'" in load_error(tmp_path / "net.pt")
+    assert "head.weight" not in load_error(tmp_path / "net.pt")
+
+
+def test_onnx_input_outside_the_operator_is_refused_unless_allowed(tmp_path, rng):
+    layers = onnx_layers(rng, 3, 4, 1, peephole=True)
+    path = onnx_file(tmp_path / "m.onnx", layers)
+    model = onnx.load(str(path))
+    node = next(n for n in model.graph.node if n.op_type == "LSTM")
+    node.input[7] = ""
+    node.input.append("P0")     # slot 8: the operator has no such input
+    onnx.save(model, str(path))
+    text = load_error(path)
+    assert "unexpected input(s) of node 'lstm0' 'P0' (slot 8)" in text
+    assert "the LSTM operator has 8 inputs" in text and "allow_extra_keys" in text
+    assert load_model(path, allow_extra_keys=True).layers[0].peephole is None
+
+
+def test_load_model_argument_types(tmp_path):
+    with pytest.raises(TypeError, match="expected a path"):
+        load_model(3)
+    with pytest.raises(TypeError, match="allow_extra_keys"):
+        load_model(tmp_path / "m.npz", allow_extra_keys="yes")

@@ -76,7 +76,7 @@ def test_model_chaining(rng):
         LSTMPModel((first, layer(rng, input_size=3)))
     with pytest.raises(ModelError, match="at least one layer"):
         LSTMPModel(())
-    with pytest.raises(ModelError, match="layer 0: expected an LSTMPLayer, got dict"):
+    with pytest.raises(TypeError, match="layer 0: expected an LSTMPLayer, got dict"):
         LSTMPModel(({},))
     assert isinstance(LSTMPModel([first]).layers, tuple)
 

@@ -158,7 +158,7 @@ def test_bad_inputs_are_user_errors(small_model, x, sequence_starts, message):
 
 
 def test_model_must_be_a_model():
-    with pytest.raises(ParameterError, match="expected an LSTMPModel"):
+    with pytest.raises(TypeError, match="expected an LSTMPModel"):
         reference_forward(object(), np.zeros((1, 1)))
 
 

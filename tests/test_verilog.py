@@ -21,7 +21,7 @@ from sparselstm.hw.sidecar import describe_top
 from sparselstm.hw.verilog import LINT_WAIVERS, TOP_NAME, generate, lint_command
 from sparselstm.sim import tools
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin
-from sparselstm.sw.encoder import encode, write_encoded
+from sparselstm.sw.format import encode, write_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model

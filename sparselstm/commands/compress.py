@@ -129,7 +129,7 @@ def compress_run(args, task, model, balanced: bool, curves):
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.report import build_report, evaluate_dense, evaluate_run, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
-    from ..sw.encoder import write_encoded
+    from ..sw.format import write_encoded
     from ..spec.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.pipeline import format_report

@@ -58,7 +58,7 @@ def read_densities(path: Path) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.encoder import write_encoded
+    from ..sw.format import write_encoded
     from ..spec.errors import ParameterError
     from ..sw.fixedpoint import Numerics
     from ..sw.loaders import load_model

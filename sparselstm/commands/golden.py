@@ -36,7 +36,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.encoder import load_encoded
+    from ..sw.format import load_encoded
     from ..spec.errors import ParameterError
     from ..sw.fixedpoint import dequantize_output, quantize_input
     from ..sw.golden import golden_forward_encoded

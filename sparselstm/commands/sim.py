@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hw.verilog import generate
     from ..sim.runner import run_accelerator_sim
     from ..sim.tools import find_simulator
-    from ..sw.encoder import load_encoded
+    from ..sw.format import load_encoded
     from ..spec.errors import ParameterError
     from ..sw.fixedpoint import dequantize_output, quantize_input
 

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.fixedpoint import activation_tables, table_error
 
     if args.encoded is not None:
-        from ..sw.encoder import load_encoded
+        from ..sw.format import load_encoded
 
         flags = [f.replace("_", "-") for f, v in vars(args).items()
                  if v is not None and f in _numerics_field_names()]

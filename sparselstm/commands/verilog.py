@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..hw.params import HardwareParams
     from ..hw.verilog import generate
-    from ..sw.encoder import load_encoded
+    from ..sw.format import load_encoded
 
     params = HardwareParams(fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
                             max_entry_depth=args.max_entry_depth)

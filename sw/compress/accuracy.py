@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoder import load_encoded
+from ..format import load_encoded
 from ...spec.errors import SparseLSTMError
 from ..loaders import load_model
 from ..pipeline import compress_and_encode, compression_report

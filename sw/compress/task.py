@@ -34,7 +34,7 @@ import numpy as np
 
 from ...spec.errors import ParameterError, SparseLSTMError
 from ...spec.encoded import EncodedModel
-from ..encoder import decode
+from ..format import decode
 from ..fixedpoint import dequantize_output, quantize_input
 from ..golden import golden_forward
 from ..model import LSTMPModel
