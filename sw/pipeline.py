@@ -204,7 +204,8 @@ def format_report(report: dict) -> str:
                          f"{o['entry_bits']:>10} {100 * o['padding'] / max(t['nonzeros'], 1):>10.1f} "
                          f"{o['max_entries_per_pe_per_frame']:>11} {_bits(o['memory_bits']):>11}")
         best, this = best_index_width(options), next(o for o in options if o["index_bits"] == own)
-        if best["index_bits"] != own:
+        # Without entries (nothing survived pruning) no width saves anything: no hint.
+        if best["index_bits"] != own and this["max_entries_per_pe_per_frame"]:
             saved = 1 - best["max_entries_per_pe_per_frame"] / this["max_entries_per_pe_per_frame"]
             memory = best["memory_bits"] / this["memory_bits"] - 1
             lines.append(f"hint: --index-bits {best['index_bits']} gives the busiest PE {100 * saved:.1f} % fewer "
