@@ -36,11 +36,34 @@ from .quantized import QuantizedModel
 DEFAULT_KEY = "default"
 
 
+# Every PE has its own multiplier, entry and pointer memories and accumulators: 4096 PEs need 4096
+# multipliers and 12 288 block memories, beyond the largest FPGAs (ESE used 32). A bound also keeps a
+# mistyped count from writing hundreds of thousands of files.
+MAX_PES = 4096
+
+
 def check_pe_count(n_pes) -> int:
-    """`n_pes` as an int, or a ParameterError (shared by pruning and the encoder)."""
-    if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)) or n_pes < 1:
+    """`n_pes` as an int: TypeError if it is not an integer, ParameterError outside 1..MAX_PES (shared by
+    pruning and the encoder)."""
+    if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)):
+        raise TypeError(f"the number of PEs must be an integer, got {n_pes!r}")
+    if n_pes < 1:
         raise ParameterError(f"the number of PEs must be an integer >= 1, got {n_pes!r}")
+    if n_pes > MAX_PES:
+        raise ParameterError(f"the number of PEs must be at most {MAX_PES}, got {n_pes} (each PE has its own "
+                             f"multiplier and memories: more do not fit any FPGA)")
     return int(n_pes)
+
+
+def check_pe_count_for_model(n_pes, model) -> int:
+    """check_pe_count, and no more PEs than the largest weight matrix of `model` (an LSTMPModel) has rows:
+    rows go to PEs round-robin, so a PE beyond that count would hold no rows of any matrix."""
+    n_pes = check_pe_count(n_pes)
+    rows = max(w.shape[0] for w in model.matrices().values())
+    if n_pes > rows:
+        raise ParameterError(f"{n_pes} PEs for a model whose largest matrix has at most {rows} rows (cells or "
+                             f"projection outputs): PE {rows} would hold no rows; use at most {rows} PEs")
+    return n_pes
 
 
 def _check_density(density, where: str = "density") -> float:

@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.model import random_model
-from sparselstm.sw.pruning import (balanced_keep_count, load_imbalance, prune_matrix, prune_model,
+from sparselstm.sw.pruning import (MAX_PES, balanced_keep_count, check_pe_count, check_pe_count_for_model,
+                                   load_imbalance, prune_matrix, prune_model,
                                    resolve_densities)
 
 
@@ -96,9 +97,10 @@ def test_non_finite_weights_are_rejected():
         prune_matrix(np.array([[1.0, np.nan]]), 0.5, 1)
 
 
-@pytest.mark.parametrize("n_pes", [0, -1, 2.0, None])
-def test_bad_pe_count_is_rejected(n_pes):
-    with pytest.raises(ParameterError, match="PEs"):
+@pytest.mark.parametrize("n_pes, error", [(0, ParameterError), (-1, ParameterError), (2.0, TypeError),
+                                           (None, TypeError)])
+def test_bad_pe_count_is_rejected(n_pes, error):
+    with pytest.raises(error, match="PEs"):
         prune_matrix(np.ones((2, 2)), 0.5, n_pes)
 
 
@@ -177,3 +179,18 @@ def test_load_imbalance_of_a_quantised_model_counts_its_non_zero_words():
     assert quantised_report.hardware["L1.gates"].nonzeros.tolist() == cells_per_pe
     with pytest.raises(ParameterError, match="LSTMPModel or a QuantizedModel"):
         load_imbalance("model.npz", 4)
+
+
+def test_the_pe_count_has_a_hardware_maximum():
+    assert check_pe_count(MAX_PES) == MAX_PES
+    with pytest.raises(ParameterError, match=f"at most {MAX_PES}"):
+        check_pe_count(MAX_PES + 1)
+    with pytest.raises(TypeError, match="integer"):
+        check_pe_count(2.0)
+
+
+def test_a_pe_count_beyond_the_largest_matrix_is_rejected():
+    model = random_model(input_size=5, cell_size=9, proj_size=4, num_layers=2, seed=0)
+    assert check_pe_count_for_model(9, model) == 9
+    with pytest.raises(ParameterError, match="10 PEs.*at most 9 rows.*PE 9 would hold no rows"):
+        check_pe_count_for_model(10, model)
