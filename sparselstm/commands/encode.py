@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._files_and_checks import check_output_dir, save_json
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -63,9 +65,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.fixedpoint import Numerics
     from ..sw.loaders import load_model
     from ..sw.pipeline import compress_and_encode, compression_report, format_report, index_width_options
+    from ..sw.pruning import check_pe_count
 
-    if args.output.exists() and not args.output.is_dir():
-        raise ParameterError(f"{args.output}: exists and is not a directory")
+    check_output_dir(args.output)
+    check_pe_count(args.pes)                        # the model's bound is checked once it is loaded
     overrides = {name: value for name, value in (("weight_bits", args.weight_bits), ("index_bits", args.index_bits),
                                                  ("act_frac", args.act_frac)) if value is not None}
     numerics = Numerics(**overrides)
@@ -82,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     report = compression_report(result)
     report["index_width_options"] = index_width_options(result.qmodel, args.pes)
     write_encoded(result.encoded, args.output)
-    (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    save_json(args.output / "report.json", report)
     print(f"{args.checkpoint}: {model.describe()}")
     print(format_report(report))
     print(f"wrote {args.output}")
