@@ -25,6 +25,13 @@ COMMAND_MODULES = (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the argument (the usage is one --help away), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 # Top-level modules of the optional extras (pyproject.toml) -> the extra that installs them.
 OPTIONAL_MODULES = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "matplotlib": "plots"}
 
@@ -47,7 +54,7 @@ def _unavailable(name: str, module: str, subparsers) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command; a command module that fails to import is a bug and raises, unless what
     is missing is an optional extra (then that command alone reports it when used)."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="sparselstm",
         description="Compress LSTMP models and run them on a sparse FPGA accelerator.",
     )

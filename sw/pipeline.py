@@ -11,7 +11,6 @@ import numpy as np
 
 from ..spec.encoded import GATES_MATRIX, PROJ_MATRIX, EncodedModel
 from .encoder import encode, pe_gate_rows, segment_entries
-from ..spec.errors import ParameterError
 from .fixedpoint import Numerics
 from .model import GATES, LSTMPModel
 from .pruning import check_pe_count_for_model, load_imbalance, prune_model, resolve_densities

@@ -40,6 +40,18 @@ def load_numeric_npy(path: Path, what: str) -> np.ndarray:
     return array
 
 
+def load_json(path: Path, what: str):
+    """The content of a JSON file; `what` names it in errors ("densities")."""
+    if path.is_dir():
+        raise ParameterError(f"{path}: is a directory; expected the {what} JSON file")
+    if not path.is_file():
+        raise ParameterError(f"{path}: {what} file not found")
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f"{path}: not valid JSON ({error})") from None
+
+
 def check_numeric(array: np.ndarray, source) -> None:
     """A real-valued array (float or integer dtype); `source` names it in the error."""
     if array.dtype.kind not in "fiu":
@@ -157,6 +169,16 @@ def save_json(path: Path, data, indent: int = 1) -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # Arguments
+
+
+def add_word_arguments(parser) -> None:
+    """--raw and --starts, of the commands that run act words through an encoded model."""
+    parser.add_argument("--raw", action="store_true",
+                        help="write the integer act words (int64) instead of floats; an integer --input is then "
+                             "taken as act words too")
+    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
+                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence (state "
+                             "cleared); the first frame of each sequence always does")
 
 
 def check_at_least(value: int, minimum: int, flag: str) -> int:

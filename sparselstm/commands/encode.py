@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from ._files_and_checks import check_output_dir, save_json
+from ._files_and_checks import check_output_dir, load_json, save_json
 
 
 def register(subparsers) -> None:
@@ -47,12 +46,7 @@ def read_densities(path: Path) -> dict:
     """A densities JSON file as a dict (matrix names and values are checked by the pruning step)."""
     from ..spec.errors import ParameterError
 
-    if not path.is_file():
-        raise ParameterError(f"{path}: densities file not found")
-    try:
-        densities = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ParameterError(f"{path}: not valid JSON ({error})") from None
+    densities = load_json(path, "densities")
     if not isinstance(densities, dict):
         raise ParameterError(f"{path}: expected a JSON object mapping matrix names to densities, "
                              f"got {type(densities).__name__}")

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from ..spec.errors import ParameterError
-from ._files_and_checks import check_output_file, load_frames, load_sequence_starts, quantize_frames, save_npy
+from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
+                                quantize_frames, save_npy)
 
 
 def register(subparsers) -> None:
@@ -25,12 +26,7 @@ def register(subparsers) -> None:
                              "--raw and an integer dtype, act words as they are")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
                         help="where to write the outputs, shape (T, out) or (B, T, out)")
-    parser.add_argument("--raw", action="store_true",
-                        help="write the integer act words (int64) instead of floats; an integer --input is then "
-                             "taken as act words too")
-    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
-                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence (state "
-                             "cleared); frame 0 always does")
+    add_word_arguments(parser)
     parser.set_defaults(func=run)
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files_and_checks import (check_at_least, check_frames, check_output_dir, check_output_file, load_frames,
-                                load_sequence_starts, quantize_frames, save_json, save_npy)
+from ._files_and_checks import (add_word_arguments, check_at_least, check_frames, check_output_dir, check_output_file,
+                                load_frames, load_sequence_starts, quantize_frames, save_json, save_npy)
 
 
 def _probability(text: str) -> float:
@@ -57,12 +57,7 @@ def register(subparsers) -> None:
                                  "accelerator's, e.g. the dense model before compression")
     classifier.add_argument("--count", type=int, default=20, metavar="N",
                             help="how many utterances to run, spread evenly over the feature set (default 20)")
-    parser.add_argument("--raw", action="store_true",
-                        help="write the integer act words (int64) instead of floats; an integer --input is then "
-                             "taken as act words too")
-    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
-                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence, besides "
-                             "the first frame of each sequence")
+    add_word_arguments(parser)
     parser.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                         help="Verilator builds in about a minute and runs fast; Icarus builds in a second and "
                              "runs about 100x slower (default: verilator)")
@@ -170,7 +165,6 @@ def run(args: argparse.Namespace) -> int:
             check_output_file(path, flag)
     if args.build_dir is not None:
         check_output_dir(args.build_dir, "--build-dir")
-    find_simulator(args.simulator)                 # fail before any work if it is missing
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
     utterances = float_model = None
@@ -182,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         x = load_frames(args.input, encoded.layers[0].input_size)
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
     x_q, saturated = quantize_frames(x, numerics, args.raw, "sim")
+    find_simulator(args.simulator)                 # fail before any work if it is missing
     params = HardwareParams() if args.fifo_depth is None else HardwareParams(fifo_depth=args.fifo_depth)
 
     temporary = args.build_dir is None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import shlex
 import sys
 import time
+from pathlib import Path
+
+from ._files_and_checks import check_at_least, check_output_file
 
 
 def register(subparsers):
@@ -35,6 +38,11 @@ def register(subparsers):
 def run(args):
     from ..spec.errors import SparseLSTMError
 
+    for flag in ("cells", "layers", "epochs", "batch_size", "threads"):
+        check_at_least(getattr(args, flag), 1, "--" + flag.replace("_", "-"))
+    check_at_least(args.proj, 0, "--proj")
+    if args.output and not args.evaluate:
+        check_output_file(Path(args.output))
     try:
         import torch
     except ImportError:
