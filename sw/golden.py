@@ -81,9 +81,9 @@ def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list 
 
 def _prepare(qmodel, x_q, tables, sequence_starts):
     if not isinstance(qmodel, QuantizedModel):
-        raise ParameterError(f"qmodel: expected a QuantizedModel, got {type(qmodel).__name__}")
+        raise TypeError(f"qmodel: expected a QuantizedModel, got {type(qmodel).__name__}")
     if not isinstance(qmodel.numerics, Numerics):
-        raise ParameterError(f"qmodel.numerics: expected a Numerics, got {type(qmodel.numerics).__name__}")
+        raise TypeError(f"qmodel.numerics: expected a Numerics, got {type(qmodel.numerics).__name__}")
     numerics = qmodel.numerics
     for k, layer in enumerate(qmodel.layers):
         # The products W * x * 2**(FW - fw) land at act_frac + FW fractional bits; the bias must be there too.

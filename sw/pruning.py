@@ -68,7 +68,7 @@ def check_pe_count_for_model(n_pes, model) -> int:
 
 def _check_density(density, where: str = "density") -> float:
     if isinstance(density, bool) or not isinstance(density, (int, float, np.integer, np.floating)):
-        raise ParameterError(f"{where}: expected a number in [0, 1], got {density!r}")
+        raise TypeError(f"{where}: expected a number in [0, 1], got {density!r}")
     density = float(density)
     if not 0.0 <= density <= 1.0:  # also rejects NaN
         raise ParameterError(f"{where}: density must be in [0, 1], got {density}")
@@ -218,7 +218,7 @@ def _named_matrices(model) -> dict[str, np.ndarray]:
             if layer.w_proj is not None:
                 out[f"L{k}.proj"] = layer.w_proj
         return out
-    raise ParameterError(f"load_imbalance: expected an LSTMPModel or a QuantizedModel, got {type(model).__name__}")
+    raise TypeError(f"load_imbalance: expected an LSTMPModel or a QuantizedModel, got {type(model).__name__}")
 
 
 def load_imbalance(model, n_pes: int) -> LoadImbalance:

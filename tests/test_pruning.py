@@ -86,9 +86,10 @@ def test_density_edges(balanced):
     assert prune_matrix(w, 1.0, 3, balanced).all()
 
 
-@pytest.mark.parametrize("density", [-0.1, 1.5, float("nan"), "0.5", True])
-def test_bad_density_is_rejected(density):
-    with pytest.raises(ParameterError, match="density"):
+@pytest.mark.parametrize("density, error", [(-0.1, ParameterError), (1.5, ParameterError),
+                                            (float("nan"), ParameterError), ("0.5", TypeError), (True, TypeError)])
+def test_bad_density_is_rejected(density, error):
+    with pytest.raises(error, match="density"):
         prune_matrix(np.ones((2, 2)), density, 1)
 
 
@@ -177,7 +178,7 @@ def test_load_imbalance_of_a_quantised_model_counts_its_non_zero_words():
     cells_per_pe = [np.count_nonzero(w_gates[[k * 13 + j for k in range(4) for j in range(p, 13, 4)]])
                     for p in range(4)]
     assert quantised_report.hardware["L1.gates"].nonzeros.tolist() == cells_per_pe
-    with pytest.raises(ParameterError, match="LSTMPModel or a QuantizedModel"):
+    with pytest.raises(TypeError, match="LSTMPModel or a QuantizedModel"):
         load_imbalance("model.npz", 4)
 
 

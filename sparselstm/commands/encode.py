@@ -50,6 +50,9 @@ def read_densities(path: Path) -> dict:
     if not isinstance(densities, dict):
         raise ParameterError(f"{path}: expected a JSON object mapping matrix names to densities, "
                              f"got {type(densities).__name__}")
+    for name, value in densities.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"{path}: densities[{name!r}]: expected a number in [0, 1], got {value!r}")
     return densities
 
 
