@@ -121,7 +121,8 @@ CASES = {
                                "--simulator icarus", ["--report", "cannot write"]),
     "sim: build dir is a file": ("sim {d}/enc -i {d}/x.npy -o {out}/y.npy --build-dir {d}/a_file --simulator icarus",
                                  ["--build-dir", "not a directory"]),
-    "sim: wrong width": ("sim {d}/enc -i {d}/x_wide.npy -o {out}/y.npy --simulator icarus", ["x_wide.npy", "(2, 3, 5)"]),
+    "sim: wrong width": ("sim {d}/enc -i {d}/x_wide.npy -o {out}/y.npy --simulator icarus",
+                         ["x_wide.npy", "(2, 3, 5)"]),
     "sim: B = 0": ("sim {d}/enc -i {d}/x_b0.npy -o {out}/y.npy --simulator icarus", ["x_b0.npy", "B, T >= 1"]),
     "sim: NaN": ("sim {d}/enc -i {d}/x_nan.npy -o {out}/y.npy --simulator icarus", ["x_nan.npy", "non-finite"]),
     "sim: starts of the wrong shape": ("sim {d}/enc -i {d}/x.npy -o {out}/y.npy --starts {d}/starts_short.npy "
