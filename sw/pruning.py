@@ -37,21 +37,19 @@ DEFAULT_KEY = "default"
 
 
 # Every PE has its own multiplier, entry and pointer memories and accumulators: 4096 PEs need 4096
-# multipliers and 12 288 block memories, beyond the largest FPGAs (ESE used 32). A bound also keeps a
-# mistyped count from writing hundreds of thousands of files.
+# multipliers and three memories each, more than FPGAs of ESE's class hold (ESE: 32 PEs on a KU060 with
+# 2760 DSP slices). A bound also keeps a mistyped count from writing hundreds of thousands of files.
 MAX_PES = 4096
 
 
 def check_pe_count(n_pes) -> int:
-    """`n_pes` as an int: TypeError if it is not an integer, ParameterError outside 1..MAX_PES (shared by
-    pruning and the encoder)."""
-    if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)):
-        raise TypeError(f"the number of PEs must be an integer, got {n_pes!r}")
-    if n_pes < 1:
+    """`n_pes` as an int, or a ParameterError if it is not an integer in 1..MAX_PES (shared by pruning and
+    the encoder, whose callers expect a ParameterError for any bad count)."""
+    if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)) or n_pes < 1:
         raise ParameterError(f"the number of PEs must be an integer >= 1, got {n_pes!r}")
     if n_pes > MAX_PES:
         raise ParameterError(f"the number of PEs must be at most {MAX_PES}, got {n_pes} (each PE has its own "
-                             f"multiplier and memories: more do not fit any FPGA)")
+                             f"multiplier and memories; ESE used 32)")
     return int(n_pes)
 
 

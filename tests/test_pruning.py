@@ -98,10 +98,9 @@ def test_non_finite_weights_are_rejected():
         prune_matrix(np.array([[1.0, np.nan]]), 0.5, 1)
 
 
-@pytest.mark.parametrize("n_pes, error", [(0, ParameterError), (-1, ParameterError), (2.0, TypeError),
-                                           (None, TypeError)])
-def test_bad_pe_count_is_rejected(n_pes, error):
-    with pytest.raises(error, match="PEs"):
+@pytest.mark.parametrize("n_pes", [0, -1, 2.0, None])
+def test_bad_pe_count_is_rejected(n_pes):
+    with pytest.raises(ParameterError, match="PEs"):
         prune_matrix(np.ones((2, 2)), 0.5, n_pes)
 
 
@@ -186,8 +185,6 @@ def test_the_pe_count_has_a_hardware_maximum():
     assert check_pe_count(MAX_PES) == MAX_PES
     with pytest.raises(ParameterError, match=f"at most {MAX_PES}"):
         check_pe_count(MAX_PES + 1)
-    with pytest.raises(TypeError, match="integer"):
-        check_pe_count(2.0)
 
 
 def test_a_pe_count_beyond_the_largest_matrix_is_rejected():
