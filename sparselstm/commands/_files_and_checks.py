@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -160,6 +161,11 @@ def _write(path: Path, write) -> None:
 def save_npy(path: Path, array: np.ndarray) -> None:
     """`array` to the .npy file `path` (exactly that name), parents created."""
     _write(path, lambda stream: np.save(stream, array))
+
+
+def command_line() -> str:
+    """The command as typed, recorded in the files it writes (provenance)."""
+    return shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else ""
 
 
 def save_json(path: Path, data, indent: int = 1) -> None:

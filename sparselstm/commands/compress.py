@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
-from ._files_and_checks import check_at_least, check_output_dir, save_json
+from ._files_and_checks import check_at_least, check_output_dir, command_line, save_json
 from .sensitivity import add_task_arguments, open_task
 
 
@@ -175,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             primary_result = result
             # Save now: the task (e.g. the classifier head) holds this run's fine-tuned state.
             saved = task.save_model(result.model, args.output / "pruned",
-                                    command=shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
+                                    command=command_line(),
                                     compression=result.summary())
         runs[name] = evaluate_run(task, result, args.test_split, settings, allocation)
         if name == "primary":
@@ -189,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
     save_json(args.output / "encoded" / "report.json", encode_report)
     save_json(args.output / "densities.json", primary_result.densities)
     report = build_report(task, dense, runs, "primary", args.test_split,
-                          extra={"command": shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
+                          extra={"command": command_line(),
                                  "checkpoint": str(args.checkpoint), "pruned": [str(p) for p in saved],
                                  "encoded": str(args.output / "encoded")})
     written = write_report(report, args.output)
