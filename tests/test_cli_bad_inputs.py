@@ -36,6 +36,7 @@ def files(tmp_path_factory):
         "x_inf": np.full((3, INPUT), np.inf),
         "x_text": np.array([["a"] * INPUT] * 3),
         "x_complex": np.ones((3, INPUT), dtype=complex),
+        "x_words_too_big": np.full((3, INPUT), 1 << 20, dtype=np.int64),
         "starts_short": np.ones(2, dtype=bool),
         "starts_float": np.full((2, 3), 0.5),
     }
@@ -91,6 +92,8 @@ CASES = {
                                           ["starts_short.npy", "(2, 3)"]),
     "golden: starts not boolean": ("golden {d}/enc -i {d}/x.npy -o {out}/y.npy --starts {d}/starts_float.npy",
                                    ["starts_float.npy", "booleans"]),
+    "golden: raw words beyond the act word": ("golden {d}/enc -i {d}/x_words_too_big.npy -o {out}/y.npy --raw",
+                                              ["x_words_too_big.npy", "--raw", "16-bit"]),
     "golden: output is a directory": ("golden {d}/enc -i {d}/x.npy -o {d}", ["--output", "is a directory"]),
     "golden: unwritable output": ("golden {d}/enc -i {d}/x.npy -o " + UNWRITABLE + "/y.npy", ["cannot write"]),
     # encode
@@ -124,6 +127,8 @@ CASES = {
     "sim: wrong width": ("sim {d}/enc -i {d}/x_wide.npy -o {out}/y.npy --simulator icarus",
                          ["x_wide.npy", "(2, 3, 5)"]),
     "sim: B = 0": ("sim {d}/enc -i {d}/x_b0.npy -o {out}/y.npy --simulator icarus", ["x_b0.npy", "B, T >= 1"]),
+    "sim: raw words beyond the act word": ("sim {d}/enc -i {d}/x_words_too_big.npy -o {out}/y.npy --raw "
+                                           "--simulator icarus", ["x_words_too_big.npy", "16-bit"]),
     "sim: NaN": ("sim {d}/enc -i {d}/x_nan.npy -o {out}/y.npy --simulator icarus", ["x_nan.npy", "non-finite"]),
     "sim: starts of the wrong shape": ("sim {d}/enc -i {d}/x.npy -o {out}/y.npy --starts {d}/starts_short.npy "
                                        "--simulator icarus", ["starts_short.npy", "(2, 3)"]),

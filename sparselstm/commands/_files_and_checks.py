@@ -91,13 +91,17 @@ def load_sequence_starts(path: Path, frames_shape: tuple) -> np.ndarray:
     return starts
 
 
-def quantize_frames(x: np.ndarray, numerics, raw: bool, command: str) -> tuple[np.ndarray, int]:
-    """Input frames as act words and how many saturated: integer frames as they are with --raw, else
-    quantised, with a warning on stderr when some saturate."""
+def quantize_frames(x: np.ndarray, numerics, raw: bool, command: str, source) -> tuple[np.ndarray, int]:
+    """Input frames as act words and how many saturated: integer frames as they are with --raw (they must
+    fit the act word), else quantised, with a warning on stderr when some saturate."""
     from ..sw.fixedpoint import quantize_input
 
     if raw and x.dtype.kind in "iu":
-        return x, 0                                  # already act words; the golden model checks their range
+        low, high = -(1 << (numerics.act_bits - 1)), (1 << (numerics.act_bits - 1)) - 1
+        if int(x.min()) < low or int(x.max()) > high:
+            raise ParameterError(f"{source}: with --raw, integer inputs are act words, but some lie outside the "
+                                 f"{numerics.act_bits}-bit range [{low}, {high}]")
+        return x, 0
     x_q, saturated = quantize_input(x, numerics)
     if saturated:
         limit = 2.0 ** (numerics.act_bits - 1 - numerics.act_frac)
@@ -132,7 +136,6 @@ def check_output_file(path: Path, flag: str = "--output") -> None:
     if path.exists():
         if not os.access(path, os.W_OK):
             raise ParameterError(f"{flag} {path}: exists and is not writable")
-        _check_creatable_in(path, flag)              # np.save replaces it: the directory must be writable too
     else:
         _check_creatable_in(path, flag)
 

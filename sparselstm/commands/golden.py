@@ -6,7 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..spec.errors import ParameterError
 from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
                                 quantize_frames, save_npy)
 
@@ -40,12 +39,9 @@ def run(args: argparse.Namespace) -> int:
     numerics = encoded.numerics
     x = load_frames(args.input, encoded.layers[0].input_size)
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
-    x_q, _ = quantize_frames(x, numerics, args.raw, "golden")
+    x_q, _ = quantize_frames(x, numerics, args.raw, "golden", args.input)
     saturation: list[dict] = []
-    try:
-        y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation)
-    except ParameterError as error:
-        raise ParameterError(f"{args.input}: {error}") from None   # raw words outside the act range
+    y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation)
 
     _report_saturation(saturation)
 

@@ -175,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         x = load_frames(args.input, encoded.layers[0].input_size)
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
-    x_q, saturated = quantize_frames(x, numerics, args.raw, "sim")
+    x_q, saturated = quantize_frames(x, numerics, args.raw, "sim", args.input or args.features)
     find_simulator(args.simulator)                 # fail before any work if it is missing
     params = HardwareParams() if args.fifo_depth is None else HardwareParams(fifo_depth=args.fifo_depth)
 
