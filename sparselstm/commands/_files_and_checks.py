@@ -65,7 +65,11 @@ def check_frames(array: np.ndarray, input_size: int, source) -> None:
     The commands reject an empty batch although the library accepts it: an empty X.npy is a mistake of
     the user's, not a run worth writing an empty output file for (and a simulation of it checks nothing)."""
     check_numeric(array, source)
-    if array.ndim not in (2, 3) or array.shape[-1] != input_size or 0 in array.shape:
+    if array.ndim in (2, 3) and array.shape[-1] != input_size:
+        raise ParameterError(f"{source}: input: last dimension is {array.shape[-1]}, the model's input size is "
+                             f"{input_size}; expected shape (T, {input_size}) or (B, T, {input_size}), "
+                             f"got {array.shape}")
+    if array.ndim not in (2, 3) or 0 in array.shape:
         raise ParameterError(f"{source}: expected shape (T, {input_size}) or (B, T, {input_size}) with B, T >= 1, "
                              f"got {array.shape}")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
