@@ -25,8 +25,36 @@ COMMAND_MODULES = (
 )
 
 
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors as one line naming the argument (the usage is one --help away), like every other error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# Top-level modules of the optional extras (pyproject.toml) -> the extra that installs them.
+OPTIONAL_MODULES = {"torch": "torch", "onnx": "onnx", "onnxruntime": "onnx", "matplotlib": "plots"}
+
+
+def _unavailable(name: str, module: str, subparsers) -> None:
+    """A command whose module needs a missing optional extra: it parses anything and reports the extra,
+    so that every other command still works."""
+    from .spec.errors import SparseLSTMError
+
+    message = f"needs {module}, which is not installed: pip install 'sparselstm[{OPTIONAL_MODULES[module]}]'"
+    parser = subparsers.add_parser(name, help=f"(unavailable: {message})", description=message)
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def report(args):
+        raise SparseLSTMError(message)
+
+    parser.set_defaults(func=report)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    """The parser of every command; a command module that fails to import is a bug and raises, unless what
+    is missing is an optional extra (then that command alone reports it when used)."""
+    parser = _OneLineErrorParser(
         prog="sparselstm",
         description="Compress LSTMP models and run them on a sparse FPGA accelerator.",
     )
@@ -36,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(f"sparselstm.commands.{name}")
         except ModuleNotFoundError as error:
-            if error.name == f"sparselstm.commands.{name}":
-                continue  # not written yet
-            raise
+            missing = (error.name or "").partition(".")[0]
+            if missing not in OPTIONAL_MODULES:
+                raise
+            _unavailable(name, missing, subparsers)
+            continue
         module.register(subparsers)
     return parser
 

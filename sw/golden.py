@@ -27,7 +27,8 @@ def golden_forward(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=Non
                    saturation: list | None = None) -> np.ndarray:
     """Run the fixed-point forward pass over input words x_q.
 
-    x_q: integer (T, I) one sequence, or (B, T, I) a batch of B independent streams, act words.
+    x_q: integer (T, I) one sequence, or (B, T, I) a batch of B independent streams, act words; T >= 1
+        (frame 0 starts the sequences), B = 0 gives an empty (0, T, out) result.
     tables: the sigmoid/tanh tables (default activation_tables(qmodel.numerics)); pass an encoded model's
         tables to run exactly what the hardware reads.
     sequence_starts: optional bool (T,) or (B, T): where True every layer's state is cleared before that
@@ -38,6 +39,11 @@ def golden_forward(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=Non
     Returns int64 (T, out) or (B, T, out) act words.
     """
     words, single, starts, tables = _prepare(qmodel, x_q, tables, sequence_starts)
+    if words.shape[0] == 0:
+        # No sequences, no outputs (as reference_forward): an empty batch is a valid batch.
+        if saturation is not None:
+            saturation.extend(_new_counts() for _ in qmodel.layers)
+        return np.zeros((0, words.shape[1], qmodel.output_size), dtype=np.int64)
     signal = words
     for layer in qmodel.layers:
         counts = None if saturation is None else _new_counts()
@@ -75,9 +81,9 @@ def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list 
 
 def _prepare(qmodel, x_q, tables, sequence_starts):
     if not isinstance(qmodel, QuantizedModel):
-        raise ParameterError(f"qmodel: expected a QuantizedModel, got {type(qmodel).__name__}")
+        raise TypeError(f"qmodel: expected a QuantizedModel, got {type(qmodel).__name__}")
     if not isinstance(qmodel.numerics, Numerics):
-        raise ParameterError(f"qmodel.numerics: expected a Numerics, got {type(qmodel.numerics).__name__}")
+        raise TypeError(f"qmodel.numerics: expected a Numerics, got {type(qmodel.numerics).__name__}")
     numerics = qmodel.numerics
     for k, layer in enumerate(qmodel.layers):
         # The products W * x * 2**(FW - fw) land at act_frac + FW fractional bits; the bias must be there too.

@@ -11,10 +11,9 @@ import numpy as np
 
 from ..spec.encoded import GATES_MATRIX, PROJ_MATRIX, EncodedModel
 from .format import encode, pe_gate_rows, segment_entries
-from ..spec.errors import ParameterError
 from .fixedpoint import Numerics
 from .model import GATES, LSTMPModel
-from .pruning import load_imbalance, prune_model, resolve_densities
+from .pruning import check_pe_count_for_model, load_imbalance, prune_model, resolve_densities
 from .quantize import quantize_model
 from .quantized import QuantizedModel
 
@@ -37,11 +36,13 @@ class CompressedModel:
 def compress_and_encode(model: LSTMPModel, n_pes: int, density=1.0, balanced: bool = True,
                         numerics: Numerics | None = None) -> CompressedModel:
     """Prune (`density`: a number or a mapping per matrix name, see pruning.prune_model), quantise with
-    `numerics` (default Numerics()) and encode for `n_pes` PEs. Density 1.0 keeps the model's own zeros."""
+    `numerics` (default Numerics()) and encode for `n_pes` PEs (at most the largest matrix's rows, see
+    pruning.check_pe_count_for_model). Density 1.0 keeps the model's own zeros."""
     if not isinstance(model, LSTMPModel):
-        raise ParameterError(f"compress_and_encode: expected an LSTMPModel, got {type(model).__name__}")
+        raise TypeError(f"compress_and_encode: expected an LSTMPModel, got {type(model).__name__}")
     numerics = Numerics() if numerics is None else numerics
     densities = resolve_densities(density, model.matrices())
+    check_pe_count_for_model(n_pes, model)
     pruned, masks = prune_model(model, densities, n_pes, balanced)
     qmodel = quantize_model(pruned, numerics)
     return CompressedModel(model=model, densities=densities, balanced=bool(balanced), pruned=pruned,
@@ -204,7 +205,8 @@ def format_report(report: dict) -> str:
                          f"{o['entry_bits']:>10} {100 * o['padding'] / max(t['nonzeros'], 1):>10.1f} "
                          f"{o['max_entries_per_pe_per_frame']:>11} {_bits(o['memory_bits']):>11}")
         best, this = best_index_width(options), next(o for o in options if o["index_bits"] == own)
-        if best["index_bits"] != own:
+        # Without entries (nothing survived pruning) no width saves anything: no hint.
+        if best["index_bits"] != own and this["max_entries_per_pe_per_frame"]:
             saved = 1 - best["max_entries_per_pe_per_frame"] / this["max_entries_per_pe_per_frame"]
             memory = best["memory_bits"] / this["memory_bits"] - 1
             lines.append(f"hint: --index-bits {best['index_bits']} gives the busiest PE {100 * saved:.1f} % fewer "

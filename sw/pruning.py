@@ -36,16 +36,37 @@ from .quantized import QuantizedModel
 DEFAULT_KEY = "default"
 
 
+# Every PE has its own multiplier, entry and pointer memories and accumulators: 4096 PEs need 4096
+# multipliers and three memories each, more than FPGAs of ESE's class hold (ESE: 32 PEs on a KU060 with
+# 2760 DSP slices). A bound also keeps a mistyped count from writing hundreds of thousands of files.
+MAX_PES = 4096
+
+
 def check_pe_count(n_pes) -> int:
-    """`n_pes` as an int, or a ParameterError (shared by pruning and the encoder)."""
+    """`n_pes` as an int, or a ParameterError if it is not an integer in 1..MAX_PES (shared by pruning and
+    the encoder, whose callers expect a ParameterError for any bad count)."""
     if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)) or n_pes < 1:
         raise ParameterError(f"the number of PEs must be an integer >= 1, got {n_pes!r}")
+    if n_pes > MAX_PES:
+        raise ParameterError(f"the number of PEs must be at most {MAX_PES}, got {n_pes} (each PE has its own "
+                             f"multiplier and memories; ESE used 32)")
     return int(n_pes)
+
+
+def check_pe_count_for_model(n_pes, model) -> int:
+    """check_pe_count, and no more PEs than the largest weight matrix of `model` (an LSTMPModel) has rows:
+    rows go to PEs round-robin, so a PE beyond that count would hold no rows of any matrix."""
+    n_pes = check_pe_count(n_pes)
+    rows = max(w.shape[0] for w in model.matrices().values())
+    if n_pes > rows:
+        raise ParameterError(f"{n_pes} PEs for a model whose largest matrix has at most {rows} rows (cells or "
+                             f"projection outputs): PE {rows} would hold no rows; use at most {rows} PEs")
+    return n_pes
 
 
 def _check_density(density, where: str = "density") -> float:
     if isinstance(density, bool) or not isinstance(density, (int, float, np.integer, np.floating)):
-        raise ParameterError(f"{where}: expected a number in [0, 1], got {density!r}")
+        raise TypeError(f"{where}: expected a number in [0, 1], got {density!r}")
     density = float(density)
     if not 0.0 <= density <= 1.0:  # also rejects NaN
         raise ParameterError(f"{where}: density must be in [0, 1], got {density}")
@@ -195,7 +216,7 @@ def _named_matrices(model) -> dict[str, np.ndarray]:
             if layer.w_proj is not None:
                 out[f"L{k}.proj"] = layer.w_proj
         return out
-    raise ParameterError(f"load_imbalance: expected an LSTMPModel or a QuantizedModel, got {type(model).__name__}")
+    raise TypeError(f"load_imbalance: expected an LSTMPModel or a QuantizedModel, got {type(model).__name__}")
 
 
 def load_imbalance(model, n_pes: int) -> LoadImbalance:

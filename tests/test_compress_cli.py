@@ -146,10 +146,10 @@ def test_compress_with_a_user_task_file_and_no_finetuning(tmp_path, capsys):
     assert report["metric"] == "-mse" and abs(report["runs"]["primary"]["overall_density"] - 0.5) < 0.05
     # Asking it to fine-tune is a clear error.
     assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"),
-                 "--target-density", "0.5", "-o", str(out), "-q"]) == 1
+                 "--target-density", "0.5", "--pes", "2", "-o", str(out), "-q"]) == 1
     assert "cannot fine-tune" in one_error_line(capsys, "compress")
     assert main(["compress", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"), "--epochs", "0",
-                 "--target-density", "0.5", "--distill", "0.5", "-o", str(out), "-q"]) == 1
+                 "--target-density", "0.5", "--distill", "0.5", "--pes", "2", "-o", str(out), "-q"]) == 1
     assert "is not the built-in one" in one_error_line(capsys, "compress")
 
 

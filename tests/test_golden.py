@@ -476,3 +476,19 @@ def test_golden_rejects_an_inconsistent_accumulator_precision():
                          facc=n.act_frac + 10, bias=layer.bias)
     with pytest.raises(ParameterError, match="facc = 21.*23"):
         golden_forward(QuantizedModel(n, (bad,)), np.zeros((2, 2), dtype=np.int64))
+
+
+def test_an_empty_batch_gives_an_empty_result_and_no_frames_is_an_error(small_model):
+    """B = 0 sequences have no outputs: (0, T, out), as reference_forward gives. T = 0 frames has no
+    frame 0 to start the sequences at: an error naming the shape."""
+    from sparselstm.sw import encoder
+
+    qmodel = quantize_model(small_model)
+    empty = golden_forward(qmodel, np.zeros((0, 4, small_model.input_size), dtype=np.int64))
+    assert empty.shape == (0, 4, small_model.output_size) and empty.dtype == np.int64
+    assert reference_forward(small_model, np.zeros((0, 4, small_model.input_size))).shape == empty.shape
+    encoded = encoder.encode(qmodel, 2)
+    assert golden_forward_encoded(encoded, np.zeros((0, 4, small_model.input_size), dtype=np.int64)).shape == \
+        empty.shape
+    with pytest.raises(ParameterError, match=r"T >= 1, got \(2, 0, 5\)"):
+        golden_forward(qmodel, np.zeros((2, 0, small_model.input_size), dtype=np.int64))

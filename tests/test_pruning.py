@@ -6,7 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.model import random_model
-from sparselstm.sw.pruning import (balanced_keep_count, load_imbalance, prune_matrix, prune_model,
+from sparselstm.sw.pruning import (MAX_PES, balanced_keep_count, check_pe_count, check_pe_count_for_model,
+                                   load_imbalance, prune_matrix, prune_model,
                                    resolve_densities)
 
 
@@ -85,9 +86,10 @@ def test_density_edges(balanced):
     assert prune_matrix(w, 1.0, 3, balanced).all()
 
 
-@pytest.mark.parametrize("density", [-0.1, 1.5, float("nan"), "0.5", True])
-def test_bad_density_is_rejected(density):
-    with pytest.raises(ParameterError, match="density"):
+@pytest.mark.parametrize("density, error", [(-0.1, ParameterError), (1.5, ParameterError),
+                                            (float("nan"), ParameterError), ("0.5", TypeError), (True, TypeError)])
+def test_bad_density_is_rejected(density, error):
+    with pytest.raises(error, match="density"):
         prune_matrix(np.ones((2, 2)), density, 1)
 
 
@@ -175,5 +177,18 @@ def test_load_imbalance_of_a_quantised_model_counts_its_non_zero_words():
     cells_per_pe = [np.count_nonzero(w_gates[[k * 13 + j for k in range(4) for j in range(p, 13, 4)]])
                     for p in range(4)]
     assert quantised_report.hardware["L1.gates"].nonzeros.tolist() == cells_per_pe
-    with pytest.raises(ParameterError, match="LSTMPModel or a QuantizedModel"):
+    with pytest.raises(TypeError, match="LSTMPModel or a QuantizedModel"):
         load_imbalance("model.npz", 4)
+
+
+def test_the_pe_count_has_a_hardware_maximum():
+    assert check_pe_count(MAX_PES) == MAX_PES
+    with pytest.raises(ParameterError, match=f"at most {MAX_PES}"):
+        check_pe_count(MAX_PES + 1)
+
+
+def test_a_pe_count_beyond_the_largest_matrix_is_rejected():
+    model = random_model(input_size=5, cell_size=9, proj_size=4, num_layers=2, seed=0)
+    assert check_pe_count_for_model(9, model) == 9
+    with pytest.raises(ParameterError, match="10 PEs.*at most 9 rows.*PE 9 would hold no rows"):
+        check_pe_count_for_model(10, model)

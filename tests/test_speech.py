@@ -354,3 +354,51 @@ def test_data_command_small_digits(tmp_path):
     voices = {s: set(v) for s, v in manifest["voices"].items()}
     assert not voices["train"] & voices["test"] and len(voices["train"]) > 400
     assert Task.load(tmp_path).split("train").features.shape == (1000, 49, 80)
+
+
+# --------------------------------------------------------------------------------- utterance samples
+
+
+def _sample_parts(rng, vocabulary=("yes", "no", "up")):
+    features = FeatureSet(rng.normal(size=(9, 4, 3)).astype(np.float32), np.arange(9) % 3, vocabulary)
+    head = ClassifierHead(rng.normal(size=3), rng.uniform(1, 2, 3), rng.normal(size=(3, 2)), np.zeros(3),
+                          vocabulary)
+    return features, head
+
+
+def test_utterance_sample_picks_evenly_and_classifies():
+    from sparselstm.sw.speech.utterances import UtteranceSample
+
+    rng = np.random.default_rng(0)
+    features, head = _sample_parts(rng)
+    sample = UtteranceSample(head, features, 3, lstm_size=(3, 2))
+    assert sample.picks.tolist() == [0, 4, 8] and sample.labels.tolist() == [0, 1, 2]
+    np.testing.assert_allclose(sample.inputs, (features.features[[0, 4, 8]] - head.mean) / head.std)
+    outputs = rng.normal(size=(3, 4, 2))
+    floats = rng.normal(size=(3, 4, 2))
+    result = sample.classify(outputs, floats, "dense.npz")
+    expected = (outputs.mean(axis=1) @ head.weight.T).argmax(axis=1)
+    assert result["accelerator_predictions"] == expected.tolist()
+    assert result["accelerator_accuracy"] == np.mean(expected == [0, 1, 2])
+    assert result["float_model"] == "dense.npz"
+    lines = sample.format_classification(result)
+    assert len(lines) == 5 and lines[1].split()[:2] == ["0", "yes"] and "% correct" in lines[-1]
+    assert "float model" not in "\n".join(sample.format_classification(sample.classify(outputs)))
+
+
+def test_utterance_sample_rejects_what_does_not_fit_the_lstm():
+    from sparselstm.spec.errors import ParameterError
+    from sparselstm.sw.speech.utterances import UtteranceSample
+
+    rng = np.random.default_rng(1)
+    features, head = _sample_parts(rng)
+    with pytest.raises(ParameterError, match="the LSTM takes 5"):
+        UtteranceSample(head, features, 3, lstm_size=(5, 2))
+    with pytest.raises(ParameterError, match="takes 2 LSTM outputs, but the LSTM gives 4"):
+        UtteranceSample(head, features, 3, lstm_size=(3, 4))
+    with pytest.raises(ParameterError, match="count must be at least 1"):
+        UtteranceSample(head, features, 0, lstm_size=(3, 2))
+    with pytest.raises(TypeError, match="count"):
+        UtteranceSample(head, features, 2.5, lstm_size=(3, 2))
+    with pytest.raises(ParameterError, match="vocabulary"):
+        UtteranceSample(_sample_parts(rng, ("a", "b", "c"))[1], features, 3, lstm_size=(3, 2))

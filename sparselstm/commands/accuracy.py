@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from ._files_and_checks import check_output_file, save_json
 
 
 def register(subparsers) -> None:
@@ -34,16 +35,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.accuracy import evaluate_shipped
     from ..sw.compress.density import check_target
-    from ..spec.errors import ParameterError
     from ..sw.pruning import check_pe_count
 
     check_target(args.density)
     check_pe_count(args.pes)
-    if args.output.is_dir():
-        raise ParameterError(f"{args.output}: is a directory; give the JSON file to write")
+    check_output_file(args.output)
     results = evaluate_shipped(args.models, args.pes, args.density, progress=not args.quiet)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=1) + "\n")
+    save_json(args.output, results)
     for m in results["models"]:
         ratio = f", {m['compression']:.1f}x smaller" if m["compression"] else ""
         print(f"{m['checkpoint']} on {m['test_set']} ({m['utterances']} utterances): dense float "

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 from pathlib import Path
 
+from ._files_and_checks import check_at_least, check_output_dir, command_line, save_json
 from .sensitivity import add_task_arguments, open_task
 
 
@@ -74,16 +72,11 @@ def register(subparsers) -> None:
 def _check_arguments(args) -> None:
     from ..sw.compress.density import check_target
     from ..spec.errors import ParameterError
-    from ..sw.pruning import check_pe_count
 
     check_target(args.target_density)
-    check_pe_count(args.pes)
-    if args.output.exists() and not args.output.is_dir():
-        raise ParameterError(f"{args.output}: exists and is not a directory")
+    check_output_dir(args.output)
     for name in ("steps", "epochs", "final_epochs", "max_backoffs"):
-        value = getattr(args, name)
-        if value < (1 if name == "steps" else 0):
-            raise ParameterError(f"--{name.replace('_', '-')} must be at least {1 if name == 'steps' else 0}, got {value}")
+        check_at_least(getattr(args, name), 1 if name == "steps" else 0, f"--{name.replace('_', '-')}")
     if not 0.0 <= args.min_density <= args.target_density:
         raise ParameterError(f"--min-density must lie in [0, target density], got {args.min_density}")
     if args.max_loss < 0:
@@ -180,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             primary_result = result
             # Save now: the task (e.g. the classifier head) holds this run's fine-tuned state.
             saved = task.save_model(result.model, args.output / "pruned",
-                                    command=shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
+                                    command=command_line(),
                                     compression=result.summary())
         runs[name] = evaluate_run(task, result, args.test_split, settings, allocation)
         if name == "primary":
@@ -191,10 +184,10 @@ def run(args: argparse.Namespace) -> int:
     primary = runs["primary"]
     encoded, encode_report = primary["encoded"][f"w{args.weight_bits}"]
     write_encoded(encoded, args.output / "encoded")
-    (args.output / "encoded" / "report.json").write_text(json.dumps(encode_report, indent=1) + "\n")
-    (args.output / "densities.json").write_text(json.dumps(primary_result.densities, indent=1) + "\n")
+    save_json(args.output / "encoded" / "report.json", encode_report)
+    save_json(args.output / "densities.json", primary_result.densities)
     report = build_report(task, dense, runs, "primary", args.test_split,
-                          extra={"command": shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
+                          extra={"command": command_line(),
                                  "checkpoint": str(args.checkpoint), "pruned": [str(p) for p in saved],
                                  "encoded": str(args.output / "encoded")})
     written = write_report(report, args.output)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from ._files_and_checks import check_at_least, check_output_dir, check_output_file
 
 
 def register(subparsers):
@@ -32,12 +35,12 @@ def register(subparsers):
 
 
 def run(args):
-    from ..sw.speech.corpus import SIZES, CorpusConfig, CorpusError, build_corpus
+    from ..sw.speech.corpus import SIZES, CorpusConfig, build_corpus
 
     if args.subset_of:
         return _subset(args)
-    if args.workers < 1:
-        raise CorpusError("--workers must be at least 1")
+    check_at_least(args.workers, 1, "--workers")
+    check_output_dir(Path(args.output))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # parallelism comes from the worker processes
     sizes = dict(SIZES[(args.task, args.size)])
     if args.per_word:
@@ -56,6 +59,8 @@ def _subset(args):
 
     if not args.output.endswith(".npz"):
         raise TaskError(f"-o {args.output}: with --subset-of, the output is a feature set file ending in .npz")
+    check_at_least(args.per_class, 1, "--per-class")
+    check_output_file(Path(args.output))
     test = Task.load(args.subset_of).split("test")
     subset = test.balanced_subset(args.per_class, seed=args.seed)
     subset.save(args.output, compressed=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
+
+from ._files_and_checks import check_output_dir, load_json, save_json
 
 
 def register(subparsers) -> None:
@@ -45,15 +46,13 @@ def read_densities(path: Path) -> dict:
     """A densities JSON file as a dict (matrix names and values are checked by the pruning step)."""
     from ..spec.errors import ParameterError
 
-    if not path.is_file():
-        raise ParameterError(f"{path}: densities file not found")
-    try:
-        densities = json.loads(path.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ParameterError(f"{path}: not valid JSON ({error})") from None
+    densities = load_json(path, "densities")
     if not isinstance(densities, dict):
         raise ParameterError(f"{path}: expected a JSON object mapping matrix names to densities, "
                              f"got {type(densities).__name__}")
+    for name, value in densities.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ParameterError(f"{path}: densities[{name!r}]: expected a number in [0, 1], got {value!r}")
     return densities
 
 
@@ -63,9 +62,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.fixedpoint import Numerics
     from ..sw.loaders import load_model
     from ..sw.pipeline import compress_and_encode, compression_report, format_report, index_width_options
+    from ..sw.pruning import check_pe_count
 
-    if args.output.exists() and not args.output.is_dir():
-        raise ParameterError(f"{args.output}: exists and is not a directory")
+    check_output_dir(args.output)
+    check_pe_count(args.pes)                        # the model's bound is checked once it is loaded
     overrides = {name: value for name, value in (("weight_bits", args.weight_bits), ("index_bits", args.index_bits),
                                                  ("act_frac", args.act_frac)) if value is not None}
     numerics = Numerics(**overrides)
@@ -82,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     report = compression_report(result)
     report["index_width_options"] = index_width_options(result.qmodel, args.pes)
     write_encoded(result.encoded, args.output)
-    (args.output / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    save_json(args.output / "report.json", report)
     print(f"{args.checkpoint}: {model.describe()}")
     print(format_report(report))
     print(f"wrote {args.output}")

@@ -6,9 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from ._arrays import load_npy
+from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
+                                quantize_frames, save_npy)
 
 
 def register(subparsers) -> None:
@@ -26,55 +25,28 @@ def register(subparsers) -> None:
                              "--raw and an integer dtype, act words as they are")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
                         help="where to write the outputs, shape (T, out) or (B, T, out)")
-    parser.add_argument("--raw", action="store_true",
-                        help="write the integer act words (int64) instead of floats; an integer --input is then "
-                             "taken as act words too")
-    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
-                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence (state "
-                             "cleared); frame 0 always does")
+    add_word_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..sw.format import load_encoded
-    from ..spec.errors import ParameterError
-    from ..sw.fixedpoint import dequantize_output, quantize_input
+    from ..sw.fixedpoint import dequantize_output
     from ..sw.golden import golden_forward_encoded
 
+    check_output_file(args.output)
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
-    x = load_npy(args.input, "input")
-    if x.dtype.kind not in "fiu":
-        raise ParameterError(f"{args.input}: expected a real-valued numeric array, got dtype {x.dtype}")
-    starts = None if args.starts is None else load_npy(args.starts, "sequence starts")
-
-    if args.raw and x.dtype.kind in "iu":
-        x_q = x                                     # already act words; golden checks their range
-    else:
-        try:
-            x_q, saturated = quantize_input(x, numerics)
-        except ParameterError as error:
-            raise ParameterError(f"{args.input}: {error}") from None
-        if saturated:
-            limit = 2.0 ** (numerics.act_bits - 1 - numerics.act_frac)
-            print(f"sparselstm golden: warning: {saturated} of {x.size} input value(s) saturated to the act "
-                  f"range [{-limit:g}, {limit:g})", file=sys.stderr)
+    x = load_frames(args.input, encoded.layers[0].input_size)
+    starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
+    x_q, _ = quantize_frames(x, numerics, args.raw, "golden", args.input)
     saturation: list[dict] = []
-    try:
-        y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation)
-    except ParameterError as error:
-        where = args.starts if str(error).startswith("sequence_starts") else args.input
-        raise ParameterError(f"{where}: {error}") from None
+    y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation)
 
     _report_saturation(saturation)
 
     y = y_q if args.raw else dequantize_output(y_q, numerics)
-    try:
-        # Through a file object: np.save(name) would append ".npy" to a name without it.
-        with open(args.output, "wb") as stream:
-            np.save(stream, y)
-    except OSError as error:
-        raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
+    save_npy(args.output, y)
     frames = y.shape[-2] * (y.shape[0] if y.ndim == 3 else 1)
     kind = "act words (int64)" if args.raw else "float64"
     print(f"wrote {args.output}: {kind}, shape {y.shape}, {frames} frame(s) through the encoded model "

@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
-from ._arrays import load_numeric_npy
+from ._files_and_checks import check_output_file, load_frames, save_npy
 
 
 def register(subparsers) -> None:
@@ -29,22 +27,13 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..spec.errors import ParameterError
     from ..sw.loaders import load_model
     from ..sw.reference import reference_forward
 
+    check_output_file(args.output)
     model = load_model(args.checkpoint, prefix=args.prefix)
-    x = load_numeric_npy(args.input, "input")
-    try:
-        y = reference_forward(model, x)
-    except ParameterError as error:
-        raise ParameterError(f"{args.input}: {error}") from None
-    try:
-        # Through a file object: np.save(name) would append ".npy" to a name without it.
-        with open(args.output, "wb") as stream:
-            np.save(stream, y)
-    except OSError as error:
-        raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
+    y = reference_forward(model, load_frames(args.input, model.input_size))
+    save_npy(args.output, y)
     frames = y.shape[-2] * (y.shape[0] if y.ndim == 3 else 1)
     print(f"wrote {args.output}: shape {y.shape}, {frames} frame(s) through {model.describe()}")
     return 0

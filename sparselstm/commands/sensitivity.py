@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..sw.compress.sensitivity import DEFAULT_DENSITIES
+from ._files_and_checks import check_at_least, check_output_dir
 
 TASK_HELP = ("a corpus directory or feature set .npz (the built-in keyword task around the classifier "
              "CHECKPOINT), or FILE.py[:FUNCTION], a task of your own: FUNCTION (default make_task) takes the "
@@ -37,13 +38,15 @@ def add_task_arguments(parser) -> None:
 
 
 def open_task(args):
-    """The CompressionTask and the dense LSTMPModel the arguments name."""
+    """The CompressionTask and the dense LSTMPModel the arguments name, with --pes checked against it."""
     from ..sw.compress.task import load_task
     from ..spec.errors import ParameterError
+    from ..sw.pruning import check_pe_count, check_pe_count_for_model
 
     for name in ("val_limit", "train_limit"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise ParameterError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+        if getattr(args, name) is not None:
+            check_at_least(getattr(args, name), 1, f"--{name.replace('_', '-')}")
+    check_pe_count(args.pes)
     if not args.checkpoint.exists():
         raise ParameterError(f"{args.checkpoint}: checkpoint not found")
     try:
@@ -55,7 +58,9 @@ def open_task(args):
     task = load_task(args.task, args.checkpoint, val_limit=args.val_limit, train_limit=args.train_limit,
                      progress=not args.quiet)
     task.progress = not args.quiet
-    return task, task.load_model(args.checkpoint)
+    model = task.load_model(args.checkpoint)
+    check_pe_count_for_model(args.pes, model)
+    return task, model
 
 
 def register(subparsers) -> None:
@@ -80,10 +85,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.density import allocate
     from ..sw.compress.sensitivity import plot_sensitivity, sensitivity_analysis
-    from ..spec.errors import ParameterError
 
-    if args.output.exists() and not args.output.is_dir():
-        raise ParameterError(f"{args.output}: exists and is not a directory")
+    check_output_dir(args.output)
     task, model = open_task(args)
     curves = sensitivity_analysis(model, task, args.densities, args.pes, not args.unbalanced, args.split,
                                   progress=not args.quiet)

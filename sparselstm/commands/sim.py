@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
@@ -12,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._arrays import load_npy
+from ._files_and_checks import (add_word_arguments, check_at_least, check_frames, check_output_dir, check_output_file,
+                                load_frames, load_sequence_starts, quantize_frames, save_json, save_npy)
 
 
 def _probability(text: str) -> float:
@@ -57,12 +57,7 @@ def register(subparsers) -> None:
                                  "accelerator's, e.g. the dense model before compression")
     classifier.add_argument("--count", type=int, default=20, metavar="N",
                             help="how many utterances to run, spread evenly over the feature set (default 20)")
-    parser.add_argument("--raw", action="store_true",
-                        help="write the integer act words (int64) instead of floats; an integer --input is then "
-                             "taken as act words too")
-    parser.add_argument("--starts", type=Path, default=None, metavar="S.npy",
-                        help="optional bool (T,) or (B, T): True where a frame starts a new sequence, besides "
-                             "the first frame of each sequence")
+    add_word_arguments(parser)
     parser.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                         help="Verilator builds in about a minute and runs fast; Icarus builds in a second and "
                              "runs about 100x slower (default: verilator)")
@@ -115,68 +110,43 @@ class _Progress:
             self._stream.flush()
 
 
-class _Utterances:
-    """--features mode: a few utterances of a classifier's feature set, and the predicted class of each."""
-
-    def __init__(self, head, vocabulary, labels, picks, inputs, float_model, float_model_path):
-        self.head, self.vocabulary, self.labels, self.picks = head, vocabulary, labels, picks
-        self.inputs, self.float_model, self.float_model_path = inputs, float_model, float_model_path
-
-    @classmethod
-    def load(cls, args, input_size: int) -> "_Utterances":
-        from ..spec.errors import ParameterError
-        from ..sw.loaders import load_model
-        from ..sw.speech.task import ClassifierHead, FeatureSet
-
-        if args.head is None:
-            raise ParameterError("--features needs --head (the classifier's normalisation and linear head)")
-        if args.count < 1:
-            raise ParameterError(f"--count must be >= 1, got {args.count}")
-        features = FeatureSet.load(args.features)
-        head = ClassifierHead.load(args.head)
-        if features.input_size != input_size or head.mean.shape != (input_size,):
-            raise ParameterError(f"{args.features}: {features.input_size} features per frame and a head for "
-                                 f"{head.mean.shape[0]}, but the encoded model takes {input_size}")
-        if tuple(features.vocabulary) != tuple(head.vocabulary):
-            raise ParameterError(f"{args.head}: its vocabulary differs from {args.features}'s")
-        # Evenly spread picks: shipped test sets are sorted by word, the first N would all be one word.
-        picks = np.unique(np.linspace(0, len(features) - 1, min(args.count, len(features))).round().astype(int))
-        float_model = None if args.float_model is None else load_model(args.float_model)
-        return cls(head, features.vocabulary, features.labels[picks], picks,
-                   head.normalise(features.features[picks]), float_model, args.float_model)
-
-    def classify(self, accelerator_outputs: np.ndarray) -> dict:
-        from ..sw.reference import reference_forward
-
-        rtl = self.head.scores(accelerator_outputs).argmax(axis=-1)
-        floating = None
-        if self.float_model is not None:
-            floating = self.head.scores(reference_forward(self.float_model, self.inputs)).argmax(axis=-1)
-        word = self.vocabulary.__getitem__
-        print(f"  {'utterance':>9}  {'word':<8} {'accelerator':<12} {'float model' if floating is not None else ''}")
-        for k, index in enumerate(self.picks):
-            mark = "" if rtl[k] == self.labels[k] else "  (wrong)"
-            fl = f"{word(floating[k]):<12}" if floating is not None else ""
-            print(f"  {index:>9}  {word(self.labels[k]):<8} {word(rtl[k]):<12} {fl}{mark}")
-        result = {"utterances": self.picks.tolist(), "labels": self.labels.tolist(),
-                  "accelerator_predictions": rtl.tolist(),
-                  "accelerator_accuracy": float(np.mean(rtl == self.labels))}
-        line = f"  accelerator: {100 * result['accelerator_accuracy']:.1f} % correct"
-        if floating is not None:
-            result.update({"float_model": str(self.float_model_path), "float_predictions": floating.tolist(),
-                           "float_accuracy": float(np.mean(floating == self.labels)),
-                           "agreement_with_float": float(np.mean(floating == rtl))})
-            line += (f"; float model: {100 * result['float_accuracy']:.1f} % correct; the two agree on "
-                     f"{100 * result['agreement_with_float']:.1f} % of the utterances")
-        print(line)
-        return result
-
-
 def _frame_position(index: int, shape: tuple) -> str:
     """A flat frame index as 'frame t' or 'sequence b, frame t' of the user's input."""
     if len(shape) == 3:
         return f"sequence {index // shape[1]}, frame {index % shape[1]}"
     return f"frame {index}"
+
+
+def _load_utterances(args, encoded):
+    """--features mode: the utterances to run and, with --float-model, that model (checked now, before the
+    simulation)."""
+    from ..spec.errors import ParameterError
+    from ..sw.loaders import load_model
+    from ..sw.speech.utterances import UtteranceSample
+
+    if args.head is None:
+        raise ParameterError("--features needs --head (the classifier's normalisation and linear head)")
+    check_at_least(args.count, 1, "--count")
+    lstm_size = (encoded.layers[0].input_size, encoded.layers[-1].recurrent_size)
+    utterances = UtteranceSample.load(args.features, args.head, args.count, lstm_size)
+    float_model = None
+    if args.float_model is not None:
+        float_model = load_model(args.float_model)
+        if (float_model.input_size, float_model.output_size) != lstm_size:
+            raise ParameterError(f"{args.float_model}: input {float_model.input_size}, output "
+                                 f"{float_model.output_size}, but the encoded model has {lstm_size[0]}, "
+                                 f"{lstm_size[1]}")
+    return utterances, float_model
+
+
+def _print_classification(utterances, float_model, outputs: np.ndarray, float_model_path) -> dict:
+    from ..sw.reference import reference_forward
+
+    float_outputs = None if float_model is None else reference_forward(float_model, utterances.inputs)
+    result = utterances.classify(outputs, float_outputs,
+                                 None if float_model_path is None else str(float_model_path))
+    print("\n".join(utterances.format_classification(result)))
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,34 +156,27 @@ def run(args: argparse.Namespace) -> int:
     from ..sim.tools import find_simulator
     from ..sw.format import load_encoded
     from ..spec.errors import ParameterError
-    from ..sw.fixedpoint import dequantize_output, quantize_input
+    from ..sw.fixedpoint import dequantize_output
 
-    find_simulator(args.simulator)                 # fail before any work if it is missing
+    if args.input is not None and args.output is None:
+        raise ParameterError("--output is required with --input")
+    for path, flag in ((args.output, "--output"), (args.report, "--report")):
+        if path is not None:
+            check_output_file(path, flag)
+    if args.build_dir is not None:
+        check_output_dir(args.build_dir, "--build-dir")
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
-    utterances = None
+    utterances = float_model = None
     if args.features is not None:
-        utterances = _Utterances.load(args, encoded.layers[0].input_size)
+        utterances, float_model = _load_utterances(args, encoded)
         x = utterances.inputs
+        check_frames(x, encoded.layers[0].input_size, args.features)
     else:
-        if args.output is None:
-            raise ParameterError("--output is required with --input")
-        x = load_npy(args.input, "input")
-    if x.dtype.kind not in "fiu":
-        raise ParameterError(f"{args.input or args.features}: expected a real-valued numeric array, got dtype {x.dtype}")
-    if x.ndim not in (2, 3) or x.shape[-1] != encoded.layers[0].input_size or x.shape[-2] == 0:
-        raise ParameterError(f"{args.input or args.features}: expected shape (T, {encoded.layers[0].input_size}) or "
-                             f"(B, T, {encoded.layers[0].input_size}) with T >= 1, got {x.shape}")
-    starts = None if args.starts is None else load_npy(args.starts, "sequence starts")
-    saturated = 0
-    if args.raw and x.dtype.kind in "iu":
-        x_q = x
-    else:
-        x_q, saturated = quantize_input(x, numerics)
-        if saturated:
-            limit = 2.0 ** (numerics.act_bits - 1 - numerics.act_frac)
-            print(f"sparselstm sim: warning: {saturated} of {x.size} input value(s) saturated to the act range "
-                  f"[{-limit:g}, {limit:g})", file=sys.stderr)
+        x = load_frames(args.input, encoded.layers[0].input_size)
+    starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
+    x_q, saturated = quantize_frames(x, numerics, args.raw, "sim", args.input or args.features)
+    find_simulator(args.simulator)                 # fail before any work if it is missing
     params = HardwareParams() if args.fifo_depth is None else HardwareParams(fifo_depth=args.fifo_depth)
 
     temporary = args.build_dir is None
@@ -240,14 +203,11 @@ def run(args: argparse.Namespace) -> int:
         complete = result.outputs.shape[:-1] == x_q.shape[:-1]
         classification = None
         if complete and utterances is not None:
-            classification = utterances.classify(dequantize_output(result.outputs, numerics))
+            classification = _print_classification(utterances, float_model,
+                                                   dequantize_output(result.outputs, numerics), args.float_model)
         if complete and args.output is not None:
             y = result.outputs if args.raw else dequantize_output(result.outputs, numerics)
-            try:
-                with open(args.output, "wb") as stream:
-                    np.save(stream, y)
-            except OSError as error:
-                raise ParameterError(f"{args.output}: cannot write the output ({error.strerror or error})") from None
+            save_npy(args.output, y)
             kind = "act words (int64)" if args.raw else "float64"
             print(f"wrote {args.output}: {kind}, shape {y.shape}")
         elif not complete:
@@ -263,8 +223,7 @@ def run(args: argparse.Namespace) -> int:
                            "verilog_seconds": round(verilog_seconds, 3)})
             if not keep:
                 report["build_dir"] = None
-            args.report.parent.mkdir(parents=True, exist_ok=True)
-            args.report.write_text(json.dumps(report, indent=2) + "\n")
+            save_json(args.report, report, indent=2)
             print(f"report: {args.report}")
         if keep and temporary:
             print(f"sparselstm sim: build directory kept: {build_dir}", file=sys.stderr)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import time
+from pathlib import Path
+
+from ._files_and_checks import check_at_least, check_output_file, command_line
 
 
 def register(subparsers):
@@ -35,6 +36,11 @@ def register(subparsers):
 def run(args):
     from ..spec.errors import SparseLSTMError
 
+    for flag in ("cells", "layers", "epochs", "batch_size", "threads"):
+        check_at_least(getattr(args, flag), 1, "--" + flag.replace("_", "-"))
+    check_at_least(args.proj, 0, "--proj")
+    if args.output and not args.evaluate:
+        check_output_file(Path(args.output))
     try:
         import torch
     except ImportError:
@@ -60,7 +66,7 @@ def run(args):
     seconds = round(time.time() - started, 1)
     accuracies = {split: training.evaluate(model, task, split) for split in task.splits if split != "train"}
     paths = training.save_checkpoint(
-        model, args.output, command=shlex.join(["sparselstm"] + sys.argv[1:]) if sys.argv else "",
+        model, args.output, command=command_line(),
         data=str(args.data), corpus=task.manifest.get("config", {}), history=history, accuracy=accuracies,
         train_seconds=seconds, torch_version=str(torch.__version__))
     shown = ", ".join(f"{split} {acc:.4f}" for split, acc in accuracies.items())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._files_and_checks import check_output_dir
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -32,6 +34,7 @@ def run(args: argparse.Namespace) -> int:
     from ..hw.verilog import generate
     from ..sw.format import load_encoded
 
+    check_output_dir(args.output)
     params = HardwareParams(fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
                             max_entry_depth=args.max_entry_depth)
     encoded = load_encoded(args.encoded)
