@@ -206,3 +206,25 @@ def test_a_good_run_of_the_same_fixtures_succeeds(files, tmp_path, capsys):
     assert main(["golden", str(files / "enc"), "-i", str(files / "x.npy"), "-o", str(tmp_path / "y.npy")]) == 0
     assert np.load(tmp_path / "y.npy").shape == (2, 3, OUTPUT)
     assert json.loads((files / "enc" / "manifest.json").read_text())
+
+
+def test_allow_extra_keys_lets_a_model_with_an_unread_key_through(tmp_path, capsys):
+    """An unread key is an error that names it and the flag; with --allow-extra-keys the model is used."""
+    model = random_model(input_size=INPUT, cell_size=CELLS, proj_size=OUTPUT, num_layers=1, seed=5)
+    save_npz(model, tmp_path / "model.npz")
+    with np.load(tmp_path / "model.npz") as archive:
+        arrays = dict(archive)
+    arrays["L0.peephol"] = np.zeros((3, CELLS))
+    np.savez(tmp_path / "misspelt.npz", **arrays)
+    np.save(tmp_path / "x.npy", np.random.default_rng(1).normal(size=(3, INPUT)))
+
+    command = ["reference", str(tmp_path / "misspelt.npz"), "-i", str(tmp_path / "x.npy")]
+    assert main(command + ["-o", str(tmp_path / "refused.npy")]) != 0
+    error = capsys.readouterr().err
+    assert "L0.peephol" in error and "--allow-extra-keys" in error and "Traceback" not in error
+    assert not (tmp_path / "refused.npy").exists()
+
+    assert main(command + ["-o", str(tmp_path / "y.npy"), "--allow-extra-keys"]) == 0
+    assert main(["reference", str(tmp_path / "model.npz"), "-i", str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "y_clean.npy")]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), np.load(tmp_path / "y_clean.npy"))

@@ -194,6 +194,28 @@ def add_word_arguments(parser) -> None:
                              "cleared); the first frame of each sequence always does")
 
 
+def add_model_arguments(parser, what: str = "the one to use") -> None:
+    """--prefix and --allow-extra-keys, of the commands that read a user's model file."""
+    parser.add_argument("--prefix", default=None,
+                        help=f"for a PyTorch checkpoint holding several LSTMs: the module path of {what} "
+                             "(e.g. encoder.lstm)")
+    add_extra_keys_argument(parser)
+
+
+def add_extra_keys_argument(parser) -> None:
+    parser.add_argument("--allow-extra-keys", action="store_true",
+                        help="ignore keys or inputs of the model file that are not read (by default they are an "
+                             "error: a misspelt key would otherwise drop part of the model silently)")
+
+
+def load_model_file(path: Path, args):
+    """The model at `path`, read with the command's --prefix and --allow-extra-keys."""
+    from ..sw.loaders import load_model
+
+    return load_model(path, prefix=getattr(args, "prefix", None),
+                      allow_extra_keys=getattr(args, "allow_extra_keys", False))
+
+
 def check_at_least(value: int, minimum: int, flag: str) -> int:
     """An integer flag's value, or a ParameterError naming the flag."""
     if value < minimum:

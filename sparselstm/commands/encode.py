@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._files_and_checks import check_output_dir, load_json, save_json
+from ._files_and_checks import add_model_arguments, check_output_dir, load_json, load_model_file, save_json
 
 
 def register(subparsers) -> None:
@@ -37,8 +37,7 @@ def register(subparsers) -> None:
                         help="relative row index width (default 4)")
     parser.add_argument("--act-frac", type=int, default=None, metavar="F",
                         help="fractional bits of the 16-bit activations x_t, y_t (default 11)")
-    parser.add_argument("--prefix", default=None,
-                        help="for a PyTorch checkpoint holding several LSTMs: the module path of the one to encode")
+    add_model_arguments(parser, "the one to encode")
     parser.set_defaults(func=run)
 
 
@@ -60,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.format import write_encoded
     from ..spec.errors import ParameterError
     from ..sw.fixedpoint import Numerics
-    from ..sw.loaders import load_model
     from ..sw.pipeline import compress_and_encode, compression_report, format_report, index_width_options
     from ..sw.pruning import check_pe_count
 
@@ -72,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     density = 1.0 if args.density is None else args.density
     if args.densities is not None:
         density = read_densities(args.densities)
-    model = load_model(args.checkpoint, prefix=args.prefix)
+    model = load_model_file(args.checkpoint, args)
     try:
         result = compress_and_encode(model, args.pes, density, args.balanced, numerics)
     except ParameterError as error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._files_and_checks import check_output_file, load_frames, save_npy
+from ._files_and_checks import add_model_arguments, check_output_file, load_frames, load_model_file, save_npy
 
 
 def register(subparsers) -> None:
@@ -20,18 +20,15 @@ def register(subparsers) -> None:
                         help="input frames, float, shape (T, I) or (B, T, I)")
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
                         help="where to write the outputs, float64, shape (T, out) or (B, T, out)")
-    parser.add_argument("--prefix", default=None,
-                        help="for a PyTorch checkpoint holding several LSTMs: the module path of the one to run "
-                             "(e.g. encoder.lstm)")
+    add_model_arguments(parser, "the one to run")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..sw.loaders import load_model
     from ..sw.reference import reference_forward
 
     check_output_file(args.output)
-    model = load_model(args.checkpoint, prefix=args.prefix)
+    model = load_model_file(args.checkpoint, args)
     y = reference_forward(model, load_frames(args.input, model.input_size))
     save_npy(args.output, y)
     frames = y.shape[-2] * (y.shape[0] if y.ndim == 3 else 1)

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files_and_checks import (add_word_arguments, check_at_least, check_frames, check_output_dir, check_output_file,
-                                load_frames, load_sequence_starts, quantize_frames, save_json, save_npy)
+from ._files_and_checks import (add_extra_keys_argument, add_word_arguments, check_at_least, check_frames,
+                                check_output_dir, check_output_file, load_frames, load_model_file,
+                                load_sequence_starts, quantize_frames, save_json, save_npy)
 
 
 def _probability(text: str) -> float:
@@ -57,6 +58,7 @@ def register(subparsers) -> None:
                                  "accelerator's, e.g. the dense model before compression")
     classifier.add_argument("--count", type=int, default=20, metavar="N",
                             help="how many utterances to run, spread evenly over the feature set (default 20)")
+    add_extra_keys_argument(classifier)
     add_word_arguments(parser)
     parser.add_argument("--simulator", choices=SIMULATORS, default="verilator",
                         help="Verilator builds in about a minute and runs fast; Icarus builds in a second and "
@@ -121,7 +123,6 @@ def _load_utterances(args, encoded):
     """--features mode: the utterances to run and, with --float-model, that model (checked now, before the
     simulation)."""
     from ..spec.errors import ParameterError
-    from ..sw.loaders import load_model
     from ..sw.speech.utterances import UtteranceSample
 
     if args.head is None:
@@ -131,7 +132,7 @@ def _load_utterances(args, encoded):
     utterances = UtteranceSample.load(args.features, args.head, args.count, lstm_size)
     float_model = None
     if args.float_model is not None:
-        float_model = load_model(args.float_model)
+        float_model = load_model_file(args.float_model, args)
         if (float_model.input_size, float_model.output_size) != lstm_size:
             raise ParameterError(f"{args.float_model}: input {float_model.input_size}, output "
                                  f"{float_model.output_size}, but the encoded model has {lstm_size[0]}, "
