@@ -65,7 +65,8 @@ def torch_baselines(family: str, sizes: dict, frames: int, repeats: int, threads
             _, state = lstm(x[t:t + 1], state)
 
     rows = []
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN")
         for mode, run in (("streaming", streaming), ("sequence", lambda: lstm(x))):
             rows.append({"family": family, "implementation": f"PyTorch {torch.__version__} nn.LSTM(proj_size)",
                          "mode": mode, "threads": torch.get_num_threads(),
@@ -157,7 +158,8 @@ def onnx_baselines(family: str, sizes: dict, frames: int, repeats: int, threads:
             ys.append(y)
         return np.concatenate(ys)
 
-    with torch.inference_mode():
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "LSTM with projections is not supported with oneDNN")
         expected = lstm(x[:, None, :])[0][:, 0, :].numpy()
     deviation = {"streaming": float(np.abs(streaming() - expected).max()),
                  "sequence": float(np.abs(sequence_session.run(None, {"xs": x_np})[0] - expected).max())}

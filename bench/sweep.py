@@ -25,6 +25,7 @@ from sparselstm.sw.pruning import load_imbalance
 
 MODELLED = "modelled (hw/cycle_model.py, predict_cycles)"
 SIMULATED = "simulated (Amaranth RTL simulator, hw/accelerator.py)"
+COUNTED = "counted from the pruned and encoded model (sw/pipeline.py; no timing involved)"
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,9 @@ def dense_weights(model: LSTMPModel) -> int:
     return sum(w.size for w in model.matrices().values())
 
 
-def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: HardwareParams) -> tuple[dict, object]:
-    """Compress + encode for `n_pes` PEs and predict the cycles. Returns the row and the CompressedModel."""
-    start = time.perf_counter()
+def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: HardwareParams) -> dict:
+    """Compress + encode for `n_pes` PEs and predict the cycles: one row of the sweep."""
     result = workload.compress(n_pes, balanced)
-    encode_seconds = time.perf_counter() - start
     design = AcceleratorDesign.from_encoded(result.encoded, params)
     prediction = predict_cycles(design)
     loads = load_imbalance(result.qmodel, n_pes)
@@ -78,7 +77,8 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
     steady = prediction.steady_state
     row = {
         "model": workload.key, "family": workload.family, "n_pes": n_pes, "balanced": bool(balanced),
-        "density": workload.density, "nonzeros": nonzeros, "entries": entries,
+        "pruning": "as shipped" if workload.density == 1.0 else ("balanced" if balanced else "unbalanced"),
+        "density": workload.density, "index_bits": workload.numerics.index_bits, "nonzeros": nonzeros, "entries": entries,
         "busiest_pe_entries": int(prediction.ideal), "mean_entries_per_pe": mean_entries,
         "steady_cycles_per_frame": steady, "lone_frame_cycles": prediction.first_frame,
         # busy = processing an entry (non-zero or padding), as bench/cycles.py counts it in the RTL
@@ -87,10 +87,9 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
         "busy_bound": mean_entries / prediction.ideal if prediction.ideal else 1.0,
         "cycles_over_bound": steady / prediction.ideal if prediction.ideal else float("nan"),
         "max_over_mean_nonzeros": {name: load.imbalance for name, load in loads.hardware.items()},
-        "compress_encode_seconds": encode_seconds,
         "source": MODELLED,
     }
-    return row, result
+    return row
 
 
 def sweep(workloads: list[tuple[Workload, tuple[bool, ...]]], pe_counts, params: HardwareParams, log=print) -> list[dict]:
@@ -99,11 +98,10 @@ def sweep(workloads: list[tuple[Workload, tuple[bool, ...]]], pe_counts, params:
     for workload, variants in workloads:
         for balanced in variants:
             for n_pes in pe_counts:
-                row, _ = accelerator_point(workload, n_pes, balanced, params)
+                row = accelerator_point(workload, n_pes, balanced, params)
                 rows.append(row)
-                log(f"  {workload.key:<15} {'balanced' if balanced else 'unbalanced':<10} {n_pes:>4} PEs: "
-                    f"{row['steady_cycles_per_frame']:>8} cycles/frame (bound {row['busiest_pe_entries']}), "
-                    f"encode {row['compress_encode_seconds']:.2f} s")
+                log(f"  {workload.key:<15} {row['pruning']:<10} {n_pes:>4} PEs: "
+                    f"{row['steady_cycles_per_frame']:>8} cycles/frame (bound {row['busiest_pe_entries']})")
     return rows
 
 
@@ -116,7 +114,8 @@ def per_pe_nonzeros(workload: Workload, n_pes: int, matrix: str) -> dict:
         out["balanced" if balanced else "unbalanced"] = {"nonzeros_per_pe": [int(v) for v in load.nonzeros],
                                                          "max": load.max, "mean": load.mean,
                                                          "max_over_mean": load.imbalance}
-    return {"model": workload.key, "n_pes": n_pes, "matrix": matrix, "density": workload.density, **out}
+    return {"model": workload.key, "n_pes": n_pes, "matrix": matrix, "density": workload.density, **out,
+            "source": COUNTED}
 
 
 def model_size(workload: Workload, n_pes: int) -> dict:
@@ -124,7 +123,7 @@ def model_size(workload: Workload, n_pes: int) -> dict:
     totals = compression_report(workload.compress(n_pes))["totals"]
     keys = ("dense_weights", "nonzeros", "density", "padding", "entries", "dense_float32_bits",
             "entry_memory_bits", "pointer_memory_bits", "compressed_bits", "compression")
-    return {"model": workload.key, "n_pes": n_pes, **{k: totals[k] for k in keys}}
+    return {"model": workload.key, "n_pes": n_pes, **{k: totals[k] for k in keys}, "source": COUNTED}
 
 
 def _stream_through_rtl(design: AcceleratorDesign, x_q: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
