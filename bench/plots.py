@@ -46,10 +46,11 @@ def _balance_plot(results: dict, path: Path) -> None:
     entries = results["load_balance"]
     figure, axes = plt.subplots(1, len(entries), figsize=(5.5 * len(entries), 4.2), squeeze=False)
     for ax, entry in zip(axes[0], entries):
-        for variant, color in (("unbalanced", "tab:red"), ("balanced", "tab:blue")):
+        for offset, (variant, color) in zip((-0.2, 0.2), (("balanced", "tab:blue"), ("unbalanced", "tab:red"))):
             loads = entry[variant]["nonzeros_per_pe"]
-            ax.bar(range(len(loads)), loads, color=color, alpha=0.55,
+            ax.bar([p + offset for p in range(len(loads))], loads, width=0.4, color=color,
                    label=f"{variant} (max/mean {entry[variant]['max_over_mean']:.3f})")
+            ax.axhline(max(loads), color=color, linestyle=":", linewidth=1)
         ax.set_xlabel("PE")
         ax.set_ylabel(f"non-zeros of {entry['matrix']}")
         ax.set_title(f"{entry['model']}, density {entry['density']}, {entry['n_pes']} PEs")
@@ -61,7 +62,7 @@ def _balance_plot(results: dict, path: Path) -> None:
 
 
 def _latency_plot(results: dict, path: Path) -> None:
-    figure, axes = plt.subplots(1, 2, figsize=(12, 5.5))
+    figure, axes = plt.subplots(2, 1, figsize=(11, 12))
     for ax, (family, title) in zip(axes, FAMILIES):
         labels, values, colors = [], [], []
         for row in results["accelerator"]["rows"]:
@@ -81,13 +82,13 @@ def _latency_plot(results: dict, path: Path) -> None:
                 values.append(row["us_per_frame"])
                 colors.append("tab:gray")
         ax.barh(range(len(values)), values, color=colors)
-        ax.set_yticks(range(len(values)), labels, fontsize=6)
+        ax.set_yticks(range(len(values)), labels, fontsize=7)
         ax.invert_yaxis()
         ax.set_xscale("log")
         ax.set_xlabel("microseconds per frame (log)")
         ax.set_title(title)
         ax.grid(True, axis="x", which="both", alpha=0.3)
-    figure.tight_layout()
+    figure.subplots_adjust(left=0.42, right=0.97, top=0.96, bottom=0.05, hspace=0.2)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 

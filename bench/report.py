@@ -209,6 +209,8 @@ def run(args, log=print) -> dict:
         row["at_clock"] = derived_figures(row, loaded[row["model"]])
     results["accelerator"] = {"source": MODELLED, "rows": rows}
     results["targets"] = targets(rows)
+    ese_nonzeros = next(r["nonzeros"] for r in rows if r["model"] == "ese" and r["balanced"])
+    results["elsewhere"]["ese_one_stream"] = elsewhere.ese_one_stream(ese_nonzeros)
     seconds["sweep"] = time.perf_counter() - start
 
     log("load balance per PE and model size")

@@ -83,6 +83,7 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
         "steady_cycles_per_frame": steady, "lone_frame_cycles": prediction.first_frame,
         # busy = processing an entry (non-zero or padding), as bench/cycles.py counts it in the RTL
         "pe_busy_fraction": mean_entries / steady,
+        "mac_utilisation": nonzeros / (n_pes * steady),   # useful MACs only: padding entries excluded
         # no schedule can beat the busiest PE: this is the best busy fraction of this split of the work
         "busy_bound": mean_entries / prediction.ideal if prediction.ideal else 1.0,
         "cycles_over_bound": steady / prediction.ideal if prediction.ideal else float("nan"),

@@ -54,7 +54,7 @@ def test_results_structure(tiny_report):
         # no schedule beats the busiest PE, and the entries are the non-zeros plus padding
         assert row["steady_cycles_per_frame"] >= row["busiest_pe_entries"] >= row["mean_entries_per_pe"]
         assert row["entries"] >= row["nonzeros"] > 0
-        assert 0 < row["pe_busy_fraction"] <= row["busy_bound"] <= 1
+        assert 0 < row["mac_utilisation"] <= row["pe_busy_fraction"] <= row["busy_bound"] <= 1
         for clock, at in row["at_clock"].items():
             assert at["us_per_frame"] == pytest.approx(row["steady_cycles_per_frame"] / float(clock))
             assert at["gops_dense_equivalent"] >= at["gops_sparse"] > 0
