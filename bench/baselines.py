@@ -43,7 +43,8 @@ def _skipped(family: str, implementation: str, reason: str) -> list[dict]:
              "source": MEASURED} for mode in ("streaming", "sequence")]
 
 
-def _torch_lstm(torch, sizes: dict):
+def _torch_lstm(torch, sizes: dict, threads: int):
+    torch.set_num_threads(threads)
     torch.manual_seed(0)   # dense float timing does not depend on the weights' values
     return torch.nn.LSTM(sizes["input"], sizes["cells"], num_layers=sizes["layers"],
                          proj_size=sizes["proj"]).eval()
@@ -55,8 +56,7 @@ def torch_baselines(family: str, sizes: dict, frames: int, repeats: int, threads
         import torch
     except ImportError as error:
         return _skipped(family, "PyTorch nn.LSTM(proj_size)", f"PyTorch not installed ({error})")
-    torch.set_num_threads(threads)
-    lstm = _torch_lstm(torch, sizes)
+    lstm = _torch_lstm(torch, sizes, threads)
     x = torch.randn(frames, 1, sizes["input"])
 
     def streaming():
@@ -131,8 +131,7 @@ def onnx_baselines(family: str, sizes: dict, frames: int, repeats: int, threads:
         import torch
     except ImportError as error:
         return _skipped(family, "onnxruntime", f"onnxruntime or PyTorch (its exporter) not installed ({error})")
-    torch.set_num_threads(threads)
-    lstm = _torch_lstm(torch, sizes)
+    lstm = _torch_lstm(torch, sizes, threads)
     step, sequence = _lstmp_modules(torch, lstm)
     layers, proj, cells = sizes["layers"], sizes["proj"], sizes["cells"]
     x = torch.randn(frames, sizes["input"])

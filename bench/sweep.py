@@ -11,17 +11,17 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-from amaranth.sim import Simulator
 
-from sparselstm.hw.accelerator import Accelerator
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
-from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.spec.numerics import Numerics
+from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import LSTMPModel
 from sparselstm.sw.pipeline import compress_and_encode, compression_report
 from sparselstm.sw.pruning import load_imbalance
+
+from cycles import measure
 
 MODELLED = "modelled (hw/cycle_model.py, predict_cycles)"
 SIMULATED = "simulated (Amaranth RTL simulator, hw/accelerator.py)"
@@ -127,42 +127,6 @@ def model_size(workload: Workload, n_pes: int) -> dict:
     return {"model": workload.key, "n_pes": n_pes, **{k: totals[k] for k in keys}, "source": COUNTED}
 
 
-def _stream_through_rtl(design: AcceleratorDesign, x_q: np.ndarray) -> tuple[np.ndarray, list[int], list[int]]:
-    """Frames back to back (input always valid, output always ready). Returns the output words and, at each
-    frame's last output word, the cycle counter and the entries processed by all PEs so far."""
-    dut = Accelerator(design)
-    frames, inputs = x_q.shape
-    counters = [getattr(dut.mac_cycles, f"pe{p}") for p in range(design.n_pes)]
-    counters += [getattr(dut.pad_cycles, f"pe{p}") for p in range(design.n_pes)]
-    words, cycles_at, work_at = [], [], []
-
-    async def send(ctx):
-        for t in range(frames):
-            for c in range(inputs):
-                ctx.set(dut.i.payload, {"value": int(x_q[t, c]), "first": int(t == 0 and c == 0)})
-                ctx.set(dut.i.valid, 1)
-                await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
-
-    async def receive(ctx):
-        ctx.set(dut.o.ready, 1)
-        while len(cycles_at) < frames:
-            _, _, valid, payload, cycles, *work = await ctx.tick().sample(dut.o.valid, dut.o.payload, dut.cycles,
-                                                                          *counters)
-            if valid:
-                words.append(payload.value)
-                if payload.last:
-                    cycles_at.append(int(cycles))
-                    work_at.append(int(sum(work)))
-
-    simulator = Simulator(dut)
-    simulator.add_clock(1e-8)
-    simulator.add_testbench(send, background=True)
-    simulator.add_testbench(receive)
-    simulator.run()
-    return np.array(words, dtype=np.int64).reshape(frames, -1), cycles_at, work_at
-
-
 def rtl_measurement(workload: Workload, n_pes: int, x_q: np.ndarray, params: HardwareParams) -> dict:
     """Stream x_q (frames >= 3) through the RTL; steady-state cycles per frame from the frames that have a
     frame before and after them, against the cycle model's prediction, and bit-exactness against the golden
@@ -173,8 +137,11 @@ def rtl_measurement(workload: Workload, n_pes: int, x_q: np.ndarray, params: Har
     design = AcceleratorDesign.from_encoded(encoded, params)
     prediction = predict_cycles(design)
     start = time.perf_counter()
-    outputs, cycles_at, work_at = _stream_through_rtl(design, x_q)
+    streamed = measure(design, x_q)    # bench/cycles.py: frames back to back, counters at each last word
     seconds = time.perf_counter() - start
+    outputs = streamed["outputs"]
+    cycles_at = [int(cycles) for cycles, _, _ in streamed["marks"]]
+    work_at = [int(sum(mac) + sum(pad)) for _, mac, pad in streamed["marks"]]
     steady = [cycles_at[t] - cycles_at[t - 1] for t in range(1, len(cycles_at) - 1)]
     busy = [(work_at[t] - work_at[t - 1]) / n_pes / (cycles_at[t] - cycles_at[t - 1])
             for t in range(1, len(cycles_at) - 1)]
