@@ -131,6 +131,11 @@ def _latency(results: dict) -> list[str]:
              f"{cpu['load_average_before'][0]:.2f} before, {cpu['load_average_after'][0]:.2f} after (the machine "
              "is shared: other work inflates these). Streaming: batch 1, one frame per call, state carried; "
              "sequence: the whole sequence in one call.", ""]
+    load = max(cpu["load_average_before"][0], cpu["load_average_after"][0])
+    cores = results["meta"]["machine"]["cores"]
+    if load > cores:
+        lines += [f"**The machine was oversubscribed while the CPU rows were timed (load average {load:.1f} on "
+                  f"{cores} cores): they are inflated and noisy; the min column is the least disturbed pass.**", ""]
     for family in ("shipped", "ese"):
         rows = []
         for r in _headline_rows(results, family):
@@ -178,11 +183,11 @@ def _efficiency(results: dict) -> list[str]:
                              at["gops_dense_equivalent"], at["multipliers"], at["gops_sparse_per_multiplier"],
                              at["gops_sparse_per_mhz"], results["accelerator"]["source"]])
     ese = results["elsewhere"]["ese_efficiency"]
-    rows.append([ese["implementation"], "ESE's", "32 per channel", f"{ese['clock_mhz']:g} MHz", ese["gops_sparse"],
+    rows.append([ese["implementation"], "ESE's own", "32 per channel", f"{ese['clock_mhz']:g} MHz", ese["gops_sparse"],
                  ese["gops_dense_equivalent"], ese["multipliers"], ese["gops_sparse_per_multiplier"],
                  ese["gops_sparse_per_mhz"], f"{ese['origin']}: {ese['source']}"])
     one = results["elsewhere"]["ese_one_stream"]
-    rows.append([one["implementation"], "ESE's", "32 per channel", f"{one['clock_mhz']:g} MHz", one["gops_sparse"],
+    rows.append([one["implementation"], "ESE's own", "32 per channel", f"{one['clock_mhz']:g} MHz", one["gops_sparse"],
                  None, None, None, one["gops_sparse_per_mhz"], f"{one['origin']}: {one['source']}"])
     return lines + _table(["model", "pruning", "PEs", "clock", "GOPS sparse", "GOPS dense-equivalent",
                            "multipliers", "GOPS/multiplier", "GOPS/MHz", "source"], rows)
