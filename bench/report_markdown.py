@@ -74,7 +74,31 @@ def _targets(results: dict) -> list[str]:
     rows = [[_label(results, t["model"]), t["n_pes"], f"{t['clock_mhz']:g} MHz", t["us_per_frame"],
              f"< {t['limit_us_per_frame']:g}", "not in this sweep" if t["met"] is None else t["met"]]
             for t in results["targets"]]
-    return lines + _table(["model", "PEs", "clock", "us per frame", "target", "met"], rows)
+    lines += _table(["model", "PEs", "clock", "us per frame", "target", "met"], rows)
+    return lines + _headline(results)
+
+
+def _fastest(rows: list[dict], family: str, mode: str) -> dict | None:
+    candidates = [r for r in rows if r["family"] == family and r["mode"] == mode and "us_per_frame" in r]
+    return min(candidates, key=lambda r: r["us_per_frame"], default=None)
+
+
+def _headline(results: dict) -> list[str]:
+    """Per model size, streaming: the accelerator at the sweep's largest PE count, the fastest CPU row of this
+    run and the fastest figure from elsewhere, each with its source."""
+    lines = ["## Headline: streaming, batch 1", ""]
+    for family, name in (("shipped", "shipped size"), ("ese", "ESE size")):
+        row = max(_headline_rows(results, family), key=lambda r: r["n_pes"])
+        parts = [f"this accelerator {row['at_clock']['125']['us_per_frame']:,.1f} us at 125 MHz / "
+                 f"{row['at_clock']['200']['us_per_frame']:,.1f} us at 200 MHz with {row['n_pes']} PEs (modelled)"]
+        cpu = _fastest(results["cpu"]["rows"], family, "streaming")
+        if cpu is not None:
+            parts.append(f"fastest CPU here {cpu['us_per_frame']:,.0f} us ({cpu['implementation']}, measured here)")
+        other = _fastest(results["elsewhere"]["latency"], family, "streaming")
+        if other is not None:
+            parts.append(f"fastest quoted {other['us_per_frame']:,.1f} us ({other['implementation']}, from elsewhere)")
+        lines.append(f"- {name}: " + "; ".join(parts) + ".")
+    return lines + [""]
 
 
 def _sweep(results: dict) -> list[str]:
