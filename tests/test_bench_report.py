@@ -1,0 +1,107 @@
+"""bench/report.py (`make bench`) end to end in its tiny configuration: the structure of results.json, the
+consistency of its figures, and a report.md that names the source of every figure."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
+SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "load_balance",
+            "model_size", "rtl", "rtl_other_simulators", "plots"}
+
+
+@pytest.fixture(scope="module")
+def tiny_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--nice", "0", "-o", str(out)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads((out / "results.json").read_text()), (out / "report.md").read_text(), out
+
+
+def _sources(results: dict) -> set[str]:
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            if isinstance(value.get("source"), str):
+                found.add(value["source"])
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(results)
+    return found
+
+
+def test_results_structure(tiny_report):
+    results, _, _ = tiny_report
+    assert set(results) == SECTIONS
+    assert results["meta"]["pe_counts"] == [2, 4] and results["meta"]["tiny"]
+    rows = results["accelerator"]["rows"]
+    variants = {(r["model"], r["pruning"]) for r in rows}
+    assert variants == {("shipped", "as shipped"), ("shipped-pruned", "balanced"), ("shipped-pruned", "unbalanced"),
+                        ("ese", "balanced"), ("ese", "unbalanced")}
+    assert sorted(r["n_pes"] for r in rows if r["model"] == "ese" and r["balanced"]) == [2, 4]
+    for row in rows:
+        # no schedule beats the busiest PE, and the entries are the non-zeros plus padding
+        assert row["steady_cycles_per_frame"] >= row["busiest_pe_entries"] >= row["mean_entries_per_pe"]
+        assert row["entries"] >= row["nonzeros"] > 0
+        assert 0 < row["mac_utilisation"] <= row["pe_busy_fraction"] <= row["busy_bound"] <= 1
+        for clock, at in row["at_clock"].items():
+            assert at["us_per_frame"] == pytest.approx(row["steady_cycles_per_frame"] / float(clock))
+            assert at["gops_dense_equivalent"] >= at["gops_sparse"] > 0
+    # the tiny sweep has neither target's PE count: reported as not checked, not as met or missed
+    assert [t["met"] for t in results["targets"]] == [None, None]
+
+
+def test_rtl_agrees_with_the_cycle_model(tiny_report):
+    rtl = tiny_report[0]["rtl"]
+    assert rtl["bit_exact_vs_golden"] and rtl["frames"] == 3 and rtl["n_pes"] == 2
+    assert abs(rtl["prediction_error"]) < 0.1
+    assert rtl["simulated_cycles_per_second"] > 0
+
+
+def test_load_balance_and_sizes(tiny_report):
+    results = tiny_report[0]
+    for entry in results["load_balance"]:
+        balanced, unbalanced = entry["balanced"], entry["unbalanced"]
+        assert len(balanced["nonzeros_per_pe"]) == len(unbalanced["nonzeros_per_pe"]) == entry["n_pes"]
+        assert balanced["max"] == max(balanced["nonzeros_per_pe"])
+        assert balanced["max_over_mean"] <= unbalanced["max_over_mean"]
+    for row in results["model_size"]["rows"]:
+        assert row["compressed_bits"] < row["dense_float32_bits"]
+    assert results["encoder"]["median_seconds"] > 0
+
+
+def test_cpu_rows_measured_or_skipped_with_a_reason(tiny_report):
+    results = tiny_report[0]
+    rows = results["cpu"]["rows"]
+    assert {(r["family"], r["mode"]) for r in rows} == {(f, m) for f in ("shipped", "ese")
+                                                       for m in ("streaming", "sequence")}
+    for row in rows:
+        assert row.get("skipped") or (row["us_per_frame"] > 0 and row["repeats"] == 1)
+        if "max_abs_difference_vs_torch" in row:    # the ONNX graphs compute the same LSTMP as nn.LSTM
+            assert row["max_abs_difference_vs_torch"] < 1e-4
+
+
+def test_markdown_names_every_source(tiny_report):
+    results, markdown, out = tiny_report
+    sources = _sources(results)
+    for kind in ("modelled", "simulated", "measured here", "from elsewhere", "not measured here", "counted"):
+        assert any(source.startswith(kind) for source in sources), kind
+    for source in sources:
+        assert source in markdown, source
+    for row in results["cpu"]["rows"]:
+        assert row["implementation"] in markdown
+    assert results["meta"]["timing_closure"] in markdown
+    if "skipped" not in results["plots"]:
+        for name in results["plots"]:
+            assert (out / name).stat().st_size > 0 and f"({name})" in markdown
