@@ -392,14 +392,14 @@ def test_golden_tracks_the_float_reference():
 
 
 def test_golden_forward_encoded_equals_golden_forward(small_model, tmp_path):
-    from sparselstm.sw import format as encoder
+    from sparselstm.sw import format as sparse_format
     qmodel = quantize_model(small_model)
-    encoded = encoder.encode(qmodel, 3)
+    encoded = sparse_format.encode(qmodel, 3)
     x_q = random_words(np.random.default_rng(2), qmodel.numerics, (2, 7, 5), 1.0)
     expected = golden_forward(qmodel, x_q)
     assert np.array_equal(golden_forward_encoded(encoded, x_q), expected)
-    encoder.write_encoded(encoded, tmp_path / "enc")
-    assert np.array_equal(golden_forward_encoded(encoder.load_encoded(tmp_path / "enc"), x_q), expected)
+    sparse_format.write_encoded(encoded, tmp_path / "enc")
+    assert np.array_equal(golden_forward_encoded(sparse_format.load_encoded(tmp_path / "enc"), x_q), expected)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -407,11 +407,11 @@ def test_golden_forward_encoded_equals_golden_forward(small_model, tmp_path):
 
 
 def test_golden_command_float_and_raw(small_model, tmp_path, capsys):
-    from sparselstm.sw import format as encoder
+    from sparselstm.sw import format as sparse_format
     from sparselstm.cli import main
 
     qmodel = quantize_model(small_model)
-    encoder.write_encoded(encoder.encode(qmodel, 2), tmp_path / "enc")
+    sparse_format.write_encoded(sparse_format.encode(qmodel, 2), tmp_path / "enc")
     rng = np.random.default_rng(3)
     x = rng.normal(size=(2, 9, 5))
     x[1, 4, 2] = 99.0                                        # beyond [-16, 16): saturates, and is reported
@@ -453,10 +453,10 @@ def test_golden_command_float_and_raw(small_model, tmp_path, capsys):
 
 
 def test_golden_command_errors_name_the_file(small_model, tmp_path, capsys):
-    from sparselstm.sw import format as encoder
+    from sparselstm.sw import format as sparse_format
     from sparselstm.cli import main
 
-    encoder.write_encoded(encoder.encode(quantize_model(small_model), 2), tmp_path / "enc")
+    sparse_format.write_encoded(sparse_format.encode(quantize_model(small_model), 2), tmp_path / "enc")
     np.save(tmp_path / "wide.npy", np.zeros((4, 6)))
     assert main(["golden", str(tmp_path / "enc"), "-i", str(tmp_path / "wide.npy"), "-o", str(tmp_path / "y.npy")]) == 1
     err = capsys.readouterr().err
@@ -481,13 +481,13 @@ def test_golden_rejects_an_inconsistent_accumulator_precision():
 def test_an_empty_batch_gives_an_empty_result_and_no_frames_is_an_error(small_model):
     """B = 0 sequences have no outputs: (0, T, out), as reference_forward gives. T = 0 frames has no
     frame 0 to start the sequences at: an error naming the shape."""
-    from sparselstm.sw import encoder
+    from sparselstm.sw import format as sparse_format
 
     qmodel = quantize_model(small_model)
     empty = golden_forward(qmodel, np.zeros((0, 4, small_model.input_size), dtype=np.int64))
     assert empty.shape == (0, 4, small_model.output_size) and empty.dtype == np.int64
     assert reference_forward(small_model, np.zeros((0, 4, small_model.input_size))).shape == empty.shape
-    encoded = encoder.encode(qmodel, 2)
+    encoded = sparse_format.encode(qmodel, 2)
     assert golden_forward_encoded(encoded, np.zeros((0, 4, small_model.input_size), dtype=np.int64)).shape == \
         empty.shape
     with pytest.raises(ParameterError, match=r"T >= 1, got \(2, 0, 5\)"):
