@@ -1,28 +1,25 @@
 """One sparse processing element (PE): interleaved-CSC sparse matrix x broadcast vector, 1 MAC per cycle.
 
-Pipeline (one entry per cycle in steady state):
+Pipeline (one entry per cycle in steady state; docs/architecture.md):
 
     broadcast word --> [FIFO] --pop--> F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
-                                         |  job = (start, end, value, phase constants); empty jobs dropped
-                                         v
+                                         |  registered into the job (start, end, value, phase constants);
+                                         v  empty jobs dropped
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                                       M: decode  w, z; row = cursor + z + 1 (cursor = -1 at a column start);
-                                         |         product = (w * value) << shift; issue accumulator read
-                                         v
-                                       A: acc[row] += product  (read port transparent for the write port,
-                                                                so back-to-back updates of one row are exact)
+                   E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator,
+                   bias and cleared-flag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
+                   from the three entries ahead -> Wb write
 
-W, M and A stall together for one cycle when a cell's bias write-back (below) needs the gate banks' write
-port in the same cycle as a gate MAC; the frozen stages re-issue their reads, so forwarding stays exact.
+The MAC pipeline behind the walker never stalls: the walker, the fetch and the FIFO pop wait only for work.
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) initialised with the
 bias, one proj bank initialised with 0. Two read-and-reset ports serve the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
   cycle t gives, from t+1 and held until the next `en`, the cell's four gate accumulators and three peephole
-  weights; at t+1 the PE writes the bias back.
+  weights; at t+1 the four words are marked cleared (they read as the bias until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 The controller must only read a cell while no word for that cell's layer and copy is queued or in flight,
@@ -86,6 +83,9 @@ class ProjReadSignature(wiring.Signature):
         })
 
 
+ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
+
+
 def _memory_depth(words: int) -> int:
     # A PE may hold no cells / rows / entries (more PEs than rows): keep a dummy word. At least two words,
     # so that no address is a zero-width wire in the generated Verilog.
@@ -135,8 +135,14 @@ class SparsePE(wiring.Component):
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         fifo_depth = design.params.fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
-        m.submodules.entries = entry_mem = Memory(
-            shape=unsigned(design.entry_bits), depth=_memory_depth(len(pe.entries)), init=pe.entries or [0])
+        # entry memory in banks of one block RAM's depth, each output registered before the bank multiplexer
+        entry_words = list(pe.entries) or [0]
+        entry_banks = [entry_words[start:start + ENTRY_BANK_WORDS]
+                       for start in range(0, len(entry_words), ENTRY_BANK_WORDS)]
+        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=_memory_depth(len(words)), init=words)
+                      for words in entry_banks]
+        for b, memory in enumerate(entry_mems):
+            m.submodules["entries" if len(entry_mems) == 1 else f"entries{b}"] = memory
         m.submodules.pointers = pointer_mem = Memory(
             shape=unsigned(design.pointer_bits), depth=_memory_depth(len(pe.pointers)), init=pe.pointers)
         cell_depth = _memory_depth(pe.cell_depth)
@@ -163,7 +169,7 @@ class SparsePE(wiring.Component):
 
         ptr_lo = pointer_mem.read_port()
         ptr_hi = pointer_mem.read_port()
-        entry_port = entry_mem.read_port()
+        entry_ports = [memory.read_port() for memory in entry_mems]
         gate_wr = [bank.write_port() for bank in gate_banks]
         gate_mac_rd = [bank.read_port() for bank in gate_banks]
         gate_out_rd = [bank.read_port() for bank in gate_banks]
@@ -239,7 +245,7 @@ class SparsePE(wiring.Component):
         walk = job_fields("walk")
         m.d.comb += [
             job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
-            entry_port.addr.eq(walk_addr),
+            *[port.addr.eq(walk_addr) for port in entry_ports],   # truncated to the bank's address
         ]
         with m.If(walk_active):
             m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0), walk_last.eq(walk_addr + 2 == walk_end)]
@@ -268,11 +274,17 @@ class SparsePE(wiring.Component):
         e = stage("e", meta)
         m.d.sync += [e["valid"].eq(walk_active), e["first"].eq(walk_first)]
         m.d.sync += [e[key].eq(walk[key]) for key in ("value", "target", "base", "shift")]
-        d = stage("d", {**meta, "entry": entry_port.data.shape()})
-        m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["entry"].eq(entry_port.data)]
+        bank_bits = bits_for(len(entry_mems) - 1)
+        e_bank = Signal(bank_bits)
+        m.d.sync += e_bank.eq(walk_addr[ENTRY_BANK_WORDS.bit_length() - 1:])
+        d = stage("d", {**meta, "bank": bank_bits})
+        m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["bank"].eq(e_bank)]
+        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}") for b in range(len(entry_mems))]
+        m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
+        entry = Array(d_entries)[d["bank"]]
 
-        weight = d["entry"][index_bits:index_bits + weight_bits].as_signed()
-        skip = d["entry"][:index_bits]
+        weight = entry[index_bits:index_bits + weight_bits].as_signed()
+        skip = entry[:index_bits]
         cursor = Signal(row_bits)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(d["first"], 0, cursor + 1) + skip)
