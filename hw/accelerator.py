@@ -11,6 +11,8 @@
                         +------ y -------- |
     o (OutputWord) <-- Scheduler (OutputStreamer: output buffer)
 
+The input stream, the cells into the ElementwiseUnit and the m words out of it pass a SkidBuffer (register
+slice), so the handshakes between the parts meet at flip-flops.
 See docs/architecture.md for the schedule and the cycle budget.
 """
 
@@ -27,6 +29,7 @@ from .interfaces import design_broadcast_layout, input_word_layout, output_word_
 from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
+from .skid import SkidBuffer
 
 __all__ = ["Accelerator"]
 
@@ -87,16 +90,25 @@ class Accelerator(wiring.Component):
         m.submodules.scheduler = scheduler = Scheduler(design)
         if has_proj:
             m.submodules.proj_reader = proj_reader = ProjReader(design)
+        # register slices: the input port's ready, and the element-wise unit's one pipeline enable, depend
+        # only on flip-flops, not on the scheduler / the PEs' readout multiplexer across the chip
+        m.submodules.input_slice = input_slice = SkidBuffer(input_word_layout(design.act_bits))
+        m.submodules.cell_slice = cell_slice = SkidBuffer(elementwise.i.payload.shape())
+        m.submodules.m_slice = m_slice = SkidBuffer(elementwise.o.payload.shape())
 
         # ---- connections -----------------------------------------------------------------------------------
-        wiring.connect(m, wiring.flipped(self.i), scheduler.i)
+        wiring.connect(m, wiring.flipped(self.i), input_slice.i)
+        wiring.connect(m, input_slice.o, scheduler.i)
         wiring.connect(m, scheduler.o, wiring.flipped(self.o))
         wiring.connect(m, scheduler.bcast, broadcaster.i)
         wiring.connect(m, scheduler.cells, cell_reader.command)
-        wiring.connect(m, cell_reader.o, elementwise.i)
-        wiring.connect(m, elementwise.o, scheduler.m)
+        wiring.connect(m, cell_reader.o, cell_slice.i)
+        wiring.connect(m, cell_slice.o, elementwise.i)
+        wiring.connect(m, elementwise.o, m_slice.i)
+        wiring.connect(m, m_slice.o, scheduler.m)
         for p, pe in enumerate(pes):
             wiring.connect(m, broadcaster.o[p], pe.i)
+            m.d.comb += broadcaster.room[p].eq(pe.room)
             wiring.connect(m, cell_reader.pes[p], pe.cell_read)
         if has_proj:
             wiring.connect(m, scheduler.proj, proj_reader.command)

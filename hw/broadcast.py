@@ -4,6 +4,12 @@ A zero value adds nothing to any accumulator, so it is consumed and dropped here
 as in EIE/ESE): fewer cycles, the same sums. Words that are sent go to all PEs in the same cycle, and only
 when every PE can take one (a PE whose FIFO is full stalls all of them).
 
+Backpressure is registered on both sides, so no combinational path crosses the chip from the PEs' FIFOs to
+the scheduler: each PE raises a registered `room` flag while its FIFO holds fewer than `fifo_depth` words, and
+the broadcaster sends only when every flag was up in the previous cycle (the AND is registered too). The flag
+is thus two cycles old when a word is sent, so a PE may receive `ROOM_MARGIN` words after its FIFO reached
+`fifo_depth`: its FIFO has that many words more.
+
 The output is registered: the fan-out to N PEs starts from a flip-flop, not from the upstream logic.
 """
 
@@ -13,11 +19,13 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Broadcaster"]
+__all__ = ["Broadcaster", "ROOM_MARGIN"]
+
+ROOM_MARGIN = 2   # words a PE may receive after its room flag fell (flag and AND registered)
 
 
 class Broadcaster(wiring.Component):
-    """One stream to `n_outputs` streams at once, zero values dropped.
+    """One stream to `n_outputs` streams at once, zero values dropped, with registered backpressure.
 
     Parameters
     ----------
@@ -30,7 +38,10 @@ class Broadcaster(wiring.Component):
     ----------
     i : In(stream.Signature(layout))
     o : Out(stream.Signature(layout)).array(n_outputs)
-        Each word goes out on every output in the same cycle, only when all are ready.
+        Each word goes out on every output in the same cycle. `o[p].valid` is raised only when every room
+        flag was up in the previous cycle; `o[p].ready` is not looked at: the room flags guarantee it.
+    room : In(n_outputs)
+        Bit p: output p's registered room flag (module docstring).
     busy : Out(1)
         A word is held for the outputs.
     """
@@ -47,6 +58,7 @@ class Broadcaster(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(layout)),
             "o": Out(stream.Signature(layout)).array(n_outputs),
+            "room": In(n_outputs),
             "busy": Out(1),
         })
 
@@ -55,8 +67,8 @@ class Broadcaster(wiring.Component):
 
         held_valid = Signal()
         held = Signal(self._layout)
-        all_ready = Signal()
-        m.d.comb += all_ready.eq(_and_all([port.ready for port in self.o]))
+        all_ready = Signal()          # every output had room in the previous cycle
+        m.d.sync += all_ready.eq(self.room.all())
         sent = held_valid & all_ready
         for port in self.o:
             # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
@@ -71,9 +83,3 @@ class Broadcaster(wiring.Component):
             m.d.sync += held_valid.eq(0)
         return m
 
-
-def _and_all(values):
-    result = values[0]
-    for value in values[1:]:
-        result = result & value
-    return result

@@ -27,11 +27,11 @@ from .elementwise import ElementwiseUnit
 __all__ = ["CyclePrediction", "predict_cycles", "column_work"]
 
 FIFO_LATENCY = 2          # broadcast edge -> the word can be popped (SyncFIFOBuffered)
-FETCH_LATENCY = 1         # pop -> pointers available in the job register
-MAC_DRAIN = 3             # last entry issued -> written (M and A stages) and `busy` low
+MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
+SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,7 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
     last = design.n_layers - 1
     work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
             for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
-    ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY
+    ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..spec.encoded import EncodedModel
 from ..spec.errors import ParameterError
+from .broadcast import ROOM_MARGIN
 from .params import HardwareParams
 
 __all__ = ["AcceleratorDesign", "PEDesign", "PhaseEntry", "GATE_TARGET", "PROJ_TARGET", "PHASES_PER_LAYER",
@@ -234,9 +235,10 @@ class AcceleratorDesign:
             totals["pointers"] += depth(len(pe.pointers)) * self.pointer_bits
             totals["gate_accumulators"] += 4 * depth(pe.gate_depth) * self.acc_bits
             totals["proj_accumulators"] += depth(pe.proj_depth) * self.acc_bits
-            totals["bias"] += depth(pe.cell_depth) * 4 * self.acc_bits
+            # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words)
+            totals["bias"] += (depth(pe.cell_depth) + depth(pe.gate_depth)) * 4 * self.acc_bits
             totals["peephole"] += depth(pe.cell_depth) * 3 * numerics.peephole_bits
-            totals["activation_fifos"] += params.fifo_depth * word_bits
+            totals["activation_fifos"] += (params.fifo_depth + ROOM_MARGIN) * word_bits
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
         totals["total"] = sum(totals.values())

