@@ -294,6 +294,11 @@ class SpeechCompressionTask(CompressionTask):
                        temperature=self.temperature)
         return training.to_lstmp_model(self.classifier)
 
+    def restart_shuffles(self) -> None:
+        """Fine-tune from here on with the shuffles a freshly made task would use: each independent
+        compression run starts so, whichever process or machine runs it (sw/compress/executor.py)."""
+        self._finetune_calls = 0
+
     def snapshot(self):
         return copy.deepcopy(self.classifier.state_dict())
 
