@@ -1,0 +1,137 @@
+"""The executors of sw/compress/executor.py: results in task order, seeded tasks, progress, errors; and a
+local Ray run of the sensitivity analysis that equals the serial run (skipped only without Ray)."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import numpy as np
+import pytest
+
+from sparselstm.cli import main
+from sparselstm.spec.errors import ParameterError
+from sparselstm.sw.compress.density import allocate
+from sparselstm.sw.compress.executor import (ExecutorError, ProgressLine, RayExecutor, SerialExecutor,
+                                             make_executor)
+from sparselstm.sw.compress.sensitivity import sensitivity_analysis
+from sparselstm.sw.compress.task import CallableTask
+from sparselstm.sw.model import random_model
+from sparselstm.sw.reference import reference_forward
+
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+
+
+def draw(shared, task):
+    """A task whose result depends on the seeded global generator."""
+    return shared + task + float(np.random.random())
+
+
+def small_problem():
+    """A two-layer model and a task scoring how close its outputs stay to the dense model's."""
+    dense = random_model(input_size=5, cell_size=8, proj_size=3, num_layers=2, seed=7, scale=0.8)
+    inputs = {"val": np.random.default_rng(1).normal(size=(12, 6, dense.input_size))}
+    target = reference_forward(dense, inputs["val"])
+    task = CallableTask(inputs, lambda outputs, split: -float(np.mean((outputs - target) ** 2)), name="distance")
+    return dense, task
+
+
+def test_serial_executor_keeps_task_order_and_seeds_each_task():
+    executor = SerialExecutor(progress=False)
+    first = executor.map(draw, [0.0, 10.0, 20.0], shared=1.0, seed=5)
+    again = executor.map(draw, [0.0, 10.0, 20.0], shared=1.0, seed=5)
+    assert first == again
+    assert [int(v) for v in first] == [1, 11, 21]
+    assert len({v % 1 for v in first}) == 3          # seed + index: a different draw per task
+    with pytest.raises(ParameterError, match="2 labels for 3 tasks"):
+        executor.map(draw, [0.0, 1.0, 2.0], shared=0.0, labels=["a", "b"])
+
+
+def test_progress_line_rewrites_one_line_on_a_terminal_and_prints_lines_otherwise():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log, terminal = io.StringIO(), Terminal()
+    for stream in (log, terminal):
+        line = ProgressLine("sensitivity", 4, stream=stream)
+        line.update(1, 2, 1)
+        line.update(1, 2, 1)     # no change, nothing written
+        line.update(4, 0, 0, 0)
+        line.close()
+    assert log.getvalue().count("\n") == 2
+    assert log.getvalue().startswith("sensitivity: 1/4 done, 2 running, 1 queued, 0 failed")
+    assert terminal.getvalue().count("\r") == 2 and terminal.getvalue().endswith("\n")
+
+
+def test_make_executor_checks_its_arguments():
+    assert isinstance(make_executor("serial"), SerialExecutor)
+    with pytest.raises(ParameterError, match="--ray-address needs --executor ray"):
+        make_executor("serial", "localhost:6379")
+    with pytest.raises(ParameterError, match="executor must be one of serial, ray"):
+        make_executor("dask")
+
+
+def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)     # import ray -> ImportError
+    with pytest.raises(ExecutorError, match=r"pip install 'sparselstm\[cluster\]'"):
+        make_executor("ray")
+    assert main(["sensitivity", str(tmp_path / "dense.pt"), "--task", str(tmp_path), "--executor", "ray",
+                 "-o", str(tmp_path / "out"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Ray, which is not installed: pip install 'sparselstm[cluster]'" in err[0], err
+
+
+# ----------------------------------------------------------------------------------------------------------
+# A local Ray (CI installs the [cluster] extra)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparselstm[cluster]')")
+    # Ray workers cannot import this test module by name: ship its functions by value.
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    if started:
+        ray.shutdown()
+
+
+def test_sensitivity_on_ray_equals_the_serial_run(ray_session):
+    dense, task = small_problem()
+    options = dict(densities=(0.2, 0.5), n_pes=2, balanced=True, split="val")
+    serial = sensitivity_analysis(dense, task, executor=SerialExecutor(progress=False), **options)
+    distributed = sensitivity_analysis(dense, task, executor=RayExecutor(progress=False), **options)
+    assert {**serial.to_dict(), "seconds": 0} == {**distributed.to_dict(), "seconds": 0}
+    assert allocate(serial, 0.4).densities == allocate(distributed, 0.4).densities
+    assert RayExecutor(progress=False).map(draw, [0.0, 10.0], shared=1.0, seed=5) == \
+        SerialExecutor(progress=False).map(draw, [0.0, 10.0], shared=1.0, seed=5)
+
+
+def test_a_task_that_fails_once_is_retried_and_kept(ray_session, tmp_path):
+    attempts = tmp_path / "attempts"
+    attempts.mkdir()
+
+    def fail_first_time(shared, task):
+        marker = attempts / f"{task}.{len(list(attempts.glob(f'{task}.*')))}"
+        marker.touch()
+        if task == 1 and marker.name.endswith(".0"):
+            raise RuntimeError("injected failure")
+        return shared * task
+
+    assert RayExecutor(progress=False).map(fail_first_time, [0, 1, 2], shared=3) == [0, 3, 6]
+    assert sorted(p.name for p in attempts.iterdir()) == ["0.0", "1.0", "1.1", "2.0"]
+
+
+def test_a_task_that_keeps_failing_names_itself(ray_session):
+    def fail_on_two(shared, task):
+        if task == 2:
+            raise RuntimeError("bad point")
+        return task
+
+    with pytest.raises(ExecutorError, match=r"L0\.proj at density 0\.1 failed after 2 attempt\(s\): "
+                                            r"RuntimeError: bad point"):
+        RayExecutor(progress=False).map(fail_on_two, [0, 1, 2], labels=["a", "b", "L0.proj at density 0.1"])
