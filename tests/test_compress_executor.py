@@ -4,6 +4,7 @@ local Ray run of the sensitivity analysis that equals the serial run (skipped on
 from __future__ import annotations
 
 import io
+import json
 import sys
 
 import numpy as np
@@ -135,3 +136,65 @@ def test_a_task_that_keeps_failing_names_itself(ray_session):
     with pytest.raises(ExecutorError, match=r"L0\.proj at density 0\.1 failed after 2 attempt\(s\): "
                                             r"RuntimeError: bad point"):
         RayExecutor(progress=False).map(fail_on_two, [0, 1, 2], labels=["a", "b", "L0.proj at density 0.1"])
+
+
+def test_an_address_that_cannot_be_reached_is_one_clear_error(ray_session):
+    import socket
+
+    with socket.socket() as probe:   # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(ExecutorError, match=rf"cannot reach the Ray cluster at 127\.0\.0\.1:{port} .*ray start --head"):
+        RayExecutor(f"127.0.0.1:{port}", progress=False).map(draw, [0.0], shared=0.0)
+
+
+def test_a_worker_that_dies_is_one_clear_error(ray_session):
+    def die(shared, task):
+        import os
+
+        os._exit(1)
+
+    with pytest.raises(ExecutorError, match=r"the dense baseline: its worker died after 2 attempt\(s\)"):
+        RayExecutor(progress=False).map(die, [0], labels=["the dense baseline"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A synthetic corpus directory and a tiny classifier checkpoint trained on it."""
+    torch = pytest.importorskip("torch")
+    from sparselstm.sw import train as training
+    from sparselstm.sw.speech.task import Task, synthetic_task
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("executor-cli")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, split in synthetic_task(num_classes=3, per_class=20, steps=6, width=5).splits.items():
+        split.save(corpus / f"{name}.npz")
+    data = Task.load(corpus)
+    classifier = training.build_classifier(data, cells=8, proj=4, layers=1)
+    training.train(classifier, data, 3, lr=0.01, batch_size=16, progress=False, log=None)
+    training.save_checkpoint(classifier, root / "dense.pt")
+    return corpus, root / "dense.pt"
+
+
+def test_the_commands_on_ray_write_what_the_serial_commands_write(ray_session, trained, tmp_path, capsys):
+    corpus, checkpoint = trained
+    outputs = {}
+    for executor in ("serial", "ray"):
+        sensitivity = tmp_path / executor / "sensitivity"
+        assert main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.2,0.5", "--pes", "2",
+                     "--executor", executor, "-o", str(sensitivity), "-q"]) == 0
+        compressed = tmp_path / executor / "compressed"
+        assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.4", "--pes", "2",
+                     "--sensitivity", str(sensitivity), "--steps", "1", "--epochs", "1", "--force-target",
+                     "--compare", "--narrow-weight-bits", "0", "--executor", executor,
+                     "-o", str(compressed), "-q"]) == 0
+        curves = json.loads((sensitivity / "sensitivity.json").read_text())
+        report = json.loads((compressed / "report.json").read_text())
+        outputs[executor] = ({**curves, "seconds": 0},
+                             {name: {key: run[key] for key in ("float_score", "golden_score", "matrix_density")}
+                              for name, run in report["runs"].items()},
+                             json.loads((compressed / "densities.json").read_text()))
+    assert set(outputs["ray"][1]) == {"primary", "unbalanced", "uniform"}
+    assert outputs["ray"] == outputs["serial"]

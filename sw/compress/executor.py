@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+import socket
 import sys
 import time
 from abc import ABC, abstractmethod
@@ -152,6 +153,8 @@ class RayExecutor(Executor):
 
     def _connect(self):
         ray = self.ray
+        if self.address:
+            check_reachable(self.address)
         if not ray.is_initialized():
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
             try:
@@ -160,17 +163,13 @@ class RayExecutor(Executor):
                 else:
                     ray.init(num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False)
             except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
-                raise ExecutorError(f"cannot start or reach {where} ({type(error).__name__}: "
-                                    f"{str(error).strip().splitlines()[0] if str(error).strip() else ''}); "
+                raise ExecutorError(f"cannot start or reach {where} ({type(error).__name__}: {_first_line(error)}); "
                                     f"start one with `ray start --head` (docs/compression.md)") from None
             self._started_here = True
         for name, module in list(sys.modules.items()):
             if name.startswith(USER_TASK_MODULE_PREFIX):
                 ray.cloudpickle.register_pickle_by_value(module)
         return ray
-
-    def cluster_cpus(self) -> int:
-        return max(1, int(self._connect().cluster_resources().get("CPU", 1)))
 
     def map(self, function, tasks, shared=None, labels=None, seed=0, description="tasks"):
         tasks = list(tasks)
@@ -181,7 +180,7 @@ class RayExecutor(Executor):
         futures = [remote.remote(function, shared_ref, task, seed + index) for index, task in enumerate(tasks)]
         index_of = {future: index for index, future in enumerate(futures)}
         line = ProgressLine(description, len(tasks), self.progress)
-        pending, done, cpus = list(futures), 0, self.cluster_cpus()
+        pending, done, cpus = list(futures), 0, max(1, int(ray.cluster_resources().get("CPU", 1)))
         try:
             while pending:
                 running = min(len(pending), cpus)
@@ -221,6 +220,19 @@ class RayExecutor(Executor):
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else "(no message)"
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """An ExecutorError unless HOST:PORT (or ray://HOST:PORT) accepts a connection: Ray itself retries an
+    unreachable address for minutes before it gives up."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return   # "auto", "local" or another form only Ray knows: ray.init reports those itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ExecutorError(f"cannot reach the Ray cluster at {address} ({error.strerror or error}); is "
+                            f"`ray start --head` running there, and is the port open? (docs/compression.md)") from None
 
 
 def import_ray():
