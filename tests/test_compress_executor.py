@@ -198,3 +198,35 @@ def test_the_commands_on_ray_write_what_the_serial_commands_write(ray_session, t
                              json.loads((compressed / "densities.json").read_text()))
     assert set(outputs["ray"][1]) == {"primary", "unbalanced", "uniform"}
     assert outputs["ray"] == outputs["serial"]
+
+
+USER_TASK = '''
+import numpy as np
+from sparselstm.sw.compress.task import CallableTask
+from sparselstm.sw.loaders import load_model
+from sparselstm.sw.reference import reference_forward
+
+def distance(outputs, target):
+    return -float(np.mean((outputs - target) ** 2))
+
+def make_task(checkpoint):
+    dense = load_model(checkpoint)
+    inputs = {"val": np.random.default_rng(3).normal(size=(6, 5, dense.input_size))}
+    target = reference_forward(dense, inputs["val"])
+    return CallableTask(inputs, lambda outputs, split: distance(outputs, target), name="distance")
+'''
+
+
+def test_a_task_file_of_the_users_own_runs_on_ray(ray_session, tmp_path):
+    """The task file's module exists in the driver only: its functions travel by value."""
+    from sparselstm.sw.loaders import save_npz
+
+    save_npz(random_model(5, 8, 3, seed=2), tmp_path / "model.npz")
+    (tmp_path / "mytask.py").write_text(USER_TASK)
+    curves = {}
+    for executor in ("serial", "ray"):
+        assert main(["sensitivity", str(tmp_path / "model.npz"), "--task", str(tmp_path / "mytask.py"),
+                     "--densities", "0.3,0.6", "--pes", "2", "--executor", executor,
+                     "-o", str(tmp_path / executor), "-q"]) == 0
+        curves[executor] = {**json.loads((tmp_path / executor / "sensitivity.json").read_text()), "seconds": 0}
+    assert curves["ray"] == curves["serial"]

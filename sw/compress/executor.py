@@ -26,11 +26,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ...spec.errors import ParameterError, SparseLSTMError
+from .task import USER_TASK_MODULE_PREFIX
 
 EXECUTORS = ("serial", "ray")
 INSTALL_RAY = "pip install 'sparselstm[cluster]'"
-# A task file's module (task.py: load_task) exists on the driver only; its code must travel by value.
-USER_TASK_MODULE_PREFIX = "sparselstm_user_task_"
 
 
 class ExecutorError(SparseLSTMError):
