@@ -147,9 +147,11 @@ def variant_commands(args, checkpoint: Path, data: Path, sensitivity_dir: Path) 
 
 def input_files(args, sensitivity_dir: Path) -> dict[str, bytes]:
     """What a variant reads, by its path on a worker: the checkpoint, the corpus files, the curves."""
-    data = [args.data] if args.data.is_file() else sorted(p for p in args.data.iterdir() if p.is_file())
+    # Under the corpus's own name: the task is named after it.
+    data = {f"data/{args.data.name}": args.data} if args.data.is_file() else \
+        {f"data/{args.data.name}/{path.name}": path for path in sorted(args.data.iterdir()) if path.is_file()}
     return {f"checkpoint/{args.checkpoint.name}": args.checkpoint.read_bytes(),
-            **{f"data/{path.name}": path.read_bytes() for path in data},
+            **{relative: path.read_bytes() for relative, path in data.items()},
             "sensitivity/sensitivity.json": (sensitivity_dir / "sensitivity.json").read_bytes()}
 
 
@@ -162,8 +164,8 @@ def run_shipped_variant(shared, name: str) -> tuple[int, str, bytes]:
         for relative, content in files.items():
             (root / relative).parent.mkdir(parents=True, exist_ok=True)
             (root / relative).write_bytes(content)
-        data = root / "data" / args.data.name if args.data.is_file() else root / "data"
-        command = variant_commands(args, root / "checkpoint" / args.checkpoint.name, data, root / "sensitivity")[name]
+        command = variant_commands(args, root / "checkpoint" / args.checkpoint.name, root / "data" / args.data.name,
+                                   root / "sensitivity")[name]
         output = root / "output"
         code = run_logged(name, sparselstm_command(*command, "-o", str(output)), root / "log", threading.Lock())
         archive = io.BytesIO()

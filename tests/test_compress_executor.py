@@ -230,3 +230,36 @@ def test_a_task_file_of_the_users_own_runs_on_ray(ray_session, tmp_path):
                      "-o", str(tmp_path / executor), "-q"]) == 0
         curves[executor] = {**json.loads((tmp_path / executor / "sensitivity.json").read_text()), "seconds": 0}
     assert curves["ray"] == curves["serial"]
+
+
+def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_session, trained, tmp_path, capsys):
+    """bench/compression_experiment.py --executor ray: every variant runs in a worker's scratch directory
+    from shipped files; its report and log land in OUTDIR as in a local run."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "compression_experiment.py"
+    spec = importlib.util.spec_from_file_location("compression_experiment_under_test", script)
+    experiment = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = experiment
+    spec.loader.exec_module(experiment)
+    ray_session.cloudpickle.register_pickle_by_value(experiment)
+    corpus, checkpoint = trained
+    out = tmp_path / "experiment"
+    # Curves computed beforehand (serially), so that the experiment's own Ray session is the only one.
+    assert main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.2,0.5", "--pes", "2",
+                 "-o", str(out / "sensitivity"), "-q"]) == 0
+    assert experiment.main(["--quick", "--checkpoint", str(checkpoint), "--data", str(corpus), "--pes", "2",
+                            "--target-density", "0.4", "--reuse-sensitivity", "--executor", "ray",
+                            "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    for variant in ("primary", "unbalanced", "uniform"):
+        assert f"[{variant}] done" in printed
+        assert (out / f"{variant}.log").read_text().split()[3] == "compress"
+    targets = json.loads((out / "targets.json").read_text())
+    primary = json.loads((out / "primary" / "report.json").read_text())
+    assert targets["task"] == primary["task"] == corpus.name   # the corpus travels under its own name
+    assert targets["compressed_golden_accuracy"] == primary["runs"]["primary"]["golden_score"]["w12"]
+    assert (out / "primary" / "encoded").is_dir()
+    ray_session.cloudpickle.unregister_pickle_by_value(experiment)
+    del sys.modules[spec.name]

@@ -20,6 +20,7 @@ import random
 import socket
 import sys
 import time
+import warnings
 from abc import ABC, abstractmethod
 from typing import Any, Callable, Sequence
 
@@ -43,6 +44,13 @@ def run_seeded(function: Callable, shared: Any, task: Any, seed: int) -> Any:
     if "torch" in sys.modules:   # only a task that uses PyTorch has loaded it
         sys.modules["torch"].manual_seed(seed)
     return function(shared, task)
+
+
+def run_on_worker(function: Callable, shared: Any, task: Any, seed: int) -> Any:
+    """run_seeded on a Ray worker, where `shared` comes from the object store as read-only arrays."""
+    # PyTorch warns on every read-only array it wraps; the tasks only read them (a write would raise).
+    warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    return run_seeded(function, shared, task, seed)
 
 
 class ProgressLine:
@@ -174,7 +182,7 @@ class RayExecutor(Executor):
         tasks = list(tasks)
         labels = self._labels(tasks, labels)
         ray = self._connect()
-        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=True)(run_seeded)
+        remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=True)(run_on_worker)
         shared_ref = ray.put(shared)   # once into the object store; each node fetches it once
         futures = [remote.remote(function, shared_ref, task, seed + index) for index, task in enumerate(tasks)]
         index_of = {future: index for index, future in enumerate(futures)}
