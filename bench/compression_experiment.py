@@ -43,7 +43,7 @@ from pathlib import Path
 
 from sparselstm.commands.sensitivity import add_executor_arguments
 from sparselstm.spec.errors import SparseLSTMError
-from sparselstm.sw.compress.executor import import_ray
+from sparselstm.sw.compress.executor import import_ray, make_executor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,13 +121,18 @@ def run_logged(name: str, command: list[str], log_path: Path, echo_lock: threadi
         return process.wait()
 
 
-def variant_commands(args, checkpoint: Path, data: Path, sensitivity_dir: Path) -> dict[str, list[str]]:
-    """The `sparselstm compress` arguments of each variant (without -o), reading the files at these paths."""
+def task_arguments(args, data: Path) -> list[str]:
     task = ["--task", str(data), "--val-limit", str(args.val_limit), "-q"]
     if args.train_limit:  # 0 or None: the whole training split
         task += ["--train-limit", str(args.train_limit)]
-    compress = ["compress", str(checkpoint), *task, "--threads", str(args.threads), "--target-density", str(args.target_density),
-                "--pes", str(args.pes), "--steps", str(args.steps), "--epochs", str(args.epochs),
+    return task
+
+
+def variant_commands(args, checkpoint: Path, data: Path, sensitivity_dir: Path) -> dict[str, list[str]]:
+    """The `sparselstm compress` arguments of each variant (without -o), reading the files at these paths."""
+    compress = ["compress", str(checkpoint), *task_arguments(args, data), "--threads", str(args.threads),
+                "--target-density", str(args.target_density), "--pes", str(args.pes), "--steps", str(args.steps),
+                "--epochs", str(args.epochs),
                 "--final-epochs", str(args.final_epochs), "--lr", str(args.lr), "--max-loss", str(args.max_loss),
                 "--max-backoffs", str(args.max_backoffs), "--distill", str(args.distill),
                 # Every run must reach the same density to be compared; costly steps are marked "forced".
@@ -177,8 +182,6 @@ def run_shipped_variant(shared, name: str) -> tuple[int, str, bytes]:
 
 def run_variants_on_ray(args, selected: list[str], sensitivity_dir: Path, started: float) -> dict[str, int]:
     """The variants as Ray tasks; their outputs and logs land where the local runs would write them."""
-    from sparselstm.sw.compress.executor import make_executor
-
     if not selected:
         return {}
     for name in selected:
@@ -201,9 +204,7 @@ def run_variants_on_ray(args, selected: list[str], sensitivity_dir: Path, starte
 def main(argv=None) -> int:
     args = parse_arguments(argv)
     started = time.time()
-    task = ["--task", str(args.data), "--val-limit", str(args.val_limit), "-q"]
-    if args.train_limit:  # 0 or None: the whole training split
-        task += ["--train-limit", str(args.train_limit)]
+    task = task_arguments(args, args.data)
     echo_lock = threading.Lock()
     sensitivity_dir = args.output / "sensitivity"
     reuse = (args.reuse_sensitivity or args.only is not None) and (sensitivity_dir / "sensitivity.json").is_file()

@@ -158,28 +158,9 @@ def test_a_worker_that_dies_is_one_clear_error(ray_session):
         RayExecutor(progress=False).map(die, [0], labels=["the dense baseline"])
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A synthetic corpus directory and a tiny classifier checkpoint trained on it."""
-    torch = pytest.importorskip("torch")
-    from sparselstm.sw import train as training
-    from sparselstm.sw.speech.task import Task, synthetic_task
-
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("executor-cli")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for name, split in synthetic_task(num_classes=3, per_class=20, steps=6, width=5).splits.items():
-        split.save(corpus / f"{name}.npz")
-    data = Task.load(corpus)
-    classifier = training.build_classifier(data, cells=8, proj=4, layers=1)
-    training.train(classifier, data, 3, lr=0.01, batch_size=16, progress=False, log=None)
-    training.save_checkpoint(classifier, root / "dense.pt")
-    return corpus, root / "dense.pt"
-
-
-def test_the_commands_on_ray_write_what_the_serial_commands_write(ray_session, trained, tmp_path, capsys):
-    corpus, checkpoint = trained
+def test_the_commands_on_ray_write_what_the_serial_commands_write(ray_session, trained_classifier, tmp_path,
+                                                                  capsys):
+    _, corpus, checkpoint = trained_classifier
     outputs = {}
     for executor in ("serial", "ray"):
         sensitivity = tmp_path / executor / "sensitivity"
@@ -232,7 +213,8 @@ def test_a_task_file_of_the_users_own_runs_on_ray(ray_session, tmp_path):
     assert curves["ray"] == curves["serial"]
 
 
-def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_session, trained, tmp_path, capsys):
+def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_session, trained_classifier,
+                                                                          tmp_path, capsys):
     """bench/compression_experiment.py --executor ray: every variant runs in a worker's scratch directory
     from shipped files; its report and log land in OUTDIR as in a local run."""
     import importlib.util
@@ -244,7 +226,7 @@ def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_s
     sys.modules[spec.name] = experiment
     spec.loader.exec_module(experiment)
     ray_session.cloudpickle.register_pickle_by_value(experiment)
-    corpus, checkpoint = trained
+    _, corpus, checkpoint = trained_classifier
     out = tmp_path / "experiment"
     # Curves computed beforehand (serially), so that the experiment's own Ray session is the only one.
     assert main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.2,0.5", "--pes", "2",
@@ -263,3 +245,10 @@ def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_s
     assert (out / "primary" / "encoded").is_dir()
     ray_session.cloudpickle.unregister_pickle_by_value(experiment)
     del sys.modules[spec.name]
+
+
+def test_a_task_that_cannot_be_pickled_is_one_clear_error(ray_session):
+    import threading
+
+    with pytest.raises(ExecutorError, match="cannot be sent to Ray workers .*must be picklable"):
+        RayExecutor(progress=False).map(draw, [0.0], shared=threading.Lock())

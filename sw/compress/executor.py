@@ -124,11 +124,13 @@ class SerialExecutor(Executor):
         self._labels(tasks, labels)
         line = ProgressLine(description, len(tasks), self.progress)
         results = []
-        for index, task in enumerate(tasks):
-            line.update(index, 1, len(tasks) - index - 1)
-            results.append(run_seeded(function, shared, task, seed + index))
-        line.update(len(tasks), 0)
-        line.close()
+        try:
+            for index, task in enumerate(tasks):
+                line.update(index, 1, len(tasks) - index - 1)
+                results.append(run_seeded(function, shared, task, seed + index))
+            line.update(len(tasks), 0)
+        finally:
+            line.close()
         return results
 
 
@@ -166,7 +168,7 @@ class RayExecutor(Executor):
             where = f"the Ray cluster at {self.address}" if self.address else "a local Ray"
             try:
                 if self.address:
-                    ray.init(address=self.address, log_to_driver=True)
+                    ray.init(address=self.address)
                 else:
                     ray.init(num_cpus=self.num_cpus or os.cpu_count(), include_dashboard=False)
             except Exception as error:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError...
@@ -183,13 +185,18 @@ class RayExecutor(Executor):
         labels = self._labels(tasks, labels)
         ray = self._connect()
         remote = ray.remote(num_cpus=1, max_retries=self.max_retries, retry_exceptions=True)(run_on_worker)
-        shared_ref = ray.put(shared)   # once into the object store; each node fetches it once
+        try:
+            shared_ref = ray.put(shared)   # once into the object store; each node fetches it once
+        except Exception as error:  # noqa: BLE001 - cloudpickle raises TypeError, PicklingError, ...
+            raise ExecutorError(f"the model and task cannot be sent to Ray workers ({type(error).__name__}: "
+                                f"{_first_line(error)}); a task of your own must be picklable") from None
         futures = [remote.remote(function, shared_ref, task, seed + index) for index, task in enumerate(tasks)]
         index_of = {future: index for index, future in enumerate(futures)}
         line = ProgressLine(description, len(tasks), self.progress)
         pending, done, cpus = list(futures), 0, max(1, int(ray.cluster_resources().get("CPU", 1)))
         try:
             while pending:
+                # Ray does not say which tasks have started: unfinished ones fill the cluster's CPUs first.
                 running = min(len(pending), cpus)
                 line.update(done, running, len(pending) - running)
                 ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)

@@ -137,7 +137,8 @@ def sensitivity_analysis(model: LSTMPModel, task: CompressionTask, densities=DEF
                          matrices: list[str] | None = None, progress: bool = True,
                          executor: Executor | None = None) -> SensitivityCurves:
     """Score `model` with each matrix alone pruned to each density (len(matrices) x len(densities) scores),
-    plus the dense baseline: one executor task per score (default: SerialExecutor, here)."""
+    plus the dense baseline: one executor task per score (default: a SerialExecutor, here, showing its
+    progress if `progress`)."""
     densities = check_densities(densities)
     n_pes = check_pe_count(n_pes)
     all_matrices = model.matrices()
