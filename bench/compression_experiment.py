@@ -74,7 +74,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--reuse-sensitivity", action="store_true",
                         help="keep OUTDIR/sensitivity/sensitivity.json from an earlier run of the same model")
     parser.add_argument("--quick", action="store_true", help="CI size: tiny limits, one step, one epoch")
-    parser.add_argument("--jobs", type=int, default=2, help="compress runs at a time (default 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="local compress runs at a time (default 2; Ray fills the cluster's CPUs instead)")
     parser.add_argument("--only", default=None, metavar="V1,V2",
                         help="run only these variants (e.g. mask, after changing its budget); the others' "
                              "reports in OUTDIR are reused for targets.json")

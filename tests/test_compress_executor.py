@@ -73,6 +73,19 @@ def test_make_executor_checks_its_arguments():
         make_executor("dask")
 
 
+def load_experiment():
+    """bench/compression_experiment.py as a module (registered: Ray pickles its functions by value)."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "bench" / "compression_experiment.py"
+    spec = importlib.util.spec_from_file_location("compression_experiment_under_test", script)
+    experiment = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = experiment
+    spec.loader.exec_module(experiment)
+    return experiment
+
+
 def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, "ray", None)     # import ray -> ImportError
     with pytest.raises(ExecutorError, match=r"pip install 'sparselstm\[cluster\]'"):
@@ -81,6 +94,14 @@ def test_without_ray_the_option_says_how_to_install_it(monkeypatch, tmp_path, ca
                  "-o", str(tmp_path / "out"), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Ray, which is not installed: pip install 'sparselstm[cluster]'" in err[0], err
+    experiment = load_experiment()
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            experiment.parse_arguments(["--executor", "ray", "-o", str(tmp_path / "out")])
+    finally:
+        del sys.modules[experiment.__name__]
+    assert exit_info.value.code == 2
+    assert "pip install 'sparselstm[cluster]'" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -217,14 +238,7 @@ def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_s
                                                                           tmp_path, capsys):
     """bench/compression_experiment.py --executor ray: every variant runs in a worker's scratch directory
     from shipped files; its report and log land in OUTDIR as in a local run."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "bench" / "compression_experiment.py"
-    spec = importlib.util.spec_from_file_location("compression_experiment_under_test", script)
-    experiment = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = experiment
-    spec.loader.exec_module(experiment)
+    experiment = load_experiment()
     ray_session.cloudpickle.register_pickle_by_value(experiment)
     _, corpus, checkpoint = trained_classifier
     out = tmp_path / "experiment"
@@ -244,7 +258,7 @@ def test_the_experiment_ships_its_files_to_ray_and_brings_the_reports_back(ray_s
     assert targets["compressed_golden_accuracy"] == primary["runs"]["primary"]["golden_score"]["w12"]
     assert (out / "primary" / "encoded").is_dir()
     ray_session.cloudpickle.unregister_pickle_by_value(experiment)
-    del sys.modules[spec.name]
+    del sys.modules[experiment.__name__]
 
 
 def test_a_task_that_cannot_be_pickled_is_one_clear_error(ray_session):
