@@ -20,19 +20,30 @@ model of its encoded model (12-bit and 8-bit weights). Prints and writes OUTDIR/
   4. the ESE-style size ratio: dense float32 weights vs entries (weight + index) + pointers.
 
 Each run's output (pruned checkpoint, encoded model, report) is OUTDIR/<variant>/, its log OUTDIR/<variant>.log.
+--executor ray [--ray-address ADDRESS]: the sensitivity points and the variants run as Ray tasks (a local Ray,
+or a cluster: docs/compression.md). The checkpoint, the corpus and the curves are shipped to the workers
+through Ray's object store (no shared file system); each variant's output directory comes back as an archive.
 --quick: a CI-sized run (a few utterances per word, one step, one epoch), for checking the script.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from sparselstm.commands.sensitivity import add_executor_arguments
+from sparselstm.spec.errors import SparseLSTMError
+from sparselstm.sw.compress.executor import import_ray, make_executor
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,18 +74,31 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--reuse-sensitivity", action="store_true",
                         help="keep OUTDIR/sensitivity/sensitivity.json from an earlier run of the same model")
     parser.add_argument("--quick", action="store_true", help="CI size: tiny limits, one step, one epoch")
-    parser.add_argument("--jobs", type=int, default=2, help="compress runs at a time (default 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="local compress runs at a time (default 2; Ray fills the cluster's CPUs instead)")
     parser.add_argument("--only", default=None, metavar="V1,V2",
                         help="run only these variants (e.g. mask, after changing its budget); the others' "
                              "reports in OUTDIR are reused for targets.json")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads per run")
+    add_executor_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.val_limit, args.train_limit = min(args.val_limit, 10), min(args.train_limit or 20, 20)
         args.steps, args.epochs, args.final_epochs, args.densities = 1, 1, 0, "0.1,0.3"
     if args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.ray_address is not None and args.executor != "ray":
+        parser.error("--ray-address needs --executor ray")
+    if args.executor == "ray":
+        try:
+            import_ray()
+        except SparseLSTMError as error:
+            parser.error(str(error))
     return args
+
+
+def executor_options(args) -> list[str]:
+    return ["--executor", args.executor, *(["--ray-address", args.ray_address] if args.ray_address else [])]
 
 
 def sparselstm_command(*arguments: str) -> list[str]:
@@ -98,28 +122,18 @@ def run_logged(name: str, command: list[str], log_path: Path, echo_lock: threadi
         return process.wait()
 
 
-def main(argv=None) -> int:
-    args = parse_arguments(argv)
-    started = time.time()
-    task = ["--task", str(args.data), "--val-limit", str(args.val_limit), "-q"]
+def task_arguments(args, data: Path) -> list[str]:
+    task = ["--task", str(data), "--val-limit", str(args.val_limit), "-q"]
     if args.train_limit:  # 0 or None: the whole training split
         task += ["--train-limit", str(args.train_limit)]
-    common = [*task, "--threads", str(args.threads)]
-    echo_lock = threading.Lock()
-    sensitivity_dir = args.output / "sensitivity"
-    reuse = (args.reuse_sensitivity or args.only is not None) and (sensitivity_dir / "sensitivity.json").is_file()
-    if not reuse:
-        print(f"sensitivity analysis of {args.checkpoint} ...", flush=True)
-        # The analysis is one process: give it every thread the runs will share later.
-        sensitivity = ["sensitivity", str(args.checkpoint), *task, "--threads", str(args.threads * args.jobs),
-                       "--densities", args.densities, "--pes", str(args.pes), "-o", str(sensitivity_dir)]
-        if run_logged("sensitivity", sparselstm_command(*sensitivity), args.output / "sensitivity.log", echo_lock):
-            print(f"sensitivity analysis failed: see {args.output / 'sensitivity.log'}", file=sys.stderr)
-            return 1
-    sensitivity_seconds = round(time.time() - started, 1)
+    return task
 
-    compress = ["compress", str(args.checkpoint), *common, "--target-density", str(args.target_density),
-                "--pes", str(args.pes), "--steps", str(args.steps), "--epochs", str(args.epochs),
+
+def variant_commands(args, checkpoint: Path, data: Path, sensitivity_dir: Path) -> dict[str, list[str]]:
+    """The `sparselstm compress` arguments of each variant (without -o), reading the files at these paths."""
+    compress = ["compress", str(checkpoint), *task_arguments(args, data), "--threads", str(args.threads),
+                "--target-density", str(args.target_density), "--pes", str(args.pes), "--steps", str(args.steps),
+                "--epochs", str(args.epochs),
                 "--final-epochs", str(args.final_epochs), "--lr", str(args.lr), "--max-loss", str(args.max_loss),
                 "--max-backoffs", str(args.max_backoffs), "--distill", str(args.distill),
                 # Every run must reach the same density to be compared; costly steps are marked "forced".
@@ -134,6 +148,79 @@ def main(argv=None) -> int:
         mask = list(compress)
         mask[mask.index("--epochs") + 1] = str(budget)
         variants["mask"] = [*mask, *with_curves, "--method", "mask"]
+    return variants
+
+
+def input_files(args, sensitivity_dir: Path) -> dict[str, bytes]:
+    """What a variant reads, by its path on a worker: the checkpoint, the corpus files, the curves."""
+    # Under the corpus's own name: the task is named after it.
+    data = {f"data/{args.data.name}": args.data} if args.data.is_file() else \
+        {f"data/{args.data.name}/{path.name}": path for path in sorted(args.data.iterdir()) if path.is_file()}
+    return {f"checkpoint/{args.checkpoint.name}": args.checkpoint.read_bytes(),
+            **{relative: path.read_bytes() for relative, path in data.items()},
+            "sensitivity/sensitivity.json": (sensitivity_dir / "sensitivity.json").read_bytes()}
+
+
+def run_shipped_variant(shared, name: str) -> tuple[int, str, bytes]:
+    """One variant on a Ray worker, from the shipped files in a scratch directory: (exit code, log,
+    the output directory as a .tar.gz)."""
+    args, files = shared
+    with tempfile.TemporaryDirectory(prefix="sparselstm-variant-") as scratch:
+        root = Path(scratch)
+        for relative, content in files.items():
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(content)
+        command = variant_commands(args, root / "checkpoint" / args.checkpoint.name, root / "data" / args.data.name,
+                                   root / "sensitivity")[name]
+        output = root / "output"
+        code = run_logged(name, sparselstm_command(*command, "-o", str(output)), root / "log", threading.Lock())
+        archive = io.BytesIO()
+        with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+            if output.is_dir():
+                tar.add(output, arcname=".")
+        return code, (root / "log").read_text(), archive.getvalue()
+
+
+def run_variants_on_ray(args, selected: list[str], sensitivity_dir: Path, started: float) -> dict[str, int]:
+    """The variants as Ray tasks; their outputs and logs land where the local runs would write them."""
+    if not selected:
+        return {}
+    for name in selected:
+        print(f"[{name}] started", flush=True)
+    with make_executor("ray", args.ray_address) as executor:
+        outcomes = executor.map(run_shipped_variant, selected, shared=(args, input_files(args, sensitivity_dir)),
+                                labels=[f"variant {name!r}" for name in selected], description="variants")
+    codes = {}
+    for name, (code, log, archive) in zip(selected, outcomes):
+        (args.output / f"{name}.log").write_text(log)
+        shutil.rmtree(args.output / name, ignore_errors=True)
+        with tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz") as tar:
+            tar.extractall(args.output / name, filter="data")
+        print(f"[{name}] {'done' if code == 0 else 'FAILED (exit %d)' % code} after "
+              f"{(time.time() - started) / 60:.1f} min", flush=True)
+        codes[name] = code
+    return codes
+
+
+def main(argv=None) -> int:
+    args = parse_arguments(argv)
+    started = time.time()
+    task = task_arguments(args, args.data)
+    echo_lock = threading.Lock()
+    sensitivity_dir = args.output / "sensitivity"
+    reuse = (args.reuse_sensitivity or args.only is not None) and (sensitivity_dir / "sensitivity.json").is_file()
+    if not reuse:
+        print(f"sensitivity analysis of {args.checkpoint} ...", flush=True)
+        # The analysis is one process: give it every thread the runs will share later.
+        sensitivity = ["sensitivity", str(args.checkpoint), *task, "--threads", str(args.threads * args.jobs),
+                       "--densities", args.densities, "--pes", str(args.pes), "-o", str(sensitivity_dir),
+                       *executor_options(args)]
+        if run_logged("sensitivity", sparselstm_command(*sensitivity), args.output / "sensitivity.log", echo_lock):
+            print(f"sensitivity analysis failed: see {args.output / 'sensitivity.log'}", file=sys.stderr)
+            return 1
+    sensitivity_seconds = round(time.time() - started, 1)
+
+    variants = variant_commands(args, args.checkpoint, args.data, sensitivity_dir)
 
     def run(name: str) -> int:
         with echo_lock:
@@ -155,8 +242,15 @@ def main(argv=None) -> int:
     if missing:
         print(f"--only: no earlier report of {', '.join(missing)} in {args.output}; run them too", file=sys.stderr)
         return 1
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        codes = dict(zip(selected, pool.map(run, selected)))
+    if args.executor == "ray":
+        try:
+            codes = run_variants_on_ray(args, selected, sensitivity_dir, started)
+        except SparseLSTMError as error:
+            print(f"variants on Ray: {error}", file=sys.stderr)
+            return 1
+    else:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            codes = dict(zip(selected, pool.map(run, selected)))
     failed = [name for name, code in codes.items() if code]
     if failed:
         print(f"failed: {', '.join(failed)} (see {', '.join(str(args.output / f'{n}.log') for n in failed)})",

@@ -30,3 +30,24 @@ def pytest_runtest_makereport(item, call):
     if os.environ.get("CI") == "true" and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, where `make install` provides every tool: {report.longrepr}"
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory):
+    """(root, corpus directory, checkpoint): a tiny keyword classifier trained on a synthetic corpus (4
+    words), its checkpoint root/dense.pt with its exports; for the compression commands' tests."""
+    torch = pytest.importorskip("torch")
+    from sparselstm.sw import train as training
+    from sparselstm.sw.speech.task import Task, synthetic_task
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("trained-classifier")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for name, split in synthetic_task(num_classes=4, per_class=40, steps=8, width=6).splits.items():
+        split.save(corpus / f"{name}.npz")
+    data = Task.load(corpus)
+    classifier = training.build_classifier(data, cells=16, proj=6, layers=1)
+    training.train(classifier, data, 6, lr=0.01, batch_size=32, progress=False, log=None)
+    training.save_checkpoint(classifier, root / "dense.pt")
+    return root, corpus, root / "dense.pt"

@@ -16,23 +16,7 @@ from sparselstm.cli import main  # noqa: E402
 from sparselstm.sw import train as training  # noqa: E402
 from sparselstm.sw.format import load_encoded  # noqa: E402
 from sparselstm.sw.loaders import load_model  # noqa: E402
-from sparselstm.sw.speech.task import Task, synthetic_task  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A corpus directory and a classifier checkpoint trained on it (plus its exports)."""
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("compress-cli")
-    corpus = root / "corpus"
-    corpus.mkdir()
-    for name, split in synthetic_task(num_classes=4, per_class=40, steps=8, width=6).splits.items():
-        split.save(corpus / f"{name}.npz")
-    data = Task.load(corpus)
-    classifier = training.build_classifier(data, cells=16, proj=6, layers=1)
-    training.train(classifier, data, 6, lr=0.01, batch_size=32, progress=False, log=None)
-    training.save_checkpoint(classifier, root / "dense.pt")
-    return root, corpus, root / "dense.pt"
+from sparselstm.sw.speech.task import Task  # noqa: E402
 
 
 def one_error_line(capsys, command: str) -> str:
@@ -41,8 +25,8 @@ def one_error_line(capsys, command: str) -> str:
     return err[0]
 
 
-def test_sensitivity_then_compress_then_accuracy(trained, tmp_path, capsys):
-    root, corpus, checkpoint = trained
+def test_sensitivity_then_compress_then_accuracy(trained_classifier, tmp_path, capsys):
+    root, corpus, checkpoint = trained_classifier
     sens = tmp_path / "sens"
     assert main(["sensitivity", str(checkpoint), "--task", str(corpus), "--densities", "0.1,0.3,0.6", "--pes", "4",
                  "-o", str(sens), "-q"]) == 0
@@ -161,14 +145,14 @@ def test_compress_with_a_user_task_file_and_no_finetuning(tmp_path, capsys):
     (["--target-density", "0.1", "--sensitivity", "nowhere"], "nowhere: sensitivity file or directory not found"),
     (["--target-density", "0.1", "--distill", "1.5"], "distillation weight must lie in [0, 1]"),
 ])
-def test_compress_argument_errors(trained, tmp_path, capsys, arguments, message):
-    _, corpus, checkpoint = trained
+def test_compress_argument_errors(trained_classifier, tmp_path, capsys, arguments, message):
+    _, corpus, checkpoint = trained_classifier
     assert main(["compress", str(checkpoint), "--task", str(corpus), *arguments, "-o", str(tmp_path / "o")]) == 1
     assert message in one_error_line(capsys, "compress")
 
 
-def test_missing_task_file_and_checkpoint(trained, tmp_path, capsys):
-    _, corpus, checkpoint = trained
+def test_missing_task_file_and_checkpoint(trained_classifier, tmp_path, capsys):
+    _, corpus, checkpoint = trained_classifier
     assert main(["compress", str(checkpoint), "--task", str(tmp_path / "task.py"), "--target-density", "0.1",
                  "-o", str(tmp_path / "o")]) == 1
     assert "task file not found" in one_error_line(capsys, "compress")
@@ -183,14 +167,14 @@ def test_missing_task_file_and_checkpoint(trained, tmp_path, capsys):
     assert exit_info.value.code == 2   # argparse: a usage error
 
 
-def test_compression_experiment_script_quick(trained, tmp_path):
+def test_compression_experiment_script_quick(trained_classifier, tmp_path):
     """bench/compression_experiment.py end to end at CI size: every variant in its own process, 2 at a time,
     and targets.json built from their reports."""
     import subprocess
     import sys
     from pathlib import Path
 
-    _, corpus, checkpoint = trained
+    _, corpus, checkpoint = trained_classifier
     script = Path(__file__).resolve().parent.parent / "bench" / "compression_experiment.py"
     out = tmp_path / "experiment"
     done = subprocess.run([sys.executable, str(script), "--quick", "--checkpoint", str(checkpoint), "--data",

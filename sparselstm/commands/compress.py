@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ._files_and_checks import check_at_least, check_output_dir, command_line, save_json
-from .sensitivity import add_task_arguments, open_task
+from .sensitivity import add_task_arguments, open_executor, open_task
 
 
 def register(subparsers) -> None:
@@ -119,8 +119,30 @@ def compress_run(args, task, model, balanced: bool, curves):
     return result, allocation
 
 
+def _compress_variant(shared, variant):
+    """One run from the dense model and the dense task state (an executor task, maybe on another machine):
+    (CompressionResult, its evaluation on the test split, the task state it ends in)."""
+    from ..sw.compress.report import evaluate_run
+
+    args, task, model, dense_state, settings, announce = shared
+    name, balanced, curves = variant
+    task.restore(dense_state)
+    if hasattr(task, "restart_shuffles"):   # the built-in task: the same shuffles in every run, on any worker
+        task.restart_shuffles()
+    if announce:
+        print(f"--- run {name!r}: {'balanced' if balanced else 'unbalanced'}, "
+              f"{'sensitivity' if curves is not None else 'uniform'} densities", flush=True)
+    result, allocation = compress_run(args, task, model, balanced, curves)
+    return result, evaluate_run(task, result, args.test_split, settings, allocation), task.snapshot()
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..sw.compress.report import build_report, evaluate_dense, evaluate_run, write_report
+    with open_executor(args) as executor:   # first: a missing Ray is reported before the task loads
+        return _run(args, executor)
+
+
+def _run(args: argparse.Namespace, executor) -> int:
+    from ..sw.compress.report import build_report, evaluate_dense, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
     from ..sw.format import write_encoded
     from ..spec.errors import ParameterError
@@ -161,25 +183,16 @@ def run(args: argparse.Namespace) -> int:
             variants.append(("uniform", balanced, None))
     args.output.mkdir(parents=True, exist_ok=True)
     dense = evaluate_dense(task, model, args.test_split, settings)   # before fine-tuning touches the task
-    dense_state = task.snapshot()
-    runs, primary_result = {}, None
-    for name, variant_balanced, variant_curves in variants:
-        task.restore(dense_state)  # every run starts from the dense model and the dense task state
-        if len(variants) > 1:
-            print(f"--- run {name!r}: {'balanced' if variant_balanced else 'unbalanced'}, "
-                  f"{'sensitivity' if variant_curves is not None else 'uniform'} densities", flush=True)
-        result, allocation = compress_run(args, task, model, variant_balanced, variant_curves)
-        if name == "primary":
-            primary_result = result
-            # Save now: the task (e.g. the classifier head) holds this run's fine-tuned state.
-            saved = task.save_model(result.model, args.output / "pruned",
-                                    command=command_line(),
-                                    compression=result.summary())
-        runs[name] = evaluate_run(task, result, args.test_split, settings, allocation)
-        if name == "primary":
-            # Score the other runs with their own heads, but write the primary's state back at the end.
-            primary_state = task.snapshot()
+    shared = (args, task, model, task.snapshot(), settings, len(variants) > 1)
+    labels = [f"run {name!r}" for name, _, _ in variants]
+    outcomes = executor.map(_compress_variant, variants, shared=shared, labels=labels, seed=args.seed,
+                            description="compress runs")
+    runs = {name: evaluation for (name, _, _), (_, evaluation, _) in zip(variants, outcomes)}
+    primary_result, _, primary_state = outcomes[0]
+    # The task (e.g. the classifier head) must hold the primary run's fine-tuned state to save it.
     task.restore(primary_state)
+    saved = task.save_model(primary_result.model, args.output / "pruned", command=command_line(),
+                            compression=primary_result.summary())
 
     primary = runs["primary"]
     encoded, encode_report = primary["encoded"][f"w{args.weight_bits}"]

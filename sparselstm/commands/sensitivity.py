@@ -35,6 +35,26 @@ def add_task_arguments(parser) -> None:
                         help="built-in task: fine-tune on at most N utterances per word")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads (default 1: a shared machine)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    add_executor_arguments(parser)
+
+
+def add_executor_arguments(parser) -> None:
+    """--executor and --ray-address (also read by bench/compression_experiment.py)."""
+    from ..sw.compress.executor import EXECUTORS, INSTALL_RAY
+
+    parser.add_argument("--executor", choices=EXECUTORS, default="serial",
+                        help="where the independent pieces run: here, one after the other (default), or as "
+                             f"Ray tasks on a cluster (needs {INSTALL_RAY}; docs/compression.md)")
+    parser.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                        help="with --executor ray: the cluster, any address Ray accepts (HOST:6379, auto, "
+                             "ray://HOST:10001); default: a local Ray started for this machine's cores")
+
+
+def open_executor(args):
+    """The executor of --executor and --ray-address (a context manager that stops what it started)."""
+    from ..sw.compress.executor import make_executor
+
+    return make_executor(args.executor, args.ray_address, progress=not args.quiet)
 
 
 def open_task(args):
@@ -87,9 +107,10 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.compress.sensitivity import plot_sensitivity, sensitivity_analysis
 
     check_output_dir(args.output)
-    task, model = open_task(args)
-    curves = sensitivity_analysis(model, task, args.densities, args.pes, not args.unbalanced, args.split,
-                                  progress=not args.quiet)
+    with open_executor(args) as executor:   # first: a missing Ray is reported before the task loads
+        task, model = open_task(args)
+        curves = sensitivity_analysis(model, task, args.densities, args.pes, not args.unbalanced, args.split,
+                                      executor=executor)
     json_path = curves.save(args.output / "sensitivity.json")
     written = [json_path]
     try:

@@ -20,6 +20,7 @@ import numpy as np
 from ...spec.errors import ParameterError
 from ..model import LSTMPModel
 from ..pruning import check_pe_count, prune_matrix
+from .executor import Executor, SerialExecutor
 from .task import CompressionTask
 
 FORMAT = "sparselstm-sensitivity-1"
@@ -123,12 +124,21 @@ def prune_one(model: LSTMPModel, name: str, density: float, n_pes: int, balanced
     return model.with_matrices({name: np.where(prune_matrix(w, density, n_pes, balanced), w, 0.0)})
 
 
+def _score_point(shared, point) -> float:
+    """One point of the analysis (an executor task): the score with matrix `name` alone pruned to
+    `density`; point (None, None) is the dense baseline."""
+    model, task, n_pes, balanced, split = shared
+    name, density = point
+    return float(task.score(model if name is None else prune_one(model, name, density, n_pes, balanced), split))
+
+
 def sensitivity_analysis(model: LSTMPModel, task: CompressionTask, densities=DEFAULT_DENSITIES,
                          n_pes: int = 16, balanced: bool = True, split: str = "val",
-                         matrices: list[str] | None = None, progress: bool = True) -> SensitivityCurves:
-    """Score `model` with each matrix alone pruned to each density (len(matrices) x len(densities) scores)."""
-    from tqdm import tqdm
-
+                         matrices: list[str] | None = None, progress: bool = True,
+                         executor: Executor | None = None) -> SensitivityCurves:
+    """Score `model` with each matrix alone pruned to each density (len(matrices) x len(densities) scores),
+    plus the dense baseline: one executor task per score (default: a SerialExecutor, here, showing its
+    progress if `progress`)."""
     densities = check_densities(densities)
     n_pes = check_pe_count(n_pes)
     all_matrices = model.matrices()
@@ -136,16 +146,14 @@ def sensitivity_analysis(model: LSTMPModel, task: CompressionTask, densities=DEF
     unknown = sorted(set(names) - set(all_matrices))
     if unknown:
         raise ParameterError(f"unknown matrix name(s) {unknown}; the model's matrices are {list(all_matrices)}")
+    executor = executor or SerialExecutor(progress)
     started = time.time()
-    baseline = float(task.score(model, split))
-    scores: dict[str, list[float]] = {}
-    with tqdm(total=len(names) * len(densities), desc="sensitivity", unit="model", disable=not progress) as bar:
-        for name in names:
-            scores[name] = []
-            for density in densities:
-                scores[name].append(float(task.score(prune_one(model, name, density, n_pes, balanced), split)))
-                bar.set_postfix(matrix=name, density=density)
-                bar.update()
+    points = [(None, None)] + [(name, density) for name in names for density in densities]
+    labels = ["the dense baseline"] + [f"{name} at density {density:g}" for name, density in points[1:]]
+    results = executor.map(_score_point, points, shared=(model, task, n_pes, bool(balanced), split),
+                           labels=labels, description="sensitivity")
+    baseline, values = results[0], iter(results[1:])
+    scores = {name: [next(values) for _ in densities] for name in names}
     return SensitivityCurves(densities, baseline, scores, {n: int(all_matrices[n].size) for n in names},
                              n_pes, bool(balanced), split, task.metric, task.name,
                              round(time.time() - started, 1))

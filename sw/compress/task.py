@@ -294,6 +294,11 @@ class SpeechCompressionTask(CompressionTask):
                        temperature=self.temperature)
         return training.to_lstmp_model(self.classifier)
 
+    def restart_shuffles(self) -> None:
+        """Fine-tune from here on with the shuffles a freshly made task would use: each independent
+        compression run starts so, whichever process or machine runs it (sw/compress/executor.py)."""
+        self._finetune_calls = 0
+
     def snapshot(self):
         return copy.deepcopy(self.classifier.state_dict())
 
@@ -318,6 +323,8 @@ class SpeechCompressionTask(CompressionTask):
 # Finding the task the CLI was given
 
 TASK_FACTORY = "make_task"
+# A task file's module exists only in the process that loaded it: executor.py ships such code by value.
+USER_TASK_MODULE_PREFIX = "sparselstm_user_task_"
 
 
 def load_task(spec: str, checkpoint, **speech_options) -> CompressionTask:
@@ -340,7 +347,7 @@ def load_task(spec: str, checkpoint, **speech_options) -> CompressionTask:
 def _task_from_file(path: Path, function: str, checkpoint) -> CompressionTask:
     if not path.is_file():
         raise TaskError(f"{path}: task file not found")
-    module_name = f"sparselstm_user_task_{abs(hash(str(path.resolve())))}"
+    module_name = f"{USER_TASK_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
