@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sparselstm.sw.speech import corpus
+from sparselstm.sw.speech import corpus, voices
 from sparselstm.sw.speech.features import (FeatureConfig, compute_features, frame_signal, hz_to_mel, log_mel,
                                            mel_filterbank, mel_to_hz, normalisation_stats, normalise, resample,
                                            stack_frames)
@@ -124,7 +124,7 @@ def test_normalisation_stats():
 
 def test_dedup_keeps_first_of_identical_audio():
     hashes = [("a", "h1"), ("a+caleb", "h2"), ("a+klatt", "h2"), ("a+klatt6", "h2"), ("a+m1", "h3"), ("a+bad", None)]
-    kept, duplicates, failed, by_hash = corpus.dedup_by_hash(hashes)
+    kept, duplicates, failed, by_hash = voices.dedup_by_hash(hashes)
     assert kept == ["a", "a+caleb", "a+m1"]
     assert duplicates == {"a+caleb": ["a+klatt", "a+klatt6"]}
     assert failed == ["a+bad"]
@@ -133,21 +133,21 @@ def test_dedup_keeps_first_of_identical_audio():
 def test_variant_groups_merge_duplicates_but_ignore_no_op_variants():
     by_hash = {"h1": ["acc+caleb", "acc+klatt"], "h2": ["other+klatt", "other+klatt6"],
                "h3": ["acc", "acc+fast", "acc+m1"]}  # variants identical to the default say nothing
-    groups = corpus.group_variants(by_hash, ["default", "caleb", "klatt", "klatt6", "m1", "fast"])
+    groups = voices.group_variants(by_hash, ["default", "caleb", "klatt", "klatt6", "m1", "fast"])
     assert ("caleb", "klatt", "klatt6") in groups
     assert ("m1",) in groups and ("default",) in groups and ("fast",) in groups
 
 
 def test_split_by_voice_never_shares_a_variant():
     groups = [(f"v{k}",) for k in range(30)] + [("caleb", "klatt", "klatt6")]
-    splits = corpus.split_groups(groups, 0.1, 0.1, seed=3)
+    splits = voices.split_groups(groups, 0.1, 0.1, seed=3)
     names = {s: {v for g in gs for v in g} for s, gs in splits.items()}
     assert not names["train"] & names["val"] and not names["train"] & names["test"] and not names["val"] & names["test"]
     assert set().union(*names.values()) == {v for g in groups for v in g}
     assert len(splits["test"]) == 3 and len(splits["val"]) == 3
-    inventory = corpus.VoiceInventory(tuple(f"gmw/en+v{k}" for k in range(30)) + ("gmw/en-US+caleb",), {}, tuple(groups), ())
-    voices = {s: set(corpus.voices_of_split(inventory, gs)) for s, gs in splits.items()}
-    assert sum(len(v) for v in voices.values()) == 31 and not voices["train"] & voices["test"]
+    inventory = voices.VoiceInventory(tuple(f"gmw/en+v{k}" for k in range(30)) + ("gmw/en-US+caleb",), {}, tuple(groups), ())
+    by_split = {s: set(voices.voices_of_split(inventory, gs)) for s, gs in splits.items()}
+    assert sum(len(v) for v in by_split.values()) == 31 and not by_split["train"] & by_split["test"]
 
 
 def test_plan_is_balanced_and_uses_only_the_split_voices():
@@ -204,17 +204,17 @@ def test_vocabularies():
 
 @needs_espeak
 def test_espeak_voices_and_variant_selection():
-    accents = corpus.list_accents()
+    accents = voices.list_accents()
     assert "gmw/en-US" in accents and len(accents) >= 8
-    assert {"klatt", "caleb", "m1"} <= set(corpus.list_variants())
+    assert {"klatt", "caleb", "m1"} <= set(voices.list_variants())
     # The voice file (not the language code) must be used, or variants are silently ignored.
-    assert corpus.espeak_pcm("seven", "gmw/en+klatt")[0] != corpus.espeak_pcm("seven", "gmw/en")[0]
+    assert voices.espeak_pcm("seven", "gmw/en+klatt")[0] != voices.espeak_pcm("seven", "gmw/en")[0]
 
 
 @needs_espeak
 def test_tiny_corpus_dedups_and_splits_by_voice(tmp_path):
     variants = ["default", "caleb", "klatt", "klatt6", "m1", "m3", "f1", "f2", "croak", "whisper"]
-    inventory = corpus.build_inventory(progress=False, accents=["gmw/en-US", "gmw/en-GB-scotland"], variants=variants)
+    inventory = voices.build_inventory(progress=False, accents=["gmw/en-US", "gmw/en-GB-scotland"], variants=variants)
     for accent in ("gmw/en-US", "gmw/en-GB-scotland"):  # caleb, klatt and klatt6 sound the same
         assert set(inventory.duplicates[f"{accent}+caleb"]) == {f"{accent}+klatt", f"{accent}+klatt6"}
     assert ("caleb", "klatt", "klatt6") in inventory.groups
@@ -223,7 +223,7 @@ def test_tiny_corpus_dedups_and_splits_by_voice(tmp_path):
     manifest = corpus.build_corpus(config, tmp_path, progress=False, inventory=inventory)
     assert manifest["counts"] == {"train": 20, "val": 10, "test": 10}
     task = Task.load(tmp_path)
-    variants_of = {s: {corpus.split_voice_id(str(v))[1] for v in task.split(s).metadata["voices"]}
+    variants_of = {s: {voices.split_voice_id(str(v))[1] for v in task.split(s).metadata["voices"]}
                    for s in corpus.SPLITS}
     assert not variants_of["train"] & variants_of["test"] and not variants_of["train"] & variants_of["val"]
     assert not variants_of["val"] & variants_of["test"]
@@ -325,7 +325,7 @@ def test_shipped_compressed_models_reach_their_recorded_golden_accuracy(entry):
 def test_data_command_without_espeak_is_one_clear_error(tmp_path, monkeypatch, capsys):
     from sparselstm.cli import main
 
-    monkeypatch.setattr(corpus.shutil, "which", lambda name: None)
+    monkeypatch.setattr(voices.shutil, "which", lambda name: None)
     assert main(["data", "--task", "digits", "-o", str(tmp_path / "c"), "-q"]) == 1
     assert "apt-get install espeak-ng" in capsys.readouterr().err
 
