@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockSignal, Instance, Module
+from amaranth.hdl import Instance, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -67,24 +67,24 @@ def ecp5_pll_config(target_hz: float, input_hz: float = 25e6) -> PLLConfig:
 
 
 class ECP5PLL(wiring.Component):
-    """One EHXPLLL output driving the clock of domain `domain` (the domain itself is created by the caller).
+    """One EHXPLLL output (CLKOP, also the feedback).
 
     Ports:
-      clk_in  In(1): the reference clock (the board oscillator)
-      locked  Out(1): the PLL is locked (asynchronous to every clock)
+      clk_in   In(1): the reference clock (the board oscillator)
+      clk_out  Out(1): the output clock
+      locked   Out(1): the PLL is locked (asynchronous to every clock)
     """
 
-    def __init__(self, config: PLLConfig, domain: str = "sync"):
+    def __init__(self, config: PLLConfig):
         if not isinstance(config, PLLConfig):
             raise TypeError(f"ECP5PLL needs a PLLConfig, got {type(config).__name__}")
         self.config = config
-        self.domain = domain
-        super().__init__({"clk_in": In(1), "locked": Out(1)})
+        super().__init__({"clk_in": In(1), "clk_out": Out(1), "locked": Out(1)})
 
     def elaborate(self, platform):
         config = self.config
         m = Module()
-        output = ClockSignal(self.domain)
+        output = self.clk_out
         m.submodules.pll = Instance(
             "EHXPLLL",
             a_FREQUENCY_PIN_CLKI=f"{config.input_hz / 1e6:g}",
