@@ -11,6 +11,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.boards.core import BoardCore
+from sparselstm.hw.boards.serial_board import SerialBoard
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.spec.host_link import Command, LinkErrorCode, Reply, crc16
@@ -153,3 +154,36 @@ def test_frames_from_sw_match_the_crc_of_the_spec():
     assert crc16(b"123456789") == 0x29B1
     frame = encode_frame(Command.IDENTIFY)
     assert crc16(frame[1:]) == 0            # the residue the gateware's receiver checks
+
+
+def test_serial_board_answers_over_the_uart_lines(design):
+    """The same link behind the UART (hw/boards/serial_board.py), bit by bit on the rx and tx lines."""
+    divisor = 4
+    board = SerialBoard(design, MODEL_ID, clock_hz=divisor * 100_000, baud=100_000)
+    request = encode_frame(Command.IDENTIFY)
+    reader, frames = FrameReader(), []
+
+    async def host(ctx):
+        for byte in request:
+            for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+                ctx.set(board.rx, bit)
+                await ctx.tick().repeat(divisor)
+        await ctx.tick().repeat(40 * 10 * divisor)        # room for the 26-byte answer
+
+    async def listener(ctx):
+        while True:
+            while ctx.get(board.tx):
+                await ctx.tick()
+            await ctx.tick().repeat(divisor // 2 + divisor)       # the middle of data bit 0
+            byte = 0
+            for k in range(8):
+                byte |= ctx.get(board.tx) << k
+                await ctx.tick().repeat(divisor)
+            frames.extend(reader.feed(bytes([byte])))
+
+    simulator = Simulator(board)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(host)
+    simulator.add_testbench(listener, background=True)
+    simulator.run()
+    assert len(frames) == 1 and parse_identity(frames[0]).model_id == MODEL_ID

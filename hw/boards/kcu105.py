@@ -12,12 +12,11 @@ from amaranth.lib import io
 from amaranth.lib.cdc import ResetSynchronizer
 
 from ..design import AcceleratorDesign
-from .serial_board import SerialBoard
+from .serial_board import SerialBoard, connect_to_pins
 
 __all__ = ["KCU105Top", "KCU105_CLOCK_HZ", "kcu105_resources"]
 
 KCU105_CLOCK_HZ = 125_000_000
-LED_BUSY, LED_LINK, LED_ERROR, LED_HEARTBEAT = 0, 1, 2, 7
 
 
 def kcu105_resources() -> list:
@@ -47,13 +46,6 @@ class KCU105Top(Elaboratable):
         m.submodules.cpu_reset = cpu_reset = io.Buffer("i", platform.request("cpu_reset", 0, dir="-"))
         m.submodules.reset = ResetSynchronizer(cpu_reset.i, domain="sync")
 
-        m.submodules.board = board = self.board
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [board.rx.eq(uart_rx.i), uart_tx.o.eq(board.tx)]
-        for index, source in ((LED_BUSY, board.led_busy), (LED_LINK, board.led_link),
-                              (LED_ERROR, board.led_error), (LED_HEARTBEAT, board.heartbeat)):
-            m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
-            m.d.comb += led.o.eq(source)
+        m.submodules.board = self.board
+        connect_to_pins(m, platform, self.board)
         return m

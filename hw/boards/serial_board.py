@@ -4,7 +4,7 @@ the status LEDs."""
 from __future__ import annotations
 
 from amaranth.hdl import Module, Signal
-from amaranth.lib import wiring
+from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..design import AcceleratorDesign
@@ -12,7 +12,7 @@ from .core import BoardCore
 from .leds import PulseStretcher
 from .uart import UARTReceiver, UARTTransmitter, baud_divisor
 
-__all__ = ["SerialBoard", "LINK_TIMEOUT_SECONDS", "LINK_QUIET_SECONDS"]
+__all__ = ["SerialBoard", "connect_to_pins", "LINK_TIMEOUT_SECONDS", "LINK_QUIET_SECONDS"]
 
 # A frame that stops for longer than this is an error; the host sends each frame in one write, so gaps
 # inside a frame are USB scheduling gaps (about a millisecond).
@@ -22,6 +22,7 @@ LINK_QUIET_SECONDS = 0.01
 EVENT_LED_SECONDS = 0.05
 ERROR_LED_SECONDS = 1.0
 HEARTBEAT_HZ = 1
+LED_BUSY, LED_LINK, LED_ERROR, LED_HEARTBEAT = 0, 1, 2, 7
 
 
 class SerialBoard(wiring.Component):
@@ -82,3 +83,17 @@ class SerialBoard(wiring.Component):
         with m.Else():
             m.d.sync += blink.eq(blink + 1)
         return m
+
+
+def connect_to_pins(m: Module, platform, board: SerialBoard, extra_leds: dict | None = None) -> None:
+    """Wire a SerialBoard to the platform's `uart 0` and LEDs (LED_BUSY ... LED_HEARTBEAT, and `extra_leds`:
+    LED number -> 1-bit value)."""
+    uart = platform.request("uart", 0, dir="-")
+    m.submodules.uart_rx_pin = rx_pin = io.Buffer("i", uart.rx)
+    m.submodules.uart_tx_pin = tx_pin = io.Buffer("o", uart.tx)
+    m.d.comb += [board.rx.eq(rx_pin.i), tx_pin.o.eq(board.tx)]
+    leds = {LED_BUSY: board.led_busy, LED_LINK: board.led_link, LED_ERROR: board.led_error,
+            LED_HEARTBEAT: board.heartbeat, **(extra_leds or {})}
+    for index, source in sorted(leds.items()):
+        m.submodules[f"led{index}_pin"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
+        m.d.comb += led.o.eq(source)

@@ -15,12 +15,12 @@ from amaranth.lib.cdc import ResetSynchronizer
 
 from ..design import AcceleratorDesign
 from .pll import PLLConfig, ECP5PLL
-from .serial_board import SerialBoard
+from .serial_board import SerialBoard, connect_to_pins
 
 __all__ = ["ULX3STop", "ULX3S_OSCILLATOR_HZ"]
 
 ULX3S_OSCILLATOR_HZ = 25e6
-LED_BUSY, LED_LINK, LED_ERROR, LED_LOCKED, LED_HEARTBEAT = 0, 1, 2, 6, 7
+LED_LOCKED = 6
 
 
 class ULX3STop(Elaboratable):
@@ -46,14 +46,6 @@ class ULX3STop(Elaboratable):
         m.submodules.button = button = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
         m.submodules.reset = ResetSynchronizer(~pll.locked | button.i, domain="sync")
 
-        m.submodules.board = board = self.board
-        uart = platform.request("uart", 0, dir="-")
-        m.submodules.uart_rx = uart_rx = io.Buffer("i", uart.rx)
-        m.submodules.uart_tx = uart_tx = io.Buffer("o", uart.tx)
-        m.d.comb += [board.rx.eq(uart_rx.i), uart_tx.o.eq(board.tx)]
-        for index, source in ((LED_BUSY, board.led_busy), (LED_LINK, board.led_link),
-                              (LED_ERROR, board.led_error), (LED_LOCKED, pll.locked),
-                              (LED_HEARTBEAT, board.heartbeat)):
-            m.submodules[f"led{index}"] = led = io.Buffer("o", platform.request("led", index, dir="-"))
-            m.d.comb += led.o.eq(source)
+        m.submodules.board = self.board
+        connect_to_pins(m, platform, self.board, {LED_LOCKED: pll.locked})
         return m
