@@ -129,16 +129,17 @@ def test_a_bad_crc_drops_the_frame_and_reports_it(encoded, design):
     assert np.array_equal(got, golden_forward_encoded(encoded, x_q))      # the dropped frame never ran
 
 
-@pytest.mark.parametrize("bad, code", [
-    (encode_frame(0x42), LinkErrorCode.UNKNOWN_TYPE),
-    (encode_frame(Command.IDENTIFY, b"\x00"), LinkErrorCode.BAD_LENGTH),
-    (encode_frame(Command.INPUT, b"\x00\x00"), LinkErrorCode.BAD_LENGTH),
-    (encode_frame(Command.COUNTERS)[:-1], LinkErrorCode.TIMEOUT),             # the last byte never comes
+@pytest.mark.parametrize("bad, error", [
+    (encode_frame(0x42), (LinkErrorCode.UNKNOWN_TYPE, 0x42)),
+    (encode_frame(Command.IDENTIFY, b"\x00"), (LinkErrorCode.BAD_LENGTH, Command.IDENTIFY)),
+    (encode_frame(Command.INPUT, b"\x00\x00"), (LinkErrorCode.BAD_LENGTH, Command.INPUT)),
+    (encode_frame(Command.COUNTERS)[:-1], (LinkErrorCode.TIMEOUT, Command.COUNTERS)),  # the last byte never comes
+    (encode_frame(Command.COUNTERS)[:1], (LinkErrorCode.TIMEOUT, 0)),                   # not even the type
 ])
-def test_protocol_errors_get_an_error_frame_and_the_link_recovers(design, bad, code):
+def test_protocol_errors_get_an_error_frame_and_the_link_recovers(design, bad, error):
     frames = exchange(design, [bad, TIMEOUT_CYCLES + 2 * QUIET_CYCLES, encode_frame(Command.IDENTIFY)])
     assert [f.type for f in frames] == [Reply.ERROR, Reply.IDENTITY]
-    assert parse_error(frames[0])[0] == code
+    assert parse_error(frames[0]) == error
 
 
 def test_an_overrun_is_reported(design):

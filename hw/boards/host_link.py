@@ -186,6 +186,7 @@ class HostLink(wiring.Component):
                     m.d.comb += take.eq(1)
                     with m.If(byte == SYNC):
                         m.d.comb += rx_crc.start.eq(1)
+                        m.d.sync += frame_type.eq(0)        # an error before the type names none
                         m.next = "TYPE"
             in_frame("TYPE", "LENGTH_LOW", store=frame_type)
             in_frame("LENGTH_LOW", "LENGTH_HIGH", store=length[:8])
