@@ -100,18 +100,20 @@ def test_commands_and_frames_match_the_golden_model(encoded, design, stall):
     starts = np.array([True, False, True, False])
     steps = [encode_frame(Command.IDENTIFY), encode_frame(Command.RESET)]
     steps += [input_frame(x_q[t], starts[t]) for t in range(len(x_q))]
-    steps += [3000, encode_frame(Command.COUNTERS)]
+    steps += [3000, encode_frame(Command.COUNTERS), encode_frame(Command.RESET), encode_frame(Command.COUNTERS)]
     frames = exchange(design, steps, stall=stall, seed=int(stall * 10))
 
-    assert [f.type for f in frames] == [Reply.IDENTITY, Reply.ACK] + [Reply.OUTPUT] * 4 + [Reply.COUNTERS]
+    assert [f.type for f in frames] == [Reply.IDENTITY, Reply.ACK] + [Reply.OUTPUT] * 4 + \
+        [Reply.COUNTERS, Reply.ACK, Reply.COUNTERS]
     identity = parse_identity(frames[0])
     assert (identity.model_id, identity.input_size, identity.output_size, identity.act_bits) == \
         (MODEL_ID, design.input_size, design.output_size, design.act_bits)
     got = np.array([output_words(f, design.output_size) for f in frames[2:6]])
     expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts)
     assert np.array_equal(got, expected)
-    counters = parse_counters(frames[-1])
+    counters = parse_counters(frames[6])
     assert counters.frames_done == 4 and not counters.busy and counters.cycles > 0
+    assert parse_counters(frames[-1]).frames_done == 0 == parse_counters(frames[-1]).cycles   # RESET
 
 
 def corrupt_crc(frame: bytes) -> bytes:

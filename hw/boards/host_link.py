@@ -53,7 +53,8 @@ class HostLink(wiring.Component):
       i                  Out(stream of the accelerator's input words {value, first})
       o                  In(stream of the accelerator's output words {value, last})
       busy, frames_done, cycles   In: the accelerator's status (read by COUNTERS)
-      accelerator_reset  Out(1): one-cycle pulse on RESET
+      accelerator_reset  Out(1): one-cycle pulse on RESET, from a register (it reaches every accelerator
+                         register)
       activity           Out(1): a byte was received or sent this cycle
       error              Out(1): one-cycle pulse when an ERROR frame is posted
 
@@ -142,6 +143,7 @@ class HostLink(wiring.Component):
         error_type = Signal(8)
         counters = Signal(8 * COUNTERS_BYTES)
         hold_output = Signal()              # a RESET is about to cut the output stream
+        m.d.sync += self.accelerator_reset.eq(0)
 
         # ---- parser ----------------------------------------------------------------------------------------
         frame_type = Signal(8)
@@ -236,7 +238,7 @@ class HostLink(wiring.Component):
             with m.State("RESET"):
                 m.d.comb += hold_output.eq(1)
                 with m.If(slot_free & ~framer.busy):
-                    m.d.comb += self.accelerator_reset.eq(1)
+                    m.d.sync += self.accelerator_reset.eq(1)
                     m.d.sync += [reply_pending.eq(1), reply_type.eq(Reply.ACK)]
                     m.next = "HUNT"
             with m.State("REPLY"):
@@ -284,7 +286,7 @@ class HostLink(wiring.Component):
                         m.d.sync += [reply_pending.eq(0), sent_type.eq(reply_type), reply_index.eq(0)]
                         with m.If(reply_length != 0):
                             m.next = "REPLY"
-                with m.Elif(self.o.valid & ~hold_output):
+                with m.Elif(self.o.valid & ~hold_output & ~self.accelerator_reset):
                     m.d.comb += [framer.header.valid.eq(1), framer.header.payload.type.eq(Reply.OUTPUT),
                                  framer.header.payload.length.eq(WORD_BYTES * self.output_size)]
                     with m.If(framer.header.ready):
