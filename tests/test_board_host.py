@@ -98,3 +98,19 @@ def test_frame_reader_skips_noise_and_rejects_a_bad_crc():
     assert [parse_error(f) for f in frames] == [(LinkErrorCode.TIMEOUT, 0x10)]
     with pytest.raises(LinkError, match="bad CRC"):
         FrameReader().feed(frame[:-1] + bytes([frame[-1] ^ 0xFF]))
+
+
+def test_a_silent_or_echoing_port_is_a_link_error():
+    with BoardLink.open("loop://", timeout=0.5) as link:           # pyserial's loopback echoes the command
+        with pytest.raises(LinkError, match="expected IDENTITY from the board"):
+            link.identify()
+
+    class Silent:
+        def write(self, data):
+            return len(data)
+
+        def read(self, size):
+            return b""
+
+    with pytest.raises(LinkError, match="no answer from the board within 0.2 s"):
+        BoardLink(Silent(), timeout=0.2).counters()

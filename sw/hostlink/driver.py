@@ -89,10 +89,11 @@ class BoardLink:
 
     def receive(self, timeout: float | None = None) -> Frame:
         """The next frame from the board; LinkError after `timeout` seconds without one."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         while not self._pending:
             if time.monotonic() > deadline:
-                raise LinkError(f"no answer from the board within {self.timeout if timeout is None else timeout:g} s")
+                raise LinkError(f"no answer from the board within {timeout:g} s")
             chunk = self._read(max(1, getattr(self.port, "in_waiting", 0)))
             if chunk:
                 self._pending.extend(self._reader.feed(chunk))
@@ -105,7 +106,7 @@ class BoardLink:
             name = getattr(code, "name", str(code))
             raise LinkError(f"the board reported {name} (frame type 0x{offending:02x})")
         if frame.type != kind:
-            raise LinkError(f"expected a {kind.name} frame from the board, got type 0x{frame.type:02x}")
+            raise LinkError(f"expected {kind.name} from the board, got a frame of type 0x{frame.type:02x}")
         return frame
 
     def recover(self) -> None:

@@ -95,14 +95,14 @@ def input_payload(words: np.ndarray, act_bits: int) -> bytes:
 
 def output_words(frame: Frame, output_size: int) -> np.ndarray:
     if frame.type != Reply.OUTPUT or len(frame.payload) != WORD_BYTES * output_size:
-        raise LinkError(f"expected an OUTPUT frame of {WORD_BYTES * output_size} bytes, got type "
+        raise LinkError(f"expected OUTPUT ({WORD_BYTES * output_size} bytes), got a frame of type "
                         f"0x{frame.type:02x} with {len(frame.payload)} bytes")
     return np.frombuffer(frame.payload, dtype="<i2").astype(np.int64)
 
 
 def _expect(frame: Frame, kind: Reply, size: int) -> bytes:
     if frame.type != kind or len(frame.payload) != size:
-        raise LinkError(f"expected a {kind.name} frame of {size} bytes, got type 0x{frame.type:02x} with "
+        raise LinkError(f"expected {kind.name} ({size} bytes), got a frame of type 0x{frame.type:02x} with "
                         f"{len(frame.payload)} bytes")
     return frame.payload
 
