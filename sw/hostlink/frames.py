@@ -94,10 +94,8 @@ def input_payload(words: np.ndarray, act_bits: int) -> bytes:
 
 
 def output_words(frame: Frame, output_size: int) -> np.ndarray:
-    if frame.type != Reply.OUTPUT or len(frame.payload) != WORD_BYTES * output_size:
-        raise LinkError(f"expected OUTPUT ({WORD_BYTES * output_size} bytes), got a frame of type "
-                        f"0x{frame.type:02x} with {len(frame.payload)} bytes")
-    return np.frombuffer(frame.payload, dtype="<i2").astype(np.int64)
+    payload = _expect(frame, Reply.OUTPUT, WORD_BYTES * output_size)
+    return np.frombuffer(payload, dtype="<i2").astype(np.int64)
 
 
 def _expect(frame: Frame, kind: Reply, size: int) -> bytes:
