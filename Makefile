@@ -17,13 +17,14 @@ SIM_INDEX_BITS ?= 6
 SIM_COUNT      ?= 35
 SIMULATOR      ?= verilator
 
-.PHONY: help install test test-all sim sim-regress encode verilog bench data data-full train train-full accuracy compression-experiment clean
+.PHONY: help install test test-all sim sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
 
 help:
 	@echo "make install      set up: apt packages where missing, .venv, pip install -e .[dev]"
 	@echo "make test         the test suite (what CI runs)"
 	@echo "make sim          encode the shipped model, run utterances through the RTL on Verilator, report"
 	@echo "make verilog      Verilog + sidecar of the encoded demo model under $(BUILD)/verilog"
+	@echo "make bitstream    ULX3S 85F bitstream of the encoded demo model under $(BUILD)/$(BOARD) (docs/boards.md)"
 	@echo "make sim-regress  the large cocotb regression sweep (slow)"
 	@echo "make bench        encoder speed and accelerator cycle benchmarks"
 	@echo "make data/train   build the speech corpora / train the models (needs espeak-ng, PyTorch)"
@@ -45,6 +46,14 @@ encode:
 
 verilog: encode
 	$(SL) verilog $(BUILD)/sim/encoded -o $(BUILD)/verilog
+
+# `make bitstream`: the encoded demo model on a ULX3S 85F with the open tools (docs/boards.md; about 20 min).
+BOARD      ?= ulx3s-85f
+BOARD_FREQ ?= 125
+BOARD_SEED ?= 1
+
+bitstream: encode
+	$(SL) build $(BUILD)/sim/encoded --board $(BOARD) -o $(BUILD)/$(BOARD) --freq $(BOARD_FREQ) --seed $(BOARD_SEED)
 
 sim: encode
 	$(SL) sim $(BUILD)/sim/encoded --features $(SIM_FEATURES) --head $(SIM_HEAD) --float-model $(SIM_MODEL) \

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "golden",
     "verilog",
     "sim",
+    "build", "board",
     "tables",
     "data",
     "train",

@@ -1,0 +1,80 @@
+"""The board-independent part of a board top: the accelerator behind the host link, on byte streams."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, ResetInserter
+from amaranth.lib import stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ...spec.host_link import CRC_BYTES, HEADER_BYTES, WORD_BYTES
+from ..accelerator import Accelerator
+from ..design import AcceleratorDesign
+from .host_link import HostLink
+
+__all__ = ["BoardCore", "default_rx_buffer_bytes"]
+
+MIN_RX_BUFFER_BYTES = 2048      # one ECP5 block RAM (DP16KD, 2048 x 9)
+
+
+def default_rx_buffer_bytes(input_size: int) -> int:
+    """A power of two holding at least two input frames (the host keeps up to that many unanswered)."""
+    frame = HEADER_BYTES + WORD_BYTES * input_size + CRC_BYTES
+    size = MIN_RX_BUFFER_BYTES
+    while size < 2 * frame:
+        size *= 2
+    return size
+
+
+class BoardCore(wiring.Component):
+    """An Accelerator and the HostLink that feeds it, reset by the link's RESET command.
+
+    Ports:
+      rx, rx_overrun, tx   as HostLink (bytes from and to the UART)
+      busy                 Out(1): the accelerator has a frame in flight
+      activity, error      as HostLink (for status LEDs)
+
+    Parameters: the AcceleratorDesign, the model id (docs/host-link.md), the clock frequency in Hz, the link's
+    timeout and quiet times in cycles, and the receive buffer in bytes (default: default_rx_buffer_bytes).
+    """
+
+    def __init__(self, design: AcceleratorDesign, model_id: bytes, *, clock_hz: int, timeout_cycles: int,
+                 quiet_cycles: int, rx_buffer_bytes: int | None = None):
+        if not isinstance(design, AcceleratorDesign):
+            raise TypeError(f"BoardCore needs an AcceleratorDesign, got {type(design).__name__}")
+        self.design = design
+        self.accelerator = Accelerator(design)
+        self.link = HostLink(
+            input_layout=self.accelerator.i.payload.shape(),
+            output_layout=self.accelerator.o.payload.shape(),
+            input_size=design.input_size, output_size=design.output_size, model_id=model_id,
+            counter_bits=len(self.accelerator.frames_done), cycle_counter_bits=len(self.accelerator.cycles),
+            rx_buffer_bytes=rx_buffer_bytes or default_rx_buffer_bytes(design.input_size),
+            timeout_cycles=timeout_cycles, quiet_cycles=quiet_cycles, clock_hz=clock_hz)
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_overrun": In(1),
+            "tx": Out(stream.Signature(8)),
+            "busy": Out(1),
+            "activity": Out(1),
+            "error": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        accelerator, link = self.accelerator, self.link
+        m.submodules.link = link
+        m.submodules.accelerator = ResetInserter(link.accelerator_reset)(accelerator)
+        wiring.connect(m, wiring.flipped(self.rx), link.rx)
+        wiring.connect(m, link.tx, wiring.flipped(self.tx))
+        wiring.connect(m, link.i, accelerator.i)
+        wiring.connect(m, accelerator.o, link.o)
+        m.d.comb += [
+            link.rx_overrun.eq(self.rx_overrun),
+            link.busy.eq(accelerator.busy),
+            link.frames_done.eq(accelerator.frames_done),
+            link.cycles.eq(accelerator.cycles),
+            self.busy.eq(accelerator.busy),
+            self.activity.eq(link.activity),
+            self.error.eq(link.error),
+        ]
+        return m

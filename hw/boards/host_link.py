@@ -1,0 +1,309 @@
+"""The board side of the host link (docs/host-link.md): commands from a byte stream in, replies and output
+frames to a byte stream out, input frames to the accelerator.
+
+    rx bytes --> receive buffer (FIFO) --> parser: SYNC, type, length, payload -> frame buffer, CRC check
+                                              | execute: IDENTIFY / RESET / COUNTERS: post a reply
+                                              |          INPUT / INPUT_START: frame buffer --> i (accelerator)
+    tx bytes <-- FrameTransmitter <-- one reply slot (IDENTITY, ACK, COUNTERS, ERROR) or o (accelerator): OUTPUT
+
+A frame is executed only after its CRC matched. After an error the parser sends an ERROR frame and drops
+bytes until the line has been quiet for `quiet_cycles`; a frame that stops arriving for `timeout_cycles` is an
+error too, so no input makes the link hang.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Cat, Const, Module, Signal
+from amaranth.lib import crc, data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ...spec.host_link import (COUNTERS_BYTES, ERROR_BYTES, IDENTITY_BYTES, MODEL_ID_BYTES, PROTOCOL_VERSION,
+                               SYNC, WORD_BYTES, Command, LinkErrorCode, Reply)
+from .frame_tx import FrameTransmitter
+
+__all__ = ["HostLink"]
+
+REPLY_BYTES = {Reply.IDENTITY: IDENTITY_BYTES, Reply.ACK: 0, Reply.COUNTERS: COUNTERS_BYTES,
+               Reply.ERROR: ERROR_BYTES}
+
+
+def _check_int(name, value, low, high=None):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], got {value}")
+
+
+def _word_field(layout, flag: str) -> int:
+    """Width of `value` of an accelerator word layout {value, <flag>}; ValueError for other layouts."""
+    if not isinstance(layout, data.StructLayout) or set(layout.members) != {"value", flag}:
+        raise ValueError(f"expected a word layout with fields value and {flag}, got {layout!r}")
+    return layout.members["value"].width
+
+
+class HostLink(wiring.Component):
+    """Runs the host link protocol between a byte stream pair and one accelerator.
+
+    Ports:
+      rx                 In(stream of bytes) from the UART receiver (or any byte source)
+      rx_overrun         In(1): pulse, the byte source lost a byte (reported as an OVERRUN error)
+      tx                 Out(stream of bytes) to the UART transmitter
+      i                  Out(stream of the accelerator's input words {value, first})
+      o                  In(stream of the accelerator's output words {value, last})
+      busy, frames_done, cycles   In: the accelerator's status (read by COUNTERS)
+      accelerator_reset  Out(1): one-cycle pulse on RESET, from a register (it reaches every accelerator
+                         register)
+      activity           Out(1): a byte was received or sent this cycle
+      error              Out(1): one-cycle pulse when an ERROR frame is posted
+
+    Parameters: the accelerator's word layouts and sizes, the model id (MODEL_ID_BYTES bytes), the status
+    widths, the receive buffer in bytes (a power of two holding at least one input frame), the timeout and
+    quiet times in clock cycles, and the clock frequency (reported to the host).
+    """
+
+    def __init__(self, *, input_layout, output_layout, input_size: int, output_size: int, model_id: bytes,
+                 counter_bits: int, cycle_counter_bits: int, rx_buffer_bytes: int, timeout_cycles: int,
+                 quiet_cycles: int, clock_hz: int):
+        self.act_bits = _word_field(input_layout, "first")
+        if _word_field(output_layout, "last") != self.act_bits:
+            raise ValueError("input and output words must have the same width")
+        _check_int("act_bits", self.act_bits, 2, 8 * WORD_BYTES)
+        _check_int("input_size", input_size, 1, 0x7FFF)
+        _check_int("output_size", output_size, 1, 0x7FFF)
+        _check_int("counter_bits", counter_bits, 1, 64)
+        _check_int("cycle_counter_bits", cycle_counter_bits, 1, 64)
+        _check_int("timeout_cycles", timeout_cycles, 1)
+        _check_int("quiet_cycles", quiet_cycles, 1)
+        _check_int("clock_hz", clock_hz, 1, 0xFFFFFFFF)
+        _check_int("rx_buffer_bytes", rx_buffer_bytes, 16, 0xFFFF)
+        if rx_buffer_bytes & (rx_buffer_bytes - 1):
+            raise ValueError(f"rx_buffer_bytes must be a power of two, got {rx_buffer_bytes}")
+        if not isinstance(model_id, bytes) or len(model_id) != MODEL_ID_BYTES:
+            raise ValueError(f"model_id must be {MODEL_ID_BYTES} bytes, got {model_id!r}")
+        self.input_size, self.output_size, self.model_id = input_size, output_size, model_id
+        self.rx_buffer_bytes, self.timeout_cycles, self.quiet_cycles = rx_buffer_bytes, timeout_cycles, quiet_cycles
+        self.clock_hz = clock_hz
+        super().__init__({
+            "rx": In(stream.Signature(8)),
+            "rx_overrun": In(1),
+            "tx": Out(stream.Signature(8)),
+            "i": Out(stream.Signature(input_layout)),
+            "o": In(stream.Signature(output_layout)),
+            "busy": In(1),
+            "frames_done": In(counter_bits),
+            "cycles": In(cycle_counter_bits),
+            "accelerator_reset": Out(1),
+            "activity": Out(1),
+            "error": Out(1),
+        })
+
+    def identity(self) -> bytes:
+        """The IDENTITY payload of this link."""
+        le = lambda value, size: value.to_bytes(size, "little")
+        return (le(PROTOCOL_VERSION, 1) + self.model_id + le(self.input_size, 2) + le(self.output_size, 2)
+                + le(self.act_bits, 1) + le(self.rx_buffer_bytes, 2) + le(self.clock_hz, 4))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rx_buffer = rx_buffer = SyncFIFOBuffered(width=8, depth=self.rx_buffer_bytes)
+        m.submodules.rx_crc = rx_crc = crc.catalog.CRC16_IBM_3740(8).create()
+        m.submodules.framer = framer = FrameTransmitter()
+        m.submodules.frame_buffer = frame_buffer = Memory(shape=8 * WORD_BYTES, depth=self.input_size, init=[])
+        buffer_write = frame_buffer.write_port()
+        buffer_read = frame_buffer.read_port()
+        wiring.connect(m, framer.o, wiring.flipped(self.tx))
+
+        # ---- receive buffer and line activity -----------------------------------------------------------
+        m.d.comb += [rx_buffer.w_data.eq(self.rx.payload), rx_buffer.w_en.eq(self.rx.valid),
+                     self.rx.ready.eq(rx_buffer.w_rdy)]
+        byte, byte_valid, take = rx_buffer.r_data, rx_buffer.r_rdy, Signal()
+        m.d.comb += [rx_buffer.r_en.eq(take), rx_crc.data.eq(byte)]
+        received = self.rx.valid & self.rx.ready
+        m.d.comb += self.activity.eq(received | (self.tx.valid & self.tx.ready))
+        longest_wait = max(self.timeout_cycles, self.quiet_cycles)
+        idle_cycles = Signal(range(longest_wait + 1))      # since the last byte arrived, saturating
+        with m.If(received):
+            m.d.sync += idle_cycles.eq(0)
+        with m.Elif(idle_cycles != longest_wait):
+            m.d.sync += idle_cycles.eq(idle_cycles + 1)
+        starved = ~byte_valid & (idle_cycles >= self.timeout_cycles)
+        quiet = ~byte_valid & (idle_cycles >= self.quiet_cycles)
+        overrun_seen = Signal()
+        with m.If(self.rx_overrun):
+            m.d.sync += overrun_seen.eq(1)
+
+        # ---- the reply slot ------------------------------------------------------------------------------
+        reply_pending = Signal()
+        reply_type = Signal(8)
+        replying = Signal()                 # the transmit side reads the reply registers
+        slot_free = ~reply_pending & ~replying
+        error_code = Signal(8)
+        error_type = Signal(8)
+        counters = Signal(8 * COUNTERS_BYTES)
+        hold_output = Signal()              # a RESET is about to cut the output stream
+        m.d.sync += self.accelerator_reset.eq(0)
+
+        # ---- parser ----------------------------------------------------------------------------------------
+        frame_type = Signal(8)
+        length = Signal(16)
+        count = Signal(16)
+        low_byte = Signal(8)
+        word_index = Signal(range(self.input_size))
+        input_bytes = WORD_BYTES * self.input_size
+        is_input = (frame_type == Command.INPUT) | (frame_type == Command.INPUT_START)
+        known = is_input | (frame_type == Command.IDENTIFY) | (frame_type == Command.RESET) | \
+            (frame_type == Command.COUNTERS)
+        m.d.comb += [buffer_write.addr.eq(count >> 1), buffer_write.data.eq(Cat(low_byte, byte)),
+                     buffer_read.addr.eq(word_index)]
+
+        def fail(code: LinkErrorCode, with_type=True):
+            m.d.sync += [error_code.eq(code), error_type.eq(frame_type if with_type else 0)]
+            m.next = "ERROR"
+
+        def in_frame(state, following, store=None, action=None):
+            """A state reading one byte of a frame into the CRC (and into `store`, then `action()`, which may
+            change the next state); errors for overrun and for a frame that stops arriving."""
+            with m.State(state):
+                with m.If(overrun_seen):
+                    m.d.sync += overrun_seen.eq(0)
+                    fail(LinkErrorCode.OVERRUN)
+                with m.Elif(byte_valid):
+                    m.d.comb += [take.eq(1), rx_crc.valid.eq(1)]
+                    m.next = following
+                    if store is not None:
+                        m.d.sync += store.eq(byte)
+                    if action is not None:
+                        action()
+                with m.Elif(starved):
+                    fail(LinkErrorCode.TIMEOUT)
+
+        with m.FSM(name="parser"):
+            with m.State("HUNT"):
+                with m.If(overrun_seen):
+                    m.d.sync += overrun_seen.eq(0)
+                    fail(LinkErrorCode.OVERRUN, with_type=False)
+                with m.Elif(byte_valid):
+                    m.d.comb += take.eq(1)
+                    with m.If(byte == SYNC):
+                        m.d.comb += rx_crc.start.eq(1)
+                        m.d.sync += frame_type.eq(0)        # an error before the type names none
+                        m.next = "TYPE"
+            in_frame("TYPE", "LENGTH_LOW", store=frame_type)
+            in_frame("LENGTH_LOW", "LENGTH_HIGH", store=length[:8])
+            in_frame("LENGTH_HIGH", "CHECK_HEADER", store=length[8:])
+            with m.State("CHECK_HEADER"):
+                m.d.sync += count.eq(0)
+                with m.If(~known):
+                    fail(LinkErrorCode.UNKNOWN_TYPE)
+                with m.Elif(length != is_input * input_bytes):
+                    fail(LinkErrorCode.BAD_LENGTH)
+                with m.Elif(is_input):
+                    m.next = "PAYLOAD"
+                with m.Else():
+                    m.next = "CRC_HIGH"
+
+            def payload_byte():
+                m.d.sync += count.eq(count + 1)
+                with m.If(count[0]):
+                    m.d.comb += buffer_write.en.eq(1)
+                with m.Else():
+                    m.d.sync += low_byte.eq(byte)
+                with m.If(count != input_bytes - 1):
+                    m.next = "PAYLOAD"
+            in_frame("PAYLOAD", "CRC_HIGH", action=payload_byte)
+            in_frame("CRC_HIGH", "CRC_LOW")
+            in_frame("CRC_LOW", "CHECK_CRC")
+            with m.State("CHECK_CRC"):
+                m.d.sync += word_index.eq(0)
+                with m.If(~rx_crc.match_detected):
+                    fail(LinkErrorCode.BAD_CRC)
+                with m.Elif(is_input):
+                    m.next = "READ_WORD"
+                with m.Elif(frame_type == Command.RESET):
+                    m.next = "RESET"
+                with m.Else():
+                    m.next = "REPLY"
+            with m.State("READ_WORD"):               # the frame buffer's read port has one cycle of latency
+                m.next = "SEND_WORD"
+            with m.State("SEND_WORD"):
+                m.d.comb += [self.i.valid.eq(1), self.i.payload.value.eq(buffer_read.data),
+                             self.i.payload.first.eq((word_index == 0) & (frame_type == Command.INPUT_START))]
+                with m.If(self.i.ready):
+                    m.d.sync += word_index.eq(word_index + 1)
+                    m.next = "READ_WORD"
+                    with m.If(word_index == self.input_size - 1):
+                        m.next = "HUNT"
+            with m.State("RESET"):
+                m.d.comb += hold_output.eq(1)
+                with m.If(slot_free & ~framer.busy):
+                    m.d.sync += self.accelerator_reset.eq(1)
+                    m.d.sync += [reply_pending.eq(1), reply_type.eq(Reply.ACK)]
+                    m.next = "HUNT"
+            with m.State("REPLY"):
+                with m.If(slot_free):
+                    m.d.sync += [reply_pending.eq(1), reply_type.eq(frame_type | 0x80),
+                                 counters.eq(Cat(self.frames_done, Const(0, 64 - len(self.frames_done)),
+                                                 self.cycles, Const(0, 64 - len(self.cycles)), self.busy))]
+                    m.next = "HUNT"
+            with m.State("ERROR"):
+                with m.If(slot_free):
+                    m.d.comb += self.error.eq(1)
+                    m.d.sync += [reply_pending.eq(1), reply_type.eq(Reply.ERROR)]
+                    m.next = "DISCARD"
+            with m.State("DISCARD"):
+                m.d.comb += take.eq(1)
+                with m.If(quiet):
+                    m.d.sync += overrun_seen.eq(0)
+                    m.next = "HUNT"
+
+        # ---- transmit side: the reply slot first, then output frames ----------------------------------------
+        sent_type = Signal(8)
+        reply_index = Signal(range(max(REPLY_BYTES.values())))
+        reply_length = Signal(16)
+        with m.Switch(reply_type):
+            for kind, size in REPLY_BYTES.items():
+                with m.Case(kind):
+                    m.d.comb += reply_length.eq(size)
+        reply_byte = Signal(8)
+        identity = Const(int.from_bytes(self.identity(), "little"), 8 * IDENTITY_BYTES)
+        with m.Switch(sent_type):
+            for kind, source in ((Reply.IDENTITY, identity), (Reply.COUNTERS, counters),
+                                 (Reply.ERROR, Cat(error_code, error_type))):
+                with m.Case(kind):
+                    m.d.comb += reply_byte.eq(source.word_select(reply_index, 8))
+        output_word = Signal(8 * WORD_BYTES)
+        high_byte = Signal()
+        m.d.comb += output_word.eq(self.o.payload.value)     # sign-extended to the 16-bit wire format
+
+        with m.FSM(name="sender"):
+            with m.State("IDLE"):
+                with m.If(reply_pending):
+                    m.d.comb += [framer.header.valid.eq(1), framer.header.payload.type.eq(reply_type),
+                                 framer.header.payload.length.eq(reply_length)]
+                    with m.If(framer.header.ready):
+                        m.d.sync += [reply_pending.eq(0), sent_type.eq(reply_type), reply_index.eq(0)]
+                        with m.If(reply_length != 0):
+                            m.next = "REPLY"
+                with m.Elif(self.o.valid & ~hold_output & ~self.accelerator_reset):
+                    m.d.comb += [framer.header.valid.eq(1), framer.header.payload.type.eq(Reply.OUTPUT),
+                                 framer.header.payload.length.eq(WORD_BYTES * self.output_size)]
+                    with m.If(framer.header.ready):
+                        m.d.sync += high_byte.eq(0)
+                        m.next = "OUTPUT"
+            with m.State("REPLY"):
+                m.d.comb += [replying.eq(1), framer.payload.valid.eq(1), framer.payload.payload.eq(reply_byte)]
+                with m.If(framer.payload.ready):
+                    m.d.sync += reply_index.eq(reply_index + 1)
+                    with m.If(reply_index == reply_length - 1):
+                        m.next = "IDLE"
+            with m.State("OUTPUT"):
+                m.d.comb += [framer.payload.valid.eq(self.o.valid),
+                             framer.payload.payload.eq(output_word.word_select(high_byte, 8)),
+                             self.o.ready.eq(framer.payload.ready & high_byte)]
+                with m.If(framer.payload.valid & framer.payload.ready):
+                    m.d.sync += high_byte.eq(~high_byte)
+                    with m.If(high_byte & self.o.payload.last):
+                        m.next = "IDLE"
+        return m

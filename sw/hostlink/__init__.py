@@ -1,0 +1,1 @@
+"""The host side of the board link (docs/host-link.md): frames, and a driver on pyserial."""

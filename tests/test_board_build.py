@@ -1,0 +1,114 @@
+"""Board builds (hw/boards/flow.py, `sparselstm build`): the PLL dividers, the board tops elaborated into
+amaranth-boards build plans, synth_ecp5 of the ULX3S top on a tiny model, and (slow) a whole ULX3S build."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("amaranth_boards")
+
+from sparselstm.cli import main
+from sparselstm.hw.boards.flow import TOP_NAME, read_nextpnr_report
+from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
+from sparselstm.spec.errors import ParameterError
+from sparselstm.sw.format import write_encoded
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pipeline import compress_and_encode
+
+
+@pytest.fixture(scope="module")
+def tiny_encoded(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("build") / "encoded"
+    write_encoded(compress_and_encode(random_model(4, 8, None, seed=2), n_pes=2, density=0.5).encoded, directory)
+    return directory
+
+
+@pytest.mark.parametrize("mhz", [25, 50, 100, 125, 133.33, 150, 200, 312.5])
+def test_pll_dividers_hit_the_frequency_with_the_vco_in_range(mhz):
+    config = ecp5_pll_config(mhz * 1e6)
+    assert VCO_MIN_HZ <= config.vco_hz <= VCO_MAX_HZ
+    assert abs(config.output_hz - mhz * 1e6) <= 0.005 * mhz * 1e6
+    assert config.output_hz == 25e6 * config.clkfb_div / config.clki_div
+
+
+def test_pll_rejects_what_it_cannot_make():
+    with pytest.raises(ParameterError, match="output range"):
+        ecp5_pll_config(500e6)
+    with pytest.raises(TypeError):
+        ecp5_pll_config("125")
+
+
+def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_encoded, tmp_path, capsys):
+    assert main(["build", str(tiny_encoded), "--board", "ulx3s-85f", "-o", str(tmp_path), "--plan-only",
+                 "--freq", "100"]) == 0
+    assert "100.000 MHz achieved" in capsys.readouterr().out
+    config = ecp5_pll_config(100e6)
+    netlist = (tmp_path / f"{TOP_NAME}.il").read_text()
+    for name, value in (("CLKI_DIV", config.clki_div), ("CLKFB_DIV", config.clkfb_div),
+                        ("CLKOP_DIV", config.clkop_div)):
+        assert f"parameter \\{name} {value}\n" in netlist
+    constraints = (tmp_path / f"{TOP_NAME}.lpf").read_text()
+    assert 'FREQUENCY PORT "clk25_0__io" 25000000.0 HZ' in constraints    # nextpnr derives the PLL's
+    assert 'LOCATE COMP "uart_0__tx__io" SITE "L4"' in constraints
+    script = json.loads((tmp_path / f"build_{TOP_NAME}.json").read_text())["commands"]
+    assert [command[0] for command in script] == ["yosys", "nextpnr-ecp5", "ecppack"]
+    assert "--seed" in script[1] and "--report" in script[1]
+
+
+def test_kcu105_plan_has_verilog_constraints_and_tcl(tiny_encoded, tmp_path):
+    assert main(["build", str(tiny_encoded), "--board", "kcu105", "-o", str(tmp_path), "--plan-only"]) == 0
+    constraints = (tmp_path / f"{TOP_NAME}.xdc").read_text()
+    assert "create_clock" in constraints and "G25" in constraints and "K26" in constraints
+    assert "synth_design -top sparselstm_board" in (tmp_path / f"{TOP_NAME}.tcl").read_text()
+    assert "module sparselstm_board" in (tmp_path / f"{TOP_NAME}.v").read_text()
+
+
+def test_kcu105_without_plan_only_is_refused(tiny_encoded, tmp_path, capsys):
+    assert main(["build", str(tiny_encoded), "--board", "kcu105", "-o", str(tmp_path)]) == 1
+    assert "--plan-only" in capsys.readouterr().err
+
+
+def test_yosys_synthesises_the_ulx3s_top_for_ecp5(tiny_encoded, tmp_path, capsys):
+    assert main(["build", str(tiny_encoded), "--board", "ulx3s-85f", "-o", str(tmp_path), "--synth-only"]) == 0
+    output = capsys.readouterr().out
+    cells = json.loads((tmp_path / f"{TOP_NAME}.stat.json").read_text())["design"]["num_cells_by_type"]
+    assert cells.get("EHXPLLL") == 1
+    assert cells.get("LUT4", 0) > 0 and cells.get("TRELLIS_FF", 0) > 0
+    assert cells.get("MULT18X18D", 0) >= 2          # at least one multiplier per PE
+    assert "synthesis: LUT4" in output
+
+
+def test_nextpnr_report_is_read_into_clocks_utilisation_and_critical_path(tmp_path):
+    report = {
+        "fmax": {"$glbnet$clk": {"achieved": 97.5, "constraint": 100.0}},
+        "utilization": {"TRELLIS_COMB": {"used": 10, "available": 100}, "DP16KD": {"used": 1, "available": 208},
+                        "OSCG": {"used": 0, "available": 1}},
+        "critical_paths": [{"from": "clk", "to": "clk", "path": [
+            {"from": {"cell": "a", "port": "Q"}, "to": {"cell": "b", "port": "A"}, "delay": 1.5},
+            {"from": {"cell": "b", "port": "Z"}, "to": {"cell": "c", "port": "D"}, "delay": 2.25}]}],
+    }
+    (tmp_path / "r.json").write_text(json.dumps(report))
+    parsed = read_nextpnr_report(tmp_path / "r.json")
+    assert parsed["clocks"] == {"$glbnet$clk": {"target_mhz": 100.0, "achieved_mhz": 97.5, "met": False}}
+    assert parsed["timing_met"] is False
+    assert parsed["utilisation"] == {"TRELLIS_COMB": {"used": 10, "available": 100},
+                                     "DP16KD": {"used": 1, "available": 208}}
+    assert parsed["critical_path"] == {"from_clock": "clk", "to_clock": "clk", "start": "a.Q", "end": "c.D",
+                                       "delay_ns": 3.75}
+
+
+@pytest.mark.slow
+def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
+    result = main(["build", str(tiny_encoded), "--board", "ulx3s-85f", "-o", str(tmp_path), "--seed", "3",
+                   "--freq", "50", "--allow-timing-fail"])
+    assert result == 0
+    assert (tmp_path / f"{TOP_NAME}.bit").stat().st_size > 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["seed"] == 3 and report["bitstream"] == f"{TOP_NAME}.bit"
+    assert set(report["utilisation"]) == {"TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D"}
+    assert report["clocks"] and all({"target_mhz", "achieved_mhz", "met"} <= set(c) for c in report["clocks"].values())
+    assert isinstance(report["timing_met"], bool)
+    assert report["critical_path"]["start"] and report["critical_path"]["end"]
+    assert "critical path:" in capsys.readouterr().out

@@ -1,0 +1,192 @@
+"""The host link gateware (hw/boards/host_link.py) with a small accelerator behind it (hw/boards/core.py), in
+the Amaranth simulator at the byte-stream level: frames built by sw.hostlink, random stalls on both byte
+streams, outputs word for word against the golden model, and every error the protocol names."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from sparselstm.hw.boards.core import BoardCore
+from sparselstm.hw.boards.serial_board import SerialBoard
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.spec.host_link import Command, LinkErrorCode, Reply, crc16
+from sparselstm.sw.fixedpoint import quantize_input
+from sparselstm.sw.golden import golden_forward_encoded
+from sparselstm.sw.hostlink.frames import (FrameReader, encode_frame, input_payload, output_words,
+                                           parse_counters, parse_error, parse_identity)
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pipeline import compress_and_encode
+
+MODEL_ID = bytes(range(1, 9))
+TIMEOUT_CYCLES = 400
+QUIET_CYCLES = 150
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    return compress_and_encode(random_model(6, 8, 4, seed=3), n_pes=2, density=0.5).encoded
+
+
+@pytest.fixture(scope="module")
+def design(encoded):
+    return AcceleratorDesign.from_encoded(encoded, HardwareParams())
+
+
+def frames_in(encoded, count, seed=0):
+    x = np.random.default_rng(seed).normal(0.0, 1.5, (count, encoded.layers[0].input_size))
+    return quantize_input(x, encoded.numerics)[0]
+
+
+def exchange(design, steps, *, stall=0.0, seed=0, overrun_after=None):
+    """Send `steps` (bytes, or an int: that many idle cycles) to a BoardCore, byte by byte with random
+    stalls on both streams, and return the frames it sent back. `overrun_after`: pulse rx_overrun after that
+    many bytes."""
+    core = BoardCore(design, MODEL_ID, clock_hz=1_000_000, timeout_cycles=TIMEOUT_CYCLES,
+                     quiet_cycles=QUIET_CYCLES)
+    rng = random.Random(seed)
+    sent_back = bytearray()
+    state = {"done": False}
+
+    async def host(ctx):
+        count = 0
+        for step in steps:
+            if isinstance(step, int):
+                await ctx.tick().repeat(step)
+                continue
+            for byte in step:
+                while rng.random() < stall:
+                    await ctx.tick()
+                ctx.set(core.rx.payload, byte)
+                ctx.set(core.rx.valid, 1)
+                await ctx.tick().until(core.rx.ready)
+                ctx.set(core.rx.valid, 0)
+                count += 1
+                if count == overrun_after:
+                    ctx.set(core.rx_overrun, 1)
+                    await ctx.tick()
+                    ctx.set(core.rx_overrun, 0)
+        await ctx.tick().repeat(TIMEOUT_CYCLES + 2000)      # let the board finish and answer
+        state["done"] = True
+
+    async def device(ctx):
+        tx_rng = random.Random(seed + 1)
+        while not state["done"]:
+            ready = tx_rng.random() >= stall
+            ctx.set(core.tx.ready, ready)
+            _, _, valid, byte = await ctx.tick().sample(core.tx.valid, core.tx.payload)
+            if valid and ready:
+                sent_back.append(byte)
+
+    simulator = Simulator(core)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(host)
+    simulator.add_testbench(device, background=True)
+    simulator.run()
+    return FrameReader().feed(bytes(sent_back))
+
+
+def input_frame(x_row, start):
+    return encode_frame(Command.INPUT_START if start else Command.INPUT, input_payload(x_row, 16))
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.5])
+def test_commands_and_frames_match_the_golden_model(encoded, design, stall):
+    x_q = frames_in(encoded, 4)
+    starts = np.array([True, False, True, False])
+    steps = [encode_frame(Command.IDENTIFY), encode_frame(Command.RESET)]
+    steps += [input_frame(x_q[t], starts[t]) for t in range(len(x_q))]
+    steps += [3000, encode_frame(Command.COUNTERS), encode_frame(Command.RESET), encode_frame(Command.COUNTERS)]
+    frames = exchange(design, steps, stall=stall, seed=int(stall * 10))
+
+    assert [f.type for f in frames] == [Reply.IDENTITY, Reply.ACK] + [Reply.OUTPUT] * 4 + \
+        [Reply.COUNTERS, Reply.ACK, Reply.COUNTERS]
+    identity = parse_identity(frames[0])
+    assert (identity.model_id, identity.input_size, identity.output_size, identity.act_bits) == \
+        (MODEL_ID, design.input_size, design.output_size, design.act_bits)
+    got = np.array([output_words(f, design.output_size) for f in frames[2:6]])
+    expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts)
+    assert np.array_equal(got, expected)
+    counters = parse_counters(frames[6])
+    assert counters.frames_done == 4 and not counters.busy and counters.cycles > 0
+    assert parse_counters(frames[-1]).frames_done == 0 == parse_counters(frames[-1]).cycles   # RESET
+
+
+def corrupt_crc(frame: bytes) -> bytes:
+    return frame[:-1] + bytes([frame[-1] ^ 0x01])
+
+
+def test_a_bad_crc_drops_the_frame_and_reports_it(encoded, design):
+    x_q = frames_in(encoded, 3, seed=1)
+    steps = [input_frame(x_q[0], True), corrupt_crc(input_frame(x_q[1], False)), 2 * QUIET_CYCLES,
+             input_frame(x_q[1], False), input_frame(x_q[2], False)]
+    frames = exchange(design, steps, stall=0.3)
+    errors = [parse_error(f) for f in frames if f.type == Reply.ERROR]
+    assert errors == [(LinkErrorCode.BAD_CRC, Command.INPUT)]
+    got = np.array([output_words(f, design.output_size) for f in frames if f.type == Reply.OUTPUT])
+    assert np.array_equal(got, golden_forward_encoded(encoded, x_q))      # the dropped frame never ran
+
+
+@pytest.mark.parametrize("bad, error", [
+    (encode_frame(0x42), (LinkErrorCode.UNKNOWN_TYPE, 0x42)),
+    (encode_frame(Command.IDENTIFY, b"\x00"), (LinkErrorCode.BAD_LENGTH, Command.IDENTIFY)),
+    (encode_frame(Command.INPUT, b"\x00\x00"), (LinkErrorCode.BAD_LENGTH, Command.INPUT)),
+    (encode_frame(Command.COUNTERS)[:-1], (LinkErrorCode.TIMEOUT, Command.COUNTERS)),  # the last byte never comes
+    (encode_frame(Command.COUNTERS)[:1], (LinkErrorCode.TIMEOUT, 0)),                   # not even the type
+])
+def test_protocol_errors_get_an_error_frame_and_the_link_recovers(design, bad, error):
+    frames = exchange(design, [bad, TIMEOUT_CYCLES + 2 * QUIET_CYCLES, encode_frame(Command.IDENTIFY)])
+    assert [f.type for f in frames] == [Reply.ERROR, Reply.IDENTITY]
+    assert parse_error(frames[0]) == error
+
+
+def test_an_overrun_is_reported(design):
+    identify = encode_frame(Command.IDENTIFY)
+    frames = exchange(design, [identify, 500, b"\x00\x01", 2 * QUIET_CYCLES, identify],
+                      overrun_after=len(identify) + 2)
+    assert [f.type for f in frames] == [Reply.IDENTITY, Reply.ERROR, Reply.IDENTITY]
+    assert parse_error(frames[1])[0] == LinkErrorCode.OVERRUN
+
+
+def test_frames_from_sw_match_the_crc_of_the_spec():
+    # CRC-16/IBM-3740 check value of the reveng catalogue
+    assert crc16(b"123456789") == 0x29B1
+    frame = encode_frame(Command.IDENTIFY)
+    assert crc16(frame[1:]) == 0            # the residue the gateware's receiver checks
+
+
+def test_serial_board_answers_over_the_uart_lines(design):
+    """The same link behind the UART (hw/boards/serial_board.py), bit by bit on the rx and tx lines."""
+    divisor = 4
+    board = SerialBoard(design, MODEL_ID, clock_hz=divisor * 100_000, baud=100_000)
+    request = encode_frame(Command.IDENTIFY)
+    reader, frames = FrameReader(), []
+
+    async def host(ctx):
+        for byte in request:
+            for bit in [0, *((byte >> k) & 1 for k in range(8)), 1]:
+                ctx.set(board.rx, bit)
+                await ctx.tick().repeat(divisor)
+        await ctx.tick().repeat(40 * 10 * divisor)        # room for the 26-byte answer
+
+    async def listener(ctx):
+        while True:
+            while ctx.get(board.tx):
+                await ctx.tick()
+            await ctx.tick().repeat(divisor // 2 + divisor)       # the middle of data bit 0
+            byte = 0
+            for k in range(8):
+                byte |= ctx.get(board.tx) << k
+                await ctx.tick().repeat(divisor)
+            frames.extend(reader.feed(bytes([byte])))
+
+    simulator = Simulator(board)
+    simulator.add_clock(1e-6)
+    simulator.add_testbench(host)
+    simulator.add_testbench(listener, background=True)
+    simulator.run()
+    assert len(frames) == 1 and parse_identity(frames[0]).model_id == MODEL_ID
