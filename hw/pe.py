@@ -40,6 +40,7 @@ from amaranth.lib.wiring import In, Out
 
 from .design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, memory_depth
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
+from .memory_images import image_init
 
 __all__ = ["SparsePE"]
 
@@ -104,9 +105,11 @@ class SparsePE(wiring.Component):
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=design.params.fifo_depth)
         m.submodules.entries = entry_mem = Memory(
-            shape=unsigned(design.entry_bits), depth=memory_depth(len(pe.entries)), init=pe.entries or [0])
+            shape=unsigned(design.entry_bits), depth=memory_depth(len(pe.entries)),
+            init=image_init(platform, pe.entries or [0]))
         m.submodules.pointers = pointer_mem = Memory(
-            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)), init=pe.pointers)
+            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)),
+            init=image_init(platform, pe.pointers))
         cell_depth = memory_depth(pe.cell_depth)
         gate_depth = memory_depth(pe.gate_depth)
         gate_banks = []
