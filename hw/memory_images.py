@@ -204,12 +204,14 @@ def convert_with_images(top: wiring.Component, top_name: str, design: Accelerato
 
 
 def write_images(images: list[MemoryImage], outdir: Path, encoded_dir=None) -> None:
-    """Write the image files under `outdir` (IMAGE_DIR, emptied first); the encoder's files are copied
-    from `encoded_dir` when given, after checking they hold the words the memory does."""
+    """Write the image files under `outdir`/IMAGE_DIR (removed first: no stale image survives, and inline
+    Verilog leaves none); the encoder's files are copied from `encoded_dir` when given, after checking they
+    hold the words the memory does."""
     image_dir = Path(outdir) / IMAGE_DIR
     if image_dir.exists():
         shutil.rmtree(image_dir)
-    image_dir.mkdir(parents=True)
+    if images:
+        image_dir.mkdir(parents=True)
     for image in images:
         text = hex_text(image.words, image.width).encode()
         target = Path(outdir) / image.file
