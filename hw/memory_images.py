@@ -121,6 +121,8 @@ def _ports(top: wiring.Component) -> dict:
 
 
 def _find_images(netlist, top_name: str, design: AcceleratorDesign) -> list[tuple[tuple, str, MemoryImage]]:
+    """(module path, memory name, image) of each memory that reads a file: those holding an encoder file
+    (elaborated empty) and those with non-zero contents in the netlist."""
     encoder_files = _encoder_files(design)
     images = []
     for cell in netlist.cells:
@@ -136,7 +138,8 @@ def _find_images(netlist, top_name: str, design: AcceleratorDesign) -> list[tupl
             image = MemoryImage(".".join(module_path), cell.name, f"{IMAGE_DIR}/{file}", cell.width,
                                 tuple(word & mask for word in words), "encoded")
         elif any(cell.init):
-            image = MemoryImage(".".join(module_path), cell.name, f"{IMAGE_DIR}/{'.'.join(key)}.hex",
+            file = ".".join((*module_path[1:], cell.name)) + ".hex"
+            image = MemoryImage(".".join(module_path), cell.name, f"{IMAGE_DIR}/{file}",
                                 cell.width, tuple(word & mask for word in cell.init), "generated")
         else:
             continue

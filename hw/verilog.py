@@ -1,4 +1,5 @@
-"""Verilog generation: `sparselstm_top.v` plus the sidecar `sparselstm_top.json` (docs/verification.md)."""
+"""Verilog generation: `sparselstm_top.v`, its memory images (hw/memory_images.py) and the sidecar
+`sparselstm_top.json` (docs/verification.md)."""
 
 from __future__ import annotations
 

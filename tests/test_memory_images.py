@@ -83,7 +83,8 @@ def test_images_hold_what_the_inline_verilog_initialises(both):
 def test_sidecar_lists_the_images_the_verilog_reads(both):
     _, images_dir, info, _ = both
     reads = _image_reads((images_dir / f"{TOP_NAME}.v").read_text())
-    listed = {(image["module"], image["memory"]): (image["file"], image["depth"]) for image in info["memory_images"]}
+    listed = {(image["module"], image["memory"]): (image["file"], image["depth"])
+              for image in info["memory_images"]}
     assert listed == reads
     assert all(image["file"].startswith(f"{IMAGE_DIR}/") for image in info["memory_images"])
     assert json.loads((images_dir / f"{TOP_NAME}.json").read_text())["memory_images"] == info["memory_images"]
@@ -95,7 +96,8 @@ def test_entry_and_pointer_memories_load_the_encoders_files(both, tmp_path):
     assert {image["file"] for image in encoded} == {f"{IMAGE_DIR}/pe{p:02d}_{memory}.hex"
                                                      for p in range(3) for memory in ("entries", "pointers")}
     for image in encoded:
-        assert (images_dir / image["file"]).read_bytes() == (encoded_dir / image["file"].split("/")[1]).read_bytes()
+        encoder_file = encoded_dir / image["file"].removeprefix(f"{IMAGE_DIR}/")
+        assert (images_dir / image["file"]).read_bytes() == encoder_file.read_bytes()
     # without the encoded directory the same files are written in the encoder's format
     generate(_encoded(), HardwareParams(fifo_depth=4), tmp_path)
     for image in encoded:
