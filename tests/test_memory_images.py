@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from sparselstm.hw.memory_images import IMAGE_DIR, hex_text
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import TOP_NAME, generate
