@@ -52,6 +52,15 @@ def bits_for(max_value: int) -> int:
     return max(1, int(max_value).bit_length())
 
 
+ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
+
+
+def entry_banks(words) -> list[list[int]]:
+    """A PE's entry words as its entry memory holds them: banks of ENTRY_BANK_WORDS (at least one word)."""
+    words = list(words) or [0]
+    return [words[start:start + ENTRY_BANK_WORDS] for start in range(0, len(words), ENTRY_BANK_WORDS)]
+
+
 def memory_depth(words: int) -> int:
     """Depth of a memory that must hold `words` words. A PE may hold no cells / rows / entries (more PEs
     than rows): a dummy word is kept. At least two words, so that no address is a zero-width wire in the

@@ -36,12 +36,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .broadcast import ROOM_MARGIN
-from .design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, memory_depth
+from .design import (ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, entry_banks,
+                     memory_depth)
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
+from .memory_images import image_init
 
-__all__ = ["SparsePE", "ENTRY_BANK_WORDS"]
-
-ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
+__all__ = ["SparsePE"]
 
 
 class SparsePE(wiring.Component):
@@ -108,15 +108,14 @@ class SparsePE(wiring.Component):
         fifo_depth = design.params.fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
         # entry memory in banks of one block RAM's depth, each output registered before the bank multiplexer
-        entry_words = list(pe.entries) or [0]
-        entry_banks = [entry_words[start:start + ENTRY_BANK_WORDS]
-                       for start in range(0, len(entry_words), ENTRY_BANK_WORDS)]
-        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=memory_depth(len(words)), init=words)
-                      for words in entry_banks]
+        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=memory_depth(len(words)),
+                             init=image_init(platform, words))
+                      for words in entry_banks(pe.entries)]
         for b, memory in enumerate(entry_mems):
             m.submodules["entries" if len(entry_mems) == 1 else f"entries{b}"] = memory
         m.submodules.pointers = pointer_mem = Memory(
-            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)), init=pe.pointers)
+            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)),
+            init=image_init(platform, pe.pointers))
         cell_depth = memory_depth(pe.cell_depth)
         gate_depth = memory_depth(pe.gate_depth)
         gate_banks = []

@@ -1,4 +1,5 @@
-"""Verilog generation: `sparselstm_top.v` plus the sidecar `sparselstm_top.json` (docs/verification.md)."""
+"""Verilog generation: `sparselstm_top.v`, its memory images (hw/memory_images.py) and the sidecar
+`sparselstm_top.json` (docs/verification.md)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from ..spec.errors import ParameterError
 from .accelerator import Accelerator
 from .cycle_model import predict_cycles
 from .design import AcceleratorDesign
+from .memory_images import IMAGE_DIR, MemoryImage, convert_with_images, write_images
 from .params import HardwareParams
 from .sidecar import SIDECAR_VERSION, describe_top
 
-__all__ = ["TOP_NAME", "SIDECAR_VERSION", "generate", "convert", "sidecar", "LINT_WAIVERS", "lint_command"]
+__all__ = ["TOP_NAME", "SIDECAR_VERSION", "IMAGE_DIR", "generate", "convert", "sidecar", "LINT_WAIVERS",
+           "lint_command"]
 
 TOP_NAME = "sparselstm_top"
 
@@ -58,18 +61,24 @@ def portable_verilog(text: str) -> str:
         lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1;\n`endif", text)
 
 
-def convert(design: AcceleratorDesign) -> tuple[str, Accelerator]:
-    """The Verilog text of an Accelerator with top module `sparselstm_top`."""
+def convert(design: AcceleratorDesign, memory_images: bool = False
+            ) -> tuple[str, Accelerator, list[MemoryImage]]:
+    """The Verilog text of an Accelerator with top module `sparselstm_top`, the Accelerator, and the memory
+    images the text reads (hw/memory_images.py; none when `memory_images` is false: all contents inline)."""
     top = Accelerator(design)
-    text = portable_verilog(amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False))
-    return text, top
+    if memory_images:
+        text, images = convert_with_images(top, TOP_NAME, design)
+    else:
+        text, images = amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False), []
+    return portable_verilog(text), top, images
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_dir=None) -> dict:
+def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_dir=None,
+            images: list[MemoryImage] = ()) -> dict:
     """The sidecar dictionary (docs/verification.md)."""
     n_pes = design.n_pes
     params = design.params
@@ -86,6 +95,7 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
         "work": {"total_entries": design.total_entries,
                  "entries_per_pe": [len(pe.entries) for pe in design.pes]},
         "resources": {"multipliers": design.n_pes, "memory_bits": design.memory_bits()},
+        "memory_images": [image.describe() for image in images],
     }
     result = describe_top(top, TOP_NAME, f"sparselstm {__version__}", dimensions, details)
     if encoded is not None:
@@ -95,19 +105,23 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
     return result
 
 
-def generate(encoded, params: HardwareParams | None = None, outdir=".", encoded_dir=None) -> dict:
-    """Write OUTDIR/sparselstm_top.v and OUTDIR/sparselstm_top.json; return the sidecar dictionary.
+def generate(encoded, params: HardwareParams | None = None, outdir=".", encoded_dir=None,
+             memory_images: bool = True) -> dict:
+    """Write OUTDIR/sparselstm_top.v, its memory images under OUTDIR/memory_images/ and
+    OUTDIR/sparselstm_top.json; return the sidecar dictionary.
 
     `encoded_dir`: the directory `encoded` was loaded from, recorded (with its manifest's sha256) in the
-    sidecar so a testbench can check it runs the model the Verilog was generated from."""
+    sidecar so a testbench can check it runs the model the Verilog was generated from; the entry and
+    pointer images are copied from it. `memory_images=False` writes every memory's contents inline."""
     design = AcceleratorDesign.from_encoded(encoded, params or HardwareParams())
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ParameterError(f"cannot create output directory {outdir}: {error.strerror}") from error
-    text, top = convert(design)
+    text, top, images = convert(design, memory_images)
+    write_images(images, outdir, encoded_dir)
     (outdir / f"{TOP_NAME}.v").write_text(text)
-    info = sidecar(design, top, encoded, encoded_dir)
+    info = sidecar(design, top, encoded, encoded_dir, images)
     (outdir / f"{TOP_NAME}.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
@@ -227,6 +228,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
                       seed=int(seed), first_noise=bool(first_noise))
     for name in (case.outputs, case.result, case.progress, "results.xml"):
         (build_dir / name).unlink(missing_ok=True)
+    stage_memory_images(sidecar_path, build_dir)
     np.save(build_dir / case.inputs, frames)
     np.save(build_dir / case.sequence_starts, starts)
     np.save(build_dir / case.expected, expected)
@@ -284,6 +286,15 @@ def _check_sidecar_matches(sidecar_path: Path, encoded_dir: Path) -> None:
     if actual != recorded:
         raise SimulationError(f"{sidecar_path} was generated from a different encoded model than {encoded_dir} "
                               "(manifest sha256 differs): regenerate the Verilog")
+
+
+def stage_memory_images(sidecar_path: Path, run_dir: Path) -> None:
+    """Copy the memory images the sidecar lists (paths relative to it) into `run_dir`: the Verilog's
+    `$readmemh` paths are relative to the simulator's working directory, which is the run directory."""
+    for image in json.loads(Path(sidecar_path).read_text()).get("memory_images", []):
+        target = run_dir / image["file"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(Path(sidecar_path).parent / image["file"], target)
 
 
 def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None, simulator: str = "icarus",

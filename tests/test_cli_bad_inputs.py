@@ -112,6 +112,16 @@ CASES = {
                                       ["is a directory"]),
     "encode: output is a file": ("encode {d}/model.npz -o {d}/a_file --pes 2", ["a_file", "not a directory"]),
     "encode: unwritable output": ("encode {d}/model.npz -o " + UNWRITABLE + "/e --pes 2", ["cannot write"]),
+    # build (checks that fail before any tool runs)
+    "build: missing encoded model": ("build {d}/none --board ulx3s-85f -o {out}/b --plan-only", ["none"]),
+    "build: output is a file": ("build {d}/enc --board ulx3s-85f -o {d}/a_file --plan-only",
+                                ["a_file", "not a directory"]),
+    "build: kcu105 is a plan only": ("build {d}/enc --board kcu105 -o {out}/b", ["--plan-only"]),
+    # board (checks that fail before the port is opened)
+    "board: missing encoded model": ("board {d}/none --port loop:// -i {d}/x.npy -o {out}/y.npy", ["none"]),
+    "board: wrong width": ("board {d}/enc --port loop:// -i {d}/x_wide.npy -o {out}/y.npy", ["x_wide.npy", "(2, 3, 5)"]),
+    "board: output is a directory": ("board {d}/enc --port loop:// -i {d}/x.npy -o {d}", ["--output", "is a directory"]),
+    "board: NaN": ("board {d}/enc --port loop:// -i {d}/x_nan.npy -o {out}/y.npy", ["x_nan.npy", "non-finite"]),
     # verilog
     "verilog: output is a file": ("verilog {d}/enc -o {d}/a_file", ["a_file", "not a directory"]),
     "verilog: unwritable output": ("verilog {d}/enc -o " + UNWRITABLE + "/v", ["cannot write"]),

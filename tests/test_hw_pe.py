@@ -11,7 +11,8 @@ from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
-from sparselstm.hw.pe import ENTRY_BANK_WORDS, SparsePE
+from sparselstm.hw.design import ENTRY_BANK_WORDS
+from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.testing import stream_send
 from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics

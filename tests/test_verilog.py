@@ -140,7 +140,10 @@ def test_cli_writes_both_files_and_reports_errors(tmp_path, capsys):
     assert (outdir / f"{TOP_NAME}.v").is_file()
     info = json.loads((outdir / f"{TOP_NAME}.json").read_text())
     assert info["hardware_params"]["fifo_depth"] == 2 and info["output_size"] == 8
-    assert "cycles/frame" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "cycles/frame" in output and "memory images" in output
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--inline-memories"]) == 0
+    assert "memory images" not in capsys.readouterr().out and not (outdir / "memory_images").exists()
     assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--acc-bits", "6"]) == 1
     assert "acc_bits = 6" in capsys.readouterr().err
     assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--fifo-depth", "1"]) == 1

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 
+from ._files_and_checks import check_output_dir
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "build",
@@ -48,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ..spec.host_link import model_id
     from ..sw.format import load_encoded
 
+    check_output_dir(args.output)
+    if args.board == "kcu105" and not (args.plan_only and args.freq * 1e6 == KCU105_CLOCK_HZ):
+        raise ParameterError("kcu105: only --plan-only (Vivado is not run here) at --freq 125 (the board "
+                             "clock, used as it is)")
     design = AcceleratorDesign.from_encoded(load_encoded(args.encoded), HardwareParams(fifo_depth=args.fifo_depth))
     identity = model_id(args.encoded)
     try:
@@ -59,9 +65,6 @@ def run(args: argparse.Namespace) -> int:
              f"input {design.input_size}, output {design.output_size}")
 
     if args.board == "kcu105":
-        if not (args.plan_only and args.freq * 1e6 == KCU105_CLOCK_HZ):
-            raise ParameterError("kcu105: only --plan-only (Vivado is not run here) at --freq 125 (the board "
-                                 "clock, used as it is)")
         prepare_kcu105(design, identity, args.output, baud=args.baud)
         progress(f"wrote the Vivado build plan to {args.output}: run `sh build_sparselstm_board.sh` there "
                  f"with Vivado on PATH (docs/boards.md)")

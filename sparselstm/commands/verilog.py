@@ -26,6 +26,9 @@ def register(subparsers) -> None:
                         help="accumulator width (default: the narrowest the model needs)")
     parser.add_argument("--max-entry-depth", type=int, default=1 << 20, metavar="WORDS",
                         help="reject models whose largest PE entry memory exceeds this (default 1048576)")
+    parser.add_argument("--inline-memories", action="store_true",
+                        help="write memory contents into the Verilog instead of $readmemh images under "
+                             "OUTDIR/memory_images/ (slow and large for big models)")
     parser.set_defaults(func=run)
 
 
@@ -38,9 +41,11 @@ def run(args: argparse.Namespace) -> int:
     params = HardwareParams(fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
                             max_entry_depth=args.max_entry_depth)
     encoded = load_encoded(args.encoded)
-    info = generate(encoded, params, args.output, encoded_dir=args.encoded)
+    info = generate(encoded, params, args.output, encoded_dir=args.encoded,
+                    memory_images=not args.inline_memories)
     model = info.get("cycle_model", {})
-    print(f"wrote {args.output / (info['top'] + '.v')} and {args.output / (info['top'] + '.json')}")
+    print(f"wrote {args.output / (info['top'] + '.v')} and {args.output / (info['top'] + '.json')}"
+          + (f", {len(info['memory_images'])} memory images" if info["memory_images"] else ""))
     print(f"  {info['n_pes']} PEs, {info['n_layers']} layer(s), input {info['input_size']}, output "
           f"{info['output_size']}, {info['acc_bits']}-bit accumulators, FIFO depth {params.fifo_depth}")
     print(f"  {info['work']['total_entries']} entries (max {max(info['work']['entries_per_pe'])} per PE); "
