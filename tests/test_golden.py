@@ -481,7 +481,7 @@ def test_golden_rejects_an_inconsistent_accumulator_precision():
 def test_an_empty_batch_gives_an_empty_result_and_no_frames_is_an_error(small_model):
     """B = 0 sequences have no outputs: (0, T, out), as reference_forward gives. T = 0 frames has no
     frame 0 to start the sequences at: an error naming the shape."""
-    from sparselstm.sw import encoder
+    from sparselstm.sw import format as encoder
 
     qmodel = quantize_model(small_model)
     empty = golden_forward(qmodel, np.zeros((0, 4, small_model.input_size), dtype=np.int64))
