@@ -16,7 +16,8 @@ from ..spec.encoded import DELTA_SIDES, DeltaThresholds, check_delta_thresholds
 from ..spec.errors import ParameterError
 from .fixedpoint import Numerics
 
-__all__ = ["DeltaColumns", "real_thresholds", "thresholds_from_real", "new_delta_counts", "skipped_fraction", "DELTA_SIDES"]
+__all__ = ["DeltaColumns", "real_thresholds", "thresholds_from_real", "new_delta_counts", "skipped_fraction",
+           "DELTA_SIDES"]
 
 
 class DeltaColumns:
