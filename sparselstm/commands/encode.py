@@ -34,6 +34,10 @@ def register(subparsers) -> None:
                          help="every PE keeps the same number of weights of every matrix (default)")
     balance.add_argument("--unbalanced", dest="balanced", action="store_false",
                          help="global magnitude pruning per matrix (for comparison)")
+    balance.add_argument("--balance", choices=("row", "column", "none"), default=None,
+                         help="row: as --balanced; none: as --unbalanced; column: moreover every column keeps the "
+                              "same number of weights in every PE, so that delta mode, which multiplies only the "
+                              "columns sent, stays balanced (docs/compression.md, 'Delta mode')")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="B", help="weight word width (default 12)")
     parser.add_argument("--index-bits", type=int, default=None, metavar="K",
                         help="relative row index width (default 4)")
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
     thresholds = word_thresholds(args.delta_threshold, numerics,
                                  (layer.w_proj is not None for layer in model.layers))
     try:
-        result = compress_and_encode(model, args.pes, density, args.balanced, numerics)
+        balanced = args.balanced if args.balance is None else args.balance != "none"
+        result = compress_and_encode(model, args.pes, density, balanced, numerics, columns=args.balance == "column")
     except ParameterError as error:
         if args.densities is not None and str(error).startswith("densities"):
             raise ParameterError(f"{args.densities}: {error}") from None
