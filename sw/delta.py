@@ -27,7 +27,8 @@ class DeltaColumns:
     column costs), `threshold` (words for int64 values, real for float64), `dtype` of the values.
     `deltas(new)` returns the (B, C) deltas to multiply (0 in the columns not sent) and makes the sent
     values the last sent; `reset(starting)` clears the streams where `starting` (B,) is True.
-    `sent`, `total` (column-frames), `macs` and `stream_frames` count over every call of `deltas`.
+    `sent`, `total` (column-frames), `macs`, `stream_frames` and `sends` (C,: per column) count over every
+    call of `deltas`.
     """
 
     def __init__(self, batch: int, column_nonzeros: np.ndarray, threshold, dtype=np.int64):
@@ -35,6 +36,7 @@ class DeltaColumns:
         self.column_nonzeros = np.asarray(column_nonzeros, dtype=np.int64)
         self.threshold = threshold
         self.sent = self.total = self.macs = self.stream_frames = 0
+        self.sends = np.zeros(len(column_nonzeros), dtype=np.int64)
 
     def reset(self, starting: np.ndarray) -> None:
         self.last_sent[starting] = 0
@@ -43,6 +45,7 @@ class DeltaColumns:
         delta = new - self.last_sent
         send = np.abs(delta) > self.threshold
         self.last_sent = np.where(send, new, self.last_sent)
+        self.sends += np.count_nonzero(send, axis=0)
         self.sent += int(np.count_nonzero(send))
         self.total += send.size
         self.macs += int((send @ self.column_nonzeros).sum())
@@ -54,11 +57,17 @@ class DeltaColumns:
         counts[f"{side}_columns"] += self.total
         counts[f"{side}_macs"] += self.macs
         counts[f"{side}_dense_macs"] += int(self.column_nonzeros.sum()) * self.stream_frames
+        previous = counts[f"{side}_sends"]
+        counts[f"{side}_sends"] = self.sends.copy() if previous.size == 0 else previous + self.sends
 
 
-def new_delta_counts() -> dict[str, int]:
-    """Per side x, y, m: columns sent, column-frames in all, MACs of the sent columns, MACs of all columns."""
-    return {f"{side}_{key}": 0 for side in DELTA_SIDES for key in ("sent", "columns", "macs", "dense_macs")}
+def new_delta_counts() -> dict:
+    """Per side x, y, m: columns sent, column-frames in all, MACs of the sent columns, MACs of all columns
+    (ints), and "<side>_sends": how often each column was sent (an int64 array; empty if no frame ran).
+    The sends give the cost of any other per-column work model, e.g. the busiest PE's entries per column."""
+    counts: dict = {f"{side}_{key}": 0 for side in DELTA_SIDES for key in ("sent", "columns", "macs", "dense_macs")}
+    counts.update({f"{side}_sends": np.zeros(0, dtype=np.int64) for side in DELTA_SIDES})
+    return counts
 
 
 def skipped_fraction(counts: dict, side: str) -> float:

@@ -83,6 +83,9 @@ def test_larger_thresholds_skip_more_and_cost_fewer_macs():
         skipped = [skipped_fraction(counts[0], side) for side in "xym"]
         macs = sum(counts[0][f"{side}_macs"] for side in "xym")
         assert macs <= sum(counts[0][f"{side}_dense_macs"] for side in "xym")
+        w_columns = {"x": qmodel.layers[0].w_input, "y": qmodel.layers[0].w_recurrent, "m": qmodel.layers[0].w_proj}
+        assert macs == sum(int(counts[0][f"{side}_sends"] @ np.count_nonzero(w, axis=0))
+                           for side, w in w_columns.items())
         if previous is not None:
             assert all(now >= before for now, before in zip(skipped, previous[0])) and macs <= previous[1]
         previous = (skipped, macs)
