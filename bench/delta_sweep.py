@@ -1,14 +1,15 @@
 """Delta mode on the 35-word task: accuracy against work per frame (docs/compression.md, "Delta mode").
 
 1. Pruning for delta mode: the dense words model (models/words-lstmp.npz) pruned in one shot to densities
-   0.1, 0.25 and 0.5 for N PEs, row-balanced (ESE) and column-balanced, no fine-tuning; golden accuracy of each (delta mode
-   off), and how unequal the PEs' entries per column are (what delta mode's lock-step cost depends on).
+   0.1, 0.25 and 0.5 for N PEs, row-balanced (ESE) and column-balanced, no fine-tuning; golden accuracy of
+   each (delta mode off), and how unequal the PEs' entries per column are (what delta mode's lock-step
+   cost depends on).
 2. A threshold sweep: the same real threshold T for every side (x, y, m), through the bit-exact golden
    model, on the shipped compressed model (models/words-lstmp-sparse.npz, pruned with fine-tuning,
-   row-balanced) and on the column-balanced one-shot model of step 1 at the first density: accuracy on the test utterances
-   (models/words-test.npz), the share of columns skipped per side, the MACs per frame (non-zeros of the
-   sent columns), and the cycles per frame of a PE array that steps through the sent columns in lock-step
-   (per sent column the busiest PE's entries of that column, padding included).
+   row-balanced) and on the column-balanced one-shot model of step 1 at the first density: accuracy on the
+   test utterances (models/words-test.npz), the share of columns skipped per side, the MACs per frame
+   (non-zeros of the sent columns), and the cycles per frame of a PE array that steps through the sent
+   columns in lock-step (per sent column the busiest PE's entries of that column, padding included).
 
     .venv/bin/python bench/delta_sweep.py [--pes 16] [--densities 0.1 0.25 0.5] [--thresholds 0 0.05 ...]
         [--output build/delta_sweep.json]            (about 2.5 minutes on one core)

@@ -88,14 +88,14 @@ def golden_trace(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=None,
     return [list(frame) for frame in zip(*per_layer)]
 
 
-_FROM_MODEL = "from the encoded model"
+_FROM_MODEL = object()   # golden_forward_encoded's default: the encoded model's own thresholds
 
 
 def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list | None = None,
                            delta=_FROM_MODEL, delta_counts: list | None = None) -> np.ndarray:
     """golden_forward of an encoded model as the hardware sees it: its decoded words and its own tables; in
     delta mode with the encoded model's thresholds unless `delta` is given (None: delta mode off)."""
-    if isinstance(delta, str) and delta == _FROM_MODEL:
+    if delta is _FROM_MODEL:
         delta = encoded.delta_thresholds
     return golden_forward(decode(encoded), x_q, tables=encoded.tables, sequence_starts=sequence_starts,
                           saturation=saturation, delta=delta, delta_counts=delta_counts)

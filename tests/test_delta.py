@@ -14,7 +14,9 @@ from sparselstm.sw.golden import golden_forward, golden_trace
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
 from sparselstm.sw.quantize import quantize_model
+from sparselstm.sw.quantized import QuantizedModel
 from sparselstm.sw.reference import reference_forward
+from test_golden import random_qlayer, random_words
 
 
 def _model_and_words(seed, input_size, cells, proj, layers, peephole, density, batch, frames, smooth):
@@ -71,6 +73,22 @@ def test_accumulators_equal_bias_plus_weights_times_last_sent(peephole):
             np.testing.assert_array_equal(record["proj_acc"], layer.w_proj.astype(np.int64) @ record["last_m"])
     # A sequence start clears what was sent: frame 7 sends exactly the columns that moved away from 0.
     assert np.array_equal(trace[7][0]["last_x"], np.where(np.abs(x_q[0, 7]) > 300, x_q[0, 7], 0))
+
+
+@pytest.mark.parametrize("fw_x, fw_r", [(12, 12), (0, 28), (0, 40)])
+def test_delta_mode_is_exact_on_every_matrix_product_path(fw_x, fw_r):
+    # float64, int64 and Python-int products (test_golden.py): threshold 0 is exact, and so is the invariant.
+    rng = np.random.default_rng(2)
+    n = Numerics()
+    layer = random_qlayer(rng, n, 6, 5, 3, True, fw_x=fw_x, fw_r=fw_r)
+    qmodel = QuantizedModel(n, (layer,))
+    x_q = np.cumsum(random_words(rng, n, (8, 6), 0.001), axis=0)
+    np.testing.assert_array_equal(golden_forward(qmodel, x_q, delta=[DeltaThresholds()]), golden_forward(qmodel, x_q))
+    for frame in golden_trace(qmodel, x_q, delta=[DeltaThresholds(x=3, y=5, m=50)]):
+        record = frame[0]
+        gates = (layer.bias.astype(object) + (layer.w_input.astype(object) * 2 ** layer.shift_x) @ record["last_x"]
+                 + (layer.w_recurrent.astype(object) * 2 ** layer.shift_r) @ record["last_y"])
+        assert [int(v) for v in record["acc"]] == [int(v) for v in gates]
 
 
 def test_larger_thresholds_skip_more_and_cost_fewer_macs():
