@@ -10,9 +10,10 @@
    test utterances (models/words-test.npz), the share of columns skipped per side, the MACs per frame
    (non-zeros of the sent columns), and the cycles per frame of a PE array that steps through the sent
    columns in lock-step (per sent column the busiest PE's entries of that column, padding included).
+3. Per-side thresholds on the shipped model (PER_SIDE): which side tolerates which threshold.
 
     .venv/bin/python bench/delta_sweep.py [--pes 16] [--densities 0.1 0.25 0.5] [--thresholds 0 0.05 ...]
-        [--output build/delta_sweep.json]            (about 2.5 minutes on one core)
+        [--output build/delta_sweep.json]            (about 3 minutes on one core)
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ from sparselstm.sw.speech.task import ClassifierHead, FeatureSet
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
+# Per-side thresholds (x, y, m) for the shipped model: one side alone, then the projection's input kept finer.
+PER_SIDE = ((0.2, 0.0, 0.0), (0.0, 0.2, 0.0), (0.0, 0.0, 0.2), (0.2, 0.2, 0.02), (0.2, 0.2, 0.05),
+            (0.3, 0.3, 0.05), (0.3, 0.5, 0.05))
 SIDES = ("x", "y", "m")
 
 
@@ -68,7 +72,9 @@ def lockstep_cycles(encoded, counts: list[dict] | None, stream_frames: int) -> f
     return total / stream_frames
 
 
-def evaluate(encoded, task, inputs: np.ndarray, threshold: float | None) -> dict:
+def evaluate(encoded, task, inputs: np.ndarray, threshold) -> dict:
+    """Golden accuracy and work of `encoded`; `threshold`: None (delta mode off), or real thresholds as
+    sparselstm.sw.delta.real_thresholds takes them."""
     qmodel = decode(encoded)
     numerics = qmodel.numerics
     x_q, _ = quantize_input(inputs, numerics)
@@ -123,9 +129,9 @@ def main() -> int:
             encoded[name] = compress_and_encode(dense, args.pes, density, columns=columns).encoded
             if d == 0 and columns:
                 swept.append(name)
-    name = "shipped (row-balanced, fine-tuned)"
-    encoded[name] = compress_and_encode(shipped, args.pes, 1.0).encoded
-    swept.append(name)
+    shipped_name = "shipped (row-balanced, fine-tuned)"
+    encoded[shipped_name] = compress_and_encode(shipped, args.pes, 1.0).encoded
+    swept.append(shipped_name)
     tasks = {name: shipped_task if name.startswith("shipped") else dense_task for name in encoded}
     report = {"pes": args.pes, "utterances": len(test_set), "models": {}}
     for name, model in encoded.items():
@@ -136,6 +142,9 @@ def main() -> int:
         if name in swept:
             entry["sweep"] = [evaluate(model, tasks[name], inputs, t) for t in args.thresholds]
         report["models"][name] = entry
+    per_side = [[{"x": x, "y": y, "m": m}] for x, y, m in PER_SIDE]
+    report["per_side"] = [evaluate(encoded[shipped_name], shipped_task, shipped_task.lstm_inputs("test"), t)
+                          for t in per_side]
     report["seconds"] = round(time.time() - started, 1)
 
     print(f"{args.pes} PEs; {len(test_set)} test utterances; {report['seconds']} s")
@@ -155,6 +164,12 @@ def main() -> int:
                   + " | ".join(f"{row['skipped'][side]:.1%}" for side in SIDES)
                   + f" | {row['macs_per_frame']:.0f} of {row['dense_macs_per_frame']:.0f} | "
                     f"{row['lockstep_cycles_per_frame']:.0f} | {row['ideal_cycles_per_frame']:.0f} |")
+    print(f"\n{shipped_name}, per-side thresholds:\n\n| T x, y, m | accuracy | skipped x | skipped y | skipped m "
+          f"| MACs/frame | lock-step cycles/frame |\n|---|---|---|---|---|---|---|")
+    for row in report["per_side"]:
+        sides = ", ".join(f"{row['threshold'][0][side]:g}" for side in SIDES)
+        print(f"| {sides} | {row['accuracy']:.4f} | " + " | ".join(f"{row['skipped'][side]:.1%}" for side in SIDES)
+              + f" | {row['macs_per_frame']:.0f} | {row['lockstep_cycles_per_frame']:.0f} |")
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(report, indent=1) + "\n")
