@@ -7,13 +7,19 @@ fixedpoint.py; the sums of products are exact because the accumulators are bound
   an integer below 2**53 whatever order BLAS adds in;
 - bound < 2**62: int64 matrix products;
 - otherwise (extreme scale differences between W_x and W_r): NumPy object arrays of Python ints.
+
+Delta mode (docs/numerics.md, "Delta mode"; `delta=` one DeltaThresholds per layer) multiplies the deltas of
+the sent columns into accumulators that persist from frame to frame; with every threshold 0 its outputs are
+those of the normal mode, bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ..spec.encoded import check_delta_thresholds
 from ..spec.errors import ParameterError
+from .delta import DeltaColumns, new_delta_counts
 from .format import decode
 from .fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q, word_range
 from .quantize import accumulator_bounds
@@ -24,7 +30,7 @@ _INT64_SAFE = 1 << 62
 
 
 def golden_forward(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=None,
-                   saturation: list | None = None) -> np.ndarray:
+                   saturation: list | None = None, delta=None, delta_counts: list | None = None) -> np.ndarray:
     """Run the fixed-point forward pass over input words x_q.
 
     x_q: integer (T, I) one sequence, or (B, T, I) a batch of B independent streams, act words; T >= 1
@@ -36,44 +42,63 @@ def golden_forward(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=Non
     saturation: optional empty list; if given, one dict per layer is appended counting the words that
         saturated at each narrowing step: "pre" (the four pre-activations), "cell" (c_t), "tanh_in" (c_t
         to the pre word for tanh), "y" (the layer output), each with its total as "<key>_words".
+    delta: optional, one DeltaThresholds per layer: run delta mode (docs/numerics.md, "Delta mode").
+    delta_counts: optional empty list, only with `delta`; one dict per layer is appended (delta.new_delta_counts):
+        per side x, y, m the columns sent, the column-frames, the MACs of the sent columns and of all columns.
     Returns int64 (T, out) or (B, T, out) act words.
     """
     words, single, starts, tables = _prepare(qmodel, x_q, tables, sequence_starts)
+    thresholds = _thresholds(qmodel, delta, delta_counts)
     if words.shape[0] == 0:
         # No sequences, no outputs (as reference_forward): an empty batch is a valid batch.
         if saturation is not None:
             saturation.extend(_new_counts() for _ in qmodel.layers)
+        if delta_counts is not None:
+            delta_counts.extend(new_delta_counts() for _ in qmodel.layers)
         return np.zeros((0, words.shape[1], qmodel.output_size), dtype=np.int64)
     signal = words
-    for layer in qmodel.layers:
+    for layer, layer_thresholds in zip(qmodel.layers, thresholds):
         counts = None if saturation is None else _new_counts()
-        signal = _layer_forward(layer, qmodel.numerics, tables, signal, starts, counts=counts)
+        sent = None if delta_counts is None else new_delta_counts()
+        signal = _layer_forward(layer, qmodel.numerics, tables, signal, starts, counts=counts,
+                                thresholds=layer_thresholds, delta_counts=sent)
         if saturation is not None:
             saturation.append(counts)
+        if delta_counts is not None:
+            delta_counts.append(sent)
     return signal[0] if single else signal
 
 
-def golden_trace(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=None) -> list[list[dict]]:
+def golden_trace(qmodel: QuantizedModel, x_q, tables=None, sequence_starts=None, delta=None) -> list[list[dict]]:
     """Every intermediate word of one sequence x_q (T, I): trace[frame][layer] is a dict of int64 arrays
     acc (4H, gate products + bias, before peepholes), pre_i, pre_f, pre_g, pre_o, i, f, g, o, c, tc, m (H,),
-    proj_acc (P, before narrowing) or None, y (R,). For hardware unit tests."""
+    proj_acc (P, before narrowing) or None, y (R,). For hardware unit tests. In delta mode (`delta` as in
+    golden_forward) also last_x (I,), last_y (R,), last_m (H,) or None: the last values sent after the frame."""
     if np.ndim(x_q) != 2:
         raise ParameterError(f"golden_trace: expected one sequence of shape (T, {qmodel.input_size}), "
                              f"got shape {np.shape(x_q)}")
     words, _, starts, tables = _prepare(qmodel, x_q, tables, sequence_starts)
+    thresholds = _thresholds(qmodel, delta, None)
     per_layer = []
     signal = words
-    for layer in qmodel.layers:
+    for layer, layer_thresholds in zip(qmodel.layers, thresholds):
         record: list[dict] = []
-        signal = _layer_forward(layer, qmodel.numerics, tables, signal, starts, record)
+        signal = _layer_forward(layer, qmodel.numerics, tables, signal, starts, record, thresholds=layer_thresholds)
         per_layer.append(record)
     return [list(frame) for frame in zip(*per_layer)]
 
 
-def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list | None = None) -> np.ndarray:
-    """golden_forward of an encoded model as the hardware sees it: its decoded words and its own tables."""
+_FROM_MODEL = object()   # golden_forward_encoded's default: the encoded model's own thresholds
+
+
+def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list | None = None,
+                           delta=_FROM_MODEL, delta_counts: list | None = None) -> np.ndarray:
+    """golden_forward of an encoded model as the hardware sees it: its decoded words and its own tables; in
+    delta mode with the encoded model's thresholds unless `delta` is given (None: delta mode off)."""
+    if delta is _FROM_MODEL:
+        delta = encoded.delta_thresholds
     return golden_forward(decode(encoded), x_q, tables=encoded.tables, sequence_starts=sequence_starts,
-                          saturation=saturation)
+                          saturation=saturation, delta=delta, delta_counts=delta_counts)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -121,6 +146,15 @@ def _prepare(qmodel, x_q, tables, sequence_starts):
     return words, single, starts, tables
 
 
+def _thresholds(qmodel: QuantizedModel, delta, delta_counts) -> tuple:
+    """One DeltaThresholds or None per layer."""
+    if delta is None:
+        if delta_counts is not None:
+            raise ParameterError("delta_counts: columns are only counted in delta mode (give delta=...)")
+        return (None,) * len(qmodel.layers)
+    return check_delta_thresholds(delta, qmodel.numerics, (layer.w_proj is not None for layer in qmodel.layers))
+
+
 class _ExactProduct:
     """v @ weights_t in exact integers, given that every partial sum is bounded by `bound` in magnitude."""
 
@@ -162,13 +196,19 @@ def _saturated(v: np.ndarray, from_frac: int, to_frac: int, bits: int) -> int:
 
 
 def _layer_forward(layer: QuantizedLayer, n: Numerics, tables, x: np.ndarray, starts: np.ndarray,
-                   record: list | None = None, counts: dict | None = None) -> np.ndarray:
+                   record: list | None = None, counts: dict | None = None, thresholds=None,
+                   delta_counts: dict | None = None) -> np.ndarray:
     batch, frames, _ = x.shape
     h = layer.cell_size
     gate_bound, proj_bound = accumulator_bounds(layer, n)
+    delta = thresholds is not None
+    if delta:
+        # A delta is one bit wider than a word, so its products need twice the bound; the persistent sums
+        # do not (docs/numerics.md, "Delta mode"), but acc plus two such products, added, may pass it.
+        gate_bound, proj_bound = 2 * gate_bound, None if proj_bound is None else 2 * proj_bound
     peephole_product = 0 if layer.peephole is None else \
         int(np.max(np.abs(layer.peephole))) << (n.cell_bits - 1)
-    wide = max(gate_bound, proj_bound or 0, peephole_product) >= _INT64_SAFE
+    wide = max(gate_bound * (4 if delta else 1), proj_bound or 0, peephole_product) >= _INT64_SAFE
     # Element-wise work in int64 unless some intermediate could pass 2**62 (then exact Python ints).
     dtype = object if wide else np.int64
 
@@ -176,7 +216,18 @@ def _layer_forward(layer: QuantizedLayer, n: Numerics, tables, x: np.ndarray, st
     w_input = layer.w_input.astype(dtype) * (1 << layer.shift_x)
     w_recurrent = layer.w_recurrent.astype(dtype) * (1 << layer.shift_r)
     bias = layer.bias.astype(dtype)
-    # Layer-major: the input-side products of every frame in one matrix product.
+    if delta:
+        x_columns = DeltaColumns(batch, np.count_nonzero(layer.w_input, axis=0), thresholds.x)
+        y_columns = DeltaColumns(batch, np.count_nonzero(layer.w_recurrent, axis=0), thresholds.y)
+        m_columns = None if layer.w_proj is None else \
+            DeltaColumns(batch, np.count_nonzero(layer.w_proj, axis=0), thresholds.m)
+        x_sent, x_last = np.empty_like(x), np.empty_like(x)
+        for t in range(frames):   # the input side's deltas depend on x alone
+            x_columns.reset(starts[:, t])
+            x_sent[:, t] = x_columns.deltas(x[:, t])
+            x_last[:, t] = x_columns.last_sent
+        x, acc_state, proj_state = x_sent, 0, 0
+    # Layer-major: the input-side products (or deltas) of every frame in one matrix product.
     input_part = _ExactProduct(w_input.T, gate_bound)(x.reshape(batch * frames, -1)).reshape(batch, frames, 4 * h)
     recurrent_product = _ExactProduct(w_recurrent.T, gate_bound)
     proj_product = None if layer.w_proj is None else _ExactProduct(layer.w_proj.T, proj_bound)
@@ -199,7 +250,12 @@ def _layer_forward(layer: QuantizedLayer, n: Numerics, tables, x: np.ndarray, st
         keep = ~starts[:, t, np.newaxis]
         c = np.where(keep, c, 0)
         y = np.where(keep, y, 0)
-        acc = input_part[:, t] + recurrent_product(y) + bias
+        if delta:
+            y_columns.reset(starts[:, t])
+            acc_state = np.where(keep, acc_state, bias) + input_part[:, t] + recurrent_product(y_columns.deltas(y))
+            acc = acc_state
+        else:
+            acc = input_part[:, t] + recurrent_product(y) + bias
         sums = [acc[:, k * h:(k + 1) * h] for k in range(4)]          # i, f, g, o
         if layer.peephole is not None:
             sums[0] = sums[0] + align(peep_i * c.astype(dtype), peep_frac, layer.facc)
@@ -220,7 +276,12 @@ def _layer_forward(layer: QuantizedLayer, n: Numerics, tables, x: np.ndarray, st
         m = _words(narrow(o * tc, 2 * n.unit_frac, n.unit_frac, n.unit_bits))
         proj_acc = None
         if proj_product is not None:
-            proj_acc = proj_product(m)
+            if delta:
+                m_columns.reset(starts[:, t])
+                proj_state = np.where(keep, proj_state, 0) + proj_product(m_columns.deltas(m))
+                proj_acc = proj_state
+            else:
+                proj_acc = proj_product(m)
             y = narrow_counted(proj_acc, layer.fw_p + n.unit_frac, n.act_frac, n.act_bits, "y")
         else:
             y = narrow_counted(m, n.unit_frac, n.act_frac, n.act_bits, "y")
@@ -231,6 +292,13 @@ def _layer_forward(layer: QuantizedLayer, n: Numerics, tables, x: np.ndarray, st
                 i=i[0], f=f[0], g=g[0], o=o[0], c=c[0], tc=tc[0], m=m[0],
                 proj_acc=None if proj_acc is None else _exact(proj_acc[0]), y=y[0],
             ))
+            if delta:
+                record[-1].update(last_x=x_last[0, t], last_y=y_columns.last_sent[0].copy(),
+                                  last_m=None if m_columns is None else m_columns.last_sent[0].copy())
+    if delta_counts is not None:
+        for side, columns in (("x", x_columns), ("y", y_columns), ("m", m_columns)):
+            if columns is not None:
+                columns.add_counts(delta_counts, side)
     return out
 
 

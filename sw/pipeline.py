@@ -31,22 +31,24 @@ class CompressedModel:
     masks: dict              # matrix name -> bool mask of the kept positions
     qmodel: QuantizedModel
     encoded: EncodedModel
+    column_balanced: bool = False
 
 
 def compress_and_encode(model: LSTMPModel, n_pes: int, density=1.0, balanced: bool = True,
-                        numerics: Numerics | None = None) -> CompressedModel:
+                        numerics: Numerics | None = None, columns: bool = False) -> CompressedModel:
     """Prune (`density`: a number or a mapping per matrix name, see pruning.prune_model), quantise with
     `numerics` (default Numerics()) and encode for `n_pes` PEs (at most the largest matrix's rows, see
-    pruning.check_pe_count_for_model). Density 1.0 keeps the model's own zeros."""
+    pruning.check_pe_count_for_model). Density 1.0 keeps the model's own zeros. `columns`: column-balanced
+    pruning (pruning.prune_matrix)."""
     if not isinstance(model, LSTMPModel):
         raise TypeError(f"compress_and_encode: expected an LSTMPModel, got {type(model).__name__}")
     numerics = Numerics() if numerics is None else numerics
     densities = resolve_densities(density, model.matrices())
     check_pe_count_for_model(n_pes, model)
-    pruned, masks = prune_model(model, densities, n_pes, balanced)
+    pruned, masks = prune_model(model, densities, n_pes, balanced, columns)
     qmodel = quantize_model(pruned, numerics)
     return CompressedModel(model=model, densities=densities, balanced=bool(balanced), pruned=pruned,
-                           masks=masks, qmodel=qmodel, encoded=encode(qmodel, n_pes))
+                           masks=masks, qmodel=qmodel, encoded=encode(qmodel, n_pes), column_balanced=bool(columns))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -135,7 +137,8 @@ def compression_report(result: CompressedModel) -> dict:
         "compression": dense_weights * DENSE_FLOAT_BITS / compressed_bits if compressed_bits else float("inf"),
         "max_entries_per_pe_per_frame": sum(h["max_entries_per_pe"] for h in hardware),
     }
-    return {"n_pes": n_pes, "balanced": result.balanced, "numerics": encoded.numerics.to_dict(),
+    return {"n_pes": n_pes, "balanced": result.balanced, "column_balanced": result.column_balanced,
+            "numerics": encoded.numerics.to_dict(),
             "memories": dict(memories), "matrices": matrices, "hardware": hardware, "totals": totals}
 
 
@@ -167,6 +170,12 @@ def _bits(bits: int) -> str:
     return f"{bits / 8 / 1024:.1f} KiB" if bits >= 8 * 1024 else f"{bits} b"
 
 
+def _balance_name(report: dict) -> str:
+    if report.get("column_balanced"):
+        return "column-balanced"
+    return "balanced" if report["balanced"] else "unbalanced"
+
+
 def format_report(report: dict) -> str:
     """The human-readable tables of a compression report."""
     lines = [f"{'matrix':<16} {'shape':>10} {'density':>8} {'non-zeros':>10} {'padding':>8} {'pad %':>6} "
@@ -186,7 +195,7 @@ def format_report(report: dict) -> str:
     t, mem = report["totals"], report["memories"]
     lines += [
         "",
-        f"PEs: {report['n_pes']} ({'balanced' if report['balanced'] else 'unbalanced'} pruning); entry word "
+        f"PEs: {report['n_pes']} ({_balance_name(report)} pruning); entry word "
         f"{mem['entry_bits']} bits (weight {report['numerics']['weight_bits']} + index "
         f"{report['numerics']['index_bits']}), pointer word {mem['pointer_bits']} bits",
         f"non-zeros {t['nonzeros']} of {t['dense_weights']} weights (density {t['density']:.4f}), padding "

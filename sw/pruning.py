@@ -14,6 +14,13 @@ so at a high density the smaller sub-matrices are kept whole and the matrix ends
 requested density, while the busiest PE (which sets the time of the product) never holds more than `keep`.
 Density 1.0 keeps every weight (no pruning); density 0.0 keeps none.
 
+Column-balanced pruning (`columns=True`, for delta mode, docs/numerics.md; Spartus's column-balanced
+targeted dropout) keeps the same budget `keep` per PE, and moreover the same number of weights of every
+*column* in every PE: in delta mode a frame's work is the sum over the columns sent, so each column's
+product must take equally long in every PE. Every column gets `keep div cols` weights per PE, and the
+`keep mod cols` columns of largest L1 norm (over the whole matrix; ties to the lower column) one more; in
+each PE and column the largest magnitudes are kept (ties to the lower row), at most the PE's rows.
+
 Unbalanced pruning keeps the `round(density * rows * cols)` largest magnitudes of the whole matrix.
 Both round half up (`floor(x + 0.5)`), like every rounding in docs/numerics.md.
 
@@ -97,8 +104,29 @@ def _round_half_up(value: float) -> int:
     return int(np.floor(value + 0.5))
 
 
-def prune_matrix(w, density: float, n_pes: int, balanced: bool = True) -> np.ndarray:
-    """The boolean mask of the weights of `w` that magnitude pruning keeps (see the module docstring)."""
+def _column_keep_counts(magnitude: np.ndarray, keep: int) -> np.ndarray:
+    """Weights every PE keeps of each column: keep div cols, one more for the keep mod cols largest columns."""
+    cols = magnitude.shape[1]
+    counts = np.full(cols, keep // cols, dtype=np.int64)
+    by_norm = np.argsort(-magnitude.sum(axis=0), kind="stable")
+    counts[by_norm[:keep % cols]] += 1
+    return counts
+
+
+def _keep_largest_per_column(magnitude: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Boolean mask keeping, in each column c, the counts[c] largest entries; ties go to the lower row."""
+    order = np.argsort(-magnitude, axis=0, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(magnitude.shape[0])[:, np.newaxis], axis=0)
+    return rank < counts[np.newaxis, :]
+
+
+def prune_matrix(w, density: float, n_pes: int, balanced: bool = True, columns: bool = False) -> np.ndarray:
+    """The boolean mask of the weights of `w` that magnitude pruning keeps (see the module docstring);
+    `columns`: column-balanced (only with `balanced`)."""
+    if columns and not balanced:
+        raise ParameterError("prune_matrix: column-balanced pruning is a kind of balanced pruning; "
+                             "columns=True needs balanced=True")
     w = np.asarray(w)
     if w.ndim != 2:
         raise ParameterError(f"prune_matrix: expected a 2-D matrix, got shape {w.shape}")
@@ -114,9 +142,13 @@ def prune_matrix(w, density: float, n_pes: int, balanced: bool = True) -> np.nda
         return _keep_largest(magnitude.ravel(), _round_half_up(density * w.size)).reshape(w.shape)
     keep = balanced_keep_count(rows, cols, density, n_pes)
     mask = np.zeros(w.shape, dtype=bool)
+    column_counts = _column_keep_counts(magnitude, keep) if columns else None
     for pe in range(min(n_pes, rows)):  # a loop over PEs, not over weights
         sub = magnitude[pe::n_pes]
-        mask[pe::n_pes] = _keep_largest(sub.ravel(), keep).reshape(sub.shape)
+        if columns:
+            mask[pe::n_pes] = _keep_largest_per_column(sub, column_counts)
+        else:
+            mask[pe::n_pes] = _keep_largest(sub.ravel(), keep).reshape(sub.shape)
     return mask
 
 
@@ -136,8 +168,8 @@ def resolve_densities(density, names) -> dict[str, float]:
             for name in names}
 
 
-def prune_model(model: LSTMPModel, density, n_pes: int, balanced: bool = True):
-    """Prune every matrix of `model` (names as `LSTMPModel.matrices()`).
+def prune_model(model: LSTMPModel, density, n_pes: int, balanced: bool = True, columns: bool = False):
+    """Prune every matrix of `model` (names as `LSTMPModel.matrices()`); `columns`: column-balanced.
 
     `density`: one number for all matrices, or a mapping from matrix name to density (with an optional
     "default" key for the names it does not list). Returns `(pruned_model, masks)`, masks by matrix name.
@@ -145,7 +177,7 @@ def prune_model(model: LSTMPModel, density, n_pes: int, balanced: bool = True):
     n_pes = check_pe_count(n_pes)
     matrices = model.matrices()
     densities = resolve_densities(density, matrices)
-    masks = {name: prune_matrix(w, densities[name], n_pes, balanced) for name, w in matrices.items()}
+    masks = {name: prune_matrix(w, densities[name], n_pes, balanced, columns) for name, w in matrices.items()}
     pruned = model.with_matrices({name: np.where(masks[name], w, 0.0) for name, w in matrices.items()})
     return pruned, masks
 
@@ -196,6 +228,15 @@ class LoadImbalance:
         return {"n_pes": self.n_pes,
                 "matrices": {name: load.to_dict() for name, load in self.matrices.items()},
                 "hardware": {name: load.to_dict() for name, load in self.hardware.items()}}
+
+
+def nonzeros_per_pe_and_column(w: np.ndarray, n_pes: int) -> np.ndarray:
+    """(n_pes, cols) non-zeros of each column in each PE (rows dealt r mod N): under column-balanced
+    pruning every column's count is the same in every PE that has room for it."""
+    w = np.asarray(w)
+    counts = np.zeros((n_pes, w.shape[1]), dtype=np.int64)
+    np.add.at(counts, np.arange(w.shape[0]) % n_pes, (w != 0).astype(np.int64))
+    return counts
 
 
 def _nonzeros_per_pe(w: np.ndarray, n_pes: int) -> np.ndarray:

@@ -12,6 +12,10 @@ Per layer and frame (gate order i, f, g, o; `*` is element-wise):
     o_t = sigmoid(W_ox x_t + W_or y_{t-1} + p_o * c_t + b_o)      # o peeps at the *new* cell
     m_t = o_t * tanh(c_t)
     y_t = W_p m_t   (or y_t = m_t without a projection)
+
+Delta mode (docs/numerics.md, "Delta mode"; `delta=` real thresholds) multiplies, per matrix, the last
+values sent instead of x_t, y_{t-1} and m_t: a column's value is sent when it moved by more than the
+threshold since it was last sent. Threshold 0 gives the normal outputs exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..spec.errors import ParameterError
+from .delta import DeltaColumns, new_delta_counts, real_thresholds
 from .model import LSTMPLayer, LSTMPModel
 
 
@@ -66,13 +71,17 @@ def _check_starts(sequence_starts, batch: int, frames: int, single: bool) -> np.
     return starts
 
 
-def reference_forward(model: LSTMPModel, x, sequence_starts=None) -> np.ndarray:
+def reference_forward(model: LSTMPModel, x, sequence_starts=None, delta=None,
+                      delta_counts: list | None = None) -> np.ndarray:
     """Run the float64 forward pass of `model` over `x`.
 
     x: (T, I) one sequence, or (B, T, I) a batch of B independent streams (vectorised over B).
     sequence_starts: optional bool (T,) or (B, T); where True the state of every layer is cleared
         (c = 0, y = 0) before that frame, so one stream can hold several utterances back to back.
         Frame 0 always starts a sequence.
+    delta: optional real thresholds (in the units of the activations): one number for every layer and
+        side, or a list with one {"x": .., "y": .., "m": ..} per layer (delta.real_thresholds).
+    delta_counts: optional empty list, only with `delta`: per layer the columns sent (as golden_forward).
     Returns float64 (T, out) or (B, T, out) with out = model.output_size.
     """
     if not isinstance(model, LSTMPModel):
@@ -80,18 +89,40 @@ def reference_forward(model: LSTMPModel, x, sequence_starts=None) -> np.ndarray:
     inputs, single = _check_input(model, x)
     batch, frames, _ = inputs.shape
     starts = _check_starts(sequence_starts, batch, frames, single)
+    if delta is None:
+        if delta_counts is not None:
+            raise ParameterError("delta_counts: columns are only counted in delta mode (give delta=...)")
+        thresholds = [None] * len(model.layers)
+    else:
+        thresholds = real_thresholds(delta, (layer.w_proj is not None for layer in model.layers))
 
     # Layer by layer over the whole sequence: layer k's outputs for all frames are layer k+1's inputs, and
     # the input-side products of a layer can be done for all frames in one matrix product.
     signal = inputs
-    for layer in model.layers:
-        signal = _layer_forward(layer, signal, starts)
+    for layer, layer_thresholds in zip(model.layers, thresholds):
+        counts = None if delta_counts is None else new_delta_counts()
+        signal = _layer_forward(layer, signal, starts, layer_thresholds, counts)
+        if delta_counts is not None:
+            delta_counts.append(counts)
     return signal[0] if single else signal
 
 
-def _layer_forward(layer: LSTMPLayer, x: np.ndarray, starts: np.ndarray) -> np.ndarray:
+def _layer_forward(layer: LSTMPLayer, x: np.ndarray, starts: np.ndarray, thresholds: dict | None = None,
+                   counts: dict | None = None) -> np.ndarray:
     batch, frames, _ = x.shape
     h = layer.cell_size
+    columns = {}
+    if thresholds is not None:
+        # The matrices multiply the last values sent (the invariant acc = b + W * last of the fixed point).
+        for side, w in (("x", layer.w_input), ("y", layer.w_recurrent), ("m", layer.w_proj)):
+            if w is not None:
+                columns[side] = DeltaColumns(batch, np.count_nonzero(w, axis=0), thresholds[side], np.float64)
+        x_last = np.empty_like(x)
+        for t in range(frames):   # the input side's deltas depend on x alone
+            columns["x"].reset(starts[:, t])
+            columns["x"].deltas(x[:, t])
+            x_last[:, t] = columns["x"].last_sent
+        x = x_last
     input_part = x @ layer.w_input.T + layer.bias          # (B, T, 4H), independent of the state
     w_recurrent_t = layer.w_recurrent.T
     w_proj_t = None if layer.w_proj is None else layer.w_proj.T
@@ -104,7 +135,10 @@ def _layer_forward(layer: LSTMPLayer, x: np.ndarray, starts: np.ndarray) -> np.n
         keep = ~starts[:, t, np.newaxis]                  # (B, 1): False where a new sequence starts
         c = c * keep
         y = y * keep
-        pre = input_part[:, t] + y @ w_recurrent_t
+        if columns:
+            columns["y"].reset(starts[:, t])
+            columns["y"].deltas(y)
+        pre = input_part[:, t] + (columns["y"].last_sent if columns else y) @ w_recurrent_t
         pre_i, pre_f, pre_g, pre_o = pre[:, :h], pre[:, h:2 * h], pre[:, 2 * h:3 * h], pre[:, 3 * h:]
         if peep_i is not None:
             pre_i = pre_i + peep_i * c
@@ -113,6 +147,13 @@ def _layer_forward(layer: LSTMPLayer, x: np.ndarray, starts: np.ndarray) -> np.n
         if peep_o is not None:
             pre_o = pre_o + peep_o * c
         m = sigmoid(pre_o) * np.tanh(c)
+        if "m" in columns:
+            columns["m"].reset(starts[:, t])
+            columns["m"].deltas(m)
+            m = columns["m"].last_sent
         y = m @ w_proj_t if w_proj_t is not None else m
         out[:, t] = y
+    if counts is not None:
+        for side, state in columns.items():
+            state.add_counts(counts, side)
     return out

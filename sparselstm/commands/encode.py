@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
+from ._delta import add_delta_argument, format_thresholds, real_thresholds_argument, word_thresholds
 from ._files_and_checks import add_model_arguments, check_output_dir, load_json, load_model_file, save_json
 
 
@@ -32,11 +34,17 @@ def register(subparsers) -> None:
                          help="every PE keeps the same number of weights of every matrix (default)")
     balance.add_argument("--unbalanced", dest="balanced", action="store_false",
                          help="global magnitude pruning per matrix (for comparison)")
+    balance.add_argument("--balance", choices=("row", "column", "none"), default=None,
+                         help="row: as --balanced; none: as --unbalanced; column: moreover every column keeps the "
+                              "same number of weights in every PE, so that delta mode, which multiplies only the "
+                              "columns sent, stays balanced (docs/compression.md, 'Delta mode')")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="B", help="weight word width (default 12)")
     parser.add_argument("--index-bits", type=int, default=None, metavar="K",
                         help="relative row index width (default 4)")
     parser.add_argument("--act-frac", type=int, default=None, metavar="F",
                         help="fractional bits of the 16-bit activations x_t, y_t (default 11)")
+    add_delta_argument(parser, "Written to the manifest as words (x, y: act words, m: unit words), which "
+                               "`sparselstm golden` then runs with; default: off.")
     add_model_arguments(parser, "the one to encode")
     parser.set_defaults(func=run)
 
@@ -70,18 +78,28 @@ def run(args: argparse.Namespace) -> int:
     density = 1.0 if args.density is None else args.density
     if args.densities is not None:
         density = read_densities(args.densities)
+    real_thresholds_argument(args.delta_threshold)    # a bad file fails before the model is read
     model = load_model_file(args.checkpoint, args)
+    thresholds = word_thresholds(args.delta_threshold, numerics,
+                                 (layer.w_proj is not None for layer in model.layers))
     try:
-        result = compress_and_encode(model, args.pes, density, args.balanced, numerics)
+        balanced = args.balanced if args.balance is None else args.balance != "none"
+        result = compress_and_encode(model, args.pes, density, balanced, numerics, columns=args.balance == "column")
     except ParameterError as error:
         if args.densities is not None and str(error).startswith("densities"):
             raise ParameterError(f"{args.densities}: {error}") from None
         raise
     report = compression_report(result)
     report["index_width_options"] = index_width_options(result.qmodel, args.pes)
-    write_encoded(result.encoded, args.output)
+    encoded = result.encoded
+    if thresholds is not None:
+        encoded = replace(encoded, delta_thresholds=thresholds)
+        report["delta_thresholds"] = [layer.to_dict() for layer in thresholds]
+    write_encoded(encoded, args.output)
     save_json(args.output / "report.json", report)
     print(f"{args.checkpoint}: {model.describe()}")
     print(format_report(report))
+    if thresholds is not None:
+        print(f"delta mode thresholds (words): {format_thresholds(thresholds)}")
     print(f"wrote {args.output}")
     return 0

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ._delta import (add_delta_argument, format_delta_counts, format_thresholds, real_thresholds_argument,
+                     word_thresholds)
 from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
                                 quantize_frames, save_npy)
 
@@ -26,6 +28,8 @@ def register(subparsers) -> None:
     parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
                         help="where to write the outputs, shape (T, out) or (B, T, out)")
     add_word_arguments(parser)
+    add_delta_argument(parser, "Default: the encoded model's thresholds (none: off); 0 gives the outputs of "
+                               "delta mode off, bit for bit. The columns skipped are printed per layer and side.")
     parser.set_defaults(func=run)
 
 
@@ -35,15 +39,26 @@ def run(args: argparse.Namespace) -> int:
     from ..sw.golden import golden_forward_encoded
 
     check_output_file(args.output)
+    real_thresholds_argument(args.delta_threshold)
     encoded = load_encoded(args.encoded)
     numerics = encoded.numerics
+    delta = encoded.delta_thresholds
+    if args.delta_threshold is not None:
+        delta = word_thresholds(args.delta_threshold, numerics,
+                                (layer.proj_size is not None for layer in encoded.layers))
     x = load_frames(args.input, encoded.layers[0].input_size)
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
     x_q, _ = quantize_frames(x, numerics, args.raw, "golden", args.input)
     saturation: list[dict] = []
-    y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation)
+    delta_counts = None if delta is None else []
+    y_q = golden_forward_encoded(encoded, x_q, sequence_starts=starts, saturation=saturation, delta=delta,
+                                 delta_counts=delta_counts)
 
     _report_saturation(saturation)
+    if delta is not None:
+        print(f"delta mode (thresholds in words: {format_thresholds(delta)})")
+        for line in format_delta_counts(delta_counts):
+            print(line)
 
     y = y_q if args.raw else dequantize_output(y_q, numerics)
     save_npy(args.output, y)

@@ -15,7 +15,8 @@ import numpy as np
 from .errors import ParameterError
 from .numerics import TABLE_NAMES, GateAlignment, Numerics
 
-__all__ = ["EncodedModel", "LayerInfo", "PEImage", "Segment", "SegmentEntries", "FORMAT_VERSION", "MANIFEST",
+__all__ = ["EncodedModel", "LayerInfo", "DeltaThresholds", "DELTA_SIDES", "check_delta_thresholds", "PEImage",
+           "Segment", "SegmentEntries", "FORMAT_VERSION", "MANIFEST",
            "PE_MEMORIES", "GATES_MATRIX", "PROJ_MATRIX", "GATES_PER_CELL", "PEEPHOLES_PER_CELL",
            "MAX_ENTRY_BITS"]
 
@@ -81,6 +82,60 @@ class LayerInfo(GateAlignment):
         return asdict(self)
 
 
+DELTA_SIDES = ("x", "y", "m")
+
+
+@dataclass(frozen=True)
+class DeltaThresholds:
+    """One layer's delta-mode thresholds (docs/numerics.md, "Delta mode"), each in the words of its vector:
+    `x` and `y` in act words (the layer input, the recurrent input), `m` in unit words (the projection's
+    input; 0 without a projection). A column is sent iff |new - last sent| > threshold; all 0 is today's
+    forward pass."""
+
+    x: int = 0
+    y: int = 0
+    m: int = 0
+
+    def __post_init__(self):
+        for side in DELTA_SIDES:
+            value = getattr(self, side)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise TypeError(f"DeltaThresholds.{side}: expected an integer number of words, got {value!r}")
+            if value < 0:
+                raise ParameterError(f"DeltaThresholds.{side}: expected a threshold >= 0, got {value}")
+            object.__setattr__(self, side, int(value))
+
+    @property
+    def off(self) -> bool:
+        return self.x == self.y == self.m == 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_delta_thresholds(thresholds, numerics: Numerics, has_projection) -> tuple:
+    """`thresholds` (one DeltaThresholds per layer) as a tuple, checked against the word widths: x and y at
+    most 2**act_bits - 1, m at most 2**unit_bits - 1 and 0 for a layer without projection (no m side)."""
+    has_projection = list(has_projection)
+    if isinstance(thresholds, DeltaThresholds) or not isinstance(thresholds, (list, tuple)):
+        raise TypeError(f"delta thresholds: expected a list of DeltaThresholds (one per layer), "
+                        f"got {type(thresholds).__name__}")
+    if len(thresholds) != len(has_projection):
+        raise ParameterError(f"delta thresholds: expected {len(has_projection)} (one per layer), "
+                             f"got {len(thresholds)}")
+    for k, (layer, projection) in enumerate(zip(thresholds, has_projection)):
+        if not isinstance(layer, DeltaThresholds):
+            raise TypeError(f"delta thresholds[{k}]: expected a DeltaThresholds, got {type(layer).__name__}")
+        limits = {"x": (1 << numerics.act_bits) - 1, "y": (1 << numerics.act_bits) - 1,
+                  "m": (1 << numerics.unit_bits) - 1 if projection else 0}
+        for side, limit in limits.items():
+            if getattr(layer, side) > limit:
+                why = "the layer has no projection" if limit == 0 else "the largest delta of its word"
+                raise ParameterError(f"delta thresholds[{k}].{side}: expected at most {limit} ({why}), "
+                                     f"got {getattr(layer, side)}")
+    return tuple(thresholds)
+
+
 def _frozen(array) -> np.ndarray:
     array = np.array(array, dtype=np.int64)
     array.flags.writeable = False
@@ -130,7 +185,9 @@ class SegmentEntries(NamedTuple):
 @dataclass(frozen=True, eq=False)
 class EncodedModel:
     """An encoded model (docs/format.md): numerics, per-layer sizes and formats, one `PEImage` per PE, the
-    activation tables and the memory widths. `manifest()` is the JSON description written beside the images."""
+    activation tables and the memory widths. `manifest()` is the JSON description written beside the images.
+    `delta_thresholds`: one DeltaThresholds per layer (docs/numerics.md, "Delta mode"), or None: delta mode
+    off, and the manifest has no such key (as before delta mode existed)."""
 
     numerics: Numerics
     n_pes: int
@@ -138,6 +195,7 @@ class EncodedModel:
     pes: tuple
     tables: dict
     memories: dict
+    delta_thresholds: tuple | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
@@ -150,6 +208,9 @@ class EncodedModel:
             raise ParameterError(f"EncodedModel: missing activation table(s) {missing}")
         object.__setattr__(self, "tables", {name: _frozen(self.tables[name]) for name in TABLE_NAMES})
         object.__setattr__(self, "memories", dict(self.memories))
+        if self.delta_thresholds is not None:
+            object.__setattr__(self, "delta_thresholds", check_delta_thresholds(
+                self.delta_thresholds, self.numerics, (layer.proj_size is not None for layer in self.layers)))
 
     def segment(self, pe: int, layer: int, matrix: str) -> Segment:
         return self.pes[pe].segment(layer, matrix)
@@ -160,6 +221,8 @@ class EncodedModel:
 
     def manifest(self) -> dict:
         """manifest.json without its "files" section (write_encoded adds it)."""
+        delta = {} if self.delta_thresholds is None else \
+            {"delta_thresholds": [layer.to_dict() for layer in self.delta_thresholds]}
         return {
             "format_version": FORMAT_VERSION,
             "producer": _producer(),
@@ -179,7 +242,7 @@ class EncodedModel:
                 "bias_base": list(image.bias_base),
                 "peephole_base": list(image.peephole_base),
             } for image in self.pes],
-        }
+        } | delta
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ...spec.encoded import (GATES_MATRIX, GATES_PER_CELL, MANIFEST, MAX_ENTRY_BITS, PEEPHOLES_PER_CELL,
-                             PROJ_MATRIX, LayerInfo, Segment)
+from ...spec.encoded import (DELTA_SIDES, GATES_MATRIX, GATES_PER_CELL, MANIFEST, MAX_ENTRY_BITS,
+                             PEEPHOLES_PER_CELL, PROJ_MATRIX, DeltaThresholds, LayerInfo, Segment)
 from ...spec.errors import EncodedModelError
 from ...spec.numerics import FRAC_MAX, FRAC_MIN, Numerics
 from .rows import cells_of_pe, pe_proj_rows
 
-TOP_KEYS = ("format_version", "producer", "n_pes", "numerics", "layers", "memories", "pes", "files")
+TOP_KEYS = ("format_version", "producer", "n_pes", "numerics", "layers", "memories", "pes", "files",
+            "delta_thresholds")
 LAYER_KEYS = ("input_size", "cell_size", "proj_size", "recurrent_size", "peephole", "fw_x", "fw_r", "fw_p", "facc",
               "fp", "gate_acc_bits", "proj_acc_bits")
 MEMORY_KEYS = ("entry_bits", "pointer_bits", "bias_bits", "peephole_bits")
@@ -201,3 +202,20 @@ def parse_pe(value, p: int, n_pes: int, layers: tuple) -> tuple[Keys, dict, dict
     fields = dict(pe=p, cells=tuple(cells), proj_rows=tuple(proj_rows), segments=tuple(segments),
                   bias_base=tuple(bias_base), peephole_base=tuple(peephole_base))
     return keys, fields, depths
+
+
+def parse_delta_thresholds(top: Keys, numerics: Numerics, layers: tuple) -> tuple | None:
+    """The optional "delta_thresholds" (docs/numerics.md, "Delta mode"): one {"x", "y", "m"} object of
+    words per layer; absent (a manifest from before delta mode) is None, delta mode off."""
+    if "delta_thresholds" not in top.value:
+        return None
+    values = top.get("delta_thresholds", list)
+    expect(len(values), len(layers), "delta_thresholds (length)", " (one per layer)")
+    thresholds = []
+    for k, (value, layer) in enumerate(zip(values, layers)):
+        keys = Keys(value, f"delta_thresholds[{k}]", DELTA_SIDES)
+        act_limit = (1 << numerics.act_bits) - 1
+        m_limit = (1 << numerics.unit_bits) - 1 if layer.proj_size is not None else 0
+        thresholds.append(DeltaThresholds(x=keys.int_in("x", 0, act_limit), y=keys.int_in("y", 0, act_limit),
+                                          m=keys.int_in("m", 0, m_limit)))
+    return tuple(thresholds)

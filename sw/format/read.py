@@ -21,8 +21,8 @@ from ..fixedpoint import activation_tables
 from ..quantize import accumulator_bits
 from .decode import decode
 from .files import parse_hex
-from .manifest import (FILE_KEYS, TOP_KEYS, Keys, expect, parse_layer, parse_memories, parse_numerics, parse_pe,
-                       read_manifest)
+from .manifest import (FILE_KEYS, TOP_KEYS, Keys, expect, parse_delta_thresholds, parse_layer, parse_memories,
+                       parse_numerics, parse_pe, read_manifest)
 from .rows import pe_prefix, pointer_bits
 
 __all__ = ["load_encoded"]
@@ -128,6 +128,7 @@ def load_encoded(outdir) -> EncodedModel:
         expect(layers[k].input_size, layers[k - 1].recurrent_size, f"layers[{k}].input_size",
                f" (layer {k - 1}'s recurrent_size)")
     memories = parse_memories(top, numerics, layers)
+    delta_thresholds = parse_delta_thresholds(top, numerics, layers)
     widths = {"entries": (memories["entry_bits"], False), "pointers": (memories["pointer_bits"], False),
               "bias": (memories["bias_bits"], True), "peephole": (memories["peephole_bits"], True)}
 
@@ -159,7 +160,7 @@ def load_encoded(outdir) -> EncodedModel:
     listing.check_all_read()
 
     encoded = EncodedModel(numerics=numerics, n_pes=n_pes, layers=layers, pes=tuple(images), tables=tables,
-                           memories=memories)
+                           memories=memories, delta_thresholds=delta_thresholds)
     decoded = decode(encoded)   # walks every segment: pointers, rows, counts
     for k, (info, q) in enumerate(zip(layers, decoded.layers)):
         gate_bits, proj_bits = accumulator_bits(q, numerics)
