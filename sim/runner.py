@@ -4,9 +4,10 @@
     result.passed, result.outputs, result.mismatches, result.first_mismatch, result.cycles_per_frame ...
 
 Each case lives in its own build directory, which is also how the two processes talk: this side writes the
-input words, sequence starts, expected words (from sw.golden) and `case.json`; the cocotb test (running in
-the simulator's Python) writes `outputs.npy`, `result.json` and `progress.jsonl` next to them; cocotb writes
-`results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
+input words, sequence starts, expected words (from sw.golden), `case.json` and, for the HDL harness
+(sim/harness.py, written there as `harness.v` and built around the DUT), the payload words `inputs.hex`;
+the harness logs `events.log`; the cocotb test (running in the simulator's Python) writes `outputs.npy`,
+`result.json` and `progress.jsonl` next to them; cocotb writes `results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
 (waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator; `dump.vcd` where the lz4/zlib
 headers that Verilator's FST writer needs are missing).
 """
@@ -39,6 +40,12 @@ __all__ = ["SimulationError", "build_dut", "run_stream_sim", "run_accelerator_si
 TEST_MODULE = "sparselstm.sim.test_dut"   # the cocotb tests, the same for every DUT
 SIDECAR_NAME = "sparselstm_top.json"
 HARNESS_FILE = "harness.v"                # the HDL harness, written into the build directory
+# cocotb makes every signal public (--public-flat-rw), which keeps Verilator from optimising the design; the
+# harness marks its own ports public, and nothing else needs to be.
+HARNESS_VERILATOR_ARGS = ("--no-public-flat-rw",)
+# The design's C++ at -O2 rather than verilated.mk's -Os: several times faster to simulate, a little slower to
+# build (the runtime library, cached, keeps its flags).
+HARNESS_VERILATOR_MAKE_VARS = ("OPT_FAST=-O2",)
 TIMESCALE = ("1ns", "1ps")
 # Yosys-generated Verilog trips Verilator's default lint warnings (widths, unused bits); they are linted
 # separately with documented waivers (hw/verilog.py LINT_WAIVERS), so here they must not stop the build.
@@ -86,8 +93,10 @@ def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
     return build_dir / ("dump.fst" if tools.verilator_can_write_fst() else "dump.vcd")
 
 
-def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = False) -> float:
-    """Compile the Verilog files `sources` (top module `top`) for `simulator` in `build_dir`; return the
+def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = False,
+              verilator_args=(), verilator_make_vars=()) -> float:
+    """Compile the Verilog files `sources` (top module `top`) for `simulator` in `build_dir` (more Verilator
+    options and make variables, "NAME=value", in `verilator_args` and `verilator_make_vars`); return the
     seconds it took."""
     from cocotb_tools.runner import get_runner
 
@@ -98,13 +107,15 @@ def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = 
     started = time.monotonic()
     build_args, cache = [], None
     if simulator == "verilator":
-        build_args = list(VERILATOR_BUILD_ARGS)
+        build_args = list(VERILATOR_BUILD_ARGS) + list(verilator_args)
         fst = waves and tools.verilator_can_write_fst()
         if fst:
             build_args.append("--trace-fst")      # else cocotb's default --trace: VCD
         cache = tools.VerilatorRuntimeCache(("fst" if fst else "vcd") if waves else None)
 
     def build(make_vars=()):
+        if simulator == "verilator":
+            make_vars = (*make_vars, *verilator_make_vars)
         with tools.simulator_environment(simulator, make_vars):
             get_runner(simulator).build(sources=[str(path) for path in sources], hdl_toplevel=top, build_dir=str(build_dir),
                                         always=True, timescale=TIMESCALE, build_args=build_args, waves=waves,
@@ -233,11 +244,13 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = _waves_requested(waves)
-    sources, toplevel = [sidecar_path.parent / spec.verilog], spec.top
+    sources, toplevel, verilator_args, make_vars = [sidecar_path.parent / spec.verilog], spec.top, (), ()
     if harness == "hdl":
         sources.append(build_dir / HARNESS_FILE)
         toplevel = write_harness(spec, sources[-1]) if build else harness_module(spec)
-    build_seconds = build_dut(sources, toplevel, simulator, build_dir, waves) if build else 0.0
+        verilator_args, make_vars = HARNESS_VERILATOR_ARGS, HARNESS_VERILATOR_MAKE_VARS
+    build_seconds = (build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args, make_vars)
+                     if build else 0.0)
 
     case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
                       seed=int(seed), first_noise=bool(first_noise), harness=harness)
