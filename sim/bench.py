@@ -79,6 +79,7 @@ class CaseBench:
         self._progress_file = case_dir / case.progress
         self._last_progress = 0.0
         self._started = time.monotonic()
+        self._started_cpu = time.process_time()
 
     def _check_shapes(self) -> None:
         frames = self.inputs.shape[0]
@@ -192,6 +193,7 @@ class CaseBench:
         if result.status.get("busy") not in (0, None):
             result.errors.append(f"busy = {result.status.get('busy')} after the last frame was sent")
         result.wall_seconds = time.monotonic() - self._started
+        result.cpu_seconds = time.process_time() - self._started_cpu
         outputs = np.array(frames.frames, dtype=np.int64).reshape(-1, spec.output_size)
         np.save(self.case_dir / self.case.outputs, outputs)
         (self.case_dir / self.case.result).write_text(json.dumps(asdict(result)) + "\n")

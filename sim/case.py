@@ -79,7 +79,8 @@ class CaseResult:
 
     Cycles count from the release of reset: `sim_cycles` up to the last output word, the frame lists
     at the acceptance of each frame's first input word and at the transfer of its last output word.
-    `status` and `counters` are the DUT's own registers as read at the end.
+    `status` and `counters` are the DUT's own registers as read at the end. `wall_seconds` and `cpu_seconds`
+    time the streaming test (wall clock, and the CPU the simulator process used).
     """
 
     frames_sent: int = 0
@@ -96,6 +97,7 @@ class CaseResult:
     frame_start_cycles: list[int] = field(default_factory=list)
     frame_done_cycles: list[int] = field(default_factory=list)
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0             # CPU time of the simulator process meanwhile (less than wall when loaded)
 
 
 def case_dir_from_environment() -> Path:

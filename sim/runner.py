@@ -305,6 +305,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         status=report["status"], counters=report["counters"], sim_cycles=report["sim_cycles"],
         frame_start_cycles=report["frame_start_cycles"], frame_done_cycles=report["frame_done_cycles"],
         build_seconds=build_seconds, run_seconds=run_seconds, stream_seconds=report["wall_seconds"],
+        stream_cpu_seconds=report["cpu_seconds"],
         build_dir=build_dir, waves=waves_path(simulator, build_dir, toplevel) if waves else None,
     )
 

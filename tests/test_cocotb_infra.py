@@ -327,6 +327,18 @@ def test_frame_assembler_closes_frames_and_names_protocol_errors():
         FrameAssembler(PayloadField(0, 8, True), PayloadField(8, 1, False), 0, print)
 
 
+def test_frame_assembler_takes_whole_well_formed_frames_at_once():
+    value, last = PayloadField(0, 8, True), PayloadField(8, 1, False)
+    words = lambda pairs: [value.encode(v) | last.encode(k) for v, k in pairs]
+    received, assembler = _assembled([(1, 0)])
+    assert not assembler.add_frame(words([(2, 0), (3, 0), (4, 1)]))         # a partial frame is pending
+    received, assembler = _assembled([])
+    assert not assembler.add_frame(words([(2, 0), (3, 1), (4, 1)]))         # `last` too early
+    assert not assembler.add_frame(words([(2, 0), (3, 0)]))                 # too short
+    assert assembler.add_frame(words([(-2, 0), (3, 0), (127, 1)]))
+    assert [frame.tolist() for frame in assembler.frames] == [[-2, 3, 127]] and assembler.words == 3
+
+
 def test_pack_frames_marks_sequence_starts_and_adds_first_noise_elsewhere():
     value, first = PayloadField(0, 16, True), PayloadField(16, 1, False)
     frames, starts = np.array([[-1, 2, 3], [4, 5, 6]]), np.array([True, False])
