@@ -7,7 +7,8 @@ Each case lives in its own build directory, which is also how the two processes 
 input words, sequence starts, expected words (from sw.golden), `case.json` and, for the HDL harness
 (sim/harness.py, written there as `harness.v` and built around the DUT), the payload words `inputs.hex`;
 the harness logs `events.log`; the cocotb test (running in the simulator's Python) writes `outputs.npy`,
-`result.json` and `progress.jsonl` next to them; cocotb writes `results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
+`result.json` and `progress.jsonl` next to them; cocotb writes `results.xml`. Logs: `build.log` and `sim.log`
+in the build directory. Waveforms only on request
 (waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator; `dump.vcd` where the lz4/zlib
 headers that Verilator's FST writer needs are missing).
 """
@@ -117,7 +118,8 @@ def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = 
         if simulator == "verilator":
             make_vars = (*make_vars, *verilator_make_vars)
         with tools.simulator_environment(simulator, make_vars):
-            get_runner(simulator).build(sources=[str(path) for path in sources], hdl_toplevel=top, build_dir=str(build_dir),
+            get_runner(simulator).build(sources=[str(path) for path in sources], hdl_toplevel=top,
+                                        build_dir=str(build_dir),
                                         always=True, timescale=TIMESCALE, build_args=build_args, waves=waves,
                                         log_file=str(log))
 
