@@ -44,9 +44,6 @@ HARNESS_FILE = "harness.v"                # the HDL harness, written into the bu
 # cocotb makes every signal public (--public-flat-rw), which keeps Verilator from optimising the design; the
 # harness marks its own ports public, and nothing else needs to be.
 HARNESS_VERILATOR_ARGS = ("--no-public-flat-rw",)
-# The design's C++ at -O2 rather than verilated.mk's -Os: several times faster to simulate, a little slower to
-# build (the runtime library, cached, keeps its flags).
-HARNESS_VERILATOR_MAKE_VARS = ("OPT_FAST=-O2",)
 TIMESCALE = ("1ns", "1ps")
 # Yosys-generated Verilog trips Verilator's default lint warnings (widths, unused bits); they are linted
 # separately with documented waivers (hw/verilog.py LINT_WAIVERS), so here they must not stop the build.
@@ -95,10 +92,9 @@ def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
 
 
 def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = False,
-              verilator_args=(), verilator_make_vars=()) -> float:
+              verilator_args=()) -> float:
     """Compile the Verilog files `sources` (top module `top`) for `simulator` in `build_dir` (more Verilator
-    options and make variables, "NAME=value", in `verilator_args` and `verilator_make_vars`); return the
-    seconds it took."""
+    options in `verilator_args`); return the seconds it took."""
     from cocotb_tools.runner import get_runner
 
     tools.find_simulator(simulator)
@@ -115,8 +111,6 @@ def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = 
         cache = tools.VerilatorRuntimeCache(("fst" if fst else "vcd") if waves else None)
 
     def build(make_vars=()):
-        if simulator == "verilator":
-            make_vars = (*make_vars, *verilator_make_vars)
         with tools.simulator_environment(simulator, make_vars):
             get_runner(simulator).build(sources=[str(path) for path in sources], hdl_toplevel=top,
                                         build_dir=str(build_dir),
@@ -246,13 +240,12 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = _waves_requested(waves)
-    sources, toplevel, verilator_args, make_vars = [sidecar_path.parent / spec.verilog], spec.top, (), ()
+    sources, toplevel, verilator_args = [sidecar_path.parent / spec.verilog], spec.top, ()
     if harness == "hdl":
         sources.append(build_dir / HARNESS_FILE)
         toplevel = write_harness(spec, sources[-1]) if build else harness_module(spec)
-        verilator_args, make_vars = HARNESS_VERILATOR_ARGS, HARNESS_VERILATOR_MAKE_VARS
-    build_seconds = (build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args, make_vars)
-                     if build else 0.0)
+        verilator_args = HARNESS_VERILATOR_ARGS
+    build_seconds = build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args) if build else 0.0
 
     case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
                       seed=int(seed), first_noise=bool(first_noise), harness=harness)
