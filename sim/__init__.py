@@ -7,6 +7,7 @@ which uses hw's Verilog helpers (hw.verilog, hw.sidecar) to write its Verilog an
 accelerator's.
 
 Modules: dut (the sidecar), case (the case files), frames (frames <-> payload words), checker, reference
-(the model), result; streams, bench and test_dut run inside the simulator (cocotb); runner and tools build
-and run it from Python.
+(the model), result, harness (writes the HDL harness that drives and collects the streams inside the
+simulator, and reads its event log); harness_bench, bench, streams and test_dut run inside the simulator
+(cocotb); runner and tools build and run it from Python.
 """

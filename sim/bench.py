@@ -1,6 +1,8 @@
-"""The cocotb bench of one case (in the manner of cocotb's matrix_multiplier example): a driver and a
-monitor on the DUT's streams (sim/streams.py), the frames they carry (sim/frames.py), the expected words of
-the model and the checker (sim/checker.py), a watchdog, and the report.
+"""The cocotb bench of one case (in the manner of cocotb's matrix_multiplier example): the frames the
+streams carry (sim/frames.py), the expected words of the model and the checker (sim/checker.py), a
+watchdog, and the report. `CaseBench` holds what both harnesses share; `StreamBench` drives and samples the
+streams from Python every cycle (sim/streams.py, `harness="python"`), `HarnessBench` (sim/harness_bench.py)
+lets the HDL harness of sim/harness.py do it inside the simulator (`harness="hdl"`, the default).
 
 Everything about the DUT comes from its sidecar through `DutSpec`; everything about the case (input
 words, sequence starts, expected words, stalls, seed) from the case directory written by sim/runner.py.
@@ -27,7 +29,7 @@ from .dut import DutSpec
 from .frames import FrameAssembler, pack_frames
 from .streams import StreamDriver, StreamMonitor, is_high, random_pauses
 
-__all__ = ["CLOCK_PERIOD_NS", "StreamBench", "run_case", "run_idle_check"]
+__all__ = ["CLOCK_PERIOD_NS", "CaseBench", "StreamBench", "run_case", "run_idle_check"]
 
 CLOCK_PERIOD_NS = 10
 _PROGRESS_SECONDS = 0.5
@@ -38,13 +40,13 @@ def sim_cycle() -> int:
     return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
 
 
-class StreamBench:
-    """Reset, drive, monitor, check and report one case on one DUT.
+class CaseBench:
+    """Reset, check and report one case on one DUT; a subclass moves the words (`run`).
 
     Parameters
     ----------
     dut : cocotb handle
-        The top module.
+        The top module: the DUT itself, or the HDL harness around it, which has the DUT's ports too.
     spec : DutSpec
         The DUT's sidecar.
     case : CaseConfig
@@ -54,6 +56,8 @@ class StreamBench:
     Attributes
     ----------
     checker : FrameChecker
+    frames : FrameAssembler
+        Takes each output word; subclasses set `word_cycle` (cycles since reset) before handing it one.
     result : CaseResult
         Filled by `run`, also written to the case's result file.
     """
@@ -65,27 +69,17 @@ class StreamBench:
         self.expected = np.load(case_dir / case.expected)
         self._check_shapes()
         self.checker = FrameChecker(self.expected)
-        clock = dut[spec.clock]
-        # One generator per stream side: the input's also draws the `first` noise, before any stall.
-        input_rng = random.Random(f"{case.seed}:in")
-        self._input_words = pack_frames(self.inputs, self.starts, spec.input.fields["value"],
-                                        spec.input.fields["first"], input_rng if case.first_noise else None)
-        self.driver = StreamDriver(clock, dut[spec.input.valid], dut[spec.input.ready], dut[spec.input.payload],
-                                   random_pauses(case.stall_in, input_rng))
         self.frames = FrameAssembler(spec.output.fields["value"], spec.output.fields["last"], spec.output_size,
                                      self._on_frame)
-        self.monitor = StreamMonitor(clock, dut[spec.output.valid], dut[spec.output.ready],
-                                     dut[spec.output.payload], self._on_word,
-                                     random_pauses(case.stall_out, random.Random(f"{case.seed}:out")))
+        self.word_cycle = 0
         self.frames_sent = 0
         self.frame_start_cycles: list[int] = []
         self.frame_done_cycles: list[int] = []
-        self._frame_event = Event()
         self.result = CaseResult(frames_expected=len(self.expected))
         self._progress_file = case_dir / case.progress
         self._last_progress = 0.0
         self._started = time.monotonic()
-        self._reset_cycle = 0                 # set when reset is released; cycles are reported from there
+        self._started_cpu = time.process_time()
 
     def _check_shapes(self) -> None:
         frames = self.inputs.shape[0]
@@ -105,46 +99,44 @@ class StreamBench:
         slowdown = 1.0 / ((1.0 - min(self.case.stall_in, 0.99)) * (1.0 - min(self.case.stall_out, 0.99)))
         return int(20 * self.spec.frame_cycle_budget() * slowdown) + 2000
 
-    def _on_word(self, payload) -> None:
-        if payload.is_resolvable:
-            self.frames.add(int(payload))
-        else:
-            self.frames.add_unknown(str(payload))
-
     def _on_frame(self, index: int, words: np.ndarray) -> None:
-        self.frame_done_cycles.append(sim_cycle())
+        self.frame_done_cycles.append(self.word_cycle)
         self.checker.check(index, words)
+
+    def report_progress(self, cycles: int) -> None:
+        """Append a progress line, at most every half second of wall time, and always for the last frame."""
         now = time.monotonic()
         done = len(self.frames.frames)
         if now - self._last_progress >= _PROGRESS_SECONDS or done == len(self.expected):
             self._last_progress = now
-            line = {"frames": done, "total": len(self.expected), "cycles": sim_cycle() - self._reset_cycle,
+            line = {"frames": done, "total": len(self.expected), "cycles": cycles,
                     "mismatches": self.checker.mismatches, "wall": round(now - self._started, 3)}
             with open(self._progress_file, "a") as handle:
                 handle.write(json.dumps(line) + "\n")
-        self._frame_event.set()
 
-    async def _send_frames(self) -> None:
-        for words in self._input_words:
-            for k, word in enumerate(words):
-                await self.driver.send(word)
-                if k == 0:
-                    self.frame_start_cycles.append(sim_cycle())
-            self.frames_sent += 1
-        self.driver.idle()
+    def timeout_error(self, watchdog: int) -> str:
+        return (f"timeout: no output frame for {watchdog} cycles after {len(self.frames.frames)} of "
+                f"{len(self.expected)} frame(s) (inputs accepted: {self.frames_sent} frame(s); "
+                f"{self.frames.partial_words} word(s) of a partial frame)")
+
+    def hold_streams(self) -> None:
+        """Offer no input word and take no output word (before and during reset)."""
+
+    def release_streams(self) -> None:
+        """Called as reset is released, before the first edge that sees it released."""
 
     async def reset(self, cycles: int = 3) -> None:
+        """Start the clock (cocotb's C-level GPI clock) and reset the DUT."""
         clk = self.dut[self.spec.clock]
-        cocotb.start_soon(Clock(clk, CLOCK_PERIOD_NS, "ns").start())
+        Clock(clk, CLOCK_PERIOD_NS, "ns", impl="gpi").start()
         reset = self.dut[self.spec.reset]
         active = 1 if self.spec.reset_active_high else 0
-        self.driver.idle()
-        self.monitor.idle()
+        self.hold_streams()
         reset.value = active
         await ClockCycles(clk, cycles)
         reset.value = 1 - active
+        self.release_streams()
         await RisingEdge(clk)
-        self._reset_cycle = sim_cycle()
 
     def read_status(self) -> tuple[dict, dict]:
         def read(name):
@@ -155,10 +147,13 @@ class StreamBench:
         counters = {key: [read(port) for port in ports] for key, ports in self.spec.counters.items()}
         return status, counters
 
+    def accept_outputs(self) -> None:
+        """Take every output word (for the idle check)."""
+
     async def idle_check(self, cycles: int = 16) -> list[str]:
         """After reset with no input: no output word, not busy, every counter zero."""
         clk = self.dut[self.spec.clock]
-        self.dut[self.spec.output.ready].value = 1
+        self.accept_outputs()
         errors = []
         for _ in range(cycles):
             await ReadOnly()
@@ -175,18 +170,106 @@ class StreamBench:
                 errors.append(f"{key} = {value} after reset without input (expected 0)")
         return errors
 
+    def finish(self) -> None:
+        """Fill the result from what was seen and write it with the received words to the case files."""
+        result, spec, frames = self.result, self.spec, self.frames
+        result.frames_sent = self.frames_sent
+        result.frames_received = len(frames.frames)
+        result.words_received = frames.words
+        result.mismatches = self.checker.mismatches
+        result.mismatching_frames = self.checker.mismatching_frames
+        result.first_mismatch = asdict(self.checker.first_mismatch) if self.checker.first_mismatch else None
+        result.frame_start_cycles = list(self.frame_start_cycles)
+        result.frame_done_cycles = list(self.frame_done_cycles)
+        result.errors = frames.errors + result.errors
+        if self.checker.unexpected_frames or frames.partial_words:
+            result.errors.append(f"{self.checker.unexpected_frames} unexpected extra frame(s) and "
+                                 f"{frames.partial_words} stray word(s) after the last expected frame")
+        frames_done = result.status.get("frames_done")
+        width = spec.status_widths.get("frames_done", 32)
+        if isinstance(frames_done, int) and frames_done != result.frames_received % (1 << width):
+            result.errors.append(f"frames_done counter = {frames_done}, but {result.frames_received} frame(s) "
+                                 "were received")
+        if result.status.get("busy") not in (0, None):
+            result.errors.append(f"busy = {result.status.get('busy')} after the last frame was sent")
+        result.wall_seconds = time.monotonic() - self._started
+        result.cpu_seconds = time.process_time() - self._started_cpu
+        outputs = np.array(frames.frames, dtype=np.int64).reshape(-1, spec.output_size)
+        np.save(self.case_dir / self.case.outputs, outputs)
+        (self.case_dir / self.case.result).write_text(json.dumps(asdict(result)) + "\n")
+
+    def verdict(self) -> None:
+        """Fail the cocotb test (AssertionError) with the first problem, if there is any."""
+        problems = []
+        if self.checker.mismatches:
+            problems.append(self.checker.summary())
+        problems += self.result.errors
+        if problems:
+            raise AssertionError("; ".join(problems))
+
+
+class StreamBench(CaseBench):
+    """Drives and samples the streams from Python every cycle: a driver and a monitor (sim/streams.py)
+    with seeded pause generators. Slow (each cycle costs Python), kept for debugging the harness."""
+
+    def __init__(self, dut, spec: DutSpec, case: CaseConfig, case_dir: Path):
+        super().__init__(dut, spec, case, case_dir)
+        clock = dut[spec.clock]
+        # One generator per stream side: the input's also draws the `first` noise, before any stall.
+        input_rng = random.Random(f"{case.seed}:in")
+        self._input_words = pack_frames(self.inputs, self.starts, spec.input.fields["value"],
+                                        spec.input.fields["first"], input_rng if case.first_noise else None)
+        self.driver = StreamDriver(clock, dut[spec.input.valid], dut[spec.input.ready], dut[spec.input.payload],
+                                   random_pauses(case.stall_in, input_rng))
+        self.monitor = StreamMonitor(clock, dut[spec.output.valid], dut[spec.output.ready],
+                                     dut[spec.output.payload], self._on_word,
+                                     random_pauses(case.stall_out, random.Random(f"{case.seed}:out")))
+        self._frame_event = Event()
+        self._reset_cycle = 0                 # set when reset is released; cycles are reported from there
+
+    def hold_streams(self) -> None:
+        self.driver.idle()
+        self.monitor.idle()
+
+    def accept_outputs(self) -> None:
+        self.dut[self.spec.output.ready].value = 1
+
+    async def reset(self, cycles: int = 3) -> None:
+        await super().reset(cycles)
+        self._reset_cycle = sim_cycle()
+
+    def _cycle(self) -> int:
+        return sim_cycle() - self._reset_cycle
+
+    def _on_word(self, payload) -> None:
+        self.word_cycle = self._cycle()
+        if payload.is_resolvable:
+            self.frames.add(int(payload))
+        else:
+            self.frames.add_unknown(str(payload))
+
+    def _on_frame(self, index: int, words: np.ndarray) -> None:
+        super()._on_frame(index, words)
+        self.report_progress(self._cycle())
+        self._frame_event.set()
+
+    async def _send_frames(self) -> None:
+        for words in self._input_words:
+            for k, word in enumerate(words):
+                await self.driver.send(word)
+                if k == 0:
+                    self.frame_start_cycles.append(self._cycle())
+            self.frames_sent += 1
+        self.driver.idle()
+
     async def _await_frames(self) -> None:
         """Every expected frame, or a timeout error after the watchdog's cycles without one."""
         watchdog = self.watchdog_cycles()
         while len(self.frames.frames) < len(self.expected):
-            received = len(self.frames.frames)
             try:
                 await with_timeout(self._frame_event.wait(), watchdog * CLOCK_PERIOD_NS, "ns")
             except SimTimeoutError:
-                self.result.errors.append(
-                    f"timeout: no output frame for {watchdog} cycles after {received} of "
-                    f"{len(self.expected)} frame(s) (inputs accepted: {self.frames_sent} frame(s); "
-                    f"{self.frames.partial_words} word(s) of a partial frame)")
+                self.result.errors.append(self.timeout_error(watchdog))
                 return
             self._frame_event.clear()
 
@@ -210,7 +293,7 @@ class StreamBench:
         sender = cocotb.start_soon(self._send_frames())
         try:
             await self._await_frames()
-            result.sim_cycles = sim_cycle() - self._reset_cycle
+            result.sim_cycles = self._cycle()
             if not result.errors:
                 await self._drain()
             else:
@@ -219,49 +302,19 @@ class StreamBench:
         finally:
             self.monitor.stop()
             sender.cancel()
-            self._finish()
+            self.finish()
         return result
 
-    def _finish(self) -> None:
-        result, spec, frames = self.result, self.spec, self.frames
-        result.frames_sent = self.frames_sent
-        result.frames_received = len(frames.frames)
-        result.words_received = frames.words
-        result.mismatches = self.checker.mismatches
-        result.mismatching_frames = self.checker.mismatching_frames
-        result.first_mismatch = asdict(self.checker.first_mismatch) if self.checker.first_mismatch else None
-        result.frame_start_cycles = [c - self._reset_cycle for c in self.frame_start_cycles]
-        result.frame_done_cycles = [c - self._reset_cycle for c in self.frame_done_cycles]
-        result.errors = frames.errors + result.errors
-        if self.checker.unexpected_frames or frames.partial_words:
-            result.errors.append(f"{self.checker.unexpected_frames} unexpected extra frame(s) and "
-                                 f"{frames.partial_words} stray word(s) after the last expected frame")
-        frames_done = result.status.get("frames_done")
-        width = spec.status_widths.get("frames_done", 32)
-        if isinstance(frames_done, int) and frames_done != result.frames_received % (1 << width):
-            result.errors.append(f"frames_done counter = {frames_done}, but {result.frames_received} frame(s) "
-                                 "were received")
-        if result.status.get("busy") not in (0, None):
-            result.errors.append(f"busy = {result.status.get('busy')} after the last frame was sent")
-        result.wall_seconds = time.monotonic() - self._started
-        outputs = np.array(frames.frames, dtype=np.int64).reshape(-1, spec.output_size)
-        np.save(self.case_dir / self.case.outputs, outputs)
-        (self.case_dir / self.case.result).write_text(json.dumps(asdict(result)) + "\n")
 
-    def verdict(self) -> None:
-        """Fail the cocotb test (AssertionError) with the first problem, if there is any."""
-        problems = []
-        if self.checker.mismatches:
-            problems.append(self.checker.summary())
-        problems += self.result.errors
-        if problems:
-            raise AssertionError("; ".join(problems))
-
-
-def _bench(dut, case_dir) -> StreamBench:
+def _bench(dut, case_dir) -> CaseBench:
     case_dir = Path(case_dir)
     case = CaseConfig.read(case_dir)
-    return StreamBench(dut, DutSpec.load(case.sidecar), case, case_dir)
+    spec = DutSpec.load(case.sidecar)
+    if case.harness == "python":
+        return StreamBench(dut, spec, case, case_dir)
+    from .harness_bench import HarnessBench
+
+    return HarnessBench(dut, spec, case, case_dir)
 
 
 async def run_case(dut, case_dir) -> CaseResult:

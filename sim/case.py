@@ -8,10 +8,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["CASE_FILE", "CASE_DIR_VARIABLE", "CaseConfig", "CaseResult", "case_dir_from_environment"]
+__all__ = ["CASE_FILE", "CASE_DIR_VARIABLE", "HARNESSES", "CaseConfig", "CaseResult", "case_dir_from_environment"]
 
 CASE_FILE = "case.json"
 CASE_DIR_VARIABLE = "SPARSELSTM_SIM_CASE"   # the runner passes the case directory to the simulator in it
+HARNESSES = ("hdl", "python")
 
 
 @dataclass
@@ -28,6 +29,12 @@ class CaseConfig:
     outputs, result, progress : str
         Files the test writes: the received words, the `CaseResult` JSON, and progress lines (JSONL)
         appended while it runs.
+    harness : str
+        "hdl": the HDL harness of sim/harness.py moves the words inside the simulator (fast); "python":
+        cocotb drives and samples the streams every cycle (sim/streams.py; slow, for debugging).
+    input_words, events : str
+        With the HDL harness: the payload words it sends (hex, one a line, written by the runner) and the
+        event log it writes.
     stall_in : float
         Probability of holding input `valid` low for a cycle before a word.
     stall_out : float
@@ -47,6 +54,9 @@ class CaseConfig:
     outputs: str = "outputs.npy"
     result: str = "result.json"
     progress: str = "progress.jsonl"
+    harness: str = "hdl"
+    input_words: str = "inputs.hex"
+    events: str = "events.log"
     stall_in: float = 0.0
     stall_out: float = 0.0
     first_noise: bool = False
@@ -69,7 +79,8 @@ class CaseResult:
 
     Cycles count from the release of reset: `sim_cycles` up to the last output word, the frame lists
     at the acceptance of each frame's first input word and at the transfer of its last output word.
-    `status` and `counters` are the DUT's own registers as read at the end.
+    `status` and `counters` are the DUT's own registers as read at the end. `wall_seconds` and `cpu_seconds`
+    time the streaming test (wall clock, and the CPU the simulator process used).
     """
 
     frames_sent: int = 0
@@ -86,6 +97,7 @@ class CaseResult:
     frame_start_cycles: list[int] = field(default_factory=list)
     frame_done_cycles: list[int] = field(default_factory=list)
     wall_seconds: float = 0.0
+    cpu_seconds: float = 0.0             # CPU time of the simulator process meanwhile (less than wall when loaded)
 
 
 def case_dir_from_environment() -> Path:

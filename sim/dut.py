@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..spec.errors import SparseLSTMError
 
-__all__ = ["SidecarError", "PayloadField", "StreamSpec", "DutSpec", "SIDECAR_VERSION"]
+__all__ = ["SidecarError", "PayloadField", "Port", "StreamSpec", "DutSpec", "SIDECAR_VERSION"]
 
 SIDECAR_VERSION = 1                      # the version this reader understands
 
@@ -53,6 +53,29 @@ class PayloadField:
     def encode(self, value: int) -> int:
         """`value` placed in the field (truncated to its width), the other bits zero."""
         return (int(value) & ((1 << self.width) - 1)) << self.offset
+
+
+@dataclass(frozen=True)
+class Port:
+    """One port of the top module.
+
+    Parameters
+    ----------
+    name : str
+    direction : str
+        "input" or "output".
+    width : int
+        Bits, >= 1.
+    """
+
+    name: str
+    direction: str
+    width: int
+
+    def __post_init__(self):
+        if self.direction not in ("input", "output") or self.width < 1:
+            raise ValueError(f"port {self.name}: direction must be input or output and width >= 1, "
+                             f"got {self.direction!r}, {self.width}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +120,8 @@ class DutSpec:
     status_widths : dict of str to int
     counters : dict of str to list of str
         A counter group (e.g. "mac_cycles") -> one port name per PE.
+    ports : tuple of Port
+        Every port of the top module.
     n_pes : int
     cycles_per_frame, first_frame_cycles : int or None
         The sidecar's cycle model (steady state, lone frame), if it has one.
@@ -116,6 +141,7 @@ class DutSpec:
     status: dict[str, str]
     status_widths: dict[str, int]
     counters: dict[str, list[str]]
+    ports: tuple[Port, ...]
     n_pes: int
     cycles_per_frame: int | None
     first_frame_cycles: int | None
@@ -158,6 +184,14 @@ class DutSpec:
             get(status, key, str, "status.")
         counters = {name: list(ports) for name, ports in get(sidecar, "counters", dict, "").items()
                     if isinstance(ports, list)}
+        ports = []
+        for k, info in enumerate(get(sidecar, "ports", list, "")):
+            where = f"ports[{k}]."
+            try:
+                ports.append(Port(get(info, "name", str, where), get(info, "direction", str, where),
+                                  get(info, "width", int, where)))
+            except ValueError as error:
+                raise SidecarError(f"{source}: {where[:-1]}: {error}") from None
         model = sidecar.get("cycle_model") or {}
         work = sidecar.get("work") or {}
         return cls(
@@ -167,7 +201,7 @@ class DutSpec:
             input=stream_spec("input", ("value", "first")), output=stream_spec("output", ("value", "last")),
             input_size=get(sidecar, "input_size", int, ""), output_size=get(sidecar, "output_size", int, ""),
             status=dict(status), status_widths=dict(sidecar.get("status_widths") or {}),
-            counters=counters, n_pes=get(sidecar, "n_pes", int, ""),
+            counters=counters, ports=tuple(ports), n_pes=get(sidecar, "n_pes", int, ""),
             cycles_per_frame=model.get("cycles_per_frame"), first_frame_cycles=model.get("first_frame_cycles"),
             total_entries=work.get("total_entries"),
         )

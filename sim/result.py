@@ -39,6 +39,7 @@ class SimResult:
     build_seconds: float = 0.0
     run_seconds: float = 0.0            # wall time of the simulator process
     stream_seconds: float = 0.0         # wall time of the streaming test inside it
+    stream_cpu_seconds: float = 0.0     # CPU time the simulator used meanwhile (the wall time on an idle core)
     build_dir: Path | None = None
     waves: Path | None = None
 
@@ -69,6 +70,16 @@ class SimResult:
         if not isinstance(cycles, int) or not cycles:
             return []
         return [m / cycles for m in macs if isinstance(m, int)]
+
+    @property
+    def cycles_per_second(self) -> float | None:
+        """Simulated cycles per second of wall time (streaming only)."""
+        return self.sim_cycles / self.stream_seconds if self.stream_seconds > 0 else None
+
+    @property
+    def cycles_per_cpu_second(self) -> float | None:
+        """Simulated cycles per second of the simulator's CPU time: the speed on an otherwise idle core."""
+        return self.sim_cycles / self.stream_cpu_seconds if self.stream_cpu_seconds > 0 else None
 
     @property
     def frames_per_second(self) -> float | None:
@@ -102,6 +113,8 @@ class SimResult:
             "pe_utilisation": self.pe_utilisation, "frames_per_second": self.frames_per_second,
             "build_seconds": round(self.build_seconds, 3), "run_seconds": round(self.run_seconds, 3),
             "stream_seconds": round(self.stream_seconds, 3),
+            "stream_cpu_seconds": round(self.stream_cpu_seconds, 3), "cycles_per_second": self.cycles_per_second,
+            "cycles_per_cpu_second": self.cycles_per_cpu_second,
             "build_dir": None if self.build_dir is None else str(self.build_dir),
             "waves": None if self.waves is None else str(self.waves),
         }

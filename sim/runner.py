@@ -4,9 +4,11 @@
     result.passed, result.outputs, result.mismatches, result.first_mismatch, result.cycles_per_frame ...
 
 Each case lives in its own build directory, which is also how the two processes talk: this side writes the
-input words, sequence starts, expected words (from sw.golden) and `case.json`; the cocotb test (running in
-the simulator's Python) writes `outputs.npy`, `result.json` and `progress.jsonl` next to them; cocotb writes
-`results.xml`. Logs: `build.log` and `sim.log` in the build directory. Waveforms only on request
+input words, sequence starts, expected words (from sw.golden), `case.json` and, for the HDL harness
+(sim/harness.py, written there as `harness.v` and built around the DUT), the payload words `inputs.hex`;
+the harness logs `events.log`; the cocotb test (running in the simulator's Python) writes `outputs.npy`,
+`result.json` and `progress.jsonl` next to them; cocotb writes `results.xml`. Logs: `build.log` and `sim.log`
+in the build directory. Waveforms only on request
 (waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator; `dump.vcd` where the lz4/zlib
 headers that Verilator's FST writer needs are missing).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import threading
 import time
@@ -26,8 +29,10 @@ import numpy as np
 
 from ..spec.errors import ParameterError, SparseLSTMError
 from . import tools
-from .case import CASE_DIR_VARIABLE, CaseConfig
+from .case import CASE_DIR_VARIABLE, HARNESSES, CaseConfig
 from .dut import DutSpec
+from .frames import pack_frames
+from .harness import harness_module, harness_plusargs, write_harness
 from .reference import expected_words, load_reference_model
 from .result import SimResult
 
@@ -36,6 +41,10 @@ __all__ = ["SimulationError", "build_dut", "run_stream_sim", "run_accelerator_si
 
 TEST_MODULE = "sparselstm.sim.test_dut"   # the cocotb tests, the same for every DUT
 SIDECAR_NAME = "sparselstm_top.json"
+HARNESS_FILE = "harness.v"                # the HDL harness, written into the build directory
+# cocotb makes every signal public (--public-flat-rw), which keeps Verilator from optimising the design; the
+# harness marks its own ports public, and nothing else needs to be.
+HARNESS_VERILATOR_ARGS = ("--no-public-flat-rw",)
 TIMESCALE = ("1ns", "1ps")
 # Yosys-generated Verilog trips Verilator's default lint warnings (widths, unused bits); they are linted
 # separately with documented waivers (hw/verilog.py LINT_WAIVERS), so here they must not stop the build.
@@ -83,8 +92,10 @@ def waves_path(simulator: str, build_dir: Path, top: str) -> Path:
     return build_dir / ("dump.fst" if tools.verilator_can_write_fst() else "dump.vcd")
 
 
-def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: bool = False) -> float:
-    """Compile `verilog` (top module `top`) for `simulator` in `build_dir`; return the seconds it took."""
+def build_dut(sources, top: str, simulator: str, build_dir: Path, waves: bool = False,
+              verilator_args=()) -> float:
+    """Compile the Verilog files `sources` (top module `top`) for `simulator` in `build_dir` (more Verilator
+    options in `verilator_args`); return the seconds it took."""
     from cocotb_tools.runner import get_runner
 
     tools.find_simulator(simulator)
@@ -94,7 +105,7 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
     started = time.monotonic()
     build_args, cache = [], None
     if simulator == "verilator":
-        build_args = list(VERILATOR_BUILD_ARGS)
+        build_args = list(VERILATOR_BUILD_ARGS) + list(verilator_args)
         fst = waves and tools.verilator_can_write_fst()
         if fst:
             build_args.append("--trace-fst")      # else cocotb's default --trace: VCD
@@ -102,7 +113,8 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
 
     def build(make_vars=()):
         with tools.simulator_environment(simulator, make_vars):
-            get_runner(simulator).build(sources=[str(verilog)], hdl_toplevel=top, build_dir=str(build_dir),
+            get_runner(simulator).build(sources=[str(path) for path in sources], hdl_toplevel=top,
+                                        build_dir=str(build_dir),
                                         always=True, timescale=TIMESCALE, build_args=build_args, waves=waves,
                                         log_file=str(log))
 
@@ -118,7 +130,8 @@ def build_dut(verilog: Path, top: str, simulator: str, build_dir: Path, waves: b
         if cache and not cached:
             cache.store(build_dir)
     except (RuntimeError, SystemExit) as error:
-        raise SimulationError(f"{simulator} build of {verilog} failed ({error})", log) from None
+        raise SimulationError(f"{simulator} build of {', '.join(map(str, sources))} failed ({error})",
+                              log) from None
     return time.monotonic() - started
 
 
@@ -195,9 +208,14 @@ def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.nd
 
 def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
                    build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
-                   seed: int = 0, first_noise: bool = False, progress=None, build: bool = True) -> SimResult:
+                   seed: int = 0, first_noise: bool = False, progress=None, build: bool = True,
+                   harness: str = "hdl") -> SimResult:
     """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
-    `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here."""
+    `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here.
+
+    `harness` "hdl" (default) wraps the DUT in the HDL harness of sim/harness.py, which moves the words
+    inside the simulator; "python" drives the streams from cocotb every cycle (slow; for debugging). With
+    `build=False` the build in `build_dir` is reused: it must have been made with the same harness."""
     sidecar_path = Path(sidecar_path).resolve()
     spec = DutSpec.load(sidecar_path)
     frames = np.asarray(frames, dtype=np.int64)
@@ -210,6 +228,8 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
                              f"marked (the first frame after reset starts a sequence), got shape {starts.shape}")
     if expected.shape != (frames.shape[0], spec.output_size):
         raise ParameterError(f"expected words: shape {expected.shape}, want ({frames.shape[0]}, {spec.output_size})")
+    if harness not in HARNESSES:
+        raise ParameterError(f"harness must be one of {', '.join(HARNESSES)}, got {harness!r}")
     for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
         if not 0.0 <= p < 1.0:
             raise ParameterError(f"{name} must be a probability in [0, 1), got {p}")
@@ -221,17 +241,27 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = _waves_requested(waves)
-    verilog = sidecar_path.parent / spec.verilog
-    build_seconds = build_dut(verilog, spec.top, simulator, build_dir, waves) if build else 0.0
+    sources, toplevel, verilator_args = [sidecar_path.parent / spec.verilog], spec.top, ()
+    if harness == "hdl":
+        sources.append(build_dir / HARNESS_FILE)
+        toplevel = write_harness(spec, sources[-1]) if build else harness_module(spec)
+        verilator_args = HARNESS_VERILATOR_ARGS
+    build_seconds = build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args) if build else 0.0
 
     case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
-                      seed=int(seed), first_noise=bool(first_noise))
-    for name in (case.outputs, case.result, case.progress, "results.xml"):
+                      seed=int(seed), first_noise=bool(first_noise), harness=harness)
+    for name in (case.outputs, case.result, case.progress, case.events, "results.xml"):
         (build_dir / name).unlink(missing_ok=True)
     stage_memory_images(sidecar_path, build_dir)
     np.save(build_dir / case.inputs, frames)
     np.save(build_dir / case.sequence_starts, starts)
     np.save(build_dir / case.expected, expected)
+    plusargs = []
+    if harness == "hdl":
+        noise = random.Random(f"{seed}:in") if first_noise else None
+        words = pack_frames(frames, starts, value, spec.input.fields["first"], noise)
+        (build_dir / case.input_words).write_text("".join(f"{word:x}\n" for frame in words for word in frame))
+        plusargs = harness_plusargs(build_dir / case.input_words, build_dir / case.events)
     case.write(build_dir)
 
     from cocotb_tools.runner import get_runner
@@ -244,8 +274,9 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         if tail:
             tail.start()
         try:
-            runner.test(test_module=TEST_MODULE, hdl_toplevel=spec.top, hdl_toplevel_lang="verilog",
+            runner.test(test_module=TEST_MODULE, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
                         build_dir=str(build_dir), results_xml=str(results_xml), waves=waves, seed=seed,
+                        plusargs=plusargs,
                         log_file=str(build_dir / "sim.log"), extra_env={CASE_DIR_VARIABLE: str(build_dir)},
                         timescale=TIMESCALE)
         except (SystemExit, RuntimeError):
@@ -271,7 +302,8 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         status=report["status"], counters=report["counters"], sim_cycles=report["sim_cycles"],
         frame_start_cycles=report["frame_start_cycles"], frame_done_cycles=report["frame_done_cycles"],
         build_seconds=build_seconds, run_seconds=run_seconds, stream_seconds=report["wall_seconds"],
-        build_dir=build_dir, waves=waves_path(simulator, build_dir, spec.top) if waves else None,
+        stream_cpu_seconds=report["cpu_seconds"],
+        build_dir=build_dir, waves=waves_path(simulator, build_dir, toplevel) if waves else None,
     )
 
 
@@ -299,12 +331,14 @@ def stage_memory_images(sidecar_path: Path, run_dir: Path) -> None:
 
 def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None, simulator: str = "icarus",
                         build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
-                        seed: int = 0, first_noise: bool = False, progress=None, encoded=None) -> SimResult:
+                        seed: int = 0, first_noise: bool = False, progress=None, encoded=None,
+                        harness: str = "hdl") -> SimResult:
     """Run input words `inputs_q` ((T, I) or (B, T, I) act words; sequences back to back, a sequence start
     at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
     output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`.
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
+    `harness`: "hdl" (default) or "python", see `run_stream_sim`.
     Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
     verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)
     sidecar_path = verilog_dir / SIDECAR_NAME
@@ -316,7 +350,7 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
     expected = expected_words(encoded, frames, starts)
     result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
                             waves=waves, stall_in=stall_in, stall_out=stall_out, seed=seed,
-                            first_noise=first_noise, progress=progress)
+                            first_noise=first_noise, progress=progress, harness=harness)
     if result.outputs.shape[0] == frames.shape[0]:
         result.outputs = result.outputs.reshape(*leading, -1)
         result.expected = result.expected.reshape(*leading, -1)

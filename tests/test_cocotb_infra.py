@@ -1,12 +1,14 @@
 """The cocotb infrastructure (sim/), proven on the stand-in DUT (sim/standin.py) and in pure Python.
 
 The stand-in has the accelerator's interface and a sidecar of the same schema, builds in a second on Icarus,
-and can carry planted defects: these tests show that the driver, monitor, checker and watchdog pass a correct
-DUT on both simulators and fail a wrong one, with the right frame and element.
+and can carry planted defects: these tests show that the HDL harness (and the Python driver and monitor it
+replaces), the checker and the watchdog pass a correct DUT on both simulators and fail a wrong one, with the
+right frame and element.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -18,8 +20,9 @@ import pytest
 from sparselstm.sim import tools
 from sparselstm.sim.case import CaseConfig
 from sparselstm.sim.checker import FrameChecker
-from sparselstm.sim.dut import DutSpec, PayloadField, SidecarError
+from sparselstm.sim.dut import DutSpec, PayloadField, Port, SidecarError
 from sparselstm.sim.frames import FrameAssembler, pack_frames
+from sparselstm.sim.harness import HarnessEvents, HarnessPorts, stall_threshold, write_harness
 from sparselstm.sim.result import SimResult
 from sparselstm.sim.runner import SimulationError, flatten_sequences, run_stream_sim
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
@@ -95,6 +98,35 @@ def test_simulators_agree_cycle_for_cycle(standin):
     assert all(run.passed for run in runs), [run.failure_summary() for run in runs]
     assert runs[0].frame_done_cycles == runs[1].frame_done_cycles
     assert runs[0].status == runs[1].status
+
+
+def test_harness_stalls_are_seeded_random_and_slow_the_streams(standin):
+    """The HDL harness's stall generators: the same seed gives the same run, another seed another one,
+    and stalls on both streams stretch it."""
+    x, starts, expected = _stimulus(20, seed=5, restart_at=(9,))
+    runs = [standin("icarus", x, starts, expected, stall_in=stall, stall_out=stall, seed=seed)
+            for stall, seed in ((0.5, 1), (0.5, 1), (0.5, 2), (0.0, 1))]
+    assert all(run.passed for run in runs), [run.failure_summary() for run in runs]
+    same, again, other, unstalled = runs
+    assert same.frame_done_cycles == again.frame_done_cycles and same.frame_start_cycles == again.frame_start_cycles
+    assert same.frame_done_cycles != other.frame_done_cycles
+    assert unstalled.sim_cycles < min(same.sim_cycles, other.sim_cycles)
+
+
+def test_python_harness_agrees_with_the_hdl_harness_without_stalls(tmp_path):
+    """`harness="python"` (cocotb drives the streams every cycle) stays available for debugging; without
+    stalls both harnesses must move every word in the same cycle."""
+    _require("icarus")
+    x, starts, expected = _stimulus(10, seed=6, restart_at=(4,))
+    runs = []
+    for harness in ("python", "hdl"):
+        generate_standin(tmp_path / harness, input_size=INPUT_SIZE)
+        runs.append(_run(tmp_path / harness, x, starts, expected, harness=harness))
+    python, hdl = runs
+    assert python.passed and hdl.passed, [run.failure_summary() for run in runs]
+    assert python.frame_start_cycles == hdl.frame_start_cycles
+    assert python.frame_done_cycles == hdl.frame_done_cycles and python.sim_cycles == hdl.sim_cycles
+    assert python.status == hdl.status and python.counters == hdl.counters
 
 
 def test_wrong_expected_word_is_reported_with_frame_and_element(standin):
@@ -186,6 +218,7 @@ def test_dut_spec_reads_every_name_from_the_sidecar(tmp_path):
     assert spec.output.fields["value"] == PayloadField(0, 16, True)
     assert (spec.input_size, spec.output_size, spec.n_pes) == (INPUT_SIZE, INPUT_SIZE + 1, 2)
     assert spec.counters["mac_cycles"] == ["mac_cycles__pe0", "mac_cycles__pe1"]
+    assert spec.ports[0] == Port("clk", "input", 1) and Port("o__payload", "output", 17) in spec.ports
 
 
 @pytest.mark.parametrize("path, message", [
@@ -212,6 +245,42 @@ def test_dut_spec_rejects_a_wrong_type_and_version(tmp_path):
     sidecar["sidecar_version"] = 2
     with pytest.raises(SidecarError, match="sidecar_version 2 is not supported"):
         DutSpec.from_sidecar(sidecar)
+
+
+def test_harness_takes_every_name_and_width_from_the_sidecar(tmp_path):
+    spec = DutSpec.from_sidecar(_sidecar(tmp_path))
+    renamed = {"clk": "sysclk", "o__payload": "out_data"}
+    ports = tuple(dataclasses.replace(port, name=renamed.get(port.name, port.name),
+                                      width=20 if port.name.endswith("payload") else port.width)
+                  for port in spec.ports)
+    output = dataclasses.replace(spec.output, payload="out_data", width=20)
+    input_ = dataclasses.replace(spec.input, width=20)
+    spec = dataclasses.replace(spec, top="other_top", clock="sysclk", output=output, input=input_, ports=ports,
+                               input_size=7)
+    assert write_harness(spec, tmp_path / "h.v") == "other_top_harness"
+    text = (tmp_path / "h.v").read_text()
+    assert "module other_top_harness (" in text and "other_top dut (" in text
+    assert "always @(posedge sysclk)" in text and ".sysclk(sysclk)" in text and "clk" not in text.replace("sysclk", "")
+    assert "output [19:0] out_data" in text and "reg [19:0] in_payload_r" in text and "out_data[16]" in text
+    assert "in_word == 6 ? 0" in text                          # input_size 7
+    assert f"output reg {HarnessPorts.done}" in text
+    clash = dataclasses.replace(spec, ports=ports + (Port("harness__done", "output", 1),))
+    with pytest.raises(ValueError, match="prefix 'harness__'"):
+        write_harness(clash, tmp_path / "clash.v")
+
+
+def test_harness_events_are_read_as_they_grow(tmp_path):
+    log = tmp_path / "events.log"
+    events = HarnessEvents(log)
+    assert events.read_outputs() == []                          # not written yet
+    log.write_text("i 1\no 5 1fffe\no 6 xx")
+    assert events.read_outputs() == [(5, "1fffe")] and events.frame_starts == [1]
+    with open(log, "a") as handle:
+        handle.write("x1\ni 9\n")
+    assert events.read_outputs() == [(6, "xxx1")] and events.frame_starts == [1, 9]
+    assert (stall_threshold(0.0), stall_threshold(0.5), stall_threshold(0.99999)) == (0, 32768, 65535)
+    with pytest.raises(ValueError, match=r"in \[0, 1\)"):
+        stall_threshold(1.0)
 
 
 def test_payload_field_round_trips_signed_words():
@@ -256,6 +325,18 @@ def test_frame_assembler_closes_frames_and_names_protocol_errors():
     assert (assembler.words, assembler.partial_words) == (9, 1)
     with pytest.raises(ValueError, match="frame_size must be >= 1"):
         FrameAssembler(PayloadField(0, 8, True), PayloadField(8, 1, False), 0, print)
+
+
+def test_frame_assembler_takes_whole_well_formed_frames_at_once():
+    value, last = PayloadField(0, 8, True), PayloadField(8, 1, False)
+    words = lambda pairs: [value.encode(v) | last.encode(k) for v, k in pairs]
+    received, assembler = _assembled([(1, 0)])
+    assert not assembler.add_frame(words([(2, 0), (3, 0), (4, 1)]))         # a partial frame is pending
+    received, assembler = _assembled([])
+    assert not assembler.add_frame(words([(2, 0), (3, 1), (4, 1)]))         # `last` too early
+    assert not assembler.add_frame(words([(2, 0), (3, 0)]))                 # too short
+    assert assembler.add_frame(words([(-2, 0), (3, 0), (127, 1)]))
+    assert [frame.tolist() for frame in assembler.frames] == [[-2, 3, 127]] and assembler.words == 3
 
 
 def test_pack_frames_marks_sequence_starts_and_adds_first_noise_elsewhere():
