@@ -184,6 +184,16 @@ def save_json(path: Path, data, indent: int = 1) -> None:
 # Arguments
 
 
+def add_frame_arguments(parser) -> None:
+    """--input, --output, --raw and --starts, of the commands that run frames through an encoded model."""
+    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
+                        help="input frames, shape (T, I) or (B, T, I): real values (quantised to act words), or "
+                             "with --raw and an integer dtype, act words as they are")
+    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
+                        help="where to write the outputs, shape (T, out) or (B, T, out)")
+    add_word_arguments(parser)
+
+
 def add_word_arguments(parser) -> None:
     """--raw and --starts, of the commands that run act words through an encoded model."""
     parser.add_argument("--raw", action="store_true",

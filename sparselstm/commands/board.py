@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
+from ._files_and_checks import (add_frame_arguments, check_output_file, load_frames, load_sequence_starts,
                                 quantize_frames, save_npy)
 
 
@@ -24,12 +24,7 @@ def register(subparsers) -> None:
     parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="the encoded model the board was built for")
     parser.add_argument("--port", required=True, metavar="URL",
                         help="a pyserial URL: /dev/ttyUSB0, COM3, socket://HOST:PORT (e.g. a simulated board)")
-    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
-                        help="input frames, shape (T, I) or (B, T, I): real values (quantised to act words), or "
-                             "with --raw and an integer dtype, act words as they are")
-    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
-                        help="where to write the outputs, shape (T, out) or (B, T, out)")
-    add_word_arguments(parser)
+    add_frame_arguments(parser)
     parser.add_argument("--check", action="store_true",
                         help="compare every output word with the golden model; exit 1 if any differs")
     parser.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate (default 3000000)")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ._delta import (add_delta_argument, format_delta_counts, format_thresholds, real_thresholds_argument,
                      word_thresholds)
-from ._files_and_checks import (add_word_arguments, check_output_file, load_frames, load_sequence_starts,
+from ._files_and_checks import (add_frame_arguments, check_output_file, load_frames, load_sequence_starts,
                                 quantize_frames, save_npy)
 
 
@@ -22,12 +22,7 @@ def register(subparsers) -> None:
                     "float64, or as the integer act words with --raw.",
     )
     parser.add_argument("encoded", type=Path, metavar="OUTDIR", help="encoded model directory (sparselstm encode)")
-    parser.add_argument("--input", "-i", type=Path, required=True, metavar="X.npy",
-                        help="input frames, shape (T, I) or (B, T, I): real values (quantised to act words), or with "
-                             "--raw and an integer dtype, act words as they are")
-    parser.add_argument("--output", "-o", type=Path, required=True, metavar="Y.npy",
-                        help="where to write the outputs, shape (T, out) or (B, T, out)")
-    add_word_arguments(parser)
+    add_frame_arguments(parser)
     add_delta_argument(parser, "Default: the encoded model's thresholds (none: off); 0 gives the outputs of "
                                "delta mode off, bit for bit. The columns skipped are printed per layer and side.")
     parser.set_defaults(func=run)
