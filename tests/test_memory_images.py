@@ -13,7 +13,7 @@ import pytest
 from sparselstm.hw.memory_images import IMAGE_DIR, hex_text
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import TOP_NAME, generate
-from sparselstm.sw.encoder import encode, write_encoded
+from sparselstm.sw.format import encode, write_encoded
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
