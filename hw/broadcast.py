@@ -19,9 +19,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["Broadcaster", "ROOM_MARGIN"]
-
-ROOM_MARGIN = 2   # words a PE may receive after its room flag fell (flag and AND registered)
+__all__ = ["Broadcaster"]
 
 
 class Broadcaster(wiring.Component):

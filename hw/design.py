@@ -31,7 +31,6 @@ import numpy as np
 
 from ..spec.encoded import EncodedModel
 from ..spec.errors import ParameterError
-from .broadcast import ROOM_MARGIN
 from .params import HardwareParams
 
 __all__ = ["AcceleratorDesign", "PEDesign", "PhaseEntry", "GATE_TARGET", "PROJ_TARGET", "PHASES_PER_LAYER",
@@ -52,6 +51,7 @@ def bits_for(max_value: int) -> int:
     return max(1, int(max_value).bit_length())
 
 
+ROOM_MARGIN = 2   # words a PE may receive after its room flag fell (flag and AND registered; hw/broadcast.py)
 ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
 
 

@@ -35,9 +35,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .broadcast import ROOM_MARGIN
-from .design import (ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, entry_banks,
-                     memory_depth)
+from .design import (ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for,
+                     entry_banks, memory_depth)
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .memory_images import image_init
 
