@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from pathlib import Path
 
@@ -22,14 +23,19 @@ def register(subparsers) -> None:
                     "Sequences of a (B, T, I) input run back to back, each starting a new sequence.",
     )
     parser.add_argument("encoded", type=Path, metavar="ENCODED_DIR", help="the encoded model the board was built for")
-    parser.add_argument("--port", required=True, metavar="URL",
-                        help="a pyserial URL: /dev/ttyUSB0, COM3, socket://HOST:PORT (e.g. a simulated board)")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", metavar="URL",
+                       help="a pyserial URL: /dev/ttyUSB0, COM3, socket://HOST:PORT (e.g. a simulated board)")
+    where.add_argument("--sim", action="store_true",
+                       help="no board: the board's host link and accelerator in the Amaranth simulator, served on "
+                            "a local socket and driven exactly like a board (slow: about a thousand cycles per "
+                            "second, for small models and a few frames)")
     add_frame_arguments(parser)
     parser.add_argument("--check", action="store_true",
                         help="compare every output word with the golden model; exit 1 if any differs")
     parser.add_argument("--baud", type=int, default=3_000_000, help="serial baud rate (default 3000000)")
-    parser.add_argument("--timeout", type=float, default=5.0, metavar="S",
-                        help="seconds to wait for an answer before giving up (default 5)")
+    parser.add_argument("--timeout", type=float, default=None, metavar="S",
+                        help="seconds to wait for an answer before giving up (default 5, with --sim 120)")
     parser.set_defaults(func=run)
 
 
@@ -58,20 +64,28 @@ def run(args: argparse.Namespace) -> int:
     x_q, _ = quantize_frames(x, encoded.numerics, args.raw, "board", args.input)
     batch, batch_starts = _sequences(x_q, starts)
 
-    with BoardLink.open(args.port, args.baud, timeout=args.timeout) as link:
-        identity = link.identify()
-        if identity.model_id != expected_id:
-            raise ParameterError(f"the board at {args.port} runs the model {identity.model_id.hex()}, not "
-                                 f"{args.encoded} ({expected_id.hex()}): rebuild the bitstream for this model")
-        link.reset()
-        outputs, statistics = [], []
-        with tqdm(total=batch.shape[0] * batch.shape[1], unit="frame", desc="board", file=sys.stderr) as bar:
-            for sequence, sequence_starts in zip(batch, batch_starts):
-                done = bar.n
-                y, stats = link.run(sequence, sequence_starts, identity,
-                                    progress=lambda received: bar.update(done + received - bar.n))
-                outputs.append(y)
-                statistics.append(stats)
+    with contextlib.ExitStack() as stack:
+        port = args.port
+        if args.sim:
+            from ..hw.boards.simulated import SimulatedBoard
+            from ..hw.design import AcceleratorDesign
+
+            port = stack.enter_context(SimulatedBoard(AcceleratorDesign.from_encoded(encoded), expected_id)).url
+        timeout = args.timeout if args.timeout is not None else (120.0 if args.sim else 5.0)
+        with BoardLink.open(port, args.baud, timeout=timeout) as link:
+            identity = link.identify()
+            if identity.model_id != expected_id:
+                raise ParameterError(f"the board at {port} runs the model {identity.model_id.hex()}, not "
+                                     f"{args.encoded} ({expected_id.hex()}): rebuild the bitstream for this model")
+            link.reset()
+            outputs, statistics = [], []
+            with tqdm(total=batch.shape[0] * batch.shape[1], unit="frame", desc="board", file=sys.stderr) as bar:
+                for sequence, sequence_starts in zip(batch, batch_starts):
+                    done = bar.n
+                    y, stats = link.run(sequence, sequence_starts, identity,
+                                        progress=lambda received: bar.update(done + received - bar.n))
+                    outputs.append(y)
+                    statistics.append(stats)
 
     y_q = np.stack(outputs) if x_q.ndim == 3 else outputs[0]
     frames = sum(s.frames for s in statistics)
