@@ -76,7 +76,7 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
             ctx.set(port.index, index)
             await ctx.tick()
             ctx.set(port.en, 0)
-            await ctx.tick()   # the data is held: it must survive an idle cycle (and the bias write-back)
+            await ctx.tick()   # the data is held: it must survive an idle cycle
             return ctx.get(port.data)
 
         async def read_cell(q):
