@@ -146,6 +146,9 @@ def main(argv=None) -> int:
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}
+    if not fmax:    # without routing the JSON report has no Fmax section: the log has the placement estimate
+        log = (out / "nextpnr.log").read_text()
+        fmax = {clock: float(mhz) for clock, mhz in re.findall(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", log)}
     utilisation = {kind: f"{v['used']}/{v['available']}" for kind, v in report.get("utilization", {}).items()
                    if v["used"]}
     result = {"seed": args.seed, "stage": "placed" if args.no_route else "routed", "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
