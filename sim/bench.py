@@ -1,8 +1,8 @@
-"""The cocotb bench of one case (in the manner of cocotb's matrix_multiplier example): the frames the
-streams carry (sim/frames.py), the expected words of the model and the checker (sim/checker.py), a
-watchdog, and the report. `CaseBench` holds what both harnesses share; `StreamBench` drives and samples the
-streams from Python every cycle (sim/streams.py, `harness="python"`), `HarnessBench` (sim/harness_bench.py)
-lets the HDL harness of sim/harness.py do it inside the simulator (`harness="hdl"`, the default).
+"""The cocotb bench of one case (in the manner of cocotb's matrix_multiplier example). `CaseBench` adds to
+the checking of sim/case_check.py what needs the simulator: reset, the idle check, reading the DUT's status;
+`StreamBench` drives and samples the streams from Python every cycle (sim/streams.py, `harness="python"`),
+`HarnessBench` (sim/harness_bench.py) lets the HDL harness of sim/harness.py do it inside the simulator
+(`harness="hdl"`).
 
 Everything about the DUT comes from its sidecar through `DutSpec`; everything about the case (input
 words, sequence starts, expected words, stalls, seed) from the case directory written by sim/runner.py.
@@ -11,10 +11,7 @@ The expected words are computed outside the simulator; nothing here knows the nu
 
 from __future__ import annotations
 
-import json
 import random
-import time
-from dataclasses import asdict
 from pathlib import Path
 
 import cocotb
@@ -24,15 +21,14 @@ from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, Event, ReadOnly, RisingEdge, SimTimeoutError, with_timeout
 
 from .case import CaseConfig, CaseResult
-from .checker import FrameChecker
+from .case_check import CaseCheck
 from .dut import DutSpec
-from .frames import FrameAssembler, pack_frames
+from .frames import pack_frames
 from .streams import StreamDriver, StreamMonitor, is_high, random_pauses
 
 __all__ = ["CLOCK_PERIOD_NS", "CaseBench", "StreamBench", "run_case", "run_idle_check"]
 
 CLOCK_PERIOD_NS = 10
-_PROGRESS_SECONDS = 0.5
 
 
 def sim_cycle() -> int:
@@ -40,84 +36,20 @@ def sim_cycle() -> int:
     return int(get_sim_time("ns")) // CLOCK_PERIOD_NS
 
 
-class CaseBench:
+class CaseBench(CaseCheck):
     """Reset, check and report one case on one DUT; a subclass moves the words (`run`).
 
     Parameters
     ----------
     dut : cocotb handle
         The top module: the DUT itself, or the HDL harness around it, which has the DUT's ports too.
-    spec : DutSpec
-        The DUT's sidecar.
-    case : CaseConfig
-        The case, whose files are read from `case_dir` (and its results written there).
-    case_dir : Path
-
-    Attributes
-    ----------
-    checker : FrameChecker
-    frames : FrameAssembler
-        Takes each output word; subclasses set `word_cycle` (cycles since reset) before handing it one.
-    result : CaseResult
-        Filled by `run`, also written to the case's result file.
+    spec, case, case_dir
+        As for `CaseCheck`.
     """
 
     def __init__(self, dut, spec: DutSpec, case: CaseConfig, case_dir: Path):
-        self.dut, self.spec, self.case, self.case_dir = dut, spec, case, case_dir
-        self.inputs = np.load(case_dir / case.inputs)
-        self.starts = np.load(case_dir / case.sequence_starts).astype(bool)
-        self.expected = np.load(case_dir / case.expected)
-        self._check_shapes()
-        self.checker = FrameChecker(self.expected)
-        self.frames = FrameAssembler(spec.output.fields["value"], spec.output.fields["last"], spec.output_size,
-                                     self._on_frame)
-        self.word_cycle = 0
-        self.frames_sent = 0
-        self.frame_start_cycles: list[int] = []
-        self.frame_done_cycles: list[int] = []
-        self.result = CaseResult(frames_expected=len(self.expected))
-        self._progress_file = case_dir / case.progress
-        self._last_progress = 0.0
-        self._started = time.monotonic()
-        self._started_cpu = time.process_time()
-
-    def _check_shapes(self) -> None:
-        frames = self.inputs.shape[0]
-        problems = []
-        if self.inputs.ndim != 2 or self.inputs.shape[1] != self.spec.input_size:
-            problems.append(f"inputs shape {self.inputs.shape}, DUT input_size {self.spec.input_size}")
-        if self.expected.shape != (frames, self.spec.output_size):
-            problems.append(f"expected shape {self.expected.shape}, want ({frames}, {self.spec.output_size})")
-        if self.starts.shape != (frames,):
-            problems.append(f"sequence_starts shape {self.starts.shape}, want ({frames},)")
-        if problems:
-            raise ValueError("case files do not fit the DUT: " + "; ".join(problems))
-
-    def watchdog_cycles(self) -> int:
-        """Cycles to wait for the next output frame before declaring the DUT stuck: 20x the sidecar's
-        per-frame bound, stretched by the stall probabilities, plus a constant for the pipeline."""
-        slowdown = 1.0 / ((1.0 - min(self.case.stall_in, 0.99)) * (1.0 - min(self.case.stall_out, 0.99)))
-        return int(20 * self.spec.frame_cycle_budget() * slowdown) + 2000
-
-    def _on_frame(self, index: int, words: np.ndarray) -> None:
-        self.frame_done_cycles.append(self.word_cycle)
-        self.checker.check(index, words)
-
-    def report_progress(self, cycles: int) -> None:
-        """Append a progress line, at most every half second of wall time, and always for the last frame."""
-        now = time.monotonic()
-        done = len(self.frames.frames)
-        if now - self._last_progress >= _PROGRESS_SECONDS or done == len(self.expected):
-            self._last_progress = now
-            line = {"frames": done, "total": len(self.expected), "cycles": cycles,
-                    "mismatches": self.checker.mismatches, "wall": round(now - self._started, 3)}
-            with open(self._progress_file, "a") as handle:
-                handle.write(json.dumps(line) + "\n")
-
-    def timeout_error(self, watchdog: int) -> str:
-        return (f"timeout: no output frame for {watchdog} cycles after {len(self.frames.frames)} of "
-                f"{len(self.expected)} frame(s) (inputs accepted: {self.frames_sent} frame(s); "
-                f"{self.frames.partial_words} word(s) of a partial frame)")
+        super().__init__(spec, case, case_dir)
+        self.dut = dut
 
     def hold_streams(self) -> None:
         """Offer no input word and take no output word (before and during reset)."""
@@ -154,58 +86,14 @@ class CaseBench:
         """After reset with no input: no output word, not busy, every counter zero."""
         clk = self.dut[self.spec.clock]
         self.accept_outputs()
-        errors = []
+        valid_seen = False
         for _ in range(cycles):
             await ReadOnly()
             if is_high(self.dut[self.spec.output.valid]):
-                errors.append("output valid without any input")
+                valid_seen = True
                 break
             await RisingEdge(clk)
-        status, counters = self.read_status()
-        readings = dict(status)
-        readings.update({f"{name}[{pe}]": value for name, values in counters.items()
-                         for pe, value in enumerate(values)})
-        for key, value in readings.items():
-            if value != 0:
-                errors.append(f"{key} = {value} after reset without input (expected 0)")
-        return errors
-
-    def finish(self) -> None:
-        """Fill the result from what was seen and write it with the received words to the case files."""
-        result, spec, frames = self.result, self.spec, self.frames
-        result.frames_sent = self.frames_sent
-        result.frames_received = len(frames.frames)
-        result.words_received = frames.words
-        result.mismatches = self.checker.mismatches
-        result.mismatching_frames = self.checker.mismatching_frames
-        result.first_mismatch = asdict(self.checker.first_mismatch) if self.checker.first_mismatch else None
-        result.frame_start_cycles = list(self.frame_start_cycles)
-        result.frame_done_cycles = list(self.frame_done_cycles)
-        result.errors = frames.errors + result.errors
-        if self.checker.unexpected_frames or frames.partial_words:
-            result.errors.append(f"{self.checker.unexpected_frames} unexpected extra frame(s) and "
-                                 f"{frames.partial_words} stray word(s) after the last expected frame")
-        frames_done = result.status.get("frames_done")
-        width = spec.status_widths.get("frames_done", 32)
-        if isinstance(frames_done, int) and frames_done != result.frames_received % (1 << width):
-            result.errors.append(f"frames_done counter = {frames_done}, but {result.frames_received} frame(s) "
-                                 "were received")
-        if result.status.get("busy") not in (0, None):
-            result.errors.append(f"busy = {result.status.get('busy')} after the last frame was sent")
-        result.wall_seconds = time.monotonic() - self._started
-        result.cpu_seconds = time.process_time() - self._started_cpu
-        outputs = np.array(frames.frames, dtype=np.int64).reshape(-1, spec.output_size)
-        np.save(self.case_dir / self.case.outputs, outputs)
-        (self.case_dir / self.case.result).write_text(json.dumps(asdict(result)) + "\n")
-
-    def verdict(self) -> None:
-        """Fail the cocotb test (AssertionError) with the first problem, if there is any."""
-        problems = []
-        if self.checker.mismatches:
-            problems.append(self.checker.summary())
-        problems += self.result.errors
-        if problems:
-            raise AssertionError("; ".join(problems))
+        return self.idle_errors(valid_seen, *self.read_status())
 
 
 class StreamBench(CaseBench):
@@ -287,7 +175,7 @@ class StreamBench(CaseBench):
     async def run(self) -> CaseResult:
         """Stream every frame, wait for every output frame (watchdog per frame), drain, read the counters."""
         result = self.result
-        self._progress_file.write_text("")
+        self.start_progress()
         await self.reset()
         self.monitor.start()
         sender = cocotb.start_soon(self._send_frames())

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 
 from .bench import CLOCK_PERIOD_NS, CaseBench
@@ -20,14 +19,6 @@ from .streams import is_high
 __all__ = ["HarnessBench"]
 
 _WAKE_CYCLES = 1 << 16          # the longest Python sleeps while the harness streams
-
-
-def _words(texts) -> np.ndarray:
-    """Logged payload words as integers; an empty array if any has X/Z bits."""
-    try:
-        return np.array([int(text, 16) for text in texts], dtype=np.int64)
-    except ValueError:
-        return np.zeros(0, dtype=np.int64)
 
 
 class HarnessBench(CaseBench):
@@ -66,24 +57,7 @@ class HarnessBench(CaseBench):
 
     def _collect(self) -> int:
         """Take the output words logged since the last call; return the current cycle."""
-        logged = self.events.read_outputs()
-        size, k = self.spec.output_size, 0
-        while k < len(logged):
-            # Whole well-formed frames at once (most of them); anything else word by word.
-            frame = logged[k:k + size]
-            if len(frame) == size:
-                self.word_cycle = frame[-1][0]
-                if self.frames.add_frame(_words(text for _, text in frame)):
-                    k += size
-                    continue
-            self.word_cycle, text = logged[k]
-            try:
-                word = int(text, 16)
-            except ValueError:
-                self.frames.add_unknown(text)
-            else:
-                self.frames.add(word)
-            k += 1
+        self.take_logged(self.events.read_outputs())
         self.frames_sent = int(self.dut[HarnessPorts.inputs_accepted].value) // self.spec.input_size
         now = self._cycle()
         self.report_progress(now)
@@ -93,7 +67,7 @@ class HarnessBench(CaseBench):
         """Stream every frame; stop at `done`, or when no frame came for the watchdog's cycles (or, after
         the last frame, when `done` did not follow within the drain and the watchdog's cycles)."""
         result = self.result
-        self._progress_file.write_text("")
+        self.start_progress()
         self._stream_after_reset = True
         await self.reset()
         done = self.dut[HarnessPorts.done]

@@ -1,4 +1,4 @@
-"""Build generated Verilog with Icarus or Verilator and run the cocotb testbench on it, from Python.
+"""Build generated Verilog with Icarus or Verilator and run a case on it, from Python.
 
     result = run_accelerator_sim(verilog_dir, encoded_dir, x_q, simulator="verilator")
     result.passed, result.outputs, result.mismatches, result.first_mismatch, result.cycles_per_frame ...
@@ -6,11 +6,11 @@
 Each case lives in its own build directory, which is also how the two processes talk: this side writes the
 input words, sequence starts, expected words (from sw.golden), `case.json` and, for the HDL harness
 (sim/harness.py, written there as `harness.v` and built around the DUT), the payload words `inputs.hex`;
-the harness logs `events.log`; the cocotb test (running in the simulator's Python) writes `outputs.npy`,
-`result.json` and `progress.jsonl` next to them; cocotb writes `results.xml`. Logs: `build.log` and `sim.log`
-in the build directory. Waveforms only on request
-(waves=True or WAVES=1): FST, `<top>.fst` (Icarus) or `dump.fst` (Verilator; `dump.vcd` where the lz4/zlib
-headers that Verilator's FST writer needs are missing).
+the harness logs `events.log`; the cocotb test (running in the simulator's Python), or for the native
+main (sim/native.py) this process, writes `outputs.npy`, `result.json` and `progress.jsonl` next to them;
+cocotb writes `results.xml`, the native main `native.json`. Logs: `build.log` and `sim.log` in the build
+directory. Waveforms only on request (waves=True or WAVES=1, under cocotb): FST, `<top>.fst` (Icarus) or
+`dump.fst` (Verilator; `dump.vcd` where the lz4/zlib headers that Verilator's FST writer needs are missing).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..spec.errors import ParameterError, SparseLSTMError
-from . import tools
+from . import native, tools
 from .case import CASE_DIR_VARIABLE, HARNESSES, CaseConfig
 from .dut import DutSpec
 from .frames import pack_frames
@@ -187,6 +187,36 @@ class _ProgressTail(threading.Thread):
         self.poll()
 
 
+HARNESS_CHOICES = ("auto", "native", *HARNESSES)
+
+
+def _choose_harness(harness: str, simulator: str, waves: bool) -> str:
+    """`harness` as run: "auto" is the native main on Verilator (the fast path) unless waveforms are wanted,
+    else the HDL harness under cocotb."""
+    if harness not in HARNESS_CHOICES:
+        raise ParameterError(f"harness must be one of {', '.join(HARNESS_CHOICES)}, got {harness!r}")
+    if harness == "auto":
+        return "native" if simulator == "verilator" and not waves else "hdl"
+    if harness == "native" and (simulator != "verilator" or waves):
+        raise ParameterError("harness 'native' runs on Verilator only, without waveforms (use 'hdl')")
+    return harness
+
+
+def _run_cocotb(simulator: str, toplevel: str, build_dir: Path, waves: bool, seed: int, plusargs) -> None:
+    """The cocotb tests (sim/test_dut.py) on the build in `build_dir`; they write the case's results."""
+    from cocotb_tools.runner import get_runner
+
+    with tools.simulator_environment(simulator), _outside_pytest():
+        try:
+            get_runner(simulator).test(test_module=TEST_MODULE, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
+                                       build_dir=str(build_dir), results_xml=str(build_dir / "results.xml"),
+                                       waves=waves, seed=seed, plusargs=plusargs,
+                                       log_file=str(build_dir / "sim.log"),
+                                       extra_env={CASE_DIR_VARIABLE: str(build_dir)}, timescale=TIMESCALE)
+        except (SystemExit, RuntimeError):
+            pass   # a crashed simulator may still have written results; judged by the caller
+
+
 def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.ndarray, tuple]:
     """(T, I) or (B, T, I) integer words -> (frames, I) back to back, the start marker of every frame (each
     sequence's frame 0 starts one, plus any the caller marks), and the leading shape to restore outputs."""
@@ -209,13 +239,16 @@ def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.nd
 def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
                    build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
                    seed: int = 0, first_noise: bool = False, progress=None, build: bool = True,
-                   harness: str = "hdl") -> SimResult:
+                   harness: str = "auto") -> SimResult:
     """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
     `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here.
 
-    `harness` "hdl" (default) wraps the DUT in the HDL harness of sim/harness.py, which moves the words
-    inside the simulator; "python" drives the streams from cocotb every cycle (slow; for debugging). With
-    `build=False` the build in `build_dir` is reused: it must have been made with the same harness."""
+    `harness` "hdl" wraps the DUT in the HDL harness of sim/harness.py, which moves the words inside the
+    simulator, under cocotb; "native" runs the same harness from a Verilator C++ main without cocotb
+    (sim/native.py; Verilator only, no waveforms; the fast path); "python" drives the streams from cocotb
+    every cycle (slow; for debugging); "auto" (default) is "native" on Verilator without waveforms, else
+    "hdl". With `build=False` the build in `build_dir` is reused: it must have been made with the same
+    harness."""
     sidecar_path = Path(sidecar_path).resolve()
     spec = DutSpec.load(sidecar_path)
     frames = np.asarray(frames, dtype=np.int64)
@@ -228,8 +261,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
                              f"marked (the first frame after reset starts a sequence), got shape {starts.shape}")
     if expected.shape != (frames.shape[0], spec.output_size):
         raise ParameterError(f"expected words: shape {expected.shape}, want ({frames.shape[0]}, {spec.output_size})")
-    if harness not in HARNESSES:
-        raise ParameterError(f"harness must be one of {', '.join(HARNESSES)}, got {harness!r}")
+    harness = _choose_harness(harness, simulator, _waves_requested(waves))
     for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
         if not 0.0 <= p < 1.0:
             raise ParameterError(f"{name} must be a probability in [0, 1), got {p}")
@@ -242,14 +274,19 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     build_dir.mkdir(parents=True, exist_ok=True)
     waves = _waves_requested(waves)
     sources, toplevel, verilator_args = [sidecar_path.parent / spec.verilog], spec.top, ()
-    if harness == "hdl":
+    if harness != "python":
         sources.append(build_dir / HARNESS_FILE)
         toplevel = write_harness(spec, sources[-1]) if build else harness_module(spec)
         verilator_args = HARNESS_VERILATOR_ARGS
-    build_seconds = build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args) if build else 0.0
+    build_seconds = 0.0
+    if build:
+        build_seconds = (native.build_native(sources, spec, build_dir) if harness == "native" else
+                         build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args))
 
+    # The native main runs the HDL harness: the same case files.
     case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
-                      seed=int(seed), first_noise=bool(first_noise), harness=harness)
+                      seed=int(seed), first_noise=bool(first_noise),
+                      harness="python" if harness == "python" else "hdl")
     for name in (case.outputs, case.result, case.progress, case.events, "results.xml"):
         (build_dir / name).unlink(missing_ok=True)
     stage_memory_images(sidecar_path, build_dir)
@@ -257,38 +294,32 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     np.save(build_dir / case.sequence_starts, starts)
     np.save(build_dir / case.expected, expected)
     plusargs = []
-    if harness == "hdl":
+    if harness != "python":
         noise = random.Random(f"{seed}:in") if first_noise else None
         words = pack_frames(frames, starts, value, spec.input.fields["first"], noise)
         (build_dir / case.input_words).write_text("".join(f"{word:x}\n" for frame in words for word in frame))
         plusargs = harness_plusargs(build_dir / case.input_words, build_dir / case.events)
     case.write(build_dir)
 
-    from cocotb_tools.runner import get_runner
-
     results_xml = build_dir / "results.xml"
     tail = _ProgressTail(build_dir / case.progress, progress) if progress else None
     started = time.monotonic()
-    with tools.simulator_environment(simulator), _outside_pytest():
-        runner = get_runner(simulator)
+    if tail:
+        tail.start()
+    try:
+        if harness == "native":
+            tests = native.run_native(spec, case, build_dir, plusargs)
+        else:
+            _run_cocotb(simulator, toplevel, build_dir, waves, seed, plusargs)
+            if not results_xml.exists() or not (build_dir / case.result).exists():
+                raise SimulationError(f"{simulator} did not complete the cocotb run (no results)",
+                                      build_dir / "sim.log")
+            tests = _parse_results(results_xml)
+    finally:
         if tail:
-            tail.start()
-        try:
-            runner.test(test_module=TEST_MODULE, hdl_toplevel=toplevel, hdl_toplevel_lang="verilog",
-                        build_dir=str(build_dir), results_xml=str(results_xml), waves=waves, seed=seed,
-                        plusargs=plusargs,
-                        log_file=str(build_dir / "sim.log"), extra_env={CASE_DIR_VARIABLE: str(build_dir)},
-                        timescale=TIMESCALE)
-        except (SystemExit, RuntimeError):
-            pass   # a crashed simulator may still have written results; judged below
-        finally:
-            if tail:
-                tail.stop()
+            tail.stop()
     run_seconds = time.monotonic() - started
 
-    if not results_xml.exists() or not (build_dir / case.result).exists():
-        raise SimulationError(f"{simulator} did not complete the cocotb run (no results)", build_dir / "sim.log")
-    tests = _parse_results(results_xml)
     report = json.loads((build_dir / case.result).read_text())
     outputs = np.load(build_dir / case.outputs)
     # Judge here too, from the raw words, so a pass never rests on the in-simulator checker alone.
@@ -332,13 +363,13 @@ def stage_memory_images(sidecar_path: Path, run_dir: Path) -> None:
 def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None, simulator: str = "icarus",
                         build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
                         seed: int = 0, first_noise: bool = False, progress=None, encoded=None,
-                        harness: str = "hdl") -> SimResult:
+                        harness: str = "auto") -> SimResult:
     """Run input words `inputs_q` ((T, I) or (B, T, I) act words; sequences back to back, a sequence start
     at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
     output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`.
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
-    `harness`: "hdl" (default) or "python", see `run_stream_sim`.
+    `harness`: "auto" (default), "native", "hdl" or "python", see `run_stream_sim`.
     Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
     verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)
     sidecar_path = verilog_dir / SIDECAR_NAME
