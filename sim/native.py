@@ -236,13 +236,24 @@ def build_native(sources, spec: DutSpec, build_dir: Path) -> float:
                *VERILATOR_BUILD_ARGS, *NATIVE_VERILATOR_ARGS, "--top-module", harness_module(spec),
                "--prefix", "Vtop", "-Mdir", str(build_dir / OBJECT_DIR), "-o", str(build_dir / BINARY),
                "-MAKEFLAGS", f"OPT_FAST={NATIVE_OPT_FAST}", str(main), *map(str, sources)]
+    cache = tools.VerilatorRuntimeCache(None, "native")
+
+    def build(make_vars: tuple[str, ...]) -> bool:
+        with tools.simulator_environment("verilator", make_vars), open(log, "w") as handle:
+            handle.write(" ".join(command) + "\n")
+            handle.flush()
+            return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode == 0
+
     started = time.monotonic()
-    with tools.simulator_environment("verilator"), open(log, "w") as handle:
-        handle.write(" ".join(command) + "\n")
-        handle.flush()
-        built = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT).returncode == 0
+    cached = cache.make_vars()
+    built = build(cached)
+    if not built and cached:
+        cached = ()
+        built = build(())                      # a stale runtime cache must never fail a build
     if not built:
         raise SimulationError(f"verilator build of {', '.join(map(str, sources))} failed", log)
+    if not cached:
+        cache.store(build_dir / OBJECT_DIR)
     return time.monotonic() - started
 
 

@@ -172,13 +172,18 @@ class VerilatorRuntimeCache:
     build's makefile is told through MAKEFLAGS that it has no global objects and gets them as USER_LDFLAGS).
     cocotb's main (verilator.cpp) is NOT cached: it includes the design's Vtop.h, so its object depends on
     the design (a shared one corrupts memory). Set SPARSELSTM_VERILATOR_CACHE=0 to build everything each time.
+    `flavour` keeps apart builds whose runtime differs: "cocotb" (with VPI) and "native" (the C++ main of
+    sim/native.py, without VPI).
 
     Cache directory: $SPARSELSTM_CACHE_DIR, else $XDG_CACHE_HOME/sparselstm, else ~/.cache/sparselstm."""
 
     MANIFEST = "objects.json"
 
-    def __init__(self, trace: str | None):
+    def __init__(self, trace: str | None, flavour: str = "cocotb"):
+        if flavour not in ("cocotb", "native"):
+            raise ValueError(f"runtime cache flavour must be 'cocotb' or 'native', got {flavour!r}")
         self.trace = trace                     # None, "vcd" or "fst"
+        self.flavour = flavour
         self.directory = self._directory()
 
     @staticmethod
@@ -208,6 +213,7 @@ class VerilatorRuntimeCache:
             "environment": {name: value for name, value in environment_overrides("verilator").items()
                             if name in ("CXXFLAGS", "MAKEFLAGS", "VERILATOR_ROOT")},
             "trace": self.trace,
+            **({"flavour": self.flavour} if self.flavour != "cocotb" else {}),    # cocotb's keys unchanged
             "layout": 2,                       # 2: runtime objects only (1 also held verilator.o)
         }
         digest = hashlib.sha256(repr(sorted(key.items())).encode()).hexdigest()[:16]

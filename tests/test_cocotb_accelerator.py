@@ -1,5 +1,5 @@
-"""System tests: the generated accelerator Verilog in Icarus and Verilator (cocotb), word for word against
-sw.golden, over a matrix of models, PE counts, densities and stream conditions.
+"""System tests: the generated accelerator Verilog in Icarus (cocotb) and Verilator (the native C++ main,
+and cocotb where said), word for word against sw.golden, over a matrix of models, PE counts, densities and stream conditions.
 
 Every model is made here (random_model -> compress_and_encode -> write_encoded -> hw.verilog.generate); each
 case builds in its own directory. The same cases run on both simulators: the Icarus runs (builds in a second)
@@ -81,13 +81,14 @@ def build_case(case: Case, directory):
     return encoded, encoded_dir, verilog_dir, x_q, starts
 
 
-def run_case(case: Case, simulator: str, directory) -> SimResult:
+def run_case(case: Case, simulator: str, directory, harness: str = "auto") -> SimResult:
+    """`harness` "auto": the native C++ main on Verilator, cocotb with the HDL harness on Icarus."""
     _require(simulator)
     encoded, encoded_dir, verilog_dir, x_q, starts = build_case(case, directory)
     result = run_accelerator_sim(verilog_dir, encoded_dir, x_q, sequence_starts=starts, simulator=simulator,
                                  build_dir=directory / f"sim_{simulator}", stall_in=case.stall_in,
                                  stall_out=case.stall_out, seed=case.seed, first_noise=case.first_noise,
-                                 encoded=encoded)
+                                 encoded=encoded, harness=harness)
     assert result.passed, result.failure_summary()
     np.testing.assert_array_equal(result.outputs, golden_forward_encoded(encoded, x_q, sequence_starts=starts))
     assert result.status["frames_done"] == case.frames and result.status["busy"] == 0
@@ -134,14 +135,17 @@ def test_all_zero_weights_do_no_macs(tmp_path):
 
 
 def test_simulators_agree_cycle_for_cycle(tmp_path):
-    """Icarus and Verilator on the same Verilog and the same stall pattern: the same words in the same cycles."""
+    """Icarus and Verilator on the same Verilog and the same stall pattern, Verilator both under cocotb and
+    run by the native main (`make sim`'s): the same words in the same cycles."""
     case = Case("agree", input_size=13, cells=40, proj=24, n_pes=4, density=0.3, frames=4, restarts=(2,),
                 stall_in=0.3, stall_out=0.3, seed=8)
     icarus = run_case(case, "icarus", tmp_path / "icarus")
-    verilator = run_case(case, "verilator", tmp_path / "verilator")
-    np.testing.assert_array_equal(icarus.outputs, verilator.outputs)
-    assert icarus.frame_done_cycles == verilator.frame_done_cycles
-    assert icarus.status == verilator.status and icarus.counters == verilator.counters
+    for harness in ("native", "hdl"):
+        verilator = run_case(case, "verilator", tmp_path / harness, harness)
+        np.testing.assert_array_equal(icarus.outputs, verilator.outputs)
+        assert icarus.frame_start_cycles == verilator.frame_start_cycles
+        assert icarus.frame_done_cycles == verilator.frame_done_cycles
+        assert icarus.status == verilator.status and icarus.counters == verilator.counters
 
 
 def test_verilog_of_another_model_is_refused(tmp_path):

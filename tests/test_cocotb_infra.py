@@ -1,9 +1,9 @@
 """The cocotb infrastructure (sim/), proven on the stand-in DUT (sim/standin.py) and in pure Python.
 
 The stand-in has the accelerator's interface and a sidecar of the same schema, builds in a second on Icarus,
-and can carry planted defects: these tests show that the HDL harness (and the Python driver and monitor it
-replaces), the checker and the watchdog pass a correct DUT on both simulators and fail a wrong one, with the
-right frame and element.
+and can carry planted defects: these tests show that the HDL harness (under cocotb, and run by the native
+C++ main on Verilator; and the Python driver and monitor it replaces), the checker and the watchdog pass a
+correct DUT on both simulators and fail a wrong one, with the right frame and element.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from sparselstm.sim.dut import DutSpec, PayloadField, Port, SidecarError
 from sparselstm.sim.frames import FrameAssembler, pack_frames
 from sparselstm.sim.harness import HarnessEvents, HarnessPorts, stall_threshold, write_harness
 from sparselstm.sim.result import SimResult
-from sparselstm.sim.runner import SimulationError, flatten_sequences, run_stream_sim
+from sparselstm.sim.native import NativeError, verilator_name, write_native_main
+from sparselstm.sim.runner import SimulationError, _choose_harness, flatten_sequences, run_stream_sim
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
 from sparselstm.sim.streams import random_pauses
 from sparselstm.spec.errors import ParameterError
@@ -129,12 +130,14 @@ def test_python_harness_agrees_with_the_hdl_harness_without_stalls(tmp_path):
     assert python.status == hdl.status and python.counters == hdl.counters
 
 
-def test_wrong_expected_word_is_reported_with_frame_and_element(standin):
+@pytest.mark.parametrize("simulator", tools.SIMULATORS)
+def test_wrong_expected_word_is_reported_with_frame_and_element(standin, simulator):
+    """On Icarus under cocotb, on Verilator by the native main (the default there): the same verdict."""
     x, starts, expected = _stimulus(8, seed=4)
     wrong = expected.copy()
     wrong[3, 2] += 1
     wrong[6, 0] -= 5
-    result = standin("icarus", x, starts, wrong)
+    result = standin(simulator, x, starts, wrong)
     assert not result.passed
     assert result.first_mismatch == {"frame": 3, "element": 2, "expected": int(wrong[3, 2]),
                                      "got": int(expected[3, 2])}
@@ -153,32 +156,35 @@ def test_short_frames_are_a_protocol_error(tmp_path):
     assert any(f"`last` set on word {INPUT_SIZE - 1}, expected on word {INPUT_SIZE}" in e for e in result.errors)
 
 
-def test_a_hung_dut_trips_the_watchdog(tmp_path):
-    _require("icarus")
+@pytest.mark.parametrize("simulator", tools.SIMULATORS)
+def test_a_hung_dut_trips_the_watchdog(tmp_path, simulator):
+    """cocotb's watchdog on Icarus; the native main's own on Verilator."""
+    _require(simulator)
     generate_standin(tmp_path, input_size=INPUT_SIZE, defect="hang", hang_after=2)
     x, starts, expected = _stimulus(5)
-    result = _run(tmp_path, x, starts, expected)
+    result = _run(tmp_path, x, starts, expected, simulator)
     assert not result.passed
     assert result.frames_received == 2
     assert any(e.startswith("timeout: no output frame") and "after 2 of 5 frame(s)" in e for e in result.errors)
     assert result.outputs.shape == (2, INPUT_SIZE + 1)
 
 
-def test_verilator_runtime_is_compiled_once(tmp_path):
+@pytest.mark.parametrize("harness, main", [("hdl", "verilator.o"), ("native", "native_main.o")])
+def test_verilator_runtime_is_compiled_once(tmp_path, harness, main):
     """A second Verilator design links the cached runtime objects instead of compiling verilated.cpp again,
-    and still compiles its own cocotb main (verilator.cpp)."""
+    and still compiles its own main (cocotb's verilator.cpp, or the native main)."""
     _require("verilator")
     x, starts, _ = _stimulus(3)
     for size in (3, 4):        # the first build fills the cache if no earlier build did
         directory = tmp_path / f"standin{size}"
         generate_standin(directory, input_size=size)
         expected = standin_reference(x[:, :size], starts)
-        result = _run(directory, x[:, :size], starts, expected, "verilator")
+        result = _run(directory, x[:, :size], starts, expected, "verilator", harness=harness)
         assert result.passed, result.failure_summary()
     log = (tmp_path / "standin4" / "build" / "build.log").read_text()
     assert "verilated.cpp" not in log and "verilated.o" in log
-    # cocotb's main includes the design's Vtop.h: it must be compiled for each design, never shared.
-    assert "-c -o verilator.o" in log
+    # A main includes the design's Vtop.h: it must be compiled for each design, never shared.
+    assert f"-c -o {main}" in log
 
 
 def test_a_build_failure_is_one_line_naming_the_log(tmp_path):
@@ -267,6 +273,54 @@ def test_harness_takes_every_name_and_width_from_the_sidecar(tmp_path):
     clash = dataclasses.replace(spec, ports=ports + (Port("harness__done", "output", 1),))
     with pytest.raises(ValueError, match="prefix 'harness__'"):
         write_harness(clash, tmp_path / "clash.v")
+
+
+def test_native_main_agrees_with_cocotb_cycle_for_cycle(standin, tmp_path):
+    """The native main (the default on Verilator) and cocotb run the same HDL harness: with stalls, restarts
+    and `first` noise, the same words in the same cycles, the same registers, the same two checks."""
+    _require("verilator")
+    x, starts, expected = _stimulus(14, seed=8, restart_at=(3, 9))
+    options = dict(stall_in=0.3, stall_out=0.4, seed=5, first_noise=True)
+    native = standin("verilator", x, starts, expected, **options)
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    cocotb = _run(tmp_path, x, starts, expected, "verilator", harness="hdl", **options)
+    assert native.passed and cocotb.passed, [run.failure_summary() for run in (native, cocotb)]
+    assert native.tests == cocotb.tests == {"idle_after_reset": "pass", "stream_frames": "pass"}
+    assert native.frame_start_cycles == cocotb.frame_start_cycles
+    assert native.frame_done_cycles == cocotb.frame_done_cycles and native.sim_cycles == cocotb.sim_cycles
+    assert native.status == cocotb.status and native.counters == cocotb.counters
+    assert (tmp_path / "build" / "results.xml").exists() and not (tmp_path / "build" / "native.json").exists()
+
+
+def test_native_harness_is_the_default_on_verilator_only():
+    assert _choose_harness("auto", "verilator", waves=False) == "native"
+    assert _choose_harness("auto", "verilator", waves=True) == "hdl"      # waveforms come from cocotb's build
+    assert _choose_harness("auto", "icarus", waves=False) == "hdl"
+    with pytest.raises(ParameterError, match="Verilator only"):
+        _choose_harness("native", "icarus", waves=False)
+    with pytest.raises(ParameterError, match="harness must be one of"):
+        _choose_harness("verilog", "verilator", waves=False)
+
+
+def test_verilator_names_are_escaped_as_verilator_does():
+    assert verilator_name("clk") == "clk"
+    assert verilator_name("i__valid") == "i___05Fvalid"
+    assert verilator_name("harness__enable") == "harness___05Fenable"
+    assert verilator_name("a___b") == "a___05F_b"
+    assert verilator_name("x.y") == "x__02ey"
+
+
+def test_native_main_reads_every_name_from_the_sidecar(tmp_path):
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    spec = DutSpec.load(tmp_path / f"{STANDIN_TOP}.json")
+    write_native_main(spec, tmp_path / "main.cpp")
+    text = (tmp_path / "main.cpp").read_text()
+    for port in (spec.clock, spec.reset, spec.output.valid, *spec.status.values(), *spec.counters["mac_cycles"]):
+        assert f"top.{verilator_name(port)}" in text
+    wide = dataclasses.replace(spec, ports=tuple(Port(p.name, p.direction, 65 if p.name == spec.status["cycles"]
+                                                      else p.width) for p in spec.ports))
+    with pytest.raises(NativeError, match="wider"):
+        write_native_main(wide, tmp_path / "wide.cpp")
 
 
 def test_harness_events_are_read_as_they_grow(tmp_path):
