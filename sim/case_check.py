@@ -110,7 +110,6 @@ class CaseCheck:
                 f"{len(self.expected)} frame(s) (inputs accepted: {self.frames_sent} frame(s); "
                 f"{self.frames.partial_words} word(s) of a partial frame)")
 
-
     def start_progress(self) -> None:
         """Empty the progress file: a run starts."""
         self._progress_file.write_text("")
