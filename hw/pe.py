@@ -181,11 +181,12 @@ class SparsePE(wiring.Component):
                                      phase_base.eq(Mux(word.buffer, phase.base_for(1), phase.base_for(0))),
                                      phase_shift.eq(phase.shift)]
 
+        # Registers that only carry data qualified by a valid flag have no reset: less logic in front of them
+        # and freer packing (flip-flops of one slice share their reset).
         def job_fields(prefix):
-            return {"value": Signal.like(word.value, name=f"{prefix}_value"),
-                    "target": Signal.like(phase_target, name=f"{prefix}_target"),
-                    "base": Signal.like(phase_base, name=f"{prefix}_base"),
-                    "shift": Signal.like(phase_shift, name=f"{prefix}_shift")}
+            return {key: Signal.like(source, name=f"{prefix}_{key}", reset_less=True)
+                    for key, source in (("value", word.value), ("target", phase_target), ("base", phase_base),
+                                        ("shift", phase_shift))}
 
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
@@ -194,8 +195,8 @@ class SparsePE(wiring.Component):
         fetch = job_fields("fetch")
         job_valid = Signal()
         job = job_fields("job")
-        job_start = Signal.like(ptr_lo.data)
-        job_end = Signal.like(ptr_hi.data)
+        job_start = Signal.like(ptr_lo.data, reset_less=True)
+        job_end = Signal.like(ptr_hi.data, reset_less=True)
         job_empty = job_start == job_end
         job_taken = Signal()
         job_advance = ~job_valid | job_empty | job_taken
@@ -219,8 +220,8 @@ class SparsePE(wiring.Component):
         walk_active = Signal()
         walk_addr = Signal.like(job_start)
         walk_end = Signal.like(job_end)
-        walk_last = Signal()          # walk_addr is the column's last entry
-        walk_first = Signal()
+        walk_last = Signal(reset_less=True)          # walk_addr is the column's last entry
+        walk_first = Signal(reset_less=True)
         walk = job_fields("walk")
         m.d.comb += [
             job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
@@ -246,7 +247,8 @@ class SparsePE(wiring.Component):
         #   X  old value corrected by the three newer results not yet written (forwarding); + product
         #   Wb write
         def stage(prefix, fields):
-            return {key: Signal(shape, name=f"{prefix}_{key}") for key, shape in fields.items()}
+            return {key: Signal(shape, name=f"{prefix}_{key}", reset_less=key != "valid")
+                    for key, shape in fields.items()}
 
         meta = {"valid": 1, "first": 1, "value": walk["value"].shape(), "target": 1,
                 "base": walk["base"].shape(), "shift": walk["shift"].shape()}
@@ -254,17 +256,18 @@ class SparsePE(wiring.Component):
         m.d.sync += [e["valid"].eq(walk_active), e["first"].eq(walk_first)]
         m.d.sync += [e[key].eq(walk[key]) for key in ("value", "target", "base", "shift")]
         bank_bits = bits_for(len(entry_mems) - 1)
-        e_bank = Signal(bank_bits)
+        e_bank = Signal(bank_bits, reset_less=True)
         m.d.sync += e_bank.eq(walk_addr[ENTRY_BANK_WORDS.bit_length() - 1:])
         d = stage("d", {**meta, "bank": bank_bits})
         m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["bank"].eq(e_bank)]
-        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}") for b in range(len(entry_mems))]
+        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}", reset_less=True) for b in range(len(entry_mems))]
         m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
-        entry = Array(d_entries)[d["bank"]]
+        entry = Signal(unsigned(design.entry_bits))     # one bank multiplexer for every field
+        m.d.comb += entry.eq(Array(d_entries)[d["bank"]])
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
-        cursor = Signal(row_bits)
+        cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(d["first"], 0, cursor + 1) + skip)
         with m.If(d["valid"]):
@@ -283,7 +286,7 @@ class SparsePE(wiring.Component):
 
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
         a = stage("a", {**key_layout, "shift": meta["shift"]})
-        product = Signal(signed(weight_bits + len(r["value"])))
+        product = Signal(signed(weight_bits + len(r["value"])), reset_less=True)
         m.d.sync += [
             a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
@@ -293,14 +296,14 @@ class SparsePE(wiring.Component):
             m.d.comb += port.addr.eq(a["addr"])
 
         s = stage("s", key_layout)
-        shifted = Signal(signed(acc_bits))
+        shifted = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [shifted.eq(product << a["shift"])]
         gate_old = Array(Mux(port.data.tag != tags_mac_rd.data[k], mac_bias_rd.data[k], port.data.value)
                          for k, port in enumerate(gate_mac_rd))[s["bank"]]
 
         x = stage("x", {**key_layout, "tag": 1})      # tag: the written tag the result is stored with
-        x_stored = Signal(signed(acc_bits))
-        x_product = Signal(signed(acc_bits))
+        x_stored = Signal(signed(acc_bits), reset_less=True)
+        x_product = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
             x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
             x_stored.eq(Mux(s["target"] == PROJ_TARGET, proj_mac_rd.data, gate_old)),
@@ -311,7 +314,7 @@ class SparsePE(wiring.Component):
         wb = stage("wb", {**key_layout, "tag": 1})
         wb2 = stage("wb2", key_layout)
         wb3 = stage("wb3", key_layout)
-        sums = [Signal(signed(acc_bits), name=name) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
+        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
 
         def same_word(p, q):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
@@ -359,9 +362,9 @@ class SparsePE(wiring.Component):
             self.proj_read.data.eq(proj_out_rd.data),
         ]
         cell_reset_pending = Signal()
-        cell_reset_addr = Signal.like(gate_out_rd[0].addr)
+        cell_reset_addr = Signal.like(gate_out_rd[0].addr, reset_less=True)
         proj_reset_pending = Signal()
-        proj_reset_addr = Signal.like(proj_out_rd.addr)
+        proj_reset_addr = Signal.like(proj_out_rd.addr, reset_less=True)
         m.d.sync += [
             cell_reset_pending.eq(self.cell_read.en), cell_reset_addr.eq(bank_addr),
             proj_reset_pending.eq(self.proj_read.en), proj_reset_addr.eq(proj_addr),
