@@ -139,8 +139,7 @@ def main(argv=None) -> int:
         timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
     (out / "fmax.lpf").write_text(CONSTRAINTS)
-    # without routing, the detailed report is what makes nextpnr keep the critical paths for the JSON report
-    stage = ["--no-route", "--detailed-timing-report"] if args.no_route else ["--router", "router2"]
+    stage = ["--no-route"] if args.no_route else ["--router", "router2"]
     timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
                             "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ), *stage,
                             "--seed", str(args.seed), "--report", "report.json"], out / "nextpnr.log")
