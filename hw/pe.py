@@ -260,7 +260,8 @@ class SparsePE(wiring.Component):
         m.d.sync += e_bank.eq(walk_addr[ENTRY_BANK_WORDS.bit_length() - 1:])
         d = stage("d", {**meta, "bank": bank_bits})
         m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["bank"].eq(e_bank)]
-        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}", reset_less=True) for b in range(len(entry_mems))]
+        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}", reset_less=True)
+                     for b in range(len(entry_mems))]
         m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
         entry = Signal(unsigned(design.entry_bits))     # one bank multiplexer for every field
         m.d.comb += entry.eq(Array(d_entries)[d["bank"]])
