@@ -9,7 +9,7 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                                          |         next job in the cycle it issues the last entry of a column
                                          v
                    E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator,
-                   bias and cleared-flag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
+                   bias and written-tag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
                    from the three entries ahead -> Wb write
 
 The MAC pipeline behind the walker never stalls: the walker, the fetch and the FIFO pop wait only for work.
@@ -117,11 +117,18 @@ class SparsePE(wiring.Component):
             init=image_init(platform, pe.pointers))
         cell_depth = memory_depth(pe.cell_depth)
         gate_depth = memory_depth(pe.gate_depth)
+        # A gate word is "cleared" (reads as its bias until the MAC writes it, so a cell's read-and-reset never
+        # takes the banks' write port) when its tag differs from the bank's bit in `written_tags` at its
+        # address: the MAC writes a word with that bit, a reset sets the four bits to the complement of the
+        # four words' tags. One 4-bit memory and a bit per word instead of a flip-flop per word with two writers.
+        gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
         gate_banks = []
         for k in range(4):
-            bank = Memory(shape=signed(acc_bits), depth=gate_depth, init=pe.gate_bank_init(k))
+            bank = Memory(shape=gate_word, depth=gate_depth,
+                          init=[{"value": bias, "tag": 0} for bias in pe.gate_bank_init(k)])
             m.submodules[f"gate_bank{k}"] = bank
             gate_banks.append(bank)
+        m.submodules.written_tags = written_tags = Memory(shape=4, depth=gate_depth, init=[])
         m.submodules.proj_bank = proj_bank = Memory(
             shape=signed(acc_bits), depth=memory_depth(pe.proj_depth), init=[])
         bias_layout = data.ArrayLayout(signed(acc_bits), 4)
@@ -131,8 +138,7 @@ class SparsePE(wiring.Component):
         m.submodules.peephole_rom = peephole_rom = Memory(
             shape=peep_layout, depth=cell_depth, init=[list(p) for p in pe.peephole] or [[0] * 3])
 
-        # The MAC sees a read-and-reset cell as its bias through a per-word "cleared" flag (flip-flops), so the
-        # reset never takes the gate banks' write port and the MAC pipeline never stalls.
+        # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
         m.submodules.mac_bias_rom = mac_bias_rom = Memory(
             shape=bias_layout, depth=gate_depth,
             init=[list(words) for words in zip(*(pe.gate_bank_init(k) for k in range(4)))] or [[0] * 4])
@@ -143,6 +149,9 @@ class SparsePE(wiring.Component):
         gate_wr = [bank.write_port() for bank in gate_banks]
         gate_mac_rd = [bank.read_port() for bank in gate_banks]
         gate_out_rd = [bank.read_port() for bank in gate_banks]
+        tags_wr = written_tags.write_port()
+        tags_mac_rd = written_tags.read_port()
+        tags_out_rd = written_tags.read_port()
         proj_wr = proj_bank.write_port()
         proj_mac_rd = proj_bank.read_port()
         proj_out_rd = proj_bank.read_port()
@@ -172,11 +181,12 @@ class SparsePE(wiring.Component):
                                      phase_base.eq(Mux(word.buffer, phase.base_for(1), phase.base_for(0))),
                                      phase_shift.eq(phase.shift)]
 
+        # Registers that only carry data qualified by a valid flag have no reset: less logic in front of them
+        # and freer packing (flip-flops of one slice share their reset).
         def job_fields(prefix):
-            return {"value": Signal.like(word.value, name=f"{prefix}_value"),
-                    "target": Signal.like(phase_target, name=f"{prefix}_target"),
-                    "base": Signal.like(phase_base, name=f"{prefix}_base"),
-                    "shift": Signal.like(phase_shift, name=f"{prefix}_shift")}
+            return {key: Signal.like(source, name=f"{prefix}_{key}", reset_less=True)
+                    for key, source in (("value", word.value), ("target", phase_target), ("base", phase_base),
+                                        ("shift", phase_shift))}
 
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
@@ -185,8 +195,8 @@ class SparsePE(wiring.Component):
         fetch = job_fields("fetch")
         job_valid = Signal()
         job = job_fields("job")
-        job_start = Signal.like(ptr_lo.data)
-        job_end = Signal.like(ptr_hi.data)
+        job_start = Signal.like(ptr_lo.data, reset_less=True)
+        job_end = Signal.like(ptr_hi.data, reset_less=True)
         job_empty = job_start == job_end
         job_taken = Signal()
         job_advance = ~job_valid | job_empty | job_taken
@@ -210,8 +220,8 @@ class SparsePE(wiring.Component):
         walk_active = Signal()
         walk_addr = Signal.like(job_start)
         walk_end = Signal.like(job_end)
-        walk_last = Signal()          # walk_addr is the column's last entry
-        walk_first = Signal()
+        walk_last = Signal(reset_less=True)          # walk_addr is the column's last entry
+        walk_first = Signal(reset_less=True)
         walk = job_fields("walk")
         m.d.comb += [
             job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
@@ -232,12 +242,13 @@ class SparsePE(wiring.Component):
         #   E  entry word on the memory output        -> registered
         #   D  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
         #   R  accumulator address from the row       -> registered; product registered
-        #   A  accumulator, bias and cleared-flag reads issued; product shifted
-        #   S  old value = cleared ? bias : accumulator
+        #   A  accumulator, bias and written-tag reads issued; product shifted
+        #   S  old value = cleared (tag != written tag) ? bias : accumulator
         #   X  old value corrected by the three newer results not yet written (forwarding); + product
         #   Wb write
         def stage(prefix, fields):
-            return {key: Signal(shape, name=f"{prefix}_{key}") for key, shape in fields.items()}
+            return {key: Signal(shape, name=f"{prefix}_{key}", reset_less=key != "valid")
+                    for key, shape in fields.items()}
 
         meta = {"valid": 1, "first": 1, "value": walk["value"].shape(), "target": 1,
                 "base": walk["base"].shape(), "shift": walk["shift"].shape()}
@@ -245,17 +256,19 @@ class SparsePE(wiring.Component):
         m.d.sync += [e["valid"].eq(walk_active), e["first"].eq(walk_first)]
         m.d.sync += [e[key].eq(walk[key]) for key in ("value", "target", "base", "shift")]
         bank_bits = bits_for(len(entry_mems) - 1)
-        e_bank = Signal(bank_bits)
+        e_bank = Signal(bank_bits, reset_less=True)
         m.d.sync += e_bank.eq(walk_addr[ENTRY_BANK_WORDS.bit_length() - 1:])
         d = stage("d", {**meta, "bank": bank_bits})
         m.d.sync += [d[key].eq(e[key]) for key in meta] + [d["bank"].eq(e_bank)]
-        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}") for b in range(len(entry_mems))]
+        d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}", reset_less=True)
+                     for b in range(len(entry_mems))]
         m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
-        entry = Array(d_entries)[d["bank"]]
+        entry = Signal(unsigned(design.entry_bits))     # one bank multiplexer for every field
+        m.d.comb += entry.eq(Array(d_entries)[d["bank"]])
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
-        cursor = Signal(row_bits)
+        cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(d["first"], 0, cursor + 1) + skip)
         with m.If(d["valid"]):
@@ -274,39 +287,35 @@ class SparsePE(wiring.Component):
 
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
         a = stage("a", {**key_layout, "shift": meta["shift"]})
-        product = Signal(signed(weight_bits + len(r["value"])))
+        product = Signal(signed(weight_bits + len(r["value"])), reset_less=True)
         m.d.sync += [
             a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
             a["shift"].eq(r["shift"]), product.eq(r["weight"] * r["value"]),
         ]
-        for port in gate_mac_rd + [proj_mac_rd, mac_bias_rd]:
+        for port in gate_mac_rd + [proj_mac_rd, mac_bias_rd, tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
-        cleared = [Signal(gate_depth, name=f"cleared{k}") for k in range(4)]
-        cleared_at_a = Signal()
-        m.d.comb += cleared_at_a.eq(Array(flags.bit_select(a["addr"], 1) for flags in cleared)[a["bank"]]
-                                    & (a["target"] == GATE_TARGET))
 
-        s = stage("s", {**key_layout, "cleared": 1})
-        shifted = Signal(signed(acc_bits))
-        m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [s["cleared"].eq(cleared_at_a),
-                                                                   shifted.eq(product << a["shift"])]
-        gate_old = Array(port.data for port in gate_mac_rd)[s["bank"]]
-        bias_old = Array(mac_bias_rd.data[k] for k in range(4))[s["bank"]]
+        s = stage("s", key_layout)
+        shifted = Signal(signed(acc_bits), reset_less=True)
+        m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [shifted.eq(product << a["shift"])]
+        gate_old = Array(Mux(port.data.tag != tags_mac_rd.data[k], mac_bias_rd.data[k], port.data.value)
+                         for k, port in enumerate(gate_mac_rd))[s["bank"]]
 
-        x = stage("x", key_layout)
-        x_stored = Signal(signed(acc_bits))
-        x_product = Signal(signed(acc_bits))
+        x = stage("x", {**key_layout, "tag": 1})      # tag: the written tag the result is stored with
+        x_stored = Signal(signed(acc_bits), reset_less=True)
+        x_product = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
-            x_stored.eq(Mux(s["cleared"], bias_old, Mux(s["target"] == PROJ_TARGET, proj_mac_rd.data, gate_old))),
+            x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
+            x_stored.eq(Mux(s["target"] == PROJ_TARGET, proj_mac_rd.data, gate_old)),
             x_product.eq(shifted),
         ]
 
         # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, wb3 older)
-        wb = stage("wb", key_layout)
+        wb = stage("wb", {**key_layout, "tag": 1})
         wb2 = stage("wb2", key_layout)
         wb3 = stage("wb3", key_layout)
-        sums = [Signal(signed(acc_bits), name=name) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
+        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
 
         def same_word(p, q):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
@@ -317,7 +326,7 @@ class SparsePE(wiring.Component):
         m.d.sync += [forward[0].eq(same_word(s, x)), forward[1].eq(same_word(s, wb)), forward[2].eq(same_word(s, wb2))]
         old = Signal(signed(acc_bits))
         m.d.comb += old.eq(Mux(forward[0], sums[0], Mux(forward[1], sums[1], Mux(forward[2], sums[2], x_stored))))
-        m.d.sync += [wb[key].eq(x[key]) for key in key_layout] + [sums[0].eq(old + x_product)]
+        m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(old + x_product)]
         m.d.sync += [wb2[key].eq(wb[key]) for key in key_layout] + [sums[1].eq(sums[0])]
         m.d.sync += [wb3[key].eq(wb2[key]) for key in key_layout] + [sums[2].eq(sums[1])]
 
@@ -331,20 +340,19 @@ class SparsePE(wiring.Component):
             cell_addr.eq(cell_base[self.cell_read.layer] + self.cell_read.index),
             bank_addr.eq(cell_addr + Mux(second_copy, pe.alt_base, 0)),
         ]
-        for port in gate_out_rd:
+        for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
         for port in [bias_rd, peep_rd]:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
-        read_cleared = Signal(4)    # the read cell's flags, held with the data
-        with m.If(self.cell_read.en):
-            m.d.sync += read_cleared.eq(Cat(flags.bit_select(bank_addr, 1) for flags in cleared))
+        read_tags = Cat(port.data.tag for port in gate_out_rd)
+        read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
         peeps = data.View(peep_layout, peep_rd.data)
         biases = data.View(bias_layout, bias_rd.data)
         m.d.comb += [
-            self.cell_read.data.acc_i.eq(Mux(read_cleared[0], biases[0], gate_out_rd[0].data)),
-            self.cell_read.data.acc_f.eq(Mux(read_cleared[1], biases[1], gate_out_rd[1].data)),
-            self.cell_read.data.acc_g.eq(Mux(read_cleared[2], biases[2], gate_out_rd[2].data)),
-            self.cell_read.data.acc_o.eq(Mux(read_cleared[3], biases[3], gate_out_rd[3].data)),
+            self.cell_read.data.acc_i.eq(Mux(read_cleared[0], biases[0], gate_out_rd[0].data.value)),
+            self.cell_read.data.acc_f.eq(Mux(read_cleared[1], biases[1], gate_out_rd[1].data.value)),
+            self.cell_read.data.acc_g.eq(Mux(read_cleared[2], biases[2], gate_out_rd[2].data.value)),
+            self.cell_read.data.acc_o.eq(Mux(read_cleared[3], biases[3], gate_out_rd[3].data.value)),
             self.cell_read.data.peep_i.eq(peeps[0]),
             self.cell_read.data.peep_f.eq(peeps[1]),
             self.cell_read.data.peep_o.eq(peeps[2]),
@@ -355,24 +363,22 @@ class SparsePE(wiring.Component):
             self.proj_read.data.eq(proj_out_rd.data),
         ]
         cell_reset_pending = Signal()
-        cell_reset_addr = Signal.like(gate_out_rd[0].addr)
+        cell_reset_addr = Signal.like(gate_out_rd[0].addr, reset_less=True)
         proj_reset_pending = Signal()
-        proj_reset_addr = Signal.like(proj_out_rd.addr)
+        proj_reset_addr = Signal.like(proj_out_rd.addr, reset_less=True)
         m.d.sync += [
             cell_reset_pending.eq(self.cell_read.en), cell_reset_addr.eq(bank_addr),
             proj_reset_pending.eq(self.proj_read.en), proj_reset_addr.eq(proj_addr),
         ]
 
-        # ---- accumulator writes: MAC results; a cell reset sets its flags, a proj reset writes 0 ---------------
+        # ---- accumulator writes: MAC results; a cell reset clears its words (the read ports hold their tags), a
+        # proj reset writes 0 --------------------------------------------------------------------------------------
         for k, port in enumerate(gate_wr):
             m.d.comb += [
-                port.addr.eq(wb["addr"]), port.data.eq(sums[0]),
+                port.addr.eq(wb["addr"]), port.data.value.eq(sums[0]), port.data.tag.eq(wb["tag"]),
                 port.en.eq(wb["valid"] & (wb["target"] == GATE_TARGET) & (wb["bank"] == k)),
             ]
-            with m.If(port.en):
-                m.d.sync += cleared[k].bit_select(wb["addr"], 1).eq(0)
-            with m.If(cell_reset_pending):
-                m.d.sync += cleared[k].bit_select(cell_reset_addr, 1).eq(1)
+        m.d.comb += [tags_wr.addr.eq(cell_reset_addr), tags_wr.data.eq(~read_tags), tags_wr.en.eq(cell_reset_pending)]
         with m.If(proj_reset_pending):
             m.d.comb += [proj_wr.addr.eq(proj_reset_addr), proj_wr.data.eq(0), proj_wr.en.eq(1)]
         with m.Else():

@@ -298,3 +298,46 @@ def test_pe_proj_busy_covers_proj_words_only():
     fall = proj_busy.index(0)
     assert busy[fall] == 1
     assert all(p == 0 for p in proj_busy[fall:])
+
+
+def test_pe_words_reset_with_and_without_macs_between_resets():
+    """A word is cleared when its tag differs from the written tag at its address: over rounds of MACs and
+    read-and-resets, words written every round, in some rounds only, or never must each read as their sum
+    (bias included) or as their bias, whatever their tags were before."""
+    rng = np.random.default_rng(13)
+    cells, inputs = 4, 6
+    w = random_sparse(rng, (4 * cells, inputs + cells), 0.25)
+    w[:, 0] = 0
+    w[::3, 0] = rng.integers(1, 2000, len(w[::3, 0]))   # column 0 alone reaches every third row
+    layer = make_layer(w, peephole=False)
+    design = AcceleratorDesign.from_encoded(encode(QuantizedModel(NUMERICS, (layer,)), 1))
+    dut = SparsePE(design, 0)
+    # which columns are non-zero per round: all, column 0 only, none, all but column 0, all
+    masks = [np.ones(inputs + cells, bool), np.arange(inputs + cells) == 0, np.zeros(inputs + cells, bool),
+             np.arange(inputs + cells) != 0, np.ones(inputs + cells, bool)]
+    vectors = [rng.integers(-30000, 30000, inputs + cells) * mask for mask in masks]
+    got = []
+
+    async def testbench(ctx):
+        for vector in vectors:
+            words = broadcast_words(layer, vector[:inputs], vector[inputs:], None)
+            await stream_send(ctx, dut.i, [{"phase": phase, "column": column, "value": value}
+                                           for phase, column, value in words], rng=random.Random(1), idle=0.2)
+            await ctx.tick()
+            while ctx.get(dut.busy):
+                await ctx.tick()
+            for q in range(cells):
+                ctx.set(dut.cell_read.en, 1)
+                ctx.set(dut.cell_read.index, q)
+                await ctx.tick()
+                data = ctx.get(dut.cell_read.data)
+                got.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
+            ctx.set(dut.cell_read.en, 0)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    expected = [ref_pe_accumulators(layer, 1, 0, v[:inputs], v[inputs:], None)[0] for v in vectors]
+    assert np.array_equal(np.array(got), np.concatenate(expected))
+    assert not np.array_equal(expected[1], expected[2])     # round 1 wrote some words, round 2 none
