@@ -34,8 +34,8 @@ READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
-DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes
-DEFAULT_LANES_MARGIN = 0.01   # ... and takes the fewest within 1 % of the fastest
+DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
+DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
 
 @dataclass(frozen=True)
@@ -239,13 +239,16 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
 
 
 def default_lanes(design: AcceleratorDesign) -> int:
-    """The fewest element-wise lanes with which the element-wise pass does not bound the frame: of 1, 2, 4,
-    ... (at most DEFAULT_LANES_LIMIT, dividing the PE count), the smallest whose predicted steady-state
-    frame is within DEFAULT_LANES_MARGIN of the fastest of them."""
+    """The fewest element-wise lanes with which the element-wise pass does not bound the frame: the first
+    of 1, 2, 4, ... (dividing the PE count, at most DEFAULT_LANES_LIMIT) whose predicted steady-state frame
+    twice the lanes would not shorten by more than DEFAULT_LANES_GAIN."""
     if not isinstance(design, AcceleratorDesign):
         raise TypeError(f"default_lanes needs an AcceleratorDesign, got {type(design).__name__}")
-    candidates = [lanes for lanes in (1 << k for k in range(DEFAULT_LANES_LIMIT.bit_length()))
-                  if lanes <= DEFAULT_LANES_LIMIT and design.n_pes % lanes == 0]
-    frames = {lanes: predict_cycles(dataclasses.replace(design, lanes=lanes)).steady_state for lanes in candidates}
-    fastest = min(frames.values())
-    return next(lanes for lanes in candidates if frames[lanes] <= fastest * (1 + DEFAULT_LANES_MARGIN))
+    lanes = 1
+    frame = predict_cycles(dataclasses.replace(design, lanes=lanes)).steady_state
+    while 2 * lanes <= DEFAULT_LANES_LIMIT and design.n_pes % (2 * lanes) == 0:
+        doubled = predict_cycles(dataclasses.replace(design, lanes=2 * lanes)).steady_state
+        if doubled >= frame * (1 - DEFAULT_LANES_GAIN):
+            break
+        lanes, frame = 2 * lanes, doubled
+    return lanes
