@@ -14,7 +14,7 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign

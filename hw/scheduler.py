@@ -10,9 +10,10 @@ Per frame, for each layer l (docs/architecture.md has the timeline):
     R_SETUP   at a sequence start skip yprev (it is 0), else point the y reader at y_l
     R_READ    y_l (previous frame) -> broadcast (phase r of layer l)
     DRAIN_G   wait until the broadcaster and every PE are idle: the gate accumulators are final
-    EW        CellReader streams the cells into the ElementwiseUnit; each m_j it returns is broadcast as
-              column j of the proj phase (so the projection runs during the element-wise pass), or, without
-              a projection, narrowed to y_l[j] and written to the y memory. Independent words are
+    EW        CellReader streams the cells into the element-wise lanes, a group of `lanes` cells per cycle;
+              each group's m words are broadcast as columns of the proj phase in one word (so the
+              projection runs during the element-wise pass), or, without a projection, narrowed to y_l[j]
+              and written to the y memory one per cycle. Independent words are
               interleaved: in the last layer the next frame's input words (into the other copy of layer
               0's accumulators), else layer l+1's recurrent words (whose R_READ is then skipped)
     DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
