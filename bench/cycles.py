@@ -7,7 +7,7 @@ always ready); the first frame starts the sequence, the rest continue it (steady
 Targets: PEs busy (processing an entry: non-zero or padding) >= 85 % of a steady-state frame's cycles, and
 cycles/frame <= 1.15 x (total entries incl. padding / N). Also prints hw/cycle_model.py's prediction.
 
-    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--layers 1] [--cells 256] [--json out.json]
+    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--lanes L] [--layers 1] [--cells 256] [--json out.json]
 
 The simulator runs at a few thousand cycles per second with 16 PEs: the default takes about a minute or two.
 """
@@ -75,6 +75,7 @@ def main(argv=None) -> int:
     parser.add_argument("--proj", type=int, default=128)
     parser.add_argument("--density", type=float, default=0.1)
     parser.add_argument("--fifo-depth", type=int, default=8)
+    parser.add_argument("--lanes", type=int, default=None, help="element-wise lanes (default: the design's)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
     model = random_model(args.inputs, args.cells, args.proj, num_layers=args.layers, peephole=True,
                          seed=args.seed)
     encoded = compress_and_encode(model, args.pes, args.density).encoded
-    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=args.fifo_depth))
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=args.fifo_depth,
+                                                                           lanes=args.lanes))
     prediction = predict_cycles(design)
 
     rng = np.random.default_rng(args.seed)
@@ -113,6 +115,7 @@ def main(argv=None) -> int:
     report = {
         "workload": vars(args),
         "bit_exact_vs_golden": exact,
+        "lanes": design.lanes,
         "total_entries": design.total_entries,
         "entries_per_pe_mean": entries_per_pe,
         "entries_busiest_pe": max(prediction.mac_cycles),

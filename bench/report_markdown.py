@@ -108,16 +108,29 @@ def _sweep(results: dict) -> list[str]:
              "PE's entries (non-zeros + padding) per frame; no schedule is faster. *PE busy*: mean entries per PE "
              "over the cycles per frame; *busy bound*: mean over busiest entries, the best any schedule reaches "
              "with this split of the work; *MAC use*: non-zeros (useful MACs) per PE-cycle. *First frame*: the "
-             "latency of a lone frame that starts a sequence (no recurrent product, nothing to overlap).", ""]
-    rows = [[r["model"], r["pruning"], r["n_pes"], r["nonzeros"], r["entries"], r["busiest_pe_entries"],
+             "latency of a lone frame that starts a sequence (no recurrent product, nothing to overlap). "
+             "*Lanes*: the element-wise lanes the design picks by default (next section).", ""]
+    rows = [[r["model"], r["pruning"], r["n_pes"], r["lanes"], r["nonzeros"], r["entries"], r["busiest_pe_entries"],
              r["steady_cycles_per_frame"], r["cycles_over_bound"], r["pe_busy_fraction"], r["busy_bound"],
              r["mac_utilisation"],
              r["at_clock"]["125"]["us_per_frame"], r["at_clock"]["200"]["us_per_frame"],
              r["at_clock"]["200"]["lone_frame_us"]] for r in acc["rows"]]
-    lines += _table(["model", "pruning", "PEs", "non-zeros", "entries", "bound (busiest PE)", "cycles/frame",
+    lines += _table(["model", "pruning", "PEs", "lanes", "non-zeros", "entries", "bound (busiest PE)", "cycles/frame",
                      "cycles/bound", "PE busy", "busy bound", "MAC use", "us/frame 125 MHz", "us/frame 200 MHz",
                      "first frame us 200 MHz"], rows)
     return lines
+
+
+def _lanes(results: dict) -> list[str]:
+    lanes = results["lanes"]
+    lines = ["## Element-wise lanes", "", f"Source: {lanes['source']}.", "",
+             "Cycles per frame with 1, 2, 4, 8 element-wise lanes (balanced pruning); *default*: the count the "
+             "design picks, the fewest that a doubling does not make more than 2 % faster "
+             "(docs/architecture.md, Lanes).", ""]
+    rows = [[r["model"], r["n_pes"], r["lanes"], "yes" if r["default"] else "", r["steady_cycles_per_frame"],
+             r["busiest_pe_entries"], r["pe_busy_fraction"]] for r in lanes["rows"]]
+    return lines + _table(["model", "PEs", "lanes", "default", "cycles/frame", "bound (busiest PE)", "PE busy"],
+                          rows) + [""]
 
 
 def _rtl(results: dict) -> list[str]:
@@ -127,9 +140,9 @@ def _rtl(results: dict) -> list[str]:
         lines += [f"RTL simulation skipped ({rtl['skipped']}); source would be: {rtl['source']}.", ""]
     else:
         lines += [f"Source: {rtl['source']}; the prediction beside it: {results['accelerator']['source']}.", ""]
-        lines += _table(["model", "PEs", "frames", "simulated cycles/frame", "predicted", "model error",
+        lines += _table(["model", "PEs", "lanes", "frames", "simulated cycles/frame", "predicted", "model error",
                          "PE busy (simulated)", "bit-exact vs golden", "simulated cycles per second"],
-                        [[rtl["model"], rtl["n_pes"], rtl["frames"], rtl["steady_cycles_per_frame"],
+                        [[rtl["model"], rtl["n_pes"], rtl["lanes"], rtl["frames"], rtl["steady_cycles_per_frame"],
                           rtl["predicted_steady_cycles_per_frame"], f"{100 * rtl['prediction_error']:+.2f} %",
                           rtl["pe_busy_fraction"], rtl["bit_exact_vs_golden"], rtl["simulated_cycles_per_second"]]])
     lines += [f"Simulated cycles per second on {other['simulators']}: {other['source']}.", ""]
@@ -240,6 +253,6 @@ def _plots(results: dict) -> list[str]:
 
 def render(results: dict) -> str:
     lines = []
-    for section in (_intro, _targets, _sweep, _rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
+    for section in (_intro, _targets, _sweep, _lanes, _rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
         lines += section(results)
     return "\n".join(lines)

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sparselstm.hw.cycle_model import predict_cycles
+import dataclasses
+
+from sparselstm.hw.cycle_model import default_lanes, predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.spec.numerics import Numerics
@@ -68,7 +70,7 @@ def dense_weights(model: LSTMPModel) -> int:
 def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: HardwareParams) -> dict:
     """Compress + encode for `n_pes` PEs and predict the cycles: one row of the sweep."""
     result = workload.compress(n_pes, balanced)
-    design = AcceleratorDesign.from_encoded(result.encoded, params)
+    design = AcceleratorDesign.from_encoded(result.encoded, params)     # params.lanes None: the default
     prediction = predict_cycles(design)
     loads = load_imbalance(result.qmodel, n_pes)
     nonzeros = sum(load.total for load in loads.hardware.values())
@@ -76,7 +78,8 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
     mean_entries = entries / n_pes
     steady = prediction.steady_state
     row = {
-        "model": workload.key, "family": workload.family, "n_pes": n_pes, "balanced": bool(balanced),
+        "model": workload.key, "family": workload.family, "n_pes": n_pes, "lanes": design.lanes,
+        "balanced": bool(balanced),
         "pruning": "as shipped" if workload.density == 1.0 else ("balanced" if balanced else "unbalanced"),
         "density": workload.density, "index_bits": workload.numerics.index_bits, "nonzeros": nonzeros, "entries": entries,
         "busiest_pe_entries": int(prediction.ideal), "mean_entries_per_pe": mean_entries,
@@ -101,8 +104,29 @@ def sweep(workloads: list[tuple[Workload, tuple[bool, ...]]], pe_counts, params:
             for n_pes in pe_counts:
                 row = accelerator_point(workload, n_pes, balanced, params)
                 rows.append(row)
-                log(f"  {workload.key:<15} {row['pruning']:<10} {n_pes:>4} PEs: "
+                log(f"  {workload.key:<15} {row['pruning']:<10} {n_pes:>4} PEs, {row['lanes']} lane(s): "
                     f"{row['steady_cycles_per_frame']:>8} cycles/frame (bound {row['busiest_pe_entries']})")
+    return rows
+
+
+def lanes_sweep(workload: Workload, pe_counts, lane_counts, params: HardwareParams, log=print) -> list[dict]:
+    """Cycles per frame for each element-wise lane count (dividing the PE count) at each PE count, balanced
+    pruning; `default` marks the count the design picks (hw/cycle_model.py, default_lanes)."""
+    rows = []
+    for n_pes in pe_counts:
+        single = AcceleratorDesign.from_encoded(workload.compress(n_pes).encoded,
+                                                dataclasses.replace(params, lanes=1))
+        chosen = default_lanes(single)
+        for lanes in lane_counts:
+            if lanes > n_pes or n_pes % lanes:
+                continue
+            prediction = predict_cycles(dataclasses.replace(single, lanes=lanes))
+            steady = prediction.steady_state
+            rows.append({"model": workload.key, "n_pes": n_pes, "lanes": lanes, "default": lanes == chosen,
+                         "steady_cycles_per_frame": steady, "busiest_pe_entries": int(prediction.ideal),
+                         "pe_busy_fraction": sum(prediction.mac_cycles) / n_pes / steady, "source": MODELLED})
+            log(f"  {workload.key:<15} {n_pes:>4} PEs, {lanes} lane(s): {steady:>8} cycles/frame"
+                + (" (default)" if lanes == chosen else ""))
     return rows
 
 
@@ -147,7 +171,7 @@ def rtl_measurement(workload: Workload, n_pes: int, x_q: np.ndarray, params: Har
             for t in range(1, len(cycles_at) - 1)]
     measured = float(np.mean(steady))
     return {
-        "model": workload.key, "n_pes": n_pes, "frames": int(x_q.shape[0]),
+        "model": workload.key, "n_pes": n_pes, "lanes": design.lanes, "frames": int(x_q.shape[0]),
         "steady_cycles_per_frame": measured, "pe_busy_fraction": float(np.mean(busy)),
         "predicted_steady_cycles_per_frame": prediction.steady_state,
         "prediction_error": (prediction.steady_state - measured) / measured,

@@ -6,13 +6,14 @@
                         |   +--cells--> CellReader <----------+
                         |   |              | (4 gate accs + peepholes per cell)
                         |   |              v
-                        +---|------ m -- ElementwiseUnit
+                        +---|------ m -- LaneElementwise (hw/lanes.py: `lanes` ElementwiseUnits)
                         |   +--proj---> ProjReader  <---------+
                         +------ y -------- |
     o (OutputWord) <-- Scheduler (OutputStreamer: output buffer)
 
-The input stream, the cells into the ElementwiseUnit and the m words out of it pass a SkidBuffer (register
-slice), so the handshakes between the parts meet at flip-flops.
+The input stream, the cells into the element-wise lanes and the m words out of them pass a SkidBuffer
+(register slice), so the handshakes between the parts meet at flip-flops. With more than one lane the
+broadcast words carry a group's m words and a LaneUnpacker in front of each PE hands them over one by one.
 See docs/architecture.md for the schedule and the cycle budget.
 """
 
@@ -24,8 +25,8 @@ from amaranth.lib.wiring import In, Out
 
 from .broadcast import Broadcaster
 from .design import AcceleratorDesign
-from .elementwise import ElementwiseUnit
-from .interfaces import design_broadcast_layout, input_word_layout, output_word_layout
+from .interfaces import design_broadcast_layout, design_lane_broadcast_layout, input_word_layout, output_word_layout
+from .lanes import LaneElementwise, LaneUnpacker
 from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
@@ -84,9 +85,15 @@ class Accelerator(wiring.Component):
         pes = [SparsePE(design, p) for p in range(design.n_pes)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
-        m.submodules.broadcaster = broadcaster = Broadcaster(design_broadcast_layout(design), design.n_pes)
+        lanes = design.lanes
+        word_layout = design_broadcast_layout(design) if lanes == 1 else design_lane_broadcast_layout(design)
+        m.submodules.broadcaster = broadcaster = Broadcaster(word_layout, design.n_pes)
+        # with more than one lane, an unpacker in front of each PE hands it the columns of a word one by one
+        unpackers = [LaneUnpacker(design, p) for p in range(design.n_pes)] if lanes > 1 else []
+        for p, unpacker in enumerate(unpackers):
+            m.submodules[f"unpacker{p}"] = unpacker
         m.submodules.cell_reader = cell_reader = CellReader(design)
-        m.submodules.elementwise = elementwise = ElementwiseUnit.from_design(design)
+        m.submodules.elementwise = elementwise = LaneElementwise.from_design(design)
         m.submodules.scheduler = scheduler = Scheduler(design)
         if has_proj:
             m.submodules.proj_reader = proj_reader = ProjReader(design)
@@ -107,8 +114,13 @@ class Accelerator(wiring.Component):
         wiring.connect(m, elementwise.o, m_slice.i)
         wiring.connect(m, m_slice.o, scheduler.m)
         for p, pe in enumerate(pes):
-            wiring.connect(m, broadcaster.o[p], pe.i)
-            m.d.comb += broadcaster.room[p].eq(pe.room)
+            if unpackers:
+                wiring.connect(m, broadcaster.o[p], unpackers[p].i)
+                wiring.connect(m, unpackers[p].o, pe.i)
+                m.d.comb += broadcaster.room[p].eq(unpackers[p].room)
+            else:
+                wiring.connect(m, broadcaster.o[p], pe.i)
+                m.d.comb += broadcaster.room[p].eq(pe.room)
             wiring.connect(m, cell_reader.pes[p], pe.cell_read)
         if has_proj:
             wiring.connect(m, scheduler.proj, proj_reader.command)
@@ -118,8 +130,8 @@ class Accelerator(wiring.Component):
 
         # ---- status --------------------------------------------------------------------------------------
         pes_busy, pes_proj_busy = pes[0].busy, pes[0].proj_busy
-        for pe in pes[1:]:
-            pes_busy, pes_proj_busy = pes_busy | pe.busy, pes_proj_busy | pe.proj_busy
+        for part in pes[1:] + unpackers:
+            pes_busy, pes_proj_busy = pes_busy | part.busy, pes_proj_busy | part.proj_busy
         m.d.comb += [
             scheduler.pes_busy.eq(pes_busy),
             scheduler.pes_proj_busy.eq(pes_proj_busy),

@@ -17,14 +17,15 @@ starts a sequence (recurrent columns skipped).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from .design import AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
+from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
 
-__all__ = ["CyclePrediction", "predict_cycles", "column_work"]
+__all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "grouped_work"]
 
 FIFO_LATENCY = 2          # broadcast edge -> the word can be popped (SyncFIFOBuffered)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
@@ -32,6 +33,9 @@ STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
+UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
+DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
+DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
 
 @dataclass(frozen=True)
@@ -61,12 +65,20 @@ def column_work(design: AcceleratorDesign, layer: int, kind: int) -> np.ndarray:
     return work
 
 
+def grouped_work(work: np.ndarray, lanes: int) -> np.ndarray:
+    """Entries per (PE, group of `lanes` consecutive columns): what a broadcast word of m words costs."""
+    pad = (-work.shape[1]) % lanes
+    padded = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)], axis=1)
+    return padded.reshape(work.shape[0], -1, lanes).sum(axis=2)
+
+
 class _Stream:
     """Columns offered to the broadcaster: entries per (PE, column), the earliest cycle each column may be
     offered, and optionally a gate: a function of the other streams' completion that opens it."""
 
-    def __init__(self, work: np.ndarray, available=None, opens_after=None):
+    def __init__(self, work: np.ndarray, available=None, opens_after=None, drop_empty=False):
         self.work = work
+        self.drop_empty = drop_empty        # a PE never sees a column without entries (LaneUnpacker)
         self.available = available
         self.opens_after = opens_after      # callable(done: dict) -> cycle or None (not yet known)
         self.sent = 0
@@ -84,7 +96,7 @@ class _Stream:
         return True
 
 
-def _simulate(streams: list[_Stream], fifo_depth: int) -> int:
+def _simulate(streams: list[_Stream], fifo_depth: int, fifo_latency: int = FIFO_LATENCY) -> int:
     """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of columns,
     alternating between streams when more than one can send (as the scheduler does). Sets each stream's
     `done_at` (cycle its last column was finished by every PE, plus the MAC drain) and returns the cycle
@@ -116,7 +128,10 @@ def _simulate(streams: list[_Stream], fifo_depth: int) -> int:
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
             for p in range(n_pes):
-                queues[p].append((int(stream.work[p, stream.sent]), cycle + FIFO_LATENCY, chosen))
+                if stream.drop_empty and stream.work[p, stream.sent] == 0:
+                    finish(p, chosen)
+                else:
+                    queues[p].append((int(stream.work[p, stream.sent]), cycle + fifo_latency, chosen))
             stream.sent += 1
             last_stream = chosen
         for p in range(n_pes):
@@ -146,7 +161,11 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
     `params`), for the Verilog sidecar."""
     if not isinstance(design, AcceleratorDesign):
         design = AcceleratorDesign.from_encoded(design, params)
-    depth = design.params.fifo_depth
+    lanes = design.lanes
+    if lanes == 1:
+        depth, latency = design.params.fifo_depth, FIFO_LATENCY
+    else:   # the unpacker's FIFO in front of the PE's: room for words in both, a little later
+        depth, latency = 2 * design.params.fifo_depth + ROOM_MARGIN, FIFO_LATENCY + UNPACKER_LATENCY
     layers = design.layers
     last = design.n_layers - 1
     work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
@@ -155,7 +174,7 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
-        return _simulate([_Stream(np.concatenate(columns, axis=1))], depth) + READER_LATENCY + STATE_OVERHEAD
+        return _simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
         """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
@@ -163,10 +182,12 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
         interleaved. Returns cycles from the start of EW until everything listed is done."""
         info = layers[l]
         has_proj = info.proj_size is not None
-        last_m = ew_arrival + info.cell_size       # the element-wise pass alone, one cell per cycle
+        groups = design.lane_groups(l)
+        last_m = ew_arrival + groups               # the element-wise pass alone, one group per cycle
         streams = []
         if has_proj:   # m words are broadcast as proj columns; without a projection they become y words
-            streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(info.cell_size)))
+            streams.append(_Stream(grouped_work(work[(l, PHASE_PROJ)], lanes), ew_arrival + np.arange(groups),
+                                   drop_empty=lanes > 1))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
         readout = (READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
 
@@ -185,7 +206,7 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
                     started = readout_started(done)
                     return None if x_index not in done or started is None else max(done[x_index], started)
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
-        end = _simulate(streams, depth) if streams else 0
+        end = _simulate(streams, depth, latency) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
         return max(end, proj_end, last_m) + STATE_OVERHEAD
 
@@ -215,3 +236,19 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
               for l in range(design.n_layers)}
     return CyclePrediction(steady_state=int(steady), first_frame=int(first),
                            mac_cycles=tuple(int(v) for v in mac), phases=phases)
+
+
+def default_lanes(design: AcceleratorDesign) -> int:
+    """The fewest element-wise lanes with which the element-wise pass does not bound the frame: the first
+    of 1, 2, 4, ... (dividing the PE count, at most DEFAULT_LANES_LIMIT) whose predicted steady-state frame
+    twice the lanes would not shorten by more than DEFAULT_LANES_GAIN."""
+    if not isinstance(design, AcceleratorDesign):
+        raise TypeError(f"default_lanes needs an AcceleratorDesign, got {type(design).__name__}")
+    lanes = 1
+    frame = predict_cycles(dataclasses.replace(design, lanes=lanes)).steady_state
+    while 2 * lanes <= DEFAULT_LANES_LIMIT and design.n_pes % (2 * lanes) == 0:
+        doubled = predict_cycles(dataclasses.replace(design, lanes=2 * lanes)).steady_state
+        if doubled >= frame * (1 - DEFAULT_LANES_GAIN):
+            break
+        lanes, frame = 2 * lanes, doubled
+    return lanes

@@ -25,6 +25,7 @@ layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,6 +157,9 @@ class AcceleratorDesign:
         The hardware choices.
     entry_bits, pointer_bits : int
         Widths of the entry and pointer memory words.
+    lanes : int
+        Element-wise lanes (`params.lanes`, or the count `cycle_model.default_lanes` picks when that is
+        None): cell j of a layer goes through lane j mod lanes.
     """
 
     numerics: object
@@ -167,6 +171,7 @@ class AcceleratorDesign:
     params: HardwareParams
     entry_bits: int
     pointer_bits: int
+    lanes: int = 1
 
     # ---- derived sizes -------------------------------------------------------------------------------
     @property
@@ -196,6 +201,15 @@ class AcceleratorDesign:
     @property
     def cell_index_bits(self) -> int:
         return bits_for(max(layer.cell_size for layer in self.layers) - 1)
+
+    def lane_groups(self, layer: int) -> int:
+        """Groups of `lanes` consecutive cells of a layer (the last one may be partial)."""
+        return -(-self.layers[layer].cell_size // self.lanes)
+
+    @property
+    def group_bits(self) -> int:
+        """Width of a group index (= cell_index_bits with one lane)."""
+        return bits_for(max(self.lane_groups(l) for l in range(self.n_layers)) - 1)
 
     @property
     def column_bits(self) -> int:
@@ -303,9 +317,17 @@ class AcceleratorDesign:
             table.flags.writeable = False
             tables[name] = table
 
+        if params.lanes is not None and (params.lanes > n_pes or n_pes % params.lanes):
+            # L consecutive cells must live in L different PEs, and lane k always reads PEs k, k + L, ...
+            raise ParameterError(f"lanes = {params.lanes} must divide the number of PEs ({n_pes})")
+
         pes = tuple(cls._pe_design(encoded, image, layers, params) for image in encoded.pes)
-        return cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
-                   params=params, entry_bits=entry_bits, pointer_bits=pointer_bits)
+        design = cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
+                     params=params, entry_bits=entry_bits, pointer_bits=pointer_bits, lanes=params.lanes or 1)
+        if params.lanes is None:
+            from .cycle_model import default_lanes     # the cycle model reads designs: imported here
+            design = dataclasses.replace(design, lanes=default_lanes(design))
+        return design
 
     @staticmethod
     def _pe_design(encoded, image, layers, params: HardwareParams) -> PEDesign:

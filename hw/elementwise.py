@@ -37,8 +37,8 @@ Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell
 layer. Reset clears the valid bits only, not the cell state: start every sequence with `first_frame`.
 
 The sigmoid ROM (i, f, o: 3 read ports) and the tanh ROM (g, tanh c: 2 read ports) are shared by their
-lanes (ActivationPipeline); docs/architecture.md lists the unit's resources. A second element-wise lane is
-a second ElementwiseUnit with its own cell-state range, fed by a CellReader that splits the cells.
+lanes (ActivationPipeline); docs/architecture.md lists the unit's resources. More element-wise lanes are more
+ElementwiseUnits in lock step, each with its own cells (hw/lanes.py, LaneElementwise).
 """
 
 from __future__ import annotations

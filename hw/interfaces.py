@@ -15,6 +15,9 @@ Streams (`amaranth.lib.stream`, payload `data.StructLayout`):
     elementwise_out_layout   ElementwiseUnit -> scheduler: m_j
     y_word_layout            ProjReader / m narrowed -> y memory and output buffer: y_l[index]
     activation_in_layout, activation_out_layout   the stand-alone ActivationUnit's streams
+    elementwise_group_in_layout, elementwise_group_out_layout
+                             CellReader -> LaneElementwise -> scheduler: `lanes` consecutive cells at once
+    lane_broadcast_layout    scheduler -> broadcaster -> LaneUnpacker (lanes > 1): up to `lanes` columns
 
 Port signatures (`wiring.Signature`, seen from the side that drives the command / reads):
 
@@ -38,7 +41,8 @@ __all__ = [
     "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "y_word_layout",
     "activation_in_layout", "activation_out_layout", "InputWord", "OutputWord",
     "CellReadSignature", "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
-    "ReadoutStatusSignature",
+    "ReadoutStatusSignature", "elementwise_group_in_layout", "elementwise_group_out_layout",
+    "lane_broadcast_layout", "design_lane_broadcast_layout",
 ]
 
 
@@ -89,6 +93,36 @@ def elementwise_out_layout(unit_bits: int, layer_bits: int, cell_index_bits: int
     })
 
 
+def elementwise_group_in_layout(acc_bits: int, peephole_bits: int, layer_bits: int, group_bits: int,
+                                lanes: int) -> data.StructLayout:
+    """Cells `lanes * group + k` (k = 0 .. lanes-1) of a layer for the LaneElementwise, one per lane:
+    their gate accumulators and peephole weights (`cells[k]`; don't-care for a cell past the layer's
+    last), `first_frame` as in `elementwise_in_layout`."""
+    _check_width("layer_bits", layer_bits)
+    _check_width("group_bits", group_bits)
+    _check_width("lanes", lanes)
+    return data.StructLayout({
+        "layer": unsigned(layer_bits),
+        "group": unsigned(group_bits),
+        "first_frame": unsigned(1),
+        "cells": data.ArrayLayout(cell_data_layout(acc_bits, peephole_bits), lanes),
+    })
+
+
+def elementwise_group_out_layout(unit_bits: int, layer_bits: int, group_bits: int, lanes: int) -> data.StructLayout:
+    """m of cells `lanes * group + k` (k = 0 .. lanes-1), (unit_bits, unit_frac); don't-care past the
+    layer's last cell."""
+    _check_width("unit_bits", unit_bits, 2)
+    _check_width("layer_bits", layer_bits)
+    _check_width("group_bits", group_bits)
+    _check_width("lanes", lanes)
+    return data.StructLayout({
+        "layer": unsigned(layer_bits),
+        "group": unsigned(group_bits),
+        "m": data.ArrayLayout(signed(unit_bits), lanes),
+    })
+
+
 def input_word_layout(act_bits: int) -> data.StructLayout:
     """One word of the accelerator's input stream: x_q[c] of layer 0.
 
@@ -125,6 +159,31 @@ def design_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout:
     _check_design(design)
     value_bits = max(design.numerics.act_bits, design.numerics.unit_bits)
     return broadcast_layout(value_bits, design.column_bits, design.phase_bits)
+
+
+def lane_broadcast_layout(value_bits: int, column_bits: int, phase_bits: int, lanes: int) -> data.StructLayout:
+    """A broadcast word of a design with `lanes` > 1: the values of columns `column + k` of phase `phase`
+    (`values[k]`, k = 0 .. lanes-1). `value` has bit k set where column `column + k` is sent (its value is
+    not zero and the column exists): the broadcaster drops a word whose `value` is 0. x and y words use
+    lane 0 only; m words fill every lane."""
+    _check_width("value_bits", value_bits, 2)
+    _check_width("column_bits", column_bits)
+    _check_width("phase_bits", phase_bits)
+    _check_width("lanes", lanes)
+    return data.StructLayout({
+        "phase": unsigned(phase_bits),
+        "buffer": unsigned(1),
+        "column": unsigned(column_bits),
+        "value": unsigned(lanes),
+        "values": data.ArrayLayout(signed(value_bits), lanes),
+    })
+
+
+def design_lane_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout:
+    """The lane broadcast word of a design (its `lanes`), values as wide as `design_broadcast_layout`'s."""
+    _check_design(design)
+    value_bits = max(design.numerics.act_bits, design.numerics.unit_bits)
+    return lane_broadcast_layout(value_bits, design.column_bits, design.phase_bits, design.lanes)
 
 
 def cell_data_layout(acc_bits: int, peephole_bits: int) -> data.StructLayout:

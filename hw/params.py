@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 
 from ..spec.errors import ParameterError
 
-__all__ = ["HardwareParams"]
+__all__ = ["HardwareParams", "MAX_LANES"]
+
+MAX_LANES = 64
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class HardwareParams:
                      too-large model fails at generation and not in place-and-route.
     counter_bits:    width of the per-PE MAC counters and of `frames_done`.
     cycle_counter_bits: width of the busy-cycle counter.
+    lanes:           element-wise lanes (1, 2, 4, ...: cells per cycle through the element-wise pass, and m
+                     words per broadcast word); None = the design picks the smallest count with which the
+                     element-wise pass does not bound the frame (hw/cycle_model.py, `default_lanes`). At most
+                     the number of PEs, which it must divide (checked by AcceleratorDesign.from_encoded).
     """
 
     fifo_depth: int = 8
@@ -33,6 +39,7 @@ class HardwareParams:
     max_entry_depth: int = 1 << 20
     counter_bits: int = 32
     cycle_counter_bits: int = 48
+    lanes: int | None = None
 
     def __post_init__(self):
         def check_int(name, value, low, high):
@@ -47,6 +54,10 @@ class HardwareParams:
         check_int("max_entry_depth", self.max_entry_depth, 1, 1 << 28)
         check_int("counter_bits", self.counter_bits, 8, 64)
         check_int("cycle_counter_bits", self.cycle_counter_bits, 8, 64)
+        if self.lanes is not None:
+            check_int("lanes", self.lanes, 1, MAX_LANES)
+            if self.lanes & (self.lanes - 1):
+                raise ParameterError(f"HardwareParams.lanes must be a power of two, got {self.lanes!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,7 @@
 """Readout engines: they walk the PEs' read-and-reset ports in model order.
 
-- `CellReader`: cells j = 0 .. H-1 of a layer (PE j mod N, local cell j div N) into the ElementwiseUnit's
-  input stream, one cell per cycle while the unit is ready.
+- `CellReader`: cells j = 0 .. H-1 of a layer (PE j mod N, local cell j div N) into the element-wise
+  lanes' input stream (hw/lanes.py), `lanes` consecutive cells per cycle while the lanes are ready.
 - `ProjReader`: proj rows r = 0 .. P-1 (PE r mod N, local row r div N), each narrowed to a y word
   `sat(align(acc, fw_p + unit_frac, act_frac), act_bits)` (docs/numerics.md step 8), one per cycle.
 
@@ -14,13 +14,13 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal, signed
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
 from .fixed import round_shift_saturate
-from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, elementwise_in_layout,
-                         y_word_layout)
+from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
+                         elementwise_group_in_layout, y_word_layout)
 
 __all__ = ["CellReader", "ProjReader"]
 
@@ -38,7 +38,12 @@ def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, acti
 
 
 class CellReader(wiring.Component):
-    """Streams every cell of a layer from the PEs into the ElementwiseUnit.
+    """Streams every cell of a layer from the PEs into the element-wise lanes, a group of `design.lanes`
+    consecutive cells per cycle.
+
+    Cell j = lanes * group + k (lane k) lives in PE j mod N at local cell j div N; as `lanes` divides N, lane
+    k only ever reads PEs k, k + lanes, ... and the cells of a group share their local index. A lane whose
+    cell is past the layer's last reads no PE (its data is don't-care).
 
     Parameters
     ----------
@@ -47,11 +52,11 @@ class CellReader(wiring.Component):
     Attributes
     ----------
     command : In(ReadoutCommandSignature(design, cell_readout=True))
-        Start with the layer, `first_frame` and accumulator copy; `busy` until the last cell has left.
+        Start with the layer, `first_frame` and accumulator copy; `busy` until the last group has left.
     pes : Out(CellReadSignature(design)).array(design.n_pes)
         To every PE's `cell_read` port.
-    o : Out(stream.Signature(elementwise_in_layout(...)))
-        One cell per cycle while the consumer is ready, cells 0 .. H-1 in order.
+    o : Out(stream.Signature(elementwise_group_in_layout(...)))
+        One group per cycle while the consumer is ready, groups 0 .. ceil(H / lanes) - 1 in order.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -61,57 +66,56 @@ class CellReader(wiring.Component):
         super().__init__({
             "command": In(ReadoutCommandSignature(design, cell_readout=True)),
             "pes": Out(CellReadSignature(design)).array(design.n_pes),
-            "o": Out(stream.Signature(elementwise_in_layout(
-                design.acc_bits, design.numerics.peephole_bits, design.layer_bits, design.cell_index_bits))),
+            "o": Out(stream.Signature(elementwise_group_in_layout(
+                design.acc_bits, design.numerics.peephole_bits, design.layer_bits, design.group_bits,
+                design.lanes))),
         })
 
     def elaborate(self, platform):
         design = self._design
-        n_pes = design.n_pes
+        lanes = design.lanes
+        n_rows = design.n_pes // lanes           # PEs k, k + lanes, ... of lane k: one "row" of PEs per group
         m = Module()
 
         cell_sizes = Array(Const(layer.cell_size, design.cell_index_bits + 1) for layer in design.layers)
+        group_counts = Array(Const(design.lane_groups(l), design.group_bits + 1) for l in range(design.n_layers))
         active = Signal()
         layer = Signal(design.layer_bits)
         first_frame = Signal()
         buffer = Signal()
-        cell = Signal(design.cell_index_bits + 1)       # next cell to issue
-        pe_sel = Signal(range(max(2, n_pes)))                   # cell mod N
-        local = Signal(design.cell_index_bits)          # cell div N
+        group = Signal(design.group_bits + 1)           # next group to issue
+        row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
+        local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         out_valid = Signal()
-        out_pe = Signal(range(max(2, n_pes)))
-        out_cell = Signal(design.cell_index_bits)
+        out_row = Signal(range(max(2, n_rows)))
+        out_group = Signal(design.group_bits)
 
         advance = ~out_valid | self.o.ready
         issue = active & advance
         for p, port in enumerate(self.pes):
-            m.d.comb += [port.en.eq(issue & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local),
-                         port.buffer.eq(buffer)]
-        selected = Array(port.data.as_value() for port in self.pes)[out_pe]
-        cell_data = data.View(self.pes[0].data.shape(), selected)
+            row, lane = divmod(p, lanes)
+            exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
+            m.d.comb += [port.en.eq(issue & (row_sel == row) & exists), port.layer.eq(layer),
+                         port.index.eq(local), port.buffer.eq(buffer)]
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.layer.eq(layer),
-            self.o.payload.cell.eq(out_cell),
+            self.o.payload.group.eq(out_group),
             self.o.payload.first_frame.eq(first_frame),
-            self.o.payload.acc_i.eq(cell_data.acc_i),
-            self.o.payload.acc_f.eq(cell_data.acc_f),
-            self.o.payload.acc_g.eq(cell_data.acc_g),
-            self.o.payload.acc_o.eq(cell_data.acc_o),
-            self.o.payload.peep_i.eq(cell_data.peep_i),
-            self.o.payload.peep_f.eq(cell_data.peep_f),
-            self.o.payload.peep_o.eq(cell_data.peep_o),
             self.command.busy.eq(active | out_valid),
         ]
+        for lane in range(lanes):
+            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[out_row]
+            m.d.comb += self.o.payload.cells[lane].eq(selected)
 
         with m.If(advance):
             m.d.sync += out_valid.eq(active)
         with m.If(issue):
-            m.d.sync += [out_pe.eq(pe_sel), out_cell.eq(cell)]
-            _step_in_model_order(m, cell, pe_sel, local, n_pes, cell_sizes[layer], active)
+            m.d.sync += [out_row.eq(row_sel), out_group.eq(group)]
+            _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
         with m.If(self.command.start & ~active & ~out_valid):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
-                         buffer.eq(self.command.buffer), cell.eq(0), pe_sel.eq(0), local.eq(0)]
+                         buffer.eq(self.command.buffer), group.eq(0), row_sel.eq(0), local.eq(0)]
         return m
 
 

@@ -10,9 +10,10 @@ Per frame, for each layer l (docs/architecture.md has the timeline):
     R_SETUP   at a sequence start skip yprev (it is 0), else point the y reader at y_l
     R_READ    y_l (previous frame) -> broadcast (phase r of layer l)
     DRAIN_G   wait until the broadcaster and every PE are idle: the gate accumulators are final
-    EW        CellReader streams the cells into the ElementwiseUnit; each m_j it returns is broadcast as
-              column j of the proj phase (so the projection runs during the element-wise pass), or, without
-              a projection, narrowed to y_l[j] and written to the y memory. Independent words are
+    EW        CellReader streams the cells into the element-wise lanes, a group of `lanes` cells per cycle;
+              each group's m words are broadcast as columns of the proj phase in one word (so the
+              projection runs during the element-wise pass), or, without a projection, narrowed to y_l[j]
+              and written to the y memory one per cycle. Independent words are
               interleaved: in the last layer the next frame's input words (into the other copy of layer
               0's accumulators), else layer l+1's recurrent words (whose R_READ is then skipped)
     DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
@@ -33,8 +34,8 @@ from amaranth.lib.wiring import In, Out
 from .design import PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, AcceleratorDesign, bits_for
 from .fixed import round_shift_saturate
 from .input_engine import InputEngine
-from .interfaces import (ReadoutCommandSignature, design_broadcast_layout, elementwise_out_layout,
-                         input_word_layout, output_word_layout, y_word_layout)
+from .interfaces import (ReadoutCommandSignature, design_broadcast_layout, design_lane_broadcast_layout,
+                         elementwise_group_out_layout, input_word_layout, output_word_layout, y_word_layout)
 from .output_streamer import OutputStreamer
 from .y_reader import YReader
 
@@ -55,9 +56,10 @@ class Scheduler(wiring.Component):
     o : Out(stream.Signature(output_word_layout(design.act_bits)))
         The accelerator's output stream.
     bcast : Out(stream.Signature(design_broadcast_layout(design)))
-        To the broadcaster.
-    m : In(stream.Signature(elementwise_out_layout(...)))
-        From the ElementwiseUnit.
+        To the broadcaster; `design_lane_broadcast_layout(design)` with more than one lane (a group's m
+        words in one word, x and y words in lane 0).
+    m : In(stream.Signature(elementwise_group_out_layout(...)))
+        From the element-wise lanes (hw/lanes.py): the m words of a group of `lanes` cells.
     cells : Out(ReadoutCommandSignature(design, cell_readout=True))
         To the CellReader.
     proj : Out(ReadoutCommandSignature(design, cell_readout=False))
@@ -82,9 +84,10 @@ class Scheduler(wiring.Component):
         members = {
             "i": In(stream.Signature(input_word_layout(design.act_bits))),
             "o": Out(stream.Signature(output_word_layout(design.act_bits))),
-            "bcast": Out(stream.Signature(design_broadcast_layout(design))),
-            "m": In(stream.Signature(elementwise_out_layout(
-                design.numerics.unit_bits, design.layer_bits, design.cell_index_bits))),
+            "bcast": Out(stream.Signature(design_broadcast_layout(design) if design.lanes == 1
+                                          else design_lane_broadcast_layout(design))),
+            "m": In(stream.Signature(elementwise_group_out_layout(
+                design.numerics.unit_bits, design.layer_bits, design.group_bits, design.lanes))),
             "cells": Out(ReadoutCommandSignature(design, cell_readout=True)),
             "pes_busy": In(1),
             "pes_proj_busy": In(1),
@@ -117,7 +120,9 @@ class Scheduler(wiring.Component):
             m.d.comb += [consumer.valid.eq(y_words.valid), consumer.payload.eq(y_words.payload)]
 
         # ---- per-layer constants and state ---------------------------------------------------------------
+        lanes = design.lanes
         cell_sizes = Array(Const(l.cell_size, bits_for(max(l.cell_size for l in layers))) for l in layers)
+        group_counts = Array(Const(design.lane_groups(l), design.group_bits + 1) for l in range(n_layers))
         has_proj = Array(Const(int(l.proj_size is not None), 1) for l in layers)
         layer = Signal(design.layer_bits)
         is_last_layer = layer == n_layers - 1
@@ -125,7 +130,9 @@ class Scheduler(wiring.Component):
         seq_start = Signal()          # the current frame starts a sequence
         frame_active = Signal()
         frame_parity = Signal()       # layer 0's accumulator copy of the current frame
-        m_count = Signal(bits_for(max(l.cell_size for l in layers)))
+        m_count = Signal(design.group_bits + 1)       # m groups taken in EW
+        m_lane = Signal(range(max(2, lanes)))     # without a projection: the lane of the group turned into y
+        first_cell = self.m.payload.group * lanes  # cell of lane 0 of the group
         recurrent_ahead = Signal()    # layer l+1's recurrent words were started during layer l's EW
         out_pending = Signal()        # the last layer's ProjReader is still filling the output buffer
         prefer_input = Signal()       # EW: the other source's turn when it and an m word both wait
@@ -137,7 +144,8 @@ class Scheduler(wiring.Component):
         # ---- y words: from the element-wise pass (no projection) or the ProjReader ----------------------
         m_to_y = Signal()             # set by the FSM in EW for a layer without projection
         narrowed_m = Signal(signed(design.act_bits))
-        per_layer_m = {index: round_shift_saturate(m, self.m.payload.m, design.y_shift(index), design.act_bits)
+        lane_m = self.m.payload.m[m_lane]
+        per_layer_m = {index: round_shift_saturate(m, lane_m, design.y_shift(index), design.act_bits)
                        for index, info in enumerate(layers) if info.proj_size is None}
         with m.Switch(self.m.payload.layer):
             for index, value in per_layer_m.items():
@@ -145,7 +153,7 @@ class Scheduler(wiring.Component):
                     m.d.comb += narrowed_m.eq(value)
         with m.If(m_to_y):
             m.d.comb += [y_words.valid.eq(self.m.valid), y_words.payload.layer.eq(self.m.payload.layer),
-                         y_words.payload.index.eq(self.m.payload.cell), y_words.payload.value.eq(narrowed_m)]
+                         y_words.payload.index.eq(first_cell + m_lane), y_words.payload.value.eq(narrowed_m)]
         if self._has_proj:
             with m.Elif(self.y.valid):
                 m.d.comb += [y_words.valid.eq(1), y_words.payload.eq(self.y.payload)]
@@ -154,13 +162,25 @@ class Scheduler(wiring.Component):
 
         # ---- the broadcaster's sources: input words, y words, m words ----------------------------------------
         def send(source):
-            return [self.bcast.valid.eq(source.valid), self.bcast.payload.eq(source.payload),
-                    source.ready.eq(self.bcast.ready)]
+            if lanes == 1:
+                payload = [self.bcast.payload.eq(source.payload)]
+            else:   # an x or y word goes in lane 0
+                payload = [self.bcast.payload.phase.eq(source.payload.phase),
+                           self.bcast.payload.buffer.eq(source.payload.buffer),
+                           self.bcast.payload.column.eq(source.payload.column),
+                           self.bcast.payload.value.eq(source.payload.value != 0),
+                           self.bcast.payload.values[0].eq(source.payload.value)]
+            return [self.bcast.valid.eq(source.valid), *payload, source.ready.eq(self.bcast.ready)]
 
         m_sent = Signal()
         m_word = Signal.like(self.bcast.payload)
-        m.d.comb += [m_word.phase.eq(phase_x + PHASE_PROJ), m_word.column.eq(self.m.payload.cell),
-                     m_word.value.eq(self.m.payload.m)]
+        m.d.comb += [m_word.phase.eq(phase_x + PHASE_PROJ), m_word.column.eq(first_cell)]
+        if lanes == 1:
+            m.d.comb += m_word.value.eq(self.m.payload.m[0])
+        else:   # every lane of the group whose cell exists; zeros are dropped like single words
+            m.d.comb += m_word.values.eq(self.m.payload.m)
+            for k in range(lanes):
+                m.d.comb += m_word.value[k].eq((self.m.payload.m[k] != 0) & (first_cell + k < cell_sizes[layer]))
 
         def send_secondary():
             # what else may be broadcast during an element-wise pass
@@ -258,11 +278,16 @@ class Scheduler(wiring.Component):
                     with m.Else():
                         send_secondary()
                 with m.Else():
-                    m.d.comb += [m_to_y.eq(1), self.m.ready.eq(1)]
+                    # one y word per cycle: the group's lanes in turn, the group taken with its last cell
+                    last_lane = (m_lane == lanes - 1) | (first_cell + m_lane == cell_sizes[layer] - 1)
+                    m.d.comb += [m_to_y.eq(1), self.m.ready.eq(last_lane)]
+                    if lanes > 1:
+                        with m.If(self.m.valid):
+                            m.d.sync += m_lane.eq(Mux(last_lane, 0, m_lane + 1))
                     send_secondary()
                 with m.If(self.m.valid & self.m.ready):
                     m.d.sync += m_count.eq(m_count + 1)
-                    with m.If(m_count == cell_sizes[layer] - 1):
+                    with m.If(m_count == group_counts[layer] - 1):
                         with m.If(has_proj[layer]):
                             m.next = "DRAIN_P"
                         with m.Else():

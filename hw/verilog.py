@@ -88,7 +88,7 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
         encoded_info = {"path": str(encoded_dir), "manifest_sha256": _sha256(encoded_dir / "manifest.json")}
     dimensions = {"input_size": design.input_size, "output_size": design.output_size,
                   "n_layers": design.n_layers, "n_pes": n_pes, "act_bits": design.act_bits,
-                  "act_frac": design.act_frac, "acc_bits": design.acc_bits}
+                  "act_frac": design.act_frac, "acc_bits": design.acc_bits, "lanes": design.lanes}
     details = {
         "encoded": encoded_info,
         "hardware_params": params.to_dict(),
@@ -99,7 +99,7 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
     }
     result = describe_top(top, TOP_NAME, f"sparselstm {__version__}", dimensions, details)
     if encoded is not None:
-        prediction = predict_cycles(encoded, params)
+        prediction = predict_cycles(design)
         result["cycle_model"] = {"cycles_per_frame": prediction.steady_state,
                                  "first_frame_cycles": prediction.first_frame}
     return result

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
-SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "load_balance",
+SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "lanes", "load_balance",
             "model_size", "rtl", "rtl_other_simulators", "plots"}
 
 
@@ -60,6 +60,20 @@ def test_results_structure(tiny_report):
             assert at["gops_dense_equivalent"] >= at["gops_sparse"] > 0
     # the tiny sweep has neither target's PE count: reported as not checked, not as met or missed
     assert [t["met"] for t in results["targets"]] == [None, None]
+
+
+def test_lanes_rows_mark_the_default_the_sweep_uses(tiny_report):
+    results = tiny_report[0]
+    rows = results["lanes"]["rows"]
+    assert {(r["model"], r["n_pes"]) for r in rows} == {("shipped", 4), ("ese", 4)}
+    for model in ("shipped", "ese"):
+        mine = [r for r in rows if r["model"] == model]
+        assert [r["lanes"] for r in mine] == [1, 2, 4]
+        default = [r["lanes"] for r in mine if r["default"]]
+        swept = [r["lanes"] for r in results["accelerator"]["rows"]
+                 if r["model"] == model and r["balanced"] and r["n_pes"] == 4]
+        assert len(default) == 1 and swept == default
+        assert all(r["steady_cycles_per_frame"] >= r["busiest_pe_entries"] for r in mine)
 
 
 def test_rtl_agrees_with_the_cycle_model(tiny_report):

@@ -125,6 +125,8 @@ CASES = {
     # verilog
     "verilog: output is a file": ("verilog {d}/enc -o {d}/a_file", ["a_file", "not a directory"]),
     "verilog: unwritable output": ("verilog {d}/enc -o " + UNWRITABLE + "/v", ["cannot write"]),
+    "verilog: --lanes 3": ("verilog {d}/enc -o {out}/v --lanes 3", ["lanes", "power of two"]),
+    "verilog: more lanes than PEs": ("verilog {d}/enc -o {out}/v --lanes 64", ["lanes = 64", "divide"]),
     # sim: every case fails before the simulator starts
     "sim: --input without --output": ("sim {d}/enc -i {d}/x.npy --simulator icarus", ["--output is required"]),
     "sim: output is a directory": ("sim {d}/enc -i {d}/x.npy -o {d} --simulator icarus", ["--output", "directory"]),

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from sparselstm import cli
+from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import generate
 from sparselstm.sim import tools
 from sparselstm.sim.runner import SimResult, SimulationError, run_accelerator_sim
@@ -49,6 +50,7 @@ class Case:
     stall_out: float = 0.0
     first_noise: bool = False        # `first` set at random where the protocol says it is ignored
     saturating: bool = False         # inputs far outside the act range (they saturate on quantisation)
+    lanes: int | None = None         # element-wise lanes (None: the design's default)
 
 
 def _require(simulator: str) -> None:
@@ -68,7 +70,7 @@ def build_case(case: Case, directory):
     encoded = compress_and_encode(model, case.n_pes, density, case.balanced).encoded
     encoded_dir, verilog_dir = directory / "encoded", directory / "verilog"
     write_encoded(encoded, encoded_dir)
-    generate(encoded, None, verilog_dir, encoded_dir=encoded_dir)
+    generate(encoded, HardwareParams(lanes=case.lanes), verilog_dir, encoded_dir=encoded_dir)
 
     rng = np.random.default_rng(1000 + case.seed)
     x = rng.normal(0.0, 1.5, (case.frames, case.input_size))
@@ -109,6 +111,8 @@ CASES = [
     Case("stress-stalls-restarts", cells=8, proj=6, density=0.5, frames=12, restarts=(5, 6), stall_in=0.5,
          stall_out=0.5, first_noise=True, seed=5),
     Case("saturating", input_size=4, cells=6, density=1.0, scale=4.0, frames=6, seed=6),
+    Case("lanes2-odd-cells", input_size=9, cells=21, proj=10, n_pes=4, density=0.3, frames=4, restarts=(2,),
+         stall_in=0.2, stall_out=0.3, seed=8, lanes=2),
 ]
 
 

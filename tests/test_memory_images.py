@@ -73,7 +73,7 @@ def test_images_hold_what_the_inline_verilog_initialises(both):
     # every memory with non-zero contents moved to a file, every other one stayed inline
     assert set(reads) == {key for key, words in inline.items() if any(words)}
     assert set(_inline_contents(with_images)) == {key for key, words in inline.items() if not any(words)}
-    assert {"pe0.entries", "pe2.pointers", "pe1.gate_bank3", "elementwise.tanh.rom"} <= {
+    assert {"pe0.entries", "pe2.pointers", "pe1.gate_bank3", "elementwise.lane0.tanh.rom"} <= {
         f"{module.removeprefix(TOP_NAME + '.')}.{memory}" for module, memory in reads}
     for key, (file, depth) in reads.items():
         lines = (images_dir / file).read_text().splitlines()

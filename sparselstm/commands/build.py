@@ -38,6 +38,9 @@ def register(subparsers) -> None:
                        help="ulx3s-85f: stop after synthesis and print the cell counts")
     parser.add_argument("--fifo-depth", type=int, default=8, metavar="D",
                         help="activation FIFO words per PE (default 8, as in ESE)")
+    parser.add_argument("--lanes", type=int, default=None, metavar="L",
+                        help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
+                             "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
     parser.set_defaults(func=run)
 
 
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     if args.board == "kcu105" and not (args.plan_only and args.freq * 1e6 == KCU105_CLOCK_HZ):
         raise ParameterError("kcu105: only --plan-only (Vivado is not run here) at --freq 125 (the board "
                              "clock, used as it is)")
-    design = AcceleratorDesign.from_encoded(load_encoded(args.encoded), HardwareParams(fifo_depth=args.fifo_depth))
+    design = AcceleratorDesign.from_encoded(load_encoded(args.encoded), HardwareParams(fifo_depth=args.fifo_depth,
+                                                                                   lanes=args.lanes))
     identity = model_id(args.encoded)
     try:
         args.output.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,247 @@
+"""Element-wise lanes: `lanes` cells per cycle through the element-wise pass, `lanes` m words per broadcast.
+
+With one lane the element-wise pass takes a cycle per cell and the m words one broadcast word each, so a
+frame lasts at least about one cycle per cell of every layer; with many PEs and little work per cell that
+bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
+
+- `LaneElementwise`: `lanes` ElementwiseUnits in lock step. Lane k takes cells k, k + lanes, ... of every
+  layer (its own cell-state range); the CellReader reads the `lanes` cells of a group from `lanes`
+  different PEs in one cycle (cells are interleaved over the PEs and `lanes` divides the PE count).
+- `LaneUnpacker`, one in front of each PE: the broadcast words of a design with lanes > 1 carry up to
+  `lanes` columns (the m words of a group; x and y words use one); the unpacker hands the PE one column per
+  cycle and drops the columns in which the PE has no entry, so a group costs the PE only its entries.
+"""
+
+from __future__ import annotations
+
+import operator
+from functools import reduce
+
+from amaranth.hdl import Module, Mux, Signal
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .design import PHASE_PROJ, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
+from .elementwise import ElementwiseLayer, ElementwiseUnit
+from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
+                         elementwise_group_out_layout)
+
+__all__ = ["LaneElementwise", "LaneUnpacker"]
+
+
+class LaneElementwise(wiring.Component):
+    """`lanes` ElementwiseUnits in lock step: one group of `lanes` consecutive cells per cycle.
+
+    Lane k computes cells `lanes * group + k`; its unit keeps their cell state at its local index `group`
+    (a cell past the layer's last has a state slot of its own, so its don't-care input harms nothing).
+    Every lane takes an item in the same cycle (all units are ready together: they see the same groups), so
+    their outputs leave together. LATENCY = ElementwiseUnit.LATENCY, outputs in input order.
+
+    Parameters
+    ----------
+    numerics, tables, acc_bits : as for ElementwiseUnit
+    layers : sequence of ElementwiseLayer
+        The layers as the model has them (cell_size = the layer's cells).
+    lanes : int
+        Number of lanes (>= 1).
+    layer_bits, group_bits : int or None
+        Widths of the `layer` and `group` fields (None: the narrowest that fits).
+    `LaneElementwise.from_design(design)` takes all of these from an AcceleratorDesign.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(elementwise_group_in_layout(acc_bits, peephole_bits, layer_bits, group_bits, lanes)))
+    o : Out(stream.Signature(elementwise_group_out_layout(unit_bits, layer_bits, group_bits, lanes)))
+        `layer` and `group` as given, `m[k]` of cell `lanes * group + k`.
+    """
+
+    LATENCY = ElementwiseUnit.LATENCY
+
+    def __init__(self, numerics, tables, layers, *, acc_bits: int, lanes: int, layer_bits: int | None = None,
+                 group_bits: int | None = None):
+        if not isinstance(lanes, int) or isinstance(lanes, bool):
+            raise TypeError(f"lanes must be an integer, got {type(lanes).__name__}")
+        if lanes < 1:
+            raise ValueError(f"lanes must be an integer >= 1, got {lanes!r}")
+        layers = tuple(layers)
+        if not all(isinstance(layer, ElementwiseLayer) for layer in layers):
+            raise TypeError("layers must be a sequence of ElementwiseLayer")
+        self.lanes = lanes
+        # every lane holds one slot per group of every layer
+        lane_layers = tuple(ElementwiseLayer(-(-layer.cell_size // lanes), layer.facc, layer.fp) for layer in layers)
+        self._units = [ElementwiseUnit(numerics, tables, lane_layers, acc_bits=acc_bits, layer_bits=layer_bits,
+                                       cell_index_bits=group_bits) for _ in range(lanes)]
+        unit = self._units[0]
+        super().__init__({
+            "i": In(stream.Signature(elementwise_group_in_layout(acc_bits, numerics.peephole_bits, unit.layer_bits,
+                                                                 unit.cell_index_bits, lanes))),
+            "o": Out(stream.Signature(elementwise_group_out_layout(numerics.unit_bits, unit.layer_bits,
+                                                                   unit.cell_index_bits, lanes))),
+        })
+
+    @classmethod
+    def from_design(cls, design: AcceleratorDesign) -> "LaneElementwise":
+        layers = tuple(ElementwiseLayer(cell_size=int(info.cell_size), facc=int(info.facc),
+                                        fp=int(info.fp) if info.peephole else None) for info in design.layers)
+        return cls(design.numerics, design.tables, layers, acc_bits=design.acc_bits, lanes=design.lanes,
+                   layer_bits=design.layer_bits, group_bits=design.group_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        all_ready = Signal()
+        ready_terms = []
+        for k, unit in enumerate(self._units):
+            m.submodules[f"lane{k}"] = unit
+            ready_terms.append(unit.i.ready)     # depends on the payload and o.ready, not on i.valid
+            cell = self.i.payload.cells[k]
+            m.d.comb += [
+                unit.i.valid.eq(self.i.valid & all_ready),
+                unit.i.payload.layer.eq(self.i.payload.layer),
+                unit.i.payload.cell.eq(self.i.payload.group),
+                unit.i.payload.first_frame.eq(self.i.payload.first_frame),
+                *[getattr(unit.i.payload, name).eq(getattr(cell, name))
+                  for name in ("acc_i", "acc_f", "acc_g", "acc_o", "peep_i", "peep_f", "peep_o")],
+                unit.o.ready.eq(self.o.ready),
+                self.o.payload.m[k].eq(unit.o.payload.m),
+            ]
+        first = self._units[0]
+        m.d.comb += [
+            all_ready.eq(reduce(operator.and_, ready_terms)),
+            self.i.ready.eq(all_ready),
+            # the lanes hold the same groups at the same stages: lane 0 speaks for all
+            self.o.valid.eq(first.o.valid),
+            self.o.payload.layer.eq(first.o.payload.layer),
+            self.o.payload.group.eq(first.o.payload.cell),
+        ]
+        return m
+
+
+class LaneUnpacker(wiring.Component):
+    """In front of PE `pe_index`: lane broadcast words in, one column per cycle out, columns in which the
+    PE has no entry dropped (proj phases: a mask per group, read from the PE's pointers; other phases carry
+    one column and pass whole).
+
+    Backpressure towards the broadcaster is registered as the PE's own (hw/broadcast.py): `room` while the
+    words held number fewer than `fifo_depth`; ROOM_MARGIN more fit.
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+        With design.lanes > 1.
+    pe_index : int
+
+    Attributes
+    ----------
+    i : In(stream.Signature(design_lane_broadcast_layout(design)))
+        `i.ready` is not driven: the broadcaster trusts `room`.
+    room : Out(1)
+    o : Out(stream.Signature(design_broadcast_layout(design)))
+        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending.
+    busy, proj_busy : Out(1)
+        Registered: a word (a proj-phase word) was held or arriving in the previous cycle.
+    """
+
+    def __init__(self, design: AcceleratorDesign, pe_index: int):
+        if not isinstance(design, AcceleratorDesign):
+            raise TypeError(f"LaneUnpacker needs an AcceleratorDesign, got {type(design).__name__}")
+        if design.lanes < 2:
+            raise ValueError("LaneUnpacker: the design has one lane (its PEs take broadcast words directly)")
+        if not isinstance(pe_index, int) or isinstance(pe_index, bool):
+            raise TypeError(f"pe_index must be an integer, got {type(pe_index).__name__}")
+        if not 0 <= pe_index < design.n_pes:
+            raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
+        self._design = design
+        self._pe = design.pes[pe_index]
+        super().__init__({
+            "i": In(stream.Signature(design_lane_broadcast_layout(design))),
+            "room": Out(1),
+            "o": Out(stream.Signature(design_broadcast_layout(design))),
+            "busy": Out(1),
+            "proj_busy": Out(1),
+        })
+
+    def group_masks(self) -> tuple[dict[int, int], list[int]]:
+        """(phase -> mask ROM address of its group 0, the ROM words): bit k of a group's word is set where
+        the PE has an entry in column `lanes * group + k` of that proj phase."""
+        design, pe, lanes = self._design, self._pe, self._design.lanes
+        bases, words = {}, []
+        for l, info in enumerate(design.layers):
+            phase = pe.phases[phase_index(l, PHASE_PROJ)]
+            if not phase.used:
+                continue
+            bases[phase_index(l, PHASE_PROJ)] = len(words)
+            pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + info.cell_size + 1]
+            for group in range(design.lane_groups(l)):
+                columns = range(lanes * group, min(lanes * (group + 1), info.cell_size))
+                words.append(sum(1 << (c - lanes * group) for c in columns if pointers[c + 1] > pointers[c]))
+        return bases, words
+
+    def elaborate(self, platform):
+        design, lanes = self._design, self._design.lanes
+        fifo_depth = design.params.fifo_depth
+        shift = lanes.bit_length() - 1
+        layout = design_lane_broadcast_layout(design)
+        m = Module()
+
+        bases, words = self.group_masks()
+        m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
+        mask_read = masks.read_port()
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=layout.size, depth=fifo_depth + ROOM_MARGIN)
+
+        # ---- stage 1: the word registered beside its group mask ---------------------------------------------
+        is_proj = Signal()
+        with m.Switch(self.i.payload.phase):
+            for phase, base in bases.items():
+                with m.Case(phase):
+                    m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
+        valid_1 = Signal()
+        proj_1 = Signal()
+        word_1 = Signal(layout)
+        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), word_1.eq(self.i.payload)]
+        sent_1 = Signal(lanes)
+        m.d.comb += sent_1.eq(word_1.value & Mux(proj_1, mask_read.data, (1 << lanes) - 1))
+        pushed = valid_1 & sent_1.any()
+        stored = Signal(layout)               # the word as queued: `value` = the lanes still to send
+        m.d.comb += [stored.eq(word_1), stored.value.eq(sent_1), fifo.w_en.eq(pushed), fifo.w_data.eq(stored)]
+        m.d.sync += self.room.eq(fifo.level + valid_1 < fifo_depth)
+
+        # ---- out: the head word's columns, lowest lane first ------------------------------------------------
+        head = data.View(layout, fifo.r_data)
+        emitted = Signal(lanes)              # lanes of the head word already handed to the PE
+        remaining = head.value & ~emitted
+        lane = Signal(range(lanes))
+        for k in reversed(range(lanes)):
+            with m.If(remaining[k]):
+                m.d.comb += lane.eq(k)
+        last = (remaining & (remaining - 1))[:lanes] == 0      # one lane left
+        m.d.comb += [
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.phase.eq(head.phase),
+            self.o.payload.buffer.eq(head.buffer),
+            self.o.payload.column.eq(head.column + lane),
+            self.o.payload.value.eq(head.values[lane]),
+            fifo.r_en.eq(self.o.ready & last),
+        ]
+        with m.If(self.o.valid & self.o.ready):
+            m.d.sync += emitted.eq(Mux(last, 0, emitted | (1 << lane)))
+
+        # ---- status: every word, and proj words, from arrival until the last column left -------------------------
+        head_proj = Signal()
+        with m.Switch(head.phase):
+            for phase in bases:
+                with m.Case(phase):
+                    m.d.comb += head_proj.eq(1)
+        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 1))
+        pushed_proj = pushed & proj_1
+        popped_proj = fifo.r_en & fifo.r_rdy & head_proj
+        with m.If(pushed_proj & ~popped_proj):
+            m.d.sync += proj_words.eq(proj_words + 1)
+        with m.Elif(popped_proj & ~pushed_proj):
+            m.d.sync += proj_words.eq(proj_words - 1)
+        m.d.sync += [
+            self.busy.eq(self.i.valid | valid_1 | fifo.level.any()),
+            self.proj_busy.eq((self.i.valid & is_proj) | (valid_1 & proj_1) | proj_words.any()),
+        ]
+        return m

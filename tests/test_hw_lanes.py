@@ -1,0 +1,245 @@
+# amaranth: UnusedElaboratable=no
+"""Element-wise lanes (hw/lanes.py, issue #12): the lock-step LaneElementwise against the numerics.md
+reference, the LaneUnpacker against the PE's pointers, the whole accelerator with 1, 2, 4 lanes word for
+word against the golden model, the parameter checks and the cycle model with lanes."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from sparselstm.hw.cycle_model import default_lanes, grouped_work, predict_cycles
+from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_X
+from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
+from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
+from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.testing import stream_receive, stream_send
+from sparselstm.spec.errors import ParameterError
+from sparselstm.sw.fixedpoint import Numerics, activation_tables, quantize_input
+
+from test_hw_accelerator import check_against_golden, encoded_model, rtl_forward
+from test_hw_elementwise import GATES, any_peephole, realistic_acc, reference_outputs
+
+LAYERS = (ElementwiseLayer(cell_size=12, facc=25, fp=17), ElementwiseLayer(cell_size=5, facc=5),
+          ElementwiseLayer(cell_size=11, facc=40, fp=10))
+ACC_BITS = 52
+
+
+# ---- LaneElementwise ----------------------------------------------------------------------------------------
+
+def group_items(layers, lanes, frames, starts, make_acc, make_peep):
+    """Per frame and layer, every group of `lanes` cells in order: (group payloads, the cell items the
+    reference sees, in the same order; cells past a layer's end get zeros and are not in the reference)."""
+    groups, cells = [], []
+    for t in range(frames):
+        for index, layer in enumerate(layers):
+            for group in range(-(-layer.cell_size // lanes)):
+                lane_cells = []
+                for k in range(lanes):
+                    j = lanes * group + k
+                    exists = j < layer.cell_size
+                    acc = make_acc(index, j, t) if exists else [0] * 4
+                    peep = make_peep(index, j) if exists and layer.peephole else [0, 0, 0]
+                    data = {**{f"acc_{g}": int(a) for g, a in zip(GATES, acc)},
+                            **{f"peep_{g}": int(p) for g, p in zip(("i", "f", "o"), peep)}}
+                    lane_cells.append(data)
+                    if exists:
+                        cells.append(dict(layer=index, cell=j, first_frame=int(starts[t]), **data))
+                groups.append(dict(layer=index, group=group, first_frame=int(starts[t]), cells=lane_cells))
+    return groups, cells
+
+
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("idle,stall", [(0.0, 0.0), (0.4, 0.3), (0.1, 0.7)])
+def test_lanes_match_the_reference_under_random_stalls(lanes, idle, stall):
+    rng = np.random.default_rng(lanes * 10 + int(10 * idle))
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    dut = LaneElementwise(numerics, tables, LAYERS, acc_bits=ACC_BITS, lanes=lanes)
+    starts = [1, 0, 0, 1, 0]
+    groups, cells = group_items(LAYERS, lanes, len(starts), starts, realistic_acc(LAYERS, rng),
+                                any_peephole(numerics, rng))
+    expected, _ = reference_outputs(numerics, tables, LAYERS, cells)
+    result = {}
+
+    async def producer(ctx):
+        await stream_send(ctx, dut.i, groups, rng=random.Random(1), idle=idle)
+
+    async def consumer(ctx):
+        result["words"] = await stream_receive(ctx, dut.o, len(groups), rng=random.Random(2), stall=stall,
+                                               max_cycles=40 * len(groups) + 400)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    got = []
+    for word in result["words"]:
+        layer, group = word.payload.layer, word.payload.group
+        for k in range(lanes):
+            if lanes * group + k < LAYERS[layer].cell_size:
+                got.append((layer, lanes * group + k, word.payload.m[k]))
+    assert got == expected
+    assert len({m for *_, m in expected}) > len(expected) // 3, "too many equal m words to be a real test"
+
+
+def test_lanes_full_rate_and_latency():
+    """One group per cycle in and out, LATENCY cycles apart, when nothing stalls (a lane revisits a cell
+    MIN_REVISIT_DISTANCE groups later: the interlock never waits)."""
+    numerics = Numerics()
+    layers = (ElementwiseLayer(cell_size=4 * ElementwiseUnit.MIN_REVISIT_DISTANCE, facc=20),)
+    dut = LaneElementwise(numerics, activation_tables(numerics), layers, acc_bits=32, lanes=4)
+    groups, _ = group_items(layers, 4, 2, [1, 0], lambda l, j, t: [j, -j, 2 * j, t], lambda l, j: [0, 0, 0])
+    result = {}
+
+    async def producer(ctx):
+        result["in"] = await stream_send(ctx, dut.i, groups)
+
+    async def consumer(ctx):
+        result["out"] = [w.cycle for w in await stream_receive(ctx, dut.o, len(groups))]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert result["in"] == list(range(1, len(groups) + 1))
+    assert np.all(np.diff(result["out"]) == 1)
+    assert result["out"][0] - result["in"][0] == LaneElementwise.LATENCY
+
+
+def test_lane_elementwise_rejects_bad_lanes():
+    numerics = Numerics()
+    for bad, error in ((0, ValueError), (2.0, TypeError), (True, TypeError)):
+        with pytest.raises(error, match="lanes"):
+            LaneElementwise(numerics, activation_tables(numerics), LAYERS, acc_bits=ACC_BITS, lanes=bad)
+
+
+# ---- LaneUnpacker -------------------------------------------------------------------------------------------
+
+def test_unpacker_hands_over_the_columns_with_entries_in_order():
+    encoded = encoded_model(6, 24, 10, density=0.2, n_pes=4, seed=5)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=4))
+    pe = design.pes[1]
+    dut = LaneUnpacker(design, 1)
+    proj, x = phase_index(0, PHASE_PROJ), phase_index(0, PHASE_X)
+    ptr = pe.phases[proj].ptr_offset
+    has_entries = [pe.pointers[ptr + c + 1] > pe.pointers[ptr + c] for c in range(24)]
+    assert 0 < sum(has_entries) < 24, "the PE must have both empty and non-empty proj columns"
+    rng = np.random.default_rng(0)
+    words, expected = [], []
+    for group in range(6):
+        values = [int(v) for v in rng.integers(-900, 900, 4)]
+        mask = int(rng.integers(1, 16))
+        words.append({"phase": proj, "buffer": 0, "column": 4 * group, "value": mask, "values": values})
+        expected += [(proj, 4 * group + k, values[k]) for k in range(4) if mask >> k & 1 and has_entries[4 * group + k]]
+        words.append({"phase": x, "buffer": 1, "column": group, "value": 1, "values": [-5 - group, 0, 0, 0]})
+        expected.append((x, group, -5 - group))
+    result = {"room_low": 0}
+
+    async def broadcaster(ctx):
+        # the Broadcaster's rule: send only while the room flag was up in the previous cycle
+        room = 1
+        for word in words:
+            while not room:
+                result["room_low"] += 1
+                _, _, room = await ctx.tick().sample(dut.room)
+            ctx.set(dut.i.payload, word)
+            ctx.set(dut.i.valid, 1)
+            _, _, room = await ctx.tick().sample(dut.room)
+            ctx.set(dut.i.valid, 0)
+
+    async def pe_side(ctx):
+        received = await stream_receive(ctx, dut.o, len(expected), rng=random.Random(3), stall=0.8,
+                                        max_cycles=2000)
+        result["got"] = [(w.payload.phase, w.payload.column, w.payload.value) for w in received]
+        for _ in range(4):
+            await ctx.tick()
+        result["busy"] = (ctx.get(dut.busy), ctx.get(dut.proj_busy))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(broadcaster, background=True)
+    sim.add_testbench(pe_side)
+    sim.run()
+    assert result["got"] == expected
+    assert result["room_low"] > 0, "the slow PE side must have filled the unpacker"
+    assert result["busy"] == (0, 0)
+
+
+# ---- the accelerator ----------------------------------------------------------------------------------------
+
+SHAPES = {  # input, cells, projection, layers, peepholes
+    "lstmp_peephole": (7, 13, 6, 1, True),
+    "two_layers": (5, 10, 4, 2, False),
+    "no_projection": (6, 9, None, 2, True),
+}
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=list(SHAPES))
+@pytest.mark.parametrize("lanes,n_pes", [(1, 2), (2, 2), (2, 4), (4, 4), (2, 6), (4, 8)])
+def test_accelerator_with_lanes_is_bit_exact(shape, lanes, n_pes):
+    input_size, cells, proj, layers, peephole = SHAPES[shape]
+    encoded = encoded_model(input_size, cells, proj, layers=layers, peephole=peephole, density=0.4, n_pes=n_pes,
+                            seed=lanes + n_pes)
+    check_against_golden(encoded, frames=4, restart_at=2, in_stall=0.1, out_stall=0.2, seed=n_pes,
+                         params=HardwareParams(lanes=lanes))
+
+
+# ---- parameters -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lanes, error", [(3, ValueError), (0, ValueError), (6, ValueError), (2.0, TypeError),
+                                          (True, TypeError), (128, ValueError)])
+def test_hardware_params_reject_bad_lanes(lanes, error):
+    with pytest.raises(error, match="lanes"):
+        HardwareParams(lanes=lanes)
+
+
+def test_design_rejects_lanes_that_do_not_divide_the_pes():
+    encoded = encoded_model(4, 8, 4, n_pes=6)
+    with pytest.raises(ParameterError, match="lanes = 4 must divide the number of PEs"):
+        AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=4))
+    encoded = encoded_model(4, 8, 4, n_pes=2)
+    with pytest.raises(ParameterError, match="lanes = 4"):
+        AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=4))
+    assert AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=2)).lanes == 2
+
+
+# ---- the cycle model ----------------------------------------------------------------------------------------
+
+def test_grouped_work_sums_consecutive_columns():
+    work = np.arange(10).reshape(2, 5)
+    assert grouped_work(work, 2).tolist() == [[1, 5, 4], [11, 15, 9]]
+    assert grouped_work(work, 1).tolist() == work.tolist()
+
+
+def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
+    # many PEs for a small model: the element-wise pass bounds the frame with one lane
+    encoded = encoded_model(8, 64, 32, density=0.1, n_pes=16, seed=2)
+    design = AcceleratorDesign.from_encoded(encoded)
+    assert design.lanes > 1
+    frame = {lanes: predict_cycles(AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))).steady_state
+             for lanes in (design.lanes // 2, design.lanes, 2 * design.lanes)}
+    assert frame[design.lanes] < 0.98 * frame[design.lanes // 2]
+    assert frame[2 * design.lanes] >= 0.98 * frame[design.lanes]
+    assert default_lanes(design) == design.lanes
+
+
+@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_cycle_model_predicts_simulated_cycles_with_lanes(shape, lanes):
+    input_size, cells, proj, layers, n_pes = shape
+    encoded = encoded_model(input_size, cells, proj, layers=layers, density=0.2, n_pes=n_pes, seed=1)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
+    rng = np.random.default_rng(1)
+    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (5, input_size)) * rng.choice([-1, 1], (5, input_size)),
+                            encoded.numerics)
+    starts = np.array([True, False, False, False, False])
+    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
+    frame_cycles = status["frame_cycles"]
+    steady = (frame_cycles[3] - frame_cycles[0]) / 3
+    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.05)
