@@ -96,7 +96,7 @@ class DeltaFilter(wiring.Component):
         read = memory.read_port(transparent_for=(write,))
 
         phases = range(len(self._columns))
-        bases = Array(Const(base, range(depth)) for base, _, _ in self._columns)
+        bases = Array(Const(base, range(depth + 1)) for base, _, _ in self._columns)   # + 1: an unused phase at the end
         thresholds = Array(Const(threshold, unsigned(word_bits)) for _, _, threshold in self._columns)
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)

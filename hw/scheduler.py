@@ -193,8 +193,11 @@ class Scheduler(wiring.Component):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         delta = design.delta_mode
         if delta:
-            # the input engine's words may be the next frame's; it is the source exactly when it sees `ready`
-            m.d.comb += self.restart.eq(Mux(input_engine.o.ready, input_engine.restart, seq_start))
+            # the input engine's words may be the next frame's (it is the source exactly when it sees
+            # `ready`), and its first word updates `seq_start` while the last layer's m words still flow
+            m_restart = Signal()      # seq_start of the frame whose element-wise pass runs
+            m.d.comb += self.restart.eq(Mux(m_sent, m_restart,
+                                            Mux(input_engine.o.ready, input_engine.restart, seq_start)))
 
         # ---- bookkeeping -----------------------------------------------------------------------------------
         with m.If(input_engine.frame_start):
@@ -251,6 +254,8 @@ class Scheduler(wiring.Component):
                 with m.If(pipeline_idle & ~proj_busy & ~(is_last_layer & ~has_proj[layer] & output_busy)):
                     m.d.comb += self.cells.start.eq(1)
                     m.d.sync += m_count.eq(0)
+                    if delta:
+                        m.d.sync += m_restart.eq(seq_start)
                     # layer l+1's recurrent input (its y of the previous frame) does not depend on this
                     # layer: send it during the element-wise pass
                     if n_layers > 1:
