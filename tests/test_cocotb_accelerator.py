@@ -11,7 +11,7 @@ A run that fails reports the first mismatching word (frame, element, expected, g
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -20,6 +20,7 @@ from sparselstm import cli
 from sparselstm.hw.verilog import generate
 from sparselstm.sim import tools
 from sparselstm.sim.runner import SimResult, SimulationError, run_accelerator_sim
+from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.sw.format import write_encoded
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
@@ -49,6 +50,7 @@ class Case:
     stall_out: float = 0.0
     first_noise: bool = False        # `first` set at random where the protocol says it is ignored
     saturating: bool = False         # inputs far outside the act range (they saturate on quantisation)
+    delta: tuple | None = None       # delta mode: thresholds (x, y, m) in words, every layer (m 0 without proj)
 
 
 def _require(simulator: str) -> None:
@@ -66,6 +68,10 @@ def build_case(case: Case, directory):
     if case.zero_matrices:
         density = {"default": case.density, **{name: 0.0 for name in case.zero_matrices}}
     encoded = compress_and_encode(model, case.n_pes, density, case.balanced).encoded
+    if case.delta is not None:
+        x, y, m = case.delta
+        encoded = replace(encoded, delta_thresholds=tuple(
+            DeltaThresholds(x, y, m if layer.proj_size is not None else 0) for layer in encoded.layers))
     encoded_dir, verilog_dir = directory / "encoded", directory / "verilog"
     write_encoded(encoded, encoded_dir)
     generate(encoded, None, verilog_dir, encoded_dir=encoded_dir)
@@ -108,6 +114,10 @@ CASES = [
     Case("stress-stalls-restarts", cells=8, proj=6, density=0.5, frames=12, restarts=(5, 6), stall_in=0.5,
          stall_out=0.5, first_noise=True, seed=5),
     Case("saturating", input_size=4, cells=6, density=1.0, scale=4.0, frames=6, seed=6),
+    Case("delta-restarts-stalls", cells=8, proj=6, density=0.5, frames=10, restarts=(4, 5), stall_in=0.3,
+         stall_out=0.3, delta=(400, 250, 120), seed=7),
+    Case("delta-two-layers", input_size=6, cells=10, proj=None, layers=2, n_pes=4, density=0.4, frames=6,
+         restarts=(3,), delta=(300, 300, 0), seed=8),
 ]
 
 
