@@ -164,7 +164,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         return _simulate([_Stream(np.concatenate(columns, axis=1))], depth) + READER_LATENCY + STATE_OVERHEAD
 
-    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
+    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
+                    input_after_pass=False):
         """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
         next frame's layer-0 input words and then its recurrent words once the readout has started,
         interleaved. Returns cycles from the start of EW until everything listed is done."""
@@ -186,7 +187,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(work[(l + 1, PHASE_R)]))
         if overlap_next_input:
             x_index = len(streams)
-            streams.append(_Stream(work[(0, PHASE_X)]))
+            after = np.full(layers[0].input_size, last_m) if input_after_pass else None
+            streams.append(_Stream(work[(0, PHASE_X)], after))
             if recurrent_next:
                 def opens(done):
                     started = readout_started(done)
@@ -197,10 +199,9 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         return max(end, proj_end, last_m) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
-    if design.delta_mode and design.n_layers == 1:   # the input waits for the element-wise pass
-        steady = elementwise(last) + gates(0) - STATE_OVERHEAD
-    else:
-        steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
+    # delta mode, one layer: the next frame's input waits for the end of the element-wise pass
+    steady = elementwise(last, overlap_next_input=True, recurrent_next=True,
+                         input_after_pass=design.delta_mode and design.n_layers == 1)
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
         steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)

@@ -8,6 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from sparselstm.commands._delta_sim import SIDE_PHASES
+from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.spec.encoded import DeltaThresholds
@@ -107,3 +109,23 @@ def test_design_of_delta_mode_has_one_copy_and_wider_words():
         assert pe_delta.alt_base == 0
     assert delta.memory_bits()["delta_last_sent"] == (5 + 3 + 6) * delta.numerics.act_bits
     assert "delta_last_sent" not in normal.memory_bits()
+
+
+@pytest.mark.parametrize("layers, thresholds", [(1, (200, 150, 100)), (1, (0, 0, 0)), (2, (300, 300, 150))])
+def test_cycle_model_with_the_columns_sent(layers, thresholds):
+    """hw.cycle_model weighted by the share of frames each column is sent (golden's counts) against the
+    simulated cycles per frame."""
+    encoded = with_thresholds(encoded_model(16, 32, 16, layers=layers, density=0.3, n_pes=4, seed=9), *thresholds)
+    design = AcceleratorDesign.from_encoded(encoded)
+    x_q = slowly_changing_frames(encoded, 9, 9)
+    starts = np.zeros(9, dtype=bool)
+    starts[0] = True
+    every, first = [], []       # the columns sent in frames 2-8, whose ends are measured
+    golden_forward_encoded(encoded, x_q, sequence_starts=starts, delta_counts=every)
+    golden_forward_encoded(encoded, x_q[:2], sequence_starts=starts[:2], delta_counts=first)
+    share = {(l, kind): (every[l][f"{side}_sends"] - first[l][f"{side}_sends"]) / 7
+             for l in range(layers) for side, kind in SIDE_PHASES.items() if every[l][f"{side}_sends"].size}
+    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
+    measured = (status["frame_cycles"][8] - status["frame_cycles"][1]) / 7
+    predicted = predict_cycles(design, column_share=share).steady_state
+    assert predicted == pytest.approx(measured, rel=0.1)
