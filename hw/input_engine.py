@@ -61,7 +61,6 @@ class InputEngine(wiring.Component):
         self._design = design
         delta = {"restart": Out(1)} if design.delta_mode else {}
         super().__init__({
-            **delta,
             "i": In(stream.Signature(input_word_layout(design.act_bits))),
             "o": Out(stream.Signature(design_broadcast_layout(design))),
             "enable": In(1),
@@ -71,6 +70,7 @@ class InputEngine(wiring.Component):
             "started": Out(1),
             "frame_start": Out(1),
             "sequence_start": Out(1),
+            **delta,
         })
 
     def elaborate(self, platform):
