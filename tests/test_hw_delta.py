@@ -129,3 +129,20 @@ def test_cycle_model_with_the_columns_sent(layers, thresholds):
     measured = (status["frame_cycles"][8] - status["frame_cycles"][1]) / 7
     predicted = predict_cycles(design, column_share=share).steady_state
     assert predicted == pytest.approx(measured, rel=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed):
+    rng = np.random.default_rng(300 + seed)
+    cells = int(rng.integers(2, 24))
+    proj = int(rng.integers(1, cells)) if rng.random() < 0.6 else None
+    encoded = encoded_model(int(rng.integers(1, 20)), cells, proj, layers=int(rng.integers(1, 3)),
+                            peephole=bool(rng.random() < 0.5), density=float(rng.choice([1.0, 0.5, 0.2, 0.05])),
+                            n_pes=min(cells, int(rng.choice([1, 2, 3, 4, 8, 16]))), seed=seed,
+                            scale=float(rng.choice([0.3, 1.0, 3.0])))
+    encoded = with_thresholds(encoded, *(int(v) for v in rng.choice([0, 20, 300, 3000], 3)))
+    restarts = tuple(int(t) for t in np.flatnonzero(rng.random(7) < 0.3) + 1)
+    params = HardwareParams(fifo_depth=int(rng.choice([2, 3, 8])))
+    check_delta(encoded, frames=8, restart_at=restarts, in_stall=float(rng.random() * 0.5),
+                out_stall=float(rng.random() * 0.7), seed=seed, params=params, noise_first=True)
