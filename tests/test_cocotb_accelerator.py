@@ -189,6 +189,26 @@ def test_sim_command_writes_what_golden_writes(tmp_path, capsys):
     assert report["build_dir"] is None                           # temporary, removed after a pass
 
 
+def test_sim_command_in_delta_mode_reports_the_columns_skipped(tmp_path, capsys):
+    """Thresholds in the manifest (`encode --delta-threshold`): the hardware and the golden model run delta
+    mode, and sim reports the columns skipped and the cycle model in both modes."""
+    _require("icarus")
+    model = random_model(4, 6, 3, num_layers=1, peephole=True, seed=10)
+    encoded = compress_and_encode(model, 2, 0.5).encoded
+    write_encoded(replace(encoded, delta_thresholds=(DeltaThresholds(300, 200, 100),)), tmp_path / "enc")
+    x = np.cumsum(np.random.default_rng(10).normal(0.0, 0.1, (2, 4, 4)), axis=1)
+    np.save(tmp_path / "x.npy", x)
+    code = cli.main(["sim", str(tmp_path / "enc"), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                     "--simulator", "icarus", "--report", str(tmp_path / "r.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "PASS: 8/8 frame(s), 0 mismatching word(s)" in out and "columns skipped" in out
+    delta = json.loads((tmp_path / "r.json").read_text())["delta"]
+    assert delta["thresholds"] == [{"x": 300, "y": 200, "m": 100}]
+    assert 0 < delta["macs"] < delta["dense_macs"]
+    assert delta["cycle_model_delta"] < delta["cycle_model_weight_sparse"]
+
+
 def test_sim_command_rejects_a_wrong_input_shape(tmp_path, capsys):
     _require("icarus")
     model = random_model(4, 6, None, num_layers=1, peephole=False, seed=10)
