@@ -16,8 +16,10 @@ not skip R_READ in delta mode), so nothing else is reset, ever; the memory start
 accumulators at the bias.
 
 Pipeline: the word's last value is read as the word is taken (the read port is transparent to the write
-of the word before, which may be the same column), and the delta is formed and registered the cycle
-after; a column not sent leaves no word.
+of the word before, which may be the same column); the cycle after, the new last value is formed, written
+and registered with the old one, and the output's delta is their difference, formed after that register
+(the block RAM's output, a subtraction and the threshold test fill a cycle already). A column not sent
+leaves no word.
 """
 
 from __future__ import annotations
@@ -97,7 +99,9 @@ class DeltaFilter(wiring.Component):
 
         phases = range(len(self._columns))
         bases = Array(Const(base, range(depth + 1)) for base, _, _ in self._columns)   # + 1: an unused phase at the end
-        thresholds = Array(Const(threshold, unsigned(word_bits)) for _, _, threshold in self._columns)
+        # |change| > threshold as two comparisons side by side, not a negation followed by one
+        above = Array(Const(threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
+        below = Array(Const(-threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
@@ -109,6 +113,8 @@ class DeltaFilter(wiring.Component):
         word_addr = Signal.like(read.addr)
         out_valid = Signal()
         out = Signal.like(self.o.payload)
+        out_new = Signal(signed(word_bits))      # the column's new and old last values: delta = new - old
+        out_old = Signal(signed(word_bits))
         m.d.comb += [
             enable.eq(~out_valid | self.o.ready),
             self.i.ready.eq(enable),
@@ -119,28 +125,25 @@ class DeltaFilter(wiring.Component):
             m.d.sync += [word_valid.eq(self.i.valid), word.eq(self.i.payload), word_restart.eq(self.restart),
                          word_addr.eq(read.addr)]
 
-        # the delta: against 0 at a restart (the new last value), then relative to the stored one
+        # the new last value: the threshold test against 0 at a restart, else against the stored value
         last = read.data
         value = Signal(signed(word_bits))
         base = Signal(signed(word_bits))
         change = Signal(signed(word_bits + 1))
-        magnitude = Signal(unsigned(word_bits + 1))
         new_last = Signal(signed(word_bits))
-        delta = Signal(signed(word_bits + 1))
         m.d.comb += [
             value.eq(Mux(word_restart & is_recurrent[word.phase], 0, word.value)),
             base.eq(Mux(word_restart, 0, last)),
             change.eq(value - base),
-            magnitude.eq(Mux(change < 0, -change, change)),
-            new_last.eq(Mux(magnitude > thresholds[word.phase], value, base)),
-            delta.eq(new_last - last),
+            new_last.eq(Mux((change > above[word.phase]) | (change < below[word.phase]), value, base)),
             write.addr.eq(word_addr),
             write.data.eq(new_last),
             write.en.eq(enable & word_valid),
         ]
         with m.If(enable):
-            m.d.sync += [out_valid.eq(word_valid & (delta != 0)), out.eq(word), out.value.eq(delta)]
-        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+            m.d.sync += [out_valid.eq(word_valid & (new_last != last)), out.eq(word), out_new.eq(new_last),
+                         out_old.eq(last)]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out), self.o.payload.value.eq(out_new - out_old)]
 
         held_proj = Signal()
         with m.If(self.o.valid & self.o.ready):
