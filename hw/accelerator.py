@@ -24,6 +24,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .broadcast import Broadcaster
+from .delta_filter import DeltaFilter
 from .design import AcceleratorDesign
 from .interfaces import design_broadcast_layout, design_lane_broadcast_layout, input_word_layout, output_word_layout
 from .lanes import LaneElementwise, LaneUnpacker
@@ -107,7 +108,13 @@ class Accelerator(wiring.Component):
         wiring.connect(m, wiring.flipped(self.i), input_slice.i)
         wiring.connect(m, input_slice.o, scheduler.i)
         wiring.connect(m, scheduler.o, wiring.flipped(self.o))
-        wiring.connect(m, scheduler.bcast, broadcaster.i)
+        if design.delta_mode:   # the words become the deltas of the sent columns (hw/delta_filter.py)
+            m.submodules.delta_filter = delta_filter = DeltaFilter(design)
+            wiring.connect(m, scheduler.bcast, delta_filter.i)
+            wiring.connect(m, delta_filter.o, broadcaster.i)
+            m.d.comb += delta_filter.restart.eq(scheduler.restart)
+        else:
+            wiring.connect(m, scheduler.bcast, broadcaster.i)
         wiring.connect(m, scheduler.cells, cell_reader.command)
         wiring.connect(m, cell_reader.o, cell_slice.i)
         wiring.connect(m, cell_slice.o, elementwise.i)
@@ -132,10 +139,13 @@ class Accelerator(wiring.Component):
         pes_busy, pes_proj_busy = pes[0].busy, pes[0].proj_busy
         for part in pes[1:] + unpackers:
             pes_busy, pes_proj_busy = pes_busy | part.busy, pes_proj_busy | part.proj_busy
+        bcast_busy = broadcaster.busy
+        if design.delta_mode:   # words in the filter are on their way to the broadcaster and the PEs
+            bcast_busy, pes_proj_busy = bcast_busy | delta_filter.busy, pes_proj_busy | delta_filter.proj_busy
         m.d.comb += [
             scheduler.pes_busy.eq(pes_busy),
             scheduler.pes_proj_busy.eq(pes_proj_busy),
-            scheduler.bcast_busy.eq(broadcaster.busy),
+            scheduler.bcast_busy.eq(bcast_busy),
             self.busy.eq(scheduler.busy),
             self.frames_done.eq(scheduler.frames_done),
             self.cycles.eq(scheduler.cycles),

@@ -13,6 +13,10 @@ Assumptions: every activation is non-zero (zero-skipping only makes frames faste
 always valid and the output stream always ready. `steady_state` is the period of a stream of frames that
 continue a sequence (recurrent columns broadcast); `first_frame` the latency of one frame on its own that
 starts a sequence (recurrent columns skipped).
+
+Delta mode (`column_share`, docs/architecture.md): each column's entries are weighted by the share of
+frames in which it is sent (e.g. from sw.golden's delta counts), and with a single layer the next frame's
+input waits for the end of the element-wise pass.
 """
 
 from __future__ import annotations
@@ -156,9 +160,10 @@ def _simulate(streams: list[_Stream], fifo_depth: int, fifo_latency: int = FIFO_
             raise RuntimeError("cycle model did not converge")
 
 
-def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
+def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | None = None) -> CyclePrediction:
     """Predict cycles per frame (see the module docstring). An EncodedModel is accepted too (with
-    `params`), for the Verilog sidecar."""
+    `params`), for the Verilog sidecar. `column_share` (delta mode): {(layer, PHASE_X / PHASE_R /
+    PHASE_PROJ): the share of frames each column of the phase is sent, shape (columns,)}."""
     if not isinstance(design, AcceleratorDesign):
         design = AcceleratorDesign.from_encoded(design, params)
     lanes = design.lanes
@@ -170,13 +175,16 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
     last = design.n_layers - 1
     work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
             for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
+    for key, share in (column_share or {}).items():
+        work[key] = np.rint(work[key] * np.asarray(share, dtype=np.float64)).astype(np.int64)
     ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         return _simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
 
-    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
+    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
+                    input_after_pass=False):
         """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
         next frame's layer-0 input words and then its recurrent words once the readout has started,
         interleaved. Returns cycles from the start of EW until everything listed is done."""
@@ -200,7 +208,8 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
             streams.append(_Stream(work[(l + 1, PHASE_R)]))
         if overlap_next_input:
             x_index = len(streams)
-            streams.append(_Stream(work[(0, PHASE_X)]))
+            after = np.full(layers[0].input_size, last_m) if input_after_pass else None
+            streams.append(_Stream(work[(0, PHASE_X)], after))
             if recurrent_next:
                 def opens(done):
                     started = readout_started(done)
@@ -211,7 +220,9 @@ def predict_cycles(design: AcceleratorDesign, params=None) -> CyclePrediction:
         return max(end, proj_end, last_m) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
-    steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
+    # delta mode, one layer: the next frame's input waits for the end of the element-wise pass
+    steady = elementwise(last, overlap_next_input=True, recurrent_next=True,
+                         input_after_pass=design.delta_mode and design.n_layers == 1)
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
         steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)

@@ -21,6 +21,10 @@ cell in one cycle.
 Layer 0's gate accumulators are double-buffered (frame parity): the next frame's input columns accumulate
 into one copy while the element-wise pass of the last layer still reads and resets the other. Copy 1 of
 layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE's total cell count).
+
+Delta mode (`delta_thresholds`, from the encoded model's manifest; docs/architecture.md, "Delta mode"):
+the accumulators keep their sums from frame to frame, so there is one copy of layer 0 (a second copy
+would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word.
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ class PEDesign:
     bias: tuple[tuple[int, int, int, int], ...]   # per gate-bank address: (b_i, b_f, b_g, b_o)
     peephole: tuple[tuple[int, int, int], ...]    # per gate-bank address: (p_i, p_f, p_o), 0 without
     phases: tuple[PhaseEntry, ...]
+    double_buffered: bool = True      # layer 0's second accumulator copy (not in delta mode)
 
     @property
     def cell_depth(self) -> int:
@@ -116,18 +121,18 @@ class PEDesign:
 
     @property
     def alt_base(self) -> int:
-        """Gate bank address of copy 1 of layer 0's local cell 0."""
-        return self.cell_depth
+        """Gate bank address of copy 1 of layer 0's local cell 0 (copy 0's without a second copy)."""
+        return self.cell_depth if self.double_buffered else 0
 
     @property
     def gate_depth(self) -> int:
         """Gate bank words: every layer's cells, plus the second copy of layer 0."""
-        return self.cell_depth + self.cells[0]
+        return self.cell_depth + (self.cells[0] if self.double_buffered else 0)
 
     def gate_bank_init(self, gate: int) -> list[int]:
         """Initial contents of gate bank `gate`: the biases (both copies of layer 0)."""
         words = [bias[gate] for bias in self.bias]
-        return words + words[:self.cells[0]]
+        return words + (words[:self.cells[0]] if self.double_buffered else [])
 
     @property
     def proj_depth(self) -> int:
@@ -160,6 +165,8 @@ class AcceleratorDesign:
     lanes : int
         Element-wise lanes (`params.lanes`, or the count `cycle_model.default_lanes` picks when that is
         None): cell j of a layer goes through lane j mod lanes.
+    delta_thresholds : tuple of spec.encoded.DeltaThresholds, or None
+        Delta mode (one per layer, from the encoded model), or None: delta mode off.
     """
 
     numerics: object
@@ -172,11 +179,27 @@ class AcceleratorDesign:
     entry_bits: int
     pointer_bits: int
     lanes: int = 1
+    delta_thresholds: tuple | None = None
 
     # ---- derived sizes -------------------------------------------------------------------------------
     @property
     def n_layers(self) -> int:
         return len(self.layers)
+
+    @property
+    def delta_mode(self) -> bool:
+        return self.delta_thresholds is not None
+
+    @property
+    def value_bits(self) -> int:
+        """Width of a broadcast word's value: an x, y or m word, or in delta mode a delta (one bit wider)."""
+        return max(self.numerics.act_bits, self.numerics.unit_bits) + int(self.delta_mode)
+
+    @property
+    def delta_depth(self) -> int:
+        """Last-sent words of delta mode: every column of every layer's gates and proj matrices."""
+        return sum(layer.input_size + layer.recurrent_size + (layer.cell_size if layer.proj_size is not None
+                                                              else 0) for layer in self.layers)
 
     @property
     def input_size(self) -> int:
@@ -248,8 +271,7 @@ class AcceleratorDesign:
         """Storage of the generated accelerator in bits, by kind (as elaborated: dummy words of empty
         memories included; the ElementwiseUnit's cell state and tables are not counted here)."""
         numerics, params = self.numerics, self.params
-        value_bits = max(numerics.act_bits, numerics.unit_bits)
-        word_bits = value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
+        word_bits = self.value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
         depth = memory_depth
         totals = {"entries": 0, "pointers": 0, "gate_accumulators": 0, "proj_accumulators": 0,
                   "bias": 0, "peephole": 0, "activation_fifos": 0}
@@ -264,6 +286,8 @@ class AcceleratorDesign:
             totals["activation_fifos"] += (params.fifo_depth + ROOM_MARGIN) * word_bits
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
+        if self.delta_mode:
+            totals["delta_last_sent"] = depth(self.delta_depth) * max(numerics.act_bits, numerics.unit_bits)
         totals["total"] = sum(totals.values())
         return totals
 
@@ -317,20 +341,26 @@ class AcceleratorDesign:
             table.flags.writeable = False
             tables[name] = table
 
+        delta = encoded.delta_thresholds
         if params.lanes is not None and (params.lanes > n_pes or n_pes % params.lanes):
             # L consecutive cells must live in L different PEs, and lane k always reads PEs k, k + L, ...
             raise ParameterError(f"lanes = {params.lanes} must divide the number of PEs ({n_pes})")
+        if delta is not None and params.lanes not in (None, 1):
+            # the delta filter compares one column per word; lane groups pack several m words in one
+            raise ParameterError(f"delta mode runs with one element-wise lane, not lanes = {params.lanes}")
 
-        pes = tuple(cls._pe_design(encoded, image, layers, params) for image in encoded.pes)
+        pes = tuple(cls._pe_design(encoded, image, layers, params, double_buffered=delta is None)
+                    for image in encoded.pes)
         design = cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
-                     params=params, entry_bits=entry_bits, pointer_bits=pointer_bits, lanes=params.lanes or 1)
-        if params.lanes is None:
+                     params=params, entry_bits=entry_bits, pointer_bits=pointer_bits, lanes=params.lanes or 1,
+                     delta_thresholds=None if delta is None else tuple(delta))
+        if params.lanes is None and delta is None:
             from .cycle_model import default_lanes     # the cycle model reads designs: imported here
             design = dataclasses.replace(design, lanes=default_lanes(design))
         return design
 
     @staticmethod
-    def _pe_design(encoded, image, layers, params: HardwareParams) -> PEDesign:
+    def _pe_design(encoded, image, layers, params: HardwareParams, double_buffered: bool) -> PEDesign:
         p = int(image.pe)
         entries = tuple(int(word) for word in np.asarray(image.entries, dtype=np.int64))
         if len(entries) > params.max_entry_depth:
@@ -362,7 +392,7 @@ class AcceleratorDesign:
                 else:
                     peephole.append((0, 0, 0))
             gates = encoded.segment(p, l, "gates")
-            alt = total_cells if l == 0 else None     # layer 0 is double-buffered (see module docstring)
+            alt = total_cells if l == 0 and double_buffered else None   # see the module docstring
             phases.append(PhaseEntry(gates.ptr_base, GATE_TARGET, cell_base[l], layer.shift_x,
                                      acc_base_alt=alt))
             phases.append(PhaseEntry(gates.ptr_base + layer.input_size, GATE_TARGET, cell_base[l],
@@ -376,4 +406,4 @@ class AcceleratorDesign:
                 raise ParameterError(f"layer {l}: negative product shift ({layer.shift_x}, {layer.shift_r})")
         return PEDesign(pe=p, entries=entries, pointers=pointers, cells=cells, cell_base=tuple(cell_base),
                         proj_rows=proj_rows, proj_base=tuple(proj_base), bias=tuple(bias),
-                        peephole=tuple(peephole), phases=tuple(phases))
+                        peephole=tuple(peephole), phases=tuple(phases), double_buffered=double_buffered)

@@ -5,13 +5,16 @@ It counts the words of a frame (column 0 .. input_size-1) and turns each into a 
 *next* frame, during the last layer's element-wise pass (prefetch into the other copy of layer 0's gate
 accumulators); when a frame's words are all in (`complete`), the scheduler `rewind`s it for the next one.
 
+In delta mode it also says, with each word, whether the word's frame starts a sequence (`restart`): the
+words of the next frame may flow while the scheduler still runs the current one.
+
 A different input (a host link with its own framing, a delta-encoded input stream) is a different component
 with the same `o` and frame-status ports.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -48,12 +51,15 @@ class InputEngine(wiring.Component):
     frame_start : Out(1)
         The current frame's first word is taken this cycle; `sequence_start` is its `first` bit.
     sequence_start : Out(1)
+    restart : Out(1)
+        Delta mode only: the frame of the word on `o` starts a sequence (its first word's `first`).
     """
 
     def __init__(self, design: AcceleratorDesign):
         if not isinstance(design, AcceleratorDesign):
             raise TypeError(f"InputEngine needs an AcceleratorDesign, got {type(design).__name__}")
         self._design = design
+        delta = {"restart": Out(1)} if design.delta_mode else {}
         super().__init__({
             "i": In(stream.Signature(input_word_layout(design.act_bits))),
             "o": Out(stream.Signature(design_broadcast_layout(design))),
@@ -64,6 +70,7 @@ class InputEngine(wiring.Component):
             "started": Out(1),
             "frame_start": Out(1),
             "sequence_start": Out(1),
+            **delta,
         })
 
     def elaborate(self, platform):
@@ -85,6 +92,12 @@ class InputEngine(wiring.Component):
             self.sequence_start.eq(self.i.payload.first),
             self.started.eq((column != 0) | taken),
         ]
+
+        if self._design.delta_mode:
+            sequence = Signal()       # `first` of the current frame's first word
+            with m.If(self.frame_start):
+                m.d.sync += sequence.eq(self.i.payload.first)
+            m.d.comb += self.restart.eq(Mux(column == 0, self.i.payload.first, sequence))
 
         with m.If(self.rewind):
             m.d.sync += column.eq(0)

@@ -155,10 +155,10 @@ def broadcast_layout(act_bits: int, column_bits: int, phase_bits: int) -> data.S
 
 
 def design_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout:
-    """The broadcast word of a design: the value is wide enough for x, y and m words."""
+    """The broadcast word of a design: the value is wide enough for x, y and m words (in delta mode for
+    their deltas)."""
     _check_design(design)
-    value_bits = max(design.numerics.act_bits, design.numerics.unit_bits)
-    return broadcast_layout(value_bits, design.column_bits, design.phase_bits)
+    return broadcast_layout(design.value_bits, design.column_bits, design.phase_bits)
 
 
 def lane_broadcast_layout(value_bits: int, column_bits: int, phase_bits: int, lanes: int) -> data.StructLayout:

@@ -366,9 +366,11 @@ class SparsePE(wiring.Component):
         cell_reset_addr = Signal.like(gate_out_rd[0].addr, reset_less=True)
         proj_reset_pending = Signal()
         proj_reset_addr = Signal.like(proj_out_rd.addr, reset_less=True)
+        # delta mode: the sums persist from frame to frame, the ports only read (docs/architecture.md)
+        resets = not design.delta_mode
         m.d.sync += [
-            cell_reset_pending.eq(self.cell_read.en), cell_reset_addr.eq(bank_addr),
-            proj_reset_pending.eq(self.proj_read.en), proj_reset_addr.eq(proj_addr),
+            cell_reset_pending.eq(self.cell_read.en if resets else 0), cell_reset_addr.eq(bank_addr),
+            proj_reset_pending.eq(self.proj_read.en if resets else 0), proj_reset_addr.eq(proj_addr),
         ]
 
         # ---- accumulator writes: MAC results; a cell reset clears its words (the read ports hold their tags), a

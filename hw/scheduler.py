@@ -19,6 +19,11 @@ Per frame, for each layer l (docs/architecture.md has the timeline):
     DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
     LAYER_END next layer, or for the last layer: hand the frame to the output streamer, next frame
 
+Delta mode (docs/architecture.md): the words go through a DeltaFilter, with `restart` telling it whether
+the word's frame starts a sequence; R_READ is not skipped at a sequence start (the filter takes back the
+recurrent columns sent in the old sequence), and with a single layer the next frame's input waits for the
+end of the element-wise pass (one copy of the accumulators, which the pass reads).
+
 The datapath lives in the components: InputEngine (hw/input_engine.py), YReader and the y memory
 (hw/y_reader.py), OutputStreamer and the output buffer (hw/output_streamer.py). What stays here is which
 source the broadcaster takes in each state, the y words' source (ProjReader, or m narrowed to y for a layer
@@ -68,6 +73,8 @@ class Scheduler(wiring.Component):
         y words from the ProjReader (only when a layer has a projection).
     pes_busy, pes_proj_busy, bcast_busy : In(1)
         Some PE has work / proj work queued or in flight; the broadcaster holds a word.
+    restart : Out(1)
+        Delta mode only: the word on `bcast` belongs to a frame that starts a sequence.
     busy : Out(1)
         A frame is in flight.
     frames_done : Out(params.counter_bits)
@@ -96,6 +103,8 @@ class Scheduler(wiring.Component):
             "frames_done": Out(design.params.counter_bits),
             "cycles": Out(design.params.cycle_counter_bits),
         }
+        if design.delta_mode:
+            members["restart"] = Out(1)
         if self._has_proj:
             members["proj"] = Out(ReadoutCommandSignature(design, cell_readout=False))
             members["y"] = In(stream.Signature(y_word_layout(design), always_ready=True))
@@ -202,6 +211,13 @@ class Scheduler(wiring.Component):
         ]
         with m.If(self.busy):
             m.d.sync += self.cycles.eq(self.cycles + 1)
+        delta = design.delta_mode
+        if delta:
+            # the input engine's words may be the next frame's (it is the source exactly when it sees
+            # `ready`), and its first word updates `seq_start` while the last layer's m words still flow
+            m_restart = Signal()      # seq_start of the frame whose element-wise pass runs
+            m.d.comb += self.restart.eq(Mux(m_sent, m_restart,
+                                            Mux(input_engine.o.ready, input_engine.restart, seq_start)))
 
         # ---- bookkeeping -----------------------------------------------------------------------------------
         with m.If(input_engine.frame_start):
@@ -239,7 +255,7 @@ class Scheduler(wiring.Component):
                     m.next = "R_SETUP"
 
             with m.State("R_SETUP"):
-                with m.If(seq_start | recurrent_ahead):
+                with m.If(recurrent_ahead if delta else seq_start | recurrent_ahead):
                     m.d.sync += recurrent_ahead.eq(0)
                     m.next = "DRAIN_G"
                 with m.Else():
@@ -258,10 +274,12 @@ class Scheduler(wiring.Component):
                 with m.If(pipeline_idle & ~proj_busy & ~(is_last_layer & ~has_proj[layer] & output_busy)):
                     m.d.comb += self.cells.start.eq(1)
                     m.d.sync += m_count.eq(0)
+                    if delta:
+                        m.d.sync += m_restart.eq(seq_start)
                     # layer l+1's recurrent input (its y of the previous frame) does not depend on this
                     # layer: send it during the element-wise pass
                     if n_layers > 1:
-                        with m.If(~is_last_layer & ~seq_start):
+                        with m.If(~is_last_layer if delta else ~is_last_layer & ~seq_start):
                             start_y_reader(layer + 1, phase_x + PHASES_PER_LAYER + PHASE_R)
                             m.d.sync += recurrent_ahead.eq(1)
                     m.next = "EW"
@@ -270,7 +288,9 @@ class Scheduler(wiring.Component):
                 # the m words share the broadcaster with independent work, alternating when both wait (a
                 # gate word carries ~4x the PE work of an m word, so the PEs stay busy): in the last layer
                 # the next frame's input words, else the next layer's recurrent words
-                m.d.comb += [input_engine.enable.eq(is_last_layer), input_engine.buffer.eq(~frame_parity)]
+                # (delta mode, one layer: this pass reads the only copy of the accumulators the input adds to)
+                prefetch = 0 if delta and n_layers == 1 else is_last_layer
+                m.d.comb += [input_engine.enable.eq(prefetch), input_engine.buffer.eq(~frame_parity)]
                 with m.If(has_proj[layer]):
                     with m.If(self.m.valid & ~(prefer_input & secondary_valid)):
                         m.d.comb += [m_sent.eq(self.bcast.ready), self.bcast.valid.eq(1),

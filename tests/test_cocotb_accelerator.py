@@ -11,7 +11,7 @@ A run that fails reports the first mismatching word (frame, element, expected, g
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -21,6 +21,7 @@ from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import generate
 from sparselstm.sim import tools
 from sparselstm.sim.runner import SimResult, SimulationError, run_accelerator_sim
+from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.sw.format import write_encoded
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
@@ -51,6 +52,7 @@ class Case:
     first_noise: bool = False        # `first` set at random where the protocol says it is ignored
     saturating: bool = False         # inputs far outside the act range (they saturate on quantisation)
     lanes: int | None = None         # element-wise lanes (None: the design's default)
+    delta: tuple | None = None       # delta mode: thresholds (x, y, m) in words, every layer (m 0 without proj)
 
 
 def _require(simulator: str) -> None:
@@ -68,6 +70,10 @@ def build_case(case: Case, directory):
     if case.zero_matrices:
         density = {"default": case.density, **{name: 0.0 for name in case.zero_matrices}}
     encoded = compress_and_encode(model, case.n_pes, density, case.balanced).encoded
+    if case.delta is not None:
+        x, y, m = case.delta
+        encoded = replace(encoded, delta_thresholds=tuple(
+            DeltaThresholds(x, y, m if layer.proj_size is not None else 0) for layer in encoded.layers))
     encoded_dir, verilog_dir = directory / "encoded", directory / "verilog"
     write_encoded(encoded, encoded_dir)
     generate(encoded, HardwareParams(lanes=case.lanes), verilog_dir, encoded_dir=encoded_dir)
@@ -113,6 +119,10 @@ CASES = [
     Case("saturating", input_size=4, cells=6, density=1.0, scale=4.0, frames=6, seed=6),
     Case("lanes2-odd-cells", input_size=9, cells=21, proj=10, n_pes=4, density=0.3, frames=4, restarts=(2,),
          stall_in=0.2, stall_out=0.3, seed=8, lanes=2),
+    Case("delta-restarts-stalls", cells=8, proj=6, density=0.5, frames=10, restarts=(4, 5), stall_in=0.3,
+         stall_out=0.3, delta=(400, 250, 120), seed=7),
+    Case("delta-two-layers", input_size=6, cells=10, proj=None, layers=2, n_pes=4, density=0.4, frames=6,
+         restarts=(3,), delta=(300, 300, 0), seed=8),
 ]
 
 
@@ -185,6 +195,26 @@ def test_sim_command_writes_what_golden_writes(tmp_path, capsys):
     assert report["status"]["frames_done"] == 6 and len(report["pe_utilisation"]) == 2
     assert report["hardware_params"]["fifo_depth"] == 4
     assert report["build_dir"] is None                           # temporary, removed after a pass
+
+
+def test_sim_command_in_delta_mode_reports_the_columns_skipped(tmp_path, capsys):
+    """Thresholds in the manifest (`encode --delta-threshold`): the hardware and the golden model run delta
+    mode, and sim reports the columns skipped and the cycle model in both modes."""
+    _require("icarus")
+    model = random_model(4, 6, 3, num_layers=1, peephole=True, seed=10)
+    encoded = compress_and_encode(model, 2, 0.5).encoded
+    write_encoded(replace(encoded, delta_thresholds=(DeltaThresholds(300, 200, 100),)), tmp_path / "enc")
+    x = np.cumsum(np.random.default_rng(10).normal(0.0, 0.1, (2, 4, 4)), axis=1)
+    np.save(tmp_path / "x.npy", x)
+    code = cli.main(["sim", str(tmp_path / "enc"), "-i", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+                     "--simulator", "icarus", "--report", str(tmp_path / "r.json")])
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
+    assert "PASS: 8/8 frame(s), 0 mismatching word(s)" in out and "columns skipped" in out
+    delta = json.loads((tmp_path / "r.json").read_text())["delta"]
+    assert delta["thresholds"] == [{"x": 300, "y": 200, "m": 100}]
+    assert 0 < delta["macs"] < delta["dense_macs"]
+    assert delta["cycle_model_delta"] < delta["cycle_model_weight_sparse"]
 
 
 def test_sim_command_rejects_a_wrong_input_shape(tmp_path, capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 
 import pytest
 from amaranth.sim import Simulator
@@ -10,6 +11,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, PHASE_X, phase_index
 from sparselstm.hw.input_engine import InputEngine
 from sparselstm.hw.testing import stream_receive, stream_send
+from sparselstm.spec.encoded import DeltaThresholds
 
 from test_hw_design import encoded_model
 
@@ -31,7 +33,7 @@ def expected_broadcast(frame: list[dict], buffer: int) -> list[dict]:
 def run_engine(design, frames, rng, idle, stall, disabled_cycles=3):
     """Send every frame's words (random gaps); per frame enable the engine for buffer t % 2, take the words
     (random stalls), check the frame status outputs, rewind. Returns per frame the received broadcast
-    words and, with each, (frame_start, sequence_start, started)."""
+    words and, with each, (frame_start, sequence_start, started) and in delta mode `restart`."""
     dut = InputEngine(design)
     got = []
 
@@ -47,7 +49,8 @@ def run_engine(design, frames, rng, idle, stall, disabled_cycles=3):
             ctx.set(dut.enable, 1)
             ctx.set(dut.buffer, t % 2)
             received = await stream_receive(ctx, dut.o, design.input_size, rng=rng, stall=stall,
-                                            sample=(dut.frame_start, dut.sequence_start, dut.started),
+                                            sample=(dut.frame_start, dut.sequence_start, dut.started,
+                                                    *([dut.restart] if design.delta_mode else [])),
                                             max_cycles=50 * design.input_size)
             got.append(received)
             # the frame is complete: nothing more is offered until the rewind, even if the next frame waits
@@ -98,3 +101,15 @@ def test_engine_needs_a_design():
     with pytest.raises(TypeError, match="AcceleratorDesign"):
         InputEngine({"input_size": 5})
     gc.collect()
+
+
+def test_engine_in_delta_mode_tells_each_word_whether_its_frame_restarts(rng):
+    """`restart` is the frame's first word's `first`, on every word of the frame (the `first` bits of the
+    other words are noise)."""
+    encoded = encoded_model(input_size=4, layers=1, n_pes=2)
+    design = AcceleratorDesign.from_encoded(replace(encoded, delta_thresholds=(DeltaThresholds(1, 2, 3),)))
+    frames = input_frames(design, 6, rng)
+    frames[0][0]["first"], frames[1][0]["first"] = 1, 0      # both cases, whatever the rng gives
+    got = run_engine(design, frames, rng, 0.3, 0.3)
+    for frame, received in zip(frames, got):
+        assert [w.sampled[3] for w in received] == [frame[0]["first"]] * len(frame)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._delta_sim import delta_report
 from ._files_and_checks import (add_extra_keys_argument, add_word_arguments, check_at_least, check_frames,
                                 check_output_dir, check_output_file, load_frames, load_model_file,
                                 load_sequence_starts, quantize_frames, save_json, save_npy)
@@ -206,6 +207,7 @@ def run(args: argparse.Namespace) -> int:
             progress.close()
         keep = keep or args.waves or not result.passed
         _print_report(result, sidecar, x_q.shape, args)
+        delta = delta_report(encoded, x_q, starts, params)
         complete = result.outputs.shape[:-1] == x_q.shape[:-1]
         classification = None
         if complete and utterances is not None:
@@ -223,6 +225,8 @@ def run(args: argparse.Namespace) -> int:
             report = result.to_dict()
             if classification is not None:
                 report["classification"] = classification
+            if delta is not None:
+                report["delta"] = delta
             report.update({"encoded": str(args.encoded), "input": str(args.input or args.features),
                            "input_saturated": saturated,
                            "hardware_params": params.to_dict(), "cycle_model": sidecar.get("cycle_model"),

@@ -1,0 +1,85 @@
+"""Delta mode in the accelerator: accuracy against cycles per frame for a sweep of thresholds (issue #14).
+
+The shipped compressed 35-word model (models/words-lstmp-sparse.npz) encoded as `make sim` encodes it (16
+PEs, 6-bit indices), for each (x, y, m) threshold (real, in activation units): golden accuracy on the test
+utterances, the share of columns skipped per side, the MACs per frame, and the cycles per frame of the
+accelerator in delta mode as hw/cycle_model.py predicts them from the share of frames each column is sent
+(checked against the RTL by `make sim-delta` at one point and by tests/test_hw_delta.py), next to the
+weight-sparse mode.
+
+    .venv/bin/python bench/delta_cycles.py [--pes 16] [--output build/delta_cycles.json]   (about 2 minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from sparselstm.commands._delta_sim import SIDE_PHASES, column_share
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.sw.compress.accuracy import head_task
+from sparselstm.spec.numerics import Numerics
+from sparselstm.sw.delta import skipped_fraction, thresholds_from_real
+from sparselstm.sw.fixedpoint import dequantize_output, quantize_input
+from sparselstm.sw.golden import golden_forward_encoded
+from sparselstm.sw.loaders import load_model
+from sparselstm.sw.pipeline import compress_and_encode
+from sparselstm.sw.speech.task import ClassifierHead, FeatureSet
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+SWEEP = ((0.0, 0.0, 0.0), (0.05, 0.05, 0.02), (0.1, 0.1, 0.02), (0.2, 0.2, 0.02), (0.2, 0.2, 0.05),
+         (0.3, 0.3, 0.02), (0.3, 0.3, 0.05), (0.3, 0.5, 0.05), (0.5, 0.5, 0.1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pes", type=int, default=16)
+    parser.add_argument("--index-bits", type=int, default=6)
+    parser.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON")
+    args = parser.parse_args()
+    started = time.time()
+    task = head_task(ClassifierHead.load(MODELS / "words-lstmp-sparse.head.npz"),
+                     FeatureSet.load(MODELS / "words-test.npz"))
+    plain = compress_and_encode(load_model(MODELS / "words-lstmp-sparse.npz"), args.pes, 1.0,
+                                numerics=Numerics(index_bits=args.index_bits)).encoded
+    x_q, _ = quantize_input(task.lstm_inputs("test"), plain.numerics)
+    weight_sparse = predict_cycles(AcceleratorDesign.from_encoded(plain)).steady_state
+    off = golden_forward_encoded(plain, x_q, delta=None)
+    rows = [{"thresholds": None, "accuracy": task.score_outputs(dequantize_output(off, plain.numerics), "test"),
+             "cycles_per_frame": weight_sparse}]
+    has_projection = [layer.proj_size is not None for layer in plain.layers]
+    for x, y, m in SWEEP:
+        words = thresholds_from_real([{"x": x, "y": y, "m": m}] * len(plain.layers), plain.numerics, has_projection)
+        encoded = replace(plain, delta_thresholds=words)
+        counts: list = []
+        out = golden_forward_encoded(encoded, x_q, delta_counts=counts)
+        cycles = predict_cycles(AcceleratorDesign.from_encoded(encoded), column_share=column_share(counts))
+        macs = sum(layer[f"{side}_macs"] for layer in counts for side in SIDE_PHASES)
+        dense = sum(layer[f"{side}_dense_macs"] for layer in counts for side in SIDE_PHASES)
+        rows.append({"thresholds": {"x": x, "y": y, "m": m},
+                     "accuracy": task.score_outputs(dequantize_output(out, plain.numerics), "test"),
+                     "skipped": {side: skipped_fraction(counts[0], side) for side in SIDE_PHASES},
+                     "mac_share": macs / dense, "cycles_per_frame": cycles.steady_state})
+    print(f"{args.pes} PEs, {x_q.shape[0]} test utterances, {time.time() - started:.0f} s\n")
+    print("| x, y, m | accuracy | skipped x / y / m | MACs | cycles/frame (cycle model) | vs weight-sparse |\n"
+          "|---|---|---|---|---|---|")
+    for row in rows:
+        if row["thresholds"] is None:
+            print(f"| weight-sparse | {row['accuracy']:.4f} | - | 100 % | {weight_sparse} | 1.00x |")
+            continue
+        t, s = row["thresholds"], row["skipped"]
+        print(f"| {t['x']:g}, {t['y']:g}, {t['m']:g} | {row['accuracy']:.4f} | "
+              f"{s['x']:.1%} / {s['y']:.1%} / {s['m']:.1%} | {row['mac_share']:.1%} | {row['cycles_per_frame']} | "
+              f"{weight_sparse / row['cycles_per_frame']:.2f}x |")
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps({"pes": args.pes, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The accelerator in delta mode (docs/architecture.md, "Delta mode") in the Amaranth simulator, word for
+word against sw.golden's delta mode: thresholds 0 to large, sequence restarts, stalls, one and two layers."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sparselstm.commands._delta_sim import SIDE_PHASES
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.spec.encoded import DeltaThresholds
+from sparselstm.sw.golden import golden_forward_encoded
+from sparselstm.sw.pipeline import compress_and_encode
+
+from test_hw_accelerator import encoded_model, input_frames, mixed_model, rtl_forward
+
+
+def with_thresholds(encoded, x, y, m):
+    """The encoded model with the same thresholds in every layer (m 0 where a layer has no projection)."""
+    return replace(encoded, delta_thresholds=tuple(
+        DeltaThresholds(x, y, m if layer.proj_size is not None else 0) for layer in encoded.layers))
+
+
+def slowly_changing_frames(encoded, frames, seed):
+    """Input words that drift from frame to frame (as speech features do), some exact zeros."""
+    rng = np.random.default_rng(seed)
+    x_q = input_frames(encoded, 1, seed)
+    drift = rng.integers(-600, 600, (frames, x_q.shape[1])) * (rng.random((frames, x_q.shape[1])) < 0.5)
+    half = 1 << (encoded.numerics.act_bits - 1)
+    return np.clip(x_q + np.cumsum(drift, axis=0), -half, half - 1)
+
+
+def check_delta(encoded, frames=6, restart_at=(), in_stall=0.0, out_stall=0.0, seed=0, params=None,
+                noise_first=False):
+    design = AcceleratorDesign.from_encoded(encoded, params or HardwareParams())
+    assert design.delta_mode
+    x_q = slowly_changing_frames(encoded, frames, seed)
+    starts = np.zeros(frames, dtype=bool)
+    starts[[0, *restart_at]] = True
+    counts = []
+    expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts, delta_counts=counts)
+    got, status = rtl_forward(design, x_q, starts, in_stall, out_stall, seed, noise_first=noise_first)
+    mismatches = np.argwhere(got != expected)
+    assert mismatches.size == 0, (f"{len(mismatches)} words differ, first at (frame, index) "
+                                  f"{tuple(mismatches[0])}: got {got[tuple(mismatches[0])]}, "
+                                  f"expected {expected[tuple(mismatches[0])]}")
+    assert status["frames_done"] == frames and status["busy"] == 0
+    return status, counts
+
+
+@pytest.mark.parametrize("thresholds", [(0, 0, 0), (150, 100, 60), (2000, 1500, 900), (65535, 65535, 65535)])
+def test_one_layer_thresholds_restarts_and_stalls(thresholds):
+    encoded = with_thresholds(encoded_model(13, 10, 6, peephole=True, density=0.4, n_pes=2, seed=1), *thresholds)
+    check_delta(encoded, frames=7, restart_at=(3, 4), in_stall=0.3, out_stall=0.3, seed=1)
+
+
+def test_threshold_zero_gives_the_outputs_of_delta_mode_off():
+    plain = encoded_model(9, 12, 7, peephole=True, density=0.3, n_pes=4, seed=2)
+    encoded = with_thresholds(plain, 0, 0, 0)
+    design = AcceleratorDesign.from_encoded(encoded)
+    x_q = slowly_changing_frames(encoded, 5, 2)
+    starts = np.array([True, False, False, True, False])
+    got, _ = rtl_forward(design, x_q, starts, seed=2)
+    assert np.array_equal(got, golden_forward_encoded(plain, x_q, sequence_starts=starts, delta=None))
+
+
+def test_macs_are_those_of_the_sent_columns():
+    """One sequence: the PEs do exactly the multiply-accumulates of the columns golden sends."""
+    encoded = with_thresholds(encoded_model(11, 16, 8, peephole=True, density=0.5, n_pes=4, seed=3), 300, 200, 100)
+    status, counts = check_delta(encoded, frames=6, seed=3)
+    golden_macs = sum(layer[f"{side}_macs"] for layer in counts for side in ("x", "y", "m"))
+    assert sum(status["mac_cycles"]) == golden_macs
+    assert golden_macs < sum(layer[f"{side}_dense_macs"] for layer in counts for side in ("x", "y", "m"))
+
+
+@pytest.mark.parametrize("n_pes", [1, 4])
+def test_two_layers_with_projection(n_pes):
+    encoded = with_thresholds(encoded_model(7, 9, 5, layers=2, density=0.4, n_pes=n_pes, seed=4), 200, 150, 80)
+    check_delta(encoded, frames=6, restart_at=(2,), in_stall=0.2, out_stall=0.2, seed=4)
+
+
+def test_two_layers_without_projection_and_a_slow_consumer():
+    encoded = with_thresholds(encoded_model(6, 7, None, layers=2, density=0.5, n_pes=2, seed=5), 100, 300, 0)
+    check_delta(encoded, frames=5, restart_at=(1, 3), out_stall=0.7, seed=5)
+
+
+def test_mixed_layers_first_flag_only_on_first_words_small_fifo():
+    encoded = with_thresholds(compress_and_encode(mixed_model(6), 2, 0.5).encoded, 120, 60, 40)
+    check_delta(encoded, frames=6, restart_at=(2, 5), in_stall=0.2, out_stall=0.3, seed=6, noise_first=True,
+                params=HardwareParams(fifo_depth=2))
+
+
+def test_sixteen_pes_long_projection_back_to_back_restarts():
+    encoded = with_thresholds(encoded_model(3, 48, 40, density=0.3, n_pes=16, seed=7), 50, 50, 50)
+    check_delta(encoded, frames=6, restart_at=(1, 2, 4), seed=7)
+
+
+def test_design_of_delta_mode_has_one_copy_and_wider_words():
+    plain = encoded_model(5, 6, 3, n_pes=2, seed=8)
+    delta = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1))
+    normal = AcceleratorDesign.from_encoded(plain)
+    assert delta.value_bits == normal.value_bits + 1
+    for pe_delta, pe_normal in zip(delta.pes, normal.pes):
+        assert pe_delta.gate_depth == pe_normal.gate_depth - pe_normal.cells[0]
+        assert pe_delta.alt_base == 0
+    assert delta.memory_bits()["delta_last_sent"] == (5 + 3 + 6) * delta.numerics.act_bits
+    assert "delta_last_sent" not in normal.memory_bits()
+
+
+@pytest.mark.parametrize("layers, thresholds", [(1, (200, 150, 100)), (1, (0, 0, 0)), (2, (300, 300, 150))])
+def test_cycle_model_with_the_columns_sent(layers, thresholds):
+    """hw.cycle_model weighted by the share of frames each column is sent (golden's counts) against the
+    simulated cycles per frame."""
+    encoded = with_thresholds(encoded_model(16, 32, 16, layers=layers, density=0.3, n_pes=4, seed=9), *thresholds)
+    design = AcceleratorDesign.from_encoded(encoded)
+    x_q = slowly_changing_frames(encoded, 9, 9)
+    starts = np.zeros(9, dtype=bool)
+    starts[0] = True
+    every, first = [], []       # the columns sent in frames 2-8, whose ends are measured
+    golden_forward_encoded(encoded, x_q, sequence_starts=starts, delta_counts=every)
+    golden_forward_encoded(encoded, x_q[:2], sequence_starts=starts[:2], delta_counts=first)
+    share = {(l, kind): (every[l][f"{side}_sends"] - first[l][f"{side}_sends"]) / 7
+             for l in range(layers) for side, kind in SIDE_PHASES.items() if every[l][f"{side}_sends"].size}
+    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
+    measured = (status["frame_cycles"][8] - status["frame_cycles"][1]) / 7
+    predicted = predict_cycles(design, column_share=share).steady_state
+    assert predicted == pytest.approx(measured, rel=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(12))
+def test_random_configurations(seed):
+    rng = np.random.default_rng(300 + seed)
+    cells = int(rng.integers(2, 24))
+    proj = int(rng.integers(1, cells)) if rng.random() < 0.6 else None
+    encoded = encoded_model(int(rng.integers(1, 20)), cells, proj, layers=int(rng.integers(1, 3)),
+                            peephole=bool(rng.random() < 0.5), density=float(rng.choice([1.0, 0.5, 0.2, 0.05])),
+                            n_pes=min(cells, int(rng.choice([1, 2, 3, 4, 8, 16]))), seed=seed,
+                            scale=float(rng.choice([0.3, 1.0, 3.0])))
+    encoded = with_thresholds(encoded, *(int(v) for v in rng.choice([0, 20, 300, 3000], 3)))
+    restarts = tuple(int(t) for t in np.flatnonzero(rng.random(7) < 0.3) + 1)
+    params = HardwareParams(fifo_depth=int(rng.choice([2, 3, 8])))
+    check_delta(encoded, frames=8, restart_at=restarts, in_stall=float(rng.random() * 0.5),
+                out_stall=float(rng.random() * 0.7), seed=seed, params=params, noise_first=True)
