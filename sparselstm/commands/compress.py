@@ -266,6 +266,10 @@ def _run(args: argparse.Namespace, executor) -> int:
           flush=True)
 
     thresholds, sweep = delta_settings(args, model)
+    if thresholds is not None and args.delta_epochs and not task.can_finetune_delta:
+        raise ParameterError(f"--delta-epochs {args.delta_epochs}: task {task.name!r} cannot fine-tune with delta "
+                             f"thresholds in its forward pass (only the built-in task can); use --delta-epochs 0 "
+                             f"to score the thresholds alone")
     balanced, columns = balance_of(args)
     variants = [("primary", balanced, columns, curves)]
     if args.compare:
