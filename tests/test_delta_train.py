@@ -16,13 +16,7 @@ from sparselstm.sw.reference import reference_forward  # noqa: E402
 from sparselstm.sw.speech.task import synthetic_task  # noqa: E402
 from sparselstm.sw.torch_lstm import straight_through  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+from test_train import one_thread  # noqa: E402,F401 - autouse: PyTorch on one thread
 
 
 def classifier_of(reference, peephole: bool) -> training.SpeechClassifier:

@@ -205,15 +205,18 @@ def plot_delta(delta: dict, path, metric: str):
                               "thresholds, no fine-tuning"),
                              ("after", dict(marker="o", color="tab:orange"),
                               f"fine-tuned with the thresholds ({delta['epochs']} epochs)")):
-        points = sorted((p[key]["macs_per_frame"], 100 * p[key]["golden_score"], p["label"])
-                        for p in delta["points"] if key in p)
-        if not points:
-            continue
-        ax.plot([p[0] for p in points], [p[1] for p in points], color=style.get("edgecolors", style.get("color")),
-                linewidth=0.8, alpha=0.6)
-        ax.scatter([p[0] for p in points], [p[1] for p in points], label=name, zorder=3, **style)
-        for macs, score, label in points:
-            ax.annotate(label, (macs, score), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        points = [p[key] for p in delta["points"] if key in p]
+        if points:
+            ax.scatter([p["macs_per_frame"] for p in points], [100 * p["golden_score"] for p in points], label=name,
+                       zorder=3, **style)
+    for point in delta["points"]:   # an arrow from each setting without fine-tuning to the same fine-tuned
+        before, final = point["before"], point.get("after", point["before"])
+        if final is not before:
+            ax.annotate("", (final["macs_per_frame"], 100 * final["golden_score"]),
+                        (before["macs_per_frame"], 100 * before["golden_score"]),
+                        arrowprops=dict(arrowstyle="->", color="grey", linewidth=0.7))
+        ax.annotate(point["label"], (final["macs_per_frame"], 100 * final["golden_score"]), fontsize=6,
+                    xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel("MACs per frame (multiplies of the sent columns)")
     ax.set_ylabel(f"golden {metric} (%) on {delta['split']}")
     ax.set_title("Delta mode: accuracy against work")

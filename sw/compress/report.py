@@ -94,18 +94,12 @@ def build_report(task: CompressionTask, dense: dict, runs: Mapping[str, dict], p
     for name, run in runs.items():
         run_report = report["runs"][name]
         run_report["loss_vs_dense_float"] = {width: dense_score - s for width, s in run["golden_score"].items()}
-    if "unbalanced" in runs and primary in runs:
-        comparisons["balanced_minus_unbalanced"] = {
-            "float": runs[primary]["float_score"] - runs["unbalanced"]["float_score"],
-            **{w: runs[primary]["golden_score"][w] - runs["unbalanced"]["golden_score"][w] for w in widths}}
-    if "row-balanced" in runs and primary in runs:
-        comparisons["column_minus_row_balanced"] = {
-            "float": runs[primary]["float_score"] - runs["row-balanced"]["float_score"],
-            **{w: runs[primary]["golden_score"][w] - runs["row-balanced"]["golden_score"][w] for w in widths}}
-    if "uniform" in runs and primary in runs:
-        comparisons["sensitivity_minus_uniform"] = {
-            "float": runs[primary]["float_score"] - runs["uniform"]["float_score"],
-            **{w: runs[primary]["golden_score"][w] - runs["uniform"]["golden_score"][w] for w in widths}}
+    for other, key in (("unbalanced", "balanced_minus_unbalanced"), ("row-balanced", "column_minus_row_balanced"),
+                       ("uniform", "sensitivity_minus_uniform")):
+        if other in runs and primary in runs:
+            comparisons[key] = {
+                "float": runs[primary]["float_score"] - runs[other]["float_score"],
+                **{w: runs[primary]["golden_score"][w] - runs[other]["golden_score"][w] for w in widths}}
     report["comparisons"] = comparisons
     if extra:
         report.update(extra)
