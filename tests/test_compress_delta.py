@@ -62,10 +62,17 @@ def test_column_balanced_with_delta_fine_tuning_and_a_sweep(trained_classifier, 
         delta["points"][0]["after"]["thresholds_words"]
     classifier, _ = training.load_checkpoint(out / "pruned.pt")
     assert classifier.delta == [{"x": 0.1, "y": 0.1, "m": 0.02}]
+    # The model before delta fine-tuning is saved too: same zeros, other weights, no thresholds.
+    before, _ = training.load_checkpoint(out / "weight-sparse.pt")
+    assert before.delta is None and report["weight_sparse"] == [str(out / f"weight-sparse{suffix}")
+                                                                for suffix in (".pt", ".npz", ".head.npz")]
+    weight_sparse = load_model(out / "weight-sparse.npz")
     pruned = load_model(out / "pruned.npz")
     for name, w in pruned.matrices().items():
         counts = nonzeros_per_pe_and_column(w, 4)
         assert np.all(counts == counts[0]), name
+        assert np.array_equal(w != 0, weight_sparse.matrices()[name] != 0), name
+    assert any(not np.array_equal(w, weight_sparse.matrices()[name]) for name, w in pruned.matrices().items())
     assert "## Delta mode" in (out / "report.md").read_text()
     assert (out / "delta.png").read_bytes()[:4] == b"\x89PNG"
 

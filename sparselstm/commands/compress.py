@@ -68,12 +68,14 @@ def register(subparsers) -> None:
     parser.add_argument("--narrow-weight-bits", type=int, default=8, metavar="B",
                         help="also score the golden model at this weight width (default 8)")
     parser.add_argument("--compare", action="store_true",
-                        help="also compress with unbalanced pruning, and (with --sensitivity) with uniform "
-                             "densities, for the report (each run starts from the dense model)")
+                        help="also compress with unbalanced pruning, with row-balanced pruning (when --balance "
+                             "column), and (with --sensitivity) with uniform densities, for the report (each run "
+                             "starts from the dense model)")
     add_delta_argument(parser, "After pruning, the model is fine-tuned --delta-epochs epochs with the thresholds "
                                "in the forward pass (straight-through); the report gives accuracy, columns skipped "
                                "and work per frame against the weight-sparse model; pruned.* and encoded/ hold the "
-                               "fine-tuned model, the manifest the thresholds (docs/compression.md, 'Delta mode').")
+                               "fine-tuned model, the manifest the thresholds, weight-sparse.* the model before "
+                               "(docs/compression.md, 'Delta mode').")
     parser.add_argument("--delta-epochs", type=int, default=1, metavar="E",
                         help="with --delta-threshold: fine-tuning epochs with the thresholds (default 1; 0: score "
                              "the thresholds on the pruned model without fine-tuning)")
@@ -293,6 +295,10 @@ def _run(args: argparse.Namespace, executor) -> int:
     encoded, encode_report = primary["encoded"][f"w{args.weight_bits}"]
     final_model, extra = primary_result.model, {}
     if thresholds is not None:
+        # The model before delta fine-tuning too: other thresholds can start from it later.
+        extra["weight_sparse"] = [str(p) for p in task.save_model(
+            primary_result.model, args.output / "weight-sparse", command=command_line(),
+            compression=primary_result.summary())]
         extra["delta"], final_model = delta_compression(task, primary_result, thresholds, args.delta_epochs,
                                                         settings[f"w{args.weight_bits}"], args.test_split, sweep,
                                                         _line_writer(args))
