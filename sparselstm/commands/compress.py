@@ -20,7 +20,8 @@ def register(subparsers) -> None:
                     "mask variant), then quantisation and encoding. Writes OUTDIR/pruned.* (the pruned "
                     "checkpoint), OUTDIR/encoded/ (the encoded model), OUTDIR/densities.json and "
                     "OUTDIR/report.{md,json} with plots. Scores on the test split come from the float model "
-                    "and from the bit-exact golden model of the encoded model.")
+                    "and from the bit-exact golden model of the encoded model. With --delta-threshold the "
+                    "pruned model is then fine-tuned in delta mode and scored with the thresholds.")
     add_task_arguments(parser)
     parser.add_argument("--target-density", type=float, required=True, metavar="D",
                         help="overall density to reach (non-zeros / weights of all matrices), in (0, 1]; "

@@ -89,6 +89,7 @@ def evaluate_delta(task: CompressionTask, encoded, thresholds, split: str) -> di
     macs = sum(layer[f"{side}_macs"] for layer in counts for side in DELTA_SIDES)
     sparse = sum(layer[f"{side}_dense_macs"] for layer in counts for side in DELTA_SIDES)
     lockstep = lockstep_cycles(encoded, counts, frames)
+    weight_sparse = weight_sparse_cycles(encoded)
     sent = {side: sum(layer[f"{side}_sent"] for layer in counts) for side in DELTA_SIDES}
     columns = {side: sum(layer[f"{side}_columns"] for layer in counts) for side in DELTA_SIDES}
     return {"thresholds_words": [t.to_dict() for t in words], "golden_score": score,
@@ -97,8 +98,8 @@ def evaluate_delta(task: CompressionTask, encoded, thresholds, split: str) -> di
             "macs_per_frame": macs / frames, "sparse_macs_per_frame": sparse / frames,
             "macs_fraction": macs / sparse if sparse else 0.0,
             "lockstep_cycles_per_frame": lockstep,
-            "weight_sparse_cycles_per_frame": weight_sparse_cycles(encoded),
-            "cycles_ratio": weight_sparse_cycles(encoded) / lockstep if lockstep else float("inf")}
+            "weight_sparse_cycles_per_frame": weight_sparse,
+            "cycles_ratio": weight_sparse / lockstep if lockstep else float("inf")}
 
 
 def threshold_label(thresholds) -> str:
