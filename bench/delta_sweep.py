@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from sparselstm.spec.encoded import GATES_MATRIX, PROJ_MATRIX
 from sparselstm.sw.compress.accuracy import head_task
+from sparselstm.sw.compress.delta import column_entries, lockstep_cycles
 from sparselstm.sw.delta import skipped_fraction, thresholds_from_real
 from sparselstm.sw.fixedpoint import dequantize_output, quantize_input
-from sparselstm.sw.format import decode, segment_entries
+from sparselstm.sw.format import decode
 from sparselstm.sw.golden import golden_forward
 from sparselstm.sw.loaders import load_model
 from sparselstm.sw.pipeline import compress_and_encode
@@ -41,35 +41,6 @@ THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 PER_SIDE = ((0.2, 0.0, 0.0), (0.0, 0.2, 0.0), (0.0, 0.0, 0.2), (0.2, 0.2, 0.02), (0.2, 0.2, 0.05),
             (0.3, 0.3, 0.05), (0.3, 0.5, 0.05))
 SIDES = ("x", "y", "m")
-
-
-def column_entries(encoded, layer: int, padding: bool = True) -> dict[str, np.ndarray]:
-    """Per side, (n_pes, columns) entries (with or without the padding entries) each PE holds of each column."""
-    info = encoded.layers[layer]
-    out = {}
-    for matrix in (GATES_MATRIX, PROJ_MATRIX) if info.proj_size is not None else (GATES_MATRIX,):
-        per_pe = []
-        for image in encoded.pes:
-            walked = segment_entries(encoded, image.pe, layer, matrix)
-            columns = walked.column if padding else walked.column[~walked.padding]
-            per_pe.append(np.bincount(columns, minlength=image.segment(layer, matrix).columns))
-        entries = np.array(per_pe)
-        if matrix == GATES_MATRIX:
-            out["x"], out["y"] = entries[:, :info.input_size], entries[:, info.input_size:]
-        else:
-            out["m"] = entries
-    return out
-
-
-def lockstep_cycles(encoded, counts: list[dict] | None, stream_frames: int) -> float:
-    """Cycles per frame when every sent column takes its busiest PE's entries (all PEs in step); without
-    counts (delta mode off) every column is sent in every frame."""
-    total = 0
-    for k in range(len(encoded.layers)):
-        for side, entries in column_entries(encoded, k).items():
-            busiest = entries.max(axis=0)
-            total += stream_frames * int(busiest.sum()) if counts is None else int(counts[k][f"{side}_sends"] @ busiest)
-    return total / stream_frames
 
 
 def evaluate(encoded, task, inputs: np.ndarray, threshold) -> dict:

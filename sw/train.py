@@ -10,7 +10,7 @@ host averages them before the small linear head (ClassifierHead in sw/speech/tas
 
 Two LSTM flavours, with the same state-dict keys so that sw/loaders/ reads both:
 - `nn.LSTM(proj_size=P)`: weight_ih_l{k}, weight_hh_l{k}, bias_ih_l{k}, bias_hh_l{k}, weight_hr_l{k};
-- `PeepholeLSTMP`, our own module: the same keys plus peephole_l{k} (3, H) in the order i, f, o
+- `PeepholeLSTMP` (sw/torch_lstm.py), our own module: the same keys plus peephole_l{k} (3, H) in the order i, f, o
   (i and f look at c_{t-1}, o at c_t; gate order i, f, g, o as PyTorch), so the peephole path of the
   accelerator is exercised by a trained model too.
 
@@ -20,7 +20,12 @@ otherwise revive them); `parameter_masks(model, matrix_masks)` turns the per-mat
 sw/pruning.py ("L0.input.i" ...) into parameter masks; `to_lstmp_model` / `set_lstmp_model` convert to
 and from the LSTMPModel the rest of sparselstm works on.
 
-PyTorch is only imported by this module (and the commands that use it), never by the rest of sw/.
+Delta mode (issue #14): `model.set_delta(thresholds)` makes the classifier's forward pass (training and
+evaluation) run the LSTM with the thresholds, straight-through (sw/torch_lstm.py); None turns it off.
+The thresholds travel with the checkpoint.
+
+PyTorch is only imported by this module and sw/torch_lstm.py (and the commands that use them), never by the
+rest of sw/.
 """
 
 from __future__ import annotations
@@ -42,7 +47,9 @@ try:
 except ImportError as _error:  # pragma: no cover - exercised only without the extra
     raise SparseLSTMError("training needs PyTorch: pip install 'sparselstm[torch]'") from _error
 
+from .delta import real_thresholds
 from .model import GATES, LSTMPLayer, LSTMPModel
+from .torch_lstm import PeepholeLSTMP, delta_lstm_forward
 from .speech.features import FeatureConfig, normalisation_stats
 from .speech.task import ClassifierHead, Task
 
@@ -54,60 +61,6 @@ warnings.filterwarnings("ignore", message="LSTM with projections is not supporte
 
 class TrainError(SparseLSTMError):
     """Bad training options, or a checkpoint that is not a sparselstm classifier."""
-
-
-class PeepholeLSTMP(nn.Module):
-    """A stacked LSTMP with diagonal peepholes (Sak et al. 2014), batch first, zero initial state.
-
-        i = sigmoid(W_ii x + b_ii + W_hi y + b_hi + p_i * c_prev)
-        f = sigmoid(W_if x + b_if + W_hf y + b_hf + p_f * c_prev)
-        g = tanh(W_ig x + b_ig + W_hg y + b_hg)
-        c = f * c_prev + i * g
-        o = sigmoid(W_io x + b_io + W_ho y + b_ho + p_o * c)
-        y = W_hr (o * tanh(c))            (no projection when proj_size == 0)
-
-    Parameters are named exactly as nn.LSTM's (plus peephole_l{k}) and initialised the same way,
-    U(-1/sqrt(H), 1/sqrt(H)).
-    """
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, proj_size: int = 0):
-        super().__init__()
-        self.input_size, self.hidden_size, self.num_layers, self.proj_size = input_size, hidden_size, num_layers, proj_size
-        out = proj_size or hidden_size
-        bound = 1.0 / math.sqrt(hidden_size)
-        for k in range(num_layers):
-            layer_in = input_size if k == 0 else out
-            shapes = {f"weight_ih_l{k}": (4 * hidden_size, layer_in), f"weight_hh_l{k}": (4 * hidden_size, out),
-                      f"bias_ih_l{k}": (4 * hidden_size,), f"bias_hh_l{k}": (4 * hidden_size,),
-                      f"peephole_l{k}": (3, hidden_size)}
-            if proj_size:
-                shapes[f"weight_hr_l{k}"] = (proj_size, hidden_size)
-            for name, shape in shapes.items():
-                self.register_parameter(name, nn.Parameter(torch.empty(shape).uniform_(-bound, bound)))
-
-    def forward(self, x: torch.Tensor):
-        batch, steps, _ = x.shape
-        H = self.hidden_size
-        for k in range(self.num_layers):
-            w_hh, peephole = getattr(self, f"weight_hh_l{k}"), getattr(self, f"peephole_l{k}")
-            w_hr = getattr(self, f"weight_hr_l{k}") if self.proj_size else None
-            # The input part of every gate for all steps at once; only the recurrence is sequential.
-            from_input = x @ getattr(self, f"weight_ih_l{k}").T + getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}")
-            y = x.new_zeros(batch, w_hh.shape[1])
-            c = x.new_zeros(batch, H)
-            outputs = []
-            for t in range(steps):
-                gates = from_input[:, t] + y @ w_hh.T
-                i = torch.sigmoid(gates[:, :H] + peephole[0] * c)
-                f = torch.sigmoid(gates[:, H:2 * H] + peephole[1] * c)
-                g = torch.tanh(gates[:, 2 * H:3 * H])
-                c = f * c + i * g
-                o = torch.sigmoid(gates[:, 3 * H:] + peephole[2] * c)
-                m = o * torch.tanh(c)
-                y = m @ w_hr.T if w_hr is not None else m
-                outputs.append(y)
-            x = torch.stack(outputs, dim=1)
-        return x, None
 
 
 class Normalise(nn.Module):
@@ -123,7 +76,10 @@ class Normalise(nn.Module):
 
 
 class SpeechClassifier(nn.Module):
-    """normalise -> LSTMP -> mean over time -> linear. forward takes raw features (B, T, F)."""
+    """normalise -> LSTMP -> mean over time -> linear. forward takes raw features (B, T, F).
+
+    `delta`: None, or the real delta-mode thresholds per layer ({"x", "y", "m"}, set with set_delta) the
+    LSTM runs with."""
 
     def __init__(self, input_size: int, vocabulary, cells: int = 256, proj: int = 128, layers: int = 1,
                  peephole: bool = False, feature_config: FeatureConfig | None = None):
@@ -142,8 +98,17 @@ class SpeechClassifier(nn.Module):
         else:
             self.lstm = nn.LSTM(input_size, cells, layers, batch_first=True, proj_size=proj)
         self.head = nn.Linear(proj or cells, len(self.vocabulary))
+        self.delta = None
+
+    def set_delta(self, thresholds) -> None:
+        """Run (and train) the LSTM in delta mode: one real threshold for every layer and side, or one
+        {"x", "y", "m"} per layer (sw/delta.py: real_thresholds); None: off."""
+        self.delta = None if thresholds is None else real_thresholds(
+            thresholds, [self.config["proj"] > 0] * self.config["layers"])
 
     def lstm_outputs(self, features: torch.Tensor) -> torch.Tensor:
+        if self.delta is not None:
+            return delta_lstm_forward(self.lstm, self.normalise(features), self.delta)
         return self.lstm(self.normalise(features))[0]
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -165,6 +130,16 @@ class SpeechClassifier(nn.Module):
         return ClassifierHead(self.normalise.mean.double().numpy(), self.normalise.std.double().numpy(),
                               self.head.weight.detach().double().numpy(), self.head.bias.detach().double().numpy(),
                               self.vocabulary, self.feature_config)
+
+    def set_head_numpy(self, head: ClassifierHead) -> None:
+        """Load normalisation and linear head from a ClassifierHead (e.g. a pruned model's .head.npz)."""
+        if tuple(head.vocabulary) != self.vocabulary or head.weight.shape != tuple(self.head.weight.shape):
+            raise TrainError(f"the head ({len(head.vocabulary)} words, weight {head.weight.shape}) does not fit "
+                             f"the classifier ({len(self.vocabulary)} words, weight {tuple(self.head.weight.shape)})")
+        self.set_normalisation(head.mean, head.std)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.as_tensor(head.weight, dtype=torch.float32))
+            self.head.bias.copy_(torch.as_tensor(head.bias, dtype=torch.float32))
 
 
 def build_classifier(task: Task, cells: int = 256, proj: int = 128, layers: int = 1, peephole: bool = False,
@@ -376,7 +351,7 @@ def save_checkpoint(model: SpeechClassifier, path, **metadata) -> dict[str, Path
     path = Path(path)
     checkpoint = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
     checkpoint.update(format=CHECKPOINT_FORMAT, vocabulary=list(model.vocabulary), config=dict(model.config),
-                      feature_config=model.feature_config.to_dict(),
+                      feature_config=model.feature_config.to_dict(), delta_thresholds=model.delta,
                       # Through JSON: only plain types, which torch.load(weights_only=True) accepts.
                       metadata=json.loads(json.dumps(metadata, default=str)))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -409,5 +384,6 @@ def load_checkpoint(path) -> tuple[SpeechClassifier, dict]:
     model = SpeechClassifier(config["input_size"], checkpoint["vocabulary"], config["cells"], config["proj"],
                              config["layers"], config["peephole"], FeatureConfig.from_dict(checkpoint["feature_config"]))
     model.load_state_dict({k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)})
+    model.set_delta(checkpoint.get("delta_thresholds"))
     model.eval()
     return model, checkpoint.get("metadata", {})

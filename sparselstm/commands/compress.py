@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._delta import add_delta_argument, real_thresholds_argument
 from ._files_and_checks import check_at_least, check_output_dir, command_line, save_json
 from .sensitivity import add_task_arguments, open_executor, open_task
 
@@ -19,13 +20,20 @@ def register(subparsers) -> None:
                     "mask variant), then quantisation and encoding. Writes OUTDIR/pruned.* (the pruned "
                     "checkpoint), OUTDIR/encoded/ (the encoded model), OUTDIR/densities.json and "
                     "OUTDIR/report.{md,json} with plots. Scores on the test split come from the float model "
-                    "and from the bit-exact golden model of the encoded model.")
+                    "and from the bit-exact golden model of the encoded model. With --delta-threshold the "
+                    "pruned model is then fine-tuned in delta mode and scored with the thresholds.")
     add_task_arguments(parser)
     parser.add_argument("--target-density", type=float, required=True, metavar="D",
                         help="overall density to reach (non-zeros / weights of all matrices), in (0, 1]; "
                              "ESE: 0.1")
     parser.add_argument("--pes", type=int, default=16, metavar="N", help="number of PEs (default 16)")
-    parser.add_argument("--unbalanced", action="store_true", help="plain magnitude pruning (for comparison)")
+    balance = parser.add_mutually_exclusive_group()
+    balance.add_argument("--balance", choices=("row", "column", "none"), default=None,
+                         help="row: every PE keeps the same number of weights of every matrix (ESE; default); "
+                              "column: moreover every column keeps the same number in every PE, so that delta "
+                              "mode, which multiplies only the columns sent, stays balanced; none: plain "
+                              "magnitude pruning (for comparison)")
+    balance.add_argument("--unbalanced", action="store_true", help="as --balance none")
     parser.add_argument("--sensitivity", type=Path, default=None, metavar="DIR",
                         help="per-matrix densities from these curves (sparselstm sensitivity -o DIR); "
                              "default: every matrix at the target density")
@@ -61,8 +69,22 @@ def register(subparsers) -> None:
     parser.add_argument("--narrow-weight-bits", type=int, default=8, metavar="B",
                         help="also score the golden model at this weight width (default 8)")
     parser.add_argument("--compare", action="store_true",
-                        help="also compress with unbalanced pruning, and (with --sensitivity) with uniform "
-                             "densities, for the report (each run starts from the dense model)")
+                        help="also compress with unbalanced pruning, with row-balanced pruning (when --balance "
+                             "column), and (with --sensitivity) with uniform densities, for the report (each run "
+                             "starts from the dense model)")
+    add_delta_argument(parser, "After pruning, the model is fine-tuned --delta-epochs epochs with the thresholds "
+                               "in the forward pass (straight-through); the report gives accuracy, columns skipped "
+                               "and work per frame against the weight-sparse model; pruned.* and encoded/ hold the "
+                               "fine-tuned model, the manifest the thresholds, weight-sparse.* the model before "
+                               "(docs/compression.md, 'Delta mode').")
+    parser.add_argument("--delta-epochs", type=int, default=1, metavar="E",
+                        help="with --delta-threshold: fine-tuning epochs with the thresholds (default 1; 0: score "
+                             "the thresholds on the pruned model without fine-tuning)")
+    parser.add_argument("--delta-sweep", default=None, metavar="T,...",
+                        help="with --delta-threshold: more settings, each fine-tuned from the same pruned model and "
+                             "scored, for the report's table and delta.png (accuracy against MACs per frame); "
+                             "comma-separated, each T (every side) or X/Y/M (per side, every layer), e.g. "
+                             "0.05,0.1,0.2/0.2/0.02")
     parser.add_argument("--val-split", default="val", help="split that steers compression (default val)")
     parser.add_argument("--test-split", default="test", help="held-out split of the report (default test)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output directory")
@@ -83,6 +105,51 @@ def _check_arguments(args) -> None:
         raise ParameterError(f"--max-loss must be >= 0, got {args.max_loss}")
     if args.sensitivity is not None and not args.sensitivity.exists():
         raise ParameterError(f"{args.sensitivity}: sensitivity file or directory not found")
+    check_at_least(args.delta_epochs, 0, "--delta-epochs")
+    if args.delta_threshold is None and args.delta_sweep is not None:
+        raise ParameterError("--delta-sweep needs --delta-threshold (the setting written out)")
+    real_thresholds_argument(args.delta_threshold)    # a bad file fails before the task loads
+
+
+def parse_delta_sweep(text: str | None, layers: int) -> list:
+    """'0.1,0.2/0.2/0.02' -> [0.1, [{"x": 0.2, "y": 0.2, "m": 0.02}] * layers]; checked later, per layer."""
+    from ..spec.errors import ParameterError
+
+    if text is None:
+        return []
+    settings = []
+    for item in (part.strip() for part in text.split(",")):
+        try:
+            values = [float(v) for v in item.split("/")]
+        except ValueError:
+            raise ParameterError(f"--delta-sweep: {item!r} is not T or X/Y/M (numbers)") from None
+        if len(values) == 1:
+            settings.append(values[0])
+        elif len(values) == 3:
+            settings.append([dict(zip(("x", "y", "m"), values)) for _ in range(layers)])
+        else:
+            raise ParameterError(f"--delta-sweep: {item!r} has {len(values)} values; expected T or X/Y/M")
+    return settings
+
+
+def delta_settings(args, model) -> tuple:
+    """(--delta-threshold, the --delta-sweep settings), each checked against the model's layers."""
+    from ..spec.errors import ParameterError
+    from ..sw.delta import real_thresholds
+
+    thresholds = real_thresholds_argument(args.delta_threshold)
+    if thresholds is None:
+        return None, []
+    sweep = parse_delta_sweep(args.delta_sweep, len(model.layers))
+    projection = [layer.w_proj is not None for layer in model.layers]
+    # Errors name the file of a per-layer --delta-threshold, else the option.
+    first = args.delta_threshold if isinstance(thresholds, list) else "--delta-threshold"
+    for where, setting in [(first, thresholds)] + [("--delta-sweep", t) for t in sweep]:
+        try:
+            real_thresholds(setting, projection)
+        except (ParameterError, TypeError) as error:
+            raise ParameterError(f"{where}: {error}") from None
+    return thresholds, sweep
 
 
 def _line_writer(args):
@@ -93,10 +160,17 @@ def _line_writer(args):
     return (lambda line: print(line, flush=True)) if args.quiet else tqdm.write
 
 
-def compress_run(args, task, model, balanced: bool, curves):
-    """One compression of the dense `model`: (CompressionResult, allocation dict or None)."""
-    from ..sw.compress.density import allocate
-    from ..sw.compress.iterative import iterative_compression, mask_variant
+def balance_of(args) -> tuple[bool, bool]:
+    """(balanced, column-balanced) from --balance or --unbalanced."""
+    balance = args.balance or ("none" if args.unbalanced else "row")
+    return balance != "none", balance == "column"
+
+
+def compress_run(args, task, model, balanced: bool, curves, columns: bool = False):
+    """One compression of the dense `model`: (CompressionResult, allocation dict or None). A model already at
+    or below the target density is taken as it is (its zeros held in any later fine-tuning)."""
+    from ..sw.compress.density import allocate, overall_density
+    from ..sw.compress.iterative import already_pruned, iterative_compression, mask_variant
 
     def allocation_at(overall: float):
         if curves is None:
@@ -104,14 +178,18 @@ def compress_run(args, task, model, balanced: bool, curves):
         return allocate(curves, overall, args.rule, min(args.min_density, overall)).densities
 
     log = _line_writer(args)
-    if args.method == "mask":
+    if overall_density(model) <= args.target_density + 1e-12:
+        log(f"the model is already at overall density {overall_density(model):.4f} <= {args.target_density}: "
+            f"no pruning, its zeros are held")
+        result = already_pruned(model, task, args.target_density, args.pes, balanced, columns, args.val_split)
+    elif args.method == "mask":
         result = mask_variant(model, task, allocation_at(args.target_density), args.pes, balanced, args.epochs,
-                              args.epochs, args.val_split, progress=not args.quiet, log=log)
+                              args.epochs, args.val_split, progress=not args.quiet, log=log, columns=columns)
     else:
         result = iterative_compression(model, task, args.target_density, args.pes, allocation_at, balanced,
                                        args.steps, args.epochs, args.max_loss, args.max_backoffs,
                                        args.final_epochs, args.force_target, args.val_split,
-                                       progress=not args.quiet, log=log)
+                                       progress=not args.quiet, log=log, columns=columns)
     allocation = None
     if curves is not None:
         allocation = allocate(curves, args.target_density, args.rule,
@@ -125,15 +203,30 @@ def _compress_variant(shared, variant):
     from ..sw.compress.report import evaluate_run
 
     args, task, model, dense_state, settings, announce = shared
-    name, balanced, curves = variant
+    name, balanced, columns, curves = variant
     task.restore(dense_state)
     if hasattr(task, "restart_shuffles"):   # the built-in task: the same shuffles in every run, on any worker
         task.restart_shuffles()
     if announce:
-        print(f"--- run {name!r}: {'balanced' if balanced else 'unbalanced'}, "
-              f"{'sensitivity' if curves is not None else 'uniform'} densities", flush=True)
-    result, allocation = compress_run(args, task, model, balanced, curves)
+        balance = "column-balanced" if columns else "row-balanced" if balanced else "unbalanced"
+        print(f"--- run {name!r}: {balance}, {'sensitivity' if curves is not None else 'uniform'} densities",
+              flush=True)
+    result, allocation = compress_run(args, task, model, balanced, curves, columns)
     return result, evaluate_run(task, result, args.test_split, settings, allocation), task.snapshot()
+
+
+def delta_encoded(model, result, numerics, thresholds):
+    """(the encoded model of the delta-fine-tuned `model` with the thresholds in its manifest, its report)."""
+    from dataclasses import replace
+
+    from ..sw.delta import thresholds_from_real
+    from ..sw.pipeline import compress_and_encode, compression_report
+
+    compressed = compress_and_encode(model, result.n_pes, 1.0, result.balanced, numerics, columns=result.column_balanced)
+    words = thresholds_from_real(thresholds, numerics, (layer.w_proj is not None for layer in model.layers))
+    report = compression_report(compressed)
+    report["delta_thresholds"] = [layer.to_dict() for layer in words]
+    return replace(compressed.encoded, delta_thresholds=words), report
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, executor) -> int:
+    from ..sw.compress.delta import delta_compression
     from ..sw.compress.report import build_report, evaluate_dense, write_report
     from ..sw.compress.sensitivity import SensitivityCurves
     from ..sw.format import write_encoded
@@ -174,35 +268,52 @@ def _run(args: argparse.Namespace, executor) -> int:
           f"({args.method}{', densities from ' + str(args.sensitivity) + ' (' + args.rule + ')' if curves else ''})",
           flush=True)
 
-    balanced = not args.unbalanced
-    variants = [("primary", balanced, curves)]
+    thresholds, sweep = delta_settings(args, model)
+    if thresholds is not None and args.delta_epochs and not task.can_finetune_delta:
+        raise ParameterError(f"--delta-epochs {args.delta_epochs}: task {task.name!r} cannot fine-tune with delta "
+                             f"thresholds in its forward pass (only the built-in task can); use --delta-epochs 0 "
+                             f"to score the thresholds alone")
+    balanced, columns = balance_of(args)
+    variants = [("primary", balanced, columns, curves)]
     if args.compare:
+        if columns:
+            variants.append(("row-balanced", True, False, curves))
         if balanced:
-            variants.append(("unbalanced", False, curves))
+            variants.append(("unbalanced", False, False, curves))
         if curves is not None:
-            variants.append(("uniform", balanced, None))
+            variants.append(("uniform", balanced, columns, None))
     args.output.mkdir(parents=True, exist_ok=True)
     dense = evaluate_dense(task, model, args.test_split, settings)   # before fine-tuning touches the task
     shared = (args, task, model, task.snapshot(), settings, len(variants) > 1)
-    labels = [f"run {name!r}" for name, _, _ in variants]
+    labels = [f"run {variant[0]!r}" for variant in variants]
     outcomes = executor.map(_compress_variant, variants, shared=shared, labels=labels, seed=args.seed,
                             description="compress runs")
-    runs = {name: evaluation for (name, _, _), (_, evaluation, _) in zip(variants, outcomes)}
+    runs = {variant[0]: evaluation for variant, (_, evaluation, _) in zip(variants, outcomes)}
     primary_result, _, primary_state = outcomes[0]
     # The task (e.g. the classifier head) must hold the primary run's fine-tuned state to save it.
     task.restore(primary_state)
-    saved = task.save_model(primary_result.model, args.output / "pruned", command=command_line(),
-                            compression=primary_result.summary())
-
     primary = runs["primary"]
     encoded, encode_report = primary["encoded"][f"w{args.weight_bits}"]
+    final_model, extra = primary_result.model, {}
+    if thresholds is not None:
+        # The model before delta fine-tuning too: other thresholds can start from it later.
+        extra["weight_sparse"] = [str(p) for p in task.save_model(
+            primary_result.model, args.output / "weight-sparse", command=command_line(),
+            compression=primary_result.summary())]
+        extra["delta"], final_model = delta_compression(task, primary_result, thresholds, args.delta_epochs,
+                                                        settings[f"w{args.weight_bits}"], args.test_split, sweep,
+                                                        _line_writer(args))
+        encoded, encode_report = delta_encoded(final_model, primary_result, settings[f"w{args.weight_bits}"],
+                                               thresholds)
+    saved = task.save_model(final_model, args.output / "pruned", command=command_line(),
+                            compression=primary_result.summary())
     write_encoded(encoded, args.output / "encoded")
     save_json(args.output / "encoded" / "report.json", encode_report)
     save_json(args.output / "densities.json", primary_result.densities)
     report = build_report(task, dense, runs, "primary", args.test_split,
                           extra={"command": command_line(),
                                  "checkpoint": str(args.checkpoint), "pruned": [str(p) for p in saved],
-                                 "encoded": str(args.output / "encoded")})
+                                 "encoded": str(args.output / "encoded"), **extra})
     written = write_report(report, args.output)
 
     print(format_report(encode_report))

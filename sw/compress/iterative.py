@@ -46,6 +46,7 @@ class CompressionResult:
     history: list = field(default_factory=list)   # one dict per step (see the functions)
     n_pes: int = 1
     balanced: bool = True
+    column_balanced: bool = False
 
     @property
     def overall_density(self) -> float:
@@ -55,6 +56,7 @@ class CompressionResult:
         return {"method": self.method, "baseline": self.baseline, "score": self.score,
                 "target_density": self.target_density, "overall_density": self.overall_density,
                 "reached_target": self.reached_target, "n_pes": self.n_pes, "balanced": self.balanced,
+                "column_balanced": self.column_balanced,
                 "densities": dict(self.densities), "history": list(self.history)}
 
 
@@ -74,14 +76,15 @@ def apply_masks(model: LSTMPModel, masks: Mapping[str, np.ndarray]) -> LSTMPMode
                                 for name, mask in masks.items()})
 
 
-def prune_at_most(model: LSTMPModel, densities, overall: float, n_pes: int, balanced: bool = True):
+def prune_at_most(model: LSTMPModel, densities, overall: float, n_pes: int, balanced: bool = True,
+                  columns: bool = False):
     """prune_model(model, densities, ...), with the densities scaled down by the largest common factor that
     keeps the overall density at most `overall` when pruning's rounding (whole weights per PE, half up)
-    would exceed it: a target density is a promise ("at most 0.10"), not an approximation.
-    Returns (pruned, masks, densities used)."""
+    would exceed it: a target density is a promise ("at most 0.10"), not an approximation. `columns`:
+    column-balanced pruning (sw/pruning.py). Returns (pruned, masks, densities used)."""
     names = list(model.matrices())
     wanted = dict(densities) if isinstance(densities, Mapping) else {name: float(densities) for name in names}
-    pruned, masks = prune_model(model, wanted, n_pes, balanced)
+    pruned, masks = prune_model(model, wanted, n_pes, balanced, columns)
     if overall_density(pruned) <= overall + 1e-12:
         return pruned, masks, wanted
     full = {name: wanted.get(name, wanted.get("default", 1.0)) for name in names}
@@ -91,10 +94,10 @@ def prune_at_most(model: LSTMPModel, densities, overall: float, n_pes: int, bala
 
     # The realized density is non-decreasing in the factor: bisect for the largest factor that fits.
     low, high = 0.0, 1.0
-    best = prune_model(model, scaled(low), n_pes, balanced)
+    best = prune_model(model, scaled(low), n_pes, balanced, columns)
     for _ in range(30):
         middle = 0.5 * (low + high)
-        attempt = prune_model(model, scaled(middle), n_pes, balanced)
+        attempt = prune_model(model, scaled(middle), n_pes, balanced, columns)
         if overall_density(attempt[0]) <= overall + 1e-12:
             low, best = middle, attempt
         else:
@@ -116,13 +119,15 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
                           allocation: Callable[[float], dict | float] = _uniform, balanced: bool = True,
                           steps: int = 4, epochs: int = 1, max_loss: float = 0.01, max_backoffs: int = 2,
                           final_epochs: int = 0, force_target: bool = False, split: str = "val",
-                          progress: bool = True, log: Callable[[str], None] | None = None) -> CompressionResult:
+                          progress: bool = True, log: Callable[[str], None] | None = None,
+                          columns: bool = False) -> CompressionResult:
     """Prune towards `target_density` in `steps` steps with fine-tuning (see the module docstring).
 
     allocation: overall density -> per-matrix densities (a dict, or one number for all), e.g.
         `lambda o: allocate(curves, o).densities`; default uniform.
     max_loss: the largest accepted validation loss against the dense model (in the task's metric units,
         e.g. 0.01 = one accuracy point).
+    columns: column-balanced pruning (sw/pruning.py; needs `balanced`).
     history entries: step, overall_target, overall_density, score, loss, accepted, epochs, seconds.
     """
     from tqdm import tqdm
@@ -154,7 +159,8 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
         attempt = goal if failed_at is None else math.sqrt(current_overall * failed_at)
         step_started = time.time()
         snapshot = task.snapshot()
-        pruned, masks, wanted = prune_at_most(current_model, allocation(attempt), attempt, n_pes, balanced)
+        pruned, masks, wanted = prune_at_most(current_model, allocation(attempt), attempt, n_pes, balanced,
+                                              columns)
         if epochs:
             tuned = task.finetune(pruned, masks, epochs)
             check_masks_held(tuned, masks, f"step {len(history)}")
@@ -208,12 +214,12 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
         log(f"final fine-tuning ({final_epochs} epochs): overall density {overall_density(current_model):.4f}, "
             f"{task.metric} {current_score:.4f} (loss {baseline - current_score:+.4f})")
     return CompressionResult("iterative", current_model, current_masks, current_densities, baseline,
-                             current_score, target, reached, history, n_pes, bool(balanced))
+                             current_score, target, reached, history, n_pes, bool(balanced), bool(columns))
 
 
 def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int, balanced: bool = True,
                  dense_epochs: int = 1, masked_epochs: int = 1, split: str = "val", progress: bool = True,
-                 log: Callable[[str], None] | None = None) -> CompressionResult:
+                 log: Callable[[str], None] | None = None, columns: bool = False) -> CompressionResult:
     """US10832123B2: prune (mask M) -> retrain dense -> prune again with the same M -> retrain with M.
 
     densities: one number or a mapping per matrix name (sw/pruning.py). history: one entry per stage
@@ -247,7 +253,7 @@ def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int
     requested = dict(densities) if isinstance(densities, Mapping) else {name: float(densities) for name in names}
     target = sum(requested.get(n, requested.get("default", 1.0)) * w.size for n, w in model.matrices().items()) / \
         sum(w.size for w in model.matrices().values())
-    pruned, mask, requested = prune_at_most(model, requested, target, n_pes, balanced)
+    pruned, mask, requested = prune_at_most(model, requested, target, n_pes, balanced, columns)
     record("prune", pruned, 0, started)
     started = time.time()
     dense = task.finetune(pruned, None, dense_epochs) if dense_epochs else pruned
@@ -261,4 +267,21 @@ def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int
     score = record("masked retrain", final, masked_epochs, started)
     bar.close()
     return CompressionResult("mask", final, mask, requested, baseline, score, target, True, history, n_pes,
-                             bool(balanced))
+                             bool(balanced), bool(columns))
+
+
+def already_pruned(model: LSTMPModel, task: CompressionTask, target_density: float, n_pes: int,
+                   balanced: bool = True, columns: bool = False, split: str = "val") -> CompressionResult:
+    """A model already at or below the target density, taken as it is: its masks are its non-zeros (so that
+    fine-tuning, e.g. with delta-mode thresholds, holds its zeros), no pruning step."""
+    target = check_target(target_density)
+    if overall_density(model) > target + 1e-12:
+        raise ParameterError(f"the model's overall density {overall_density(model):.4f} is above the target {target}")
+    started = time.time()
+    score = float(task.score(model, split))
+    masks = {name: w != 0 for name, w in model.matrices().items()}
+    densities = {name: float(mask.mean()) for name, mask in masks.items()}
+    history = [dict(step=0, phase="already pruned", overall_target=target, overall_density=overall_density(model),
+                    score=score, loss=0.0, accepted=True, epochs=0, seconds=round(time.time() - started, 1))]
+    return CompressionResult("none", model, masks, densities, score, score, target, True, history,
+                             check_pe_count(n_pes), bool(balanced), bool(columns))

@@ -20,6 +20,7 @@ from ..model import LSTMPModel
 from ..pipeline import compress_and_encode, compression_report
 from ..pruning import load_imbalance
 from ..quantize import quantize_model
+from .delta import delta_markdown, plot_delta
 from .density import overall_density
 from .iterative import CompressionResult
 from .task import CompressionTask
@@ -42,14 +43,16 @@ def evaluate_run(task: CompressionTask, result: CompressionResult, split: str = 
     golden, sizes, encoded = {}, {}, {}
     for name, numerics in settings.items():
         # Density 1.0: keep exactly the model's own zeros (it is pruned and fine-tuned already).
-        compressed = compress_and_encode(result.model, result.n_pes, 1.0, result.balanced, numerics)
+        compressed = compress_and_encode(result.model, result.n_pes, 1.0, result.balanced, numerics,
+                                         columns=result.column_balanced)
         golden[name] = float(task.score_golden(compressed.encoded, split))
         report = compression_report(compressed)
         sizes[name] = report["totals"]
         encoded[name] = (compressed.encoded, report)
     loads = load_imbalance(result.model, result.n_pes)
     return {
-        "method": result.method, "balanced": result.balanced, "n_pes": result.n_pes,
+        "method": result.method, "balanced": result.balanced, "column_balanced": result.column_balanced,
+        "n_pes": result.n_pes,
         "target_density": result.target_density, "reached_target": result.reached_target,
         "overall_density": overall_density(result.model),
         "val_score": result.score, "val_baseline": result.baseline,
@@ -91,14 +94,12 @@ def build_report(task: CompressionTask, dense: dict, runs: Mapping[str, dict], p
     for name, run in runs.items():
         run_report = report["runs"][name]
         run_report["loss_vs_dense_float"] = {width: dense_score - s for width, s in run["golden_score"].items()}
-    if "unbalanced" in runs and primary in runs:
-        comparisons["balanced_minus_unbalanced"] = {
-            "float": runs[primary]["float_score"] - runs["unbalanced"]["float_score"],
-            **{w: runs[primary]["golden_score"][w] - runs["unbalanced"]["golden_score"][w] for w in widths}}
-    if "uniform" in runs and primary in runs:
-        comparisons["sensitivity_minus_uniform"] = {
-            "float": runs[primary]["float_score"] - runs["uniform"]["float_score"],
-            **{w: runs[primary]["golden_score"][w] - runs["uniform"]["golden_score"][w] for w in widths}}
+    for other, key in (("unbalanced", "balanced_minus_unbalanced"), ("row-balanced", "column_minus_row_balanced"),
+                       ("uniform", "sensitivity_minus_uniform")):
+        if other in runs and primary in runs:
+            comparisons[key] = {
+                "float": runs[primary]["float_score"] - runs[other]["float_score"],
+                **{w: runs[primary]["golden_score"][w] - runs[other]["golden_score"][w] for w in widths}}
     report["comparisons"] = comparisons
     if extra:
         report.update(extra)
@@ -107,6 +108,12 @@ def build_report(task: CompressionTask, dense: dict, runs: Mapping[str, dict], p
 
 # ----------------------------------------------------------------------------------------------------------
 # Writing
+
+
+def balance_name(run: dict) -> str:
+    if run.get("column_balanced"):
+        return "column-balanced"
+    return "row-balanced" if run["balanced"] else "unbalanced"
 
 
 def _points(value: float) -> str:
@@ -131,11 +138,12 @@ def format_markdown(report: dict) -> str:
         allocation = (run.get("allocation") or {}).get("rule", "uniform")
         lines.append("| " + " | ".join([
             f"**{name}**" if name == report["primary"] else name, f"{run['method']} ({allocation})",
-            str(run["n_pes"]), "balanced" if run["balanced"] else "unbalanced", f"{run['overall_density']:.4f}",
+            str(run["n_pes"]), balance_name(run), f"{run['overall_density']:.4f}",
             _points(run["float_score"])] + [_points(run["golden_score"][w]) for w in widths] +
             [ratio, f"{imbalance:.3f}"]) + " |")
     lines.append("")
     for key, text in (("balanced_minus_unbalanced", "Load-balanced minus unbalanced pruning"),
+                      ("column_minus_row_balanced", "Column-balanced minus row-balanced pruning"),
                       ("sensitivity_minus_uniform", "Sensitivity-derived minus uniform densities")):
         if key in report["comparisons"]:
             values = ", ".join(f"{k} {100 * v:+.2f}" for k, v in report["comparisons"][key].items())
@@ -160,6 +168,8 @@ def format_markdown(report: dict) -> str:
         for h in primary["history"]:
             lines.append(f"| {h['step']} | {h['phase']} | {h['overall_density']:.4f} | {h['score']:.4f} | "
                          f"{h['loss']:+.4f} | {h.get('accepted', True)} | {h['epochs']} | {h['seconds']} |")
+    if report.get("delta"):
+        lines += [""] + delta_markdown(report["delta"], metric)
     if report.get("plots"):
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in report["plots"]]
     return "\n".join(lines) + "\n"
@@ -222,6 +232,8 @@ def plot_report(report: dict, outdir) -> list[Path]:
     paths.append(outdir / "steps.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
+    if report.get("delta"):
+        paths.append(plot_delta(report["delta"], outdir / "delta.png", report["metric"]))
     return paths
 
 

@@ -59,10 +59,14 @@ def _forward_in_batches(forward: Callable[[np.ndarray], np.ndarray], inputs: np.
     return np.concatenate(parts, axis=0)
 
 
-def golden_lstm_outputs(qmodel, inputs: np.ndarray, progress: bool = False) -> tuple[np.ndarray, int]:
+def golden_lstm_outputs(qmodel, inputs: np.ndarray, progress: bool = False, delta=None,
+                        delta_counts: list | None = None) -> tuple[np.ndarray, int]:
     """Float (B, T, out) outputs of the fixed-point golden model on float (B, T, I) inputs, and how many
     input words saturated. `qmodel`: a QuantizedModel, or an EncodedModel (run with its own tables, exactly
-    as the hardware reads it)."""
+    as the hardware reads it; delta mode only as `delta` asks). `delta`: one DeltaThresholds (words) per
+    layer, or None; `delta_counts`: an empty list, filled with the per-layer counts of every batch added up."""
+    from .delta import add_delta_counts
+
     if isinstance(qmodel, QuantizedModel):
         words_model, tables = qmodel, None
     elif isinstance(qmodel, EncodedModel):
@@ -76,7 +80,14 @@ def golden_lstm_outputs(qmodel, inputs: np.ndarray, progress: bool = False) -> t
         nonlocal saturated
         x_q, count = quantize_input(batch, numerics)
         saturated += count
-        return dequantize_output(golden_forward(words_model, x_q, tables=tables), numerics)
+        counts = None if delta_counts is None else []
+        y_q = golden_forward(words_model, x_q, tables=tables, delta=delta, delta_counts=counts)
+        if counts is not None:
+            if not delta_counts:
+                delta_counts.extend(counts)
+            else:
+                delta_counts[:] = [add_delta_counts(total, part) for total, part in zip(delta_counts, counts)]
+        return dequantize_output(y_q, numerics)
 
     return _forward_in_batches(forward, np.asarray(inputs), progress, "golden model"), saturated
 
@@ -89,6 +100,7 @@ class CompressionTask(ABC):
     name: str = "task"
     metric: str = "score"          # shown in reports; higher is better
     progress: bool = False
+    delta = None                   # real delta-mode thresholds per layer of the float scores (set_delta)
 
     # ---- scoring ------------------------------------------------------------------------------------------
     def lstm_inputs(self, split: str) -> np.ndarray:
@@ -101,20 +113,32 @@ class CompressionTask(ABC):
         raise TaskError(f"task {self.name!r} does not provide score_outputs(outputs, split)")
 
     def score(self, model: LSTMPModel, split: str = "val") -> float:
-        """The metric of a float model (default: the float64 reference forward pass)."""
-        outputs = _forward_in_batches(lambda x: reference_forward(model, x), self.lstm_inputs(split),
-                                      self.progress, f"float {split}")
+        """The metric of a float model (default: the float64 reference forward pass, in delta mode with the
+        thresholds of set_delta)."""
+        outputs = _forward_in_batches(lambda x: reference_forward(model, x, delta=self.delta),
+                                      self.lstm_inputs(split), self.progress, f"float {split}")
         return float(self.score_outputs(outputs, split))
 
-    def score_golden(self, qmodel, split: str = "val") -> float:
-        """The metric through the bit-exact golden model (QuantizedModel or EncodedModel)."""
-        outputs, _ = golden_lstm_outputs(qmodel, self.lstm_inputs(split), self.progress)
+    def score_golden(self, qmodel, split: str = "val", delta=None, delta_counts: list | None = None) -> float:
+        """The metric through the bit-exact golden model (QuantizedModel or EncodedModel); `delta` (words,
+        one DeltaThresholds per layer) and `delta_counts` as golden_lstm_outputs takes them."""
+        outputs, _ = golden_lstm_outputs(qmodel, self.lstm_inputs(split), self.progress, delta, delta_counts)
         return float(self.score_outputs(outputs, split))
+
+    def set_delta(self, thresholds) -> None:
+        """Score in float, and fine-tune if the task can (can_finetune_delta), in delta mode: real thresholds
+        as sw/delta.py's real_thresholds takes them (one number, or one {"x", "y", "m"} per layer); None: off."""
+        self.delta = thresholds
 
     # ---- training -----------------------------------------------------------------------------------------
     @property
     def can_finetune(self) -> bool:
         return type(self).finetune is not CompressionTask.finetune
+
+    @property
+    def can_finetune_delta(self) -> bool:
+        """Whether finetune trains with the thresholds of set_delta in the forward pass."""
+        return False
 
     def finetune(self, model: LSTMPModel, masks: Mapping[str, np.ndarray] | None, epochs: int) -> LSTMPModel:
         """Retrain `model` for `epochs` epochs (masks: held at zero where False; None: dense)."""
@@ -280,6 +304,15 @@ class SpeechCompressionTask(CompressionTask):
     @property
     def can_finetune(self) -> bool:
         return "train" in self.data.splits
+
+    @property
+    def can_finetune_delta(self) -> bool:
+        return self.can_finetune
+
+    def set_delta(self, thresholds) -> None:
+        """Float scores and fine-tuning in delta mode (straight-through training, sw/torch_lstm.py)."""
+        self.classifier.set_delta(thresholds)
+        self.delta = thresholds
 
     def finetune(self, model, masks, epochs):
         from .. import train as training
