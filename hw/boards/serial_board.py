@@ -36,17 +36,24 @@ class SerialBoard(wiring.Component):
       led_error  Out(1): the link sent an ERROR frame (lit for a second)
       heartbeat  Out(1): blinks at HEARTBEAT_HZ while the clock runs and reset is released
 
-    Parameters: the AcceleratorDesign, the model id, the clock frequency (Hz, an int) and the baud rate.
+    Parameters: the AcceleratorDesign, the model id, the clock frequency (Hz, an int) and the baud rate;
+    keyword-only, for a simulated board: the link's timeout and quiet times in cycles (default:
+    LINK_TIMEOUT_SECONDS and LINK_QUIET_SECONDS at `clock_hz`) and its receive buffer in bytes (default: as
+    BoardCore).
     """
 
-    def __init__(self, design: AcceleratorDesign, model_id: bytes, clock_hz: int, baud: int):
+    def __init__(self, design: AcceleratorDesign, model_id: bytes, clock_hz: int, baud: int, *,
+                 timeout_cycles: int | None = None, quiet_cycles: int | None = None,
+                 rx_buffer_bytes: int | None = None):
         if not isinstance(clock_hz, int) or isinstance(clock_hz, bool):
             raise TypeError(f"clock_hz must be an int, got {type(clock_hz).__name__}")
         self.clock_hz = clock_hz
         self.divisor = baud_divisor(clock_hz, baud)
-        self.core = BoardCore(design, model_id, clock_hz=clock_hz,
-                              timeout_cycles=round(LINK_TIMEOUT_SECONDS * clock_hz),
-                              quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz))
+        self.core = BoardCore(
+            design, model_id, clock_hz=clock_hz,
+            timeout_cycles=round(LINK_TIMEOUT_SECONDS * clock_hz) if timeout_cycles is None else timeout_cycles,
+            quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz) if quiet_cycles is None else quiet_cycles,
+            rx_buffer_bytes=rx_buffer_bytes)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
