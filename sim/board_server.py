@@ -29,6 +29,7 @@ SERVER_SOURCE = Path(__file__).with_name("board_server.cpp")
 SERVER_NAME = "board_server"
 SIDECAR_KEYS = ("top", "clocks_per_bit", "rest_cycles", "clock_hz", "baud", "timeout_cycles", "quiet_cycles",
                 "rx_buffer_bytes")
+UNOPTIMISED_MAKE_VARS = ("OPT_FAST=-O0", "OPT_SLOW=-O0", "OPT_GLOBAL=-O0")
 EXIT_SECONDS = 30           # for the server to finish after the host closed the connection
 
 
@@ -52,16 +53,18 @@ def _digest(paths) -> str:
     return digest.hexdigest()
 
 
-def build_board_server(board_dir, build_dir=None) -> Path:
+def build_board_server(board_dir, build_dir=None, *, optimise: bool = True) -> Path:
     """Build (or reuse) the Verilator server of the board in `board_dir`, in `build_dir` (default
-    board_dir/verilator); return the executable. SimulationError naming build.log on failure."""
+    board_dir/verilator); return the executable. SimulationError naming build.log on failure.
+    `optimise=False` compiles without C++ optimisation (-O0): a shorter build and a slower simulation, the
+    better trade for a few frames (tests)."""
     board_dir = Path(board_dir)
     sidecar = load_board_sidecar(board_dir)
     verilog = board_dir / f"{sidecar['top']}.v"
     build_dir = Path(build_dir) if build_dir is not None else board_dir / "verilator"
     executable = build_dir / SERVER_NAME
     stamp = build_dir / "source.sha256"
-    digest = _digest([verilog, SERVER_SOURCE])
+    digest = _digest([verilog, SERVER_SOURCE]) + ("" if optimise else " -O0")
     if executable.is_file() and stamp.is_file() and stamp.read_text() == digest:
         return executable
     tools.find_simulator("verilator")
@@ -71,6 +74,8 @@ def build_board_server(board_dir, build_dir=None) -> Path:
                "--top-module", sidecar["top"], "--prefix", "Vboard", "--Mdir", str(build_dir),
                "-o", SERVER_NAME, str(SERVER_SOURCE.resolve()), str(verilog.resolve())]
     environment = {**os.environ, **tools.environment_overrides("verilator")}
+    if not optimise:
+        environment["MAKEFLAGS"] = " ".join([environment.get("MAKEFLAGS", ""), *UNOPTIMISED_MAKE_VARS])
     with open(log, "w") as output:
         finished = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=environment)
     if finished.returncode != 0 or not executable.is_file():
@@ -82,14 +87,14 @@ def build_board_server(board_dir, build_dir=None) -> Path:
 class VerilatedBoard:
     """Serves one connection to the verilated board of `board_dir` on 127.0.0.1 (port chosen by the OS).
 
-    Use as a context manager: entering builds the server if needed and starts it, `url` is what the host
-    opens; leaving waits for the server, which ends when the host closes the connection, and raises
-    SimulationError if it failed. `sidecar` holds the board's numbers (clocks_per_bit, rx_buffer_bytes, ...).
+    Use as a context manager: entering builds the server if needed (build_board_server: `build_dir`,
+    `optimise`) and starts it, `url` is what the host opens; leaving waits for the server, which ends when
+    the host closes the connection, and raises SimulationError if it failed. `sidecar` holds the board's numbers (clocks_per_bit, rx_buffer_bytes, ...).
     """
 
-    def __init__(self, board_dir, build_dir=None):
+    def __init__(self, board_dir, build_dir=None, *, optimise: bool = True):
         self.board_dir = Path(board_dir)
-        self.build_dir = build_dir
+        self.build_dir, self.optimise = build_dir, optimise
         self.sidecar = load_board_sidecar(self.board_dir)
         self.port: int | None = None
         self.report = ""                # the server's last line: cycles simulated, bytes in and out
@@ -103,7 +108,7 @@ class VerilatedBoard:
         return f"socket://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "VerilatedBoard":
-        executable = build_board_server(self.board_dir, self.build_dir)
+        executable = build_board_server(self.board_dir, self.build_dir, optimise=self.optimise)
         self._log = executable.with_name("server.log")
         with open(self._log, "w") as log:
             self._process = subprocess.Popen(

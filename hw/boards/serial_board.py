@@ -10,9 +10,11 @@ from amaranth.lib.wiring import In, Out
 from ..design import AcceleratorDesign
 from .core import BoardCore
 from .leds import PulseStretcher
-from .uart import UARTReceiver, UARTTransmitter, baud_divisor
+from ...spec.host_link import CRC_BYTES, HEADER_BYTES, WORD_BYTES
+from .uart import BITS_PER_BYTE, UARTReceiver, UARTTransmitter, baud_divisor
 
-__all__ = ["SerialBoard", "connect_to_pins", "LINK_TIMEOUT_SECONDS", "LINK_QUIET_SECONDS"]
+__all__ = ["SerialBoard", "connect_to_pins", "link_frames_per_second", "LINK_TIMEOUT_SECONDS",
+           "LINK_QUIET_SECONDS"]
 
 # A frame that stops for longer than this is an error; the host sends each frame in one write, so gaps
 # inside a frame are USB scheduling gaps (about a millisecond).
@@ -90,6 +92,13 @@ class SerialBoard(wiring.Component):
         with m.Else():
             m.d.sync += blink.eq(blink + 1)
         return m
+
+
+def link_frames_per_second(input_size: int, output_size: int, baud: float) -> float:
+    """The most frames per second the UART link carries: an INPUT frame in and an OUTPUT frame out per frame
+    (docs/host-link.md), both directions at once (full duplex), so the longer of the two bounds it."""
+    frame_bytes = max(HEADER_BYTES + WORD_BYTES * size + CRC_BYTES for size in (input_size, output_size))
+    return baud / (BITS_PER_BYTE * frame_bytes)
 
 
 def connect_to_pins(m: Module, platform, board: SerialBoard, extra_leds: dict | None = None) -> None:

@@ -28,13 +28,13 @@ from ..cycle_model import predict_cycles
 from ..design import AcceleratorDesign
 from ..verilog import portable_verilog
 from .serial_board import SerialBoard
+from .uart import BITS_PER_BYTE
 
 __all__ = ["SIM_BOARD_TOP", "SIM_BAUD", "DEFAULT_CLOCKS_PER_BIT", "SimulationBoard", "write_simulation_board"]
 
 SIM_BOARD_TOP = "sparselstm_board"
 SIM_BAUD = 3_000_000                # nominal: the clock is clocks_per_bit x SIM_BAUD
 DEFAULT_CLOCKS_PER_BIT = 4
-BITS_PER_BYTE = 10                  # 8N1: start, 8 data, stop
 TIMEOUT_BYTE_TIMES = 1000           # a frame that stops this long is an error
 QUIET_BYTE_TIMES = 50               # after an error, the line must be quiet this long
 LATENCY_MARGIN = 4                  # rest only after this many lone-frame latencies without a bit
