@@ -13,8 +13,9 @@ pytest.importorskip("serial")
 from sparselstm.cli import main
 from sparselstm.hw.boards.sim_verilog import write_simulation_board
 from sparselstm.hw.design import AcceleratorDesign
-from sparselstm.sim.board_server import VerilatedBoard
+from sparselstm.sim.board_server import BOARD_SIDECAR, VerilatedBoard, load_board_sidecar
 from sparselstm.sim.tools import available_simulators
+from sparselstm.spec.errors import ParameterError
 from sparselstm.spec.host_link import Command, LinkErrorCode, Reply, model_id
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.format import load_encoded
@@ -23,7 +24,7 @@ from sparselstm.sw.hostlink.driver import BoardLink
 from sparselstm.sw.hostlink.frames import LinkError, encode_frame, input_payload, output_words, parse_error
 from sparselstm.sw.speech.utterances import UtteranceSample
 
-pytestmark = pytest.mark.skipif("verilator" not in available_simulators(), reason="needs Verilator")
+needs_verilator = pytest.mark.skipif("verilator" not in available_simulators(), reason="needs Verilator")
 
 MODEL, HEAD, FEATURES = "models/words-lstmp-sparse.npz", "models/words-lstmp-sparse.head.npz", "models/words-test.npz"
 PES = 4                 # the shipped model on 4 PEs: the C++ build of 16 takes minutes
@@ -67,6 +68,7 @@ def resynchronise(link: BoardLink, attempts: int = 30) -> None:
     raise AssertionError(f"the board did not answer again after {attempts} attempts")
 
 
+@needs_verilator
 def test_utterances_match_the_golden_model_through_a_bad_crc_and_an_overrun(encoded_dir, encoded, board_dir,
                                                                             tmp_path):
     sizes = (encoded.layers[0].input_size, encoded.layers[-1].recurrent_size)
@@ -106,3 +108,11 @@ def test_utterances_match_the_golden_model_through_a_bad_crc_and_an_overrun(enco
     assert np.array_equal(second, expected[1])
     assert statistics.frames == utterances.shape[1] and statistics.cycles > 0
     assert "0 framing errors" in board.report
+
+
+def test_a_board_directory_without_a_complete_sidecar_is_refused_by_name(tmp_path):
+    with pytest.raises(ParameterError, match=BOARD_SIDECAR):
+        VerilatedBoard(tmp_path)
+    (tmp_path / BOARD_SIDECAR).write_text('{"top": "sparselstm_board", "clocks_per_bit": 4}')
+    with pytest.raises(ParameterError, match="missing key.*rest_cycles"):
+        load_board_sidecar(tmp_path)

@@ -68,7 +68,8 @@ def _simulated_board(engine: str, encoded, board_id: bytes, sim_dir: Path | None
     from ..sim.board_server import VerilatedBoard
 
     directory = sim_dir or Path(tempfile.gettempdir()) / "sparselstm-board-sim" / board_id.hex()
-    print(f"board: writing the board's Verilog and building it with Verilator under {directory}", file=sys.stderr)
+    print(f"board: the board's Verilog and its Verilator build (reused while the Verilog is unchanged) under "
+          f"{directory}", file=sys.stderr)
     write_simulation_board(design, board_id, directory)
     return VerilatedBoard(directory)
 
