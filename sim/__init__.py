@@ -10,4 +10,7 @@ Modules: dut (the sidecar), case (the case files), frames (frames <-> payload wo
 (the model), result, harness (writes the HDL harness that drives and collects the streams inside the
 simulator, and reads its event log); harness_bench, bench, streams and test_dut run inside the simulator
 (cocotb); runner and tools build and run it from Python.
+
+board_server (with board_server.cpp) is no testbench: it verilates the board top written by
+hw/boards/sim_verilog.py (from its Verilog and sidecar JSON, like the DUT) and serves it on a socket.
 """

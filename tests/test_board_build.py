@@ -12,8 +12,11 @@ pytest.importorskip("amaranth_boards")
 from sparselstm.cli import main
 from sparselstm.hw.boards.flow import TOP_NAME, read_nextpnr_report
 from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
+from sparselstm.hw.boards.serial_board import link_frames_per_second
+from sparselstm.spec.host_link import Command, Reply
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.format import write_encoded
+from sparselstm.sw.hostlink.frames import encode_frame
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
 
@@ -43,7 +46,9 @@ def test_pll_rejects_what_it_cannot_make():
 def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_encoded, tmp_path, capsys):
     assert main(["build", str(tiny_encoded), "--board", "ulx3s-85f", "-o", str(tmp_path), "--plan-only",
                  "--freq", "100"]) == 0
-    assert "100.000 MHz achieved" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "100.000 MHz achieved" in output
+    assert f"host link at 3000000 baud: at most {link_frames_per_second(4, 8, 3_000_000):.0f} frames/s" in output
     config = ecp5_pll_config(100e6)
     netlist = (tmp_path / f"{TOP_NAME}.il").read_text()
     for name, value in (("CLKI_DIV", config.clki_div), ("CLKFB_DIV", config.clkfb_div),
@@ -55,6 +60,14 @@ def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_enco
     script = json.loads((tmp_path / f"build_{TOP_NAME}.json").read_text())["commands"]
     assert [command[0] for command in script] == ["yosys", "nextpnr-ecp5", "ecppack"]
     assert "--seed" in script[1] and "--report" in script[1]
+
+
+@pytest.mark.parametrize("input_size, output_size", [(80, 128), (128, 80), (4, 8)])
+def test_the_link_bound_counts_the_frames_the_driver_sends_and_receives(input_size, output_size):
+    """10 bits a byte on the line (8N1); the longer of the INPUT and OUTPUT frames bounds the rate."""
+    sent = len(encode_frame(Command.INPUT, bytes(2 * input_size)))
+    received = len(encode_frame(Reply.OUTPUT, bytes(2 * output_size)))
+    assert link_frames_per_second(input_size, output_size, 3_000_000) == 3_000_000 / (10 * max(sent, received))
 
 
 def test_kcu105_plan_has_verilog_constraints_and_tcl(tiny_encoded, tmp_path):

@@ -91,7 +91,7 @@ def test_board_command_writes_the_outputs_and_refuses_another_model(encoded_dir,
     assert "rebuild the bitstream for this model" in capsys.readouterr().err
 
     (tmp_path / "y.npy").unlink()
-    assert main([*arguments, "--sim"]) == 0                 # the command starts the simulated board itself
+    assert main([*arguments, "--sim", "amaranth"]) == 0     # the command starts the simulated board itself
     assert "0 of 36 words differ" in capsys.readouterr().out
     assert np.array_equal(np.load(tmp_path / "y.npy"), golden_forward_encoded(encoded, x_q))
 

@@ -1,7 +1,10 @@
 """The KCU105 top (Vivado build plan only): the board's 125 MHz clock, CPU_RESET, the CP2105 USB-UART, LEDs.
 
-amaranth-boards' KCU105 platform has the clock and the LEDs; the UART and the reset button are added here
-(KCU105 user guide UG917: CP2105 UART 0 on G25 (to the FPGA) and K26 (from it), CPU_RESET on AN8, all 1.8 V).
+amaranth-boards' KCU105 platform has the clock (CLK_125MHZ on G10/F10) and the LEDs; the UART and the reset
+button are added here: the CP2105's UART 0 on G25 (to the FPGA) and K26 (from it), CPU_RESET on AN8, all
+LVCMOS18. Checked against Xilinx's KCU105 master constraints ("KCU105 RevD XDC"), which names the UART pins
+from the CP2105's side (USB_UART_TX = G25, USB_UART_RX = K26); the user guide UG917 (v1.10) was not readable
+where this was checked (docs/boards.md).
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ from amaranth.lib.wiring import In, Out
 from ..design import AcceleratorDesign
 from .core import BoardCore
 from .leds import PulseStretcher
-from .uart import UARTReceiver, UARTTransmitter, baud_divisor
+from ...spec.host_link import CRC_BYTES, HEADER_BYTES, WORD_BYTES
+from .uart import BITS_PER_BYTE, UARTReceiver, UARTTransmitter, baud_divisor
 
-__all__ = ["SerialBoard", "connect_to_pins", "LINK_TIMEOUT_SECONDS", "LINK_QUIET_SECONDS"]
+__all__ = ["SerialBoard", "connect_to_pins", "link_frames_per_second", "LINK_TIMEOUT_SECONDS",
+           "LINK_QUIET_SECONDS"]
 
 # A frame that stops for longer than this is an error; the host sends each frame in one write, so gaps
 # inside a frame are USB scheduling gaps (about a millisecond).
@@ -36,17 +38,24 @@ class SerialBoard(wiring.Component):
       led_error  Out(1): the link sent an ERROR frame (lit for a second)
       heartbeat  Out(1): blinks at HEARTBEAT_HZ while the clock runs and reset is released
 
-    Parameters: the AcceleratorDesign, the model id, the clock frequency (Hz, an int) and the baud rate.
+    Parameters: the AcceleratorDesign, the model id, the clock frequency (Hz, an int) and the baud rate;
+    keyword-only, for a simulated board: the link's timeout and quiet times in cycles (default:
+    LINK_TIMEOUT_SECONDS and LINK_QUIET_SECONDS at `clock_hz`) and its receive buffer in bytes (default: as
+    BoardCore).
     """
 
-    def __init__(self, design: AcceleratorDesign, model_id: bytes, clock_hz: int, baud: int):
+    def __init__(self, design: AcceleratorDesign, model_id: bytes, clock_hz: int, baud: int, *,
+                 timeout_cycles: int | None = None, quiet_cycles: int | None = None,
+                 rx_buffer_bytes: int | None = None):
         if not isinstance(clock_hz, int) or isinstance(clock_hz, bool):
             raise TypeError(f"clock_hz must be an int, got {type(clock_hz).__name__}")
         self.clock_hz = clock_hz
         self.divisor = baud_divisor(clock_hz, baud)
-        self.core = BoardCore(design, model_id, clock_hz=clock_hz,
-                              timeout_cycles=round(LINK_TIMEOUT_SECONDS * clock_hz),
-                              quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz))
+        self.core = BoardCore(
+            design, model_id, clock_hz=clock_hz,
+            timeout_cycles=round(LINK_TIMEOUT_SECONDS * clock_hz) if timeout_cycles is None else timeout_cycles,
+            quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz) if quiet_cycles is None else quiet_cycles,
+            rx_buffer_bytes=rx_buffer_bytes)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -83,6 +92,13 @@ class SerialBoard(wiring.Component):
         with m.Else():
             m.d.sync += blink.eq(blink + 1)
         return m
+
+
+def link_frames_per_second(input_size: int, output_size: int, baud: float) -> float:
+    """The most frames per second the UART link carries: an INPUT frame in and an OUTPUT frame out per frame
+    (docs/host-link.md), both directions at once (full duplex), so the longer of the two bounds it."""
+    frame_bytes = max(HEADER_BYTES + WORD_BYTES * size + CRC_BYTES for size in (input_size, output_size))
+    return baud / (BITS_PER_BYTE * frame_bytes)
 
 
 def connect_to_pins(m: Module, platform, board: SerialBoard, extra_leds: dict | None = None) -> None:

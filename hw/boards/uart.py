@@ -7,8 +7,9 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTReceiver", "UARTTransmitter", "baud_divisor"]
+__all__ = ["UARTReceiver", "UARTTransmitter", "baud_divisor", "BITS_PER_BYTE"]
 
+BITS_PER_BYTE = 10  # on the line: start bit, 8 data bits, stop bit
 MIN_DIVISOR = 4     # clock cycles per bit: below this the receiver's mid-bit sampling has no margin
 
 

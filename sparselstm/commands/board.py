@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ._files_and_checks import (add_frame_arguments, check_output_file, load_frames, load_sequence_starts,
                                 quantize_frames, save_npy)
+
+SIM_ENGINES = ("auto", "verilator", "amaranth")
 
 
 def register(subparsers) -> None:
@@ -26,10 +29,17 @@ def register(subparsers) -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", metavar="URL",
                        help="a pyserial URL: /dev/ttyUSB0, COM3, socket://HOST:PORT (e.g. a simulated board)")
-    where.add_argument("--sim", action="store_true",
-                       help="no board: the board's host link and accelerator in the Amaranth simulator, served on "
-                            "a local socket and driven exactly like a board (slow: about a thousand cycles per "
-                            "second, for small models and a few frames)")
+    where.add_argument("--sim", nargs="?", const="auto", choices=SIM_ENGINES, metavar="ENGINE",
+                       help="no board: a simulated board served on a local socket and driven exactly like one. "
+                            "verilator: the board top, UART included, verilated (built once per model under "
+                            "--sim-dir: minutes for 16 PEs; then tens of thousands of cycles per second); "
+                            "amaranth: the host link and accelerator without the UART in the Amaranth "
+                            "simulator (no C++ build, about a thousand cycles per second: tiny models). Bare "
+                            "--sim: verilator when it is installed, else amaranth")
+    parser.add_argument("--sim-dir", type=Path, default=None, metavar="DIR",
+                        help="where --sim verilator writes the board's Verilog and builds it (default: "
+                             "sparselstm-board-sim/MODEL_ID under the system's temporary directory, reused while "
+                             "the Verilog is unchanged)")
     add_frame_arguments(parser)
     parser.add_argument("--check", action="store_true",
                         help="compare every output word with the golden model; exit 1 if any differs")
@@ -37,6 +47,31 @@ def register(subparsers) -> None:
     parser.add_argument("--timeout", type=float, default=None, metavar="S",
                         help="seconds to wait for an answer before giving up (default 5, with --sim 120)")
     parser.set_defaults(func=run)
+
+
+def _simulated_board(engine: str, encoded, board_id: bytes, sim_dir: Path | None):
+    """The context manager of a simulated board for `engine` (SIM_ENGINES)."""
+    from ..hw.design import AcceleratorDesign
+    from ..sim.tools import available_simulators
+
+    if engine == "auto":
+        engine = "verilator" if "verilator" in available_simulators() else "amaranth"
+        if engine == "amaranth":
+            print("board: Verilator not found, simulating the board without its UART in the Amaranth "
+                  "simulator", file=sys.stderr)
+    design = AcceleratorDesign.from_encoded(encoded)
+    if engine == "amaranth":
+        from ..hw.boards.simulated import SimulatedBoard
+        return SimulatedBoard(design, board_id)
+
+    from ..hw.boards.sim_verilog import write_simulation_board
+    from ..sim.board_server import VerilatedBoard
+
+    directory = sim_dir or Path(tempfile.gettempdir()) / "sparselstm-board-sim" / board_id.hex()
+    print(f"board: the board's Verilog and its Verilator build (reused while the Verilog is unchanged) under "
+          f"{directory}", file=sys.stderr)
+    write_simulation_board(design, board_id, directory)
+    return VerilatedBoard(directory)
 
 
 def _sequences(x_q: np.ndarray, starts):
@@ -67,10 +102,8 @@ def run(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         port = args.port
         if args.sim:
-            from ..hw.boards.simulated import SimulatedBoard
-            from ..hw.design import AcceleratorDesign
-
-            port = stack.enter_context(SimulatedBoard(AcceleratorDesign.from_encoded(encoded), expected_id)).url
+            port = stack.enter_context(_simulated_board(args.sim, encoded, expected_id,
+                                                        args.sim_dir)).url
         timeout = args.timeout if args.timeout is not None else (120.0 if args.sim else 5.0)
         with BoardLink.open(port, args.baud, timeout=timeout) as link:
             identity = link.identify()

@@ -47,6 +47,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..hw.boards.flow import ULX3SBuild, prepare_kcu105
     from ..hw.boards.kcu105 import KCU105_CLOCK_HZ
+    from ..hw.boards.serial_board import link_frames_per_second
+    from ..hw.cycle_model import predict_cycles
     from ..hw.design import AcceleratorDesign
     from ..hw.params import HardwareParams
     from ..spec.errors import ParameterError
@@ -67,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     progress = lambda line: print(line, flush=True)
     progress(f"model {args.encoded} (id {identity.hex()}): {design.n_pes} PEs, {design.n_layers} layer(s), "
              f"input {design.input_size}, output {design.output_size}")
+    link_rate = link_frames_per_second(design.input_size, design.output_size, args.baud)
+    cycles = predict_cycles(design).steady_state
+    accelerator_rate = args.freq * 1e6 / cycles
+    progress(f"host link at {args.baud} baud: at most {link_rate:.0f} frames/s (an input and an output frame "
+             f"per frame); the accelerator's {cycles} cycles per frame at {args.freq:g} MHz allow "
+             f"{accelerator_rate:.0f}: the {'link' if link_rate < accelerator_rate else 'accelerator'} bounds a "
+             f"UART demo")
 
     if args.board == "kcu105":
         prepare_kcu105(design, identity, args.output, baud=args.baud)
