@@ -216,6 +216,7 @@ def test_random_configurations(seed):
     cells = int(rng.integers(2, 24))
     proj = int(rng.integers(1, cells)) if rng.random() < 0.6 else None
     n_pes = int(rng.choice([1, 2, 3, 4, 8, 16]))
+    n_pes = min(n_pes, cells)      # rows go to PEs by cell: no more PEs than cells (check_pe_count_for_model)
     density = float(rng.choice([1.0, 0.5, 0.2, 0.05]))
     encoded = encoded_model(int(rng.integers(1, 20)), cells, proj, layers=layers, peephole=bool(rng.random() < 0.5),
                             density=density, n_pes=n_pes, seed=seed, scale=float(rng.choice([0.3, 1.0, 3.0])))
