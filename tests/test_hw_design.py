@@ -97,6 +97,21 @@ def test_layouts_have_the_contract_fields_and_reject_bad_widths():
             elementwise_in_layout(bad, 16, 1, 6)
 
 
+def simulated_steady_cycles(design, input_size, numerics):
+    """Steady-state cycles per frame of `design` in the Amaranth simulator (frames 1-3 of 5, overlapped on both
+    sides), with the inputs and sequence starts it ran."""
+    from test_hw_accelerator import rtl_forward   # the same simulation harness
+
+    rng = np.random.default_rng(1)
+    # no zero activations in x (the model assumes none are skipped)
+    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (5, input_size)) * rng.choice([-1, 1], (5, input_size)),
+                            numerics)
+    starts = np.array([True, False, False, False, False])
+    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
+    frame_cycles = status["frame_cycles"]
+    return (frame_cycles[3] - frame_cycles[0]) / 3, x_q, starts
+
+
 @pytest.mark.parametrize("shape", [(13, 24, 10, 1, 4), (20, 64, 32, 1, 4), (9, 12, None, 2, 2),
                                    (7, 16, 6, 2, 2)])
 def test_cycle_model_predicts_simulated_cycles(shape):
@@ -106,14 +121,7 @@ def test_cycle_model_predicts_simulated_cycles(shape):
     model = random_model(input_size, cells, proj, num_layers=layers, seed=1)
     encoded = compress_and_encode(model, n_pes, 0.2).encoded
     design = AcceleratorDesign.from_encoded(encoded)
-    rng = np.random.default_rng(1)
-    # no zero activations in x (the model assumes none are skipped)
-    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (5, input_size)) * rng.choice([-1, 1], (5, input_size)),
-                            encoded.numerics)
-    starts = np.array([True, False, False, False, False])
-    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
-    frame_cycles = status["frame_cycles"]
-    steady = (frame_cycles[3] - frame_cycles[0]) / 3     # frames 1-3: overlapped on both sides
+    steady, x_q, starts = simulated_steady_cycles(design, input_size, encoded.numerics)
     _, alone = rtl_forward(design, x_q[:1], starts[:1], record_frame_cycles=True)
     prediction = predict_cycles(design)
     assert prediction.steady_state == pytest.approx(steady, rel=0.10)

@@ -18,9 +18,10 @@ from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.spec.errors import ParameterError
-from sparselstm.sw.fixedpoint import Numerics, activation_tables, quantize_input
+from sparselstm.sw.fixedpoint import Numerics, activation_tables
 
-from test_hw_accelerator import check_against_golden, encoded_model, rtl_forward
+from test_hw_accelerator import check_against_golden, encoded_model
+from test_hw_design import simulated_steady_cycles
 from test_hw_elementwise import GATES, any_peephole, realistic_acc, reference_outputs
 
 LAYERS = (ElementwiseLayer(cell_size=12, facc=25, fp=17), ElementwiseLayer(cell_size=5, facc=5),
@@ -235,11 +236,5 @@ def test_cycle_model_predicts_simulated_cycles_with_lanes(shape, lanes):
     input_size, cells, proj, layers, n_pes = shape
     encoded = encoded_model(input_size, cells, proj, layers=layers, density=0.2, n_pes=n_pes, seed=1)
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
-    rng = np.random.default_rng(1)
-    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (5, input_size)) * rng.choice([-1, 1], (5, input_size)),
-                            encoded.numerics)
-    starts = np.array([True, False, False, False, False])
-    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
-    frame_cycles = status["frame_cycles"]
-    steady = (frame_cycles[3] - frame_cycles[0]) / 3
+    steady, _, _ = simulated_steady_cycles(design, input_size, encoded.numerics)
     assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.05)
