@@ -30,6 +30,7 @@ would see only every other frame's deltas), and a broadcast word carries a delta
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -263,6 +264,12 @@ class AcceleratorDesign:
         source_frac = self.numerics.unit_frac + (info.fw_p if info.proj_size is not None else 0)
         return source_frac - self.numerics.act_frac
 
+    @functools.cached_property
+    def pe_shape(self):
+        """The sizes every PE shares, maxima over the PEs (hw/pe_shape.py `PEShape`)."""
+        from .pe_shape import PEShape     # pe_shape reads this module's PEDesign: imported here
+        return PEShape.of(self.pes)
+
     @property
     def total_entries(self) -> int:
         return sum(len(pe.entries) for pe in self.pes)
@@ -272,18 +279,16 @@ class AcceleratorDesign:
         memories included; the ElementwiseUnit's cell state and tables are not counted here)."""
         numerics, params = self.numerics, self.params
         word_bits = self.value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
-        depth = memory_depth
-        totals = {"entries": 0, "pointers": 0, "gate_accumulators": 0, "proj_accumulators": 0,
-                  "bias": 0, "peephole": 0, "activation_fifos": 0}
-        for pe in self.pes:
-            totals["entries"] += depth(len(pe.entries)) * self.entry_bits
-            totals["pointers"] += depth(len(pe.pointers)) * self.pointer_bits
-            totals["gate_accumulators"] += 4 * depth(pe.gate_depth) * self.acc_bits
-            totals["proj_accumulators"] += depth(pe.proj_depth) * self.acc_bits
-            # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words)
-            totals["bias"] += (depth(pe.cell_depth) + depth(pe.gate_depth)) * 4 * self.acc_bits
-            totals["peephole"] += depth(pe.cell_depth) * 3 * numerics.peephole_bits
-            totals["activation_fifos"] += (params.fifo_depth + ROOM_MARGIN) * word_bits
+        depth, shape, n_pes = memory_depth, self.pe_shape, self.n_pes
+        # every PE is sized like the largest (hw/pe_shape.py)
+        totals = {"entries": n_pes * sum(shape.entry_bank_depths) * self.entry_bits,
+                  "pointers": n_pes * shape.pointer_depth * self.pointer_bits,
+                  "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
+                  "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
+                  # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words)
+                  "bias": n_pes * (shape.cell_depth + shape.gate_depth) * 4 * self.acc_bits,
+                  "peephole": n_pes * shape.cell_depth * 3 * numerics.peephole_bits,
+                  "activation_fifos": n_pes * (params.fifo_depth + ROOM_MARGIN) * word_bits}
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
         if self.delta_mode:

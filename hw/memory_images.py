@@ -33,7 +33,7 @@ from amaranth.hdl import _ir, _nir
 from amaranth.hdl._ast import SignalDict, Value, ValueCastable
 from amaranth.lib import wiring
 
-from .design import AcceleratorDesign, entry_banks, memory_depth
+from .design import ENTRY_BANK_WORDS, AcceleratorDesign
 
 __all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "image_init", "convert_with_images", "write_images",
            "hex_text"]
@@ -44,26 +44,24 @@ IMAGE_DIR = "memory_images"
 class ImageGeneration:
     """The elaboration platform of Verilog generation with memory images (hw/verilog.py `generate`).
 
-    Components do not need to know it: only the `init` of a memory holding an encoder file goes through
-    `image_init`, which empties it under this platform."""
+    Components do not need to know it: only the `init` of a memory holding words of the encoded model goes
+    through `image_init`, which empties it under this platform."""
 
 
-def _fills_memory(words) -> bool:
-    """A file of `words` words initialises the whole memory (no padding word the file lacks)."""
-    return memory_depth(len(words)) == len(words)
-
-
-def image_init(platform, words: list[int]) -> list[int]:
-    """`init` of a memory that holds exactly the encoder's file of `words`: the words, or nothing when
-    elaborating for Verilog with images (the Verilog then reads the file)."""
-    return [] if isinstance(platform, ImageGeneration) and _fills_memory(words) else words
+def image_init(platform, words, depth: int) -> list[int]:
+    """`init` of a memory of `depth` words holding `words` of the encoded model (entries, pointers): the
+    words, or nothing when elaborating for Verilog with images and they fill the memory (the Verilog then
+    reads them from a file; shorter lists stay in the netlist, padded)."""
+    words = list(words)
+    return [] if isinstance(platform, ImageGeneration) and len(words) == depth else words
 
 
 @dataclass(frozen=True)
 class MemoryImage:
-    """One memory initialised from a file: `module` (Verilog module, e.g. `sparselstm_top.pe0`), `memory`
-    (its name there), `file` (relative to the Verilog's directory), `words` (unsigned, `width` bits each),
-    `source`: "encoded" (the encoder's file) or "generated" (written from the netlist)."""
+    """One memory initialised from a file: `module` (the instance path of the memory's module, e.g.
+    `sparselstm_top.pe0`), `memory` (its name there), `file` (relative to the Verilog's directory), `words`
+    (unsigned, `width` bits each), `source`: "encoded" (the encoder's file) or "generated" (written from the
+    netlist)."""
 
     module: str
     memory: str
@@ -84,38 +82,51 @@ def hex_text(words, width: int) -> str:
     return "".join(f"{word:0{digits}x}\n" for word in words)
 
 
-def _encoder_files(design: AcceleratorDesign) -> dict[tuple[str, str], tuple[str, list[int], str]]:
-    """(module, memory) -> (file name, words, source) of the memories elaborated empty because their words
-    come from the encoded model: the encoder's own file when a memory holds it whole ("encoded"), else one
-    file per entry bank, sliced from the encoder's image ("generated"). The names are those of SparsePE's
-    memories inside Accelerator's `pe{p}` submodules."""
+def _pe_prefixes(design: AcceleratorDesign) -> dict[str, str]:
+    """PE instance name -> the prefix of the encoder's files of that PE (`pe3` -> `pe03`)."""
     digits = max(2, len(str(design.n_pes - 1)))
+    return {f"pe{p}": f"pe{p:0{digits}d}" for p in range(design.n_pes)}
+
+
+def _encoder_files(design: AcceleratorDesign) -> dict[tuple[str, str], tuple[list[int], str]]:
+    """(PE instance, memory) -> (words, source) of the memories elaborated empty (`image_init`) because the
+    encoded model's words fill them: "encoded" when a memory holds the encoder's whole file, "generated"
+    for one bank of a PE's entries. The names are those of SparsePE's memories in Accelerator's `pe{p}`."""
+    shape = design.pe_shape
     files = {}
     for p, pe in enumerate(design.pes):
-        prefix = f"pe{p:0{digits}d}"
-        banks = entry_banks(pe.entries)
-        if len(banks) == 1:
-            if pe.entries and _fills_memory(pe.entries):
-                files[(f"pe{p}", "entries")] = (f"{prefix}_entries.hex", list(pe.entries), "encoded")
-        else:
-            for b, words in enumerate(banks):
-                if _fills_memory(words):
-                    files[(f"pe{p}", f"entries{b}")] = (f"{prefix}_entries{b}.hex", words, "generated")
-        if pe.pointers and _fills_memory(pe.pointers):
-            files[(f"pe{p}", "pointers")] = (f"{prefix}_pointers.hex", list(pe.pointers), "encoded")
+        entries = list(pe.entries) or [0]
+        single = len(shape.entry_bank_depths) == 1
+        for b, depth in enumerate(shape.entry_bank_depths):
+            words = entries[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]
+            if len(words) == depth:
+                files[(f"pe{p}", "entries" if single else f"entries{b}")] = (words, "encoded" if single else "generated")
+        if len(pe.pointers) == shape.pointer_depth:
+            files[(f"pe{p}", "pointers")] = (list(pe.pointers), "encoded")
     return files
 
 
-class _ImageEmitter(rtlil.ModuleEmitter):
-    """Amaranth's RTLIL module emitter, leaving out the initial contents of the image memories."""
+class _SharingEmitter(rtlil.ModuleEmitter):
+    """Amaranth's RTLIL module emitter, leaving out the initial contents of the memories named in `omitted`
+    (None: of every memory) and naming each submodule's module `module_names[index]`, with the cell
+    parameters `parameters.get(index, {})`."""
 
-    def __init__(self, *args, image_memories: set, **kwargs):
+    def __init__(self, *args, omitted, module_names, parameters, **kwargs):
         super().__init__(*args, **kwargs)
-        self._image_memories = image_memories
+        self._omitted, self._module_names, self._parameters = omitted, module_names, parameters
 
     def emit_memory(self, cell_idx, cell):
-        if (self.module.name, cell.name) not in self._image_memories:
+        if self._omitted is not None and cell.name not in self._omitted:
             super().emit_memory(cell_idx, cell)
+
+    def emit_submodules(self):      # Amaranth 0.5's, with the module name and parameters chosen here
+        for submodule_idx in self.module.submodules:
+            submodule = self.netlist.modules[submodule_idx]
+            if not self.empty_checker.is_empty(submodule_idx):
+                ports = {name: self.sigspec(value) for name, (value, _flow) in submodule.ports.items()}
+                ports.update({name: self.io_sigspec(value) for name, (value, _dir) in submodule.io_ports.items()})
+                self.builder.cell(f"\\{self._module_names[submodule_idx]}", submodule.name[-1], ports=ports,
+                                  parameters=self._parameters.get(submodule_idx, {}), src_loc=submodule.cell_src_loc)
 
 
 def _ports(top: wiring.Component) -> dict:
@@ -130,90 +141,194 @@ def _ports(top: wiring.Component) -> dict:
     return ports
 
 
-def _find_images(netlist, top_name: str, design: AcceleratorDesign) -> list[tuple[tuple, str, MemoryImage]]:
-    """(module path, memory name, image) of each memory that reads a file: those holding an encoder file
-    (elaborated empty) and those with non-zero contents in the netlist."""
+def _image_words(netlist, design: AcceleratorDesign, top_name: str) -> dict[int, dict[str, tuple]]:
+    """module index -> {memory: (words, source)} of every memory that reads a file: those elaborated empty
+    (`_encoder_files`) and those with non-zero contents in the netlist."""
     encoder_files = _encoder_files(design)
-    images = []
+    found = {}
     for cell in netlist.cells:
         if not isinstance(cell, _nir.Memory):
             continue
-        module_path = netlist.modules[cell.module_idx].name
-        key = (".".join(module_path[1:]), cell.name)
-        mask = (1 << cell.width) - 1
+        key = (".".join(netlist.modules[cell.module_idx].name[1:]), cell.name)
         if key in encoder_files:
-            file, words, source = encoder_files.pop(key)
+            words, source = encoder_files.pop(key)
             if len(words) != cell.depth:
-                raise ValueError(f"memory {key[0]}.{key[1]}: {cell.depth} words, its file {file} {len(words)}")
-            image = MemoryImage(".".join(module_path), cell.name, f"{IMAGE_DIR}/{file}", cell.width,
-                                tuple(word & mask for word in words), source)
+                raise ValueError(f"memory {key[0]}.{key[1]}: {cell.depth} words, its file {len(words)}")
         elif any(cell.init):
-            file = ".".join((*module_path[1:], cell.name)) + ".hex"
-            image = MemoryImage(".".join(module_path), cell.name, f"{IMAGE_DIR}/{file}",
-                                cell.width, tuple(word & mask for word in cell.init), "generated")
+            words, source = cell.init, "generated"
         else:
             continue
-        images.append((module_path, cell.name, image))
+        found.setdefault(cell.module_idx, {})[cell.name] = (words, source)
     if encoder_files:
         missing = ", ".join(f"{module}.{memory}" for module, memory in encoder_files)
         raise ValueError(f"no memory named {missing} in {top_name}: _encoder_files names the memories that "
                          "hold the encoder's files, keep it in step with SparsePE")
+    return found
+
+
+@dataclass
+class _Group:
+    """Modules of the netlist emitted as one Verilog module `name`. With `parameterised`, the module has the
+    string parameter IMAGE_PREFIX and its memories `memories` read `{IMAGE_PREFIX, "_<memory>.hex"}`."""
+
+    members: list[int]
+    name: str = ""
+    parameterised: bool = False
+    memories: tuple[str, ...] = ()
+
+
+def _group_name(paths: list[tuple[str, ...]], taken: set[str]) -> str:
+    """The Verilog name of a module shared by the modules at `paths`: their path, with the digits taken off
+    the end of the parts where the paths differ (`pe0`, `pe1` -> `pe`); made unique among `taken`."""
+    parts = [part if len({path[i] for path in paths}) == 1 else part.rstrip("0123456789") or part
+             for i, part in enumerate(paths[0])]
+    name = base = ".".join(parts)
+    count = 1
+    while name in taken:
+        count += 1
+        name = f"{base}_{count}"
+    return name
+
+
+def _share_modules(netlist, empty_checker, images: dict) -> dict[int, _Group]:
+    """module index -> its group. Modules whose RTLIL is the same (memory contents aside) share one Verilog
+    module when no memory below them reads a file, or when only their own memories do and their parent is the
+    top module, which then passes each instance its IMAGE_PREFIX. Every other module is a group of its own."""
+    groups, by_key, below = {}, {}, {}
+
+    def visit(index):
+        module = netlist.modules[index]
+        children = [child for child in module.submodules if not empty_checker.is_empty(child)]
+        for child in children:
+            visit(child)
+        below[index] = bool(images.get(index)) or any(below[child] for child in children)
+        shareable = module.parent is not None and not any(below[child] for child in children) and (
+            not images.get(index) or module.parent == 0)
+        if not shareable:
+            groups[index] = _Group([index])
+            return
+        scratch = rtlil.Design(emit_src=False)
+        _SharingEmitter(scratch.module("shared"), netlist, module, SignalDict(), empty_checker=empty_checker,
+                        omitted=None, module_names={child: str(id(groups[child])) for child in children},
+                        parameters={}).emit()
+        key = str(scratch)
+        group = by_key.setdefault(key, _Group([]))
+        group.members.append(index)
+        groups[index] = group
+
+    visit(0)
+    distinct = list({id(group): group for group in groups.values()}.values())
+    taken = {".".join(netlist.modules[group.members[0]].name) for group in distinct if len(group.members) == 1}
+    for group in distinct:
+        paths = [netlist.modules[index].name for index in group.members]
+        group.name = ".".join(paths[0]) if len(paths) == 1 else _group_name(paths, taken)
+        taken.add(group.name)
+        group.parameterised = len(paths) > 1 and any(images.get(index) for index in group.members)
+        if group.parameterised:
+            group.memories = tuple(sorted({memory for index in group.members for memory in images.get(index, {})}))
+    return groups
+
+
+def _images(netlist, groups: dict[int, _Group], found: dict, design: AcceleratorDesign
+            ) -> list[tuple[int, MemoryImage]]:
+    """(module index, image) of every memory that reads a file. A shared module's memory reads one in every instance
+    (zeros where an instance's contents are), named `<prefix>_<memory>.hex` after the instance's prefix (the
+    encoder's `peNN` for a PE); a module of its own keeps the encoder's file name or is named by its path."""
+    prefixes = _pe_prefixes(design)
+    cells = {(cell.module_idx, cell.name): cell for cell in netlist.cells if isinstance(cell, _nir.Memory)}
+    images = []
+    for index, group in groups.items():
+        path = netlist.modules[index].name
+        own = found.get(index, {})
+        for memory in group.memories if group.parameterised else sorted(own):
+            cell = cells[(index, memory)]
+            words, source = own.get(memory, (cell.init, "generated"))
+            if group.parameterised:
+                file = f"{_instance_prefix(path, prefixes)}_{memory}.hex"
+            elif source == "encoded":
+                file = f"{prefixes[path[1]]}_{memory}.hex"
+            else:
+                file = ".".join((*path[1:], memory)) + ".hex"
+            mask = (1 << cell.width) - 1
+            images.append((index, MemoryImage(".".join(path), memory, f"{IMAGE_DIR}/{file}", cell.width,
+                                              tuple(word & mask for word in words), source)))
     return images
+
+
+def _instance_prefix(path: tuple[str, ...], prefixes: dict[str, str]) -> str:
+    """The file name prefix of the instance at `path` (a child of the top module)."""
+    return prefixes.get(path[-1], path[-1])
 
 
 _MODULE_HEADER = re.compile(r"^module \\?([^\s(]+) ?\(", re.MULTILINE)
 
 
-def _insert_readmemh(text: str, images: list[MemoryImage]) -> str:
-    """`initial $readmemh(...)` after each image memory's declaration in its module."""
-    by_module = {}
-    for image in images:
-        by_module.setdefault(image.module, []).append(image)
+def _insert_readmemh(text: str, reads: dict[str, tuple[str | None, list[tuple[str, str]]]]) -> str:
+    """In each module named in `reads` (module -> (default IMAGE_PREFIX or None, [(memory, file expression)])):
+    the IMAGE_PREFIX parameter after the port list when it has one, `initial $readmemh(...)` after each
+    memory's declaration."""
+    reads = dict(reads)
     pieces, last = [], 0
     headers = list(_MODULE_HEADER.finditer(text))
     for index, header in enumerate(headers):
-        module_images = by_module.pop(header.group(1), [])
-        if not module_images:
+        if header.group(1) not in reads:
             continue
+        default_prefix, memories = reads.pop(header.group(1))
         end = headers[index + 1].start() if index + 1 < len(headers) else len(text)
         body = text[header.start():end]
-        for image in module_images:
-            declaration = re.compile(rf"^(\s*)reg (?:\[\d+:0\] )?{re.escape(image.memory)} \[\d+:0\];$",
-                                     re.MULTILINE)
+        if default_prefix is not None:
+            port_list_end = body.index(");\n") + 3
+            body = f'{body[:port_list_end]}  parameter IMAGE_PREFIX = "{default_prefix}";\n{body[port_list_end:]}'
+        for memory, file in memories:
+            declaration = re.compile(rf"^(\s*)reg (?:\[\d+:0\] )?{re.escape(memory)} \[\d+:0\];$", re.MULTILINE)
             body, found = declaration.subn(
-                lambda m, image=image: f'{m.group(0)}\n{m.group(1)}initial $readmemh("{image.file}", '
-                                       f'{image.memory});', body, count=1)
+                lambda m, memory=memory, file=file: f"{m.group(0)}\n{m.group(1)}initial $readmemh({file}, {memory});",
+                body, count=1)
             if not found:
-                raise ValueError(f"memory {image.memory} is not declared in module {image.module} of the "
-                                 "Verilog Yosys wrote")
+                raise ValueError(f"memory {memory} is not declared in module {header.group(1)} of the Verilog "
+                                 "Yosys wrote")
         pieces += [text[last:header.start()], body]
         last = end
-    if by_module:
-        raise ValueError(f"modules {sorted(by_module)} not found in the Verilog Yosys wrote")
+    if reads:
+        raise ValueError(f"modules {sorted(reads)} not found in the Verilog Yosys wrote")
     return "".join(pieces) + text[last:]
 
 
 def convert_with_images(top: wiring.Component, top_name: str, design: AcceleratorDesign
                         ) -> tuple[str, list[MemoryImage]]:
-    """The Verilog text of `top` (module `top_name`) reading its memory images, and the images."""
+    """The Verilog text of `top` (module `top_name`) reading its memory images, and the images. Modules that
+    differ only in memory contents (the PEs) are one Verilog module, instantiated with their IMAGE_PREFIX."""
     fragment = _ir.Fragment.get(top, ImageGeneration())
     netlist = _ir.build_netlist(fragment, ports=_ports(top), name=top_name)
-    found = _find_images(netlist, top_name, design)
-    image_memories = {(module_path, memory) for module_path, memory, _ in found}
-    # rtlil.convert_fragment with the emitter swapped for one that leaves the image memories' contents out
     empty_checker = rtlil.EmptyModuleChecker(netlist)
+    found = _image_words(netlist, design, top_name)
+    groups = _share_modules(netlist, empty_checker, found)
+    images = _images(netlist, groups, found, design)
+    prefixes = _pe_prefixes(design)
+    module_names = {index: group.name for index, group in groups.items()}
+    parameters = {index: {"IMAGE_PREFIX": f"{IMAGE_DIR}/{_instance_prefix(netlist.modules[index].name, prefixes)}"}
+                  for index, group in groups.items() if group.parameterised}
+    # rtlil.convert_fragment, emitting one module per group with the image memories' contents left out
     builder = rtlil.Design(emit_src=False)
-    for module_idx, module in enumerate(netlist.modules):
-        if empty_checker.is_empty(module_idx):
+    reads = {}
+    for index, group in groups.items():
+        if index != group.members[0]:
             continue
-        module_builder = builder.module(".".join(module.name), src_loc=module.src_loc)
-        if module_idx == 0:
+        module = netlist.modules[index]
+        memories = group.memories if group.parameterised else tuple(found.get(index, {}))
+        module_builder = builder.module(group.name, src_loc=module.src_loc)
+        if index == 0:
             module_builder.attribute("top", 1)
-        _ImageEmitter(module_builder, netlist, module, SignalDict(), empty_checker=empty_checker,
-                      image_memories=image_memories).emit()
-    images = [image for _, _, image in found]
+        _SharingEmitter(module_builder, netlist, module, SignalDict(), empty_checker=empty_checker,
+                        omitted=set(memories), module_names=module_names, parameters=parameters).emit()
+        if group.parameterised:
+            reads[group.name] = (parameters[index]["IMAGE_PREFIX"],
+                                 [(memory, f'{{IMAGE_PREFIX, "_{memory}.hex"}}') for memory in memories])
+    for index, image in images:
+        if not groups[index].parameterised:
+            reads.setdefault(groups[index].name, (None, []))[1].append((image.memory, f'"{image.file}"'))
     text = amaranth_verilog._convert_rtlil_text(str(builder))
-    return _insert_readmemh(text, images), images
+    return _insert_readmemh(text, reads), [image for _, image in images]
 
 
 def write_images(images: list[MemoryImage], outdir: Path, encoded_dir=None) -> None:

@@ -29,22 +29,26 @@ port with the MAC).
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import (ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for,
-                     entry_banks, memory_depth)
+from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .memory_images import image_init
+from .pe_shape import layer_table, phase_table
 
 __all__ = ["SparsePE"]
 
 
 class SparsePE(wiring.Component):
     """PE `pe_index` of `design`: its share of every sparse matrix times the broadcast columns.
+
+    Every PE of a design is the same hardware (sized by `design.pe_shape`, hw/pe_shape.py) with its own
+    memory contents: what differs between PEs, where a phase's pointers and a layer's accumulators start,
+    comes from two small ROMs read without a clock where a constant table would be.
 
     Parameters
     ----------
@@ -97,9 +101,8 @@ class SparsePE(wiring.Component):
         acc_bits, index_bits, weight_bits = design.acc_bits, numerics.index_bits, numerics.weight_bits
         peephole_bits = numerics.peephole_bits
         word_layout = design_broadcast_layout(design)
-        max_rows = max([4 * c for c in pe.cells] + list(pe.proj_rows) + [1])
-        row_bits = bits_for(max_rows - 1)
-        max_shift = max(phase.shift for phase in pe.phases)
+        shape = design.pe_shape
+        row_bits = shape.row_bits
 
         m = Module()
 
@@ -107,16 +110,17 @@ class SparsePE(wiring.Component):
         fifo_depth = design.params.fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
         # entry memory in banks of one block RAM's depth, each output registered before the bank multiplexer
-        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=memory_depth(len(words)),
-                             init=image_init(platform, words))
-                      for words in entry_banks(pe.entries)]
+        entry_words = pe.entries or (0,)
+        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=depth,
+                             init=image_init(platform, entry_words[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS],
+                                             depth))
+                      for b, depth in enumerate(shape.entry_bank_depths)]
         for b, memory in enumerate(entry_mems):
             m.submodules["entries" if len(entry_mems) == 1 else f"entries{b}"] = memory
         m.submodules.pointers = pointer_mem = Memory(
-            shape=unsigned(design.pointer_bits), depth=memory_depth(len(pe.pointers)),
-            init=image_init(platform, pe.pointers))
-        cell_depth = memory_depth(pe.cell_depth)
-        gate_depth = memory_depth(pe.gate_depth)
+            shape=unsigned(design.pointer_bits), depth=shape.pointer_depth,
+            init=image_init(platform, pe.pointers, shape.pointer_depth))
+        cell_depth, gate_depth, proj_depth = shape.cell_depth, shape.gate_depth, shape.proj_depth
         # A gate word is "cleared" (reads as its bias until the MAC writes it, so a cell's read-and-reset never
         # takes the banks' write port) when its tag differs from the bank's bit in `written_tags` at its
         # address: the MAC writes a word with that bit, a reset sets the four bits to the complement of the
@@ -130,7 +134,7 @@ class SparsePE(wiring.Component):
             gate_banks.append(bank)
         m.submodules.written_tags = written_tags = Memory(shape=4, depth=gate_depth, init=[])
         m.submodules.proj_bank = proj_bank = Memory(
-            shape=signed(acc_bits), depth=memory_depth(pe.proj_depth), init=[])
+            shape=signed(acc_bits), depth=proj_depth, init=[])
         bias_layout = data.ArrayLayout(signed(acc_bits), 4)
         peep_layout = data.ArrayLayout(signed(peephole_bits), 3)
         m.submodules.bias_rom = bias_rom = Memory(
@@ -169,17 +173,25 @@ class SparsePE(wiring.Component):
 
         # ---- F: pointer fetch (P: read issued, J: pointers registered) --------------------------------------
         word = data.View(word_layout, fifo.r_data)
-        phase_ptr_offset = Signal(range(len(pe.pointers) + 1))
+        phase_ptr_offset = Signal(range(shape.max_ptr_offset + 1))
         phase_target = Signal(1)
-        phase_base = Signal(range(max(gate_depth, pe.proj_depth, 1) + 1))
-        phase_shift = Signal(bits_for(max_shift))   # >= 1 bit: no zero-width wires in the Verilog
+        phase_base = Signal(range(max(shape.max_base, 1) + 1))
+        phase_shift = Signal(bits_for(shape.max_shift))   # >= 1 bit: no zero-width wires in the Verilog
+        # the PE's own pointer offsets and bases; target and shift are the same in every PE
+        phase_words = 1 << len(word.phase)
+        phase_rom_layout = data.StructLayout({"ptr_offset": phase_ptr_offset.shape(), "base0": phase_base.shape(),
+                                              "base1": phase_base.shape()})
+        m.submodules.phase_rom = phase_rom = Memory(shape=phase_rom_layout, depth=phase_words,
+                                                    init=phase_table(pe, phase_words))
+        phase_rd = phase_rom.read_port(domain="comb")
+        m.d.comb += [phase_rd.addr.eq(word.phase), phase_ptr_offset.eq(phase_rd.data.ptr_offset),
+                     phase_base.eq(Mux(word.buffer, phase_rd.data.base1, phase_rd.data.base0))]
         with m.Switch(word.phase):
-            for index, phase in enumerate(pe.phases):
-                if phase.used:
+            for index, (target, shift, used) in enumerate(zip(shape.phase_targets, shape.phase_shifts,
+                                                               shape.phase_used)):
+                if used:
                     with m.Case(index):
-                        m.d.comb += [phase_ptr_offset.eq(phase.ptr_offset), phase_target.eq(phase.target),
-                                     phase_base.eq(Mux(word.buffer, phase.base_for(1), phase.base_for(0))),
-                                     phase_shift.eq(phase.shift)]
+                        m.d.comb += [phase_target.eq(target), phase_shift.eq(shift)]
 
         # Registers that only carry data qualified by a valid flag have no reset: less logic in front of them
         # and freer packing (flip-flops of one slice share their reset).
@@ -331,14 +343,20 @@ class SparsePE(wiring.Component):
         m.d.sync += [wb3[key].eq(wb2[key]) for key in key_layout] + [sums[2].eq(sums[1])]
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
-        cell_base = Array(Const(base, range(cell_depth + 1)) for base in pe.cell_base)
-        proj_base = Array(Const(base, range(memory_depth(pe.proj_depth) + 1)) for base in pe.proj_base)
+        # the PE's own layer bases, one read for the cell port and one for the proj port
+        layer_words = 1 << len(self.cell_read.layer)
+        layer_rom_layout = data.StructLayout({"cell_base": range(cell_depth + 1), "alt_offset": range(gate_depth + 1),
+                                              "proj_base": range(proj_depth + 1)})
+        m.submodules.layer_rom = layer_rom = Memory(shape=layer_rom_layout, depth=layer_words,
+                                                    init=layer_table(pe, layer_words))
+        cell_layer_rd = layer_rom.read_port(domain="comb")
+        proj_layer_rd = layer_rom.read_port(domain="comb")
         cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
         bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
-        second_copy = self.cell_read.buffer & (self.cell_read.layer == 0)
         m.d.comb += [
-            cell_addr.eq(cell_base[self.cell_read.layer] + self.cell_read.index),
-            bank_addr.eq(cell_addr + Mux(second_copy, pe.alt_base, 0)),
+            cell_layer_rd.addr.eq(self.cell_read.layer), proj_layer_rd.addr.eq(self.proj_read.layer),
+            cell_addr.eq(cell_layer_rd.data.cell_base + self.cell_read.index),
+            bank_addr.eq(cell_addr + Mux(self.cell_read.buffer, cell_layer_rd.data.alt_offset, 0)),
         ]
         for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
@@ -357,7 +375,7 @@ class SparsePE(wiring.Component):
             self.cell_read.data.peep_f.eq(peeps[1]),
             self.cell_read.data.peep_o.eq(peeps[2]),
         ]
-        proj_addr = proj_base[self.proj_read.layer] + self.proj_read.index
+        proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
         m.d.comb += [
             proj_out_rd.addr.eq(proj_addr), proj_out_rd.en.eq(self.proj_read.en),
             self.proj_read.data.eq(proj_out_rd.data),

@@ -134,8 +134,9 @@ def test_memory_bits_count_every_memory():
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=4))
     bits = design.memory_bits()
     entry_bits = encoded.numerics.weight_bits + encoded.numerics.index_bits
-    assert bits["entries"] == sum(max(2, image.entries.size) for image in encoded.pes) * entry_bits
+    # every PE is sized like the largest (hw/pe_shape.py)
+    assert bits["entries"] == 4 * max(max(2, image.entries.size) for image in encoded.pes) * entry_bits
     # layer 0's gate accumulators are held twice (double buffer)
     cells = [sum(image.cells) + image.cells[0] for image in encoded.pes]
-    assert bits["gate_accumulators"] == 4 * sum(max(2, c) for c in cells) * design.acc_bits
+    assert bits["gate_accumulators"] == 4 * 4 * max(max(2, c) for c in cells) * design.acc_bits
     assert bits["total"] == sum(v for k, v in bits.items() if k != "total")

@@ -21,8 +21,9 @@ from sparselstm.sw.quantize import quantize_model
 _MODULE = re.compile(r"^module \\?([^\s(]+) ?\((.*?)^endmodule", re.MULTILINE | re.DOTALL)
 _INLINE_MEMORY = re.compile(r"^\s*reg (?:\[\d+:0\] )?(\w+) \[(\d+):0\];\n\s*initial begin\n(.*?)^\s*end$",
                             re.MULTILINE | re.DOTALL)
-_READMEMH = re.compile(r'^\s*reg (?:\[\d+:0\] )?(\w+) \[(\d+):0\];\n\s*initial \$readmemh\("([^"]+)", (\w+)\);$',
-                       re.MULTILINE)
+_READMEMH = re.compile(r'^\s*reg (?:\[\d+:0\] )?(\w+) \[(\d+):0\];\n'
+                       r'\s*initial \$readmemh\((?:"([^"]+)"|\{IMAGE_PREFIX, "([^"]+)"\}), (\w+)\);$', re.MULTILINE)
+_INSTANCE = re.compile(r'^\s*\\?(\S+)\s+#\(\s*\.IMAGE_PREFIX\("([^"]+)"\)\s*\)\s*(\w+) \(', re.MULTILINE)
 
 
 def _encoded(n_pes=3):
@@ -56,12 +57,20 @@ def _inline_contents(text: str) -> dict[tuple[str, str], list[int]]:
 
 
 def _image_reads(text: str) -> dict[tuple[str, str], tuple[str, int]]:
-    """(module, memory) -> (file, depth) of every `$readmemh` that follows its memory's declaration."""
+    """(module instance path, memory) -> (file, depth) of every `$readmemh` that follows its memory's
+    declaration; a module reading `{IMAGE_PREFIX, suffix}` once for each of the top's instances of it."""
+    modules = dict(_MODULE.findall(text))
+    instances = {}
+    for module, prefix, instance in _INSTANCE.findall(modules[TOP_NAME]):
+        instances.setdefault(module, []).append((f"{TOP_NAME}.{instance}", prefix))
     reads = {}
-    for module, body in _MODULE.findall(text):
-        for memory, last, file, target in _READMEMH.findall(body):
+    for module, body in modules.items():
+        for memory, last, file, suffix, target in _READMEMH.findall(body):
             assert target == memory
-            reads[(module, memory)] = (file, int(last) + 1)
+            if file:
+                reads[(module, memory)] = (file, int(last) + 1)
+            for path, prefix in instances.get(module, []) if suffix else []:
+                reads[(path, memory)] = (prefix + suffix, int(last) + 1)
     return reads
 
 
@@ -72,7 +81,9 @@ def test_images_hold_what_the_inline_verilog_initialises(both):
     reads = _image_reads(with_images)
     # every memory with non-zero contents moved to a file, every other one stayed inline
     assert set(reads) == {key for key, words in inline.items() if any(words)}
-    assert set(_inline_contents(with_images)) == {key for key, words in inline.items() if not any(words)}
+    still_inline = _inline_contents(with_images)     # by module: one module holds every PE's
+    assert not any(any(words) for words in still_inline.values())
+    assert {memory for _, memory in still_inline} == {memory for (_, memory), words in inline.items() if not any(words)}
     assert {"pe0.entries", "pe2.pointers", "pe1.gate_bank3", "elementwise.lane0.tanh.rom"} <= {
         f"{module.removeprefix(TOP_NAME + '.')}.{memory}" for module, memory in reads}
     for key, (file, depth) in reads.items():
@@ -139,17 +150,18 @@ def test_yosys_reads_the_images_from_the_verilogs_directory(both):
     except ParameterError as error:
         pytest.skip(str(error))     # the board tools (.[boards], part of .[dev]) are not installed
     _, images_dir, info, _ = both
-    # read_verilog fails on a $readmemh file it cannot open
+    # read_verilog fails on a $readmemh file it cannot open; flattened, every PE's memories are the top's
     result = subprocess.run([*yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "
-                             "memory_collect; write_rtlil memories.il"], cwd=images_dir, capture_output=True,
+                             "flatten; memory_collect; write_rtlil memories.il"], cwd=images_dir, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     rtlil = (images_dir / "memories.il").read_text()
-    image = next(image for image in info["memory_images"] if image["memory"] == "entries")
-    module = rtlil[rtlil.index(f"module \\{image['module']}\n"):]
-    module = module[:module.index("\nend\n")]
-    cells = re.findall(r"^  cell \$mem_v2 .*?^  end$", module, re.MULTILINE | re.DOTALL)
-    cell = next(cell for cell in cells if f'parameter \\MEMID "\\\\{image["memory"]}"' in cell)
-    init = re.search(r"parameter \\INIT \d+'([01]+)", cell)[1]
-    words = [int(line, 16) for line in (images_dir / image["file"]).read_text().splitlines()]
-    assert int(init, 2) == sum(word << (image["width"] * index) for index, word in enumerate(words))
+    cells = re.findall(r"^  cell \$mem_v2 .*?^  end$", rtlil, re.MULTILINE | re.DOTALL)
+    pe_images = [image for image in info["memory_images"] if image["module"].startswith(f"{TOP_NAME}.pe")]
+    assert {image["memory"] for image in pe_images} >= {"entries", "pointers", "phase_rom", "gate_bank0"}
+    for image in pe_images:
+        memid = image["module"].removeprefix(f"{TOP_NAME}.") + "." + image["memory"]
+        cell = next(cell for cell in cells if f'parameter \\MEMID "\\\\{memid}"' in cell)
+        init = re.search(r"parameter \\INIT \d+'([01]+)", cell)[1]
+        words = [int(line, 16) for line in (images_dir / image["file"]).read_text().splitlines()]
+        assert int(init, 2) == sum(word << (image["width"] * index) for index, word in enumerate(words)), memid

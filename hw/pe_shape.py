@@ -1,0 +1,95 @@
+"""What every PE of a design is sized by, and the per-PE tables that replace its constants.
+
+All PEs of a design elaborate to the same hardware (hw/pe.py): each memory is as deep as the deepest
+one of its kind over the PEs, and what differs between PEs (where a phase's pointers start, where a
+layer's accumulators start) is read from small ROMs. The PEs then differ only in memory contents, and the
+Verilog holds the PE module once (hw/memory_images.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .design import PROJ_TARGET, PEDesign, bits_for, entry_banks, memory_depth
+
+__all__ = ["PEShape", "phase_table", "layer_table"]
+
+
+@dataclass(frozen=True)
+class PEShape:
+    """The sizes every PE of a design shares: maxima over its PEs (build it with `of`).
+
+    Attributes
+    ----------
+    entry_bank_depths : tuple of int
+        Depth of each entry memory bank (hw/design.py `entry_banks`).
+    pointer_depth, cell_depth, gate_depth, proj_depth : int
+        Depths of the pointer memory, the bias and peephole memories (one word per cell), the gate banks
+        and the proj bank.
+    row_bits : int
+        Width of a local row of the widest matrix.
+    max_shift, max_ptr_offset, max_base : int
+        Largest product shift, pointer offset and accumulator base of a phase.
+    phase_targets, phase_shifts, phase_used : tuple
+        Per phase: target memory, product shift and whether it is broadcast (the same in every PE).
+    """
+
+    entry_bank_depths: tuple[int, ...]
+    pointer_depth: int
+    cell_depth: int
+    gate_depth: int
+    proj_depth: int
+    row_bits: int
+    max_shift: int
+    max_ptr_offset: int
+    max_base: int
+    phase_targets: tuple[int, ...]
+    phase_shifts: tuple[int, ...]
+    phase_used: tuple[bool, ...]
+
+    @classmethod
+    def of(cls, pes) -> "PEShape":
+        """The shape of the PEs `pes` (PEDesign objects, at least one)."""
+        pes = tuple(pes)
+        if not pes or not all(isinstance(pe, PEDesign) for pe in pes):
+            raise TypeError("PEShape.of needs a non-empty sequence of PEDesign")
+        kinds = {tuple((phase.target, phase.shift, phase.used) for phase in pe.phases) for pe in pes}
+        if len(kinds) != 1:
+            raise ValueError("the PEs of a design must agree on every phase's target, shift and use")
+        targets, shifts, used = zip(*kinds.pop())
+        banks = [entry_banks(pe.entries) for pe in pes]
+        return cls(
+            entry_bank_depths=tuple(memory_depth(max(len(pe_banks[b]) for pe_banks in banks if b < len(pe_banks)))
+                                    for b in range(max(map(len, banks)))),
+            pointer_depth=memory_depth(max(len(pe.pointers) for pe in pes)),
+            cell_depth=memory_depth(max(pe.cell_depth for pe in pes)),
+            gate_depth=memory_depth(max(pe.gate_depth for pe in pes)),
+            proj_depth=memory_depth(max(pe.proj_depth for pe in pes)),
+            row_bits=bits_for(max(max([4 * c for c in pe.cells] + list(pe.proj_rows) + [1]) for pe in pes) - 1),
+            max_shift=max(shifts),
+            max_ptr_offset=max(phase.ptr_offset for pe in pes for phase in pe.phases),
+            max_base=max(max(phase.base_for(0), phase.base_for(1)) for pe in pes for phase in pe.phases),
+            phase_targets=targets, phase_shifts=shifts, phase_used=used)
+
+    @property
+    def proj_phases(self) -> tuple[int, ...]:
+        """The phases broadcast into the proj bank."""
+        return tuple(index for index, (target, used) in enumerate(zip(self.phase_targets, self.phase_used))
+                     if used and target == PROJ_TARGET)
+
+
+def phase_table(pe: PEDesign, depth: int) -> list[dict]:
+    """The PE's phase ROM, `depth` words (unused phases and addresses past the last phase read 0): the
+    pointer offset and the accumulator bases of copy 0 and copy 1 of each phase."""
+    words = [{"ptr_offset": phase.ptr_offset, "base0": phase.base_for(0), "base1": phase.base_for(1)}
+             if phase.used else {"ptr_offset": 0, "base0": 0, "base1": 0} for phase in pe.phases]
+    return words + [{"ptr_offset": 0, "base0": 0, "base1": 0}] * (depth - len(words))
+
+
+def layer_table(pe: PEDesign, depth: int) -> list[dict]:
+    """The PE's layer ROM, `depth` words: per layer the bias / peephole address of local cell 0
+    (`cell_base`), what a read of accumulator copy 1 adds to it for the gate banks (`alt_offset`: layer 0's
+    second copy, else 0) and the proj bank address of local row 0 (`proj_base`)."""
+    words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0,
+              "proj_base": pe.proj_base[l]} for l in range(len(pe.cells))]
+    return words + [{"cell_base": 0, "alt_offset": 0, "proj_base": 0}] * (depth - len(words))
