@@ -1,20 +1,26 @@
-"""Verilog whose initialised memories load `$readmemh` image files instead of holding their words inline.
+"""Verilog whose initialised memories load `$readmemh` image files instead of holding their words inline,
+with the modules that differ only in memory contents (the PEs) written once.
 
 Inline initial contents cost time at every stage (Amaranth checks each word, writes each bit into RTLIL, and
 Yosys prints one assignment per word) and make the Verilog grow with the model. Here:
 
-- elaboration runs with an `ImageGeneration` platform; a memory that holds exactly one of the encoder's
-  files (entries, pointers) takes `image_init(platform, words)` as its `init` and so is elaborated empty;
-- every other memory with non-zero initial contents (bias-initialised gate banks, bias and peephole ROMs,
-  activation tables) is elaborated as usual, and its contents are taken from the netlist;
-- the RTLIL is written without those memories' `$meminit` cells, and after Yosys has written the Verilog an
-  `initial $readmemh("memory_images/<file>", <memory>);` follows each one's declaration.
+- elaboration runs with an `ImageGeneration` platform; a memory that the encoded model's words fill (entries,
+  pointers) takes `image_init(platform, words, depth)` as its `init` and so is elaborated empty;
+- every other memory with non-zero initial contents (bias-initialised gate banks, bias, peephole, phase and
+  layer ROMs, activation tables) is elaborated as usual, and its contents are taken from the netlist;
+- modules whose RTLIL is the same but for memory contents become one Verilog module (`sparselstm_top.pe`
+  for the PEs): when they read images they are children of the top module, get the string parameter
+  IMAGE_PREFIX and read `{IMAGE_PREFIX, "_<memory>.hex"}`; Yosys, Verilator and Icarus accept that
+  expression (a module's default prefix is its first instance's, so a tool reading the module alone finds
+  files too);
+- the RTLIL is written without the image memories' `$meminit` cells, and after Yosys has written the
+  Verilog an `initial $readmemh(...)` follows each one's declaration.
 
 The image files go to `IMAGE_DIR` next to the Verilog: the encoder's own `peNN_entries.hex` /
-`peNN_pointers.hex` (copied from the encoded directory, or written in the same format when there is none)
-and `<module path>.<memory>.hex` for the others. `$readmemh` paths are relative to the working directory
-of the tool, so run tools in the Verilog's directory or copy IMAGE_DIR next to where they run
-(docs/architecture.md, *Generating Verilog*).
+`peNN_pointers.hex` (copied from the encoded directory, or written in the same format when there is none),
+`peNN_<memory>.hex` for the PEs' other memories and `<module path>.<memory>.hex` for the others.
+`$readmemh` paths are relative to the working directory of the tool, so run tools in the Verilog's
+directory or copy IMAGE_DIR next to where they run (docs/architecture.md, *Generating Verilog*).
 
 This relies on Amaranth 0.5's netlist and RTLIL emitter (`amaranth.hdl._ir`, `amaranth.back.rtlil`), which
 are not public API; the project pins Amaranth 0.5.
@@ -82,16 +88,20 @@ def hex_text(words, width: int) -> str:
     return "".join(f"{word:0{digits}x}\n" for word in words)
 
 
-def _pe_prefixes(design: AcceleratorDesign) -> dict[str, str]:
+def _pe_prefixes(design: AcceleratorDesign | None) -> dict[str, str]:
     """PE instance name -> the prefix of the encoder's files of that PE (`pe3` -> `pe03`)."""
+    if design is None:
+        return {}
     digits = max(2, len(str(design.n_pes - 1)))
     return {f"pe{p}": f"pe{p:0{digits}d}" for p in range(design.n_pes)}
 
 
-def _encoder_files(design: AcceleratorDesign) -> dict[tuple[str, str], tuple[list[int], str]]:
+def _encoder_files(design: AcceleratorDesign | None) -> dict[tuple[str, str], tuple[list[int], str]]:
     """(PE instance, memory) -> (words, source) of the memories elaborated empty (`image_init`) because the
     encoded model's words fill them: "encoded" when a memory holds the encoder's whole file, "generated"
     for one bank of a PE's entries. The names are those of SparsePE's memories in Accelerator's `pe{p}`."""
+    if design is None:
+        return {}
     shape = design.pe_shape
     files = {}
     for p, pe in enumerate(design.pes):
@@ -100,7 +110,8 @@ def _encoder_files(design: AcceleratorDesign) -> dict[tuple[str, str], tuple[lis
         for b, depth in enumerate(shape.entry_bank_depths):
             words = entries[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]
             if len(words) == depth:
-                files[(f"pe{p}", "entries" if single else f"entries{b}")] = (words, "encoded" if single else "generated")
+                name, source = ("entries", "encoded") if single else (f"entries{b}", "generated")
+                files[(f"pe{p}", name)] = (words, source)
         if len(pe.pointers) == shape.pointer_depth:
             files[(f"pe{p}", "pointers")] = (list(pe.pointers), "encoded")
     return files
@@ -141,7 +152,7 @@ def _ports(top: wiring.Component) -> dict:
     return ports
 
 
-def _image_words(netlist, design: AcceleratorDesign, top_name: str) -> dict[int, dict[str, tuple]]:
+def _image_words(netlist, design: AcceleratorDesign | None, top_name: str) -> dict[int, dict[str, tuple]]:
     """module index -> {memory: (words, source)} of every memory that reads a file: those elaborated empty
     (`_encoder_files`) and those with non-zero contents in the netlist."""
     encoder_files = _encoder_files(design)
@@ -229,12 +240,11 @@ def _share_modules(netlist, empty_checker, images: dict) -> dict[int, _Group]:
     return groups
 
 
-def _images(netlist, groups: dict[int, _Group], found: dict, design: AcceleratorDesign
+def _images(netlist, groups: dict[int, _Group], found: dict, prefixes: dict[str, str]
             ) -> list[tuple[int, MemoryImage]]:
     """(module index, image) of every memory that reads a file. A shared module's memory reads one in every instance
     (zeros where an instance's contents are), named `<prefix>_<memory>.hex` after the instance's prefix (the
     encoder's `peNN` for a PE); a module of its own keeps the encoder's file name or is named by its path."""
-    prefixes = _pe_prefixes(design)
     cells = {(cell.module_idx, cell.name): cell for cell in netlist.cells if isinstance(cell, _nir.Memory)}
     images = []
     for index, group in groups.items():
@@ -294,17 +304,18 @@ def _insert_readmemh(text: str, reads: dict[str, tuple[str | None, list[tuple[st
     return "".join(pieces) + text[last:]
 
 
-def convert_with_images(top: wiring.Component, top_name: str, design: AcceleratorDesign
+def convert_with_images(top: wiring.Component, top_name: str, design: AcceleratorDesign | None = None
                         ) -> tuple[str, list[MemoryImage]]:
     """The Verilog text of `top` (module `top_name`) reading its memory images, and the images. Modules that
-    differ only in memory contents (the PEs) are one Verilog module, instantiated with their IMAGE_PREFIX."""
+    differ only in memory contents (the PEs) are one Verilog module, instantiated with their IMAGE_PREFIX.
+    `design`: the accelerator's (its PEs' memories read the encoder's files), or None for any other top."""
     fragment = _ir.Fragment.get(top, ImageGeneration())
     netlist = _ir.build_netlist(fragment, ports=_ports(top), name=top_name)
     empty_checker = rtlil.EmptyModuleChecker(netlist)
     found = _image_words(netlist, design, top_name)
     groups = _share_modules(netlist, empty_checker, found)
-    images = _images(netlist, groups, found, design)
     prefixes = _pe_prefixes(design)
+    images = _images(netlist, groups, found, prefixes)
     module_names = {index: group.name for index, group in groups.items()}
     parameters = {index: {"IMAGE_PREFIX": f"{IMAGE_DIR}/{_instance_prefix(netlist.modules[index].name, prefixes)}"}
                   for index, group in groups.items() if group.parameterised}

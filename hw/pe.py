@@ -38,7 +38,7 @@ from amaranth.lib.wiring import In, Out
 from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .memory_images import image_init
-from .pe_shape import layer_table, phase_table
+from .pe_shape import layer_rom, phase_rom
 
 __all__ = ["SparsePE"]
 
@@ -173,17 +173,13 @@ class SparsePE(wiring.Component):
 
         # ---- F: pointer fetch (P: read issued, J: pointers registered) --------------------------------------
         word = data.View(word_layout, fifo.r_data)
-        phase_ptr_offset = Signal(range(shape.max_ptr_offset + 1))
+        phase_ptr_offset = Signal(range(max(shape.max_ptr_offset, 1) + 1))
         phase_target = Signal(1)
         phase_base = Signal(range(max(shape.max_base, 1) + 1))
         phase_shift = Signal(bits_for(shape.max_shift))   # >= 1 bit: no zero-width wires in the Verilog
         # the PE's own pointer offsets and bases; target and shift are the same in every PE
-        phase_words = 1 << len(word.phase)
-        phase_rom_layout = data.StructLayout({"ptr_offset": phase_ptr_offset.shape(), "base0": phase_base.shape(),
-                                              "base1": phase_base.shape()})
-        m.submodules.phase_rom = phase_rom = Memory(shape=phase_rom_layout, depth=phase_words,
-                                                    init=phase_table(pe, phase_words))
-        phase_rd = phase_rom.read_port(domain="comb")
+        m.submodules.phase_rom = phase_table = phase_rom(pe, shape, len(word.phase))
+        phase_rd = phase_table.read_port(domain="comb")
         m.d.comb += [phase_rd.addr.eq(word.phase), phase_ptr_offset.eq(phase_rd.data.ptr_offset),
                      phase_base.eq(Mux(word.buffer, phase_rd.data.base1, phase_rd.data.base0))]
         with m.Switch(word.phase):
@@ -344,13 +340,9 @@ class SparsePE(wiring.Component):
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         # the PE's own layer bases, one read for the cell port and one for the proj port
-        layer_words = 1 << len(self.cell_read.layer)
-        layer_rom_layout = data.StructLayout({"cell_base": range(cell_depth + 1), "alt_offset": range(gate_depth + 1),
-                                              "proj_base": range(proj_depth + 1)})
-        m.submodules.layer_rom = layer_rom = Memory(shape=layer_rom_layout, depth=layer_words,
-                                                    init=layer_table(pe, layer_words))
-        cell_layer_rd = layer_rom.read_port(domain="comb")
-        proj_layer_rd = layer_rom.read_port(domain="comb")
+        m.submodules.layer_rom = layer_table = layer_rom(pe, shape, len(self.cell_read.layer))
+        cell_layer_rd = layer_table.read_port(domain="comb")
+        proj_layer_rd = layer_table.read_port(domain="comb")
         cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
         bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
         m.d.comb += [

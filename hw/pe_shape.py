@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .design import PROJ_TARGET, PEDesign, bits_for, entry_banks, memory_depth
+from amaranth.lib import data
+from amaranth.lib.memory import Memory
 
-__all__ = ["PEShape", "phase_table", "layer_table"]
+from .design import PEDesign, bits_for, entry_banks, memory_depth
+
+__all__ = ["PEShape", "phase_rom", "layer_rom"]
 
 
 @dataclass(frozen=True)
@@ -71,25 +74,24 @@ class PEShape:
             max_base=max(max(phase.base_for(0), phase.base_for(1)) for pe in pes for phase in pe.phases),
             phase_targets=targets, phase_shifts=shifts, phase_used=used)
 
-    @property
-    def proj_phases(self) -> tuple[int, ...]:
-        """The phases broadcast into the proj bank."""
-        return tuple(index for index, (target, used) in enumerate(zip(self.phase_targets, self.phase_used))
-                     if used and target == PROJ_TARGET)
 
-
-def phase_table(pe: PEDesign, depth: int) -> list[dict]:
-    """The PE's phase ROM, `depth` words (unused phases and addresses past the last phase read 0): the
-    pointer offset and the accumulator bases of copy 0 and copy 1 of each phase."""
+def phase_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
+    """The PE's phase ROM, addressed by the `address_bits`-bit phase: per phase the pointer offset of its
+    column 0 and the accumulator bases of copy 0 and copy 1 (unused phases and addresses past the last
+    phase read 0)."""
+    base = range(max(shape.max_base, 1) + 1)      # >= 1 bit: no zero-width wires in the Verilog
+    layout = data.StructLayout({"ptr_offset": range(max(shape.max_ptr_offset, 1) + 1), "base0": base, "base1": base})
     words = [{"ptr_offset": phase.ptr_offset, "base0": phase.base_for(0), "base1": phase.base_for(1)}
              if phase.used else {"ptr_offset": 0, "base0": 0, "base1": 0} for phase in pe.phases]
-    return words + [{"ptr_offset": 0, "base0": 0, "base1": 0}] * (depth - len(words))
+    return Memory(shape=layout, depth=1 << address_bits, init=words)
 
 
-def layer_table(pe: PEDesign, depth: int) -> list[dict]:
-    """The PE's layer ROM, `depth` words: per layer the bias / peephole address of local cell 0
-    (`cell_base`), what a read of accumulator copy 1 adds to it for the gate banks (`alt_offset`: layer 0's
-    second copy, else 0) and the proj bank address of local row 0 (`proj_base`)."""
-    words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0,
-              "proj_base": pe.proj_base[l]} for l in range(len(pe.cells))]
-    return words + [{"cell_base": 0, "alt_offset": 0, "proj_base": 0}] * (depth - len(words))
+def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
+    """The PE's layer ROM, addressed by the `address_bits`-bit layer: per layer the bias / peephole address
+    of local cell 0 (`cell_base`), what a read of accumulator copy 1 adds to it for the gate banks
+    (`alt_offset`: layer 0's second copy, else 0) and the proj bank address of local row 0 (`proj_base`)."""
+    layout = data.StructLayout({"cell_base": range(shape.cell_depth + 1), "alt_offset": range(shape.gate_depth + 1),
+                                "proj_base": range(shape.proj_depth + 1)})
+    words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0, "proj_base": pe.proj_base[l]}
+             for l in range(len(pe.cells))]
+    return Memory(shape=layout, depth=1 << address_bits, init=words)

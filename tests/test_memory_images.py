@@ -1,15 +1,22 @@
 """Verilog with memory images (hw/memory_images.py): the same contents as inline, the encoder's own files,
-the sidecar's list, and Yosys finding the files from the Verilog's directory."""
+the sidecar's list, Yosys finding the files from the Verilog's directory, the PEs as one module reading
+their own files, and the same simulation as inline."""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 
+import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-from sparselstm.hw.memory_images import IMAGE_DIR, hex_text
+from sparselstm.hw.memory_images import IMAGE_DIR, convert_with_images, hex_text, write_images
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import TOP_NAME, generate
 from sparselstm.sw.format import encode, write_encoded
@@ -165,3 +172,97 @@ def test_yosys_reads_the_images_from_the_verilogs_directory(both):
         init = re.search(r"parameter \\INIT \d+'([01]+)", cell)[1]
         words = [int(line, 16) for line in (images_dir / image["file"]).read_text().splitlines()]
         assert int(init, 2) == sum(word << (image["width"] * index) for index, word in enumerate(words)), memid
+
+
+def test_every_pe_is_one_verilog_module(both):
+    _, images_dir, _, inline_dir = both
+    modules = dict(_MODULE.findall((images_dir / f"{TOP_NAME}.v").read_text()))
+    assert f"{TOP_NAME}.pe" in modules and f"{TOP_NAME}.pe.fifo" in modules
+    assert not [name for name in modules if re.match(rf"{TOP_NAME}\.pe\d", name)]
+    assert _INSTANCE.findall(modules[TOP_NAME]) == [(f"{TOP_NAME}.pe", f"{IMAGE_DIR}/pe{p:02d}", f"pe{p}")
+                                                    for p in range(3)]
+    # inline contents: Amaranth's one module per PE
+    inline_modules = dict(_MODULE.findall((inline_dir / f"{TOP_NAME}.v").read_text()))
+    assert {f"{TOP_NAME}.pe{p}" for p in range(3)} <= set(inline_modules)
+
+
+class _Table(wiring.Component):
+    """A ROM of four `width`-bit `words`, read at `addr` without a clock."""
+
+    def __init__(self, width, words):
+        self._width, self._words = width, words
+        super().__init__({"addr": In(2), "data": Out(width)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.rom = rom = Memory(shape=self._width, depth=4, init=self._words)
+        port = rom.read_port(domain="comb")
+        m.d.comb += [port.addr.eq(self.addr), self.data.eq(port.data)]
+        return m
+
+
+class _Tables(wiring.Component):
+    """Two ROMs alike but for their contents (one all zero) and one of another width."""
+
+    def __init__(self):
+        super().__init__({"addr": In(2), "a": Out(8), "b": Out(8), "c": Out(9)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.t0 = t0 = _Table(8, [1, 2, 3, 4])
+        m.submodules.t1 = t1 = _Table(8, [0, 0, 0, 0])
+        m.submodules.t2 = t2 = _Table(9, [9, 10, 11, 12])
+        for table, output in ((t0, self.a), (t1, self.b), (t2, self.c)):
+            m.d.comb += [table.addr.eq(self.addr), output.eq(table.data)]
+        return m
+
+
+def test_modules_alike_but_for_their_contents_share_a_module_the_others_do_not(tmp_path):
+    if shutil.which("iverilog") is None:
+        pytest.skip("Icarus Verilog (iverilog) is not installed")
+    text, images = convert_with_images(_Tables(), "tables")
+    modules = dict(_MODULE.findall(text))
+    assert {"tables.t", "tables.t2"} <= set(modules) and "tables.t0" not in modules and "tables.t1" not in modules
+    assert {(image.module, image.file) for image in images} == {
+        ("tables.t0", f"{IMAGE_DIR}/t0_rom.hex"), ("tables.t1", f"{IMAGE_DIR}/t1_rom.hex"),
+        ("tables.t2", f"{IMAGE_DIR}/t2.rom.hex")}
+    write_images(images, tmp_path)
+    (tmp_path / "tables.v").write_text(text)
+    (tmp_path / "bench.v").write_text(
+        "module bench; reg [1:0] addr = 2; wire [7:0] a, b; wire [8:0] c;\n"
+        "  tables dut(.addr(addr), .a(a), .b(b), .c(c));\n"
+        '  initial begin #1 $display("%0d %0d %0d", a, b, c); $finish; end\nendmodule\n')
+    subprocess.run(["iverilog", "-o", "bench.vvp", "tables.v", "bench.v"], cwd=tmp_path, check=True)
+    result = subprocess.run(["vvp", "bench.vvp"], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "3 0 11"
+
+
+def test_images_and_inline_verilog_simulate_alike(tmp_path):
+    """PEs of different sizes (21 cells of two layers over 4 PEs, two lanes) as one module reading images,
+    and inline: the same words in the same cycles on Icarus."""
+    from sparselstm.sim import tools
+    from sparselstm.sim.runner import run_accelerator_sim
+    from sparselstm.sw.fixedpoint import quantize_input
+    from sparselstm.sw.pipeline import compress_and_encode
+
+    try:
+        tools.find_simulator("icarus")
+    except tools.SimulatorNotFoundError as error:
+        pytest.skip(str(error))
+    model = random_model(9, 21, 10, num_layers=2, peephole=True, seed=8)
+    encoded = compress_and_encode(model, 4, 0.3, True).encoded
+    encoded_dir = tmp_path / "encoded"
+    write_encoded(encoded, encoded_dir)
+    x_q, _ = quantize_input(np.random.default_rng(8).normal(0.0, 1.5, (3, 9)), encoded.numerics)
+    results = []
+    for memory_images in (True, False):
+        verilog_dir = tmp_path / f"verilog_{memory_images}"
+        generate(encoded, HardwareParams(lanes=2), verilog_dir, encoded_dir=encoded_dir, memory_images=memory_images)
+        result = run_accelerator_sim(verilog_dir, encoded_dir, x_q, build_dir=tmp_path / f"sim_{memory_images}",
+                                     stall_in=0.2, stall_out=0.3, seed=8, encoded=encoded)
+        assert result.passed, result.failure_summary()
+        results.append(result)
+    with_images, inline = results
+    np.testing.assert_array_equal(with_images.outputs, inline.outputs)
+    assert with_images.frame_done_cycles == inline.frame_done_cycles
+    assert with_images.status == inline.status and with_images.counters == inline.counters
