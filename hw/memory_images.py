@@ -191,7 +191,7 @@ class _Group:
 def _group_name(paths: list[tuple[str, ...]], taken: set[str]) -> str:
     """The Verilog name of a module shared by the modules at `paths`: their path, with the digits taken off
     the end of the parts where the paths differ (`pe0`, `pe1` -> `pe`); made unique among `taken`."""
-    parts = [part if len({path[i] for path in paths}) == 1 else part.rstrip("0123456789") or part
+    parts = [part if all(len(path) > i and path[i] == part for path in paths) else part.rstrip("0123456789") or part
              for i, part in enumerate(paths[0])]
     name = base = ".".join(parts)
     count = 1
