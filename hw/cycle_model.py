@@ -36,6 +36,7 @@ MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X 
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
+Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
@@ -183,7 +184,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         return (_simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
-                + STATUS_LATENCY)
+                + STATUS_LATENCY + Y_READER_EXTRA)
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
                     input_after_pass=False):
@@ -215,7 +216,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             if recurrent_next:
                 def opens(done):
                     started = readout_started(done)
-                    return None if x_index not in done or started is None else max(done[x_index], started)
+                    return (None if x_index not in done or started is None
+                            else max(done[x_index], started + Y_READER_EXTRA))
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
         end = _simulate(streams, depth, latency) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
