@@ -209,7 +209,7 @@ class ActivationPipeline(wiring.Component):
 class ActivationUnit(wiring.Component):
     """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
 
-    One word per cycle; latency ActivationPipeline.LATENCY = 3 cycles from the input handshake to `o.valid`.
+    One word per cycle; latency ActivationPipeline.LATENCY = 4 cycles from the input handshake to `o.valid`.
     The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
     combinational path from `o.ready`); a bubble is squeezed out only at the output.
 
