@@ -145,6 +145,21 @@ class ActivationPipeline(wiring.Component):
             shape=self.rom_layout, depth=segments,
             init=[{"t": self.table[k], "d": self.diff[k]} for k in range(segments)])
 
+        def delayed(value, name, edges):
+            """`value` after `edges` enabled edges, one register per edge ({edge: signal})."""
+            stages = {}
+            for edge in range(1, edges + 1):
+                stages[edge] = Signal(value.shape(), name=f"{name}_{edge}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += stages[edge].eq(value)
+                value = stages[edge]
+            return stages
+
+        # The symmetry is applied to T before the interpolation step is added (or subtracted):
+        # ONE - (T + q) = (ONE - T) - q, -(T + q) = -T - q.
+        def mirrored(table):
+            return (one - table) if self.function == "sigmoid" else -table
+
         for lane in range(self.lanes):
             x = self.x[lane]
             read = rom.read_port()
@@ -162,19 +177,9 @@ class ActivationPipeline(wiring.Component):
                 read.en.eq(self.en),
             ]
 
-            def delayed(value, name, edges):
-                """`value` after `edges` enabled edges, one register per edge ({edge: signal})."""
-                stages = {}
-                for edge in range(1, edges + 1):
-                    stages[edge] = Signal(value.shape(), name=f"{name}_{edge}_{lane}", reset_less=True)
-                    with m.If(self.en):
-                        m.d.sync += stages[edge].eq(value)
-                    value = stages[edge]
-                return stages
-
-            position_ = delayed(position, "position", 2)
-            negative_ = delayed(negative, "negative", 3)
-            last_segment_ = delayed(segment == segments, "last_segment", 2)
+            position_ = delayed(position, f"position_{lane}", 2)
+            negative_ = delayed(negative, f"negative_{lane}", 3)
+            last_segment_ = delayed(segment == segments, f"last_segment_{lane}", 2)
             # Loaded at edge 2: the ROM word, untouched.
             table_2 = Signal(self.rom_layout["t"].shape, name=f"table_2_{lane}", reset_less=True)
             diff_2 = Signal(self.rom_layout["d"].shape, name=f"diff_2_{lane}", reset_less=True)
@@ -186,10 +191,6 @@ class ActivationPipeline(wiring.Component):
             # Loaded at edge 4 (a port of its own would carry a reset; data registers need none).
             y_4 = Signal(signed(numerics.unit_bits), name=f"y_4_{lane}", reset_less=True)
 
-            # The symmetry is applied to T before the interpolation step is added (or subtracted):
-            # ONE - (T + q) = (ONE - T) - q, -(T + q) = -T - q.
-            def mirrored(table):
-                return (one - table) if self.function == "sigmoid" else -table
             base_2 = Mux(last_segment_[2], mirrored(self.table[segments]),
                          Mux(negative_[2], mirrored(table_2), table_2))
             half = (1 << (interp_bits - 1)) if interp_bits > 0 else 0
