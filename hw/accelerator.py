@@ -19,7 +19,7 @@ See docs/architecture.md for the schedule and the cycle budget.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -142,9 +142,12 @@ class Accelerator(wiring.Component):
         bcast_busy = broadcaster.busy
         if design.delta_mode:   # words in the filter are on their way to the broadcaster and the PEs
             bcast_busy, pes_proj_busy = bcast_busy | delta_filter.busy, pes_proj_busy | delta_filter.proj_busy
+        # the OR of every PE's flags spans the chip: it ends in a register, the scheduler sees it a cycle late
+        pes_busy_1, pes_proj_busy_1 = Signal(), Signal()
+        m.d.sync += [pes_busy_1.eq(pes_busy), pes_proj_busy_1.eq(pes_proj_busy)]
         m.d.comb += [
-            scheduler.pes_busy.eq(pes_busy),
-            scheduler.pes_proj_busy.eq(pes_proj_busy),
+            scheduler.pes_busy.eq(pes_busy_1),
+            scheduler.pes_proj_busy.eq(pes_proj_busy_1),
             scheduler.bcast_busy.eq(bcast_busy),
             self.busy.eq(scheduler.busy),
             self.frames_done.eq(scheduler.frames_done),

@@ -11,13 +11,19 @@ everything else wants a stream:
 The integers of the tables come from the caller (an encoded model's `tables/*.hex`, or
 `sw.fixedpoint.activation_tables`); nothing here recomputes them. Datapath, per lane:
 
-    edge 1  a = |x|, k = a >> S, r = a & (2**S - 1); ROM reads (T[k], D[k])
-    edge 2  q_raw = D[k] * r + 2**(S-1);  base = T[k] mirrored for a negative x (ONE - T or -T)
-    edge 3  y = base + (q_raw >> S)  (x >= 0)   or   base - (q_raw >> S)  (x < 0)
+    edge 1  a = |x|, k = a >> S, r = a & (2**S - 1); the ROM takes the address k
+    edge 2  (T[k], D[k]) straight from the ROM into flip-flops (a block RAM's output is slow: nothing after it)
+    edge 3  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
+    edge 4  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0)
+
+docs/numerics.md's `base +- ((p + 2**(S-1)) >> S)` folded into one adder after the multiplier: base is an
+integer, so `base + floor((p + h) / 2**S) = floor((base * 2**S + h + p) / 2**S)` with h = 2**(S-1), and
+`base - floor((p + h) / 2**S) = floor((base * 2**S + (2**S - 1 - h) - p) / 2**S)`; the bias h or h - 1
+fills the low S bits of base * 2**S, so B costs no adder.
 
 The ROM holds entries 0 .. 2**table_log2 - 1 only (a power-of-two depth, so 1024 x ~25 bits fits one
 36-kbit block RAM): the last entry k = 2**table_log2 is reached by exactly one input, the most negative
-word, and is supplied as a constant.
+word, whose r is 0 (so D does not matter), and its T is supplied as a constant.
 """
 
 from __future__ import annotations
@@ -81,7 +87,7 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
 
 
 class ActivationPipeline(wiring.Component):
-    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 3 enabled edges, one result per lane per
+    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 4 enabled edges, one result per lane per
     enabled cycle. Lanes may be fed at different times: they only share the ROM and `en`.
 
     Parameters
@@ -103,7 +109,7 @@ class ActivationPipeline(wiring.Component):
         `y[n]` is the function of the `x[n]` presented LATENCY enabled edges earlier.
     """
 
-    LATENCY = 3
+    LATENCY = 4
 
     def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
         self.function = _check_function(function)
@@ -139,7 +145,21 @@ class ActivationPipeline(wiring.Component):
             shape=self.rom_layout, depth=segments,
             init=[{"t": self.table[k], "d": self.diff[k]} for k in range(segments)])
 
-        d_width = self.rom_layout["d"].shape.width
+        def delayed(value, name, edges):
+            """`value` after `edges` enabled edges, one register per edge ({edge: signal})."""
+            stages = {}
+            for edge in range(1, edges + 1):
+                stages[edge] = Signal(value.shape(), name=f"{name}_{edge}", reset_less=True)
+                with m.If(self.en):
+                    m.d.sync += stages[edge].eq(value)
+                value = stages[edge]
+            return stages
+
+        # The symmetry is applied to T before the interpolation step is added (or subtracted):
+        # ONE - (T + q) = (ONE - T) - q, -(T + q) = -T - q.
+        def mirrored(table):
+            return (one - table) if self.function == "sigmoid" else -table
+
         for lane in range(self.lanes):
             x = self.x[lane]
             read = rom.read_port()
@@ -150,42 +170,39 @@ class ActivationPipeline(wiring.Component):
             magnitude = Signal(unsigned(numerics.pre_bits), name=f"magnitude_{lane}")
             segment = magnitude[interp_bits:]
             position = magnitude[:interp_bits]
-            # Loaded at edge 1 (beside the ROM's own output register).
-            position_1 = Signal(unsigned(interp_bits), name=f"position_1_{lane}", reset_less=True)
-            negative_1 = Signal(name=f"negative_1_{lane}", reset_less=True)
-            last_segment_1 = Signal(name=f"last_segment_1_{lane}", reset_less=True)
-            # Loaded at edge 2.
-            base_2 = Signal(signed(numerics.unit_bits + 1), name=f"base_2_{lane}", reset_less=True)
-            q_raw_2 = Signal(signed(d_width + interp_bits + 2), name=f"q_raw_2_{lane}", reset_less=True)
-            negative_2 = Signal(name=f"negative_2_{lane}", reset_less=True)
-            # Loaded at edge 3 (a port of its own would carry a reset; data registers need none).
-            y_3 = Signal(signed(numerics.unit_bits), name=f"y_3_{lane}", reset_less=True)
-
             m.d.comb += [
                 negative.eq(x < 0),
                 magnitude.eq(Mux(negative, -x, x)),
                 read.addr.eq(segment[:numerics.table_log2]),
                 read.en.eq(self.en),
-                self.y[lane].eq(y_3),
             ]
 
-            table_1 = Mux(last_segment_1, self.table[segments], read.data.t)
-            diff_1 = Mux(last_segment_1, self.diff[segments], read.data.d)
-            # The symmetry is applied to T before the interpolation step is added (or subtracted), which
-            # keeps one adder after the multiplier: ONE - (T + q) = (ONE - T) - q, -(T + q) = -T - q.
-            mirrored_1 = (one - table_1) if self.function == "sigmoid" else -table_1
-            rounding = (1 << (interp_bits - 1)) if interp_bits > 0 else 0
-            step_2 = q_raw_2 >> interp_bits
+            position_ = delayed(position, f"position_{lane}", 2)
+            negative_ = delayed(negative, f"negative_{lane}", 3)
+            last_segment_ = delayed(segment == segments, f"last_segment_{lane}", 2)
+            # Loaded at edge 2: the ROM word, untouched.
+            table_2 = Signal(self.rom_layout["t"].shape, name=f"table_2_{lane}", reset_less=True)
+            diff_2 = Signal(self.rom_layout["d"].shape, name=f"diff_2_{lane}", reset_less=True)
+            # Loaded at edge 3.
+            product_3 = Signal(signed(self.rom_layout["d"].shape.width + interp_bits + 1), name=f"product_3_{lane}",
+                               reset_less=True)
+            biased_3 = Signal(signed(numerics.unit_bits + 1 + interp_bits), name=f"biased_3_{lane}",
+                              reset_less=True)
+            # Loaded at edge 4 (a port of its own would carry a reset; data registers need none).
+            y_4 = Signal(signed(numerics.unit_bits), name=f"y_4_{lane}", reset_less=True)
 
+            base_2 = Mux(last_segment_[2], mirrored(self.table[segments]),
+                         Mux(negative_[2], mirrored(table_2), table_2))
+            half = (1 << (interp_bits - 1)) if interp_bits > 0 else 0
+            bias_2 = Mux(negative_[2], half - 1, half) if interp_bits > 0 else 0
+            m.d.comb += self.y[lane].eq(y_4)
             with m.If(self.en):
                 m.d.sync += [
-                    position_1.eq(position),
-                    negative_1.eq(negative),
-                    last_segment_1.eq(segment == segments),
-                    q_raw_2.eq(diff_1 * position_1 + rounding),
-                    base_2.eq(Mux(negative_1, mirrored_1, table_1)),
-                    negative_2.eq(negative_1),
-                    y_3.eq(Mux(negative_2, base_2 - step_2, base_2 + step_2)),
+                    table_2.eq(read.data.t),
+                    diff_2.eq(read.data.d),
+                    product_3.eq(diff_2 * position_[2]),
+                    biased_3.eq((base_2 << interp_bits) | bias_2),
+                    y_4.eq(Mux(negative_[3], biased_3 - product_3, biased_3 + product_3) >> interp_bits),
                 ]
         return m
 
@@ -193,7 +210,7 @@ class ActivationPipeline(wiring.Component):
 class ActivationUnit(wiring.Component):
     """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
 
-    One word per cycle; latency ActivationPipeline.LATENCY = 3 cycles from the input handshake to `o.valid`.
+    One word per cycle; latency ActivationPipeline.LATENCY = 4 cycles from the input handshake to `o.valid`.
     The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
     combinational path from `o.ready`); a bubble is squeezed out only at the output.
 

@@ -34,7 +34,9 @@ __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", 
 FIFO_LATENCY = 2          # broadcast edge -> the word can be popped (SyncFIFOBuffered)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
+STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
+Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
@@ -181,7 +183,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
-        return _simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
+        return (_simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
+                + STATUS_LATENCY + Y_READER_EXTRA)
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
                     input_after_pass=False):
@@ -197,7 +200,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(grouped_work(work[(l, PHASE_PROJ)], lanes), ew_arrival + np.arange(groups),
                                    drop_empty=lanes > 1))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
-        readout = (READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
+        readout = (READER_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
 
         def readout_started(done):
             if not has_proj:
@@ -213,7 +216,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             if recurrent_next:
                 def opens(done):
                     started = readout_started(done)
-                    return None if x_index not in done or started is None else max(done[x_index], started)
+                    return (None if x_index not in done or started is None
+                            else max(done[x_index], started + Y_READER_EXTRA))
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
         end = _simulate(streams, depth, latency) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
@@ -226,7 +230,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
         steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)
-    steady += STATE_OVERHEAD  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
+    steady += STATE_OVERHEAD + STATUS_LATENCY  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
 
     # latency of a lone frame that starts a sequence: no recurrent columns, nothing to overlap with, up to
     # its last output word (the last layer's readout and the output streamer included)

@@ -6,27 +6,33 @@ peephole words. Out: the cell output m. The unit keeps the cell state c of every
 Stage k holds an item k enabled clock edges after its input handshake (every register shares one enable):
 
      0  input accepted; read of c_prev issued (address: the layer's cell base + cell)
-     1  c_prev (0 on a first frame); products p_i * c_prev, p_f * c_prev
-     2  i and f peephole terms aligned to FACC, added to acc_i, acc_f
-     3  narrowed to pre-activation words
-     4  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (3 stages)
-     7  i, f, g; products f * c_prev, i * g
-     8  the cell sum at FS fractional bits
-     9  narrowed once: c_t
-    10  c_t, written to the cell state as it leaves; product p_o * c_t; tanh input narrowed from c_t
-    11  acc_o + the aligned o peephole term
-    12  narrowed to pre_o
-    13  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
-    16  o, tc; product o * tc
-    17  narrowed: m
-    18  output register (o.valid)
+     1  the cell-state word out of its memory
+     2  c_prev in a register (0 on a first frame)
+     3  products p_i * c_prev, p_f * c_prev
+     4  i and f peephole terms aligned to FACC, added to acc_i, acc_f
+     5  narrowed to pre-activation words
+     5  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (4 stages)
+     9  i, f, g
+    10  products f * c_prev, i * g
+    11  the cell sum at FS fractional bits
+    12  narrowed once: c_t, written to the cell state as it leaves
+    13  product p_o * c_t; tanh input narrowed from c_t
+    14  acc_o + the aligned o peephole term
+    15  narrowed to pre_o
+    15  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
+    19  o, tc
+    20  product o * tc
+    21  narrowed: m (o.valid)
+
+Every block-RAM read and every multiplier feeds a register of its own, with nothing in between
+(docs/architecture.md, *Timing*).
 
 Flow control: the whole pipeline advances when its output register is empty or taken
 (`advance = ~o.valid | o.ready`); bubbles are squeezed out only at the output. An input is refused while the
-same (layer, cell) is in stages 1-10 (its new c is not yet written) unless it starts a sequence (it reads
+same (layer, cell) is in stages 1-12 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
-MIN_REVISIT_DISTANCE = 11 items later never waits: a layer of >= 11 cells streams frame after frame at full
-rate, a 3-cell layer waits 8 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+MIN_REVISIT_DISTANCE = 13 items later never waits: a layer of >= 13 cells streams frame after frame at full
+rate, a 3-cell layer waits 10 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
 Combinational paths: `o.ready -> i.ready` and `i.payload.{layer, cell, first_frame} -> i.ready` (the
@@ -122,10 +128,10 @@ class ElementwiseUnit(wiring.Component):
         `layer`, `cell` as given, `m` (unit_bits, unit_frac).
     """
 
-    LATENCY = 18
+    LATENCY = 21
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
     # 1 .. WRITE_STAGE (unless it starts a sequence).
-    WRITE_STAGE = 10
+    WRITE_STAGE = 12
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
@@ -196,8 +202,8 @@ class ElementwiseUnit(wiring.Component):
         n = self.numerics
         last = self.LATENCY
         any_peephole = any(layer.peephole for layer in self.layers)
-        # The stage numbers below assume it: gates enter the activation pipelines at 4 and 13, leave at 7, 16.
-        assert ActivationPipeline.LATENCY == 3
+        # The stage numbers below assume it: gates enter the activation pipelines at 5 and 15, leave at 9, 19.
+        assert ActivationPipeline.LATENCY == 4
         m = Module()
 
         # ---- submodules: the activation datapaths (lanes share a ROM) and the cell state ----------------
@@ -251,70 +257,69 @@ class ElementwiseUnit(wiring.Component):
         cell = carry(payload.cell, "cell", 0, last)
         address = carry(address_0, "address", 0, self.WRITE_STAGE)
         first_frame = carry(payload.first_frame, "first_frame", 0, 1)
-        acc_i = carry(payload.acc_i, "acc_i", 0, 2)
-        acc_f = carry(payload.acc_f, "acc_f", 0, 2)
-        acc_g = carry(payload.acc_g, "acc_g", 0, 2)
-        acc_o = carry(payload.acc_o, "acc_o", 0, 11)
+        acc_i = carry(payload.acc_i, "acc_i", 0, 3)
+        acc_f = carry(payload.acc_f, "acc_f", 0, 3)
+        acc_g = carry(payload.acc_g, "acc_g", 0, 3)
+        acc_o = carry(payload.acc_o, "acc_o", 0, 13)
 
-        # ---- stage 1: c_prev; i and f peephole products -----------------------------------------------
-        c_prev_1 = Signal(signed(n.cell_bits))
-        c_prev = carry(c_prev_1, "c_prev", 1, 7)
+        # ---- stages 1-5: c_prev, the i and f peephole terms, pre-activations ----------------------------
+        # the memory's output goes straight into a register: zeroing it is the register's synchronous reset
+        c_prev_2 = register(Mux(first_frame[1], 0, c_read.data), "c_prev_2", signed(n.cell_bits))
+        c_prev = carry(c_prev_2, "c_prev", 2, 9)
         if any_peephole:
-            peep_i = carry(payload.peep_i, "peep_i", 0, 1)
-            peep_f = carry(payload.peep_f, "peep_f", 0, 1)
-            peep_o = carry(payload.peep_o, "peep_o", 0, 10)
-            peep_product_i_2 = register(peep_i[1] * c_prev_1, "peep_product_i_2")
-            peep_product_f_2 = register(peep_f[1] * c_prev_1, "peep_product_f_2")
-            sum_i_3 = register(acc_i[2] + peephole_term(peep_product_i_2, layer[2]), "sum_i_3")
-            sum_f_3 = register(acc_f[2] + peephole_term(peep_product_f_2, layer[2]), "sum_f_3")
+            peep_i = carry(payload.peep_i, "peep_i", 0, 2)
+            peep_f = carry(payload.peep_f, "peep_f", 0, 2)
+            peep_o = carry(payload.peep_o, "peep_o", 0, 12)
+            peep_product_i_3 = register(peep_i[2] * c_prev_2, "peep_product_i_3")
+            peep_product_f_3 = register(peep_f[2] * c_prev_2, "peep_product_f_3")
+            sum_i_4 = register(acc_i[3] + peephole_term(peep_product_i_3, layer[3]), "sum_i_4")
+            sum_f_4 = register(acc_f[3] + peephole_term(peep_product_f_3, layer[3]), "sum_f_4")
         else:
-            sum_i_3 = register(acc_i[2], "sum_i_3")
-            sum_f_3 = register(acc_f[2], "sum_f_3")
-        sum_g_3 = register(acc_g[2], "sum_g_3")
+            sum_i_4 = register(acc_i[3], "sum_i_4")
+            sum_f_4 = register(acc_f[3], "sum_f_4")
+        sum_g_4 = register(acc_g[3], "sum_g_4")
+        pre_i_5 = to_pre(sum_i_4, layer[4], "pre_i_5")
+        pre_f_5 = to_pre(sum_f_4, layer[4], "pre_f_5")
+        pre_g_5 = to_pre(sum_g_4, layer[4], "pre_g_5")
+        gate_i_9, gate_f_9, gate_g_9 = sigmoid.y[0], sigmoid.y[1], tanh.y[0]
 
-        # ---- stages 3-7: pre-activations and the gates i, f, g ------------------------------------------
-        pre_i_4 = to_pre(sum_i_3, layer[3], "pre_i_4")
-        pre_f_4 = to_pre(sum_f_3, layer[3], "pre_f_4")
-        pre_g_4 = to_pre(sum_g_3, layer[3], "pre_g_4")
-        gate_i_7, gate_f_7, gate_g_7 = sigmoid.y[0], sigmoid.y[1], tanh.y[0]
-
-        # ---- stages 7-10: the cell update with one rounding -----------------------------------------------
+        # ---- stages 9-12: the cell update with one rounding -----------------------------------------------
         fs = n.cell_sum_frac
-        forget_product_8 = register(gate_f_7 * c_prev[7], "forget_product_8")
-        input_product_8 = register(gate_i_7 * gate_g_7, "input_product_8")
-        cell_sum_9 = register((forget_product_8 << (fs - n.unit_frac - n.cell_frac)) +
-                              (input_product_8 << (fs - 2 * n.unit_frac)), "cell_sum_9")
-        c_10 = register(saturate(round_shift(cell_sum_9, fs - n.cell_frac), n.cell_bits), "c_10",
+        forget_product_10 = register(gate_f_9 * c_prev[9], "forget_product_10")
+        input_product_10 = register(gate_i_9 * gate_g_9, "input_product_10")
+        cell_sum_11 = register((forget_product_10 << (fs - n.unit_frac - n.cell_frac)) +
+                               (input_product_10 << (fs - 2 * n.unit_frac)), "cell_sum_11")
+        c_12 = register(saturate(round_shift(cell_sum_11, fs - n.cell_frac), n.cell_bits), "c_12",
                         signed(n.cell_bits))
 
-        # ---- stages 10-16: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
+        # ---- stages 12-19: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
         if any_peephole:
-            peep_product_o_11 = register(peep_o[10] * c_10, "peep_product_o_11")
-            sum_o_12 = register(acc_o[11] + peephole_term(peep_product_o_11, layer[11]), "sum_o_12")
+            peep_product_o_13 = register(peep_o[12] * c_12, "peep_product_o_13")
+            sum_o_14 = register(acc_o[13] + peephole_term(peep_product_o_13, layer[13]), "sum_o_14")
         else:
-            sum_o_12 = register(acc_o[11], "sum_o_12")
-        pre_o_13 = to_pre(sum_o_12, layer[12], "pre_o_13")
-        c_narrow_11 = register(saturate(round_shift(c_10, n.cell_frac - n.pre_frac), n.pre_bits), "c_narrow_11",
+            sum_o_14 = register(acc_o[13], "sum_o_14")
+        pre_o_15 = to_pre(sum_o_14, layer[14], "pre_o_15")
+        c_narrow_13 = register(saturate(round_shift(c_12, n.cell_frac - n.pre_frac), n.pre_bits), "c_narrow_13",
                                signed(n.pre_bits))
-        c_narrow = carry(c_narrow_11, "c_narrow", 11, 13)
-        gate_o_16, tanh_c_16 = sigmoid.y[2], tanh.y[1]
+        c_narrow = carry(c_narrow_13, "c_narrow", 13, 15)
+        gate_o_19, tanh_c_19 = sigmoid.y[2], tanh.y[1]
 
-        # ---- stages 16-18: m -----------------------------------------------------------------------------
+        # ---- stages 19-21: m -----------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
-        output_product_17 = register(gate_o_16 * tanh_c_16, "output_product_17")
-        m_18 = register(saturate(round_shift(output_product_17, n.unit_frac), n.unit_bits), "m_18",
+        output_product_20 = register(gate_o_19 * tanh_c_19, "output_product_20")
+        m_21 = register(saturate(round_shift(output_product_20, n.unit_frac), n.unit_bits), "m_21",
                         signed(n.unit_bits))
 
         # ---- connections ---------------------------------------------------------------------------------
         m.d.comb += [
             sigmoid.en.eq(advance),
             tanh.en.eq(advance),
-            sigmoid.x[0].eq(pre_i_4),
-            sigmoid.x[1].eq(pre_f_4),
-            sigmoid.x[2].eq(pre_o_13),
-            tanh.x[0].eq(pre_g_4),
-            tanh.x[1].eq(c_narrow[13]),
+            sigmoid.x[0].eq(pre_i_5),
+            sigmoid.x[1].eq(pre_f_5),
+            sigmoid.x[2].eq(pre_o_15),
+            tanh.x[0].eq(pre_g_5),
+            tanh.x[1].eq(c_narrow[15]),
         ]
 
         # ---- combinational ----------------------------------------------------------------------------------
@@ -329,14 +334,13 @@ class ElementwiseUnit(wiring.Component):
             address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),
             c_read.en.eq(advance),
-            c_prev_1.eq(Mux(first_frame[1], 0, c_read.data)),
             c_write.addr.eq(address[self.WRITE_STAGE]),
-            c_write.data.eq(c_10),
+            c_write.data.eq(c_12),
             c_write.en.eq(valid[self.WRITE_STAGE] & advance),
             self.o.valid.eq(valid[last]),
             self.o.p.layer.eq(layer[last]),
             self.o.p.cell.eq(cell[last]),
-            self.o.p.m.eq(m_18),
+            self.o.p.m.eq(m_21),
         ]
 
         # ---- synchronous: the pipeline registers ---------------------------------------------------------

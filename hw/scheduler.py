@@ -71,8 +71,11 @@ class Scheduler(wiring.Component):
         To the ProjReader (only when a layer has a projection).
     y : In(stream.Signature(y_word_layout(design), always_ready=True))
         y words from the ProjReader (only when a layer has a projection).
-    pes_busy, pes_proj_busy, bcast_busy : In(1)
-        Some PE has work / proj work queued or in flight; the broadcaster holds a word.
+    pes_busy, pes_proj_busy : In(1)
+        Some PE had work / proj work queued or in flight in the previous cycle (registered by the caller:
+        the OR of every PE's flag spans the chip). The drains allow for the cycle: see `pipeline_idle`.
+    bcast_busy : In(1)
+        The broadcaster (or the delta filter in front of it) holds a word.
     restart : Out(1)
         Delta mode only: the word on `bcast` belongs to a frame that starts a sequence.
     busy : Out(1)
@@ -148,7 +151,14 @@ class Scheduler(wiring.Component):
         proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
         proj_busy = self.proj.busy if self._has_proj else Const(0)
         output_busy = output_streamer.busy | out_pending
-        pipeline_idle = ~self.bcast_busy & ~self.pes_busy
+        # pes_busy is a cycle old, so the flags of the broadcaster's side must have been low for that cycle
+        # too: a word that was with the broadcaster then may be with a PE now (and a PE takes work from
+        # nowhere else). The same holds for proj words and proj_word_held.
+        bcast_busy_1 = Signal()
+        proj_word_held_1 = Signal()
+        m.d.sync += [bcast_busy_1.eq(self.bcast_busy), proj_word_held_1.eq(proj_word_held)]
+        pipeline_idle = ~self.bcast_busy & ~bcast_busy_1 & ~self.pes_busy
+        proj_words_gone = ~proj_word_held & ~proj_word_held_1 & ~self.pes_proj_busy
 
         # ---- y words: from the element-wise pass (no projection) or the ProjReader ----------------------
         m_to_y = Signal()             # set by the FSM in EW for a layer without projection
@@ -318,8 +328,7 @@ class Scheduler(wiring.Component):
                 m.d.comb += [input_engine.enable.eq(is_last_layer), input_engine.buffer.eq(~frame_parity)]
                 send_secondary()
                 if self._has_proj:
-                    with m.If(~proj_word_held & ~self.pes_proj_busy & ~proj_busy
-                              & ~(is_last_layer & output_busy)):
+                    with m.If(proj_words_gone & ~proj_busy & ~(is_last_layer & output_busy)):
                         m.d.comb += self.proj.start.eq(1)
                         m.next = "LAYER_END"
 

@@ -3,7 +3,8 @@
 The y memory holds every layer's y (layer l at `design.y_bases[l]`): it is layer l+1's input and layer l's
 recurrent input of the next frame. Words are written from `write` (the ProjReader, or the element-wise
 output narrowed to y for a layer without projection). On `command.start` the reader sends every word of one
-layer's y as the columns of one phase; the memory's read register is its output register.
+layer's y as the columns of one phase, two cycles after the read is issued: the block RAM's output goes
+into a register of its own before the broadcaster's source multiplexer (it is slow to leave the RAM).
 
 The reader never overtakes a running proj readout (`readout`): while a layer's y words are being written it
 reads only the ones already written (it follows one word behind), so the next layer and the next frame
@@ -69,11 +70,14 @@ class YReader(wiring.Component):
         y_sizes = Array(Const(layer.recurrent_size, size_bits) for layer in design.layers)
 
         active = Signal()
-        valid = Signal()
+        valid_1 = Signal()              # a word at the memory's output
+        valid_2 = Signal()              # a word in the output register
         index = Signal(size_bits)       # next word to read
         count = Signal(size_bits)
         base = Signal(address_bits)
-        column = Signal(size_bits)      # the word in the read register
+        column_1 = Signal(size_bits)
+        column_2 = Signal(size_bits)
+        value_2 = Signal(signed(design.act_bits))
         phase = Signal.like(self.command.phase)
         buffer = Signal()
         layer = Signal.like(self.command.layer)
@@ -83,7 +87,7 @@ class YReader(wiring.Component):
         written = Signal(size_bits + 1)
         allowed = ~self.readout.busy | (layer != readout_layer) | (index < written)
         issue = active & allowed
-        advance = ~valid | self.o.ready
+        advance = ~valid_2 | self.o.ready
 
         m.d.comb += [
             write_port.en.eq(self.write.valid),
@@ -91,12 +95,12 @@ class YReader(wiring.Component):
             write_port.data.eq(self.write.payload.value),
             read_port.addr.eq(base + index),
             read_port.en.eq(advance),
-            self.o.valid.eq(valid),
+            self.o.valid.eq(valid_2),
             self.o.payload.phase.eq(phase),
             self.o.payload.buffer.eq(buffer),
-            self.o.payload.column.eq(column),
-            self.o.payload.value.eq(read_port.data),
-            self.command.busy.eq(active | valid),
+            self.o.payload.column.eq(column_2),
+            self.o.payload.value.eq(value_2),
+            self.command.busy.eq(active | valid_1 | valid_2),
         ]
 
         with m.If(self.readout.start):
@@ -105,9 +109,10 @@ class YReader(wiring.Component):
             m.d.sync += written.eq(written + 1)
 
         with m.If(advance):
-            m.d.sync += valid.eq(issue)
+            m.d.sync += [valid_2.eq(valid_1), column_2.eq(column_1), value_2.eq(read_port.data),
+                         valid_1.eq(issue)]
             with m.If(issue):
-                m.d.sync += [column.eq(index), index.eq(index + 1)]
+                m.d.sync += [column_1.eq(index), index.eq(index + 1)]
                 with m.If(index + 1 == count):
                     m.d.sync += active.eq(0)
         with m.If(self.command.start):
