@@ -28,6 +28,7 @@ import numpy as np
 
 from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
+from .readout import PROJ_READ_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "grouped_work"]
 
@@ -197,7 +198,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(grouped_work(work[(l, PHASE_PROJ)], lanes), ew_arrival + np.arange(groups),
                                    drop_empty=lanes > 1))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
-        readout = (READER_LATENCY + STATE_OVERHEAD) if has_proj else 0
+        readout = (PROJ_READ_LATENCY + STATE_OVERHEAD) if has_proj else 0
 
         def readout_started(done):
             if not has_proj:
@@ -236,7 +237,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         if l < last:
             first += gates(l + 1, with_recurrent=False)
     if layers[last].proj_size is not None:
-        first += layers[last].proj_size + READER_LATENCY + 1
+        first += layers[last].proj_size + PROJ_READ_LATENCY + 1
     first += design.output_size + READER_LATENCY + 1
 
     mac = np.zeros(design.n_pes, dtype=np.int64)

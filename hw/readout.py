@@ -5,8 +5,10 @@
 - `ProjReader`: proj rows r = 0 .. P-1 (PE r mod N, local row r div N), each narrowed to a y word
   `sat(align(acc, fw_p + unit_frac, act_frac), act_bits)` (docs/numerics.md step 8), one per cycle.
 
-Both use the PE ports' "data held until the next enable" behaviour as their output register: a read is
-issued only when the output register is free or being emptied, so no skid buffer is needed.
+The CellReader uses the PE ports' "data held until the next enable" behaviour as its output register: a read
+is issued only when the output register is free or being emptied, so no skid buffer is needed. The
+ProjReader's output is always accepted: its words go down a fixed pipeline (PROJ_READ_LATENCY) whose stages
+end at flip-flops, the multiplexer over the PEs in one, the narrowing in the next.
 
 A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
@@ -22,7 +24,10 @@ from .fixed import round_shift_saturate
 from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
                          elementwise_group_in_layout, y_word_layout)
 
-__all__ = ["CellReader", "ProjReader"]
+__all__ = ["CellReader", "ProjReader", "PROJ_READ_LATENCY"]
+
+# ProjReader: `en` -> the PE port's data -> the selected accumulator registered -> the y word registered
+PROJ_READ_LATENCY = 3
 
 
 def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
@@ -134,7 +139,8 @@ class ProjReader(wiring.Component):
     pes : Out(ProjReadSignature(design)).array(design.n_pes)
         To every PE's `proj_read` port.
     o : Out(stream.Signature(y_word_layout(design), always_ready=True))
-        One y word per cycle in row order, always accepted (no ready).
+        One y word per cycle in row order, always accepted (no ready); row r leaves PROJ_READ_LATENCY
+        cycles after its read. Registered.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -161,31 +167,39 @@ class ProjReader(wiring.Component):
         row = Signal(index_bits + 1)
         pe_sel = Signal(range(max(2, n_pes)))
         local = Signal(len(self.pes[0].index))
+        read_valid = Signal()           # stage 1: a row read, the accumulator selected among the PEs
+        read_pe = Signal.like(pe_sel)
+        read_row = Signal(index_bits)
+        selected_valid = Signal()       # stage 2: narrowed to the y word
+        selected_row = Signal(index_bits)
+        selected = Signal(signed(design.acc_bits), reset_less=True)
         out_valid = Signal()
-        out_pe = Signal(range(max(2, n_pes)))
         out_row = Signal(index_bits)
+        out_value = Signal(signed(design.act_bits), reset_less=True)
 
         for p, port in enumerate(self.pes):
             m.d.comb += [port.en.eq(active & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
-        acc = Array(port.data for port in self.pes)[out_pe]
+        m.d.sync += [selected_valid.eq(read_valid), selected_row.eq(read_row),
+                     selected.eq(Array(port.data for port in self.pes)[read_pe])]
         narrowed = Signal(signed(design.act_bits))
-        per_layer = {index: round_shift_saturate(m, acc, design.y_shift(index), design.act_bits)
+        per_layer = {index: round_shift_saturate(m, selected, design.y_shift(index), design.act_bits)
                      for index, info in enumerate(design.layers) if info.proj_size is not None}
         with m.Switch(layer):
             for index, value in per_layer.items():
                 with m.Case(index):
                     m.d.comb += narrowed.eq(value)
+        m.d.sync += [out_valid.eq(selected_valid), out_row.eq(selected_row), out_value.eq(narrowed)]
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.layer.eq(layer),
             self.o.payload.index.eq(out_row),
-            self.o.payload.value.eq(narrowed),
-            self.command.busy.eq(active | out_valid),
+            self.o.payload.value.eq(out_value),
+            self.command.busy.eq(active | read_valid | selected_valid | out_valid),
         ]
 
-        m.d.sync += out_valid.eq(active)
+        m.d.sync += read_valid.eq(active)
         with m.If(active):
-            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row)]
+            m.d.sync += [read_pe.eq(pe_sel), read_row.eq(row)]
             _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
         with m.If(self.command.start & ~active):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
