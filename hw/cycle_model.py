@@ -28,7 +28,7 @@ import numpy as np
 
 from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
-from .readout import PROJ_READ_LATENCY
+from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "grouped_work"]
 
@@ -178,7 +178,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
     for key, share in (column_share or {}).items():
         work[key] = np.rint(work[key] * np.asarray(share, dtype=np.float64)).astype(np.int64)
-    ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY + 2 * SLICE_LATENCY
+    ew_arrival = ELEMENTWISE_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])

@@ -5,10 +5,12 @@
 - `ProjReader`: proj rows r = 0 .. P-1 (PE r mod N, local row r div N), each narrowed to a y word
   `sat(align(acc, fw_p + unit_frac, act_frac), act_bits)` (docs/numerics.md step 8), one per cycle.
 
-The CellReader uses the PE ports' "data held until the next enable" behaviour as its output register: a read
-is issued only when the output register is free or being emptied, so no skid buffer is needed. The
-ProjReader's output is always accepted: its words go down a fixed pipeline (PROJ_READ_LATENCY) whose stages
-end at flip-flops, the multiplexer over the PEs in one, the narrowing in the next.
+Both read through a fixed pipeline whose stages end at flip-flops (or, for the CellReader's queue, at a
+memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
+consumer's `ready` to the PEs: the enables go out registered, the multiplexer over the PEs has a stage of its
+own, and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
+its groups into a small queue and issues a read only when the queue will have room for it (credits), so
+`ready` never stalls the pipeline.
 
 A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
@@ -16,7 +18,8 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
@@ -24,7 +27,12 @@ from .fixed import round_shift_saturate
 from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
                          elementwise_group_in_layout, y_word_layout)
 
-__all__ = ["CellReader", "ProjReader", "PROJ_READ_LATENCY"]
+__all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY"]
+
+# CellReader: the read decided -> the registered enables -> the PE port's data -> selected, into the queue ->
+# the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 3
+CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: `en` -> the PE port's data -> the selected accumulator registered -> the y word registered
 PROJ_READ_LATENCY = 3
@@ -61,7 +69,8 @@ class CellReader(wiring.Component):
     pes : Out(CellReadSignature(design)).array(design.n_pes)
         To every PE's `cell_read` port.
     o : Out(stream.Signature(elementwise_group_in_layout(...)))
-        One group per cycle while the consumer is ready, groups 0 .. ceil(H / lanes) - 1 in order.
+        One group per cycle while the consumer is ready, groups 0 .. ceil(H / lanes) - 1 in order, each
+        CELL_READ_LATENCY cycles after its read at the earliest.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -91,34 +100,55 @@ class CellReader(wiring.Component):
         group = Signal(design.group_bits + 1)           # next group to issue
         row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
-        out_valid = Signal()
-        out_row = Signal(range(max(2, n_rows)))
-        out_group = Signal(design.group_bits)
+        outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
+        read_en = Signal(design.n_pes)                  # stage 1: the PEs' enables, registered
+        read_local = Signal.like(local)
+        read_valid = Signal()
+        read_row = Signal.like(row_sel)
+        read_group = Signal(design.group_bits)
+        fetched_valid = Signal()                        # stage 2: the PE ports hold the group
+        fetched_row = Signal.like(row_sel)
+        fetched_group = Signal(design.group_bits)
 
-        advance = ~out_valid | self.o.ready
-        issue = active & advance
+        queue_layout = data.StructLayout({"group": design.group_bits,
+                                          "cells": self.o.payload.shape()["cells"].shape})
+        m.submodules.queue = queue = SyncFIFO(width=queue_layout.size, depth=CELL_READ_SLOTS)
+        queued = data.View(queue_layout, queue.w_data)
+        head = data.View(queue_layout, queue.r_data)
+
+        issue = active & (outstanding < CELL_READ_SLOTS)
+        taken = self.o.valid & self.o.ready
+        with m.If(issue & ~taken):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(taken & ~issue):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
-            m.d.comb += [port.en.eq(issue & (row_sel == row) & exists), port.layer.eq(layer),
-                         port.index.eq(local), port.buffer.eq(buffer)]
-        m.d.comb += [
-            self.o.valid.eq(out_valid),
-            self.o.payload.layer.eq(layer),
-            self.o.payload.group.eq(out_group),
-            self.o.payload.first_frame.eq(first_frame),
-            self.command.busy.eq(active | out_valid),
-        ]
-        for lane in range(lanes):
-            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[out_row]
-            m.d.comb += self.o.payload.cells[lane].eq(selected)
-
-        with m.If(advance):
-            m.d.sync += out_valid.eq(active)
+            m.d.sync += read_en[p].eq(issue & (row_sel == row) & exists)
+            m.d.comb += [port.en.eq(read_en[p]), port.layer.eq(layer), port.index.eq(read_local),
+                         port.buffer.eq(buffer)]
+        m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_row.eq(read_row),
+                     fetched_group.eq(read_group)]
         with m.If(issue):
-            m.d.sync += [out_row.eq(row_sel), out_group.eq(group)]
+            m.d.sync += [read_local.eq(local), read_row.eq(row_sel), read_group.eq(group)]
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
-        with m.If(self.command.start & ~active & ~out_valid):
+
+        m.d.comb += [queue.w_en.eq(fetched_valid), queued.group.eq(fetched_group)]
+        for lane in range(lanes):
+            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[fetched_row]
+            m.d.comb += queued.cells[lane].eq(selected)
+        m.d.comb += [
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+            self.o.payload.layer.eq(layer),
+            self.o.payload.group.eq(head.group),
+            self.o.payload.cells.eq(head.cells),
+            self.o.payload.first_frame.eq(first_frame),
+            self.command.busy.eq(active | (outstanding != 0)),
+        ]
+        with m.If(self.command.start & ~active & (outstanding == 0)):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
                          buffer.eq(self.command.buffer), group.eq(0), row_sel.eq(0), local.eq(0)]
         return m
