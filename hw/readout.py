@@ -34,8 +34,9 @@ __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY"]
 CELL_READ_LATENCY = 3
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
-# ProjReader: `en` -> the PE port's data -> the selected accumulator registered -> the y word registered
-PROJ_READ_LATENCY = 3
+# ProjReader: the read decided -> the registered enables -> the PE port's data -> the selected accumulator ->
+# the y word
+PROJ_READ_LATENCY = 4
 
 
 def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
@@ -48,6 +49,21 @@ def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, acti
         m.d.sync += pe_sel.eq(pe_sel + 1)
     with m.If(index + 1 == size):
         m.d.sync += active.eq(0)
+
+
+def _registered_read(m: Module, p: int, port, reads, fields: dict):
+    """Drive PE `p`'s read port from registers of its own: `en` is `reads` one cycle later, the other
+    `fields` are captured when it reads. Each PE's copy is placed near the PE and, loaded only on that PE's
+    reads, is not merged with the others' (the PEs' identical address logic would be shared across the
+    chip, its nets fanning out to every PE's memories)."""
+    en = Signal(name=f"pe{p}_read_en")
+    m.d.sync += en.eq(reads)
+    m.d.comb += port.en.eq(en)
+    for name, value in fields.items():
+        held = Signal.like(value, name=f"pe{p}_read_{name}", reset_less=True)
+        with m.If(reads):
+            m.d.sync += held.eq(value)
+        m.d.comb += getattr(port, name).eq(held)
 
 
 class CellReader(wiring.Component):
@@ -101,9 +117,7 @@ class CellReader(wiring.Component):
         row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
-        read_en = Signal(design.n_pes)                  # stage 1: the PEs' enables, registered
-        read_local = Signal.like(local)
-        read_valid = Signal()
+        read_valid = Signal()                           # stage 1: the PEs' enables, registered
         read_row = Signal.like(row_sel)
         read_group = Signal(design.group_bits)
         fetched_valid = Signal()                        # stage 2: the PE ports hold the group
@@ -126,13 +140,12 @@ class CellReader(wiring.Component):
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
-            m.d.sync += read_en[p].eq(issue & (row_sel == row) & exists)
-            m.d.comb += [port.en.eq(read_en[p]), port.layer.eq(layer), port.index.eq(read_local),
-                         port.buffer.eq(buffer)]
+            _registered_read(m, p, port, issue & (row_sel == row) & exists,
+                             {"layer": layer, "index": local, "buffer": buffer})
         m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_row.eq(read_row),
                      fetched_group.eq(read_group)]
         with m.If(issue):
-            m.d.sync += [read_local.eq(local), read_row.eq(row_sel), read_group.eq(group)]
+            m.d.sync += [read_row.eq(row_sel), read_group.eq(group)]
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
         m.d.comb += [queue.w_en.eq(fetched_valid), queued.group.eq(fetched_group)]
@@ -197,10 +210,13 @@ class ProjReader(wiring.Component):
         row = Signal(index_bits + 1)
         pe_sel = Signal(range(max(2, n_pes)))
         local = Signal(len(self.pes[0].index))
-        read_valid = Signal()           # stage 1: a row read, the accumulator selected among the PEs
+        read_valid = Signal()           # stage 1: the PEs' enables, registered
         read_pe = Signal.like(pe_sel)
         read_row = Signal(index_bits)
-        selected_valid = Signal()       # stage 2: narrowed to the y word
+        fetched_valid = Signal()        # stage 2: the PE port holds the row, selected among the PEs
+        fetched_pe = Signal.like(pe_sel)
+        fetched_row = Signal(index_bits)
+        selected_valid = Signal()       # stage 3: narrowed to the y word
         selected_row = Signal(index_bits)
         selected = Signal(signed(design.acc_bits), reset_less=True)
         out_valid = Signal()
@@ -208,9 +224,10 @@ class ProjReader(wiring.Component):
         out_value = Signal(signed(design.act_bits), reset_less=True)
 
         for p, port in enumerate(self.pes):
-            m.d.comb += [port.en.eq(active & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
-        m.d.sync += [selected_valid.eq(read_valid), selected_row.eq(read_row),
-                     selected.eq(Array(port.data for port in self.pes)[read_pe])]
+            _registered_read(m, p, port, active & (pe_sel == p), {"layer": layer, "index": local})
+        m.d.sync += [fetched_valid.eq(read_valid), fetched_pe.eq(read_pe), fetched_row.eq(read_row),
+                     selected_valid.eq(fetched_valid), selected_row.eq(fetched_row),
+                     selected.eq(Array(port.data for port in self.pes)[fetched_pe])]
         narrowed = Signal(signed(design.act_bits))
         per_layer = {index: round_shift_saturate(m, selected, design.y_shift(index), design.act_bits)
                      for index, info in enumerate(design.layers) if info.proj_size is not None}
@@ -224,7 +241,7 @@ class ProjReader(wiring.Component):
             self.o.payload.layer.eq(layer),
             self.o.payload.index.eq(out_row),
             self.o.payload.value.eq(out_value),
-            self.command.busy.eq(active | read_valid | selected_valid | out_valid),
+            self.command.busy.eq(active | read_valid | fetched_valid | selected_valid | out_valid),
         ]
 
         m.d.sync += read_valid.eq(active)
