@@ -28,6 +28,7 @@ import numpy as np
 
 from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
+from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "grouped_work"]
 
@@ -179,7 +180,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
     for key, share in (column_share or {}).items():
         work[key] = np.rint(work[key] * np.asarray(share, dtype=np.float64)).astype(np.int64)
-    ew_arrival = ELEMENTWISE_LATENCY + READER_LATENCY + 2 * SLICE_LATENCY
+    ew_arrival = ELEMENTWISE_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
@@ -200,7 +201,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(grouped_work(work[(l, PHASE_PROJ)], lanes), ew_arrival + np.arange(groups),
                                    drop_empty=lanes > 1))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
-        readout = (READER_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
+        readout = (PROJ_READ_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
 
         def readout_started(done):
             if not has_proj:
@@ -240,7 +241,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         if l < last:
             first += gates(l + 1, with_recurrent=False)
     if layers[last].proj_size is not None:
-        first += layers[last].proj_size + READER_LATENCY + 1
+        first += layers[last].proj_size + PROJ_READ_LATENCY + 1
     first += design.output_size + READER_LATENCY + 1
 
     mac = np.zeros(design.n_pes, dtype=np.int64)

@@ -5,8 +5,12 @@
 - `ProjReader`: proj rows r = 0 .. P-1 (PE r mod N, local row r div N), each narrowed to a y word
   `sat(align(acc, fw_p + unit_frac, act_frac), act_bits)` (docs/numerics.md step 8), one per cycle.
 
-Both use the PE ports' "data held until the next enable" behaviour as their output register: a read is
-issued only when the output register is free or being emptied, so no skid buffer is needed.
+Both read through a fixed pipeline whose stages end at flip-flops (or, for the CellReader's queue, at a
+memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
+consumer's `ready` to the PEs: the enables go out registered, the multiplexer over the PEs has a stage of its
+own, and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
+its groups into a small queue and issues a read only when the queue will have room for it (credits), so
+`ready` never stalls the pipeline.
 
 A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
@@ -14,7 +18,8 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 from __future__ import annotations
 
 from amaranth.hdl import Array, Const, Module, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
@@ -22,7 +27,16 @@ from .fixed import round_shift_saturate
 from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
                          elementwise_group_in_layout, y_word_layout)
 
-__all__ = ["CellReader", "ProjReader"]
+__all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY"]
+
+# CellReader: the read decided -> the registered enables -> the PE port's data -> selected, into the queue ->
+# the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 3
+CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
+
+# ProjReader: the read decided -> the registered enables -> the PE port's data -> the selected accumulator ->
+# the y word
+PROJ_READ_LATENCY = 4
 
 
 def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
@@ -35,6 +49,21 @@ def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, acti
         m.d.sync += pe_sel.eq(pe_sel + 1)
     with m.If(index + 1 == size):
         m.d.sync += active.eq(0)
+
+
+def _registered_read(m: Module, p: int, port, reads, fields: dict):
+    """Drive PE `p`'s read port from registers of its own: `en` is `reads` one cycle later, the other
+    `fields` are captured when it reads. Each PE's copy is placed near the PE and, loaded only on that PE's
+    reads, is not merged with the others' (the PEs' identical address logic would be shared across the
+    chip, its nets fanning out to every PE's memories)."""
+    en = Signal(name=f"pe{p}_read_en")
+    m.d.sync += en.eq(reads)
+    m.d.comb += port.en.eq(en)
+    for name, value in fields.items():
+        held = Signal.like(value, name=f"pe{p}_read_{name}", reset_less=True)
+        with m.If(reads):
+            m.d.sync += held.eq(value)
+        m.d.comb += getattr(port, name).eq(held)
 
 
 class CellReader(wiring.Component):
@@ -56,7 +85,8 @@ class CellReader(wiring.Component):
     pes : Out(CellReadSignature(design)).array(design.n_pes)
         To every PE's `cell_read` port.
     o : Out(stream.Signature(elementwise_group_in_layout(...)))
-        One group per cycle while the consumer is ready, groups 0 .. ceil(H / lanes) - 1 in order.
+        One group per cycle while the consumer is ready, groups 0 .. ceil(H / lanes) - 1 in order, each
+        CELL_READ_LATENCY cycles after its read at the earliest.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -86,34 +116,52 @@ class CellReader(wiring.Component):
         group = Signal(design.group_bits + 1)           # next group to issue
         row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
-        out_valid = Signal()
-        out_row = Signal(range(max(2, n_rows)))
-        out_group = Signal(design.group_bits)
+        outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
+        read_valid = Signal()                           # stage 1: the PEs' enables, registered
+        read_row = Signal.like(row_sel)
+        read_group = Signal(design.group_bits)
+        fetched_valid = Signal()                        # stage 2: the PE ports hold the group
+        fetched_row = Signal.like(row_sel)
+        fetched_group = Signal(design.group_bits)
 
-        advance = ~out_valid | self.o.ready
-        issue = active & advance
+        queue_layout = data.StructLayout({"group": design.group_bits,
+                                          "cells": self.o.payload.shape()["cells"].shape})
+        m.submodules.queue = queue = SyncFIFO(width=queue_layout.size, depth=CELL_READ_SLOTS)
+        queued = data.View(queue_layout, queue.w_data)
+        head = data.View(queue_layout, queue.r_data)
+
+        issue = active & (outstanding < CELL_READ_SLOTS)
+        taken = self.o.valid & self.o.ready
+        with m.If(issue & ~taken):
+            m.d.sync += outstanding.eq(outstanding + 1)
+        with m.Elif(taken & ~issue):
+            m.d.sync += outstanding.eq(outstanding - 1)
+
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
-            m.d.comb += [port.en.eq(issue & (row_sel == row) & exists), port.layer.eq(layer),
-                         port.index.eq(local), port.buffer.eq(buffer)]
-        m.d.comb += [
-            self.o.valid.eq(out_valid),
-            self.o.payload.layer.eq(layer),
-            self.o.payload.group.eq(out_group),
-            self.o.payload.first_frame.eq(first_frame),
-            self.command.busy.eq(active | out_valid),
-        ]
-        for lane in range(lanes):
-            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[out_row]
-            m.d.comb += self.o.payload.cells[lane].eq(selected)
-
-        with m.If(advance):
-            m.d.sync += out_valid.eq(active)
+            _registered_read(m, p, port, issue & (row_sel == row) & exists,
+                             {"layer": layer, "index": local, "buffer": buffer})
+        m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_row.eq(read_row),
+                     fetched_group.eq(read_group)]
         with m.If(issue):
-            m.d.sync += [out_row.eq(row_sel), out_group.eq(group)]
+            m.d.sync += [read_row.eq(row_sel), read_group.eq(group)]
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
-        with m.If(self.command.start & ~active & ~out_valid):
+
+        m.d.comb += [queue.w_en.eq(fetched_valid), queued.group.eq(fetched_group)]
+        for lane in range(lanes):
+            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[fetched_row]
+            m.d.comb += queued.cells[lane].eq(selected)
+        m.d.comb += [
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+            self.o.payload.layer.eq(layer),
+            self.o.payload.group.eq(head.group),
+            self.o.payload.cells.eq(head.cells),
+            self.o.payload.first_frame.eq(first_frame),
+            self.command.busy.eq(active | (outstanding != 0)),
+        ]
+        with m.If(self.command.start & ~active & (outstanding == 0)):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
                          buffer.eq(self.command.buffer), group.eq(0), row_sel.eq(0), local.eq(0)]
         return m
@@ -134,7 +182,8 @@ class ProjReader(wiring.Component):
     pes : Out(ProjReadSignature(design)).array(design.n_pes)
         To every PE's `proj_read` port.
     o : Out(stream.Signature(y_word_layout(design), always_ready=True))
-        One y word per cycle in row order, always accepted (no ready).
+        One y word per cycle in row order, always accepted (no ready); row r leaves PROJ_READ_LATENCY
+        cycles after its read. Registered.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -161,31 +210,43 @@ class ProjReader(wiring.Component):
         row = Signal(index_bits + 1)
         pe_sel = Signal(range(max(2, n_pes)))
         local = Signal(len(self.pes[0].index))
+        read_valid = Signal()           # stage 1: the PEs' enables, registered
+        read_pe = Signal.like(pe_sel)
+        read_row = Signal(index_bits)
+        fetched_valid = Signal()        # stage 2: the PE port holds the row, selected among the PEs
+        fetched_pe = Signal.like(pe_sel)
+        fetched_row = Signal(index_bits)
+        selected_valid = Signal()       # stage 3: narrowed to the y word
+        selected_row = Signal(index_bits)
+        selected = Signal(signed(design.acc_bits), reset_less=True)
         out_valid = Signal()
-        out_pe = Signal(range(max(2, n_pes)))
         out_row = Signal(index_bits)
+        out_value = Signal(signed(design.act_bits), reset_less=True)
 
         for p, port in enumerate(self.pes):
-            m.d.comb += [port.en.eq(active & (pe_sel == p)), port.layer.eq(layer), port.index.eq(local)]
-        acc = Array(port.data for port in self.pes)[out_pe]
+            _registered_read(m, p, port, active & (pe_sel == p), {"layer": layer, "index": local})
+        m.d.sync += [fetched_valid.eq(read_valid), fetched_pe.eq(read_pe), fetched_row.eq(read_row),
+                     selected_valid.eq(fetched_valid), selected_row.eq(fetched_row),
+                     selected.eq(Array(port.data for port in self.pes)[fetched_pe])]
         narrowed = Signal(signed(design.act_bits))
-        per_layer = {index: round_shift_saturate(m, acc, design.y_shift(index), design.act_bits)
+        per_layer = {index: round_shift_saturate(m, selected, design.y_shift(index), design.act_bits)
                      for index, info in enumerate(design.layers) if info.proj_size is not None}
         with m.Switch(layer):
             for index, value in per_layer.items():
                 with m.Case(index):
                     m.d.comb += narrowed.eq(value)
+        m.d.sync += [out_valid.eq(selected_valid), out_row.eq(selected_row), out_value.eq(narrowed)]
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.layer.eq(layer),
             self.o.payload.index.eq(out_row),
-            self.o.payload.value.eq(narrowed),
-            self.command.busy.eq(active | out_valid),
+            self.o.payload.value.eq(out_value),
+            self.command.busy.eq(active | read_valid | fetched_valid | selected_valid | out_valid),
         ]
 
-        m.d.sync += out_valid.eq(active)
+        m.d.sync += read_valid.eq(active)
         with m.If(active):
-            m.d.sync += [out_pe.eq(pe_sel), out_row.eq(row)]
+            m.d.sync += [read_pe.eq(pe_sel), read_row.eq(row)]
             _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
         with m.If(self.command.start & ~active):
             m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
