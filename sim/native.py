@@ -35,9 +35,9 @@ MAIN_FILE = "native_main.cpp"
 BINARY = "native_sim"
 RESULT_FILE = "native.json"
 OBJECT_DIR = "native"                    # under the build directory, apart from a cocotb build's objects
-# Measured with bench/sim_speed.py on the shipped model (README): Verilator's own optimisation at its
-# highest, X resolved the cheap way (the harness logs no X on Verilator anyway: it is two-state), and the
-# model compiled with -O2 instead of verilated.mk's -Os.
+# Measured with bench/sim_speed.py on the shipped model (docs/verification.md, Speed): Verilator's own
+# optimisation at its highest, X resolved the cheap way (the harness logs no X on Verilator anyway: it is
+# two-state), and the model compiled with -O2 instead of verilated.mk's -Os. One thread by default.
 NATIVE_VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-timing")
 NATIVE_OPT_FAST = "-O2"
 _RESET_CYCLES = 3                         # as CaseBench.reset
