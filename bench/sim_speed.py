@@ -8,9 +8,11 @@ simulation, >= 1 000 000 cycles per second. The load average is printed with eac
 machine the wall time is the CPU time stretched by the other processes.
 
 Harnesses (sim/runner.py): "native" is the HDL harness run by a Verilator C++ main (`make sim`'s),
-"hdl" the same harness under cocotb.
+"hdl" the same harness under cocotb. `--threads 1 2` builds the native main once per Verilator thread count
+(`native.build_native`); the wall time is what counts for threads, their CPU seconds add up.
 
-    .venv/bin/python bench/sim_speed.py [--harness native hdl] [--count 35] [--repeat 2] [-o build/sim-speed]
+    .venv/bin/python bench/sim_speed.py [--harness native hdl] [--threads 1 2] [--count 35] [--repeat 2]
+        [-o build/sim-speed]
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ def main(argv=None) -> int:
     parser.add_argument("--head", type=Path, default=Path("models/words-lstmp-sparse.head.npz"))
     parser.add_argument("--count", type=int, default=35)
     parser.add_argument("--harness", nargs="+", default=["native"], choices=["native", "hdl"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="Verilator threads of the native main's model, one build each")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="reuse the builds already in the output directory")
     parser.add_argument("-o", "--output", type=Path, default=Path("build/sim-speed"))
     args = parser.parse_args(argv)
-    if args.repeat < 1 or args.count < 1:
-        parser.error("--repeat and --count must be >= 1")
+    if args.repeat < 1 or args.count < 1 or min(args.threads) < 1:
+        parser.error("--repeat, --count and --threads must be >= 1")
+    configurations = [(harness, threads) for harness in args.harness
+                      for threads in (args.threads if harness == "native" else [1])]
 
     verilog_dir = args.output / "verilog"
     if not (args.reuse and (verilog_dir / SIDECAR_NAME).exists()):
@@ -64,29 +70,31 @@ def main(argv=None) -> int:
     frames, starts, expected = _stimulus(args.encoded, args.features, args.head, args.count)
     print(f"{args.count} utterance(s), {len(frames)} frame(s); {os.cpu_count()} CPU(s)")
     summary = {}
-    for harness in args.harness:
-        build_dir = args.output / harness
+    for harness, threads in configurations:
+        name = harness if threads == 1 else f"{harness}-threads{threads}"
+        build_dir = args.output / name
         build = not (args.reuse and build_dir.exists())
         runs = []
         for k in range(args.repeat):
             load = os.getloadavg()[0]
             result = run_stream_sim(verilog_dir / SIDECAR_NAME, frames, starts, expected, simulator="verilator",
-                                    build_dir=build_dir, harness=harness, build=build and k == 0)
+                                    build_dir=build_dir, harness=harness, build=build and k == 0,
+                                    threads=threads)
             if k == 0 and build:
-                print(f"{harness}: build {result.build_seconds:.1f} s")
+                print(f"{name}: build {result.build_seconds:.1f} s")
             cycles = result.sim_cycles
             runs.append({"passed": result.passed, "cycles": cycles, "mismatches": result.mismatches,
                          "wall_seconds": result.stream_seconds, "cpu_seconds": result.stream_cpu_seconds,
                          "run_seconds": result.run_seconds, "load_average": load})
-            print(f"{harness}: {'PASS' if result.passed else 'FAIL'}, {cycles} cycles "
+            print(f"{name}: {'PASS' if result.passed else 'FAIL'}, {cycles} cycles "
                   f"({cycles / len(frames):.1f} per frame), {result.mismatches} mismatching word(s); simulation "
                   f"{result.stream_seconds:.2f} s wall ({cycles / result.stream_seconds:,.0f} cycles/s), "
                   f"{result.stream_cpu_seconds:.2f} s CPU ({cycles / result.stream_cpu_seconds:,.0f} cycles/s); "
                   f"whole run {result.run_seconds:.1f} s; load average {load:.1f}")
         best = min(runs, key=lambda run: run["wall_seconds"])
-        summary[harness] = {"best": best, "runs": runs}
+        summary[name] = {"best": best, "runs": runs}
         rate = best["cycles"] / best["wall_seconds"]
-        print(f"{harness}: best {best['wall_seconds']:.2f} s, {rate:,.0f} cycles/s of wall time "
+        print(f"{name}: best {best['wall_seconds']:.2f} s, {rate:,.0f} cycles/s of wall time "
               f"(targets: < {TARGET_SECONDS:g} s, >= {TARGET_CYCLES_PER_SECOND:,} cycles/s: "
               f"{'met' if best['wall_seconds'] < TARGET_SECONDS and rate >= TARGET_CYCLES_PER_SECOND else 'not met'})")
     args.output.mkdir(parents=True, exist_ok=True)

@@ -239,7 +239,7 @@ def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.nd
 def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
                    build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
                    seed: int = 0, first_noise: bool = False, progress=None, build: bool = True,
-                   harness: str = "auto") -> SimResult:
+                   harness: str = "auto", threads: int = 1) -> SimResult:
     """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
     `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here.
 
@@ -248,7 +248,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     (sim/native.py; Verilator only, no waveforms; the fast path); "python" drives the streams from cocotb
     every cycle (slow; for debugging); "auto" (default) is "native" on Verilator without waveforms, else
     "hdl". With `build=False` the build in `build_dir` is reused: it must have been made with the same
-    harness."""
+    harness. `threads`: the native main's Verilator threads (`native.build_native`; 1 by default)."""
     sidecar_path = Path(sidecar_path).resolve()
     spec = DutSpec.load(sidecar_path)
     frames = np.asarray(frames, dtype=np.int64)
@@ -262,6 +262,8 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     if expected.shape != (frames.shape[0], spec.output_size):
         raise ParameterError(f"expected words: shape {expected.shape}, want ({frames.shape[0]}, {spec.output_size})")
     harness = _choose_harness(harness, simulator, _waves_requested(waves))
+    if threads != 1 and harness != "native":
+        raise ParameterError(f"threads={threads!r}: only the native harness builds a multi-threaded model")
     for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
         if not 0.0 <= p < 1.0:
             raise ParameterError(f"{name} must be a probability in [0, 1), got {p}")
@@ -280,7 +282,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         verilator_args = HARNESS_VERILATOR_ARGS
     build_seconds = 0.0
     if build:
-        build_seconds = (native.build_native(sources, spec, build_dir) if harness == "native" else
+        build_seconds = (native.build_native(sources, spec, build_dir, threads) if harness == "native" else
                          build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args))
 
     # The native main runs the HDL harness: the same case files.

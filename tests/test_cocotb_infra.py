@@ -24,7 +24,7 @@ from sparselstm.sim.dut import DutSpec, PayloadField, Port, SidecarError
 from sparselstm.sim.frames import FrameAssembler, pack_frames
 from sparselstm.sim.harness import HarnessEvents, HarnessPorts, stall_threshold, write_harness
 from sparselstm.sim.result import SimResult
-from sparselstm.sim.native import NativeError, verilator_name, write_native_main
+from sparselstm.sim.native import NativeError, build_native, verilator_name, write_native_main
 from sparselstm.sim.runner import SimulationError, _choose_harness, flatten_sequences, run_stream_sim
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
 from sparselstm.sim.streams import random_pauses
@@ -300,6 +300,19 @@ def test_native_harness_is_the_default_on_verilator_only():
         _choose_harness("native", "icarus", waves=False)
     with pytest.raises(ParameterError, match="harness must be one of"):
         _choose_harness("verilog", "verilator", waves=False)
+
+
+def test_model_threads_are_checked_before_any_build(tmp_path):
+    generate_standin(tmp_path, input_size=INPUT_SIZE)
+    spec = DutSpec.load(tmp_path / f"{STANDIN_TOP}.json")
+    with pytest.raises(ValueError, match=">= 1"):
+        build_native([], spec, tmp_path / "build", threads=0)
+    with pytest.raises(TypeError, match="int"):
+        build_native([], spec, tmp_path / "build", threads=2.0)
+    x, starts, expected = _stimulus(2)
+    with pytest.raises(ParameterError, match="only the native harness"):
+        _run(tmp_path, x, starts, expected, simulator="icarus", threads=2)
+    assert not (tmp_path / "build").exists()
 
 
 def test_verilator_names_are_escaped_as_verilator_does():
