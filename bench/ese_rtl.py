@@ -32,7 +32,7 @@ from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import PHASE_PROJ, PHASE_R, PHASE_X, AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import TOP_NAME, generate
-from sparselstm.sim.runner import SIDECAR_NAME, run_stream_sim
+from sparselstm.sim.runner import SIDECAR_NAME, SimulationError, run_stream_sim
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.format import decode
 from sparselstm.sw.golden import golden_forward_encoded, golden_trace
@@ -138,10 +138,18 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
 
 
 def ese_rtl(pe_counts, frames: int, workdir: Path, workload: Workload | None = None, log=print) -> dict:
-    """The results.json section: one row per PE count, and what ran."""
+    """The results.json section: one row per PE count (a build or simulator failure is a row with its
+    `error`: the other PE counts still run), and what ran."""
     workload = workload or ese_workload()
     x_q = ese_input(workload, frames)
-    rows = [measure_configuration(workload, n_pes, x_q, workdir / f"pes{n_pes}", log=log) for n_pes in pe_counts]
+    rows = []
+    for n_pes in pe_counts:
+        try:
+            rows.append(measure_configuration(workload, n_pes, x_q, workdir / f"pes{n_pes}", log=log))
+        except SimulationError as error:
+            log(f"  {n_pes} PEs: {error}")
+            rows.append({"model": workload.key, "n_pes": n_pes, "error": str(error), "passed": False,
+                         "within_agreement": False, "source": SIMULATED})
     return {"source": SIMULATED, "model": workload.label, "input": INPUT_LABEL, "agreement": AGREEMENT,
             "rows": rows}
 
