@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -38,6 +39,7 @@ from sparselstm.sw.format import decode
 from sparselstm.sw.golden import golden_forward_encoded, golden_trace
 from sparselstm.sw.model import random_model
 from sweep import Workload
+from verilog_size import cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATED = "simulated (Verilator, native harness of sim/native.py; generated Verilog of hw/verilog.py)"
@@ -97,9 +99,10 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
 
     verilog_dir, sim_dir = workdir / "verilog", workdir / "sim"
     shutil.rmtree(workdir, ignore_errors=True)
-    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    start, cpu = time.perf_counter(), cpu_seconds()
     generate(encoded, params, verilog_dir)
-    generate_seconds = time.perf_counter() - start
+    generate_seconds, generate_cpu = time.perf_counter() - start, cpu_seconds() - cpu
     verilog_bytes = (verilog_dir / f"{TOP_NAME}.v").stat().st_size
     log(f"  {n_pes} PEs: {design.total_entries:,} entries, {design.lanes} lane(s); Verilog "
         f"{verilog_bytes / 1e6:.2f} MB in {generate_seconds:.1f} s; building on Verilator")
@@ -107,8 +110,10 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
     starts = np.zeros(x_q.shape[0], dtype=bool)
     starts[0] = True
     expected = golden_forward_encoded(encoded, x_q, sequence_starts=starts)
+    cpu = cpu_seconds()
     result = run_stream_sim(verilog_dir / SIDECAR_NAME, x_q, starts, expected, simulator="verilator",
                             build_dir=sim_dir, harness="native")
+    build_and_run_cpu = cpu_seconds() - cpu
     measured = steady_cycles_per_frame(result.frame_done_cycles) if result.passed else None
     row = {
         "model": workload.key, "n_pes": n_pes, "lanes": design.lanes, "frames": int(x_q.shape[0]),
@@ -123,8 +128,12 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
         "rtl_cycles": result.sim_cycles,
         "words_compared": int(expected.size), "words_received": int(result.outputs.size),
         "mismatches": result.mismatches, "passed": result.passed, "failure": result.failure_summary(),
-        "encode_seconds": encode_seconds, "verilog_seconds": generate_seconds, "verilog_bytes": verilog_bytes,
+        "encode_seconds": encode_seconds, "verilog_bytes": verilog_bytes,
+        "verilog_seconds": generate_seconds, "verilog_cpu_seconds": generate_cpu,
         "build_seconds": result.build_seconds, "run_seconds": result.run_seconds,
+        # the wall times stretch with the machine's load; the CPU seconds (this process and its children:
+        # verilator, the compiler, the simulation) do not
+        "build_and_run_cpu_seconds": build_and_run_cpu, "load_average": load,
         "simulation_seconds": result.stream_seconds, "simulation_cpu_seconds": result.stream_cpu_seconds,
         "source": SIMULATED,
     }
@@ -133,7 +142,8 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
         f"{measured} cycles/frame, cycle model {with_zeros.steady_state} with this input's zero activations"
         + ("" if measured is None else f" ({100 * row['prediction_error']:+.2f} %), {prediction.steady_state} with "
                                        f"none ({100 * row['all_nonzero_error']:+.2f} %)")
-        + f"; build {result.build_seconds:.0f} s, simulation {result.stream_seconds:.1f} s")
+        + f"; build {result.build_seconds:.0f} s, simulation {result.stream_seconds:.1f} s (wall, load average "
+          f"{load:.1f}); build and run {build_and_run_cpu:.0f} s of CPU")
     return row
 
 

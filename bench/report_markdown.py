@@ -257,7 +257,9 @@ def _ese_rtl(results: dict) -> list[str]:
     if "skipped" in section:
         return lines + [f"Skipped ({section['skipped']}); source would be: {section['source']}.", ""]
     lines += [f"Source: {section['source']}; the predictions beside it: {results['accelerator']['source']}. "
-              "Build and simulation seconds: wall time, measured here.", "",
+              "Seconds measured here: wall time, stretched by the machine's load (the load average at the start is "
+              "beside them), and CPU time of the process and its children (yosys; verilator, the C++ compiler and "
+              "the simulation), which is not.", "",
               f"Model: {section['model']} (balanced). Input: {section['input']}. *RTL cycles/frame*: the steady "
               "state, between the last output words of the first and the second-to-last frame. *Cycle model*: "
               "predict_cycles given the zero activations of these frames (the broadcaster drops zeros; the "
@@ -267,17 +269,19 @@ def _ese_rtl(results: dict) -> list[str]:
     rows = []
     for r in section["rows"]:
         if "error" in r:
-            rows.append([r["n_pes"]] + ["-"] * 14 + [f"failed: {r['error']}"])
+            rows.append([r["n_pes"]] + ["-"] * 17 + [f"failed: {r['error']}"])
             continue
         rows.append([r["n_pes"], r["lanes"], r["frames"], r["rtl_steady_cycles_per_frame"],
                      r["predicted_steady_cycles_per_frame"], _percent(r["prediction_error"]),
                      r["predicted_all_nonzero"], _percent(r["all_nonzero_error"]),
-                     f"{r['verilog_bytes'] / 1e6:.2f}", r["verilog_seconds"], r["build_seconds"],
-                     r["simulation_seconds"], r["words_compared"], r["mismatches"], r["within_agreement"],
+                     f"{r['verilog_bytes'] / 1e6:.2f}", r["verilog_seconds"], r["verilog_cpu_seconds"],
+                     r["build_seconds"], r["build_and_run_cpu_seconds"], r["simulation_seconds"], r["load_average"],
+                     r["words_compared"], r["mismatches"], r["within_agreement"],
                      "bit-exact" if r["passed"] else f"failed: {r['failure']}"])
     return lines + _table(["PEs", "lanes", "frames", "RTL cycles/frame", "cycle model", "difference",
-                           "all non-zero", "difference", "Verilog MB", "Verilog s", "Verilator build s",
-                           "simulation s", "words compared", "mismatches", "within target", "outcome"], rows)
+                           "all non-zero", "difference", "Verilog MB", "Verilog s", "Verilog CPU s",
+                           "Verilator build s", "build + run CPU s", "simulation s", "load average",
+                           "words compared", "mismatches", "within target", "outcome"], rows)
 
 
 def _percent(fraction) -> str:
