@@ -2,8 +2,8 @@
 12-bit) in RTL simulation on Verilator (issue #12): every output word equal to the golden model, and the cycle
 model within 2 % of the RTL's cycles per frame. bench/ese_rtl.py measures the same for `make bench`.
 
-Slow: Verilator builds of the whole design. Measured on 2 shared cores (docs/benchmarks.md): about 1 minute
-at 32 PEs, 7 at 64, more at 128.
+Slow: Verilator builds of the whole design, about 2, 5.5 and 10 minutes of CPU at 32, 64 and 128 PEs
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
