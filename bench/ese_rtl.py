@@ -9,7 +9,7 @@ still are). Frames are streamed back to back; the RTL's steady-state cycles per 
 the last output words of frames 0 and F-2 (each such frame overlaps the next one's input, as in
 bench/sweep.py's `rtl_measurement`). Targets (issue #12): no mismatching word, and the cycle model within
 2 % of the RTL, given which activations of those frames are zero (`activation_share`; without them it is
-3-4 % high, an upper bound).
+3-4 % high on this input).
 
 Per PE count: Verilog generation time and size, the Verilator build (sim/native.py through
 `run_stream_sim`; whatever module structure hw/verilog.py emits), the simulation, wall and CPU seconds.
@@ -120,7 +120,7 @@ def measure_configuration(workload: Workload, n_pes: int, x_q: np.ndarray, workd
         "model": workload.key, "n_pes": n_pes, "lanes": design.lanes, "frames": int(x_q.shape[0]),
         "total_entries": design.total_entries,
         "rtl_steady_cycles_per_frame": measured,
-        # the cycle model as the sweep uses it (every activation non-zero): an upper bound
+        # the cycle model as the sweep uses it (every activation non-zero)
         "predicted_all_nonzero": prediction.steady_state,
         "all_nonzero_error": None if measured is None else (prediction.steady_state - measured) / measured,
         # the cycle model given the zero activations of these frames: the 2 % target

@@ -59,8 +59,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch / onnxruntime threads")
     parser.add_argument("--rtl-frames", type=int, default=4, help="frames through the RTL (0: skip)")
     parser.add_argument("--rtl-pes", type=int, default=16)
-    parser.add_argument("--ese-rtl-pes", default=",".join(map(str, ese_rtl.PE_COUNTS)),
-                        help="PE counts of the ESE-size model on Verilator ('' skips it)")
+    parser.add_argument("--ese-rtl-pes", default=None, help="PE counts of the ESE-size model on Verilator "
+                        f"(default {','.join(map(str, ese_rtl.PE_COUNTS))}, none with --tiny; '' skips it)")
     parser.add_argument("--ese-rtl-frames", type=int, default=4, help="frames of the ESE-size model on Verilator")
     parser.add_argument("--shipped-sparse", type=Path, default=ROOT / "models" / "words-lstmp-sparse.npz")
     parser.add_argument("--shipped-dense", type=Path, default=ROOT / "models" / "words-lstmp.npz")
@@ -70,7 +70,8 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         args.pes, args.frames, args.repeats, args.rtl_frames, args.rtl_pes = "2,4", 8, 1, 3, 2
-        args.ese_rtl_pes = ""     # a Verilator build: too slow for the test of the script
+    if args.ese_rtl_pes is None:    # a Verilator build is too slow for the tiny test of the script
+        args.ese_rtl_pes = "" if args.tiny else ",".join(map(str, ese_rtl.PE_COUNTS))
     try:
         args.pe_counts = sorted({int(v) for v in args.pes.split(",") if v.strip()})
         args.ese_rtl_pe_counts = sorted({int(v) for v in args.ese_rtl_pes.split(",") if v.strip()})

@@ -264,7 +264,7 @@ def _ese_rtl(results: dict) -> list[str]:
               "state, between the last output words of the first and the second-to-last frame. *Cycle model*: "
               "predict_cycles given the zero activations of these frames (the broadcaster drops zeros; the "
               f"target is within {100 * section['agreement']:g} % of the RTL); *all non-zero*: the prediction of "
-              "the sweep above, which assumes no zero activation (an upper bound). *Words compared*: every "
+              "the sweep above, which assumes no zero activation. *Words compared*: every "
               "output word against the golden model.", ""]
     rows = []
     for r in section["rows"]:
