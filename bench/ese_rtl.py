@@ -13,7 +13,7 @@ bench/sweep.py's `rtl_measurement`). Targets (issue #12): no mismatching word, a
 
 Per PE count: Verilog generation time and size, the Verilator build (sim/native.py through
 `run_stream_sim`; whatever module structure hw/verilog.py emits), the simulation, wall and CPU seconds.
-The builds take about 2, 6 and 10 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
+The builds take about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
 
     nice -n 10 .venv/bin/python bench/ese_rtl.py [--pes 32,64,128] [--frames 4] [-o build/ese-rtl] [--json out.json]
 """

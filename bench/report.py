@@ -9,7 +9,7 @@ PyTorch, onnxruntime, golden model; encoder time), then at --nice: the cycle-mod
 pruning variants with latency, throughput and efficiency at the stated clocks, per-PE loads, model size,
 a few frames of the RTL in the Amaranth simulator, and the ESE-size model on Verilator at --ese-rtl-pes
 (bench/ese_rtl.py). About 4 minutes on 2 shared cores without the last part; its Verilator builds take
-about 2, 6 and 10 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
+about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
 """
 
 from __future__ import annotations

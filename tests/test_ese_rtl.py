@@ -2,7 +2,7 @@
 12-bit) in RTL simulation on Verilator (issue #12): every output word equal to the golden model, and the cycle
 model within 2 % of the RTL's cycles per frame. bench/ese_rtl.py measures the same for `make bench`.
 
-Slow: Verilator builds of the whole design, about 2, 6 and 10 minutes of CPU at 32, 64 and 128 PEs
+Slow: Verilator builds of the whole design, about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs
 (docs/benchmarks.md).
 """
 
