@@ -7,7 +7,9 @@ how to read it) and OUT/*.png (with matplotlib). --tiny runs a few-second config
 models (for tests/test_bench_report.py). In order: the timed parts at normal priority (CPU baselines:
 PyTorch, onnxruntime, golden model; encoder time), then at --nice: the cycle-model sweep over PE counts and
 pruning variants with latency, throughput and efficiency at the stated clocks, per-PE loads, model size,
-and a few frames of the RTL in the Amaranth simulator. About 4 minutes on 2 shared cores.
+a few frames of the RTL in the Amaranth simulator, and the ESE-size model on Verilator at --ese-rtl-pes
+(bench/ese_rtl.py). About 4 minutes on 2 shared cores without the last part; its Verilator builds take
+about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 
 import baselines
 import elsewhere
+import ese_rtl
 import report_markdown
 from sparselstm.hw.params import HardwareParams
 from sparselstm.spec.numerics import Numerics
@@ -56,6 +59,9 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="PyTorch / onnxruntime threads")
     parser.add_argument("--rtl-frames", type=int, default=4, help="frames through the RTL (0: skip)")
     parser.add_argument("--rtl-pes", type=int, default=16)
+    parser.add_argument("--ese-rtl-pes", default=None, help="PE counts of the ESE-size model on Verilator "
+                        f"(default {','.join(map(str, ese_rtl.PE_COUNTS))}, none with --tiny; '' skips it)")
+    parser.add_argument("--ese-rtl-frames", type=int, default=4, help="frames of the ESE-size model on Verilator")
     parser.add_argument("--shipped-sparse", type=Path, default=ROOT / "models" / "words-lstmp-sparse.npz")
     parser.add_argument("--shipped-dense", type=Path, default=ROOT / "models" / "words-lstmp.npz")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the untimed heavy parts")
@@ -64,12 +70,18 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         args.pes, args.frames, args.repeats, args.rtl_frames, args.rtl_pes = "2,4", 8, 1, 3, 2
+    if args.ese_rtl_pes is None:    # a Verilator build is too slow for the tiny test of the script
+        args.ese_rtl_pes = "" if args.tiny else ",".join(map(str, ese_rtl.PE_COUNTS))
     try:
         args.pe_counts = sorted({int(v) for v in args.pes.split(",") if v.strip()})
+        args.ese_rtl_pe_counts = sorted({int(v) for v in args.ese_rtl_pes.split(",") if v.strip()})
     except ValueError:
-        parser.error(f"--pes: expected comma-separated integers, got {args.pes!r}")
-    if not args.pe_counts or min(args.pe_counts) < 1:
-        parser.error(f"--pes: expected PE counts >= 1, got {args.pes!r}")
+        parser.error(f"--pes / --ese-rtl-pes: expected comma-separated integers, got {args.pes!r} / "
+                     f"{args.ese_rtl_pes!r}")
+    if not args.pe_counts or min(args.pe_counts) < 1 or min(args.ese_rtl_pe_counts, default=1) < 1:
+        parser.error(f"--pes / --ese-rtl-pes: expected PE counts >= 1, got {args.pes!r} / {args.ese_rtl_pes!r}")
+    if args.ese_rtl_frames < 3:
+        parser.error("--ese-rtl-frames must be >= 3 (a sequence start, steady-state frames, a last frame)")
     for name in ("frames", "repeats", "threads"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1")
@@ -238,6 +250,15 @@ def run(args, log=print) -> dict:
                                        "simulated_cycles_per_second": None,
                                        "source": "not measured here (make sim runs them; no timing taken)"}
     seconds["rtl"] = time.perf_counter() - start
+
+    log("ESE-size model on Verilator")
+    start = time.perf_counter()
+    if args.ese_rtl_pe_counts:
+        results["ese_rtl"] = ese_rtl.ese_rtl(args.ese_rtl_pe_counts, args.ese_rtl_frames, args.output / "ese-rtl",
+                                             loaded["ese"], log)
+    else:
+        results["ese_rtl"] = {"skipped": "--tiny" if args.tiny else "--ese-rtl-pes ''", "source": ese_rtl.SIMULATED}
+    seconds["ese_rtl"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - started
     results["meta"]["seconds"] = seconds
     return results

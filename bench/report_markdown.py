@@ -251,8 +251,45 @@ def _plots(results: dict) -> list[str]:
     return ["## Plots", ""] + [f"- [{name}]({name}): {what}" for name, what in plots.items()] + [""]
 
 
+def _ese_rtl(results: dict) -> list[str]:
+    section = results["ese_rtl"]
+    lines = ["## ESE-size in RTL (Verilator)", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped ({section['skipped']}); source would be: {section['source']}.", ""]
+    lines += [f"Source: {section['source']}; the predictions beside it: {results['accelerator']['source']}. "
+              "Seconds measured here: wall time, stretched by the machine's load (the load average at the start is "
+              "beside them), and CPU time of the process and its children (yosys; verilator, the C++ compiler and "
+              "the simulation), which is not.", "",
+              f"Model: {section['model']} (balanced). Input: {section['input']}. *RTL cycles/frame*: the steady "
+              "state, between the last output words of the first and the second-to-last frame. *Cycle model*: "
+              "predict_cycles given the zero activations of these frames (the broadcaster drops zeros; the "
+              f"target is within {100 * section['agreement']:g} % of the RTL); *all non-zero*: the prediction of "
+              "the sweep above, which assumes no zero activation. *Words compared*: every "
+              "output word against the golden model.", ""]
+    rows = []
+    for r in section["rows"]:
+        if "error" in r:
+            rows.append([r["n_pes"]] + ["-"] * 17 + [f"failed: {r['error']}"])
+            continue
+        rows.append([r["n_pes"], r["lanes"], r["frames"], r["rtl_steady_cycles_per_frame"],
+                     r["predicted_steady_cycles_per_frame"], _percent(r["prediction_error"]),
+                     r["predicted_all_nonzero"], _percent(r["all_nonzero_error"]),
+                     f"{r['verilog_bytes'] / 1e6:.2f}", r["verilog_seconds"], r["verilog_cpu_seconds"],
+                     r["build_seconds"], r["build_and_run_cpu_seconds"], r["simulation_seconds"], r["load_average"],
+                     r["words_compared"], r["mismatches"], r["within_agreement"],
+                     "bit-exact" if r["passed"] else f"failed: {r['failure']}"])
+    return lines + _table(["PEs", "lanes", "frames", "RTL cycles/frame", "cycle model", "difference",
+                           "all non-zero", "difference", "Verilog MB", "Verilog s", "Verilog CPU s",
+                           "Verilator build s", "build + run CPU s", "simulation s", "load average",
+                           "words compared", "mismatches", "within target", "outcome"], rows)
+
+
+def _percent(fraction) -> str:
+    return "-" if fraction is None else f"{100 * fraction:+.2f} %"
+
+
 def render(results: dict) -> str:
     lines = []
-    for section in (_intro, _targets, _sweep, _lanes, _rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
+    for section in (_intro, _targets, _sweep, _lanes, _rtl, _ese_rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
         lines += section(results)
     return "\n".join(lines)

@@ -27,15 +27,16 @@ SIZE_TARGET_BYTES = 2_000_000
 TIME_TARGET_SECONDS = 15.0
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
+    """CPU seconds of this process and its waited-for children (yosys, verilator, the compiler) so far."""
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def measure(encoded, outdir: Path, memory_images: bool) -> dict:
-    wall, cpu = time.perf_counter(), _cpu_seconds()
+    wall, cpu = time.perf_counter(), cpu_seconds()
     generate(encoded, HardwareParams(), outdir, memory_images=memory_images)
-    wall, cpu = time.perf_counter() - wall, _cpu_seconds() - cpu
+    wall, cpu = time.perf_counter() - wall, cpu_seconds() - cpu
     image_dir = outdir / "memory_images"
     images = sorted(image_dir.iterdir()) if image_dir.is_dir() else []
     return {

@@ -12,7 +12,7 @@ import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
 SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "lanes", "load_balance",
-            "model_size", "rtl", "rtl_other_simulators", "plots"}
+            "model_size", "rtl", "rtl_other_simulators", "ese_rtl", "plots"}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,8 @@ def test_rtl_agrees_with_the_cycle_model(tiny_report):
     assert rtl["bit_exact_vs_golden"] and rtl["frames"] == 3 and rtl["n_pes"] == 2
     assert abs(rtl["prediction_error"]) < 0.1
     assert rtl["simulated_cycles_per_second"] > 0
+    # the ESE-size model on Verilator (tests/test_ese_rtl.py, slow) is no part of the tiny run
+    assert tiny_report[0]["ese_rtl"]["skipped"] == "--tiny"
 
 
 def test_load_balance_and_sizes(tiny_report):
