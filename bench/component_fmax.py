@@ -27,10 +27,11 @@ from sparselstm.hw.boards.flow import tool_command
 from sparselstm.hw.broadcast import Broadcaster
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.interfaces import design_broadcast_layout, design_lane_broadcast_layout
-from sparselstm.hw.lanes import LaneUnpacker
+from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.readout import CellReader, ProjReader
+from sparselstm.hw.scheduler import Scheduler
 from sparselstm.sw.format import load_encoded
 
 COMPONENTS = {
@@ -38,6 +39,8 @@ COMPONENTS = {
     "cellreader": lambda design, pe: CellReader(design),
     "projreader": lambda design, pe: ProjReader(design),
     "unpacker": lambda design, pe: LaneUnpacker(design, pe),
+    "elementwise": lambda design, pe: LaneElementwise.from_design(design),
+    "scheduler": lambda design, pe: Scheduler(design),
     "broadcaster": lambda design, pe: Broadcaster(
         design_lane_broadcast_layout(design) if design.lanes > 1 else design_broadcast_layout(design), design.n_pes),
 }
