@@ -28,9 +28,9 @@ from .delta_filter import DeltaFilter
 from .design import AcceleratorDesign
 from .interfaces import design_broadcast_layout, design_lane_broadcast_layout, input_word_layout, output_word_layout
 from .lanes import LaneElementwise, LaneUnpacker
-from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
+from .shared_pe import pe_for
 from .skid import SkidBuffer
 
 __all__ = ["Accelerator"]
@@ -83,7 +83,7 @@ class Accelerator(wiring.Component):
         m = Module()
 
         # ---- submodules ----------------------------------------------------------------------------------
-        pes = [SparsePE(design, p) for p in range(design.n_pes)]
+        pes = [pe_for(platform, design, p) for p in range(design.n_pes)]      # one PE module in Verilog: hw/shared_pe.py
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
         lanes = design.lanes

@@ -4,21 +4,22 @@ with the modules that differ only in memory contents (the PEs) written once.
 Inline initial contents cost time at every stage (Amaranth checks each word, writes each bit into RTLIL, and
 Yosys prints one assignment per word) and make the Verilog grow with the model. Here:
 
-- elaboration runs with an `ImageGeneration` platform; a memory that the encoded model's words fill (entries,
-  pointers) takes `image_init(platform, words, depth)` as its `init` and so is elaborated empty;
-- every other memory with non-zero initial contents (bias-initialised gate banks, bias, peephole, phase and
-  layer ROMs, activation tables) is elaborated as usual, and its contents are taken from the netlist;
-- modules whose RTLIL is the same but for memory contents become one Verilog module (`sparselstm_top.pe`
-  for the PEs): when they read images they are children of the top module, get the string parameter
-  IMAGE_PREFIX and read `{IMAGE_PREFIX, "_<memory>.hex"}`; Yosys, Verilator and Icarus accept that
-  expression (a module's default prefix is its first instance's, so a tool reading the module alone finds
-  files too);
+- elaboration runs with an `ImageGeneration` platform: the accelerator then instantiates a PE module
+  (hw/shared_pe.py) instead of elaborating every PE; that module is elaborated and converted once, as a
+  `SharedModule` with the string parameter IMAGE_PREFIX, and its memories read
+  `{IMAGE_PREFIX, "_<memory>.hex"}` (Yosys, Verilator and Icarus accept that expression; the default prefix
+  is PE 0's, so a tool reading the module alone finds files too);
+- every other memory with non-zero initial contents (activation tables, ...) takes its contents from the
+  netlist;
+- other modules whose RTLIL is the same but for memory contents become one Verilog module too: when they
+  read images they are children of the top module and get IMAGE_PREFIX the same way;
 - the RTLIL is written without the image memories' `$meminit` cells, and after Yosys has written the
   Verilog an `initial $readmemh(...)` follows each one's declaration.
 
-The image files go to `IMAGE_DIR` next to the Verilog: the encoder's own `peNN_entries.hex` /
-`peNN_pointers.hex` (copied from the encoded directory, or written in the same format when there is none),
-`peNN_<memory>.hex` for the PEs' other memories and `<module path>.<memory>.hex` for the others.
+The image files go to `IMAGE_DIR` next to the Verilog: the shared module's (for the PEs: the encoder's own
+`peNN_entries.hex` / `peNN_pointers.hex`, copied from the encoded directory or written in the same format,
+and `peNN_<memory>.hex` for their other memories), `<prefix>_<memory>.hex` for the other shared modules and
+`<module path>.<memory>.hex` for the rest.
 `$readmemh` paths are relative to the working directory of the tool, so run tools in the Verilog's
 directory or copy IMAGE_DIR next to where they run (docs/architecture.md, *Generating Verilog*).
 
@@ -39,27 +40,18 @@ from amaranth.hdl import _ir, _nir
 from amaranth.hdl._ast import SignalDict, Value, ValueCastable
 from amaranth.lib import wiring
 
-from .design import ENTRY_BANK_WORDS, AcceleratorDesign
-
-__all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "image_init", "convert_with_images", "write_images",
+__all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "SharedModule", "convert_with_images", "write_images",
            "hex_text"]
 
 IMAGE_DIR = "memory_images"
 
 
 class ImageGeneration:
-    """The elaboration platform of Verilog generation with memory images (hw/verilog.py `generate`).
+    """The elaboration platform of Verilog generation with memory images (hw/verilog.py `generate`) of the
+    top module `top_name`. Under it the accelerator instantiates the PE module (hw/shared_pe.py)."""
 
-    Components do not need to know it: only the `init` of a memory holding words of the encoded model goes
-    through `image_init`, which empties it under this platform."""
-
-
-def image_init(platform, words, depth: int) -> list[int]:
-    """`init` of a memory of `depth` words holding `words` of the encoded model (entries, pointers): the
-    words, or nothing when elaborating for Verilog with images and they fill the memory (the Verilog then
-    reads them from a file; shorter lists stay in the netlist, padded)."""
-    words = list(words)
-    return [] if isinstance(platform, ImageGeneration) and len(words) == depth else words
+    def __init__(self, top_name: str):
+        self.top_name = top_name
 
 
 @dataclass(frozen=True)
@@ -88,33 +80,18 @@ def hex_text(words, width: int) -> str:
     return "".join(f"{word:0{digits}x}\n" for word in words)
 
 
-def _pe_prefixes(design: AcceleratorDesign | None) -> dict[str, str]:
-    """PE instance name -> the prefix of the encoder's files of that PE (`pe3` -> `pe03`)."""
-    if design is None:
-        return {}
-    digits = max(2, len(str(design.n_pes - 1)))
-    return {f"pe{p}": f"pe{p:0{digits}d}" for p in range(design.n_pes)}
+@dataclass(frozen=True)
+class SharedModule:
+    """A module of the Verilog elaborated once and instantiated with the string parameter IMAGE_PREFIX (as
+    hw/shared_pe.py's PEInstance does): `component` converted as module `name`, whose memories `memories`
+    read `{IMAGE_PREFIX, "_<memory>.hex"}`; `images`: the files of every instance; `default_prefix`: the
+    parameter's default (the first instance's)."""
 
-
-def _encoder_files(design: AcceleratorDesign | None) -> dict[tuple[str, str], tuple[list[int], str]]:
-    """(PE instance, memory) -> (words, source) of the memories elaborated empty (`image_init`) because the
-    encoded model's words fill them: "encoded" when a memory holds the encoder's whole file, "generated"
-    for one bank of a PE's entries. The names are those of SparsePE's memories in Accelerator's `pe{p}`."""
-    if design is None:
-        return {}
-    shape = design.pe_shape
-    files = {}
-    for p, pe in enumerate(design.pes):
-        entries = list(pe.entries) or [0]
-        single = len(shape.entry_bank_depths) == 1
-        for b, depth in enumerate(shape.entry_bank_depths):
-            words = entries[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]
-            if len(words) == depth:
-                name, source = ("entries", "encoded") if single else (f"entries{b}", "generated")
-                files[(f"pe{p}", name)] = (words, source)
-        if len(pe.pointers) == shape.pointer_depth:
-            files[(f"pe{p}", "pointers")] = (list(pe.pointers), "encoded")
-    return files
+    component: wiring.Component
+    name: str
+    memories: tuple[str, ...]
+    images: tuple[MemoryImage, ...]
+    default_prefix: str
 
 
 class _SharingEmitter(rtlil.ModuleEmitter):
@@ -152,28 +129,13 @@ def _ports(top: wiring.Component) -> dict:
     return ports
 
 
-def _image_words(netlist, design: AcceleratorDesign | None, top_name: str) -> dict[int, dict[str, tuple]]:
-    """module index -> {memory: (words, source)} of every memory that reads a file: those elaborated empty
-    (`_encoder_files`) and those with non-zero contents in the netlist."""
-    encoder_files = _encoder_files(design)
+def _image_words(netlist, shared: tuple[str, ...] = ()) -> dict[int, dict[str, tuple[int, ...]]]:
+    """module index -> {memory: words} of every memory with non-zero contents in the netlist, but for the
+    top module's memories `shared` (they read a file per instance)."""
     found = {}
     for cell in netlist.cells:
-        if not isinstance(cell, _nir.Memory):
-            continue
-        key = (".".join(netlist.modules[cell.module_idx].name[1:]), cell.name)
-        if key in encoder_files:
-            words, source = encoder_files.pop(key)
-            if len(words) != cell.depth:
-                raise ValueError(f"memory {key[0]}.{key[1]}: {cell.depth} words, its file {len(words)}")
-        elif any(cell.init):
-            words, source = cell.init, "generated"
-        else:
-            continue
-        found.setdefault(cell.module_idx, {})[cell.name] = (words, source)
-    if encoder_files:
-        missing = ", ".join(f"{module}.{memory}" for module, memory in encoder_files)
-        raise ValueError(f"no memory named {missing} in {top_name}: _encoder_files names the memories that "
-                         "hold the encoder's files, keep it in step with SparsePE")
+        if isinstance(cell, _nir.Memory) and any(cell.init) and not (cell.module_idx == 0 and cell.name in shared):
+            found.setdefault(cell.module_idx, {})[cell.name] = cell.init
     return found
 
 
@@ -240,11 +202,10 @@ def _share_modules(netlist, empty_checker, images: dict) -> dict[int, _Group]:
     return groups
 
 
-def _images(netlist, groups: dict[int, _Group], found: dict, prefixes: dict[str, str]
-            ) -> list[tuple[int, MemoryImage]]:
-    """(module index, image) of every memory that reads a file. A shared module's memory reads one in every instance
-    (zeros where an instance's contents are), named `<prefix>_<memory>.hex` after the instance's prefix (the
-    encoder's `peNN` for a PE); a module of its own keeps the encoder's file name or is named by its path."""
+def _images(netlist, groups: dict[int, _Group], found: dict) -> list[tuple[int, MemoryImage]]:
+    """(module index, image) of every memory that reads a file. A shared module's memory reads one in every
+    instance (zeros where an instance's contents are), `<instance>_<memory>.hex`; a module of its own reads
+    `<module path>.<memory>.hex`."""
     cells = {(cell.module_idx, cell.name): cell for cell in netlist.cells if isinstance(cell, _nir.Memory)}
     images = []
     for index, group in groups.items():
@@ -252,22 +213,12 @@ def _images(netlist, groups: dict[int, _Group], found: dict, prefixes: dict[str,
         own = found.get(index, {})
         for memory in group.memories if group.parameterised else sorted(own):
             cell = cells[(index, memory)]
-            words, source = own.get(memory, (cell.init, "generated"))
-            if group.parameterised:
-                file = f"{_instance_prefix(path, prefixes)}_{memory}.hex"
-            elif source == "encoded":
-                file = f"{prefixes[path[1]]}_{memory}.hex"
-            else:
-                file = ".".join((*path[1:], memory)) + ".hex"
+            words = own.get(memory, cell.init)
+            file = f"{path[-1]}_{memory}.hex" if group.parameterised else ".".join((*path[1:], memory)) + ".hex"
             mask = (1 << cell.width) - 1
             images.append((index, MemoryImage(".".join(path), memory, f"{IMAGE_DIR}/{file}", cell.width,
-                                              tuple(word & mask for word in words), source)))
+                                              tuple(word & mask for word in words), "generated")))
     return images
-
-
-def _instance_prefix(path: tuple[str, ...], prefixes: dict[str, str]) -> str:
-    """The file name prefix of the instance at `path` (a child of the top module)."""
-    return prefixes.get(path[-1], path[-1])
 
 
 _MODULE_HEADER = re.compile(r"^module \\?([^\s(]+) ?\(", re.MULTILINE)
@@ -304,42 +255,60 @@ def _insert_readmemh(text: str, reads: dict[str, tuple[str | None, list[tuple[st
     return "".join(pieces) + text[last:]
 
 
-def convert_with_images(top: wiring.Component, top_name: str, design: AcceleratorDesign | None = None
-                        ) -> tuple[str, list[MemoryImage]]:
-    """The Verilog text of `top` (module `top_name`) reading its memory images, and the images. Modules that
-    differ only in memory contents (the PEs) are one Verilog module, instantiated with their IMAGE_PREFIX.
-    `design`: the accelerator's (its PEs' memories read the encoder's files), or None for any other top."""
-    fragment = _ir.Fragment.get(top, ImageGeneration())
-    netlist = _ir.build_netlist(fragment, ports=_ports(top), name=top_name)
+def _emit_netlist(builder, component: wiring.Component, name: str, platform, shared: SharedModule | None = None
+                  ) -> tuple[dict, list[MemoryImage]]:
+    """Emit the modules of `component`, converted as module `name` (the top module of the design unless it
+    is `shared`'s component), into the RTLIL `builder`, leaving out the contents of every memory that reads a
+    file; return what `_insert_readmemh` inserts for them and their images."""
+    fragment = _ir.Fragment.get(component, platform)
+    netlist = _ir.build_netlist(fragment, ports=_ports(component), name=name)
     empty_checker = rtlil.EmptyModuleChecker(netlist)
-    found = _image_words(netlist, design, top_name)
+    shared_memories = shared.memories if shared is not None else ()
+    found = _image_words(netlist, shared_memories)
     groups = _share_modules(netlist, empty_checker, found)
-    prefixes = _pe_prefixes(design)
-    images = _images(netlist, groups, found, prefixes)
+    images = _images(netlist, groups, found)
     module_names = {index: group.name for index, group in groups.items()}
-    parameters = {index: {"IMAGE_PREFIX": f"{IMAGE_DIR}/{_instance_prefix(netlist.modules[index].name, prefixes)}"}
+    parameters = {index: {"IMAGE_PREFIX": f"{IMAGE_DIR}/{netlist.modules[index].name[-1]}"}
                   for index, group in groups.items() if group.parameterised}
-    # rtlil.convert_fragment, emitting one module per group with the image memories' contents left out
-    builder = rtlil.Design(emit_src=False)
     reads = {}
+    if shared is not None:
+        reads[name] = (shared.default_prefix,
+                       [(memory, f'{{IMAGE_PREFIX, "_{memory}.hex"}}') for memory in shared_memories])
+    # rtlil.convert_fragment, emitting one module per group with the image memories' contents left out
     for index, group in groups.items():
         if index != group.members[0]:
             continue
         module = netlist.modules[index]
         memories = group.memories if group.parameterised else tuple(found.get(index, {}))
         module_builder = builder.module(group.name, src_loc=module.src_loc)
-        if index == 0:
+        if index == 0 and shared is None:
             module_builder.attribute("top", 1)
+        omitted = set(memories) | (set(shared_memories) if index == 0 else set())
         _SharingEmitter(module_builder, netlist, module, SignalDict(), empty_checker=empty_checker,
-                        omitted=set(memories), module_names=module_names, parameters=parameters).emit()
+                        omitted=omitted, module_names=module_names, parameters=parameters).emit()
         if group.parameterised:
             reads[group.name] = (parameters[index]["IMAGE_PREFIX"],
                                  [(memory, f'{{IMAGE_PREFIX, "_{memory}.hex"}}') for memory in memories])
     for index, image in images:
         if not groups[index].parameterised:
             reads.setdefault(groups[index].name, (None, []))[1].append((image.memory, f'"{image.file}"'))
+    return reads, [image for _, image in images]
+
+
+def convert_with_images(top: wiring.Component, top_name: str, shared: tuple[SharedModule, ...] = ()
+                        ) -> tuple[str, list[MemoryImage]]:
+    """The Verilog text of `top` (module `top_name`) and of the modules `shared` it instantiates, reading
+    their memory images, and the images. Modules that differ only in memory contents are one Verilog module,
+    instantiated with their IMAGE_PREFIX."""
+    platform = ImageGeneration(top_name)
+    builder = rtlil.Design(emit_src=False)
+    reads, images = _emit_netlist(builder, top, top_name, platform)
+    for module in shared:
+        module_reads, module_images = _emit_netlist(builder, module.component, module.name, platform, module)
+        reads.update(module_reads)
+        images += module_images + list(module.images)
     text = amaranth_verilog._convert_rtlil_text(str(builder))
-    return _insert_readmemh(text, reads), [image for _, image in images]
+    return _insert_readmemh(text, reads), images
 
 
 def write_images(images: list[MemoryImage], outdir: Path, encoded_dir=None) -> None:

@@ -30,15 +30,13 @@ port with the MAC).
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
-from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
-from .memory_images import image_init
-from .pe_shape import layer_rom, phase_rom
+from .interfaces import design_broadcast_layout
+from .pe_shape import entry_memory_names, pe_memory_contents, pe_signature
 
 __all__ = ["SparsePE"]
 
@@ -83,23 +81,13 @@ class SparsePE(wiring.Component):
             raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
         self._design = design
         self._pe: PEDesign = design.pes[pe_index]
-        counter_bits = design.params.counter_bits
-        super().__init__({
-            "i": In(stream.Signature(design_broadcast_layout(design))),
-            "room": Out(1),
-            "cell_read": In(CellReadSignature(design)),
-            "proj_read": In(ProjReadSignature(design)),
-            "busy": Out(1),
-            "proj_busy": Out(1),
-            "mac_cycles": Out(counter_bits),
-            "pad_cycles": Out(counter_bits),
-        })
+        self._pe_index = pe_index
+        super().__init__(pe_signature(design))
 
     def elaborate(self, platform):
         design, pe = self._design, self._pe
         numerics = design.numerics
         acc_bits, index_bits, weight_bits = design.acc_bits, numerics.index_bits, numerics.weight_bits
-        peephole_bits = numerics.peephole_bits
         word_layout = design_broadcast_layout(design)
         shape = design.pe_shape
         row_bits = shape.row_bits
@@ -109,43 +97,29 @@ class SparsePE(wiring.Component):
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         fifo_depth = design.params.fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
-        # entry memory in banks of one block RAM's depth, each output registered before the bank multiplexer
-        entry_words = pe.entries or (0,)
-        entry_mems = [Memory(shape=unsigned(design.entry_bits), depth=depth,
-                             init=image_init(platform, entry_words[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS],
-                                             depth))
-                      for b, depth in enumerate(shape.entry_bank_depths)]
-        for b, memory in enumerate(entry_mems):
-            m.submodules["entries" if len(entry_mems) == 1 else f"entries{b}"] = memory
-        m.submodules.pointers = pointer_mem = Memory(
-            shape=unsigned(design.pointer_bits), depth=shape.pointer_depth,
-            init=image_init(platform, pe.pointers, shape.pointer_depth))
+        # every memory the model fills (hw/pe_shape.py); the entry memory in banks of one block RAM's depth,
+        # each output registered before the bank multiplexer
+        memories = {name: contents.memory() for name, contents in pe_memory_contents(design, self._pe_index).items()}
+        entry_mems = [memories[name] for name in entry_memory_names(shape)]
+        for name in entry_memory_names(shape):
+            m.submodules[name] = memories[name]
+        m.submodules.pointers = pointer_mem = memories["pointers"]
         cell_depth, gate_depth, proj_depth = shape.cell_depth, shape.gate_depth, shape.proj_depth
         # A gate word is "cleared" (reads as its bias until the MAC writes it, so a cell's read-and-reset never
         # takes the banks' write port) when its tag differs from the bank's bit in `written_tags` at its
         # address: the MAC writes a word with that bit, a reset sets the four bits to the complement of the
         # four words' tags. One 4-bit memory and a bit per word instead of a flip-flop per word with two writers.
-        gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
         gate_banks = []
         for k in range(4):
-            bank = Memory(shape=gate_word, depth=gate_depth,
-                          init=[{"value": bias, "tag": 0} for bias in pe.gate_bank_init(k)])
-            m.submodules[f"gate_bank{k}"] = bank
+            m.submodules[f"gate_bank{k}"] = bank = memories[f"gate_bank{k}"]
             gate_banks.append(bank)
         m.submodules.written_tags = written_tags = Memory(shape=4, depth=gate_depth, init=[])
         m.submodules.proj_bank = proj_bank = Memory(
             shape=signed(acc_bits), depth=proj_depth, init=[])
-        bias_layout = data.ArrayLayout(signed(acc_bits), 4)
-        peep_layout = data.ArrayLayout(signed(peephole_bits), 3)
-        m.submodules.bias_rom = bias_rom = Memory(
-            shape=bias_layout, depth=cell_depth, init=[list(b) for b in pe.bias] or [[0] * 4])
-        m.submodules.peephole_rom = peephole_rom = Memory(
-            shape=peep_layout, depth=cell_depth, init=[list(p) for p in pe.peephole] or [[0] * 3])
-
+        m.submodules.bias_rom = bias_rom = memories["bias_rom"]
+        m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
         # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
-        m.submodules.mac_bias_rom = mac_bias_rom = Memory(
-            shape=bias_layout, depth=gate_depth,
-            init=[list(words) for words in zip(*(pe.gate_bank_init(k) for k in range(4)))] or [[0] * 4])
+        m.submodules.mac_bias_rom = mac_bias_rom = memories["mac_bias_rom"]
 
         ptr_lo = pointer_mem.read_port()
         ptr_hi = pointer_mem.read_port()
@@ -178,7 +152,7 @@ class SparsePE(wiring.Component):
         phase_base = Signal(range(max(shape.max_base, 1) + 1))
         phase_shift = Signal(bits_for(shape.max_shift))   # >= 1 bit: no zero-width wires in the Verilog
         # the PE's own pointer offsets and bases; target and shift are the same in every PE
-        m.submodules.phase_rom = phase_table = phase_rom(pe, shape, len(word.phase))
+        m.submodules.phase_rom = phase_table = memories["phase_rom"]
         phase_rd = phase_table.read_port(domain="comb")
         m.d.comb += [phase_rd.addr.eq(word.phase), phase_ptr_offset.eq(phase_rd.data.ptr_offset),
                      phase_base.eq(Mux(word.buffer, phase_rd.data.base1, phase_rd.data.base0))]
@@ -340,7 +314,7 @@ class SparsePE(wiring.Component):
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         # the PE's own layer bases, one read for the cell port and one for the proj port
-        m.submodules.layer_rom = layer_table = layer_rom(pe, shape, len(self.cell_read.layer))
+        m.submodules.layer_rom = layer_table = memories["layer_rom"]
         cell_layer_rd = layer_table.read_port(domain="comb")
         proj_layer_rd = layer_table.read_port(domain="comb")
         cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
@@ -356,8 +330,7 @@ class SparsePE(wiring.Component):
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
         read_tags = Cat(port.data.tag for port in gate_out_rd)
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
-        peeps = data.View(peep_layout, peep_rd.data)
-        biases = data.View(bias_layout, bias_rd.data)
+        peeps, biases = peep_rd.data, bias_rd.data
         m.d.comb += [
             self.cell_read.data.acc_i.eq(Mux(read_cleared[0], biases[0], gate_out_rd[0].data.value)),
             self.cell_read.data.acc_f.eq(Mux(read_cleared[1], biases[1], gate_out_rd[1].data.value)),

@@ -10,12 +10,57 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from amaranth.lib import data
+from amaranth.hdl import Shape, signed, unsigned
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-from .design import PEDesign, bits_for, entry_banks, memory_depth
+from .design import ENTRY_BANK_WORDS, AcceleratorDesign, PEDesign, bits_for, entry_banks, memory_depth
+from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 
-__all__ = ["PEShape", "phase_rom", "layer_rom"]
+__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "pe_signature", "entry_memory_names",
+           "pe_memory_contents"]
+
+
+@dataclass(frozen=True)
+class MemoryContents:
+    """The initial contents of one memory of a PE.
+
+    Attributes
+    ----------
+    shape : shape-castable
+        Shape of a word, as `Memory` takes it (a plain shape or a `data.Layout`).
+    depth : int
+    init : tuple
+        Up to `depth` words as `Memory`'s `init` takes them (ints, or mappings / sequences of a layout's
+        fields); the rest of the memory holds 0.
+    """
+
+    shape: object
+    depth: int
+    init: tuple
+
+    def memory(self) -> Memory:
+        """A Memory (no ports yet) holding these contents."""
+        return Memory(shape=self.shape, depth=self.depth, init=self.init)
+
+    @property
+    def width(self) -> int:
+        return Shape.cast(self.shape).width
+
+    def words(self) -> list[int]:
+        """Every word as the memory holds it (unsigned, `width` bits), `depth` of them."""
+        pack = _packer(self.shape)
+        return [pack(word) for word in self.init] + [0] * (self.depth - len(self.init))
+
+
+def _packer(shape):
+    """word -> the unsigned int a memory of `shape` holds for it, as Amaranth packs a layout's fields."""
+    if isinstance(shape, data.Layout):
+        fields = [(key, field.offset, _packer(field.shape)) for key, field in shape]
+        return lambda word: sum(pack(word[key]) << offset for key, offset, pack in fields)
+    mask = (1 << Shape.cast(shape).width) - 1
+    return lambda word: word & mask
 
 
 @dataclass(frozen=True)
@@ -75,7 +120,7 @@ class PEShape:
             phase_targets=targets, phase_shifts=shifts, phase_used=used)
 
 
-def phase_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
+def phase_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents:
     """The PE's phase ROM, addressed by the `address_bits`-bit phase: per phase the pointer offset of its
     column 0 and the accumulator bases of copy 0 and copy 1 (unused phases and addresses past the last
     phase read 0)."""
@@ -83,10 +128,10 @@ def phase_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
     layout = data.StructLayout({"ptr_offset": range(max(shape.max_ptr_offset, 1) + 1), "base0": base, "base1": base})
     words = [{"ptr_offset": phase.ptr_offset, "base0": phase.base_for(0), "base1": phase.base_for(1)}
              if phase.used else {"ptr_offset": 0, "base0": 0, "base1": 0} for phase in pe.phases]
-    return Memory(shape=layout, depth=1 << address_bits, init=words)
+    return MemoryContents(layout, 1 << address_bits, tuple(words))
 
 
-def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
+def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents:
     """The PE's layer ROM, addressed by the `address_bits`-bit layer: per layer the bias / peephole address
     of local cell 0 (`cell_base`), what a read of accumulator copy 1 adds to it for the gate banks
     (`alt_offset`: layer 0's second copy, else 0) and the proj bank address of local row 0 (`proj_base`)."""
@@ -94,4 +139,53 @@ def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> Memory:
                                 "proj_base": range(shape.proj_depth + 1)})
     words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0, "proj_base": pe.proj_base[l]}
              for l in range(len(pe.cells))]
-    return Memory(shape=layout, depth=1 << address_bits, init=words)
+    return MemoryContents(layout, 1 << address_bits, tuple(words))
+
+
+def pe_signature(design: AcceleratorDesign) -> wiring.Signature:
+    """The ports of every PE of `design` (hw/pe.py SparsePE, hw/shared_pe.py PEInstance)."""
+    return wiring.Signature({
+        "i": In(stream.Signature(design_broadcast_layout(design))),
+        "room": Out(1),
+        "cell_read": In(CellReadSignature(design)),
+        "proj_read": In(ProjReadSignature(design)),
+        "busy": Out(1),
+        "proj_busy": Out(1),
+        "mac_cycles": Out(design.params.counter_bits),
+        "pad_cycles": Out(design.params.counter_bits),
+    })
+
+
+def entry_memory_names(shape: PEShape) -> list[str]:
+    """The names of a PE's entry memory banks: `entries`, or `entries0`, `entries1`, ... for several."""
+    banks = len(shape.entry_bank_depths)
+    return ["entries"] if banks == 1 else [f"entries{b}" for b in range(banks)]
+
+
+def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, MemoryContents]:
+    """Every memory of PE `pe_index` whose contents come from the model, by its name in SparsePE: entry
+    banks, pointers, gate banks (the biases), bias, peephole and MAC bias ROMs, phase and layer ROMs. The
+    Verilog's PE module reads these from one image file per PE (hw/shared_pe.py)."""
+    pe, shape, numerics = design.pes[pe_index], design.pe_shape, design.numerics
+    acc_bits = design.acc_bits
+    contents = {}
+    entry_words = pe.entries or (0,)
+    for b, (name, depth) in enumerate(zip(entry_memory_names(shape), shape.entry_bank_depths)):
+        contents[name] = MemoryContents(unsigned(design.entry_bits), depth,
+                                        tuple(entry_words[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]))
+    contents["pointers"] = MemoryContents(unsigned(design.pointer_bits), shape.pointer_depth, tuple(pe.pointers))
+    # the value and the "written" tag of a gate word (hw/pe.py); a word starts as its bias with tag 0
+    gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
+    for k in range(4):
+        contents[f"gate_bank{k}"] = MemoryContents(gate_word, shape.gate_depth,
+                                                   tuple({"value": bias, "tag": 0} for bias in pe.gate_bank_init(k)))
+    bias_layout = data.ArrayLayout(signed(acc_bits), 4)
+    contents["bias_rom"] = MemoryContents(bias_layout, shape.cell_depth, tuple(map(tuple, pe.bias)) or ((0,) * 4,))
+    contents["peephole_rom"] = MemoryContents(data.ArrayLayout(signed(numerics.peephole_bits), 3), shape.cell_depth,
+                                              tuple(map(tuple, pe.peephole)) or ((0,) * 3,))
+    # the bias a cleared gate word reads as, per gate-bank word (the MAC's copy)
+    contents["mac_bias_rom"] = MemoryContents(
+        bias_layout, shape.gate_depth, tuple(zip(*(pe.gate_bank_init(k) for k in range(4)))) or ((0,) * 4,))
+    contents["phase_rom"] = phase_rom(pe, shape, design.phase_bits)
+    contents["layer_rom"] = layer_rom(pe, shape, design.layer_bits)
+    return contents
