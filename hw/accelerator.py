@@ -28,9 +28,10 @@ from .delta_filter import DeltaFilter
 from .design import AcceleratorDesign
 from .interfaces import design_broadcast_layout, design_lane_broadcast_layout, input_word_layout, output_word_layout
 from .lanes import LaneElementwise, LaneUnpacker
+from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
-from .shared_pe import pe_for
+from .shared_pe import per_pe
 from .skid import SkidBuffer
 
 __all__ = ["Accelerator"]
@@ -83,14 +84,16 @@ class Accelerator(wiring.Component):
         m = Module()
 
         # ---- submodules ----------------------------------------------------------------------------------
-        pes = [pe_for(platform, design, p) for p in range(design.n_pes)]      # one PE module in Verilog: hw/shared_pe.py
+        # per_pe: in Verilog with memory images, instances of one PE / unpacker module (hw/shared_pe.py)
+        pes = [per_pe(platform, SparsePE(design, p), "pe", design, p) for p in range(design.n_pes)]
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
         lanes = design.lanes
         word_layout = design_broadcast_layout(design) if lanes == 1 else design_lane_broadcast_layout(design)
         m.submodules.broadcaster = broadcaster = Broadcaster(word_layout, design.n_pes)
         # with more than one lane, an unpacker in front of each PE hands it the columns of a word one by one
-        unpackers = [LaneUnpacker(design, p) for p in range(design.n_pes)] if lanes > 1 else []
+        unpackers = [per_pe(platform, LaneUnpacker(design, p), "unpacker", design, p)
+                     for p in range(design.n_pes)] if lanes > 1 else []
         for p, unpacker in enumerate(unpackers):
             m.submodules[f"unpacker{p}"] = unpacker
         m.submodules.cell_reader = cell_reader = CellReader(design)

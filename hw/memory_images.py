@@ -255,6 +255,22 @@ def _insert_readmemh(text: str, reads: dict[str, tuple[str | None, list[tuple[st
     return "".join(pieces) + text[last:]
 
 
+def _check_shared(netlist, shared: SharedModule, found: dict) -> None:
+    """`shared`'s images fit its memories, and no other memory of the module has contents (it would be the
+    first instance's in every instance)."""
+    cells = {cell.name: cell for cell in netlist.cells if isinstance(cell, _nir.Memory) and cell.module_idx == 0}
+    for image in shared.images:
+        cell = cells.get(image.memory)
+        if cell is None or (cell.width, cell.depth) != (image.width, len(image.words)):
+            raise ValueError(f"image {image.file} ({len(image.words)} words of {image.width} bits) does not fit "
+                             f"a memory {image.memory} of module {shared.name}")
+    if found:
+        names = sorted(f"{'.'.join(netlist.modules[index].name)}.{memory}" for index, memories in found.items()
+                       for memory in memories)
+        raise ValueError(f"memories {names} of the shared module {shared.name} have contents but no image per "
+                         "instance")
+
+
 def _emit_netlist(builder, component: wiring.Component, name: str, platform, shared: SharedModule | None = None
                   ) -> tuple[dict, list[MemoryImage]]:
     """Emit the modules of `component`, converted as module `name` (the top module of the design unless it
@@ -265,6 +281,8 @@ def _emit_netlist(builder, component: wiring.Component, name: str, platform, sha
     empty_checker = rtlil.EmptyModuleChecker(netlist)
     shared_memories = shared.memories if shared is not None else ()
     found = _image_words(netlist, shared_memories)
+    if shared is not None:
+        _check_shared(netlist, shared, found)
     groups = _share_modules(netlist, empty_checker, found)
     images = _images(netlist, groups, found)
     module_names = {index: group.name for index, group in groups.items()}

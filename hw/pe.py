@@ -30,13 +30,14 @@ port with the MAC).
 from __future__ import annotations
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, wiring
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
 from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
-from .interfaces import design_broadcast_layout
-from .pe_shape import entry_memory_names, pe_memory_contents, pe_signature
+from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
+from .pe_shape import entry_memory_names, pe_memory_contents
 
 __all__ = ["SparsePE"]
 
@@ -82,7 +83,17 @@ class SparsePE(wiring.Component):
         self._design = design
         self._pe: PEDesign = design.pes[pe_index]
         self._pe_index = pe_index
-        super().__init__(pe_signature(design))
+        counter_bits = design.params.counter_bits
+        super().__init__({
+            "i": In(stream.Signature(design_broadcast_layout(design))),
+            "room": Out(1),
+            "cell_read": In(CellReadSignature(design)),
+            "proj_read": In(ProjReadSignature(design)),
+            "busy": Out(1),
+            "proj_busy": Out(1),
+            "mac_cycles": Out(counter_bits),
+            "pad_cycles": Out(counter_bits),
+        })
 
     def elaborate(self, platform):
         design, pe = self._design, self._pe

@@ -11,15 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amaranth.hdl import Shape, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from .design import ENTRY_BANK_WORDS, AcceleratorDesign, PEDesign, bits_for, entry_banks, memory_depth
-from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 
-__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "pe_signature", "entry_memory_names",
-           "pe_memory_contents"]
+__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "entry_memory_names", "pe_memory_contents"]
 
 
 @dataclass(frozen=True)
@@ -140,20 +137,6 @@ def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents
     words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0, "proj_base": pe.proj_base[l]}
              for l in range(len(pe.cells))]
     return MemoryContents(layout, 1 << address_bits, tuple(words))
-
-
-def pe_signature(design: AcceleratorDesign) -> wiring.Signature:
-    """The ports of every PE of `design` (hw/pe.py SparsePE, hw/shared_pe.py PEInstance)."""
-    return wiring.Signature({
-        "i": In(stream.Signature(design_broadcast_layout(design))),
-        "room": Out(1),
-        "cell_read": In(CellReadSignature(design)),
-        "proj_read": In(ProjReadSignature(design)),
-        "busy": Out(1),
-        "proj_busy": Out(1),
-        "mac_cycles": Out(design.params.counter_bits),
-        "pad_cycles": Out(design.params.counter_bits),
-    })
 
 
 def entry_memory_names(shape: PEShape) -> list[str]:

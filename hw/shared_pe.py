@@ -1,12 +1,14 @@
-"""The PEs in Verilog generated with memory images: one PE module, elaborated and converted once, and an
-instance of it per PE that reads its own image files.
+"""The per-PE parts in Verilog generated with memory images: one module per kind of part (the PE, the lane
+unpacker in front of it), elaborated and converted once, and an instance of it per PE that reads its own
+image files.
 
-Every PE of a design is the same hardware with its own memory contents (hw/pe_shape.py), so Amaranth need
-not elaborate and convert N PEs: under the `ImageGeneration` platform the accelerator takes a `PEInstance`
-per PE (`pe_for`), an `Instance` of the module `<top>.pe` with the string parameter IMAGE_PREFIX
-(`memory_images/peNN`), and `shared_pe_module` describes that module (SparsePE 0, its memories reading
-`{IMAGE_PREFIX, "_<memory>.hex"}`) and every PE's images, computed from the design without elaboration
-(`pe_memory_contents`). The Amaranth simulator and the inline Verilog keep elaborating real PEs.
+Every PE of a design is the same hardware with its own memory contents (hw/pe_shape.py), and so is every
+LaneUnpacker (its group mask ROM), so Amaranth need not elaborate and convert N of each: under the
+`ImageGeneration` platform the accelerator takes, for each part, a `SharedInstance` (`per_pe`): an
+`Instance` of the module `<top>.pe` / `<top>.unpacker` with the string parameter IMAGE_PREFIX
+(`memory_images/peNN`, `memory_images/peNN_unpacker`). `shared_modules` describes those modules (the parts
+of PE 0) and every PE's images, computed from the design without elaborating the parts. The Amaranth
+simulator and the inline Verilog keep elaborating every part.
 """
 
 from __future__ import annotations
@@ -15,17 +17,19 @@ from amaranth.hdl import ClockSignal, Instance, ResetSignal
 from amaranth.hdl._ast import ValueCastable
 from amaranth.lib import wiring
 
-from .design import AcceleratorDesign
+from .design import AcceleratorDesign, memory_depth
+from .lanes import LaneUnpacker
 from .memory_images import IMAGE_DIR, ImageGeneration, MemoryImage, SharedModule
 from .pe import SparsePE
-from .pe_shape import pe_memory_contents, pe_signature
+from .pe_shape import pe_memory_contents
 
-__all__ = ["PE_MODULE", "PEInstance", "pe_for", "pe_prefix", "shared_pe_module"]
+__all__ = ["SharedInstance", "per_pe", "pe_prefix", "shared_modules"]
 
-PE_MODULE = "pe"            # the PE module is `<top>.pe`
 # SparsePE's memories holding one of the encoder's files (`peNN_<memory>.hex`, docs/format.md), when its
 # words fill the memory
 _ENCODER_FILES = ("entries", "pointers")
+# LaneUnpacker's group mask ROM (hw/lanes.py), holding `group_masks()` words
+_UNPACKER_MASKS = "masks"
 
 
 def pe_prefix(design: AcceleratorDesign, pe_index: int) -> str:
@@ -33,32 +37,27 @@ def pe_prefix(design: AcceleratorDesign, pe_index: int) -> str:
     return f"pe{pe_index:0{max(2, len(str(design.n_pes - 1)))}d}"
 
 
-class PEInstance(wiring.Component):
-    """PE `pe_index` of `design` as an instance of the PE module `module` (`shared_pe_module`), its
-    IMAGE_PREFIX naming its image files.
+def _file_prefix(design: AcceleratorDesign, kind: str, pe_index: int) -> str:
+    return f"{IMAGE_DIR}/{pe_prefix(design, pe_index)}" + ("" if kind == "pe" else f"_{kind}")
+
+
+class SharedInstance(wiring.Component):
+    """An instance of the Verilog module `module`, written once (memory_images.SharedModule), standing for
+    `part`: `part`'s ports wired to the instance's ports of the same names (and the `sync` domain's clock
+    `clk` and reset `rst`), the string parameter IMAGE_PREFIX = `prefix`. `part` itself is not elaborated.
 
     Parameters
     ----------
-    design : AcceleratorDesign
-    pe_index : int
-    module : str
-        Verilog name of the PE module.
-
-    Attributes
-    ----------
-    The ports of SparsePE (hw/pe_shape.py `pe_signature`), wired to the instance's ports of the same names
-    (clock `clk` and reset `rst` of the `sync` domain besides).
+    part : wiring.Component
+    module, prefix : str
     """
 
-    def __init__(self, design: AcceleratorDesign, pe_index: int, module: str):
-        if not isinstance(design, AcceleratorDesign):
-            raise TypeError(f"PEInstance needs an AcceleratorDesign, got {type(design).__name__}")
-        if not isinstance(pe_index, int) or isinstance(pe_index, bool):
-            raise TypeError(f"pe_index must be an integer, got {type(pe_index).__name__}")
-        if not 0 <= pe_index < design.n_pes:
-            raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
-        self._module, self._prefix = module, f"{IMAGE_DIR}/{pe_prefix(design, pe_index)}"
-        super().__init__(pe_signature(design))
+    def __init__(self, part: wiring.Component, module: str, prefix: str):
+        if not isinstance(part, wiring.Component):
+            raise TypeError(f"SharedInstance stands for a wiring.Component, got {part!r}")
+        part._MustUse__silence = True       # only its ports are used: its module is elaborated from another part
+        self._module, self._prefix = module, prefix
+        super().__init__(part.signature)
 
     def elaborate(self, platform):
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
@@ -69,27 +68,45 @@ class PEInstance(wiring.Component):
         return Instance(self._module, p_IMAGE_PREFIX=self._prefix, **ports)
 
 
-def pe_for(platform, design: AcceleratorDesign, pe_index: int) -> SparsePE | PEInstance:
-    """PE `pe_index` of the accelerator: an instance of the PE module when elaborated for Verilog with
-    memory images (`ImageGeneration`), else the SparsePE itself."""
+def per_pe(platform, part: wiring.Component, kind: str, design: AcceleratorDesign, pe_index: int):
+    """`part` of PE `pe_index` (its SparsePE, kind "pe", or its LaneUnpacker, kind "unpacker"; the
+    accelerator's submodule is named `<kind><pe_index>`): the part itself, or, when elaborated for Verilog
+    with memory images (`ImageGeneration`), an instance of the module `<top>.<kind>`."""
     if isinstance(platform, ImageGeneration):
-        return PEInstance(design, pe_index, f"{platform.top_name}.{PE_MODULE}")
-    return SparsePE(design, pe_index)
+        return SharedInstance(part, f"{platform.top_name}.{kind}", _file_prefix(design, kind, pe_index))
+    return part
 
 
-def shared_pe_module(design: AcceleratorDesign, top_name: str) -> SharedModule:
-    """The PE module of `design`'s Verilog (top module `top_name`) and the images of its instances: each
-    memory the model fills that holds non-zero words in some PE (or one of the encoder's files) reads
-    `memory_images/peNN_<memory>.hex`."""
+def _pe_module(design: AcceleratorDesign, top_name: str) -> SharedModule:
+    """Each memory of the PE that the model fills with non-zero words in some PE (or with one of the
+    encoder's files) reads `memory_images/peNN_<memory>.hex`."""
     contents = [pe_memory_contents(design, p) for p in range(design.n_pes)]
     words = [{name: memory.words() for name, memory in pe.items()} for pe in contents]
     encoded = [{name for name in _ENCODER_FILES if name in pe and len(pe[name].init) == pe[name].depth}
                for pe in contents]
     memories = tuple(sorted(name for name in contents[0]
                             if any(any(pe[name]) for pe in words) or any(name in pe for pe in encoded)))
-    images = tuple(MemoryImage(f"{top_name}.pe{p}", name, f"{IMAGE_DIR}/{pe_prefix(design, p)}_{name}.hex",
+    images = tuple(MemoryImage(f"{top_name}.pe{p}", name, f"{_file_prefix(design, 'pe', p)}_{name}.hex",
                                contents[p][name].width, tuple(words[p][name]),
                                "encoded" if name in encoded[p] else "generated")
                    for p in range(design.n_pes) for name in memories)
-    return SharedModule(SparsePE(design, 0), f"{top_name}.{PE_MODULE}", memories, images,
-                        f"{IMAGE_DIR}/{pe_prefix(design, 0)}")
+    return SharedModule(SparsePE(design, 0), f"{top_name}.pe", memories, images, _file_prefix(design, "pe", 0))
+
+
+def _unpacker_module(design: AcceleratorDesign, top_name: str) -> SharedModule:
+    """The group mask ROM of every unpacker reads `memory_images/peNN_unpacker_masks.hex`."""
+    unpackers = [LaneUnpacker(design, p) for p in range(design.n_pes)]
+    images = []
+    for p, unpacker in enumerate(unpackers):
+        unpacker._MustUse__silence = p > 0      # only the mask words of the others are used
+        words = unpacker.group_masks()[1]
+        images.append(MemoryImage(f"{top_name}.unpacker{p}", _UNPACKER_MASKS,
+                                  f"{_file_prefix(design, 'unpacker', p)}_{_UNPACKER_MASKS}.hex", design.lanes,
+                                  tuple(words) + (0,) * (memory_depth(len(words)) - len(words)), "generated"))
+    return SharedModule(unpackers[0], f"{top_name}.unpacker", (_UNPACKER_MASKS,), tuple(images),
+                        _file_prefix(design, "unpacker", 0))
+
+
+def shared_modules(design: AcceleratorDesign, top_name: str) -> tuple[SharedModule, ...]:
+    """The modules the accelerator's SharedInstances (`per_pe`) instantiate, with their images."""
+    return (_pe_module(design, top_name),) + ((_unpacker_module(design, top_name),) if design.lanes > 1 else ())

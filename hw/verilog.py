@@ -17,7 +17,7 @@ from .cycle_model import predict_cycles
 from .design import AcceleratorDesign
 from .memory_images import IMAGE_DIR, MemoryImage, convert_with_images, write_images
 from .params import HardwareParams
-from .shared_pe import shared_pe_module
+from .shared_pe import shared_modules
 from .sidecar import SIDECAR_VERSION, describe_top
 
 __all__ = ["TOP_NAME", "SIDECAR_VERSION", "IMAGE_DIR", "generate", "convert", "sidecar", "LINT_WAIVERS",
@@ -68,7 +68,7 @@ def convert(design: AcceleratorDesign, memory_images: bool = False
     images the text reads (hw/memory_images.py; none when `memory_images` is false: all contents inline)."""
     top = Accelerator(design)
     if memory_images:
-        text, images = convert_with_images(top, TOP_NAME, (shared_pe_module(design, TOP_NAME),))
+        text, images = convert_with_images(top, TOP_NAME, shared_modules(design, TOP_NAME))
     else:
         text, images = amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False), []
     return portable_verilog(text), top, images
