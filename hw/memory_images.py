@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,8 +97,8 @@ class SharedModule:
 
 class _SharingEmitter(rtlil.ModuleEmitter):
     """Amaranth's RTLIL module emitter, leaving out the initial contents of the memories named in `omitted`
-    (None: of every memory) and naming each submodule's module `module_names[index]`, with the cell
-    parameters `parameters.get(index, {})`."""
+    (None: of every memory) and the wires of struct fields, and naming each submodule's module
+    `module_names[index]`, with the cell parameters `parameters.get(index, {})`."""
 
     def __init__(self, *args, omitted, module_names, parameters, **kwargs):
         super().__init__(*args, **kwargs)
@@ -106,6 +107,10 @@ class _SharingEmitter(rtlil.ModuleEmitter):
     def emit_memory(self, cell_idx, cell):
         if self._omitted is not None and cell.name not in self._omitted:
             super().emit_memory(cell_idx, cell)
+
+    def emit_signal_fields(self):
+        """None: a wire per field of every `data.View` signal (`payload.value`, ...) is a debugging aid that
+        makes up a third of the Verilog of 128 PEs; the packed signals keep their names."""
 
     def emit_submodules(self):      # Amaranth 0.5's, with the module name and parameters chosen here
         for submodule_idx in self.module.submodules:
@@ -163,11 +168,17 @@ def _group_name(paths: list[tuple[str, ...]], taken: set[str]) -> str:
     return name
 
 
+def _port_key(module) -> tuple:
+    return tuple(sorted((name, len(value), flow) for name, (value, flow) in module.ports.items()))
+
+
 def _share_modules(netlist, empty_checker, images: dict) -> dict[int, _Group]:
     """module index -> its group. Modules whose RTLIL is the same (memory contents aside) share one Verilog
     module when no memory below them reads a file, or when only their own memories do and their parent is the
     top module, which then passes each instance its IMAGE_PREFIX. Every other module is a group of its own."""
     groups, by_key, below = {}, {}, {}
+    # only modules with the same ports can share one; the others are not emitted twice to find out
+    port_counts = Counter(_port_key(module) for module in netlist.modules)
 
     def visit(index):
         module = netlist.modules[index]
@@ -177,7 +188,7 @@ def _share_modules(netlist, empty_checker, images: dict) -> dict[int, _Group]:
         below[index] = bool(images.get(index)) or any(below[child] for child in children)
         shareable = module.parent is not None and not any(below[child] for child in children) and (
             not images.get(index) or module.parent == 0)
-        if not shareable:
+        if not shareable or port_counts[_port_key(module)] == 1:
             groups[index] = _Group([index])
             return
         scratch = rtlil.Design(emit_src=False)

@@ -37,6 +37,15 @@ class MemoryContents:
     depth: int
     init: tuple
 
+    def __post_init__(self):
+        Shape.cast(self.shape)          # TypeError for what is not a shape
+        if not isinstance(self.depth, int) or isinstance(self.depth, bool):
+            raise TypeError(f"MemoryContents depth must be an integer, got {self.depth!r}")
+        if not isinstance(self.init, tuple):
+            raise TypeError(f"MemoryContents init must be a tuple, got {type(self.init).__name__}")
+        if not 0 <= len(self.init) <= self.depth:
+            raise ValueError(f"MemoryContents: {len(self.init)} words do not fit a memory of depth {self.depth}")
+
     def memory(self) -> Memory:
         """A Memory (no ports yet) holding these contents."""
         return Memory(shape=self.shape, depth=self.depth, init=self.init)
@@ -47,8 +56,13 @@ class MemoryContents:
 
     def words(self) -> list[int]:
         """Every word as the memory holds it (unsigned, `width` bits), `depth` of them."""
-        pack = _packer(self.shape)
-        return [pack(word) for word in self.init] + [0] * (self.depth - len(self.init))
+        if isinstance(self.shape, data.Layout):
+            pack = _packer(self.shape)
+            words = [pack(word) for word in self.init]
+        else:
+            mask = (1 << self.width) - 1
+            words = [word & mask for word in self.init]
+        return words + [0] * (self.depth - len(self.init))
 
 
 def _packer(shape):
