@@ -16,7 +16,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from sparselstm.hw.memory_images import IMAGE_DIR, convert_with_images, hex_text, write_images
+from sparselstm.hw.memory_images import (IMAGE_DIR, MemoryImage, SharedModule, convert_with_images, hex_text,
+                                         write_images)
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.verilog import TOP_NAME, generate
 from sparselstm.sw.format import encode, write_encoded
@@ -266,3 +267,87 @@ def test_images_and_inline_verilog_simulate_alike(tmp_path):
     np.testing.assert_array_equal(with_images.outputs, inline.outputs)
     assert with_images.frame_done_cycles == inline.frame_done_cycles
     assert with_images.status == inline.status and with_images.counters == inline.counters
+
+
+@pytest.mark.parametrize("n_pes, lanes", [(1, 1), (6, 2), (8, 4)])
+def test_instances_of_one_pe_module_compute_the_golden_model(tmp_path, n_pes, lanes):
+    """The Verilog with one PE (and unpacker) module instantiated per PE, at several PE and lane counts:
+    every output word equal to the golden model's on Icarus."""
+    from sparselstm.sim import tools
+    from sparselstm.sim.runner import run_accelerator_sim
+    from sparselstm.sw.fixedpoint import quantize_input
+    from sparselstm.sw.pipeline import compress_and_encode
+
+    try:
+        tools.find_simulator("icarus")
+    except tools.SimulatorNotFoundError as error:
+        pytest.skip(str(error))
+    model = random_model(7, 19, 9, num_layers=2, peephole=True, seed=n_pes)
+    encoded = compress_and_encode(model, n_pes, 0.4, True).encoded
+    encoded_dir = tmp_path / "encoded"
+    write_encoded(encoded, encoded_dir)
+    info = generate(encoded, HardwareParams(lanes=lanes), tmp_path / "verilog", encoded_dir=encoded_dir)
+    modules = dict(_MODULE.findall((tmp_path / "verilog" / f"{TOP_NAME}.v").read_text()))
+    assert not [name for name in modules if re.match(rf"{TOP_NAME}\.(pe|unpacker)\d", name)]
+    assert len(_INSTANCE.findall(modules[TOP_NAME])) == n_pes * (1 if lanes == 1 else 2)
+    assert info["lanes"] == lanes
+    x_q, _ = quantize_input(np.random.default_rng(n_pes).normal(0.0, 1.5, (3, 7)), encoded.numerics)
+    result = run_accelerator_sim(tmp_path / "verilog", encoded_dir, x_q, build_dir=tmp_path / "sim",
+                                 stall_in=0.2, stall_out=0.2, seed=n_pes, encoded=encoded)
+    assert result.passed, result.failure_summary()
+    np.testing.assert_array_equal(result.outputs, result.expected)
+
+
+def test_each_instance_reads_its_own_images_and_one_pe_is_elaborated(tmp_path, monkeypatch):
+    from sparselstm.hw.pe import SparsePE
+
+    elaborated = []
+    elaborate = SparsePE.elaborate
+    monkeypatch.setattr(SparsePE, "elaborate",
+                        lambda self, platform: elaborated.append(self) or elaborate(self, platform))
+    encoded = _encoded(n_pes=4)
+    info = generate(encoded, HardwareParams(lanes=2), tmp_path)
+    assert len(elaborated) == 1        # the PE module; the top module holds instances of it
+    modules = dict(_MODULE.findall((tmp_path / f"{TOP_NAME}.v").read_text()))
+    instances = _INSTANCE.findall(modules[TOP_NAME])
+    assert sorted(instances) == sorted(
+        [(f"{TOP_NAME}.pe", f"{IMAGE_DIR}/pe{p:02d}", f"pe{p}") for p in range(4)]
+        + [(f"{TOP_NAME}.unpacker", f"{IMAGE_DIR}/pe{p:02d}_unpacker", f"unpacker{p}") for p in range(4)])
+    # every instance's files are its own: distinct, and the PEs' hold their own entries
+    files = [image["file"] for image in info["memory_images"]]
+    assert len(set(files)) == len(files)
+    reads = _image_reads((tmp_path / f"{TOP_NAME}.v").read_text())
+    for p in range(4):
+        file, depth = reads[(f"{TOP_NAME}.pe{p}", "entries")]
+        words = [int(line, 16) for line in (tmp_path / file).read_text().splitlines()]
+        assert words == list(encoded.pes[p].entries) + [0] * (depth - len(encoded.pes[p].entries))
+        assert (f"{TOP_NAME}.unpacker{p}", "masks") in reads
+
+
+def test_a_shared_module_needs_an_image_for_every_memory_with_contents():
+    table = _Table(8, [1, 2, 3, 4])
+    with pytest.raises(ValueError, match=r"have contents but no image per instance"):
+        convert_with_images(_Tables(), "tables", (SharedModule(table, "tables.shared", (), (), "x"),))
+    image = MemoryImage("tables.t9", "rom", f"{IMAGE_DIR}/t9_rom.hex", 8, (1, 2, 3), "generated")
+    with pytest.raises(ValueError, match=r"3 words of 8 bits\) does not fit a memory rom"):
+        convert_with_images(_Tables(), "tables", (SharedModule(_Table(8, [1, 2, 3, 4]), "tables.shared", ("rom",),
+                                                               (image,), "x"),))
+
+
+def test_memory_contents_words_are_what_the_memory_holds():
+    from amaranth.hdl import Const, signed
+    from amaranth.lib import data
+
+    from sparselstm.hw.pe_shape import MemoryContents
+
+    layout = data.StructLayout({"value": signed(5), "parts": data.ArrayLayout(signed(3), 2), "tag": 1})
+    init = ({"value": -3, "parts": [-1, 2], "tag": 1}, {"value": 7, "parts": [0, -4], "tag": 0})
+    contents = MemoryContents(layout, 3, init)
+    assert contents.words() == [Const.cast(layout.const(word)).value for word in init] + [0]
+    assert MemoryContents(signed(4), 2, (-1,)).words() == [15, 0]
+    with pytest.raises(ValueError, match="3 words do not fit a memory of depth 2"):
+        MemoryContents(signed(4), 2, (1, 2, 3))
+    with pytest.raises(TypeError, match="init must be a tuple"):
+        MemoryContents(signed(4), 2, [1])
+    with pytest.raises(TypeError, match="depth must be an integer"):
+        MemoryContents(signed(4), 2.0, ())
