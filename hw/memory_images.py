@@ -84,7 +84,7 @@ def hex_text(words, width: int) -> str:
 @dataclass(frozen=True)
 class SharedModule:
     """A module of the Verilog elaborated once and instantiated with the string parameter IMAGE_PREFIX (as
-    hw/shared_pe.py's PEInstance does): `component` converted as module `name`, whose memories `memories`
+    hw/shared_pe.py's SharedInstance does): `component` converted as module `name`, whose memories `memories`
     read `{IMAGE_PREFIX, "_<memory>.hex"}`; `images`: the files of every instance; `default_prefix`: the
     parameter's default (the first instance's)."""
 

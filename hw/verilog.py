@@ -37,7 +37,7 @@ LINT_WAIVERS = {
     "WIDTHEXPAND": "Yosys' backend leaves operand extension implicit in arithmetic and comparisons; widths "
                    "are exact in the Amaranth source, which is simulated bit for bit against sw.",
     "WIDTHTRUNC": "the same for truncating assignments and for FSM state tests such as `!state`.",
-    "DECLFILENAME": "one file holds the top and its Yosys-named submodules (`sparselstm_top.pe0`, ...).",
+    "DECLFILENAME": "one file holds the top and its Yosys-named submodules (`sparselstm_top.pe`, ...).",
 }
 
 
