@@ -351,3 +351,10 @@ def test_memory_contents_words_are_what_the_memory_holds():
         MemoryContents(signed(4), 2, [1])
     with pytest.raises(TypeError, match="depth must be an integer"):
         MemoryContents(signed(4), 2.0, ())
+
+
+def test_a_shared_instance_stands_for_a_component():
+    from sparselstm.hw.shared_pe import SharedInstance
+
+    with pytest.raises(TypeError, match="stands for a wiring.Component"):
+        SharedInstance(object(), f"{TOP_NAME}.pe", f"{IMAGE_DIR}/pe00")
