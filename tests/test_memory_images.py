@@ -353,6 +353,7 @@ def test_memory_contents_words_are_what_the_memory_holds():
         MemoryContents(signed(4), 2.0, ())
 
 
+@pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")     # the refused instance
 def test_a_shared_instance_stands_for_a_component():
     from sparselstm.hw.shared_pe import SharedInstance
 
