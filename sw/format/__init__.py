@@ -6,8 +6,8 @@ and the hardware generator read an encoded model only through the classes of `sp
 which this package produces.
 
 Modules: `rows` (which PE holds which row, file names, pointer width), `cells` (the cell order that
-balances the PEs), `encode`, `decode` (walking segments as the hardware does), `files` (the $readmemh text and `write_encoded`), `manifest` and `read` (the
-validating reader `load_encoded`).
+balances the PEs), `encode`, `decode` (walking segments as the hardware does), `files` (the $readmemh text
+and `write_encoded`), `manifest` and `read` (the validating reader `load_encoded`).
 """
 
 from .cells import balanced_cell_orders, can_reorder, inverse_order, permute_cells
