@@ -22,6 +22,8 @@ from .rows import cells_of_pe
 
 __all__ = ["balanced_cell_orders", "permute_cells", "inverse_order", "can_reorder"]
 
+_NEVER = np.iinfo(np.int64).max
+
 
 def can_reorder(qmodel: QuantizedModel, layer: int) -> bool:
     """Whether `layer`'s cells may be reordered without changing the model's output: a layer with a
@@ -89,10 +91,11 @@ class _Loads:
         return (int(self.first.max() + self.second.max()),
                 int((self.first ** 2).sum() + (self.second ** 2).sum()))
 
-    def improve(self) -> None:
-        """Swap pairs of cells between PEs while a swap lowers the cost; one cell of each swap is on a
-        busiest PE (only such swaps can lower the maxima; the squares keep it moving on ties)."""
-        while True:
+    def improve(self, bound: int) -> None:
+        """Swap pairs of cells between PEs while a swap lowers the cost, until its first part reaches
+        `bound`; one cell of each swap is on a busiest PE (only such swaps can lower the maxima; the squares
+        keep it moving on ties)."""
+        while self.cost[0] > bound:
             busiest = (self.first == self.first.max()) | (self.second == self.second.max())
             movers = np.flatnonzero(busiest[self.pe_of])
             p, q = self.pe_of[movers][:, None], self.pe_of[None, :]
@@ -101,15 +104,12 @@ class _Loads:
             new_max = (_max_after(self.first, p, q, d_first) + _max_after(self.second, p, q, d_second))
             squares = (2 * d_first * (self.first[p] - self.first[q]) + 2 * d_first ** 2
                        + 2 * d_second * (self.second[p] - self.second[q]) + 2 * d_second ** 2)
-            valid = p != q
-            cost, total_squares = self.cost
-            better = valid & ((new_max < cost) | ((new_max == cost) & (squares < 0)))
+            cost = self.cost[0]
+            better = (p != q) & ((new_max < cost) | ((new_max == cost) & (squares < 0)))
             if not better.any():
                 return
-            key = np.where(better, new_max, np.iinfo(np.int64).max)
-            best_max = key.min()
-            candidates = better & (new_max == best_max)
-            i, j = np.unravel_index(np.argmin(np.where(candidates, squares, np.iinfo(np.int64).max)), key.shape)
+            candidates = better & (new_max == new_max[better].min())
+            i, j = np.unravel_index(np.argmin(np.where(candidates, squares, _NEVER)), candidates.shape)
             cell_i, cell_j = movers[i], j
             pe_i, pe_j = self.pe_of[cell_i], self.pe_of[cell_j]
             self.first[pe_i] += self.a[cell_j] - self.a[cell_i]
@@ -122,8 +122,7 @@ class _Loads:
 def _max_after(loads: np.ndarray, p: np.ndarray, q: np.ndarray, delta: np.ndarray) -> np.ndarray:
     """The largest load once PE p gains `delta` and PE q loses it (broadcast over p, q, delta)."""
     top = np.argsort(loads)[::-1][:3]          # the three busiest PEs: one of them is neither p nor q
-    others = np.full(np.broadcast_shapes(p.shape, q.shape), loads[top[2]] if top.size > 2 else np.iinfo(
-        np.int64).min, dtype=np.int64)
+    others = np.full(np.broadcast_shapes(p.shape, q.shape), loads[top[2]] if top.size > 2 else -_NEVER)
     for rank in (1, 0):
         if rank < top.size:
             others = np.where((p != top[rank]) & (q != top[rank]), loads[top[rank]], others)
@@ -176,10 +175,12 @@ def _layer_order(q, n_pes: int) -> np.ndarray | None:
     greedy = _Loads(first_per_cell, second_per_cell, first_fixed,
                     _greedy(first_per_cell, second_per_cell, first_fixed, capacity))
     best = None
-    for start in (in_order, greedy):
-        start.improve()
+    for start in (greedy, in_order):
+        start.improve(bound)
         if best is None or start.cost < best.cost:
             best = start
+        if best.cost[0] == bound:
+            break
     return _order_from(best.pe_of, n_pes) if best.cost[0] < in_order_cost else None
 
 
