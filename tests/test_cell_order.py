@@ -184,3 +184,22 @@ def test_encode_cli_balances_cells_by_default(tmp_path, capsys):
                  "--unbalanced", "--no-balance-cells"]) == 0
     assert "cell_order" not in json.loads((tmp_path / "b" / "manifest.json").read_text())["layers"][0]
     assert "cells reordered" not in capsys.readouterr().out
+
+
+def test_golden_counts_columns_in_the_hardware_order():
+    """The delta-mode column counts of golden_forward_encoded follow the stored cells (the columns the
+    hardware broadcasts), so the cycle model can weight its columns with them."""
+    model = random_model(7, 32, 12, num_layers=1, seed=6)
+    qmodel = compress_and_encode(model, 4, density=0.3).qmodel
+    encoded = encode(qmodel, 16)
+    order = np.array(encoded.layers[0].cell_order)
+    x_q = words(np.random.default_rng(6), 8, 7, qmodel.numerics)
+    delta = [DeltaThresholds(x=40, y=40, m=40)]
+    in_model_order, in_hardware_order = [], []
+    expected = golden_forward(qmodel, x_q, delta=delta, delta_counts=in_model_order)
+    np.testing.assert_array_equal(golden_forward_encoded(encoded, x_q, delta=delta, delta_counts=in_hardware_order),
+                                  expected)
+    sends = in_model_order[0]["m_sends"]
+    assert not np.array_equal(sends, sends[order])        # the reordering shows in the counts
+    np.testing.assert_array_equal(in_hardware_order[0]["m_sends"], sends[order])
+    np.testing.assert_array_equal(in_hardware_order[0]["y_sends"], in_model_order[0]["y_sends"])
