@@ -203,3 +203,13 @@ def test_golden_counts_columns_in_the_hardware_order():
     assert not np.array_equal(sends, sends[order])        # the reordering shows in the counts
     np.testing.assert_array_equal(in_hardware_order[0]["m_sends"], sends[order])
     np.testing.assert_array_equal(in_hardware_order[0]["y_sends"], in_model_order[0]["y_sends"])
+
+
+def test_switches_must_be_booleans():
+    qmodel = random_qmodel(np.random.default_rng(1), Numerics(), 1, 3, [6], [2], [False], [1.0])
+    with pytest.raises(TypeError, match="balance_cells must be True or False"):
+        encode(qmodel, 2, balance_cells="yes")
+    with pytest.raises(TypeError, match="hardware_order must be True or False"):
+        decode(encode(qmodel, 2), hardware_order=1)
+    with pytest.raises(TypeError, match="expected a QuantizedModel"):
+        balanced_cell_orders(encode(qmodel, 2), 2)
