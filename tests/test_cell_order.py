@@ -213,3 +213,17 @@ def test_switches_must_be_booleans():
         decode(encode(qmodel, 2), hardware_order=1)
     with pytest.raises(TypeError, match="expected a QuantizedModel"):
         balanced_cell_orders(encode(qmodel, 2), 2)
+
+
+@pytest.mark.parametrize("proj", [None, 5])
+def test_a_reordered_model_runs_word_for_word_in_the_accelerator(proj):
+    """Two layers, the first reordered: without a projection the second layer's input columns follow it."""
+    from test_hw_accelerator import check_against_golden, input_frames
+
+    model = random_model(5, 12, proj, num_layers=2, seed=8)
+    qmodel = compress_and_encode(model, 2, density=0.4).qmodel
+    encoded = encode(qmodel, 4)
+    assert encoded.layers[0].cell_order is not None
+    got, _ = check_against_golden(encoded, frames=4, restart_at=2)
+    starts = np.array([True, False, True, False])   # check_against_golden's frames: the same seed
+    np.testing.assert_array_equal(got, golden_forward(qmodel, input_frames(encoded, 4, 0), sequence_starts=starts))
