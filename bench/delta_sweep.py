@@ -46,7 +46,7 @@ SIDES = ("x", "y", "m")
 def evaluate(encoded, task, inputs: np.ndarray, threshold) -> dict:
     """Golden accuracy and work of `encoded`; `threshold`: None (delta mode off), or real thresholds as
     sparselstm.sw.delta.real_thresholds takes them."""
-    qmodel = decode(encoded)
+    qmodel = decode(encoded, hardware_order=True)
     numerics = qmodel.numerics
     x_q, _ = quantize_input(inputs, numerics)
     delta = None if threshold is None else thresholds_from_real(

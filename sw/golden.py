@@ -97,8 +97,10 @@ def golden_forward_encoded(encoded, x_q, sequence_starts=None, saturation: list 
     delta mode with the encoded model's thresholds unless `delta` is given (None: delta mode off)."""
     if delta is _FROM_MODEL:
         delta = encoded.delta_thresholds
-    return golden_forward(decode(encoded), x_q, tables=encoded.tables, sequence_starts=sequence_starts,
-                          saturation=saturation, delta=delta, delta_counts=delta_counts)
+    # the cells as the PEs hold them: the same outputs, and per-column delta counts in the hardware's columns
+    return golden_forward(decode(encoded, hardware_order=True), x_q, tables=encoded.tables,
+                          sequence_starts=sequence_starts, saturation=saturation, delta=delta,
+                          delta_counts=delta_counts)
 
 
 # ----------------------------------------------------------------------------------------------------------

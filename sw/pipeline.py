@@ -35,11 +35,13 @@ class CompressedModel:
 
 
 def compress_and_encode(model: LSTMPModel, n_pes: int, density=1.0, balanced: bool = True,
-                        numerics: Numerics | None = None, columns: bool = False) -> CompressedModel:
+                        numerics: Numerics | None = None, columns: bool = False,
+                        balance_cells: bool = True) -> CompressedModel:
     """Prune (`density`: a number or a mapping per matrix name, see pruning.prune_model), quantise with
     `numerics` (default Numerics()) and encode for `n_pes` PEs (at most the largest matrix's rows, see
     pruning.check_pe_count_for_model). Density 1.0 keeps the model's own zeros. `columns`: column-balanced
-    pruning (pruning.prune_matrix)."""
+    pruning (pruning.prune_matrix). `balance_cells`: the encoder's cell reordering (docs/format.md, "Cell
+    order")."""
     if not isinstance(model, LSTMPModel):
         raise TypeError(f"compress_and_encode: expected an LSTMPModel, got {type(model).__name__}")
     numerics = Numerics() if numerics is None else numerics
@@ -48,7 +50,8 @@ def compress_and_encode(model: LSTMPModel, n_pes: int, density=1.0, balanced: bo
     pruned, masks = prune_model(model, densities, n_pes, balanced, columns)
     qmodel = quantize_model(pruned, numerics)
     return CompressedModel(model=model, densities=densities, balanced=bool(balanced), pruned=pruned,
-                           masks=masks, qmodel=qmodel, encoded=encode(qmodel, n_pes), column_balanced=bool(columns))
+                           masks=masks, qmodel=qmodel, encoded=encode(qmodel, n_pes, balance_cells),
+                           column_balanced=bool(columns))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -138,21 +141,22 @@ def compression_report(result: CompressedModel) -> dict:
         "max_entries_per_pe_per_frame": sum(h["max_entries_per_pe"] for h in hardware),
     }
     return {"n_pes": n_pes, "balanced": result.balanced, "column_balanced": result.column_balanced,
+            "reordered_layers": [k for k, info in enumerate(encoded.layers) if info.cell_order is not None],
             "numerics": encoded.numerics.to_dict(),
             "memories": dict(memories), "matrices": matrices, "hardware": hardware, "totals": totals}
 
 
-def index_width_options(qmodel: QuantizedModel, n_pes: int, widths=None) -> list[dict]:
+def index_width_options(qmodel: QuantizedModel, n_pes: int, widths=None, balance_cells: bool = True) -> list[dict]:
     """What other relative-index widths would cost for this model: per width, padding entries, the busiest
     PE's entries per frame (the cycles of the sparse products) and the entry + pointer memory. A wider
     index means fewer padding entries over long runs of zeros (very sparse matrices) but wider entry
     words. Re-encodes the model once per width (the encoder is the one implementation of the format).
-    `widths`: default the model's own width and two either side, within 2..8."""
+    `widths`: default the model's own width and two either side, within 2..8; `balance_cells` as encode's."""
     own = qmodel.numerics.index_bits
     widths = sorted({w for w in range(own - 2, own + 3) if 2 <= w <= 8} | {own}) if widths is None else widths
     options = []
     for bits in widths:
-        encoded = encode(replace(qmodel, numerics=replace(qmodel.numerics, index_bits=bits)), n_pes)
+        encoded = encode(replace(qmodel, numerics=replace(qmodel.numerics, index_bits=bits)), n_pes, balance_cells)
         rows = _hardware_rows(encoded)
         options.append({"index_bits": bits, "entry_bits": encoded.memories["entry_bits"],
                         "padding": sum(h["padding"] for h in rows), "entries": sum(h["entries"] for h in rows),
@@ -205,6 +209,9 @@ def format_report(report: dict) -> str:
         f"{t['compression']:.1f}x (biases and peepholes excluded on both sides)",
         f"busiest-PE entries per frame (cycles of the sparse products): {t['max_entries_per_pe_per_frame']}",
     ]
+    if report.get("reordered_layers"):
+        lines.append(f"cells reordered to balance the PEs (docs/format.md, 'Cell order'): layer(s) "
+                     f"{', '.join(str(k) for k in report['reordered_layers'])}")
     options = report.get("index_width_options")
     if options:
         own = report["numerics"]["index_bits"]

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from sparselstm.spec.encoded import EncodedModel, LayerInfo, PEImage, Segment
 from sparselstm.sw.format import (cells_of_pe, decode, encode, hex_text, load_encoded, parse_hex, pe_gate_rows,
-                                   segment_entries, write_encoded)
+                                   permute_cells, segment_entries, write_encoded)
 from sparselstm.spec.errors import EncodedModelError, ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables
 from sparselstm.sw.model import random_model
@@ -130,8 +130,10 @@ def test_encode_decode_is_the_identity_and_matches_the_reference_encoder(case):
     qmodel = random_qmodel(rng, **case)
     encoded = encode(qmodel, n_pes)
     assert_same_qmodel(decode(encoded), qmodel)
+    stored = decode(encoded, hardware_order=True)    # the cells as dealt (reordered where that balances)
+    assert_same_qmodel(stored, permute_cells(qmodel, [info.cell_order for info in encoded.layers]))
     for image in encoded.pes:
-        words, pointers = reference_pe_entries(qmodel, n_pes, image.pe)
+        words, pointers = reference_pe_entries(stored, n_pes, image.pe)
         assert image.entries.tolist() == words
         assert image.pointers.tolist() == pointers
         for segment in image.segments:

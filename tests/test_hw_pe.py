@@ -113,7 +113,7 @@ def broadcast_words(layer: QuantizedLayer, x, yprev, m, layer_index=0):
 
 def check_pe(qmodel: QuantizedModel, n_pes: int, pe_index: int, seed: int, stall=0.3, fifo_depth=8):
     layer = qmodel.layers[0]
-    encoded = encode(qmodel, n_pes)
+    encoded = encode(qmodel, n_pes, balance_cells=False)   # ref_pe_accumulators deals cells in model order
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(fifo_depth=fifo_depth))
     rng = np.random.default_rng(seed)
     x = rng.integers(-30000, 30000, layer.input_size) * (rng.random(layer.input_size) < 0.8)

@@ -38,6 +38,13 @@ def register(subparsers) -> None:
                          help="row: as --balanced; none: as --unbalanced; column: moreover every column keeps the "
                               "same number of weights in every PE, so that delta mode, which multiplies only the "
                               "columns sent, stays balanced (docs/compression.md, 'Delta mode')")
+    cells = parser.add_mutually_exclusive_group()
+    cells.add_argument("--balance-cells", dest="balance_cells", action="store_true", default=True,
+                       help="reorder each layer's cells where that lowers the busiest PE's non-zeros, e.g. a "
+                            "model pruned for 16 PEs encoded for 32; the outputs are the same (default; "
+                            "docs/format.md, 'Cell order')")
+    cells.add_argument("--no-balance-cells", dest="balance_cells", action="store_false",
+                       help="keep every layer's cells in the model's order")
     parser.add_argument("--weight-bits", type=int, default=None, metavar="B", help="weight word width (default 12)")
     parser.add_argument("--index-bits", type=int, default=None, metavar="K",
                         help="relative row index width (default 4)")
@@ -84,13 +91,14 @@ def run(args: argparse.Namespace) -> int:
                                  (layer.w_proj is not None for layer in model.layers))
     try:
         balanced = args.balanced if args.balance is None else args.balance != "none"
-        result = compress_and_encode(model, args.pes, density, balanced, numerics, columns=args.balance == "column")
+        result = compress_and_encode(model, args.pes, density, balanced, numerics, columns=args.balance == "column",
+                                     balance_cells=args.balance_cells)
     except ParameterError as error:
         if args.densities is not None and str(error).startswith("densities"):
             raise ParameterError(f"{args.densities}: {error}") from None
         raise
     report = compression_report(result)
-    report["index_width_options"] = index_width_options(result.qmodel, args.pes)
+    report["index_width_options"] = index_width_options(result.qmodel, args.pes, balance_cells=args.balance_cells)
     encoded = result.encoded
     if thresholds is not None:
         encoded = replace(encoded, delta_thresholds=thresholds)

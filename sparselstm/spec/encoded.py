@@ -58,7 +58,9 @@ class Segment:
 
 @dataclass(frozen=True)
 class LayerInfo(GateAlignment):
-    """Sizes and fixed-point parameters of one layer (docs/numerics.md)."""
+    """Sizes and fixed-point parameters of one layer (docs/numerics.md), and its cell order
+    (docs/format.md, "Cell order"): `cell_order[s]` is the model cell held at stored position s, None when
+    the cells are in model order."""
 
     input_size: int
     cell_size: int
@@ -72,6 +74,15 @@ class LayerInfo(GateAlignment):
     fp: int | None
     gate_acc_bits: int
     proj_acc_bits: int | None
+    cell_order: tuple | None = None
+
+    def __post_init__(self):
+        if self.cell_order is not None:
+            order = np.asarray(self.cell_order)
+            if order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(self.cell_size)):
+                raise ParameterError(f"LayerInfo.cell_order: expected a permutation of 0 .. {self.cell_size - 1} "
+                                     f"(the layer's cells), got {order.size} values")
+            object.__setattr__(self, "cell_order", tuple(int(cell) for cell in order))
 
     @property
     def columns(self) -> int:
@@ -79,7 +90,13 @@ class LayerInfo(GateAlignment):
         return self.input_size + self.recurrent_size
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The manifest's layer entry; "cell_order" only when the cells are reordered (older manifests)."""
+        values = asdict(self)
+        if self.cell_order is None:
+            del values["cell_order"]
+        else:
+            values["cell_order"] = list(self.cell_order)
+        return values
 
 
 DELTA_SIDES = ("x", "y", "m")
@@ -208,6 +225,10 @@ class EncodedModel:
             raise ParameterError(f"EncodedModel: missing activation table(s) {missing}")
         object.__setattr__(self, "tables", {name: _frozen(self.tables[name]) for name in TABLE_NAMES})
         object.__setattr__(self, "memories", dict(self.memories))
+        last = self.layers[-1] if self.layers else None
+        if last is not None and last.cell_order is not None and last.proj_size is None:
+            raise ParameterError("EncodedModel: the last layer has no projection, so its cell order is the order "
+                                 "of the model's outputs: it must be null")
         if self.delta_thresholds is not None:
             object.__setattr__(self, "delta_thresholds", check_delta_thresholds(
                 self.delta_thresholds, self.numerics, (layer.proj_size is not None for layer in self.layers)))

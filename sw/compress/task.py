@@ -70,7 +70,7 @@ def golden_lstm_outputs(qmodel, inputs: np.ndarray, progress: bool = False, delt
     if isinstance(qmodel, QuantizedModel):
         words_model, tables = qmodel, None
     elif isinstance(qmodel, EncodedModel):
-        words_model, tables = decode(qmodel), qmodel.tables
+        words_model, tables = decode(qmodel, hardware_order=True), qmodel.tables
     else:
         raise ParameterError(f"expected a QuantizedModel or an EncodedModel, got {type(qmodel).__name__}")
     numerics = words_model.numerics

@@ -11,6 +11,7 @@ from ...spec.encoded import (GATES_MATRIX, GATES_PER_CELL, PEEPHOLES_PER_CELL, P
                              Segment, SegmentEntries)
 from ...spec.errors import EncodedModelError
 from ..quantized import QuantizedLayer, QuantizedModel
+from .cells import inverse_order, permute_cells
 from .rows import memory_file, pe_gate_rows, pe_proj_rows
 
 __all__ = ["decode", "segment_entries"]
@@ -80,8 +81,14 @@ def segment_entries(encoded: EncodedModel, pe: int, layer: int, matrix: str) -> 
     return _walk_segment(encoded, encoded.pes[pe], encoded.pes[pe].segment(layer, matrix))
 
 
-def decode(encoded: EncodedModel) -> QuantizedModel:
-    """The quantised model an encoded model holds (the inverse of `encode`); walks and checks every segment."""
+def decode(encoded: EncodedModel, hardware_order: bool = False) -> QuantizedModel:
+    """The quantised model an encoded model holds (the inverse of `encode`); walks and checks every segment.
+
+    Its cells are in the model's order (each layer's `cell_order` undone); `hardware_order=True` keeps them
+    in the order the PEs hold them: the model the hardware computes, with the same outputs, whose columns
+    are the hardware's (what per-column counts of the golden model must follow)."""
+    if not isinstance(hardware_order, (bool, np.bool_)):
+        raise TypeError(f"decode: hardware_order must be True or False, got {type(hardware_order).__name__}")
     n_pes = encoded.n_pes
     layers = []
     for k, info in enumerate(encoded.layers):
@@ -110,4 +117,8 @@ def decode(encoded: EncodedModel) -> QuantizedModel:
             input_size=info.input_size, cell_size=h, recurrent_size=info.recurrent_size, w_gates=w_gates,
             fw_x=info.fw_x, fw_r=info.fw_r, facc=info.facc, bias=bias, peephole=peephole, fp=info.fp,
             w_proj=w_proj, fw_p=info.fw_p))
-    return QuantizedModel(encoded.numerics, tuple(layers))
+    stored = QuantizedModel(encoded.numerics, tuple(layers))
+    if hardware_order or all(info.cell_order is None for info in encoded.layers):
+        return stored
+    return permute_cells(stored, [None if info.cell_order is None else inverse_order(info.cell_order)
+                                  for info in encoded.layers])

@@ -19,6 +19,7 @@ from ..fixedpoint import activation_tables
 from ..pruning import check_pe_count
 from ..quantize import accumulator_bits
 from ..quantized import QuantizedModel
+from .cells import balanced_cell_orders, permute_cells
 from .rows import cells_of_pe, gate_row_placement, pe_gate_rows, pe_proj_rows, pointer_bits, proj_row_placement
 
 __all__ = ["encode"]
@@ -79,13 +80,18 @@ def _check_range(values: np.ndarray, bits: int, what: str) -> None:
                              f"{bits}-bit word [{low}, {high}]")
 
 
-def encode(qmodel: QuantizedModel, n_pes: int) -> EncodedModel:
-    """Encode a quantised model for `n_pes` PEs (docs/format.md)."""
+def encode(qmodel: QuantizedModel, n_pes: int, balance_cells: bool = True) -> EncodedModel:
+    """Encode a quantised model for `n_pes` PEs (docs/format.md). `balance_cells`: reorder the cells of each
+    layer where that evens out the PEs' loads (docs/format.md, "Cell order"); the outputs are the same."""
     if not isinstance(qmodel, QuantizedModel):
         raise TypeError(f"encode: expected a QuantizedModel, got {type(qmodel).__name__}")
     if isinstance(n_pes, bool) or not isinstance(n_pes, (int, np.integer)):
         raise TypeError(f"encode: the number of PEs must be an integer, got {type(n_pes).__name__}")
+    if not isinstance(balance_cells, (bool, np.bool_)):
+        raise TypeError(f"encode: balance_cells must be True or False, got {type(balance_cells).__name__}")
     n_pes = check_pe_count(n_pes)
+    orders = balanced_cell_orders(qmodel, n_pes) if balance_cells else (None,) * len(qmodel.layers)
+    qmodel = permute_cells(qmodel, orders)    # from here on, the cells in the order the PEs hold them
     numerics = qmodel.numerics
     entry_bits = numerics.weight_bits + numerics.index_bits
     if entry_bits > MAX_ENTRY_BITS:
@@ -103,7 +109,8 @@ def encode(qmodel: QuantizedModel, n_pes: int) -> EncodedModel:
             input_size=q.input_size, cell_size=q.cell_size, proj_size=q.proj_size,
             recurrent_size=q.recurrent_size, peephole=q.has_peephole, fw_x=q.fw_x, fw_r=q.fw_r,
             fw_p=q.fw_p, facc=q.facc, fp=q.fp, gate_acc_bits=int(gate_acc_bits),
-            proj_acc_bits=None if proj_acc_bits is None else int(proj_acc_bits)))
+            proj_acc_bits=None if proj_acc_bits is None else int(proj_acc_bits),
+            cell_order=None if orders[k] is None else tuple(orders[k])))
         placed = [(GATES_MATRIX, _encode_matrix(q.w_gates, *gate_row_placement(q.cell_size, n_pes), n_pes,
                                                 numerics))]
         if q.has_projection:

@@ -19,7 +19,7 @@ from .rows import cells_of_pe, pe_proj_rows
 TOP_KEYS = ("format_version", "producer", "n_pes", "numerics", "layers", "memories", "pes", "files",
             "delta_thresholds")
 LAYER_KEYS = ("input_size", "cell_size", "proj_size", "recurrent_size", "peephole", "fw_x", "fw_r", "fw_p", "facc",
-              "fp", "gate_acc_bits", "proj_acc_bits")
+              "fp", "gate_acc_bits", "proj_acc_bits", "cell_order")
 MEMORY_KEYS = ("entry_bits", "pointer_bits", "bias_bits", "peephole_bits")
 PE_KEYS = ("pe", "cells", "proj_rows", "entry_depth", "pointer_depth", "bias_depth", "peephole_depth", "segments",
            "bias_base", "peephole_base")
@@ -122,7 +122,7 @@ def parse_layer(value, k: int, numerics: Numerics) -> LayerInfo:
         fw_p=keys.int_in("fw_p", FRAC_MIN, FRAC_MAX, nullable=True), facc=keys.get("facc", int),
         fp=keys.int_in("fp", FRAC_MIN, FRAC_MAX, nullable=True),
         gate_acc_bits=keys.int_in("gate_acc_bits", 2, MAX_ENTRY_BITS),
-        proj_acc_bits=keys.int_in("proj_acc_bits", 2, nullable=True))
+        proj_acc_bits=keys.int_in("proj_acc_bits", 2, nullable=True), cell_order=parse_cell_order(keys))
     path = keys.path
     expect(info.recurrent_size, proj_size if proj_size is not None else info.cell_size, f"{path}.recurrent_size",
            " (proj_size, or cell_size)")
@@ -136,6 +136,23 @@ def parse_layer(value, k: int, numerics: Numerics) -> LayerInfo:
     # The products W * x * 2**(FW - fw) land at act_frac + FW fractional bits; the bias is held there too.
     expect(info.facc, numerics.act_frac + info.fw, f"{path}.facc", " (numerics.act_frac + max(fw_x, fw_r))")
     return info
+
+
+def parse_cell_order(keys: Keys) -> tuple | None:
+    """A layer's optional "cell_order" (docs/format.md, "Cell order"): absent or null (manifests from before
+    it, or cells in model order) is None; else a permutation of the layer's cells."""
+    if keys.value.get("cell_order") is None:
+        return None
+    cell_size = keys.int_in("cell_size", 1)
+    order = keys.int_list("cell_order", cell_size)
+    seen = set()
+    for position, cell in enumerate(order):
+        if not 0 <= cell < cell_size or cell in seen:
+            why = "repeats an earlier position's cell" if cell in seen else f"is not a cell 0 .. {cell_size - 1}"
+            raise EncodedModelError(f"{MANIFEST}: key {keys.name('cell_order')!r}: expected a permutation of the "
+                                    f"{cell_size} cells, but position {position} holds {cell}, which {why}")
+        seen.add(cell)
+    return tuple(order)
 
 
 def parse_memories(top: Keys, numerics: Numerics, layers: tuple) -> dict:

@@ -127,6 +127,9 @@ def load_encoded(outdir) -> EncodedModel:
     for k in range(1, len(layers)):
         expect(layers[k].input_size, layers[k - 1].recurrent_size, f"layers[{k}].input_size",
                f" (layer {k - 1}'s recurrent_size)")
+    if layers[-1].cell_order is not None and layers[-1].proj_size is None:
+        raise EncodedModelError(f"{MANIFEST}: key 'layers[{len(layers) - 1}].cell_order': expected null: the "
+                                f"last layer has no projection, so its cells are in the order of the outputs")
     memories = parse_memories(top, numerics, layers)
     delta_thresholds = parse_delta_thresholds(top, numerics, layers)
     widths = {"entries": (memories["entry_bits"], False), "pointers": (memories["pointer_bits"], False),
