@@ -1,0 +1,71 @@
+"""Interleaved independent streams (HardwareParams.streams) in the Amaranth simulator, word for word
+against sw.golden run on each stream's sequence on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.spec.errors import ParameterError
+from sparselstm.sw.golden import golden_forward_encoded
+
+from test_hw_accelerator import encoded_model, input_frames, rtl_forward
+
+
+def check_streams(encoded, streams, frames_per_stream=3, restarts=(), in_stall=0.0, out_stall=0.0, seed=0,
+                  lanes=None):
+    """Stream s gets its own input sequence (a restart at each (stream, frame) in `restarts`); frame k of
+    the accelerator's input is frame k // streams of stream k % streams."""
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(streams=streams, lanes=lanes))
+    x_streams, expected_streams, start_streams = [], [], []
+    for s in range(streams):
+        x_q = input_frames(encoded, frames_per_stream, seed=seed * 31 + s)
+        starts = np.zeros(frames_per_stream, dtype=bool)
+        starts[0] = True
+        for stream, frame in restarts:
+            if stream == s:
+                starts[frame] = True
+        x_streams.append(x_q)
+        start_streams.append(starts)
+        expected_streams.append(golden_forward_encoded(encoded, x_q, sequence_starts=starts))
+    interleave = lambda per_stream: np.stack(per_stream, axis=1).reshape(-1, *per_stream[0].shape[1:])
+    got, status = rtl_forward(design, interleave(x_streams), interleave(start_streams), in_stall, out_stall, seed)
+    expected = interleave(expected_streams)
+    mismatches = np.argwhere(got != expected)
+    assert mismatches.size == 0, (f"{len(mismatches)} words differ, first at (frame, index) "
+                                  f"{tuple(mismatches[0])}: got {got[tuple(mismatches[0])]}, "
+                                  f"expected {expected[tuple(mismatches[0])]}")
+    assert status["frames_done"] == frames_per_stream * streams
+    assert status["busy"] == 0
+    return status
+
+
+@pytest.mark.parametrize("streams", [2, 3])
+def test_streams_with_projection_and_peepholes(streams):
+    encoded = encoded_model(6, 20, 8, density=0.4, n_pes=4, seed=20 + streams)
+    check_streams(encoded, streams, frames_per_stream=3, restarts=[(1, 2)], in_stall=0.2, out_stall=0.3,
+                  seed=streams)
+
+
+def test_two_streams_two_lanes_no_stalls():
+    encoded = encoded_model(8, 24, 10, density=0.3, n_pes=4, seed=31)
+    check_streams(encoded, 2, frames_per_stream=4, lanes=2, seed=5)
+
+
+def test_two_streams_without_projection():
+    encoded = encoded_model(5, 14, None, peephole=False, density=0.5, n_pes=2, seed=32)
+    check_streams(encoded, 2, frames_per_stream=3, restarts=[(0, 1)], in_stall=0.3, out_stall=0.5, seed=6)
+
+
+def test_three_streams_two_layers():
+    encoded = encoded_model(6, 16, 8, layers=2, density=0.4, n_pes=2, seed=33)
+    check_streams(encoded, 3, frames_per_stream=3, restarts=[(2, 1)], in_stall=0.2, out_stall=0.2, seed=7)
+
+
+def test_streams_are_validated():
+    with pytest.raises(ParameterError):
+        HardwareParams(streams=0)
+    with pytest.raises(TypeError):
+        HardwareParams(streams=2.0)
