@@ -335,6 +335,7 @@ class ElementwiseUnit(wiring.Component):
         ]
 
         # ---- combinational ----------------------------------------------------------------------------------
+        stream_base = self.stream * self.cell_depth if self.streams > 1 else None
         in_flight = [valid[s] & (layer[s] == payload.layer) & (cell[s] == payload.cell)
                      for s in range(1, self.WRITE_STAGE + 1)]
         m.d.comb += [
@@ -343,8 +344,9 @@ class ElementwiseUnit(wiring.Component):
             hazard.eq(~payload.first_frame & reduce(operator.or_, in_flight)),
             self.i.ready.eq(advance & ~hazard),
             accepted.eq(self.i.valid & ~hazard),
-            address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell
-                         + (self.stream * self.cell_depth if self.streams > 1 else 0)),
+            address_0.eq(stream_base + per_layer(payload.layer, lambda index, _: self.cell_bases[index])
+                         + payload.cell if self.streams > 1 else
+                         per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),
             c_read.en.eq(advance),
             c_write.addr.eq(address[self.WRITE_STAGE]),

@@ -212,15 +212,15 @@ class Scheduler(wiring.Component):
 
         streams = design.streams
         # with streams, the next frame's recurrent words follow its input words in the last layer
-        next_input = ~input_engine.complete if streams > 1 else Const(1)
+        input_next = is_last_layer & ~input_engine.complete if streams > 1 else is_last_layer
 
         def send_secondary():
             # what else may be broadcast during an element-wise pass
-            with m.If(is_last_layer & next_input):
+            with m.If(input_next):
                 m.d.comb += send(input_engine.o)
             with m.Else():
                 m.d.comb += send(y_reader.o)
-        secondary_valid = Mux(is_last_layer & next_input, input_engine.o.valid, y_reader.o.valid)
+        secondary_valid = Mux(input_next, input_engine.o.valid, y_reader.o.valid)
 
         stream_now = Signal(range(streams))   # stream of the current frame
         stream_next = Mux(stream_now == streams - 1, 0, stream_now + 1)
