@@ -6,10 +6,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
+from sparselstm.sim.frames import interleave_order
 from sparselstm.spec.errors import ParameterError
+from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.golden import golden_forward_encoded
+from sparselstm.sw.model import random_model
+from sparselstm.sw.pipeline import compress_and_encode
 
 from test_hw_accelerator import encoded_model, input_frames, rtl_forward
 
@@ -69,3 +74,29 @@ def test_streams_are_validated():
         HardwareParams(streams=0)
     with pytest.raises(TypeError):
         HardwareParams(streams=2.0)
+
+
+@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 4), (7, 16, 6, 2, 2)])
+def test_cycle_model_predicts_simulated_cycles_with_two_streams(shape):
+    input_size, cells, proj, layers, n_pes = shape
+    encoded = compress_and_encode(random_model(input_size, cells, proj, num_layers=layers, seed=1), n_pes,
+                                  0.2).encoded
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(streams=2))
+    rng = np.random.default_rng(1)
+    frames = 8
+    # no zero activations in x (the model assumes none are skipped)
+    x_q, _ = quantize_input(rng.uniform(0.5, 2.0, (frames, input_size)) * rng.choice([-1, 1], (frames, input_size)),
+                            encoded.numerics)
+    starts = np.arange(frames) < 2
+    _, status = rtl_forward(design, x_q, starts, record_frame_cycles=True)
+    marks = status["frame_cycles"]
+    steady = (marks[6] - marks[2]) / 4
+    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.05)
+
+
+def test_interleave_order_takes_sequences_in_turn():
+    order = interleave_order((4, 3), 2)
+    # sequences 0 and 1 in turn, then 2 and 3; frame t of sequence b is index b * 3 + t
+    assert order.tolist() == [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11]
+    with pytest.raises(ValueError, match="multiple of 2"):
+        interleave_order((3, 5), 2)
