@@ -3,15 +3,20 @@ against sw.golden run on each stream's sequence on its own."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from sparselstm.cli import main
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.verilog import TOP_NAME
 from sparselstm.sim.frames import interleave_order
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import quantize_input
+from sparselstm.sw.format import write_encoded
 from sparselstm.sw.golden import golden_forward_encoded
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
@@ -100,3 +105,24 @@ def test_interleave_order_takes_sequences_in_turn():
     assert order.tolist() == [0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11]
     with pytest.raises(ValueError, match="multiple of 2"):
         interleave_order((3, 5), 2)
+
+
+def test_delta_mode_takes_one_stream():
+    from test_hw_delta import with_thresholds
+
+    encoded = with_thresholds(encoded_model(6, 12, 4, n_pes=2, seed=34), 0, 0, 0)
+    AcceleratorDesign.from_encoded(encoded, HardwareParams(streams=1))
+    with pytest.raises(ParameterError, match="one stream"):
+        AcceleratorDesign.from_encoded(encoded, HardwareParams(streams=2))
+
+
+def test_cli_verilog_records_streams_and_lints_clean(tmp_path):
+    from test_verilog import _lint, small_encoded
+
+    encoded_dir, outdir = tmp_path / "enc", tmp_path / "out"
+    write_encoded(small_encoded(n_pes=2, layers=2), encoded_dir)
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--streams", "3"]) == 0
+    info = json.loads((outdir / f"{TOP_NAME}.json").read_text())
+    assert info["hardware_params"]["streams"] == 3
+    _lint(outdir / f"{TOP_NAME}.v")
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--streams", "0"]) == 1
