@@ -370,7 +370,7 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
     at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
     output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`. A
     design with several streams (its sidecar's hardware_params) takes B sequences S at a time, frames
-    interleaved (sim.frames.interleave_order); frame indices in the result's mismatches are in that order.
+    interleaved (sim.frames.interleave_order); the result's first mismatch names the frame's input position.
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
     `harness`: "auto" (default), "native", "hdl" or "python", see `run_stream_sim`.
@@ -393,6 +393,8 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
     result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
                             waves=waves, stall_in=stall_in, stall_out=stall_out, seed=seed,
                             first_noise=first_noise, progress=progress, harness=harness)
+    if streams > 1 and result.first_mismatch:    # named by its place in the input
+        result.first_mismatch["frame"] = int(order[result.first_mismatch["frame"]])
     if result.outputs.shape[0] == frames.shape[0]:
         if streams > 1:
             for name in ("outputs", "expected"):
