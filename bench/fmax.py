@@ -111,6 +111,7 @@ def main(argv=None) -> int:
     source.add_argument("--pes", type=int, default=8, help="re-encode the shipped words model for N PEs (default 8)")
     parser.add_argument("--index-bits", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--streams", type=int, default=1, help="interleaved streams (hardware parameter, default 1)")
     parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
     parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
@@ -130,8 +131,8 @@ def main(argv=None) -> int:
             subprocess.run([python, "-m", "sparselstm", "encode", SHIPPED_MODEL, "-o", encoded, "--pes",
                             str(args.pes), "--density", "1.0", "--index-bits", str(args.index_bits)],
                            check=True, stdout=subprocess.DEVNULL)
-        subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog")],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog"),
+                        "--streams", str(args.streams)], check=True, stdout=subprocess.DEVNULL)
         verilog = (out / "verilog" / f"{TOP}.v").read_text()
         (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))
         script = (f"read_verilog verilog/{TOP}.v wrapper.v; "

@@ -122,6 +122,8 @@ class Accelerator(wiring.Component):
         wiring.connect(m, cell_reader.o, cell_slice.i)
         wiring.connect(m, cell_slice.o, elementwise.i)
         wiring.connect(m, elementwise.o, m_slice.i)
+        if design.streams > 1:
+            m.d.comb += elementwise.stream.eq(scheduler.stream)
         wiring.connect(m, m_slice.o, scheduler.m)
         for p, pe in enumerate(pes):
             if unpackers:

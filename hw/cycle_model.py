@@ -14,6 +14,10 @@ always valid and the output stream always ready. `steady_state` is the period of
 continue a sequence (recurrent columns broadcast); `first_frame` the latency of one frame on its own that
 starts a sequence (recurrent columns skipped).
 
+Streams (`design.streams` > 1, docs/architecture.md, *Streams*): the next frame belongs to another stream,
+so its recurrent columns follow its input columns at once instead of the projection readout, and the next
+frame's DRAIN_G waits for the end of that readout instead.
+
 Delta mode (`column_share`, docs/architecture.md): each column's entries are weighted by the share of
 frames in which it is sent (e.g. from sw.golden's delta counts), and with a single layer the next frame's
 input waits for the end of the element-wise pass.
@@ -84,6 +88,7 @@ class _Stream:
     offered, and optionally a gate: a function of the other streams' completion that opens it."""
 
     def __init__(self, work: np.ndarray, available=None, opens_after=None, drop_empty=False):
+        # `done` (see _simulate) also holds ("sent", k): the cycle stream k's last column was broadcast
         self.work = work
         self.drop_empty = drop_empty        # a PE never sees a column without entries (LaneUnpacker)
         self.available = available
@@ -141,6 +146,8 @@ def _simulate(streams: list[_Stream], fifo_depth: int, fifo_latency: int = FIFO_
                     queues[p].append((int(stream.work[p, stream.sent]), cycle + fifo_latency, chosen))
             stream.sent += 1
             last_stream = chosen
+            if stream.sent == stream.work.shape[1]:
+                done[("sent", chosen)] = cycle
         for p in range(n_pes):
             if remaining[p] > 0:
                 remaining[p] -= 1
@@ -214,7 +221,12 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             x_index = len(streams)
             after = np.full(layers[0].input_size, last_m) if input_after_pass else None
             streams.append(_Stream(work[(0, PHASE_X)], after))
-            if recurrent_next:
+            if recurrent_next and design.streams > 1:
+                def opens(done):   # the y reader starts once the input is in, its first word 3 cycles on
+                    sent = done.get(("sent", x_index))
+                    return None if sent is None else sent + 2 + READER_LATENCY + Y_READER_EXTRA
+                streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
+            elif recurrent_next:
                 def opens(done):
                     started = readout_started(done)
                     return (None if x_index not in done or started is None
@@ -222,6 +234,9 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
         end = _simulate(streams, depth, latency) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
+        if has_proj and recurrent_next and design.streams > 1:
+            # nothing follows the readout: the next frame's DRAIN_G waits for its last word
+            proj_end += info.proj_size + PROJ_READ_LATENCY
         return max(end, proj_end, last_m) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
@@ -231,6 +246,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
         steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)
+        steady += int(design.streams > 1)   # with streams R_SETUP passes through R_READ, a cycle
     steady += STATE_OVERHEAD + STATUS_LATENCY  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
 
     # latency of a lone frame that starts a sequence: no recurrent columns, nothing to overlap with, up to

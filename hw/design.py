@@ -184,6 +184,10 @@ class AcceleratorDesign:
 
     # ---- derived sizes -------------------------------------------------------------------------------
     @property
+    def streams(self) -> int:
+        return self.params.streams
+
+    @property
     def n_layers(self) -> int:
         return len(self.layers)
 
@@ -353,6 +357,9 @@ class AcceleratorDesign:
         if delta is not None and params.lanes not in (None, 1):
             # the delta filter compares one column per word; lane groups pack several m words in one
             raise ParameterError(f"delta mode runs with one element-wise lane, not lanes = {params.lanes}")
+        if delta is not None and params.streams != 1:
+            # the delta filter's last-sent values would be per stream: one copy of them exists
+            raise ParameterError(f"delta mode runs with one stream, not streams = {params.streams}")
 
         pes = tuple(cls._pe_design(encoded, image, layers, params, double_buffered=delta is None)
                     for image in encoded.pes)

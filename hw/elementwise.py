@@ -117,6 +117,8 @@ class ElementwiseUnit(wiring.Component):
         Width of the gate accumulators on `i`.
     layer_bits, cell_index_bits : int or None
         Widths of the `layer` and `cell` fields (None: the narrowest that fits).
+    streams : int
+        Independent sequences with a cell state each (stream s at `s * cell_depth`).
     `ElementwiseUnit.from_design(design)` takes all of these from an AcceleratorDesign.
 
     Attributes
@@ -126,6 +128,9 @@ class ElementwiseUnit(wiring.Component):
         `first_frame` (the frame starts a sequence: c_prev = 0).
     o : Out(stream.Signature(elementwise_out_layout(unit_bits, layer_bits, cell_index_bits)))
         `layer`, `cell` as given, `m` (unit_bits, unit_frac).
+    stream : In(range(streams))
+        With more than one stream only: whose cell state the items on `i` use. It may change only while no
+        item is in the unit (the scheduler changes it between frames).
     """
 
     LATENCY = 21
@@ -137,7 +142,7 @@ class ElementwiseUnit(wiring.Component):
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
 
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
-                 layer_bits: int | None = None, cell_index_bits: int | None = None):
+                 layer_bits: int | None = None, cell_index_bits: int | None = None, streams: int = 1):
         if not isinstance(numerics, Numerics):
             raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
         layers = tuple(layers)
@@ -162,6 +167,10 @@ class ElementwiseUnit(wiring.Component):
         if cell_index_bits < needed_cell_bits:
             raise ValueError(f"cell_index_bits must be an integer >= {needed_cell_bits} for "
                              f"{max(layer.cell_size for layer in layers)} cells, got {cell_index_bits!r}")
+        if not _is_int(streams):
+            raise TypeError(f"streams must be an integer, got {streams!r}")
+        if streams < 1:
+            raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
         for function in ("sigmoid", "tanh"):
             checked_table(tables, function, numerics)   # fail here, not at elaboration
 
@@ -171,10 +180,12 @@ class ElementwiseUnit(wiring.Component):
         self.acc_bits = acc_bits
         self.layer_bits = layer_bits
         self.cell_index_bits = cell_index_bits
+        self.streams = streams
         super().__init__({
             "i": In(stream.Signature(elementwise_in_layout(acc_bits, numerics.peephole_bits, layer_bits,
                                                            cell_index_bits))),
             "o": Out(stream.Signature(elementwise_out_layout(numerics.unit_bits, layer_bits, cell_index_bits))),
+            **({"stream": In(range(streams))} if streams > 1 else {}),
         })
 
     @classmethod
@@ -183,7 +194,7 @@ class ElementwiseUnit(wiring.Component):
         layers = tuple(ElementwiseLayer(cell_size=int(info.cell_size), facc=int(info.facc),
                                         fp=int(info.fp) if info.peephole else None) for info in design.layers)
         return cls(design.numerics, design.tables, layers, acc_bits=design.acc_bits,
-                   layer_bits=design.layer_bits, cell_index_bits=design.cell_index_bits)
+                   layer_bits=design.layer_bits, cell_index_bits=design.cell_index_bits, streams=design.streams)
 
     @property
     def cell_bases(self) -> tuple[int, ...]:
@@ -209,7 +220,8 @@ class ElementwiseUnit(wiring.Component):
         # ---- submodules: the activation datapaths (lanes share a ROM) and the cell state ----------------
         m.submodules.sigmoid = sigmoid = ActivationPipeline("sigmoid", n, self.tables, lanes=3)   # i, f, o
         m.submodules.tanh = tanh = ActivationPipeline("tanh", n, self.tables, lanes=2)            # g, tc
-        m.submodules.cell_state = cell_state = Memory(shape=signed(n.cell_bits), depth=self.cell_depth, init=[])
+        m.submodules.cell_state = cell_state = Memory(shape=signed(n.cell_bits), depth=self.streams * self.cell_depth,
+                                                    init=[])
         c_read = cell_state.read_port()
         c_write = cell_state.write_port()
 
@@ -323,6 +335,7 @@ class ElementwiseUnit(wiring.Component):
         ]
 
         # ---- combinational ----------------------------------------------------------------------------------
+        stream_base = self.stream * self.cell_depth if self.streams > 1 else None
         in_flight = [valid[s] & (layer[s] == payload.layer) & (cell[s] == payload.cell)
                      for s in range(1, self.WRITE_STAGE + 1)]
         m.d.comb += [
@@ -331,7 +344,9 @@ class ElementwiseUnit(wiring.Component):
             hazard.eq(~payload.first_frame & reduce(operator.or_, in_flight)),
             self.i.ready.eq(advance & ~hazard),
             accepted.eq(self.i.valid & ~hazard),
-            address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
+            address_0.eq(stream_base + per_layer(payload.layer, lambda index, _: self.cell_bases[index])
+                         + payload.cell if self.streams > 1 else
+                         per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),
             c_read.en.eq(advance),
             c_write.addr.eq(address[self.WRITE_STAGE]),

@@ -281,17 +281,20 @@ class YReadCommandSignature(wiring.Signature):
     """Start of the YReader, seen from the scheduler.
 
     `start` (a pulse, only while not `busy`): broadcast every word of `layer`'s y as columns of phase
-    `phase`, accumulator copy `buffer`; `busy` until the last word has been taken.
+    `phase`, accumulator copy `buffer`; `busy` until the last word has been taken. With more than one
+    stream also the `stream` whose y is read.
     """
 
     def __init__(self, design: AcceleratorDesign):
         _check_design(design)
+        streams = {"stream": Out(range(design.streams))} if design.streams > 1 else {}
         super().__init__({
             "start": Out(1),
             "layer": Out(design.layer_bits),
             "phase": Out(design.phase_bits),
             "buffer": Out(1),
             "busy": In(1),
+            **streams,
         })
 
 

@@ -48,6 +48,8 @@ class LaneElementwise(wiring.Component):
         Number of lanes (>= 1).
     layer_bits, group_bits : int or None
         Widths of the `layer` and `group` fields (None: the narrowest that fits).
+    streams : int
+        Independent sequences, a cell state each (ElementwiseUnit).
     `LaneElementwise.from_design(design)` takes all of these from an AcceleratorDesign.
 
     Attributes
@@ -55,12 +57,14 @@ class LaneElementwise(wiring.Component):
     i : In(stream.Signature(elementwise_group_in_layout(acc_bits, peephole_bits, layer_bits, group_bits, lanes)))
     o : Out(stream.Signature(elementwise_group_out_layout(unit_bits, layer_bits, group_bits, lanes)))
         `layer` and `group` as given, `m[k]` of cell `lanes * group + k`.
+    stream : In(range(streams))
+        With more than one stream only: as ElementwiseUnit.stream, for every lane.
     """
 
     LATENCY = ElementwiseUnit.LATENCY
 
     def __init__(self, numerics, tables, layers, *, acc_bits: int, lanes: int, layer_bits: int | None = None,
-                 group_bits: int | None = None):
+                 group_bits: int | None = None, streams: int = 1):
         if not isinstance(lanes, int) or isinstance(lanes, bool):
             raise TypeError(f"lanes must be an integer, got {type(lanes).__name__}")
         if lanes < 1:
@@ -72,13 +76,14 @@ class LaneElementwise(wiring.Component):
         # every lane holds one slot per group of every layer
         lane_layers = tuple(ElementwiseLayer(-(-layer.cell_size // lanes), layer.facc, layer.fp) for layer in layers)
         self._units = [ElementwiseUnit(numerics, tables, lane_layers, acc_bits=acc_bits, layer_bits=layer_bits,
-                                       cell_index_bits=group_bits) for _ in range(lanes)]
+                                       cell_index_bits=group_bits, streams=streams) for _ in range(lanes)]
         unit = self._units[0]
         super().__init__({
             "i": In(stream.Signature(elementwise_group_in_layout(acc_bits, numerics.peephole_bits, unit.layer_bits,
                                                                  unit.cell_index_bits, lanes))),
             "o": Out(stream.Signature(elementwise_group_out_layout(numerics.unit_bits, unit.layer_bits,
                                                                    unit.cell_index_bits, lanes))),
+            **({"stream": In(range(streams))} if streams > 1 else {}),
         })
 
     @classmethod
@@ -86,7 +91,7 @@ class LaneElementwise(wiring.Component):
         layers = tuple(ElementwiseLayer(cell_size=int(info.cell_size), facc=int(info.facc),
                                         fp=int(info.fp) if info.peephole else None) for info in design.layers)
         return cls(design.numerics, design.tables, layers, acc_bits=design.acc_bits, lanes=design.lanes,
-                   layer_bits=design.layer_bits, group_bits=design.group_bits)
+                   layer_bits=design.layer_bits, group_bits=design.group_bits, streams=design.streams)
 
     def elaborate(self, platform):
         m = Module()
@@ -106,6 +111,8 @@ class LaneElementwise(wiring.Component):
                 unit.o.ready.eq(self.o.ready),
                 self.o.payload.m[k].eq(unit.o.payload.m),
             ]
+            if unit.streams > 1:
+                m.d.comb += unit.stream.eq(self.stream)
         first = self._units[0]
         m.d.comb += [
             all_ready.eq(reduce(operator.and_, ready_terms)),

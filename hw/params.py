@@ -10,9 +10,10 @@ from dataclasses import asdict, dataclass
 
 from ..spec.errors import ParameterError
 
-__all__ = ["HardwareParams", "MAX_LANES"]
+__all__ = ["HardwareParams", "MAX_LANES", "MAX_STREAMS"]
 
 MAX_LANES = 64
+MAX_STREAMS = 64
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,10 @@ class HardwareParams:
                      words per broadcast word); None = the design picks the smallest count with which the
                      element-wise pass does not bound the frame (hw/cycle_model.py, `default_lanes`). At most
                      the number of PEs, which it must divide (checked by AcceleratorDesign.from_encoded).
+    streams:         interleaved independent sequences (utterances): frame k on the input belongs to stream
+                     k mod streams, each stream has its own cell state and y; one stream's element-wise pass
+                     overlaps the next stream's recurrent products (docs/architecture.md, *Streams*). Not
+                     with delta mode (checked by AcceleratorDesign.from_encoded).
     """
 
     fifo_depth: int = 8
@@ -40,6 +45,7 @@ class HardwareParams:
     counter_bits: int = 32
     cycle_counter_bits: int = 48
     lanes: int | None = None
+    streams: int = 1
 
     def __post_init__(self):
         def check_int(name, value, low, high):
@@ -58,6 +64,7 @@ class HardwareParams:
             check_int("lanes", self.lanes, 1, MAX_LANES)
             if self.lanes & (self.lanes - 1):
                 raise ParameterError(f"HardwareParams.lanes must be a power of two, got {self.lanes!r}")
+        check_int("streams", self.streams, 1, MAX_STREAMS)
 
     def to_dict(self) -> dict:
         return asdict(self)

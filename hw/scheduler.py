@@ -19,6 +19,11 @@ Per frame, for each layer l (docs/architecture.md has the timeline):
     DRAIN_P   (projection) wait until no proj word is held, queued or in flight; start the ProjReader
     LAYER_END next layer, or for the last layer: hand the frame to the output streamer, next frame
 
+Streams (docs/architecture.md, *Streams*): frame k belongs to stream k mod `streams`; the y memory and
+the cell state have a part per stream (`stream` selects it). The next frame is another stream's, so in the
+last layer's EW, DRAIN_P and LAYER_END its recurrent words (that stream's y, written long before) follow
+its input words into the other copy of layer 0's accumulators, and its R_READ only finishes them.
+
 Delta mode (docs/architecture.md): the words go through a DeltaFilter, with `restart` telling it whether
 the word's frame starts a sequence; R_READ is not skipped at a sequence start (the filter takes back the
 recurrent columns sent in the old sequence), and with a single layer the next frame's input waits for the
@@ -76,6 +81,8 @@ class Scheduler(wiring.Component):
         the OR of every PE's flag spans the chip). The drains allow for the cycle: see `pipeline_idle`.
     bcast_busy : In(1)
         The broadcaster (or the delta filter in front of it) holds a word.
+    stream : Out(range(design.streams))
+        With more than one stream only: the stream of the current frame (element-wise lanes, y memory).
     restart : Out(1)
         Delta mode only: the word on `bcast` belongs to a frame that starts a sequence.
     busy : Out(1)
@@ -108,6 +115,8 @@ class Scheduler(wiring.Component):
         }
         if design.delta_mode:
             members["restart"] = Out(1)
+        if design.streams > 1:
+            members["stream"] = Out(range(design.streams))
         if self._has_proj:
             members["proj"] = Out(ReadoutCommandSignature(design, cell_readout=False))
             members["y"] = In(stream.Signature(y_word_layout(design), always_ready=True))
@@ -201,17 +210,37 @@ class Scheduler(wiring.Component):
             for k in range(lanes):
                 m.d.comb += m_word.value[k].eq((self.m.payload.m[k] != 0) & (first_cell + k < cell_sizes[layer]))
 
+        streams = design.streams
+        # with streams, the next frame's recurrent words follow its input words in the last layer
+        input_next = is_last_layer & ~input_engine.complete if streams > 1 else is_last_layer
+
         def send_secondary():
             # what else may be broadcast during an element-wise pass
-            with m.If(is_last_layer):
+            with m.If(input_next):
                 m.d.comb += send(input_engine.o)
             with m.Else():
                 m.d.comb += send(y_reader.o)
-        secondary_valid = Mux(is_last_layer, input_engine.o.valid, y_reader.o.valid)
+        secondary_valid = Mux(input_next, input_engine.o.valid, y_reader.o.valid)
 
-        def start_y_reader(layer_read, phase, buffer=0):
+        stream_now = Signal(range(streams))   # stream of the current frame
+        stream_next = Mux(stream_now == streams - 1, 0, stream_now + 1)
+
+        def start_y_reader(layer_read, phase, buffer=0, stream_read=stream_now):
             m.d.comb += [y_reader.command.start.eq(1), y_reader.command.layer.eq(layer_read),
                          y_reader.command.phase.eq(phase), y_reader.command.buffer.eq(buffer)]
+            if streams > 1:
+                m.d.comb += y_reader.command.stream.eq(stream_read)
+
+        def prefetch_recurrent():
+            # the next frame's input is in and it continues its sequence: its yprev may be sent now
+            if streams > 1:
+                with m.If(is_last_layer & input_engine.complete & ~seq_start & ~recurrent_ahead
+                          & ~y_reader.command.busy):
+                    start_y_reader(0, PHASE_R, buffer=~frame_parity, stream_read=stream_next)
+                    m.d.sync += recurrent_ahead.eq(1)
+
+        if streams > 1:
+            m.d.comb += [self.stream.eq(stream_now), y_reader.stream.eq(stream_now)]
 
         # ---- status ----------------------------------------------------------------------------------------
         m.d.comb += [
@@ -265,12 +294,22 @@ class Scheduler(wiring.Component):
                     m.next = "R_SETUP"
 
             with m.State("R_SETUP"):
-                with m.If(recurrent_ahead if delta else seq_start | recurrent_ahead):
-                    m.d.sync += recurrent_ahead.eq(0)
-                    m.next = "DRAIN_G"
-                with m.Else():
-                    start_y_reader(layer, phase_x + PHASE_R, buffer=frame_parity)
-                    m.next = "R_READ"
+                if streams > 1:   # the words sent ahead may not be all out yet: R_READ waits for them
+                    with m.If(recurrent_ahead):
+                        m.d.sync += recurrent_ahead.eq(0)
+                        m.next = "R_READ"
+                    with m.Elif(seq_start):
+                        m.next = "DRAIN_G"
+                    with m.Else():
+                        start_y_reader(layer, phase_x + PHASE_R, buffer=frame_parity)
+                        m.next = "R_READ"
+                else:
+                    with m.If(recurrent_ahead if delta else seq_start | recurrent_ahead):
+                        m.d.sync += recurrent_ahead.eq(0)
+                        m.next = "DRAIN_G"
+                    with m.Else():
+                        start_y_reader(layer, phase_x + PHASE_R, buffer=frame_parity)
+                        m.next = "R_READ"
 
             with m.State("R_READ"):
                 m.d.comb += send(y_reader.o)
@@ -301,6 +340,7 @@ class Scheduler(wiring.Component):
                 # (delta mode, one layer: this pass reads the only copy of the accumulators the input adds to)
                 prefetch = 0 if delta and n_layers == 1 else is_last_layer
                 m.d.comb += [input_engine.enable.eq(prefetch), input_engine.buffer.eq(~frame_parity)]
+                prefetch_recurrent()
                 with m.If(has_proj[layer]):
                     with m.If(self.m.valid & ~(prefer_input & secondary_valid)):
                         m.d.comb += [m_sent.eq(self.bcast.ready), self.bcast.valid.eq(1),
@@ -327,6 +367,7 @@ class Scheduler(wiring.Component):
                 # wait for the proj words only; the next frame's input keeps flowing meanwhile
                 m.d.comb += [input_engine.enable.eq(is_last_layer), input_engine.buffer.eq(~frame_parity)]
                 send_secondary()
+                prefetch_recurrent()
                 if self._has_proj:
                     with m.If(proj_words_gone & ~proj_busy & ~(is_last_layer & output_busy)):
                         m.d.comb += self.proj.start.eq(1)
@@ -335,12 +376,15 @@ class Scheduler(wiring.Component):
             with m.State("LAYER_END"):
                 m.d.comb += [input_engine.enable.eq(is_last_layer), input_engine.buffer.eq(~frame_parity)]
                 send_secondary()
+                prefetch_recurrent()
                 with m.If(is_last_layer):
                     with m.If(has_proj[layer]):
                         m.d.sync += out_pending.eq(1)
                     with m.Else():
                         m.d.comb += output_streamer.start.eq(1)
                     m.d.sync += [layer.eq(0), frame_parity.eq(~frame_parity)]
+                    if streams > 1:
+                        m.d.sync += stream_now.eq(stream_next)
                     # the next frame is active at once if its input already started flowing in
                     m.d.sync += frame_active.eq(input_engine.started)
                 with m.Else():

@@ -6,6 +6,10 @@ output narrowed to y for a layer without projection). On `command.start` the rea
 layer's y as the columns of one phase, two cycles after the read is issued: the block RAM's output goes
 into a register of its own before the broadcaster's source multiplexer (it is slow to leave the RAM).
 
+With several streams (docs/architecture.md, *Streams*) every stream has its own copy of every layer's y,
+stream s at `s * design.y_depth`; words on `write` belong to the stream of the running proj readout (the
+stream of the frame when it started), or, without one, to the scheduler's current `stream`.
+
 The reader never overtakes a running proj readout (`readout`): while a layer's y words are being written it
 reads only the ones already written (it follows one word behind), so the next layer and the next frame
 start without waiting for the whole readout.
@@ -13,7 +17,7 @@ start without waiting for the whole readout.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -41,6 +45,8 @@ class YReader(wiring.Component):
         Start sending a layer's y as the columns of a phase; `busy` until the last word is taken.
     o : Out(stream.Signature(design_broadcast_layout(design)))
         Column c = y_layer[c], in order, with the commanded phase and accumulator copy.
+    stream : In(range(design.streams))
+        With more than one stream only: the stream of the frame the scheduler runs.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -52,6 +58,7 @@ class YReader(wiring.Component):
             "readout": In(ReadoutStatusSignature(design)),
             "command": In(YReadCommandSignature(design)),
             "o": Out(stream.Signature(design_broadcast_layout(design))),
+            **({"stream": In(range(design.streams))} if design.streams > 1 else {}),
         })
 
     def elaborate(self, platform):
@@ -59,13 +66,13 @@ class YReader(wiring.Component):
         m = Module()
 
         m.submodules.y_memory = y_memory = Memory(
-            shape=signed(design.act_bits), depth=memory_depth(design.y_depth), init=[])
+            shape=signed(design.act_bits), depth=memory_depth(design.streams * design.y_depth), init=[])
         read_port = y_memory.read_port()
         write_port = y_memory.write_port()
 
         widest = max(layer.recurrent_size for layer in design.layers)
         size_bits = bits_for(widest)
-        address_bits = bits_for(design.y_depth)
+        address_bits = bits_for(design.streams * design.y_depth)
         y_bases = Array(Const(base, address_bits) for base in design.y_bases)
         y_sizes = Array(Const(layer.recurrent_size, size_bits) for layer in design.layers)
 
@@ -86,12 +93,23 @@ class YReader(wiring.Component):
         readout_layer = Signal.like(self.readout.layer)
         written = Signal(size_bits + 1)
         allowed = ~self.readout.busy | (layer != readout_layer) | (index < written)
+        write_address = y_bases[self.write.payload.layer] + self.write.payload.index
+        if design.streams > 1:
+            readout_stream = Signal.like(self.stream)
+            read_stream = Signal.like(self.stream)
+            with m.If(self.readout.start):
+                m.d.sync += readout_stream.eq(self.stream)
+            with m.If(self.command.start):
+                m.d.sync += read_stream.eq(self.command.stream)
+            allowed |= read_stream != readout_stream
+            write_stream = Mux(self.readout.busy, readout_stream, self.stream)
+            write_address += write_stream * design.y_depth
         issue = active & allowed
         advance = ~valid_2 | self.o.ready
 
         m.d.comb += [
             write_port.en.eq(self.write.valid),
-            write_port.addr.eq(y_bases[self.write.payload.layer] + self.write.payload.index),
+            write_port.addr.eq(write_address),
             write_port.data.eq(self.write.payload.value),
             read_port.addr.eq(base + index),
             read_port.en.eq(advance),
@@ -116,7 +134,10 @@ class YReader(wiring.Component):
                 with m.If(index + 1 == count):
                     m.d.sync += active.eq(0)
         with m.If(self.command.start):
-            m.d.sync += [active.eq(1), index.eq(0), base.eq(y_bases[self.command.layer]),
+            read_base = y_bases[self.command.layer]
+            if design.streams > 1:
+                read_base += self.command.stream * design.y_depth
+            m.d.sync += [active.eq(1), index.eq(0), base.eq(read_base),
                          count.eq(y_sizes[self.command.layer]), phase.eq(self.command.phase),
                          buffer.eq(self.command.buffer), layer.eq(self.command.layer)]
         return m

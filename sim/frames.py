@@ -11,9 +11,22 @@ import numpy as np
 
 from .dut import PayloadField
 
-__all__ = ["pack_frames", "FrameAssembler"]
+__all__ = ["pack_frames", "FrameAssembler", "interleave_order"]
 
 _MAX_ERRORS = 20                          # keep the report readable when every frame is wrong
+
+
+def interleave_order(leading: tuple, streams: int) -> np.ndarray:
+    """The order in which a design with `streams` interleaved streams takes the frames of sequences laid
+    out back to back with shape `leading` ((B, T), B a multiple of `streams`): sequences b = g * streams + s
+    (s = 0 .. streams-1) run together, frame t of each in turn. Returns the flat frame indices in input
+    order; `outputs[order] = received` puts the received frames back."""
+    if len(leading) != 2 or leading[0] % streams:
+        raise ValueError(f"{streams} interleaved streams need (B, T, I) input with B a multiple of {streams}, "
+                         f"got frames of shape {tuple(leading)}")
+    sequences, length = leading
+    index = np.arange(sequences * length).reshape(sequences // streams, streams, length)
+    return index.transpose(0, 2, 1).reshape(-1)
 
 
 def pack_frames(frames: np.ndarray, starts: np.ndarray, value: PayloadField, first: PayloadField,

@@ -31,7 +31,7 @@ from ..spec.errors import ParameterError, SparseLSTMError
 from . import native, tools
 from .case import CASE_DIR_VARIABLE, HARNESSES, CaseConfig
 from .dut import DutSpec
-from .frames import pack_frames
+from .frames import interleave_order, pack_frames
 from .harness import harness_module, harness_plusargs, write_harness
 from .reference import expected_words, load_reference_model
 from .result import SimResult
@@ -368,7 +368,9 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
                         harness: str = "auto") -> SimResult:
     """Run input words `inputs_q` ((T, I) or (B, T, I) act words; sequences back to back, a sequence start
     at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
-    output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`.
+    output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`. A
+    design with several streams (its sidecar's hardware_params) takes B sequences S at a time, frames
+    interleaved (sim.frames.interleave_order); the result's first mismatch names the frame's input position.
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
     `harness`: "auto" (default), "native", "hdl" or "python", see `run_stream_sim`.
@@ -381,10 +383,24 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
     encoded = encoded if encoded is not None else load_reference_model(encoded_dir)
     frames, starts, leading = flatten_sequences(inputs_q, sequence_starts)
     expected = expected_words(encoded, frames, starts)
+    streams = json.loads(sidecar_path.read_text()).get("hardware_params", {}).get("streams", 1)
+    if streams > 1:   # the design takes the sequences' frames in turn (hw/params.py, streams)
+        try:
+            order = interleave_order(leading, streams)
+        except ValueError as error:
+            raise ParameterError(str(error)) from None
+        frames, starts, expected = frames[order], starts[order], expected[order]
     result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
                             waves=waves, stall_in=stall_in, stall_out=stall_out, seed=seed,
                             first_noise=first_noise, progress=progress, harness=harness)
+    if streams > 1 and result.first_mismatch:    # named by its place in the input
+        result.first_mismatch["frame"] = int(order[result.first_mismatch["frame"]])
     if result.outputs.shape[0] == frames.shape[0]:
+        if streams > 1:
+            for name in ("outputs", "expected"):
+                restored = np.empty_like(getattr(result, name))
+                restored[order] = getattr(result, name)
+                setattr(result, name, restored)
         result.outputs = result.outputs.reshape(*leading, -1)
         result.expected = result.expected.reshape(*leading, -1)
     return result

@@ -69,6 +69,10 @@ def register(subparsers) -> None:
     parser.add_argument("--lanes", type=int, default=None, metavar="L",
                         help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
                              "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
+    parser.add_argument("--streams", type=int, default=1, metavar="S",
+                        help="interleaved independent sequences, each with its own state (default 1): B sequences of "
+                             "the input, a multiple of S, S at a time, frames in turn; "
+                             "docs/architecture.md, Streams)")
     parser.add_argument("--report", type=Path, default=None, metavar="R.json", help="write the run's report as JSON")
     parser.add_argument("--waves", action="store_true",
                         help="record a waveform, FST (VCD from Verilator without the lz4 headers), in the build "
@@ -182,8 +186,8 @@ def run(args: argparse.Namespace) -> int:
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
     x_q, saturated = quantize_frames(x, numerics, args.raw, "sim", args.input or args.features)
     find_simulator(args.simulator)                 # fail before any work if it is missing
-    params = HardwareParams(lanes=args.lanes) if args.fifo_depth is None else \
-        HardwareParams(fifo_depth=args.fifo_depth, lanes=args.lanes)
+    params = HardwareParams(lanes=args.lanes, streams=args.streams) if args.fifo_depth is None else \
+        HardwareParams(fifo_depth=args.fifo_depth, lanes=args.lanes, streams=args.streams)
 
     temporary = args.build_dir is None
     build_dir = Path(tempfile.mkdtemp(prefix="sparselstm-sim-")) if temporary else args.build_dir
@@ -195,7 +199,8 @@ def run(args: argparse.Namespace) -> int:
         verilog_seconds = time.monotonic() - started
         frames = int(np.prod(x_q.shape[:-1]))
         print(f"sparselstm sim: {args.simulator}, {encoded.n_pes} PE(s), {sidecar['lanes']} element-wise lane(s), "
-              f"{frames} frame(s); Verilog generated in "
+              + (f"{params.streams} interleaved streams, " if params.streams > 1 else "")
+              + f"{frames} frame(s); Verilog generated in "
               f"{verilog_seconds:.1f} s, building...", file=sys.stderr, flush=True)
         progress = _Progress()
         try:

@@ -25,6 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--lanes", type=int, default=None, metavar="L",
                         help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
                              "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
+    parser.add_argument("--streams", type=int, default=1, metavar="S",
+                        help="interleaved independent sequences, each with its own state (default 1; "
+                             "docs/architecture.md, Streams)")
     parser.add_argument("--acc-bits", type=int, default=None, metavar="B",
                         help="accumulator width (default: the narrowest the model needs)")
     parser.add_argument("--max-entry-depth", type=int, default=1 << 20, metavar="WORDS",
@@ -42,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     check_output_dir(args.output)
     params = HardwareParams(fifo_depth=args.fifo_depth, acc_bits=args.acc_bits,
-                            max_entry_depth=args.max_entry_depth, lanes=args.lanes)
+                            max_entry_depth=args.max_entry_depth, lanes=args.lanes,
+                            streams=args.streams)
     encoded = load_encoded(args.encoded)
     info = generate(encoded, params, args.output, encoded_dir=args.encoded,
                     memory_images=not args.inline_memories)
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
           + (f", {len(info['memory_images'])} memory images" if info["memory_images"] else ""))
     print(f"  {info['n_pes']} PEs, {info['n_layers']} layer(s), input {info['input_size']}, output "
           f"{info['output_size']}, {info['acc_bits']}-bit accumulators, FIFO depth {params.fifo_depth}, "
-          f"{info['lanes']} element-wise lane(s)")
+          f"{info['lanes']} element-wise lane(s)"
+          + (f", {params.streams} interleaved streams" if params.streams > 1 else ""))
     print(f"  {info['work']['total_entries']} entries (max {max(info['work']['entries_per_pe'])} per PE); "
           f"predicted {model.get('cycles_per_frame')} cycles/frame "
           f"({model.get('first_frame_cycles')} latency of a lone frame)")
