@@ -34,7 +34,7 @@ from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.loaders import load_model
 from sparselstm.sw.model import random_model
 from sweep import (COUNTED, MODELLED, SIMULATED, Workload, dense_weights, lanes_sweep, model_size,
-                   per_pe_nonzeros, rtl_measurement, sweep)
+                   per_pe_nonzeros, rtl_measurement, streams_sweep, sweep)
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCKS_MHZ = {"ULX3S target": 125.0, "ESE's clock": 200.0}
@@ -44,6 +44,7 @@ TIMING_CLOSURE = ("No board build has met timing yet: the clocks are stated assu
 # (interpolation), plus p_i*c, p_f*c, p_o*c with peepholes.
 ELEMENTWISE_MULTIPLIERS, PEEPHOLE_MULTIPLIERS = 8, 3
 LANE_COUNTS = (1, 2, 4, 8)
+STREAM_COUNTS = (1, 2)   # two frames are in flight at most: more streams add nothing (docs/architecture.md)
 TARGETS = [  # (workload key, PEs, clock MHz, limit us per frame): issue #13
     ("ese", 128, 200.0, 41.0),
     ("shipped", 32, 125.0, 8.0),
@@ -226,6 +227,9 @@ def run(args, log=print) -> dict:
     lane_pes = [n for n in args.pe_counts if n >= 16] or args.pe_counts[-1:]
     results["lanes"] = {"source": MODELLED, "rows": [
         row for key in ("shipped", "ese") for row in lanes_sweep(loaded[key], lane_pes, LANE_COUNTS, params, log)]}
+    log("interleaved streams")
+    results["streams"] = {"source": MODELLED, "rows": [
+        row for key in ("shipped", "ese") for row in streams_sweep(loaded[key], lane_pes, STREAM_COUNTS, params, log)]}
     ese_nonzeros = next(r["nonzeros"] for r in rows if r["model"] == "ese" and r["balanced"])
     results["elsewhere"]["ese_one_stream"] = elsewhere.ese_one_stream(ese_nonzeros)
     seconds["sweep"] = time.perf_counter() - start

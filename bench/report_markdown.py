@@ -133,6 +133,19 @@ def _lanes(results: dict) -> list[str]:
                           rows) + [""]
 
 
+def _streams(results: dict) -> list[str]:
+    streams = results["streams"]
+    lines = ["## Interleaved streams", "", f"Source: {streams['source']}.", "",
+             "Frames of S independent streams interleaved (docs/architecture.md, Streams), the design's default "
+             "lanes: *cycles/frame* is the period of the interleaved frames (throughput: every PE count's frames "
+             "per second = clock / period); *lone frame* is the latency of one frame on its own, which streams "
+             "do not shorten.", ""]
+    rows = [[r["model"], r["n_pes"], r["streams"], r["lanes"], r["steady_cycles_per_frame"],
+             r["first_frame_cycles"], r["busiest_pe_entries"], r["pe_busy_fraction"]] for r in streams["rows"]]
+    return lines + _table(["model", "PEs", "streams", "lanes", "cycles/frame", "lone frame", "bound (busiest PE)",
+                           "PE busy"], rows) + [""]
+
+
 def _rtl(results: dict) -> list[str]:
     rtl, other = results["rtl"], results["rtl_other_simulators"]
     lines = ["## RTL against the cycle model", ""]
@@ -290,6 +303,6 @@ def _percent(fraction) -> str:
 
 def render(results: dict) -> str:
     lines = []
-    for section in (_intro, _targets, _sweep, _lanes, _rtl, _ese_rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
+    for section in (_intro, _targets, _sweep, _lanes, _streams, _rtl, _ese_rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
         lines += section(results)
     return "\n".join(lines)

@@ -130,6 +130,25 @@ def lanes_sweep(workload: Workload, pe_counts, lane_counts, params: HardwarePara
     return rows
 
 
+def streams_sweep(workload: Workload, pe_counts, stream_counts, params: HardwareParams, log=print) -> list[dict]:
+    """Interleaved streams (docs/architecture.md, Streams) at each PE count, balanced pruning, the design's
+    default lanes: the frame period of the interleaved frames (throughput) and the latency of one frame on
+    its own (what one stream waits; streams do not shorten it)."""
+    rows = []
+    for n_pes in pe_counts:
+        encoded = workload.compress(n_pes).encoded
+        for streams in stream_counts:
+            design = AcceleratorDesign.from_encoded(encoded, dataclasses.replace(params, streams=streams))
+            prediction = predict_cycles(design)
+            steady = prediction.steady_state
+            rows.append({"model": workload.key, "n_pes": n_pes, "streams": streams, "lanes": design.lanes,
+                         "steady_cycles_per_frame": steady, "first_frame_cycles": prediction.first_frame,
+                         "busiest_pe_entries": int(prediction.ideal),
+                         "pe_busy_fraction": sum(prediction.mac_cycles) / n_pes / steady, "source": MODELLED})
+            log(f"  {workload.key:<15} {n_pes:>4} PEs, {streams} stream(s): {steady:>8} cycles/frame")
+    return rows
+
+
 def per_pe_nonzeros(workload: Workload, n_pes: int, matrix: str) -> dict:
     """Non-zeros per PE of one hardware matrix ("L0.gates"), balanced and unbalanced pruning."""
     out = {}

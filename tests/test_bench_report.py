@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "report.py"
-SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "lanes", "load_balance",
-            "model_size", "rtl", "rtl_other_simulators", "ese_rtl", "plots"}
+SECTIONS = {"meta", "models", "cpu", "encoder", "elsewhere", "accelerator", "targets", "lanes", "streams",
+            "load_balance", "model_size", "rtl", "rtl_other_simulators", "ese_rtl", "plots"}
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +74,21 @@ def test_lanes_rows_mark_the_default_the_sweep_uses(tiny_report):
                  if r["model"] == model and r["balanced"] and r["n_pes"] == 4]
         assert len(default) == 1 and swept == default
         assert all(r["steady_cycles_per_frame"] >= r["busiest_pe_entries"] for r in mine)
+
+
+def test_streams_rows_one_and_two_streams(tiny_report):
+    results, report, _ = tiny_report
+    rows = results["streams"]["rows"]
+    assert {(r["model"], r["n_pes"], r["streams"]) for r in rows} == {
+        (m, 4, s) for m in ("shipped", "ese") for s in (1, 2)}
+    for row in rows:
+        assert row["steady_cycles_per_frame"] >= row["busiest_pe_entries"] > 0
+        assert 0 < row["pe_busy_fraction"] <= 1
+    for model in ("shipped", "ese"):
+        one, two = (next(r for r in rows if r["model"] == model and r["streams"] == s) for s in (1, 2))
+        # a second stream can only fill the PEs' idle cycles: never a longer period
+        assert two["steady_cycles_per_frame"] <= one["steady_cycles_per_frame"]
+    assert "## Interleaved streams" in report
 
 
 def test_rtl_agrees_with_the_cycle_model(tiny_report):
