@@ -350,18 +350,20 @@ class ElementwiseUnit(wiring.Component):
         ]
 
         # ---- flow control: credits for the queue, the interlock -------------------------------------------
-        in_flight = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))     # accepted and not yet taken from the queue
+        # Items past stage 1 and not yet taken: counted from stage 1, so `accepted` (the end of the interlock's
+        # long path) feeds only stage 0's registers.
+        in_flight = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
         taken = self.o.valid & self.o.ready
-        with m.If(accepted & ~taken):
+        with m.If(valid[1] & ~taken):
             m.d.sync += in_flight.eq(in_flight + 1)
-        with m.Elif(taken & ~accepted):
+        with m.Elif(taken & ~valid[1]):
             m.d.sync += in_flight.eq(in_flight - 1)
         same_cell = [valid[s] & (layer[s] == payload.layer) & (cell[s] == payload.cell)
                      for s in range(1, self.WRITE_STAGE + 1)]
         m.d.comb += [
             # A first frame does not read c_prev, and writes stay in order: it never has to wait.
             hazard.eq(~payload.first_frame & reduce(operator.or_, same_cell)),
-            self.i.ready.eq((in_flight < self.OUTPUT_QUEUE_DEPTH) & ~hazard),
+            self.i.ready.eq((in_flight + valid[1] < self.OUTPUT_QUEUE_DEPTH) & ~hazard),
             accepted.eq(self.i.valid & self.i.ready),
             address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),

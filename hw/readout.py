@@ -118,11 +118,11 @@ class CellReader(wiring.Component):
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
         read_valid = Signal()                           # stage 1: the PEs' enables, registered
-        read_row = Signal.like(row_sel)
-        read_group = Signal(design.group_bits)
+        read_row = Signal.like(row_sel, reset_less=True)
+        read_group = Signal(design.group_bits, reset_less=True)
         fetched_valid = Signal()                        # stage 2: the PE ports hold the group
-        fetched_row = Signal.like(row_sel)
-        fetched_group = Signal(design.group_bits)
+        fetched_row = Signal.like(row_sel, reset_less=True)
+        fetched_group = Signal(design.group_bits, reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
@@ -211,16 +211,16 @@ class ProjReader(wiring.Component):
         pe_sel = Signal(range(max(2, n_pes)))
         local = Signal(len(self.pes[0].index))
         read_valid = Signal()           # stage 1: the PEs' enables, registered
-        read_pe = Signal.like(pe_sel)
-        read_row = Signal(index_bits)
+        read_pe = Signal.like(pe_sel, reset_less=True)
+        read_row = Signal(index_bits, reset_less=True)
         fetched_valid = Signal()        # stage 2: the PE port holds the row, selected among the PEs
-        fetched_pe = Signal.like(pe_sel)
-        fetched_row = Signal(index_bits)
+        fetched_pe = Signal.like(pe_sel, reset_less=True)
+        fetched_row = Signal(index_bits, reset_less=True)
         selected_valid = Signal()       # stage 3: narrowed to the y word
-        selected_row = Signal(index_bits)
+        selected_row = Signal(index_bits, reset_less=True)
         selected = Signal(signed(design.acc_bits), reset_less=True)
         out_valid = Signal()
-        out_row = Signal(index_bits)
+        out_row = Signal(index_bits, reset_less=True)
         out_value = Signal(signed(design.act_bits), reset_less=True)
 
         for p, port in enumerate(self.pes):
