@@ -3,9 +3,10 @@
 In: a cell's four gate accumulators (bias included, the layer's FACC fractional bits) and its three
 peephole words. Out: the cell output m. The unit keeps the cell state c of every cell of every layer.
 
-Stage k holds an item k clock edges after its input handshake (the pipeline never stalls):
+Stage 0 is the input register: an item waits there for the interlock and the credits, and issues the read
+of c_prev as it leaves (address: the layer's cell base + cell). Stage k >= 1 holds it k clock edges after it
+left stage 0 (past stage 0 the pipeline never stalls):
 
-     0  input accepted; read of c_prev issued (address: the layer's cell base + cell)
      1  the cell-state word out of its memory
      2  c_prev in a register (0 on a first frame)
      3  partial products of p_i * c_prev, p_f * c_prev (c_prev split so each part fits one 18x18 multiplier)
@@ -33,14 +34,15 @@ stage has more than one carry chain (docs/architecture.md, *Timing*).
 Flow control: the pipeline has no enable (an enable would fan out to every register of the unit); the
 items leave it into an output queue of OUTPUT_QUEUE_DEPTH words, and an input is accepted only while the
 items in the pipeline and the queue number fewer than that (credits), so the queue never overflows and a
-consumer that is always ready sees one item per cycle. An input is also refused while the same
+consumer that is always ready sees one item per cycle. An item also waits in stage 0 while the same
 (layer, cell) is in stages 1-14 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
 MIN_REVISIT_DISTANCE = 15 items later never waits: a layer of >= 15 cells streams frame after frame at full
 rate, a 3-cell layer waits 12 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
-Combinational paths: `i.payload.{layer, cell, first_frame} -> i.ready` (the interlock compare); `o.ready`
+The interlock is decided a cycle ahead, for the word arriving and for the word waiting, each compared with
+the stages it will meet, into registers: `i.ready` comes from flip-flops through a gate or two, and `o.ready`
 reaches only the queue and the credit counter. `o.payload` comes from the queue's LUT-RAM (register it).
 
 Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell < cell_size` of that
@@ -111,7 +113,8 @@ class ElementwiseUnit(wiring.Component):
 
     Cell j of layer l keeps its c at address sum(cell sizes of layers < l) + j of a cell_bits-wide memory.
     Inputs must name an existing layer and cell; peephole words of a layer without peepholes are ignored.
-    LATENCY cycles from the input handshake to o.valid, one cell per cycle, outputs in input order.
+    LATENCY cycles from the input handshake to o.valid (nothing waiting), one cell per cycle, outputs in
+    input order.
 
     Parameters
     ----------
@@ -135,15 +138,16 @@ class ElementwiseUnit(wiring.Component):
         `layer`, `cell` as given, `m` (unit_bits, unit_frac).
     """
 
-    LATENCY = 24
+    QUEUE_STAGE = 24          # the stage at which an item is in the output queue (o.valid)
+    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input register (stage 0)
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
     # 1 .. WRITE_STAGE (unless it starts a sequence).
     WRITE_STAGE = 14
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
-    # Items in the pipeline and the output queue: an item accepted each cycle is taken LATENCY cycles later.
-    OUTPUT_QUEUE_DEPTH = LATENCY + 1
+    # Items past stage 0 and not taken: an item leaving stage 0 each cycle is taken QUEUE_STAGE cycles later.
+    OUTPUT_QUEUE_DEPTH = QUEUE_STAGE + 1
 
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
                  layer_bits: int | None = None, cell_index_bits: int | None = None):
@@ -272,13 +276,18 @@ class ElementwiseUnit(wiring.Component):
             return register(per_layer(layer, lambda _, info: round_shift_saturate(
                 m, total, info.facc - n.pre_frac, n.pre_bits)), name, signed(n.pre_bits))
 
-        # ---- stage 0: input, hazard check, cell-state read --------------------------------------------
-        payload = self.i.p
-        accepted = Signal()
-        hazard = Signal()
+        # ---- stage 0: the input register, the interlock, the cell-state read ---------------------------
+        payload = Signal(self.i.payload.shape(), name="payload_0", reset_less=True)
+        waiting = Signal()          # stage 0 holds an item
+        leaves = Signal()           # ... and it goes on to stage 1
+        taken_in = self.i.valid & self.i.ready
+        with m.If(taken_in):
+            m.d.sync += [payload.eq(self.i.payload), waiting.eq(1)]
+        with m.Elif(leaves):
+            m.d.sync += waiting.eq(0)
         address_0 = Signal(c_read.addr.shape(), name="address_0")
-        last = self.LATENCY - 1          # the last register stage; the queue is the next
-        valid = carry(accepted, "valid", 0, last, reset_less=False)
+        last = self.QUEUE_STAGE - 1      # the last register stage; the queue is the next
+        valid = carry(leaves, "valid", 0, last, reset_less=False)
         layer = carry(payload.layer, "layer", 0, last)
         cell = carry(payload.cell, "cell", 0, last)
         address = carry(address_0, "address", 0, self.WRITE_STAGE)
@@ -350,21 +359,32 @@ class ElementwiseUnit(wiring.Component):
         ]
 
         # ---- flow control: credits for the queue, the interlock -------------------------------------------
-        # Items past stage 1 and not yet taken: counted from stage 1, so `accepted` (the end of the interlock's
-        # long path) feeds only stage 0's registers.
+        # Items past stage 1 and not yet taken: counted from stage 1, off the path from the interlock.
         in_flight = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
         taken = self.o.valid & self.o.ready
         with m.If(valid[1] & ~taken):
             m.d.sync += in_flight.eq(in_flight + 1)
         with m.Elif(taken & ~valid[1]):
             m.d.sync += in_flight.eq(in_flight - 1)
-        same_cell = [valid[s] & (layer[s] == payload.layer) & (cell[s] == payload.cell)
-                     for s in range(1, self.WRITE_STAGE + 1)]
+
+        # The interlock of the next cycle's stage-0 item against stages 1 .. WRITE_STAGE, which are now stages
+        # 0 .. WRITE_STAGE - 1: for the arriving word, and for the waiting one (which does not meet itself).
+        # A first frame does not read c_prev, and writes stay in order: it never has to wait.
+        def meets(key, stages, first_frame):
+            same = [valid[s] & (layer[s] == key.layer) & (cell[s] == key.cell) for s in stages]
+            return ~first_frame & reduce(operator.or_, same, 0)
+        hazard_arriving = Signal()
+        hazard_waiting = Signal()
+        arrived = Signal()
+        m.d.sync += [
+            hazard_arriving.eq(meets(self.i.payload, range(self.WRITE_STAGE), self.i.payload.first_frame)),
+            hazard_waiting.eq(meets(payload, range(1, self.WRITE_STAGE), payload.first_frame)),
+            arrived.eq(taken_in),
+        ]
+        hazard = Mux(arrived, hazard_arriving, hazard_waiting)
         m.d.comb += [
-            # A first frame does not read c_prev, and writes stay in order: it never has to wait.
-            hazard.eq(~payload.first_frame & reduce(operator.or_, same_cell)),
-            self.i.ready.eq((in_flight + valid[1] < self.OUTPUT_QUEUE_DEPTH) & ~hazard),
-            accepted.eq(self.i.valid & self.i.ready),
+            leaves.eq(waiting & ~hazard & (in_flight + valid[1] < self.OUTPUT_QUEUE_DEPTH)),
+            self.i.ready.eq(~waiting | leaves),
             address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),
             c_write.addr.eq(address[self.WRITE_STAGE]),

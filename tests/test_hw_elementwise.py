@@ -277,10 +277,11 @@ def test_latency_throughput_and_interlock(rng):
     assert taken_at[0] - accepted_at[0] == ElementwiseUnit.LATENCY
     steps = np.diff(accepted_at)
     assert np.all(steps[:len(wide) - 1] == 1), "a layer of MIN_REVISIT_DISTANCE cells must run at full rate"
-    # Layer 1 (3 cells): from its second frame on, cell 0 waits until its previous c is written, i.e. until
-    # MIN_REVISIT_DISTANCE cycles after its previous visit; cells 1 and 2 follow at full rate.
+    # Layer 1 (3 cells): from its second frame on, cell 0 waits in the input register until its previous c is
+    # written, i.e. until MIN_REVISIT_DISTANCE cycles after its previous visit, so cell 1's handshake waits;
+    # cell 2 follows at full rate.
     wait = distance - 2
-    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, wait, 1, 1, wait, 1, 1]
+    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, 1, wait, 1, 1, wait, 1]
 
 
 @st.composite
