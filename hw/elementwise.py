@@ -146,8 +146,9 @@ class ElementwiseUnit(wiring.Component):
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
-    # Items past stage 0 and not taken: an item leaving stage 0 each cycle is taken QUEUE_STAGE cycles later.
-    OUTPUT_QUEUE_DEPTH = QUEUE_STAGE + 1
+    # Items past stage 0 and not taken: an item leaving stage 0 each cycle is taken QUEUE_STAGE cycles later,
+    # and the credit is registered (it assumes an item leaves in the cycle it is decided): one more.
+    OUTPUT_QUEUE_DEPTH = QUEUE_STAGE + 2
 
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
                  layer_bits: int | None = None, cell_index_bits: int | None = None):
@@ -280,11 +281,8 @@ class ElementwiseUnit(wiring.Component):
         payload = Signal(self.i.payload.shape(), name="payload_0", reset_less=True)
         waiting = Signal()          # stage 0 holds an item
         leaves = Signal()           # ... and it goes on to stage 1
-        taken_in = self.i.valid & self.i.ready
-        with m.If(taken_in):
-            m.d.sync += [payload.eq(self.i.payload), waiting.eq(1)]
-        with m.Elif(leaves):
-            m.d.sync += waiting.eq(0)
+        with m.If(self.i.ready):       # loaded whether valid or not: `waiting` says which
+            m.d.sync += [payload.eq(self.i.payload), waiting.eq(self.i.valid)]
         address_0 = Signal(c_read.addr.shape(), name="address_0")
         last = self.QUEUE_STAGE - 1      # the last register stage; the queue is the next
         valid = carry(leaves, "valid", 0, last, reset_less=False)
@@ -366,6 +364,9 @@ class ElementwiseUnit(wiring.Component):
             m.d.sync += in_flight.eq(in_flight + 1)
         with m.Elif(taken & ~valid[1]):
             m.d.sync += in_flight.eq(in_flight - 1)
+        # room for one more in the next cycle, even if one leaves stage 0 in this one
+        room = Signal()
+        m.d.sync += room.eq(in_flight + valid[1] + 1 < self.OUTPUT_QUEUE_DEPTH)
 
         # The interlock of the next cycle's stage-0 item against stages 1 .. WRITE_STAGE, which are now stages
         # 0 .. WRITE_STAGE - 1: for the arriving word, and for the waiting one (which does not meet itself).
@@ -379,11 +380,11 @@ class ElementwiseUnit(wiring.Component):
         m.d.sync += [
             hazard_arriving.eq(meets(self.i.payload, range(self.WRITE_STAGE), self.i.payload.first_frame)),
             hazard_waiting.eq(meets(payload, range(1, self.WRITE_STAGE), payload.first_frame)),
-            arrived.eq(taken_in),
+            arrived.eq(self.i.ready),
         ]
         hazard = Mux(arrived, hazard_arriving, hazard_waiting)
         m.d.comb += [
-            leaves.eq(waiting & ~hazard & (in_flight + valid[1] < self.OUTPUT_QUEUE_DEPTH)),
+            leaves.eq(waiting & ~hazard & room),
             self.i.ready.eq(~waiting | leaves),
             address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
             c_read.addr.eq(address_0),
