@@ -3,41 +3,47 @@
 In: a cell's four gate accumulators (bias included, the layer's FACC fractional bits) and its three
 peephole words. Out: the cell output m. The unit keeps the cell state c of every cell of every layer.
 
-Stage k holds an item k enabled clock edges after its input handshake (every register shares one enable):
+Stage 0 is the input register: an item waits there for the interlock and the credits, and issues the read
+of c_prev as it leaves (address: the layer's cell base + cell). Stage k >= 1 holds it k clock edges after it
+left stage 0 (past stage 0 the pipeline never stalls):
 
-     0  input accepted; read of c_prev issued (address: the layer's cell base + cell)
      1  the cell-state word out of its memory
      2  c_prev in a register (0 on a first frame)
-     3  products p_i * c_prev, p_f * c_prev
-     4  i and f peephole terms aligned to FACC, added to acc_i, acc_f
-     5  narrowed to pre-activation words
-     5  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (4 stages)
-     9  i, f, g
-    10  products f * c_prev, i * g
-    11  the cell sum at FS fractional bits
-    12  narrowed once: c_t, written to the cell state as it leaves
-    13  product p_o * c_t; tanh input narrowed from c_t
-    14  acc_o + the aligned o peephole term
-    15  narrowed to pre_o
-    15  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
-    19  o, tc
-    20  product o * tc
-    21  narrowed: m (o.valid)
+     3  partial products of p_i * c_prev, p_f * c_prev (c_prev split so each part fits one 18x18 multiplier)
+     4  products p_i * c_prev, p_f * c_prev
+     5  acc_i, acc_f + their peephole terms aligned to FACC (the rounding folded into the one adder)
+     6  narrowed to pre-activation words
+     6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (4 stages)
+    10  i, f, g
+    11  partial products of f * c_prev; i * g
+    12  product f * c_prev
+    13  the cell sum at FS fractional bits
+    14  narrowed once: c_t, written to the cell state as it leaves
+    15  partial products of p_o * c_t; tanh input narrowed from c_t
+    16  product p_o * c_t
+    17  acc_o + the aligned o peephole term
+    18  narrowed to pre_o
+    18  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
+    22  o, tc
+    23  product o * tc
+    24  narrowed: m, in the output queue (o.valid)
 
-Every block-RAM read and every multiplier feeds a register of its own, with nothing in between
-(docs/architecture.md, *Timing*).
+Every block-RAM read and every multiplier feeds a register of its own, with nothing in between, and no
+stage has more than one carry chain (docs/architecture.md, *Timing*).
 
-Flow control: the whole pipeline advances when its output register is empty or taken
-(`advance = ~o.valid | o.ready`); bubbles are squeezed out only at the output. An input is refused while the
-same (layer, cell) is in stages 1-12 (its new c is not yet written) unless it starts a sequence (it reads
+Flow control: the pipeline has no enable (an enable would fan out to every register of the unit); the
+items leave it into an output queue of OUTPUT_QUEUE_DEPTH words, and an input is accepted only while the
+items in the pipeline and the queue number fewer than that (credits), so the queue never overflows and a
+consumer that is always ready sees one item per cycle. An item also waits in stage 0 while the same
+(layer, cell) is in stages 1-14 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
-MIN_REVISIT_DISTANCE = 13 items later never waits: a layer of >= 13 cells streams frame after frame at full
-rate, a 3-cell layer waits 10 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+MIN_REVISIT_DISTANCE = 15 items later never waits: a layer of >= 15 cells streams frame after frame at full
+rate, a 3-cell layer waits 12 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
-Combinational paths: `o.ready -> i.ready` and `i.payload.{layer, cell, first_frame} -> i.ready` (the
-interlock compare); `o.valid` and `o.payload` come straight from registers. Where `o.ready` arrives late,
-put a register slice in front of the unit's consumer rather than inside it.
+The interlock is decided a cycle ahead, for the word arriving and for the word waiting, each compared with
+the stages it will meet, into registers: `i.ready` comes from flip-flops through a gate or two, and `o.ready`
+reaches only the queue and the credit counter. `o.payload` comes from the queue's LUT-RAM (register it).
 
 Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell < cell_size` of that
 layer. Reset clears the valid bits only, not the cell state: start every sequence with `first_frame`.
@@ -55,16 +61,19 @@ from functools import reduce
 from typing import Sequence
 
 from amaranth.hdl import Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
-from .fixed import round_shift, saturate
+from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
 
 __all__ = ["ElementwiseLayer", "ElementwiseUnit"]
+
+MULTIPLIER_BITS = 18      # a MULT18X18D's signed operand: wider operands are split (and their parts registered)
 
 
 def _is_int(value) -> bool:
@@ -104,7 +113,8 @@ class ElementwiseUnit(wiring.Component):
 
     Cell j of layer l keeps its c at address sum(cell sizes of layers < l) + j of a cell_bits-wide memory.
     Inputs must name an existing layer and cell; peephole words of a layer without peepholes are ignored.
-    LATENCY cycles from the input handshake to o.valid, one cell per cycle, outputs in input order.
+    LATENCY cycles from the input handshake to o.valid (nothing waiting), one cell per cycle, outputs in
+    input order.
 
     Parameters
     ----------
@@ -133,13 +143,17 @@ class ElementwiseUnit(wiring.Component):
         item is in the unit (the scheduler changes it between frames).
     """
 
-    LATENCY = 21
+    QUEUE_STAGE = 24          # the stage at which an item is in the output queue (o.valid)
+    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input register (stage 0)
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
     # 1 .. WRITE_STAGE (unless it starts a sequence).
-    WRITE_STAGE = 12
+    WRITE_STAGE = 14
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
+    # Items past stage 0 and not taken: an item leaving stage 0 each cycle is taken QUEUE_STAGE cycles later,
+    # and the credit is registered (it assumes an item leaves in the cycle it is decided): one more.
+    OUTPUT_QUEUE_DEPTH = QUEUE_STAGE + 2
 
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
                  layer_bits: int | None = None, cell_index_bits: int | None = None, streams: int = 1):
@@ -211,28 +225,26 @@ class ElementwiseUnit(wiring.Component):
 
     def elaborate(self, platform):
         n = self.numerics
-        last = self.LATENCY
         any_peephole = any(layer.peephole for layer in self.layers)
-        # The stage numbers below assume it: gates enter the activation pipelines at 5 and 15, leave at 9, 19.
+        # The stage numbers below assume it: gates enter the activation pipelines at 6 and 18, leave at 10, 22.
         assert ActivationPipeline.LATENCY == 4
         m = Module()
 
-        # ---- submodules: the activation datapaths (lanes share a ROM) and the cell state ----------------
+        # ---- submodules: the activation datapaths (lanes share a ROM), the cell state, the output queue -------
         m.submodules.sigmoid = sigmoid = ActivationPipeline("sigmoid", n, self.tables, lanes=3)   # i, f, o
         m.submodules.tanh = tanh = ActivationPipeline("tanh", n, self.tables, lanes=2)            # g, tc
         m.submodules.cell_state = cell_state = Memory(shape=signed(n.cell_bits), depth=self.streams * self.cell_depth,
                                                     init=[])
         c_read = cell_state.read_port()
         c_write = cell_state.write_port()
-
-        advance = Signal()
-        registers = []       # every pipeline register; all load together when `advance`
+        out_layout = self.o.payload.shape()
+        m.submodules.queue = queue = SyncFIFO(width=out_layout.size, depth=self.OUTPUT_QUEUE_DEPTH)
 
         def register(value, name, shape=None, reset_less=True):
             """A pipeline register; only valid bits need a reset, data registers go without (cheaper, and
             lets long delay chains map to shift-register LUTs)."""
             reg = Signal(value.shape() if shape is None else shape, name=name, reset_less=reset_less)
-            registers.append(reg.eq(value))
+            m.d.sync += reg.eq(value)
             return reg
 
         def carry(value, name, first: int, until: int, reset_less=True) -> dict[int, Signal]:
@@ -242,6 +254,16 @@ class ElementwiseUnit(wiring.Component):
                 stages[stage] = register(stages[stage - 1], f"{name}_{stage}", reset_less=reset_less)
             return stages
 
+        def product(a, b, name, stage):
+            """a * b registered at stage + 2 (operands valid at `stage`). A multiplier's output meets a register
+            before any adder: b wider than a MULT18X18D's port is split into an unsigned low part and a signed
+            high part whose products are registered at stage + 1 and added in the next."""
+            if len(b) <= MULTIPLIER_BITS:
+                return register(register(a * b, f"{name}_{stage + 1}"), f"{name}_{stage + 2}")
+            low = register(a * b[:MULTIPLIER_BITS - 1], f"{name}_low_{stage + 1}")
+            high = register(a * b[MULTIPLIER_BITS - 1:].as_signed(), f"{name}_high_{stage + 1}")
+            return register((high << (MULTIPLIER_BITS - 1)) + low, f"{name}_{stage + 2}")
+
         def per_layer(layer, make):
             """make(l, info) selected by the `layer` signal (layer 0's value for an out-of-range index)."""
             value = make(0, self.layers[0])
@@ -249,117 +271,141 @@ class ElementwiseUnit(wiring.Component):
                 value = Mux(layer == index, make(index, self.layers[index]), value)
             return value
 
-        def peephole_term(product, layer):
-            """align(p * c, fp + cell_frac, FACC) of the stage's layer; 0 for a layer without peepholes."""
-            return per_layer(layer, lambda _, info: 0 if not info.peephole else
-                             round_shift(product, info.fp + n.cell_frac - info.facc))
+        def with_peephole(acc, product, layer, name):
+            """acc + align(p * c, fp + cell_frac, FACC) of the stage's layer (acc without peepholes), registered.
+            acc + floor((p + h) / 2**k) = floor((acc * 2**k + h + p) / 2**k) with h < 2**k filling the low bits
+            of acc * 2**k: one adder."""
+            def one_layer(_, info):
+                if not info.peephole:
+                    return acc
+                shift = info.fp + n.cell_frac - info.facc
+                if shift <= 0:
+                    return acc + (product << -shift)
+                return (((acc << shift) | (1 << (shift - 1))) + product) >> shift
+            return register(per_layer(layer, one_layer), name)
 
         def to_pre(total, layer, name):
             """sat(align(total, FACC, pre_frac), pre_bits) of the stage's layer, registered."""
-            aligned = per_layer(layer, lambda _, info: round_shift(total, info.facc - n.pre_frac))
-            return register(saturate(aligned, n.pre_bits), name, signed(n.pre_bits))
+            return register(per_layer(layer, lambda _, info: round_shift_saturate(
+                m, total, info.facc - n.pre_frac, n.pre_bits)), name, signed(n.pre_bits))
 
-        # ---- stage 0: input, hazard check, cell-state read --------------------------------------------
-        payload = self.i.p
-        accepted = Signal()
-        hazard = Signal()
+        # ---- stage 0: the input register, the interlock, the cell-state read ---------------------------
+        payload = Signal(self.i.payload.shape(), name="payload_0", reset_less=True)
+        waiting = Signal()          # stage 0 holds an item
+        leaves = Signal()           # ... and it goes on to stage 1
+        with m.If(self.i.ready):       # loaded whether valid or not: `waiting` says which
+            m.d.sync += [payload.eq(self.i.payload), waiting.eq(self.i.valid)]
         address_0 = Signal(c_read.addr.shape(), name="address_0")
-        valid = carry(accepted, "valid", 0, last, reset_less=False)
+        last = self.QUEUE_STAGE - 1      # the last register stage; the queue is the next
+        valid = carry(leaves, "valid", 0, last, reset_less=False)
         layer = carry(payload.layer, "layer", 0, last)
         cell = carry(payload.cell, "cell", 0, last)
         address = carry(address_0, "address", 0, self.WRITE_STAGE)
         first_frame = carry(payload.first_frame, "first_frame", 0, 1)
-        acc_i = carry(payload.acc_i, "acc_i", 0, 3)
-        acc_f = carry(payload.acc_f, "acc_f", 0, 3)
-        acc_g = carry(payload.acc_g, "acc_g", 0, 3)
-        acc_o = carry(payload.acc_o, "acc_o", 0, 13)
+        acc_i = carry(payload.acc_i, "acc_i", 0, 4)
+        acc_f = carry(payload.acc_f, "acc_f", 0, 4)
+        acc_g = carry(payload.acc_g, "acc_g", 0, 5)
+        acc_o = carry(payload.acc_o, "acc_o", 0, 16)
 
-        # ---- stages 1-5: c_prev, the i and f peephole terms, pre-activations ----------------------------
+        # ---- stages 1-6: c_prev, the i and f peephole terms, pre-activations ----------------------------
         # the memory's output goes straight into a register: zeroing it is the register's synchronous reset
         c_prev_2 = register(Mux(first_frame[1], 0, c_read.data), "c_prev_2", signed(n.cell_bits))
-        c_prev = carry(c_prev_2, "c_prev", 2, 9)
+        c_prev = carry(c_prev_2, "c_prev", 2, 10)
         if any_peephole:
             peep_i = carry(payload.peep_i, "peep_i", 0, 2)
             peep_f = carry(payload.peep_f, "peep_f", 0, 2)
-            peep_o = carry(payload.peep_o, "peep_o", 0, 12)
-            peep_product_i_3 = register(peep_i[2] * c_prev_2, "peep_product_i_3")
-            peep_product_f_3 = register(peep_f[2] * c_prev_2, "peep_product_f_3")
-            sum_i_4 = register(acc_i[3] + peephole_term(peep_product_i_3, layer[3]), "sum_i_4")
-            sum_f_4 = register(acc_f[3] + peephole_term(peep_product_f_3, layer[3]), "sum_f_4")
+            peep_o = carry(payload.peep_o, "peep_o", 0, 14)
+            sum_i_5 = with_peephole(acc_i[4], product(peep_i[2], c_prev_2, "peep_product_i", 2), layer[4], "sum_i_5")
+            sum_f_5 = with_peephole(acc_f[4], product(peep_f[2], c_prev_2, "peep_product_f", 2), layer[4], "sum_f_5")
         else:
-            sum_i_4 = register(acc_i[3], "sum_i_4")
-            sum_f_4 = register(acc_f[3], "sum_f_4")
-        sum_g_4 = register(acc_g[3], "sum_g_4")
-        pre_i_5 = to_pre(sum_i_4, layer[4], "pre_i_5")
-        pre_f_5 = to_pre(sum_f_4, layer[4], "pre_f_5")
-        pre_g_5 = to_pre(sum_g_4, layer[4], "pre_g_5")
-        gate_i_9, gate_f_9, gate_g_9 = sigmoid.y[0], sigmoid.y[1], tanh.y[0]
+            sum_i_5 = register(acc_i[4], "sum_i_5")
+            sum_f_5 = register(acc_f[4], "sum_f_5")
+        pre_i_6 = to_pre(sum_i_5, layer[5], "pre_i_6")
+        pre_f_6 = to_pre(sum_f_5, layer[5], "pre_f_6")
+        pre_g_6 = to_pre(acc_g[5], layer[5], "pre_g_6")
+        gate_i_10, gate_f_10, gate_g_10 = sigmoid.y[0], sigmoid.y[1], tanh.y[0]
 
-        # ---- stages 9-12: the cell update with one rounding -----------------------------------------------
+        # ---- stages 10-14: the cell update with one rounding ----------------------------------------------
         fs = n.cell_sum_frac
-        forget_product_10 = register(gate_f_9 * c_prev[9], "forget_product_10")
-        input_product_10 = register(gate_i_9 * gate_g_9, "input_product_10")
-        cell_sum_11 = register((forget_product_10 << (fs - n.unit_frac - n.cell_frac)) +
-                               (input_product_10 << (fs - 2 * n.unit_frac)), "cell_sum_11")
-        c_12 = register(saturate(round_shift(cell_sum_11, fs - n.cell_frac), n.cell_bits), "c_12",
-                        signed(n.cell_bits))
+        forget_product_12 = product(gate_f_10, c_prev[10], "forget_product", 10)
+        input_product = carry(register(gate_i_10 * gate_g_10, "input_product_11"), "input_product", 11, 12)
+        cell_sum_13 = register((forget_product_12 << (fs - n.unit_frac - n.cell_frac)) +
+                               (input_product[12] << (fs - 2 * n.unit_frac)), "cell_sum_13")
+        c_14 = register(round_shift_saturate(m, cell_sum_13, fs - n.cell_frac, n.cell_bits), "c_14")
 
-        # ---- stages 12-19: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
+        # ---- stages 14-22: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
         if any_peephole:
-            peep_product_o_13 = register(peep_o[12] * c_12, "peep_product_o_13")
-            sum_o_14 = register(acc_o[13] + peephole_term(peep_product_o_13, layer[13]), "sum_o_14")
+            sum_o_17 = with_peephole(acc_o[16], product(peep_o[14], c_14, "peep_product_o", 14), layer[16],
+                                     "sum_o_17")
         else:
-            sum_o_14 = register(acc_o[13], "sum_o_14")
-        pre_o_15 = to_pre(sum_o_14, layer[14], "pre_o_15")
-        c_narrow_13 = register(saturate(round_shift(c_12, n.cell_frac - n.pre_frac), n.pre_bits), "c_narrow_13",
-                               signed(n.pre_bits))
-        c_narrow = carry(c_narrow_13, "c_narrow", 13, 15)
-        gate_o_19, tanh_c_19 = sigmoid.y[2], tanh.y[1]
+            sum_o_17 = register(acc_o[16], "sum_o_17")
+        pre_o_18 = to_pre(sum_o_17, layer[17], "pre_o_18")
+        c_narrow_15 = register(round_shift_saturate(m, c_14, n.cell_frac - n.pre_frac, n.pre_bits), "c_narrow_15")
+        c_narrow = carry(c_narrow_15, "c_narrow", 15, 18)
+        gate_o_22, tanh_c_22 = sigmoid.y[2], tanh.y[1]
 
-        # ---- stages 19-21: m -----------------------------------------------------------------------------
+        # ---- stages 22-24: m -----------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
-        output_product_20 = register(gate_o_19 * tanh_c_19, "output_product_20")
-        m_21 = register(saturate(round_shift(output_product_20, n.unit_frac), n.unit_bits), "m_21",
-                        signed(n.unit_bits))
+        output_product_23 = register(gate_o_22 * tanh_c_22, "output_product_23")
+        queued = data.View(out_layout, queue.w_data)
+        head = data.View(out_layout, queue.r_data)
+        m.d.comb += [
+            queue.w_en.eq(valid[last]),
+            queued.layer.eq(layer[last]),
+            queued.cell.eq(cell[last]),
+            queued.m.eq(round_shift_saturate(m, output_product_23, n.unit_frac, n.unit_bits)),
+        ]
 
         # ---- connections ---------------------------------------------------------------------------------
         m.d.comb += [
-            sigmoid.en.eq(advance),
-            tanh.en.eq(advance),
-            sigmoid.x[0].eq(pre_i_5),
-            sigmoid.x[1].eq(pre_f_5),
-            sigmoid.x[2].eq(pre_o_15),
-            tanh.x[0].eq(pre_g_5),
-            tanh.x[1].eq(c_narrow[15]),
+            sigmoid.en.eq(1),
+            tanh.en.eq(1),
+            sigmoid.x[0].eq(pre_i_6),
+            sigmoid.x[1].eq(pre_f_6),
+            sigmoid.x[2].eq(pre_o_18),
+            tanh.x[0].eq(pre_g_6),
+            tanh.x[1].eq(c_narrow[18]),
         ]
 
-        # ---- combinational ----------------------------------------------------------------------------------
-        stream_base = self.stream * self.cell_depth if self.streams > 1 else None
-        in_flight = [valid[s] & (layer[s] == payload.layer) & (cell[s] == payload.cell)
-                     for s in range(1, self.WRITE_STAGE + 1)]
+        # ---- flow control: credits for the queue, the interlock -------------------------------------------
+        # Items past stage 1 and not yet taken: counted from stage 1, off the path from the interlock.
+        in_flight = Signal(range(self.OUTPUT_QUEUE_DEPTH + 1))
+        taken = self.o.valid & self.o.ready
+        with m.If(valid[1] & ~taken):
+            m.d.sync += in_flight.eq(in_flight + 1)
+        with m.Elif(taken & ~valid[1]):
+            m.d.sync += in_flight.eq(in_flight - 1)
+        # room for one more in the next cycle, even if one leaves stage 0 in this one
+        room = Signal()
+        m.d.sync += room.eq(in_flight + valid[1] + 1 < self.OUTPUT_QUEUE_DEPTH)
+
+        # The interlock of the next cycle's stage-0 item against stages 1 .. WRITE_STAGE, which are now stages
+        # 0 .. WRITE_STAGE - 1: for the arriving word, and for the waiting one (which does not meet itself).
+        # A first frame does not read c_prev, and writes stay in order: it never has to wait.
+        def meets(key, stages, first_frame):
+            same = [valid[s] & (layer[s] == key.layer) & (cell[s] == key.cell) for s in stages]
+            return ~first_frame & reduce(operator.or_, same, 0)
+        hazard_arriving = Signal()
+        hazard_waiting = Signal()
+        arrived = Signal()
+        m.d.sync += [
+            hazard_arriving.eq(meets(self.i.payload, range(self.WRITE_STAGE), self.i.payload.first_frame)),
+            hazard_waiting.eq(meets(payload, range(1, self.WRITE_STAGE), payload.first_frame)),
+            arrived.eq(self.i.ready),
+        ]
+        hazard = Mux(arrived, hazard_arriving, hazard_waiting)
         m.d.comb += [
-            advance.eq(~valid[last] | self.o.ready),
-            # A first frame does not read c_prev, and writes stay in order: it never has to wait.
-            hazard.eq(~payload.first_frame & reduce(operator.or_, in_flight)),
-            self.i.ready.eq(advance & ~hazard),
-            accepted.eq(self.i.valid & ~hazard),
-            address_0.eq(stream_base + per_layer(payload.layer, lambda index, _: self.cell_bases[index])
-                         + payload.cell if self.streams > 1 else
-                         per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell),
+            leaves.eq(waiting & ~hazard & room),
+            self.i.ready.eq(~waiting | leaves),
+            address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell
+                         + (self.stream * self.cell_depth if self.streams > 1 else 0)),
             c_read.addr.eq(address_0),
-            c_read.en.eq(advance),
             c_write.addr.eq(address[self.WRITE_STAGE]),
-            c_write.data.eq(c_12),
-            c_write.en.eq(valid[self.WRITE_STAGE] & advance),
-            self.o.valid.eq(valid[last]),
-            self.o.p.layer.eq(layer[last]),
-            self.o.p.cell.eq(cell[last]),
-            self.o.p.m.eq(m_21),
+            c_write.data.eq(c_14),
+            c_write.en.eq(valid[self.WRITE_STAGE]),
+            self.o.valid.eq(queue.r_rdy),
+            queue.r_en.eq(self.o.ready),
+            self.o.p.eq(head),
         ]
-
-        # ---- synchronous: the pipeline registers ---------------------------------------------------------
-        with m.If(advance):
-            m.d.sync += registers
         return m
-

@@ -34,7 +34,20 @@ def saturate(value, bits: int):
 
 def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
     """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal
-    driven in `m`'s comb domain (numerics.md's `sat(align(...))`)."""
+    driven in `m`'s comb domain (numerics.md's `sat(align(...))`).
+
+    For a right shift the limits are compared with the unrounded value (`round_shift(v, k) > high` exactly
+    when `v >= ((high + 1) << k) - h`, `< low` when `v < (low << k) - h`, h the rounding constant), so the
+    comparators work beside the rounding adder instead of after it: one carry chain deep, not two."""
+    value = value.as_signed()
+    rounded = round_shift(value, shift)
     result = Signal(signed(bits))
-    m.d.comb += result.eq(saturate(round_shift(value.as_signed(), shift), bits))
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if shift <= 0 or rounded.shape().width <= bits:
+        m.d.comb += result.eq(saturate(rounded, bits))
+    else:
+        half = 1 << (shift - 1)
+        over = value >= ((high + 1) << shift) - half
+        under = value < (low << shift) - half
+        m.d.comb += result.eq(Mux(over, high, Mux(under, low, rounded)))
     return result

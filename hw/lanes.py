@@ -14,9 +14,6 @@ bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
 
 from __future__ import annotations
 
-import operator
-from functools import reduce
-
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -95,14 +92,14 @@ class LaneElementwise(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        all_ready = Signal()
-        ready_terms = []
+        first = self._units[0]
         for k, unit in enumerate(self._units):
             m.submodules[f"lane{k}"] = unit
-            ready_terms.append(unit.i.ready)     # depends on the payload and o.ready, not on i.valid
             cell = self.i.payload.cells[k]
             m.d.comb += [
-                unit.i.valid.eq(self.i.valid & all_ready),
+                # the lanes see the same (layer, group) items, so their interlocks and credits agree: lane 0
+                # speaks for all (an AND over every lane's interlock would lengthen the path)
+                unit.i.valid.eq(self.i.valid & first.i.ready),
                 unit.i.payload.layer.eq(self.i.payload.layer),
                 unit.i.payload.cell.eq(self.i.payload.group),
                 unit.i.payload.first_frame.eq(self.i.payload.first_frame),
@@ -113,10 +110,8 @@ class LaneElementwise(wiring.Component):
             ]
             if unit.streams > 1:
                 m.d.comb += unit.stream.eq(self.stream)
-        first = self._units[0]
         m.d.comb += [
-            all_ready.eq(reduce(operator.and_, ready_terms)),
-            self.i.ready.eq(all_ready),
+            self.i.ready.eq(first.i.ready),
             # the lanes hold the same groups at the same stages: lane 0 speaks for all
             self.o.valid.eq(first.o.valid),
             self.o.payload.layer.eq(first.o.payload.layer),

@@ -37,9 +37,9 @@ class SkidBuffer(wiring.Component):
         m = Module()
 
         out_valid = Signal()
-        out_payload = Signal(self._payload_shape)
+        out_payload = Signal(self._payload_shape, reset_less=True)   # data: only the valid bits need a reset
         skid_valid = Signal()
-        skid_payload = Signal(self._payload_shape)
+        skid_payload = Signal(self._payload_shape, reset_less=True)
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.eq(out_payload),

@@ -84,7 +84,7 @@ class YReader(wiring.Component):
         base = Signal(address_bits)
         column_1 = Signal(size_bits)
         column_2 = Signal(size_bits)
-        value_2 = Signal(signed(design.act_bits))
+        value_2 = Signal(signed(design.act_bits), reset_less=True)   # a reset would put a LUT after the RAM
         phase = Signal.like(self.command.phase)
         buffer = Signal()
         layer = Signal.like(self.command.layer)

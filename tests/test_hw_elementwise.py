@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings, strategies as st
-from amaranth.hdl import Fragment
+from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign
@@ -257,6 +257,54 @@ def test_first_frame_clears_state_without_waiting(rng):
     assert np.all(np.diff(accepted_at) == 1), "first-frame items must not wait for the cell-state write"
 
 
+def test_reset_mid_sequence_drops_the_items_in_flight(rng):
+    """A reset while items fill the pipeline and the queue: none of them comes out, and a new sequence after it
+    runs exact at full rate (data registers have no reset; valid bits, credits and the queue do)."""
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    layers = (ElementwiseLayer(cell_size=ElementwiseUnit.MIN_REVISIT_DISTANCE, facc=20, fp=15),)
+    dut = ElementwiseUnit(numerics, tables, layers, acc_bits=32)
+    top = Module()
+    top.domains.sync = sync = ClockDomain()
+    top.submodules.dut = dut
+    acc = realistic_acc(layers, rng)
+    peep = any_peephole(numerics, rng)
+    dropped = frames_of_items(layers, 2, [1, 0], acc, peep, rng)[:ElementwiseUnit.QUEUE_STAGE]
+    after = frames_of_items(layers, 3, [1, 0, 0], acc, peep, rng, shuffle=False)
+    expected, _ = reference_outputs(numerics, tables, layers, after)
+    state = {}
+
+    async def producer(ctx):
+        await stream_send(ctx, dut.i, dropped)
+        await ctx.tick().repeat(ElementwiseUnit.LATENCY // 2)    # some in the queue, some in the pipeline
+        assert ctx.get(dut.o.valid)
+        ctx.set(sync.rst, 1)
+        await ctx.tick()
+        ctx.set(sync.rst, 0)
+        state["reset"] = True
+        state["accepted_at"] = await stream_send(ctx, dut.i, after)
+
+    async def consumer(ctx):
+        ctx.set(dut.o.ready, 0)
+        while "reset" not in state:
+            await ctx.tick()
+        state["received"] = await stream_receive(ctx, dut.o, len(after),
+                                                 max_cycles=len(after) + 4 * ElementwiseUnit.LATENCY)
+        ctx.set(dut.o.ready, 1)
+        for _ in range(2 * ElementwiseUnit.LATENCY):
+            _, _, valid = await ctx.tick().sample(dut.o.valid)
+            assert not valid, "an item from before the reset came out"
+
+    sim = Simulator(top)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer, background=True)
+    sim.add_testbench(consumer)
+    sim.run()
+    got = [(word.payload.layer, word.payload.cell, word.payload.m) for word in state["received"]]
+    assert_outputs_equal(got, expected)
+    assert np.all(np.diff(state["accepted_at"]) == 1), "credits must start again from zero after the reset"
+
+
 def test_latency_throughput_and_interlock(rng):
     """No stalls: LATENCY cycles to the first output, then one per cycle while cells revisit no sooner than
     MIN_REVISIT_DISTANCE items; a cell revisited sooner waits for its own write, and stays exact."""
@@ -277,10 +325,11 @@ def test_latency_throughput_and_interlock(rng):
     assert taken_at[0] - accepted_at[0] == ElementwiseUnit.LATENCY
     steps = np.diff(accepted_at)
     assert np.all(steps[:len(wide) - 1] == 1), "a layer of MIN_REVISIT_DISTANCE cells must run at full rate"
-    # Layer 1 (3 cells): from its second frame on, cell 0 waits until its previous c is written, i.e. until
-    # MIN_REVISIT_DISTANCE cycles after its previous visit; cells 1 and 2 follow at full rate.
+    # Layer 1 (3 cells): from its second frame on, cell 0 waits in the input register until its previous c is
+    # written, i.e. until MIN_REVISIT_DISTANCE cycles after its previous visit, so cell 1's handshake waits;
+    # cell 2 follows at full rate.
     wait = distance - 2
-    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, wait, 1, 1, wait, 1, 1]
+    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, 1, wait, 1, 1, wait, 1]
 
 
 @st.composite
