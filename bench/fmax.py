@@ -3,13 +3,13 @@
 Generates the Verilog of an encoded model (or of the shipped words model re-encoded for `--pes N`), wraps
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
 pin, the wide counters are XOR-reduced to one pin, so no logic is optimised away and the pins fit the
-package), synthesises it with `synth_ecp5 -abc9` and places and routes it with router2 at 125 MHz. Prints and
-saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
+package), synthesises it with `synth_ecp5 -abc9` and places and routes it at 125 MHz (router1 by default:
+router2 does not converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
 
     nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
     nice .venv/bin/python bench/fmax.py --encoded build/sim/encoded -o build/fmax16
 
-Synthesis of 16 PEs takes a few minutes, place and route a quarter of an hour or more (2 cores).
+Synthesis of 16 PEs takes a few minutes, placement about ten, routing with router1 about 40 (2 cores).
 """
 
 from __future__ import annotations
@@ -115,6 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
     parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
+    parser.add_argument("--router", choices=("router1", "router2"), default="router1",
+                        help="nextpnr's router (default router1; router2 does not converge on 16 PEs)")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: Fmax is nextpnr's estimate before routing (for designs that "
                              "router2 does not route in reasonable time)")
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
         timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
     (out / "fmax.lpf").write_text(CONSTRAINTS)
-    stage = ["--no-route"] if args.no_route else ["--router", "router2"]
+    stage = ["--no-route"] if args.no_route else ["--router", args.router]
     timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
                             "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ), *stage,
                             "--seed", str(args.seed), "--report", "report.json"], out / "nextpnr.log")
