@@ -86,8 +86,8 @@ def test_streams_rows_one_and_two_streams(tiny_report):
         assert 0 < row["pe_busy_fraction"] <= 1
     for model in ("shipped", "ese"):
         one, two = (next(r for r in rows if r["model"] == model and r["streams"] == s) for s in (1, 2))
-        # a second stream can only fill the PEs' idle cycles: never a longer period
-        assert two["steady_cycles_per_frame"] <= one["steady_cycles_per_frame"]
+        # the lone frame's latency does not depend on how many streams could interleave with it
+        assert two["first_frame_cycles"] == one["first_frame_cycles"]
     assert "## Interleaved streams" in report
 
 
