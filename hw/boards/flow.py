@@ -132,7 +132,7 @@ class ULX3SBuild:
         plan = self.platform.prepare(
             self.top, name=TOP_NAME,
             script_after_synth=f"tee -q -o {TOP_NAME}.stat.json stat -json",
-            nextpnr_opts=["--seed", str(self.seed), "--router", "router2", "--timing-allow-fail",
+            nextpnr_opts=["--seed", str(self.seed), "--router", "router1", "--timing-allow-fail",
                           "--report", f"{TOP_NAME}.report.json"])
         plan.extract(self.directory)
         return json.loads((self.directory / f"build_{TOP_NAME}.json").read_text())["commands"]
