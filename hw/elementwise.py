@@ -395,11 +395,13 @@ class ElementwiseUnit(wiring.Component):
             arrived.eq(self.i.ready),
         ]
         hazard = Mux(arrived, hazard_arriving, hazard_waiting)
+        cell_address = per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell
+        if self.streams > 1:    # stream s keeps its cell state at s * cell_depth
+            cell_address = cell_address + self.stream * self.cell_depth
         m.d.comb += [
             leaves.eq(waiting & ~hazard & room),
             self.i.ready.eq(~waiting | leaves),
-            address_0.eq(per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell
-                         + (self.stream * self.cell_depth if self.streams > 1 else 0)),
+            address_0.eq(cell_address),
             c_read.addr.eq(address_0),
             c_write.addr.eq(address[self.WRITE_STAGE]),
             c_write.data.eq(c_14),
