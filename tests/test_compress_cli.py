@@ -99,6 +99,32 @@ def test_sensitivity_then_compress_then_accuracy(trained_classifier, tmp_path, c
     assert result["method"].startswith("one-shot") and 0.2 < result["overall_density"] <= 0.25
 
 
+def test_compress_continues_from_an_earlier_run(trained_classifier, tmp_path, capsys):
+    """--start-from: an earlier run's pruned.pt, or its .npz with the .head.npz beside it, is pruned further;
+    the checkpoint stays the dense reference of the report."""
+    root, corpus, checkpoint = trained_classifier
+    first = tmp_path / "first"
+    assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.5", "--pes", "4",
+                 "--steps", "1", "--epochs", "1", "--force-target", "-o", str(first), "-q"]) == 0
+    first_report = json.loads((first / "report.json").read_text())
+    for start in (first / "pruned.pt", first / "pruned.npz"):
+        out = tmp_path / f"second-{start.suffix[1:]}"
+        assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.25", "--pes", "4",
+                     "--start-from", str(start), "--steps", "2", "--epochs", "1", "--force-target",
+                     "-o", str(out), "-q"]) == 0
+        assert f"starting from {start}: overall density" in capsys.readouterr().out
+        report = json.loads((out / "report.json").read_text())
+        assert report["dense"] == first_report["dense"] and report["start_from"] == str(start)
+        history = report["runs"]["primary"]["history"]
+        assert history[0]["phase"] == "start"
+        assert history[0]["overall_density"] == pytest.approx(first_report["runs"]["primary"]["overall_density"])
+        assert 0.2 < report["runs"]["primary"]["overall_density"] <= 0.25
+    (first / "pruned.head.npz").unlink()
+    assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.25", "--pes", "4",
+                 "--start-from", str(first / "pruned.npz"), "-o", str(tmp_path / "third"), "-q"]) == 1
+    assert "pruned.head.npz (not found)" in one_error_line(capsys, "compress")
+
+
 USER_TASK = '''
 import numpy as np
 from sparselstm.sw.compress.task import CallableTask

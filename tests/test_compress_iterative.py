@@ -13,6 +13,7 @@ import pytest
 from sparselstm.sw.compress.density import overall_density
 from sparselstm.sw.compress.iterative import (apply_masks, check_masks_held, iterative_compression, mask_variant,
                                               prune_at_most)
+from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.compress.task import CallableTask, CompressionTask, TaskError
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pruning import prune_model
@@ -64,6 +65,21 @@ def test_iterative_reaches_the_target_with_masks_held(dense):
         assert np.count_nonzero(w) == result.masks[name].sum()  # kept weights were retrained, not zeroed
     # Each step's loss is measured against the dense model and retraining recovers part of it.
     assert result.score < result.baseline == 0.0
+
+
+def test_iterative_continues_from_a_pruned_model(dense):
+    """A model already pruned (e.g. an earlier run's result) is pruned further from its own density: the
+    planned steps go geometrically from that density to the target, and its zeros are not brought back."""
+    task = teacher_task(dense)
+    first = iterative_compression(dense, task, 0.5, N_PES, steps=1, epochs=1, max_loss=1.0, progress=False)
+    start = first.overall_density
+    result = iterative_compression(first.model, task, 0.2, N_PES, steps=2, epochs=1, max_loss=1.0, progress=False)
+    assert result.history[0]["phase"] == "start" and result.history[0]["overall_density"] == start
+    planned = [h["overall_target"] for h in result.history if h["phase"] == "prune+finetune"]
+    np.testing.assert_allclose(planned, [start * (0.2 / start) ** 0.5, 0.2])
+    assert 0.15 < result.overall_density <= 0.2
+    with pytest.raises(ParameterError, match="already at or below the target"):
+        iterative_compression(result.model, task, 0.3, N_PES, steps=1, epochs=0, progress=False)
 
 
 def test_a_too_costly_step_is_backed_off_then_stops_above_the_target(dense):
@@ -143,7 +159,7 @@ def speech():
 def test_speech_task_fine_tuning_holds_the_masks(speech):
     from sparselstm.sw import train as training
 
-    dense = speech.load_model()
+    dense, dense_state = speech.load_model(), speech.snapshot()
     result = iterative_compression(dense, speech, 0.25, 4, steps=2, epochs=1, max_loss=1.0, progress=False)
     assert result.reached_target and 0.2 < result.overall_density <= 0.25
     # The classifier itself (not only the returned LSTMPModel) holds zeros where the masks say so.
@@ -152,6 +168,7 @@ def test_speech_task_fine_tuning_holds_the_masks(speech):
         assert np.all(in_torch[name][~mask] == 0), name
     assert result.score == pytest.approx(speech.score(result.model, "val"))
     assert result.score > 0.5    # far above chance (0.25) after pruning 75 % of the weights
+    speech.restore(dense_state)   # the next tests start from the dense classifier
 
 
 def test_speech_task_distillation_keeps_the_dense_teacher(speech):

@@ -85,6 +85,11 @@ def register(subparsers) -> None:
                              "scored, for the report's table and delta.png (accuracy against MACs per frame); "
                              "comma-separated, each T (every side) or X/Y/M (per side, every layer), e.g. "
                              "0.05,0.1,0.2/0.2/0.02")
+    parser.add_argument("--start-from", type=Path, default=None, metavar="PRUNED",
+                        help="continue from this earlier compressed model of CHECKPOINT (e.g. an earlier run's "
+                             "pruned.pt, or a shipped LSTM .npz with its PRUNED.head.npz beside it) instead of "
+                             "the dense weights: the schedule goes from its density to the target; CHECKPOINT "
+                             "stays the dense model of the report and the --distill teacher")
     parser.add_argument("--val-split", default="val", help="split that steers compression (default val)")
     parser.add_argument("--test-split", default="test", help="held-out split of the report (default test)")
     parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR", help="output directory")
@@ -103,6 +108,8 @@ def _check_arguments(args) -> None:
         raise ParameterError(f"--min-density must lie in [0, target density], got {args.min_density}")
     if args.max_loss < 0:
         raise ParameterError(f"--max-loss must be >= 0, got {args.max_loss}")
+    if args.start_from is not None and not args.start_from.exists():
+        raise ParameterError(f"--start-from {args.start_from}: file not found")
     if args.sensitivity is not None and not args.sensitivity.exists():
         raise ParameterError(f"{args.sensitivity}: sensitivity file or directory not found")
     check_at_least(args.delta_epochs, 0, "--delta-epochs")
@@ -197,6 +204,20 @@ def compress_run(args, task, model, balanced: bool, curves, columns: bool = Fals
     return result, allocation
 
 
+def start_model(task, dense, path):
+    """The model of --start-from, checked against the dense model's matrices (the task holds its state)."""
+    from ..spec.errors import ParameterError
+    from ..sw.compress.density import overall_density
+
+    start = task.start_from(path)
+    shapes = {name: w.shape for name, w in dense.matrices().items()}
+    theirs = {name: w.shape for name, w in start.matrices().items()}
+    if theirs != shapes:
+        raise ParameterError(f"--start-from {path}: its matrices {theirs} are not those of the checkpoint {shapes}")
+    print(f"starting from {path}: overall density {overall_density(start):.4f}", flush=True)
+    return start
+
+
 def _compress_variant(shared, variant):
     """One run from the dense model and the dense task state (an executor task, maybe on another machine):
     (CompressionResult, its evaluation on the test split, the task state it ends in)."""
@@ -284,6 +305,8 @@ def _run(args: argparse.Namespace, executor) -> int:
             variants.append(("uniform", balanced, columns, None))
     args.output.mkdir(parents=True, exist_ok=True)
     dense = evaluate_dense(task, model, args.test_split, settings)   # before fine-tuning touches the task
+    if args.start_from is not None:
+        model = start_model(task, model, args.start_from)
     shared = (args, task, model, task.snapshot(), settings, len(variants) > 1)
     labels = [f"run {variant[0]!r}" for variant in variants]
     outcomes = executor.map(_compress_variant, variants, shared=shared, labels=labels, seed=args.seed,
@@ -313,6 +336,7 @@ def _run(args: argparse.Namespace, executor) -> int:
     report = build_report(task, dense, runs, "primary", args.test_split,
                           extra={"command": command_line(),
                                  "checkpoint": str(args.checkpoint), "pruned": [str(p) for p in saved],
+                                 **({"start_from": str(args.start_from)} if args.start_from else {}),
                                  "encoded": str(args.output / "encoded"), **extra})
     written = write_report(report, args.output)
 

@@ -1,8 +1,8 @@
 """Pruning with fine-tuning: the iterative schedule (US10762426B2) and the 'proper use of the mask' variant
 (US10832123B2). Pruning itself is sw/pruning.py; scoring and retraining are the task's (task.py).
 
-Iterative: the overall density goes from 1 to the target in `steps` geometric steps (each removes the same
-fraction of the remaining weights: o_k = target**(k/steps)). Each step prunes the current model to the
+Iterative: the overall density goes from the model's (1 for a dense model) to the target in `steps` geometric
+steps (each removes the same fraction of the remaining weights: o_k = start * (target/start)**(k/steps)). Each step prunes the current model to the
 per-matrix densities of that overall density (`allocation`: uniform, or from sensitivity curves),
 fine-tunes with the masks held, and scores the validation split. A step whose loss against the dense model
 exceeds `max_loss` is undone (model and task state restored) and retried half-way (geometric midpoint)
@@ -144,13 +144,17 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
 
     started = time.time()
     baseline = float(task.score(model, split))
-    history = [dict(step=0, phase="dense", overall_target=1.0, overall_density=overall_density(model),
-                    score=baseline, loss=0.0, accepted=True, epochs=0, seconds=round(time.time() - started, 1))]
-    planned = [target ** (k / steps) for k in range(1, steps + 1)]
+    start = overall_density(model)   # below 1 when continuing from an already pruned model
+    if start <= target:
+        raise ParameterError(f"the model's overall density {start:.4f} is already at or below the target {target}")
+    history = [dict(step=0, phase="dense" if start == 1.0 else "start", overall_target=start,
+                    overall_density=start, score=baseline, loss=0.0, accepted=True, epochs=0,
+                    seconds=round(time.time() - started, 1))]
+    planned = [start * (target / start) ** (k / steps) for k in range(1, steps + 1)]
     planned[-1] = target  # exactly, whatever the rounding of the power
-    current_model, current_overall = model, 1.0
-    current_masks = {name: np.ones(w.shape, dtype=bool) for name, w in model.matrices().items()}
-    current_densities: dict = {name: 1.0 for name in current_masks}
+    current_model, current_overall = model, start
+    current_masks = {name: w != 0 for name, w in model.matrices().items()}
+    current_densities: dict = {name: float(mask.mean()) for name, mask in current_masks.items()}
     current_score, reached = baseline, True
     index, backoffs, failed_at, forcing = 0, 0, None, False
     bar = tqdm(total=steps, desc="compress", unit="step", disable=not progress)

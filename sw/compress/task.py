@@ -159,6 +159,13 @@ class CompressionTask(ABC):
 
         return load_model(checkpoint)
 
+    def start_from(self, path) -> LSTMPModel:
+        """An earlier (pruned) model to continue compressing from, with any task-side state that belongs to
+        it loaded (default: any file sw.loaders reads, no task-side state)."""
+        from ..loaders import load_model
+
+        return load_model(path)
+
     def save_model(self, model: LSTMPModel, path, **metadata) -> list[Path]:
         """Write a (pruned) model; returns the files written (default: sparselstm .npz)."""
         from ..loaders import save_npz
@@ -342,6 +349,30 @@ class SpeechCompressionTask(CompressionTask):
         from .. import train as training
 
         return training.to_lstmp_model(self.classifier)
+
+    def start_from(self, path) -> LSTMPModel:
+        """Continue from an earlier compressed classifier: a checkpoint (.pt, e.g. compress's pruned.pt), or an
+        LSTM .npz with its normalisation and head in PATH.head.npz beside it (as models/ ships them)."""
+        from .. import train as training
+        from ..loaders import load_model
+        from ..speech.task import ClassifierHead
+
+        path = Path(path)
+        if path.suffix == ".pt":
+            other, _ = training.load_checkpoint(path)
+            if other.config != self.classifier.config or tuple(other.vocabulary) != tuple(self.classifier.vocabulary):
+                raise TaskError(f"{path}: a classifier of another shape or vocabulary ({other.config}) than the "
+                                f"checkpoint being compressed ({self.classifier.config})")
+            self.classifier.load_state_dict(other.state_dict())
+            return training.to_lstmp_model(self.classifier)
+        head_path = training.exported_paths(path)["head"]
+        if not head_path.exists():
+            raise TaskError(f"{path}: the classifier's normalisation and head belong beside it as {head_path} "
+                            f"(not found); or give the .pt checkpoint")
+        model = load_model(path)
+        self._load(model)
+        self.classifier.set_head_numpy(ClassifierHead.load(head_path))
+        return model
 
     def save_model(self, model, path, **metadata) -> list[Path]:
         """A full classifier checkpoint PATH (.pt) plus its exports PATH.npz and PATH.head.npz."""
