@@ -119,6 +119,17 @@ def test_compress_continues_from_an_earlier_run(trained_classifier, tmp_path, ca
         assert history[0]["phase"] == "start"
         assert history[0]["overall_density"] == pytest.approx(first_report["runs"]["primary"]["overall_density"])
         assert 0.2 < report["runs"]["primary"]["overall_density"] <= 0.25
+    # A model already at the target only gets --final-epochs of masked fine-tuning: its zeros stay.
+    out = tmp_path / "more-epochs"
+    assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.5", "--pes", "4",
+                 "--start-from", str(first / "pruned.pt"), "--final-epochs", "1", "-o", str(out), "-q"]) == 0
+    assert "no pruning, its zeros are held; 1 final epochs" in capsys.readouterr().out
+    phases = [h["phase"] for h in json.loads((out / "report.json").read_text())["runs"]["primary"]["history"]]
+    assert phases == ["already pruned", "final finetune"]
+    before, after = load_model(first / "pruned.npz").matrices(), load_model(out / "pruned.npz").matrices()
+    for name, w in after.items():
+        assert np.all(w[before[name] == 0] == 0), name
+    assert any(not np.array_equal(w, before[name]) for name, w in after.items())   # it did train
     (first / "pruned.head.npz").unlink()
     assert main(["compress", str(checkpoint), "--task", str(corpus), "--target-density", "0.25", "--pes", "4",
                  "--start-from", str(first / "pruned.npz"), "-o", str(tmp_path / "third"), "-q"]) == 1

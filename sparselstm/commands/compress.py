@@ -49,7 +49,8 @@ def register(subparsers) -> None:
     parser.add_argument("--epochs", type=int, default=1, metavar="E",
                         help="fine-tuning epochs per step (mask variant: per retraining) (default 1)")
     parser.add_argument("--final-epochs", type=int, default=0, metavar="E",
-                        help="iterative: extra masked epochs at the end (default 0)")
+                        help="iterative: extra masked epochs at the end; a model already at the target (e.g. "
+                             "--start-from an earlier run's result) gets only these (default 0)")
     parser.add_argument("--max-loss", type=float, default=0.01, metavar="L",
                         help="iterative: largest accepted validation loss against the dense model, in metric "
                              "units (default 0.01 = 1 accuracy point); a costlier step is backed off")
@@ -187,8 +188,9 @@ def compress_run(args, task, model, balanced: bool, curves, columns: bool = Fals
     log = _line_writer(args)
     if overall_density(model) <= args.target_density + 1e-12:
         log(f"the model is already at overall density {overall_density(model):.4f} <= {args.target_density}: "
-            f"no pruning, its zeros are held")
-        result = already_pruned(model, task, args.target_density, args.pes, balanced, columns, args.val_split)
+            f"no pruning, its zeros are held{f'; {args.final_epochs} final epochs' if args.final_epochs else ''}")
+        result = already_pruned(model, task, args.target_density, args.pes, balanced, columns, args.val_split,
+                                args.final_epochs, log)
     elif args.method == "mask":
         result = mask_variant(model, task, allocation_at(args.target_density), args.pes, balanced, args.epochs,
                               args.epochs, args.val_split, progress=not args.quiet, log=log, columns=columns)

@@ -275,17 +275,33 @@ def mask_variant(model: LSTMPModel, task: CompressionTask, densities, n_pes: int
 
 
 def already_pruned(model: LSTMPModel, task: CompressionTask, target_density: float, n_pes: int,
-                   balanced: bool = True, columns: bool = False, split: str = "val") -> CompressionResult:
+                   balanced: bool = True, columns: bool = False, split: str = "val", final_epochs: int = 0,
+                   log: Callable[[str], None] | None = None) -> CompressionResult:
     """A model already at or below the target density, taken as it is: its masks are its non-zeros (so that
-    fine-tuning, e.g. with delta-mode thresholds, holds its zeros), no pruning step."""
+    fine-tuning, e.g. with delta-mode thresholds, holds its zeros), no pruning step; `final_epochs` masked
+    epochs of fine-tuning (e.g. to go on training an earlier run's result)."""
     target = check_target(target_density)
     if overall_density(model) > target + 1e-12:
         raise ParameterError(f"the model's overall density {overall_density(model):.4f} is above the target {target}")
+    final_epochs = _check_epochs(final_epochs, "final epochs")
+    if final_epochs and not task.can_finetune:
+        raise TaskError(f"task {task.name!r} cannot fine-tune; use final epochs 0")
     started = time.time()
-    score = float(task.score(model, split))
+    baseline = score = float(task.score(model, split))
     masks = {name: w != 0 for name, w in model.matrices().items()}
     densities = {name: float(mask.mean()) for name, mask in masks.items()}
     history = [dict(step=0, phase="already pruned", overall_target=target, overall_density=overall_density(model),
                     score=score, loss=0.0, accepted=True, epochs=0, seconds=round(time.time() - started, 1))]
-    return CompressionResult("none", model, masks, densities, score, score, target, True, history,
+    if final_epochs:
+        started = time.time()
+        model = task.finetune(model, masks, final_epochs)
+        check_masks_held(model, masks, "final fine-tuning")
+        score = float(task.score(model, split))
+        history.append(dict(step=1, phase="final finetune", overall_target=target,
+                            overall_density=overall_density(model), score=score, loss=baseline - score,
+                            accepted=True, epochs=final_epochs, seconds=round(time.time() - started, 1)))
+        (log or (lambda message: None))(
+            f"final fine-tuning ({final_epochs} epochs): overall density {overall_density(model):.4f}, "
+            f"{task.metric} {score:.4f} (loss {baseline - score:+.4f})")
+    return CompressionResult("none", model, masks, densities, baseline, score, target, True, history,
                              check_pe_count(n_pes), bool(balanced), bool(columns))
