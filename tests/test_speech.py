@@ -306,7 +306,7 @@ def test_shipped_models_reach_their_recorded_accuracy_without_torch(entry):
 
 
 @pytest.mark.parametrize("entry", [e for e in _shipped_models() if "compressed_test_set_golden_accuracy" in e],
-                         ids=lambda e: e["checkpoint"])
+                         ids=lambda e: e.get("compressed", e["checkpoint"]))
 def test_shipped_compressed_models_reach_their_recorded_golden_accuracy(entry):
     """`sparselstm accuracy` (make accuracy) on a shipped compressed model: the bit-exact golden model of
     its encoding reproduces the accuracy models.json records, at the density it records."""
