@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from sparselstm.hw.cycle_model import default_lanes, grouped_work, predict_cycles
+from sparselstm.hw.cycle_model import default_lanes, predict_cycles
 from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
@@ -211,12 +211,6 @@ def test_design_rejects_lanes_that_do_not_divide_the_pes():
 
 
 # ---- the cycle model ----------------------------------------------------------------------------------------
-
-def test_grouped_work_sums_consecutive_columns():
-    work = np.arange(10).reshape(2, 5)
-    assert grouped_work(work, 2).tolist() == [[1, 5, 4], [11, 15, 9]]
-    assert grouped_work(work, 1).tolist() == work.tolist()
-
 
 def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
     # many PEs for a small model: the element-wise pass bounds the frame with one lane
