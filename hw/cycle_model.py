@@ -45,6 +45,7 @@ Y_READER_EXTRA = 1        # the y reader's output register after its memory: its
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
+UNPACKER_ROOM_LAG = 2     # ... and its room flag and the broadcaster's `all_ready` (two registers) see a word later
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
@@ -139,10 +140,11 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
         if stream.words == 0:
             stream.done_at = 0
             done[index] = 0
-    held = unpacking if unpack else queues
+    held, room_lag = (unpacking, UNPACKER_ROOM_LAG) if unpack else (queues, 0)
     while True:
         candidates = [k for k, stream in enumerate(streams) if stream.ready(cycle, done)]
-        if candidates and all(len(q) < fifo_depth for q in held):
+        # the room flags count the words that have arrived (a word on its way is not counted yet)
+        if candidates and all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth for q in held):
             others = [k for k in candidates if k != last_stream] if alternate else candidates
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
@@ -203,8 +205,10 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
-        return (_simulate([_Stream(np.concatenate(columns, axis=1))], depth, unpack) + READER_LATENCY + STATE_OVERHEAD
-                + STATUS_LATENCY + Y_READER_EXTRA)
+        # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
+        follow = PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
+        return (follow + _simulate([_Stream(np.concatenate(columns, axis=1))], depth, unpack) + READER_LATENCY
+                + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
                     input_after_pass=False):

@@ -224,11 +224,12 @@ def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
     assert default_lanes(design) == design.lanes
 
 
-@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
-@pytest.mark.parametrize("lanes", [2, 4])
-def test_cycle_model_predicts_simulated_cycles_with_lanes(shape, lanes):
+@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (24, 96, 48, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_cycle_model_is_within_two_percent_of_the_rtl(shape, lanes):
+    # issue #12's bound; frames of a few hundred cycles (in tinier ones the fixed latencies weigh more)
     input_size, cells, proj, layers, n_pes = shape
     encoded = encoded_model(input_size, cells, proj, layers=layers, density=0.2, n_pes=n_pes, seed=1)
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
     steady, _, _ = simulated_steady_cycles(design, input_size, encoded.numerics)
-    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.05)
+    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.02)
