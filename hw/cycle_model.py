@@ -3,7 +3,8 @@
 It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the
 activation FIFO, the job register and the entry walker (one entry per cycle, empty columns free), with the
 broadcaster sending one column per cycle to all PEs only when every FIFO has room, the m words of the
-element-wise pass before the next frame's input words as the scheduler does. The steady-state
+element-wise pass and the independent words in turn, or, in a single stream's last layer, the m words
+first, as the scheduler does. The steady-state
 period runs from one frame's last-layer element-wise pass to the next one's: that pass with the next
 frame's layer-0 input interleaved, then layer 0's recurrent columns once the projection readout is done,
 then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element-wise pipeline, state
@@ -115,7 +116,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
     """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of words,
     with `unpack` through a LaneUnpacker per PE (its FIFO of words, one column per cycle into the PE's);
     when more than one stream can send, the first in list order, or with `alternate` the one that did not
-    send last (the scheduler's rule for one stream or several). Sets each stream's `done_at` (cycle its
+    send last (the scheduler's two rules). Sets each stream's `done_at` (cycle its
     last word was finished by every PE, plus the MAC drain) and returns the cycle everything is done."""
     n_pes = streams[0].columns.shape[0]   # callers pass at least one stream
     unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream] per unpacker FIFO word
@@ -245,7 +246,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                     return (None if sent is None or started is None
                             else max(sent + 2 + READER_LATENCY + Y_READER_EXTRA, started + Y_READER_EXTRA))
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
-        end = _simulate(streams, depth, unpack, alternate=design.streams > 1) if streams else 0
+        # m words first only in a single stream's last layer (recurrent_ahead: not the last layer)
+        end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
         if has_proj and recurrent_next and design.streams > 1:
             # nothing follows the readout: the next frame's DRAIN_G waits for its last word

@@ -219,11 +219,11 @@ class Scheduler(wiring.Component):
                 m.d.comb += send(input_engine.o)
             with m.Else():
                 m.d.comb += send(y_reader.o)
-        if streams > 1:   # EW: the other source's turn after an m word when both wait
-            prefer_input = Signal()
-            m_turn = ~(prefer_input & Mux(input_next, input_engine.o.valid, y_reader.o.valid))
-        else:
-            m_turn = 1
+        # EW: after an m word the other source's turn when both wait, but not in a single stream's last layer
+        prefer_input = Signal()
+        m_turn = ~(prefer_input & Mux(input_next, input_engine.o.valid, y_reader.o.valid))
+        if streams == 1:
+            m_turn = m_turn | is_last_layer
 
         stream_now = Signal(range(streams))   # stream of the current frame
         stream_next = Mux(stream_now == streams - 1, 0, stream_now + 1)
@@ -265,9 +265,7 @@ class Scheduler(wiring.Component):
         with m.If(input_engine.frame_start):
             m.d.sync += [seq_start.eq(input_engine.sequence_start), frame_active.eq(1)]
         with m.If(self.bcast.valid & self.bcast.ready):
-            m.d.sync += proj_word_held.eq(m_sent)
-            if streams > 1:
-                m.d.sync += prefer_input.eq(m_sent)
+            m.d.sync += [proj_word_held.eq(m_sent), prefer_input.eq(m_sent)]
         with m.Elif(self.bcast.ready):
             m.d.sync += proj_word_held.eq(0)   # the held word (if any) went out at this edge
         with m.If(out_pending & ~proj_busy):
@@ -340,10 +338,10 @@ class Scheduler(wiring.Component):
 
             with m.State("EW"):
                 # the m words share the broadcaster with independent work: in the last layer the next
-                # frame's input words, else the next layer's recurrent words. With one stream an m word goes
-                # first: the projection, its readout and the next words that read it wait for the last one,
-                # while the other words only have to be in before DRAIN_G. With streams the two alternate
-                # (the next frame's recurrent words do not wait for this readout).
+                # frame's input words, else the next layer's recurrent words. They alternate when both wait
+                # (a gate word carries more PE work than an m word), except in a single stream's last layer,
+                # where an m word goes first: the projection, its readout and the recurrent words behind it
+                # are the frame's chain, while the input words only have to be in before the next DRAIN_G.
                 # (delta mode, one layer: this pass reads the only copy of the accumulators the input adds to)
                 prefetch = 0 if delta and n_layers == 1 else is_last_layer
                 m.d.comb += [input_engine.enable.eq(prefetch), input_engine.buffer.eq(~frame_parity)]
