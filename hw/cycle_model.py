@@ -2,8 +2,9 @@
 
 It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the
 activation FIFO, the job register and the entry walker (one entry per cycle, empty columns free), with the
-broadcaster sending one column per cycle to all PEs only when every FIFO has room, alternating between the
-m words of the element-wise pass and the next frame's input words as the scheduler does. The steady-state
+broadcaster sending one column per cycle to all PEs only when every FIFO has room, the m words of the
+element-wise pass and the independent words in turn, or, in a single stream's last layer, the m words
+first, as the scheduler does. The steady-state
 period runs from one frame's last-layer element-wise pass to the next one's: that pass with the next
 frame's layer-0 input interleaved, then layer 0's recurrent columns once the projection readout is done,
 then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element-wise pipeline, state
@@ -34,7 +35,7 @@ from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X
 from .elementwise import ElementwiseUnit
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
-__all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "grouped_work"]
+__all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes"]
 
 FIFO_LATENCY = 2          # broadcast edge -> the word can be popped (SyncFIFOBuffered)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
@@ -45,6 +46,7 @@ Y_READER_EXTRA = 1        # the y reader's output register after its memory: its
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 2      # lanes > 1: the LaneUnpacker's input register and FIFO in front of the PE's FIFO
+UNPACKER_ROOM_LAG = 2     # ... and its room flag and the broadcaster's `all_ready` (two registers) see a word later
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
@@ -76,29 +78,26 @@ def column_work(design: AcceleratorDesign, layer: int, kind: int) -> np.ndarray:
     return work
 
 
-def grouped_work(work: np.ndarray, lanes: int) -> np.ndarray:
-    """Entries per (PE, group of `lanes` consecutive columns): what a broadcast word of m words costs."""
-    pad = (-work.shape[1]) % lanes
-    padded = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)], axis=1)
-    return padded.reshape(work.shape[0], -1, lanes).sum(axis=2)
-
-
 class _Stream:
-    """Columns offered to the broadcaster: entries per (PE, column), the earliest cycle each column may be
-    offered, and optionally a gate: a function of the other streams' completion that opens it."""
+    """Words offered to the broadcaster: entries per (PE, column), `lanes` consecutive columns per word (a
+    group of m words) or one, the earliest cycle each word may be offered, and optionally a gate: a
+    function of the other streams' completion that opens it."""
 
-    def __init__(self, work: np.ndarray, available=None, opens_after=None, drop_empty=False):
-        # `done` (see _simulate) also holds ("sent", k): the cycle stream k's last column was broadcast
-        self.work = work
-        self.drop_empty = drop_empty        # a PE never sees a column without entries (LaneUnpacker)
+    def __init__(self, work: np.ndarray, available=None, opens_after=None, lanes: int = 1):
+        # `done` (see _simulate) also holds ("sent", k): the cycle stream k's last word was broadcast
+        pad = (-work.shape[1]) % lanes
+        self.columns = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)],
+                                      axis=1).reshape(work.shape[0], -1, lanes)
+        self.grouped = lanes > 1            # a LaneUnpacker drops the columns without entries (its mask)
+        self.words = self.columns.shape[1]
         self.available = available
         self.opens_after = opens_after      # callable(done: dict) -> cycle or None (not yet known)
         self.sent = 0
-        self.completed = np.zeros(work.shape[0], dtype=np.int64)   # columns finished per PE
+        self.completed = np.zeros(work.shape[0], dtype=np.int64)   # words finished per PE
         self.done_at = None
 
     def ready(self, cycle: int, done: dict) -> bool:
-        if self.sent >= self.work.shape[1]:
+        if self.sent >= self.words:
             return False
         if self.available is not None and self.available[self.sent] > cycle:
             return False
@@ -107,62 +106,81 @@ class _Stream:
             return opens is not None and opens <= cycle
         return True
 
+    def columns_for(self, pe: int) -> list[int]:
+        """The entries of each column PE `pe` is handed of the next word (none: the word is dropped)."""
+        columns = [int(entries) for entries in self.columns[pe, self.sent]]
+        return [entries for entries in columns if entries] if self.grouped else columns
 
-def _simulate(streams: list[_Stream], fifo_depth: int, fifo_latency: int = FIFO_LATENCY) -> int:
-    """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of columns,
-    alternating between streams when more than one can send (as the scheduler does). Sets each stream's
-    `done_at` (cycle its last column was finished by every PE, plus the MAC drain) and returns the cycle
-    everything is done."""
-    n_pes = streams[0].work.shape[0]   # callers pass at least one stream
-    queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream) per FIFO word
-    job = [None] * n_pes                     # (entries, stream) in the job register
-    walking = [None] * n_pes                 # stream of the column being walked
+
+def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alternate: bool = False) -> int:
+    """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of words,
+    with `unpack` through a LaneUnpacker per PE (its FIFO of words, one column per cycle into the PE's);
+    when more than one stream can send, the first in list order, or with `alternate` the one that did not
+    send last (the scheduler's two rules). Sets each stream's `done_at` (cycle its
+    last word was finished by every PE, plus the MAC drain) and returns the cycle everything is done."""
+    n_pes = streams[0].columns.shape[0]   # callers pass at least one stream
+    unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream] per unpacker FIFO word
+    queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream, ends its word) per PE FIFO column
+    job = [None] * n_pes                     # (entries, stream, ends its word) in the job register
+    walking = [None] * n_pes                 # (stream, ends its word) of the column being walked
     remaining = [0] * n_pes
     done: dict = {}
     last_stream = -1
     cycle = 0
 
-    def finish(p, stream_index):
+    def finish(p, stream_index, ends_word=True):
+        if not ends_word:
+            return
         stream = streams[stream_index]
         stream.completed[p] += 1
-        if stream.completed.min() == stream.work.shape[1] and stream.done_at is None:
+        if stream.completed.min() == stream.words and stream.done_at is None:
             stream.done_at = cycle + MAC_DRAIN
             done[stream_index] = stream.done_at
 
     for index, stream in enumerate(streams):
-        if stream.work.shape[1] == 0:
+        if stream.words == 0:
             stream.done_at = 0
             done[index] = 0
+    held, room_lag = (unpacking, UNPACKER_ROOM_LAG) if unpack else (queues, 0)
     while True:
         candidates = [k for k, stream in enumerate(streams) if stream.ready(cycle, done)]
-        if candidates and all(len(q) < fifo_depth for q in queues):
-            others = [k for k in candidates if k != last_stream]
+        # the room flags count the words that have arrived (a word on its way is not counted yet)
+        if candidates and all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth for q in held):
+            others = [k for k in candidates if k != last_stream] if alternate else candidates
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
             for p in range(n_pes):
-                if stream.drop_empty and stream.work[p, stream.sent] == 0:
+                columns = stream.columns_for(p)
+                if not columns:
                     finish(p, chosen)
+                elif unpack:
+                    unpacking[p].append([columns, cycle + UNPACKER_LATENCY, chosen])
                 else:
-                    queues[p].append((int(stream.work[p, stream.sent]), cycle + fifo_latency, chosen))
+                    queues[p].append((columns[0], cycle + FIFO_LATENCY, chosen, True))
             stream.sent += 1
             last_stream = chosen
-            if stream.sent == stream.work.shape[1]:
+            if stream.sent == stream.words:
                 done[("sent", chosen)] = cycle
         for p in range(n_pes):
+            if unpack and unpacking[p] and unpacking[p][0][1] <= cycle and len(queues[p]) < fifo_depth + ROOM_MARGIN:
+                columns, _, index = unpacking[p][0]
+                queues[p].append((columns.pop(0), cycle + FIFO_LATENCY, index, not columns))
+                if not columns:
+                    unpacking[p].pop(0)
             if remaining[p] > 0:
                 remaining[p] -= 1
                 if remaining[p] == 0:
-                    finish(p, walking[p])
+                    finish(p, *walking[p])
             taken = False
             if remaining[p] == 0 and job[p] is not None and job[p][0] > 0:
-                remaining[p], walking[p], taken = job[p][0], job[p][1], True
+                remaining[p], walking[p], taken = job[p][0], job[p][1:], True
             if job[p] is None or job[p][0] == 0 or taken:
                 if job[p] is not None and job[p][0] == 0:
-                    finish(p, job[p][1])
+                    finish(p, *job[p][1:])
                 job[p] = None
                 if queues[p] and queues[p][0][1] <= cycle:
-                    entries, _, index = queues[p].pop(0)
-                    job[p] = (entries, index)
+                    entries, _, index, ends_word = queues[p].pop(0)
+                    job[p] = (entries, index, ends_word)
         cycle += 1
         if all(stream.done_at is not None for stream in streams):
             return max(stream.done_at for stream in streams)
@@ -177,10 +195,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     if not isinstance(design, AcceleratorDesign):
         design = AcceleratorDesign.from_encoded(design, params)
     lanes = design.lanes
-    if lanes == 1:
-        depth, latency = design.params.fifo_depth, FIFO_LATENCY
-    else:   # the unpacker's FIFO in front of the PE's: room for words in both, a little later
-        depth, latency = 2 * design.params.fifo_depth + ROOM_MARGIN, FIFO_LATENCY + UNPACKER_LATENCY
+    depth, unpack = design.params.fifo_depth, lanes > 1
     layers = design.layers
     last = design.n_layers - 1
     work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
@@ -191,8 +206,10 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
-        return (_simulate([_Stream(np.concatenate(columns, axis=1))], depth, latency) + READER_LATENCY + STATE_OVERHEAD
-                + STATUS_LATENCY + Y_READER_EXTRA)
+        # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
+        follow = PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
+        return (follow + _simulate([_Stream(np.concatenate(columns, axis=1))], depth, unpack) + READER_LATENCY
+                + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
                     input_after_pass=False):
@@ -205,8 +222,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         last_m = ew_arrival + groups               # the element-wise pass alone, one group per cycle
         streams = []
         if has_proj:   # m words are broadcast as proj columns; without a projection they become y words
-            streams.append(_Stream(grouped_work(work[(l, PHASE_PROJ)], lanes), ew_arrival + np.arange(groups),
-                                   drop_empty=lanes > 1))
+            streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(groups), lanes=lanes))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
         readout = (PROJ_READ_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
 
@@ -221,18 +237,17 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             x_index = len(streams)
             after = np.full(layers[0].input_size, last_m) if input_after_pass else None
             streams.append(_Stream(work[(0, PHASE_X)], after))
-            if recurrent_next and design.streams > 1:
-                def opens(done):   # the y reader starts once the input is in, its first word 3 cycles on
-                    sent = done.get(("sent", x_index))
-                    return None if sent is None else sent + 2 + READER_LATENCY + Y_READER_EXTRA
-                streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
-            elif recurrent_next:
+            if recurrent_next:
                 def opens(done):
-                    started = readout_started(done)
-                    return (None if x_index not in done or started is None
-                            else max(done[x_index], started + Y_READER_EXTRA))
+                    # the y reader starts once the input is in (its first word 3 cycles on), and with one
+                    # stream follows the projection readout
+                    sent = done.get(("sent", x_index))
+                    started = readout_started(done) if design.streams == 1 else 0
+                    return (None if sent is None or started is None
+                            else max(sent + 2 + READER_LATENCY + Y_READER_EXTRA, started + Y_READER_EXTRA))
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
-        end = _simulate(streams, depth, latency) if streams else 0
+        # m words first only in a single stream's last layer (recurrent_ahead: not the last layer)
+        end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
         if has_proj and recurrent_next and design.streams > 1:
             # nothing follows the readout: the next frame's DRAIN_G waits for its last word

@@ -156,7 +156,6 @@ class Scheduler(wiring.Component):
         first_cell = self.m.payload.group * lanes  # cell of lane 0 of the group
         recurrent_ahead = Signal()    # layer l+1's recurrent words were started during layer l's EW
         out_pending = Signal()        # the last layer's ProjReader is still filling the output buffer
-        prefer_input = Signal()       # EW: the other source's turn when it and an m word both wait
         proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
         proj_busy = self.proj.busy if self._has_proj else Const(0)
         output_busy = output_streamer.busy | out_pending
@@ -220,7 +219,11 @@ class Scheduler(wiring.Component):
                 m.d.comb += send(input_engine.o)
             with m.Else():
                 m.d.comb += send(y_reader.o)
-        secondary_valid = Mux(input_next, input_engine.o.valid, y_reader.o.valid)
+        # EW: after an m word the other source's turn when both wait, but not in a single stream's last layer
+        prefer_input = Signal()
+        m_turn = ~(prefer_input & Mux(input_next, input_engine.o.valid, y_reader.o.valid))
+        if streams == 1:
+            m_turn = m_turn | is_last_layer
 
         stream_now = Signal(range(streams))   # stream of the current frame
         stream_next = Mux(stream_now == streams - 1, 0, stream_now + 1)
@@ -334,15 +337,17 @@ class Scheduler(wiring.Component):
                     m.next = "EW"
 
             with m.State("EW"):
-                # the m words share the broadcaster with independent work, alternating when both wait (a
-                # gate word carries ~4x the PE work of an m word, so the PEs stay busy): in the last layer
-                # the next frame's input words, else the next layer's recurrent words
+                # the m words share the broadcaster with independent work: in the last layer the next
+                # frame's input words, else the next layer's recurrent words. They alternate when both wait
+                # (a gate word carries more PE work than an m word), except in a single stream's last layer,
+                # where an m word goes first: the projection, its readout and the recurrent words behind it
+                # are the frame's chain, while the input words only have to be in before the next DRAIN_G.
                 # (delta mode, one layer: this pass reads the only copy of the accumulators the input adds to)
                 prefetch = 0 if delta and n_layers == 1 else is_last_layer
                 m.d.comb += [input_engine.enable.eq(prefetch), input_engine.buffer.eq(~frame_parity)]
                 prefetch_recurrent()
                 with m.If(has_proj[layer]):
-                    with m.If(self.m.valid & ~(prefer_input & secondary_valid)):
+                    with m.If(self.m.valid & m_turn):
                         m.d.comb += [m_sent.eq(self.bcast.ready), self.bcast.valid.eq(1),
                                      self.bcast.payload.eq(m_word), self.m.ready.eq(self.bcast.ready)]
                     with m.Else():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from sparselstm.hw.cycle_model import default_lanes, grouped_work, predict_cycles
+from sparselstm.hw.cycle_model import default_lanes, predict_cycles
 from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
@@ -212,12 +212,6 @@ def test_design_rejects_lanes_that_do_not_divide_the_pes():
 
 # ---- the cycle model ----------------------------------------------------------------------------------------
 
-def test_grouped_work_sums_consecutive_columns():
-    work = np.arange(10).reshape(2, 5)
-    assert grouped_work(work, 2).tolist() == [[1, 5, 4], [11, 15, 9]]
-    assert grouped_work(work, 1).tolist() == work.tolist()
-
-
 def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
     # many PEs for a small model: the element-wise pass bounds the frame with one lane
     encoded = encoded_model(8, 64, 32, density=0.1, n_pes=16, seed=2)
@@ -230,11 +224,12 @@ def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
     assert default_lanes(design) == design.lanes
 
 
-@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
-@pytest.mark.parametrize("lanes", [2, 4])
-def test_cycle_model_predicts_simulated_cycles_with_lanes(shape, lanes):
+@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (24, 96, 48, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_cycle_model_is_within_two_percent_of_the_rtl(shape, lanes):
+    # issue #12's bound; frames of a few hundred cycles (in tinier ones the fixed latencies weigh more)
     input_size, cells, proj, layers, n_pes = shape
     encoded = encoded_model(input_size, cells, proj, layers=layers, density=0.2, n_pes=n_pes, seed=1)
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
     steady, _, _ = simulated_steady_cycles(design, input_size, encoded.numerics)
-    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.05)
+    assert predict_cycles(design).steady_state == pytest.approx(steady, rel=0.02)
