@@ -21,12 +21,13 @@ SIMULATOR      ?= verilator
 # the thresholds of bench/delta_sweep.py's knee (x, y 0.2, m 0.02: 82.6 % against 83.4 % accuracy).
 SIM_DELTA      ?= models/words-delta-thresholds.json
 
-.PHONY: help install test test-all sim sim-delta sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
+.PHONY: help install test test-all sim sim-delta sim-density05 sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
 
 help:
 	@echo "make install      set up: apt packages where missing, .venv, pip install -e .[dev]"
 	@echo "make test         the test suite (what CI runs)"
 	@echo "make sim          encode the shipped model, run utterances through the RTL on Verilator, report"
+	@echo "make sim-density05  the same task compressed to 5 % density (models/words-lstmp-sparse05.*)"
 	@echo "make sim-delta    the same in delta mode (thresholds $(SIM_DELTA)): columns skipped, cycles"
 	@echo "make verilog      Verilog + sidecar of the encoded demo model under $(BUILD)/verilog"
 	@echo "make bitstream    ULX3S 85F bitstream of the encoded demo model under $(BUILD)/$(BOARD) (docs/boards.md)"
@@ -69,6 +70,11 @@ sim-delta:
 	    --index-bits $(SIM_INDEX_BITS) --delta-threshold $(SIM_DELTA)
 	$(SL) sim $(BUILD)/sim/encoded-delta --features $(SIM_FEATURES) --head $(SIM_HEAD) --float-model $(SIM_MODEL) \
 	    --count $(SIM_COUNT) --simulator $(SIMULATOR) --report $(BUILD)/sim/report-delta.json
+
+# `make sim-density05`: the 35-word model compressed to 5 % density (docs/compression.md, section 9).
+sim-density05:
+	$(MAKE) sim SIM_MODEL=models/words-lstmp-sparse05.npz SIM_HEAD=models/words-lstmp-sparse05.head.npz \
+	    BUILD=$(BUILD)/density05
 
 sim-regress:
 	$(PYTHON) -m pytest -q -m slow tests/test_cocotb_accelerator.py tests/test_hw_accelerator.py
