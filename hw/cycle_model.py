@@ -86,14 +86,17 @@ class _Stream:
     def __init__(self, work: np.ndarray, available=None, opens_after=None, lanes: int = 1):
         # `done` (see _simulate) also holds ("sent", k): the cycle stream k's last word was broadcast
         pad = (-work.shape[1]) % lanes
-        self.columns = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)],
-                                      axis=1).reshape(work.shape[0], -1, lanes)
+        columns = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)],
+                                 axis=1).reshape(work.shape[0], -1, lanes)
+        self.n_pes, self.words = columns.shape[:2]
+        # Python lists: the replay reads one word per PE per cycle, where NumPy indexing costs more than it saves
+        self.columns = columns.tolist()
         self.grouped = lanes > 1            # a LaneUnpacker drops the columns without entries (its mask)
-        self.words = self.columns.shape[1]
         self.available = available
         self.opens_after = opens_after      # callable(done: dict) -> cycle or None (not yet known)
         self.sent = 0
-        self.completed = np.zeros(work.shape[0], dtype=np.int64)   # words finished per PE
+        self.completed = [0] * self.n_pes   # words finished per PE
+        self.pes_finished = 0               # PEs that finished every word
         self.done_at = None
 
     def ready(self, cycle: int, done: dict) -> bool:
@@ -108,8 +111,8 @@ class _Stream:
 
     def columns_for(self, pe: int) -> list[int]:
         """The entries of each column PE `pe` is handed of the next word (none: the word is dropped)."""
-        columns = [int(entries) for entries in self.columns[pe, self.sent]]
-        return [entries for entries in columns if entries] if self.grouped else columns
+        columns = self.columns[pe][self.sent]
+        return [entries for entries in columns if entries] if self.grouped else list(columns)
 
 
 def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alternate: bool = False) -> int:
@@ -118,7 +121,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
     when more than one stream can send, the first in list order, or with `alternate` the one that did not
     send last (the scheduler's two rules). Sets each stream's `done_at` (cycle its
     last word was finished by every PE, plus the MAC drain) and returns the cycle everything is done."""
-    n_pes = streams[0].columns.shape[0]   # callers pass at least one stream
+    n_pes = streams[0].n_pes   # callers pass at least one stream
     unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream] per unpacker FIFO word
     queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream, ends its word) per PE FIFO column
     job = [None] * n_pes                     # (entries, stream, ends its word) in the job register
@@ -133,7 +136,8 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
             return
         stream = streams[stream_index]
         stream.completed[p] += 1
-        if stream.completed.min() == stream.words and stream.done_at is None:
+        stream.pes_finished += stream.completed[p] == stream.words
+        if stream.pes_finished == n_pes and stream.done_at is None:
             stream.done_at = cycle + MAC_DRAIN
             done[stream_index] = stream.done_at
 
