@@ -115,6 +115,21 @@ def _uniform(overall: float) -> float:
     return overall
 
 
+def final_finetune(task: CompressionTask, model: LSTMPModel, masks, epochs: int, split: str, baseline: float,
+                   overall_target: float, history: list, log: Callable[[str], None]) -> tuple[LSTMPModel, float]:
+    """`epochs` masked epochs at the end of a run: (the model, its score), recorded in `history` and logged."""
+    started = time.time()
+    model = task.finetune(model, masks, epochs)
+    check_masks_held(model, masks, "final fine-tuning")
+    score = float(task.score(model, split))
+    history.append(dict(step=len(history), phase="final finetune", overall_target=overall_target,
+                        overall_density=overall_density(model), score=score, loss=baseline - score,
+                        accepted=True, epochs=epochs, seconds=round(time.time() - started, 1)))
+    log(f"final fine-tuning ({epochs} epochs): overall density {overall_density(model):.4f}, "
+        f"{task.metric} {score:.4f} (loss {baseline - score:+.4f})")
+    return model, score
+
+
 def iterative_compression(model: LSTMPModel, task: CompressionTask, target_density: float, n_pes: int,
                           allocation: Callable[[float], dict | float] = _uniform, balanced: bool = True,
                           steps: int = 4, epochs: int = 1, max_loss: float = 0.01, max_backoffs: int = 2,
@@ -207,16 +222,8 @@ def iterative_compression(model: LSTMPModel, task: CompressionTask, target_densi
         failed_at = attempt
     bar.close()
     if final_epochs and reached:
-        step_started = time.time()
-        current_model = task.finetune(current_model, current_masks, final_epochs)
-        check_masks_held(current_model, current_masks, "final fine-tuning")
-        current_score = float(task.score(current_model, split))
-        history.append(dict(step=len(history), phase="final finetune", overall_target=current_overall,
-                            overall_density=overall_density(current_model), score=current_score,
-                            loss=baseline - current_score, accepted=True, epochs=final_epochs,
-                            seconds=round(time.time() - step_started, 1)))
-        log(f"final fine-tuning ({final_epochs} epochs): overall density {overall_density(current_model):.4f}, "
-            f"{task.metric} {current_score:.4f} (loss {baseline - current_score:+.4f})")
+        current_model, current_score = final_finetune(task, current_model, current_masks, final_epochs, split,
+                                                      baseline, current_overall, history, log)
     return CompressionResult("iterative", current_model, current_masks, current_densities, baseline,
                              current_score, target, reached, history, n_pes, bool(balanced), bool(columns))
 
@@ -293,15 +300,7 @@ def already_pruned(model: LSTMPModel, task: CompressionTask, target_density: flo
     history = [dict(step=0, phase="already pruned", overall_target=target, overall_density=overall_density(model),
                     score=score, loss=0.0, accepted=True, epochs=0, seconds=round(time.time() - started, 1))]
     if final_epochs:
-        started = time.time()
-        model = task.finetune(model, masks, final_epochs)
-        check_masks_held(model, masks, "final fine-tuning")
-        score = float(task.score(model, split))
-        history.append(dict(step=1, phase="final finetune", overall_target=target,
-                            overall_density=overall_density(model), score=score, loss=baseline - score,
-                            accepted=True, epochs=final_epochs, seconds=round(time.time() - started, 1)))
-        (log or (lambda message: None))(
-            f"final fine-tuning ({final_epochs} epochs): overall density {overall_density(model):.4f}, "
-            f"{task.metric} {score:.4f} (loss {baseline - score:+.4f})")
+        model, score = final_finetune(task, model, masks, final_epochs, split, baseline, target, history,
+                                      log or (lambda message: None))
     return CompressionResult("none", model, masks, densities, baseline, score, target, True, history,
                              check_pe_count(n_pes), bool(balanced), bool(columns))
