@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ from .dut import DutSpec
 from .frames import interleave_order, pack_frames
 from .harness import harness_module, harness_plusargs, write_harness
 from .jobs import check_jobs, job_shares, run_jobs
+from .progress import ProgressTail
 from .reference import expected_words, load_reference_model
 from .result import SimResult
 
@@ -150,42 +150,6 @@ def _parse_results(results_xml: Path) -> dict[str, str]:
                 outcome = "skipped"
         tests[case.get("name", "?")] = outcome
     return tests
-
-
-class _ProgressTail(threading.Thread):
-    """Follows the progress file the cocotb test appends to and calls `callback(dict)` per new line."""
-
-    def __init__(self, path: Path, callback, period: float = 0.25):
-        super().__init__(daemon=True)
-        self._path, self._callback, self._period = path, callback, period
-        self._stop_event = threading.Event()
-        self._offset = 0
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._period):
-            self.poll()
-
-    def poll(self) -> None:
-        try:
-            with open(self._path) as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except OSError:
-            return
-        complete, _, _ = chunk.rpartition("\n")
-        if not complete:
-            return
-        self._offset += len(complete) + 1
-        for line in complete.splitlines():
-            try:
-                self._callback(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-        self.poll()
 
 
 HARNESS_CHOICES = ("auto", "native", *HARNESSES)
@@ -346,7 +310,7 @@ def _run_case(spec: DutSpec, case: CaseConfig, case_dir: Path, build_dir: Path, 
               progress) -> SimResult:
     """Run the case written in `case_dir` on the build in `build_dir` and judge it."""
     results_xml = case_dir / "results.xml"
-    tail = _ProgressTail(case_dir / case.progress, progress) if progress else None
+    tail = ProgressTail(case_dir / case.progress, progress) if progress else None
     started = time.monotonic()
     if tail:
         tail.start()

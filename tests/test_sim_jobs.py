@@ -21,6 +21,8 @@ from sparselstm.sw.format import write_encoded
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
 
+pytestmark = pytest.mark.cocotb
+
 INPUT_SIZE = 5
 
 
