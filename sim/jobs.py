@@ -18,6 +18,7 @@ stream (the first share's start to the last one's end, on the monotonic clock th
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -88,10 +89,11 @@ def run_jobs(shares, run_share, progress=None) -> SimResult:
                 progress(total)
         return update if progress else None
 
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=len(shares)) as pool:
         futures = [pool.submit(run_share, k, begin, end, on_progress(k)) for k, (begin, end) in enumerate(shares)]
         results = [future.result() for future in futures]
-    return merge_results(results, shares)
+    return merge_results(results, shares, time.monotonic() - started)
 
 
 def _label(k: int, share: tuple[int, int]) -> str:
@@ -128,8 +130,9 @@ def _merge_counters(results) -> dict:
     return counters
 
 
-def merge_results(results: list[SimResult], shares) -> SimResult:
-    """One result from the shares' results, in share order (see the module's docstring)."""
+def merge_results(results: list[SimResult], shares, run_seconds: float) -> SimResult:
+    """One result from the shares' results, in share order (see the module's docstring); `run_seconds`:
+    the wall time of the whole parallel run."""
     outputs = []
     for result in results:
         outputs.append(result.outputs)
@@ -157,7 +160,7 @@ def merge_results(results: list[SimResult], shares) -> SimResult:
         sim_cycles=int(offsets[-1]),
         frame_start_cycles=[int(offset + c) for offset, r in zip(offsets, results) for c in r.frame_start_cycles],
         frame_done_cycles=[int(offset + c) for offset, r in zip(offsets, results) for c in r.frame_done_cycles],
-        run_seconds=max(result.run_seconds for result in results), stream_seconds=stream_seconds,
+        run_seconds=run_seconds, stream_seconds=stream_seconds,
         stream_cpu_seconds=sum(result.stream_cpu_seconds for result in results),
         stream_started_at=min(starts) if all(start is not None for start in starts) else None,
         build_dir=failing.build_dir if failing else Path(results[0].build_dir).parent,
