@@ -96,8 +96,8 @@ def test_two_jobs_give_what_one_gives_with_stalls_and_restarts(standin_build):
     assert two.sim_cycles == sum(job["sim_cycles"] for job in two.jobs)
     assert len(two.frame_done_cycles) == 40 and two.frame_done_cycles == sorted(two.frame_done_cycles)
     assert two.stream_cpu_seconds == pytest.approx(sum(job["stream_cpu_seconds"] for job in two.jobs), abs=0.01)
-    assert 0 < two.stream_seconds <= sum(job["stream_seconds"] for job in two.jobs) + 0.01
-    assert two.run_seconds >= max(job["stream_seconds"] for job in two.jobs)
+    # The parallel stream spans the jobs' streams (one monotonic clock) and lies within the whole run.
+    assert max(job["stream_seconds"] for job in two.jobs) - 0.001 <= two.stream_seconds <= two.run_seconds
     assert progress and progress[-1]["frames"] == 40 and progress[-1]["total"] == 40
 
 
