@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +70,10 @@ def job_shares(starts, jobs: int, streams: int = 1) -> list[tuple[int, int]]:
 
 
 def run_jobs(shares, run_share, progress=None) -> SimResult:
-    """Run `run_share(k, begin, end, on_progress) -> SimResult` for every share at once (one thread each,
-    waiting on its simulator process) and merge the results. `progress(dict)` gets the sums over the
-    shares of each share's latest progress line."""
+    """Run `run_share(k, begin, end, on_progress, stop) -> SimResult` for every share at once (one thread
+    each, waiting on its simulator process) and merge the results. `progress(dict)` gets the sums over the
+    shares of each share's latest progress line. If a share raises (or the wait is interrupted), `stop` is
+    set, on which the other shares kill their simulators, and the first error is raised."""
     latest: dict[int, dict] = {}
     lock = threading.Lock()
 
@@ -90,8 +91,17 @@ def run_jobs(shares, run_share, progress=None) -> SimResult:
         return update if progress else None
 
     started = time.monotonic()
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=len(shares)) as pool:
-        futures = [pool.submit(run_share, k, begin, end, on_progress(k)) for k, (begin, end) in enumerate(shares)]
+        futures = [pool.submit(run_share, k, begin, end, on_progress(k), stop) for k, (begin, end) in enumerate(shares)]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = next((future for future in futures if future in done and future.exception()), None)
+            if failed is not None:
+                raise failed.exception()
+        except BaseException:
+            stop.set()
+            raise
         results = [future.result() for future in futures]
     return merge_results(results, shares, time.monotonic() - started)
 

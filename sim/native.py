@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -271,11 +272,12 @@ def build_native(sources, spec: DutSpec, build_dir: Path, threads: int = 1) -> f
 
 
 def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[str],
-               binary: Path | None = None) -> dict[str, str]:
+               binary: Path | None = None, stop: threading.Event | None = None) -> dict[str, str]:
     """Run the case in `case_dir` with the native main built there, or the `binary` built elsewhere
     (`plusargs` name the harness's files); write its result and outputs as the cocotb test does. Returns
     the outcome of the two checks, like cocotb's: {"idle_after_reset": ..., "stream_frames": ...}, each
-    "pass" or the failure message."""
+    "pass" or the failure message. Once `stop` is set the simulation is killed and SimulationError raised
+    (another parallel job failed, or the run was interrupted)."""
     from .runner import SimulationError
 
     check = CaseCheck(spec, case, case_dir)
@@ -297,6 +299,8 @@ def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[s
         try:
             while process.poll() is None:
                 time.sleep(_PROGRESS_SECONDS)
+                if stop is not None and stop.is_set():
+                    raise SimulationError("stopped: another parallel job failed or the run was interrupted", log)
                 check.take_logged(events.read_outputs())
                 check.report_progress(check.word_cycle)
         finally:

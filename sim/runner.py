@@ -271,7 +271,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         build_seconds = (native.build_native(sources, spec, build_dir, threads) if harness == "native" else
                          build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args))
 
-    def run_case(case_dir: Path, lo: int, hi: int, case_seed: int, on_progress) -> SimResult:
+    def run_case(case_dir: Path, lo: int, hi: int, case_seed: int, on_progress, stop=None) -> SimResult:
         """Frames [lo, hi) as one case in `case_dir`, on the build in `build_dir`."""
         case_dir.mkdir(parents=True, exist_ok=True)
         case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
@@ -292,14 +292,15 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
             plusargs = harness_plusargs(case_dir / case.input_words, case_dir / case.events)
         case.write(case_dir)
         return _run_case(spec, case, case_dir, build_dir, simulator, toplevel, harness, waves, case_seed,
-                         plusargs, expected[lo:hi], on_progress)
+                         plusargs, expected[lo:hi], on_progress, stop)
 
     stage_memory_images(sidecar_path, build_dir)
     if len(shares) == 1:
         result = run_case(build_dir, 0, len(frames), seed, progress)
     else:
-        result = run_jobs(shares, lambda k, lo, hi, on_progress: run_case(build_dir / f"job{k}", lo, hi, seed + k,
-                                                                            on_progress), progress)
+        result = run_jobs(shares, lambda k, lo, hi, on_progress, stop: run_case(build_dir / f"job{k}", lo, hi,
+                                                                                  seed + k, on_progress, stop),
+                          progress)
     result.build_seconds = build_seconds
     result.waves = waves_path(simulator, build_dir, toplevel) if waves else None
     return result
@@ -307,7 +308,7 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
 
 def _run_case(spec: DutSpec, case: CaseConfig, case_dir: Path, build_dir: Path, simulator: str, toplevel: str,
               harness: str, waves: bool, seed: int, plusargs: list[str], expected: np.ndarray,
-              progress) -> SimResult:
+              progress, stop=None) -> SimResult:
     """Run the case written in `case_dir` on the build in `build_dir` and judge it."""
     results_xml = case_dir / "results.xml"
     tail = ProgressTail(case_dir / case.progress, progress) if progress else None
@@ -316,7 +317,7 @@ def _run_case(spec: DutSpec, case: CaseConfig, case_dir: Path, build_dir: Path, 
         tail.start()
     try:
         if harness == "native":
-            tests = native.run_native(spec, case, case_dir, plusargs, binary=build_dir / native.BINARY)
+            tests = native.run_native(spec, case, case_dir, plusargs, binary=build_dir / native.BINARY, stop=stop)
         else:
             _run_cocotb(simulator, toplevel, build_dir, waves, seed, plusargs)
             if not results_xml.exists() or not (case_dir / case.result).exists():

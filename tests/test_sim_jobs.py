@@ -12,7 +12,7 @@ import pytest
 
 from sparselstm import cli
 from sparselstm.sim import tools
-from sparselstm.sim.jobs import job_shares
+from sparselstm.sim.jobs import job_shares, run_jobs
 from sparselstm.sim.runner import SIDECAR_NAME, flatten_sequences, run_stream_sim
 from sparselstm.sim.reference import expected_words, load_reference_model
 from sparselstm.sim.standin import STANDIN_TOP, generate_standin, standin_reference
@@ -59,6 +59,21 @@ def test_shares_begin_at_sequence_starts_and_are_even():
         job_shares(starts, 0)
     with pytest.raises(ParameterError, match="streams must be an int >= 1 dividing"):
         job_shares(starts, 2, streams=3)
+
+
+def test_a_job_that_raises_stops_the_others():
+    """A share whose simulator cannot run raises at once; the others see `stop` and end their simulators."""
+    seen = {}
+
+    def run_share(k, begin, end, on_progress, stop):
+        if k == 1:
+            raise ValueError("share 1 cannot run")
+        seen[k] = stop.wait(timeout=30)
+        raise RuntimeError("stopped")
+
+    with pytest.raises(ValueError, match="share 1 cannot run"):
+        run_jobs([(0, 5), (5, 10), (10, 15)], run_share)
+    assert seen == {0: True, 2: True}
 
 
 @pytest.fixture(scope="module")
