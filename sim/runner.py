@@ -255,8 +255,10 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     low, high = -(1 << (value.width - 1)), (1 << (value.width - 1)) - 1
     if frames.size and (frames.min() < low or frames.max() > high):
         raise ParameterError(f"input words must fit {value.width}-bit signed values [{low}, {high}]")
-    streams = json.loads(sidecar_path.read_text()).get("hardware_params", {}).get("streams", 1)
-    shares = job_shares(starts, jobs, streams)
+    shares = [(0, len(frames))]
+    if jobs > 1:
+        streams = json.loads(sidecar_path.read_text()).get("hardware_params", {}).get("streams", 1)
+        shares = job_shares(starts, jobs, streams)
 
     build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
