@@ -168,10 +168,12 @@ class LaneUnpacker(wiring.Component):
         })
 
     def group_masks(self) -> tuple[dict[int, int], list[int]]:
-        """(phase -> mask ROM address of its group 0, the ROM words): bit k of a group's word is set where
-        the PE has an entry in column `lanes * group + k` of that phase (every phase the PE uses)."""
+        """(phase -> mask ROM address of its column 0 / group 0, the ROM words): the word of a proj phase's
+        group has bit k set where the PE has an entry in column `lanes * group + k`; an x or recurrent phase
+        has a word per column, bit 0 set where the PE has an entry in it (x and y words use lane 0). Word 0
+        is all ones: what a phase without a mask reads (the word passes whole)."""
         design, pe, lanes = self._design, self._pe, self._design.lanes
-        bases, words = {}, []
+        bases, words = {}, [(1 << lanes) - 1]
         for l, info in enumerate(design.layers):
             for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
                                   (PHASE_PROJ, info.cell_size)):
@@ -180,9 +182,13 @@ class LaneUnpacker(wiring.Component):
                     continue
                 bases[phase_index(l, kind)] = len(words)
                 pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
-                for group in range(-(-columns // lanes)):
-                    group_columns = range(lanes * group, min(lanes * (group + 1), columns))
-                    words.append(sum(1 << (c - lanes * group) for c in group_columns if pointers[c + 1] > pointers[c]))
+                has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
+                if kind != PHASE_PROJ:
+                    words += has_entries
+                    continue
+                for group in range(design.lane_groups(l)):
+                    words.append(sum(has_entries[c] << (c - lanes * group)
+                                     for c in range(lanes * group, min(lanes * (group + 1), columns))))
         return bases, words
 
     def elaborate(self, platform):
@@ -198,23 +204,23 @@ class LaneUnpacker(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=layout.size, depth=fifo_depth + ROOM_MARGIN)
 
         # ---- stage 1: the word registered beside its group mask ---------------------------------------------
+        # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
+        # nothing but an AND between the ROM's output register and the FIFO's write enable
         proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
-        is_proj, masked = Signal(), Signal()
+        is_proj = Signal()
         with m.Switch(self.i.payload.phase):
             for phase, base in bases.items():
                 with m.Case(phase):
-                    m.d.comb += [masked.eq(1), is_proj.eq(int(phase in proj_phases)),
-                                 mask_read.addr.eq(base + (self.i.payload.column >> shift))]
+                    if phase in proj_phases:
+                        m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
+                    else:
+                        m.d.comb += mask_read.addr.eq(base + self.i.payload.column)
         valid_1 = Signal()
-        proj_1, masked_1 = Signal(), Signal()
+        proj_1 = Signal()
         word_1 = Signal(layout)
-        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), masked_1.eq(masked), word_1.eq(self.i.payload)]
-        # an x or y word (lane 0) keeps its lane where its column's bit is set; a phase the PE does not use
-        # passes whole (the PE drops it)
-        column_bit = mask_read.data.bit_select(word_1.column[:shift], 1)
+        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), word_1.eq(self.i.payload)]
         sent_1 = Signal(lanes)
-        m.d.comb += sent_1.eq(word_1.value & Mux(proj_1, mask_read.data,
-                                                 Mux(masked_1, column_bit, (1 << lanes) - 1)))
+        m.d.comb += sent_1.eq(word_1.value & mask_read.data)
         pushed = valid_1 & sent_1.any()
         stored = Signal(layout)               # the word as queued: `value` = the lanes still to send
         m.d.comb += [stored.eq(word_1), stored.value.eq(sent_1), fifo.w_en.eq(pushed), fifo.w_data.eq(stored)]
