@@ -32,6 +32,7 @@ from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.readout import CellReader, ProjReader
 from sparselstm.hw.scheduler import Scheduler
+from sparselstm.hw.verilog import FamilyPlatform
 from sparselstm.sw.format import load_encoded
 
 COMPONENTS = {
@@ -94,6 +95,8 @@ def main():
     p.add_argument("--paths", type=int, default=8, help="critical paths to print (default 8)")
     p.add_argument("--router", default="router1", choices=["router1", "router2"])
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--portable", action="store_true",
+                   help="portable Verilog (multiplier registers in the fabric) instead of the ECP5 form")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +107,8 @@ def main():
                         str(args.pes), "--density", "1.0", "--index-bits", "6"], check=True, stdout=subprocess.DEVNULL)
     design = AcceleratorDesign.from_encoded(load_encoded(encoded), HardwareParams(lanes=args.lanes))
     top = Harness(COMPONENTS[args.kind](design, args.pe))
-    text = verilog.convert(top, name="ctop", ports=[top.pin_in, top.pin_out], emit_src=False)
+    platform = None if args.portable else FamilyPlatform("ecp5")
+    text = verilog.convert(top, name="ctop", platform=platform, ports=[top.pin_in, top.pin_out], emit_src=False)
     (out / "ctop.v").write_text(text)
     subprocess.run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p",
                     "read_verilog ctop.v; synth_ecp5 -abc9 -top ctop -json synth.json; stat"],

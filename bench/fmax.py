@@ -3,7 +3,8 @@
 Generates the Verilog of an encoded model (or of the shipped words model re-encoded for `--pes N`), wraps
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
 pin, the wide counters are XOR-reduced to one pin, so no logic is optimised away and the pins fit the
-package), synthesises it with `synth_ecp5 -abc9` and places and routes it at 125 MHz (router1 by default:
+package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
+registers) with `synth_ecp5 -abc9` and places and routes it at 125 MHz (router1 by default:
 router2 does not converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
 
     nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
@@ -117,6 +118,9 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
     parser.add_argument("--router", choices=("router1", "router2"), default="router1",
                         help="nextpnr's router (default router1; router2 does not converge on 16 PEs)")
+    parser.add_argument("--portable", action="store_true",
+                        help="portable Verilog (no `--family ecp5`: multipliers with their registers in the "
+                             "fabric), to compare with the default ECP5 form")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: Fmax is nextpnr's estimate before routing (for designs that "
                              "router2 does not route in reasonable time)")
@@ -134,7 +138,8 @@ def main(argv=None) -> int:
                             str(args.pes), "--density", "1.0", "--index-bits", str(args.index_bits)],
                            check=True, stdout=subprocess.DEVNULL)
         subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog"),
-                        "--streams", str(args.streams)], check=True, stdout=subprocess.DEVNULL)
+                        "--streams", str(args.streams), *(() if args.portable else ("--family", "ecp5"))],
+                       check=True, stdout=subprocess.DEVNULL)
         verilog = (out / "verilog" / f"{TOP}.v").read_text()
         (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))
         script = (f"read_verilog verilog/{TOP}.v wrapper.v; "

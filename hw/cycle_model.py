@@ -37,7 +37,7 @@ from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes"]
 
-FIFO_LATENCY = 2          # broadcast edge -> the word can be popped (SyncFIFOBuffered)
+FIFO_LATENCY = 3          # broadcast edge -> the word can go to the job register (SyncFIFOBuffered, addresses)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer

@@ -15,8 +15,8 @@ left stage 0 (past stage 0 the pipeline never stalls):
      6  narrowed to pre-activation words
      6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (4 stages)
     10  i, f, g
-    11  partial products of f * c_prev; i * g
-    12  product f * c_prev
+    11  partial products of f * c_prev; i and g in the multiplier's operand registers
+    12  products f * c_prev, i * g
     13  the cell sum at FS fractional bits
     14  narrowed once: c_t, written to the cell state as it leaves
     15  partial products of p_o * c_t; tanh input narrowed from c_t
@@ -70,6 +70,7 @@ from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
+from .multiplier import PipelinedMultiplier
 
 __all__ = ["ElementwiseLayer", "ElementwiseUnit"]
 
@@ -254,14 +255,20 @@ class ElementwiseUnit(wiring.Component):
                 stages[stage] = register(stages[stage - 1], f"{name}_{stage}", reset_less=reset_less)
             return stages
 
+        def multiplied(a, b, name, latency):
+            """a * b, `latency` cycles later (hw/multiplier.py: in the DSP block's own registers on an ECP5)."""
+            m.submodules[name] = multiplier = PipelinedMultiplier(a.shape(), b.shape(), latency)
+            m.d.comb += [multiplier.a.eq(a), multiplier.b.eq(b)]
+            return multiplier.p
+
         def product(a, b, name, stage):
             """a * b registered at stage + 2 (operands valid at `stage`). A multiplier's output meets a register
             before any adder: b wider than a MULT18X18D's port is split into an unsigned low part and a signed
             high part whose products are registered at stage + 1 and added in the next."""
             if len(b) <= MULTIPLIER_BITS:
-                return register(register(a * b, f"{name}_{stage + 1}"), f"{name}_{stage + 2}")
-            low = register(a * b[:MULTIPLIER_BITS - 1], f"{name}_low_{stage + 1}")
-            high = register(a * b[MULTIPLIER_BITS - 1:].as_signed(), f"{name}_high_{stage + 1}")
+                return multiplied(a, b, name, 2)
+            low = multiplied(a, b[:MULTIPLIER_BITS - 1], f"{name}_low", 1)
+            high = multiplied(a, b[MULTIPLIER_BITS - 1:].as_signed(), f"{name}_high", 1)
             return register((high << (MULTIPLIER_BITS - 1)) + low, f"{name}_{stage + 2}")
 
         def per_layer(layer, make):
@@ -328,9 +335,9 @@ class ElementwiseUnit(wiring.Component):
         # ---- stages 10-14: the cell update with one rounding ----------------------------------------------
         fs = n.cell_sum_frac
         forget_product_12 = product(gate_f_10, c_prev[10], "forget_product", 10)
-        input_product = carry(register(gate_i_10 * gate_g_10, "input_product_11"), "input_product", 11, 12)
+        input_product_12 = multiplied(gate_i_10, gate_g_10, "input_product", 2)
         cell_sum_13 = register((forget_product_12 << (fs - n.unit_frac - n.cell_frac)) +
-                               (input_product[12] << (fs - 2 * n.unit_frac)), "cell_sum_13")
+                               (input_product_12 << (fs - 2 * n.unit_frac)), "cell_sum_13")
         c_14 = register(round_shift_saturate(m, cell_sum_13, fs - n.cell_frac, n.cell_bits), "c_14")
 
         # ---- stages 14-22: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
@@ -347,7 +354,7 @@ class ElementwiseUnit(wiring.Component):
         # ---- stages 22-24: m -----------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
-        output_product_23 = register(gate_o_22 * tanh_c_22, "output_product_23")
+        output_product_23 = multiplied(gate_o_22, tanh_c_22, "output_product", 1)
         queued = data.View(out_layout, queue.w_data)
         head = data.View(out_layout, queue.r_data)
         m.d.comb += [

@@ -51,8 +51,9 @@ class ImageGeneration:
     """The elaboration platform of Verilog generation with memory images (hw/verilog.py `generate`) of the
     top module `top_name`. Under it the accelerator instantiates the PE module (hw/shared_pe.py)."""
 
-    def __init__(self, top_name: str):
+    def __init__(self, top_name: str, family: str | None = None):
         self.top_name = top_name
+        self.family = family          # the device family of vendor primitives (hw/multiplier.py), or None
 
 
 @dataclass(frozen=True)
@@ -324,12 +325,12 @@ def _emit_netlist(builder, component: wiring.Component, name: str, platform, sha
     return reads, [image for _, image in images]
 
 
-def convert_with_images(top: wiring.Component, top_name: str, shared: tuple[SharedModule, ...] = ()
-                        ) -> tuple[str, list[MemoryImage]]:
+def convert_with_images(top: wiring.Component, top_name: str, shared: tuple[SharedModule, ...] = (),
+                        family: str | None = None) -> tuple[str, list[MemoryImage]]:
     """The Verilog text of `top` (module `top_name`) and of the modules `shared` it instantiates, reading
     their memory images, and the images. Modules that differ only in memory contents are one Verilog module,
-    instantiated with their IMAGE_PREFIX."""
-    platform = ImageGeneration(top_name)
+    instantiated with their IMAGE_PREFIX. `family`: elaborated for that device family (ImageGeneration)."""
+    platform = ImageGeneration(top_name, family)
     builder = rtlil.Design(emit_src=False)
     reads, images = _emit_netlist(builder, top, top_name, platform)
     for module in shared:

@@ -2,7 +2,8 @@
 
 Pipeline (one entry per cycle in steady state; docs/architecture.md):
 
-    broadcast word --> [FIFO] --pop--> F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
+    broadcast word --> [FIFO] --pop--> L: addresses off+c, off+c+1 registered
+                                       F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
                                          |  registered into the job (start, end, value, phase constants);
                                          v  empty jobs dropped
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
@@ -37,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
+from .multiplier import PipelinedMultiplier
 from .pe_shape import entry_memory_names, pe_memory_contents
 
 __all__ = ["SparsePE"]
@@ -131,6 +133,8 @@ class SparsePE(wiring.Component):
         m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
         # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
         m.submodules.mac_bias_rom = mac_bias_rom = memories["mac_bias_rom"]
+        m.submodules.multiplier = multiplier = PipelinedMultiplier(signed(weight_bits), word_layout["value"].shape,
+                                                                   latency=2)
 
         ptr_lo = pointer_mem.read_port()
         ptr_hi = pointer_mem.read_port()
@@ -156,7 +160,7 @@ class SparsePE(wiring.Component):
         ]
         m.d.sync += self.room.eq(fifo.level < fifo_depth)
 
-        # ---- F: pointer fetch (P: read issued, J: pointers registered) --------------------------------------
+        # ---- F: pointer fetch (L: addresses registered, P: read issued, J: pointers registered) ---------------
         word = data.View(word_layout, fifo.r_data)
         phase_ptr_offset = Signal(range(max(shape.max_ptr_offset, 1) + 1))
         phase_target = Signal(1)
@@ -184,7 +188,11 @@ class SparsePE(wiring.Component):
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
 
-        fetch_valid = Signal()        # pointers of the popped word are on the pointer ports' outputs
+        located_valid = Signal()      # the popped word, with its two pointer addresses registered
+        located = job_fields("located")
+        located_lo = Signal.like(ptr_lo.addr, reset_less=True)
+        located_hi = Signal.like(ptr_hi.addr, reset_less=True)
+        fetch_valid = Signal()        # pointers of that word are on the pointer ports' outputs
         fetch = job_fields("fetch")
         job_valid = Signal()
         job = job_fields("job")
@@ -194,17 +202,23 @@ class SparsePE(wiring.Component):
         job_taken = Signal()
         job_advance = ~job_valid | job_empty | job_taken
         fetch_advance = ~fetch_valid | job_advance
+        located_advance = ~located_valid | fetch_advance
         m.d.comb += [
-            fifo.r_en.eq(fetch_advance),
+            fifo.r_en.eq(located_advance),
             ptr_lo.en.eq(fetch_advance),
             ptr_hi.en.eq(fetch_advance),
-            ptr_lo.addr.eq(phase_ptr_offset + word.column),
-            ptr_hi.addr.eq(phase_ptr_offset + word.column + 1),
+            ptr_lo.addr.eq(located_lo),
+            ptr_hi.addr.eq(located_hi),
         ]
+        # L: the phase table and the adders end in registers, not at the block RAM's address pins
+        with m.If(located_advance):
+            m.d.sync += [located_valid.eq(fifo.r_rdy), located_lo.eq(phase_ptr_offset + word.column),
+                         located_hi.eq(phase_ptr_offset + word.column + 1)]
+            m.d.sync += copy(located, {"value": word.value, "target": phase_target, "base": phase_base,
+                                       "shift": phase_shift})
         with m.If(fetch_advance):
-            m.d.sync += fetch_valid.eq(fifo.r_rdy)
-            m.d.sync += copy(fetch, {"value": word.value, "target": phase_target, "base": phase_base,
-                                     "shift": phase_shift})
+            m.d.sync += fetch_valid.eq(located_valid)
+            m.d.sync += copy(fetch, located)
         with m.If(job_advance):
             m.d.sync += [job_valid.eq(fetch_valid), job_start.eq(ptr_lo.data), job_end.eq(ptr_hi.data)]
             m.d.sync += copy(job, fetch)
@@ -273,18 +287,19 @@ class SparsePE(wiring.Component):
             m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
 
         addr_bits = max(len(gate_mac_rd[0].addr), len(proj_mac_rd.addr))
-        r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits,
-                        "weight": signed(weight_bits), "value": meta["value"]})
-        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r["row"].eq(row), r["weight"].eq(weight)]
-        m.d.sync += [r[key].eq(d[key]) for key in ("target", "base", "shift", "value")]
+        r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits})
+        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r["row"].eq(row)]
+        m.d.sync += [r[key].eq(d[key]) for key in ("target", "base", "shift")]
+        # operands registered at R, the product at A (inside the DSP block on an ECP5: hw/multiplier.py)
+        m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(d["value"])]
 
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
         a = stage("a", {**key_layout, "shift": meta["shift"]})
-        product = Signal(signed(weight_bits + len(r["value"])), reset_less=True)
+        product = multiplier.p
         m.d.sync += [
             a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
-            a["shift"].eq(r["shift"]), product.eq(r["weight"] * r["value"]),
+            a["shift"].eq(r["shift"]),
         ]
         for port in gate_mac_rd + [proj_mac_rd, mac_bias_rd, tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
@@ -384,7 +399,7 @@ class SparsePE(wiring.Component):
             ]
 
         # ---- status: all work, and proj work (words counted from FIFO entry until the walker takes them) --------
-        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 3))
+        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 4))
         pushed_proj = Signal()
         released_proj = Signal()
         with m.Switch(self.i.payload.phase):
@@ -400,7 +415,7 @@ class SparsePE(wiring.Component):
         in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
                      (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
                      (wb["valid"], wb["target"])]
-        any_busy = fifo.level.any() | fetch_valid | job_valid | walk_active | cell_reset_pending
+        any_busy = fifo.level.any() | located_valid | fetch_valid | job_valid | walk_active | cell_reset_pending
         any_proj = proj_words.any() | (walk_active & (walk["target"] == PROJ_TARGET))
         for valid, target in in_flight:
             any_busy = any_busy | valid

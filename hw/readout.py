@@ -7,8 +7,9 @@
 
 Both read through a fixed pipeline whose stages end at flip-flops (or, for the CellReader's queue, at a
 memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
-consumer's `ready` to the PEs: the enables go out registered, the multiplexer over the PEs has a stage of its
-own, and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
+consumer's `ready` to the PEs: the enables go out registered, every PE's read data goes straight into a
+register of its own (it may come from a block RAM, slow to leave), the multiplexer over the PEs has a stage
+of its own, and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
 its groups into a small queue and issues a read only when the queue will have room for it (credits), so
 `ready` never stalls the pipeline.
 
@@ -17,7 +18,7 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, signed
+from amaranth.hdl import Array, Const, Module, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -29,14 +30,14 @@ from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSig
 
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY"]
 
-# CellReader: the read decided -> the registered enables -> the PE port's data -> selected, into the queue ->
-# the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 3
+# CellReader: the read decided -> the registered enables -> the PE port's data -> registered -> selected, into
+# the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 4
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
-# ProjReader: the read decided -> the registered enables -> the PE port's data -> the selected accumulator ->
-# the y word
-PROJ_READ_LATENCY = 4
+# ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
+# accumulator -> the y word
+PROJ_READ_LATENCY = 5
 
 
 def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
@@ -64,6 +65,14 @@ def _registered_read(m: Module, p: int, port, reads, fields: dict):
         with m.If(reads):
             m.d.sync += held.eq(value)
         m.d.comb += getattr(port, name).eq(held)
+
+
+def _captured(m: Module, p: int, port) -> Signal:
+    """PE `p`'s read data in a register of its own, loaded every cycle (no enable to fan out): the port may be
+    a block RAM's output, which must meet a flip-flop before any logic."""
+    captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
+    m.d.sync += captured.eq(port.data)
+    return captured
 
 
 class CellReader(wiring.Component):
@@ -123,6 +132,9 @@ class CellReader(wiring.Component):
         fetched_valid = Signal()                        # stage 2: the PE ports hold the group
         fetched_row = Signal.like(row_sel, reset_less=True)
         fetched_group = Signal(design.group_bits, reset_less=True)
+        captured_valid = Signal()                       # stage 3: every PE's data in a register
+        captured_row = Signal.like(row_sel, reset_less=True)
+        captured_group = Signal(design.group_bits, reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
@@ -143,14 +155,16 @@ class CellReader(wiring.Component):
             _registered_read(m, p, port, issue & (row_sel == row) & exists,
                              {"layer": layer, "index": local, "buffer": buffer})
         m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_row.eq(read_row),
-                     fetched_group.eq(read_group)]
+                     fetched_group.eq(read_group), captured_valid.eq(fetched_valid), captured_row.eq(fetched_row),
+                     captured_group.eq(fetched_group)]
+        captured = [_captured(m, p, port) for p, port in enumerate(self.pes)]
         with m.If(issue):
             m.d.sync += [read_row.eq(row_sel), read_group.eq(group)]
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
-        m.d.comb += [queue.w_en.eq(fetched_valid), queued.group.eq(fetched_group)]
+        m.d.comb += [queue.w_en.eq(captured_valid), queued.group.eq(captured_group)]
         for lane in range(lanes):
-            selected = Array(self.pes[row * lanes + lane].data.as_value() for row in range(n_rows))[fetched_row]
+            selected = Array(captured[row * lanes + lane] for row in range(n_rows))[captured_row]
             m.d.comb += queued.cells[lane].eq(selected)
         m.d.comb += [
             self.o.valid.eq(queue.r_rdy),
@@ -213,10 +227,13 @@ class ProjReader(wiring.Component):
         read_valid = Signal()           # stage 1: the PEs' enables, registered
         read_pe = Signal.like(pe_sel, reset_less=True)
         read_row = Signal(index_bits, reset_less=True)
-        fetched_valid = Signal()        # stage 2: the PE port holds the row, selected among the PEs
+        fetched_valid = Signal()        # stage 2: the PE port holds the row
         fetched_pe = Signal.like(pe_sel, reset_less=True)
         fetched_row = Signal(index_bits, reset_less=True)
-        selected_valid = Signal()       # stage 3: narrowed to the y word
+        captured_valid = Signal()       # stage 3: every PE's data in a register, selected among the PEs
+        captured_pe = Signal.like(pe_sel, reset_less=True)
+        captured_row = Signal(index_bits, reset_less=True)
+        selected_valid = Signal()       # stage 4: narrowed to the y word
         selected_row = Signal(index_bits, reset_less=True)
         selected = Signal(signed(design.acc_bits), reset_less=True)
         out_valid = Signal()
@@ -225,9 +242,11 @@ class ProjReader(wiring.Component):
 
         for p, port in enumerate(self.pes):
             _registered_read(m, p, port, active & (pe_sel == p), {"layer": layer, "index": local})
+        captured = [_captured(m, p, port) for p, port in enumerate(self.pes)]
         m.d.sync += [fetched_valid.eq(read_valid), fetched_pe.eq(read_pe), fetched_row.eq(read_row),
-                     selected_valid.eq(fetched_valid), selected_row.eq(fetched_row),
-                     selected.eq(Array(port.data for port in self.pes)[fetched_pe])]
+                     captured_valid.eq(fetched_valid), captured_pe.eq(fetched_pe), captured_row.eq(fetched_row),
+                     selected_valid.eq(captured_valid), selected_row.eq(captured_row),
+                     selected.eq(Array(captured)[captured_pe])]
         narrowed = Signal(signed(design.act_bits))
         per_layer = {index: round_shift_saturate(m, selected, design.y_shift(index), design.act_bits)
                      for index, info in enumerate(design.layers) if info.proj_size is not None}
@@ -241,7 +260,7 @@ class ProjReader(wiring.Component):
             self.o.payload.layer.eq(layer),
             self.o.payload.index.eq(out_row),
             self.o.payload.value.eq(out_value),
-            self.command.busy.eq(active | read_valid | fetched_valid | selected_valid | out_valid),
+            self.command.busy.eq(active | read_valid | fetched_valid | captured_valid | selected_valid | out_valid),
         ]
 
         m.d.sync += read_valid.eq(active)

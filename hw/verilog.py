@@ -20,10 +20,11 @@ from .params import HardwareParams
 from .shared_pe import shared_modules
 from .sidecar import SIDECAR_VERSION, describe_top
 
-__all__ = ["TOP_NAME", "SIDECAR_VERSION", "IMAGE_DIR", "generate", "convert", "sidecar", "LINT_WAIVERS",
-           "lint_command"]
+__all__ = ["TOP_NAME", "FAMILIES", "SIDECAR_VERSION", "IMAGE_DIR", "generate", "convert", "sidecar",
+           "LINT_WAIVERS", "lint_command", "FamilyPlatform", "check_family"]
 
 TOP_NAME = "sparselstm_top"
+FAMILIES = (None, "ecp5")      # None: portable Verilog (simulators, any synthesis tool)
 
 # Verilator -Wall warnings that Yosys-generated Verilog raises by construction, each with the reason it is
 # benign. `lint_command` and tests/test_verilog.py lint with exactly these waivers; anything else fails.
@@ -62,15 +63,33 @@ def portable_verilog(text: str) -> str:
         lambda m: f"{m.group(0)}\n`ifdef __ICARUS__\n{m.group(1)}initial #0 {m.group(2)} = 1;\n`endif", text)
 
 
-def convert(design: AcceleratorDesign, memory_images: bool = False
+class FamilyPlatform:
+    """The elaboration platform of plain Verilog for one device family: components that have a vendor form
+    (hw/multiplier.py) look at `family` only."""
+
+    def __init__(self, family: str):
+        self.family = family
+
+
+def check_family(family: str | None) -> None:
+    if family not in FAMILIES:
+        raise ParameterError(f"unknown device family {family!r}: expected one of "
+                             f"{', '.join(str(f) for f in FAMILIES)} (None: portable Verilog, for simulators)")
+
+
+def convert(design: AcceleratorDesign, memory_images: bool = False, family: str | None = None
             ) -> tuple[str, Accelerator, list[MemoryImage]]:
     """The Verilog text of an Accelerator with top module `sparselstm_top`, the Accelerator, and the memory
-    images the text reads (hw/memory_images.py; none when `memory_images` is false: all contents inline)."""
+    images the text reads (hw/memory_images.py; none when `memory_images` is false: all contents inline).
+    `family` "ecp5": vendor primitives where they matter for timing (MULT18X18D with their own registers,
+    hw/multiplier.py); such Verilog is for synthesis, not for simulators without those primitives."""
+    check_family(family)
     top = Accelerator(design)
     if memory_images:
-        text, images = convert_with_images(top, TOP_NAME, shared_modules(design, TOP_NAME))
+        text, images = convert_with_images(top, TOP_NAME, shared_modules(design, TOP_NAME), family)
     else:
-        text, images = amaranth_verilog.convert(top, name=TOP_NAME, emit_src=False), []
+        platform = FamilyPlatform(family) if family is not None else None
+        text, images = amaranth_verilog.convert(top, name=TOP_NAME, platform=platform, emit_src=False), []
     return portable_verilog(text), top, images
 
 
@@ -79,7 +98,7 @@ def _sha256(path: Path) -> str:
 
 
 def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_dir=None,
-            images: list[MemoryImage] = ()) -> dict:
+            images: list[MemoryImage] = (), family: str | None = None) -> dict:
     """The sidecar dictionary (docs/verification.md)."""
     n_pes = design.n_pes
     params = design.params
@@ -97,6 +116,7 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
                  "entries_per_pe": [len(pe.entries) for pe in design.pes]},
         "resources": {"multipliers": design.n_pes, "memory_bits": design.memory_bits()},
         "memory_images": [image.describe() for image in images],
+        "family": family,
     }
     result = describe_top(top, TOP_NAME, f"sparselstm {__version__}", dimensions, details)
     if encoded is not None:
@@ -107,22 +127,24 @@ def sidecar(design: AcceleratorDesign, top: Accelerator, encoded=None, encoded_d
 
 
 def generate(encoded, params: HardwareParams | None = None, outdir=".", encoded_dir=None,
-             memory_images: bool = True) -> dict:
+             memory_images: bool = True, family: str | None = None) -> dict:
     """Write OUTDIR/sparselstm_top.v, its memory images under OUTDIR/memory_images/ and
     OUTDIR/sparselstm_top.json; return the sidecar dictionary.
 
     `encoded_dir`: the directory `encoded` was loaded from, recorded (with its manifest's sha256) in the
     sidecar so a testbench can check it runs the model the Verilog was generated from; the entry and
-    pointer images are copied from it. `memory_images=False` writes every memory's contents inline."""
+    pointer images are copied from it. `memory_images=False` writes every memory's contents inline.
+    `family`: see `convert` (recorded in the sidecar)."""
+    check_family(family)
     design = AcceleratorDesign.from_encoded(encoded, params or HardwareParams())
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ParameterError(f"cannot create output directory {outdir}: {error.strerror}") from error
-    text, top, images = convert(design, memory_images)
+    text, top, images = convert(design, memory_images, family)
     write_images(images, outdir, encoded_dir)
     (outdir / f"{TOP_NAME}.v").write_text(text)
-    info = sidecar(design, top, encoded, encoded_dir, images)
+    info = sidecar(design, top, encoded, encoded_dir, images, family)
     (outdir / f"{TOP_NAME}.json").write_text(json.dumps(info, indent=2) + "\n")
     return info

@@ -45,6 +45,9 @@ class CaseConfig:
         Seeds both stall patterns and the `first` noise.
     drain_cycles : int
         Cycles watched after the last frame for extra words.
+    first_frame : int
+        The index in the whole run of this case's frame 0 (a parallel job's share, sim/jobs.py): mismatches
+        are named by it.
     """
 
     sidecar: str
@@ -62,6 +65,7 @@ class CaseConfig:
     first_noise: bool = False
     seed: int = 0
     drain_cycles: int = 64
+    first_frame: int = 0
 
     def write(self, directory) -> Path:
         path = Path(directory) / CASE_FILE
@@ -98,6 +102,7 @@ class CaseResult:
     frame_done_cycles: list[int] = field(default_factory=list)
     wall_seconds: float = 0.0
     cpu_seconds: float = 0.0             # CPU time of the simulator process meanwhile (less than wall when loaded)
+    started_at: float | None = None      # the stream's start on time.monotonic()'s clock (native main only)
 
 
 def case_dir_from_environment() -> Path:

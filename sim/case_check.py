@@ -59,7 +59,7 @@ class CaseCheck:
         self.starts = np.load(case_dir / case.sequence_starts).astype(bool)
         self.expected = np.load(case_dir / case.expected)
         self._check_shapes()
-        self.checker = FrameChecker(self.expected)
+        self.checker = FrameChecker(self.expected, first_frame=case.first_frame)
         self.frames = FrameAssembler(spec.output.fields["value"], spec.output.fields["last"], spec.output_size,
                                      self._on_frame)
         self.word_cycle = 0

@@ -30,6 +30,8 @@ class FrameChecker:
     ----------
     expected : numpy.ndarray
         The expected words, (frames, words per frame).
+    first_frame : int
+        The index in the whole run of expected frame 0: mismatches are named by it.
 
     Attributes
     ----------
@@ -41,6 +43,7 @@ class FrameChecker:
     """
 
     expected: np.ndarray
+    first_frame: int = 0
     mismatches: int = 0
     mismatching_frames: int = 0
     first_mismatch: Mismatch | None = None
@@ -60,7 +63,7 @@ class FrameChecker:
             self.mismatching_frames += 1
             if self.first_mismatch is None:
                 k = int(differs[0])
-                self.first_mismatch = Mismatch(frame_index, k, int(expected[k]), int(words[k]))
+                self.first_mismatch = Mismatch(self.first_frame + frame_index, k, int(expected[k]), int(words[k]))
         return int(differs.size)
 
     def summary(self) -> str:

@@ -179,6 +179,11 @@ class DutSpec:
         if version != SIDECAR_VERSION:
             raise SidecarError(f"{source}: sidecar_version {version} is not supported "
                                f"(expected {SIDECAR_VERSION})")
+        family = sidecar.get("family")
+        if family is not None:
+            raise SidecarError(f"{source}: the Verilog was generated for the device family {family!r} (vendor "
+                               f"primitives such as MULT18X18D, which simulators do not have); generate it "
+                               f"without --family to simulate it")
         status = get(sidecar, "status", dict, "")
         for key in ("busy", "frames_done", "cycles"):
             get(status, key, str, "status.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -206,13 +207,17 @@ int main(int argc, char** argv) {{
             }}
         }}
     }}
-    const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - wall_start).count();
+    const auto wall_end = std::chrono::steady_clock::now();
+    const double wall = std::chrono::duration<double>(wall_end - wall_start).count();
+    // The steady clock is CLOCK_MONOTONIC, Python's time.monotonic(): parallel jobs' streams line up on it.
+    const double started_at = std::chrono::duration<double>(wall_start.time_since_epoch()).count();
     const double cpu = double(std::clock() - cpu_start) / CLOCKS_PER_SEC;
     std::fprintf(out, "}}, \\"stream\\": {{\\"done\\": %s, \\"finished\\": %s, \\"timeout\\": %s, \\"cycle\\": %llu, "
-                 "\\"inputs_accepted\\": %llu, \\"wall_seconds\\": %.6f, \\"cpu_seconds\\": %.6f, \\"readings\\": ",
+                 "\\"inputs_accepted\\": %llu, \\"wall_seconds\\": %.6f, \\"cpu_seconds\\": %.6f, "
+                 "\\"started_at\\": %.6f, \\"readings\\": ",
                  {port(HarnessPorts.done)} ? "true" : "false", context.gotFinish() ? "true" : "false",
                  timeout ? "true" : "false", (unsigned long long){port(HarnessPorts.cycle)},
-                 (unsigned long long){port(HarnessPorts.inputs_accepted)}, wall, cpu);
+                 (unsigned long long){port(HarnessPorts.inputs_accepted)}, wall, cpu, started_at);
     write_readings(out, top);
     std::fprintf(out, "}}}}\\n");
     std::fclose(out);
@@ -266,10 +271,13 @@ def build_native(sources, spec: DutSpec, build_dir: Path, threads: int = 1) -> f
     return time.monotonic() - started
 
 
-def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[str]) -> dict[str, str]:
-    """Run the case in `case_dir` with the native main built there (`plusargs` name the harness's files);
-    write its result and outputs as the cocotb test does. Returns the outcome of the two checks, like
-    cocotb's: {"idle_after_reset": ..., "stream_frames": ...}, each "pass" or the failure message."""
+def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[str],
+               binary: Path | None = None, stop: threading.Event | None = None) -> dict[str, str]:
+    """Run the case in `case_dir` with the native main built there, or the `binary` built elsewhere
+    (`plusargs` name the harness's files); write its result and outputs as the cocotb test does. Returns
+    the outcome of the two checks, like cocotb's: {"idle_after_reset": ..., "stream_frames": ...}, each
+    "pass" or the failure message. Once `stop` is set the simulation is killed and SimulationError raised
+    (another parallel job failed, or the run was interrupted)."""
     from .runner import SimulationError
 
     check = CaseCheck(spec, case, case_dir)
@@ -283,7 +291,7 @@ def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[s
               "drain_cycles": case.drain_cycles, "watchdog": watchdog}
     result_path = case_dir / RESULT_FILE
     result_path.unlink(missing_ok=True)
-    command = [str(case_dir / BINARY), *plusargs, f"+sparselstm_result={result_path}",
+    command = [str(binary or case_dir / BINARY), *plusargs, f"+sparselstm_result={result_path}",
                *(f"+sparselstm_{name}={values[name]}" for name in _SETTINGS)]
     log = case_dir / "sim.log"
     with open(log, "w") as handle:
@@ -291,6 +299,8 @@ def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[s
         try:
             while process.poll() is None:
                 time.sleep(_PROGRESS_SECONDS)
+                if stop is not None and stop.is_set():
+                    raise SimulationError("stopped: another parallel job failed or the run was interrupted", log)
                 check.take_logged(events.read_outputs())
                 check.report_progress(check.word_cycle)
         finally:
@@ -311,6 +321,7 @@ def run_native(spec: DutSpec, case: CaseConfig, case_dir: Path, plusargs: list[s
     check.frames_sent = stream["inputs_accepted"] // spec.input_size
     result.sim_cycles = check.frame_done_cycles[len(check.expected) - 1] if complete else stream["cycle"]
     result.status, result.counters = stream["readings"]["status"], stream["readings"]["counters"]
+    result.started_at = stream["started_at"]
     if stream["timeout"] and not complete:
         result.errors.append(check.timeout_error(watchdog))
     if stream["finished"]:

@@ -40,6 +40,8 @@ class SimResult:
     run_seconds: float = 0.0            # wall time of the simulator process
     stream_seconds: float = 0.0         # wall time of the streaming test inside it
     stream_cpu_seconds: float = 0.0     # CPU time the simulator used meanwhile (the wall time on an idle core)
+    stream_started_at: float | None = None  # the stream's start on time.monotonic()'s clock (native main)
+    jobs: list[dict] = field(default_factory=list)   # parallel jobs (sim/jobs.py): one summary each, else empty
     build_dir: Path | None = None
     waves: Path | None = None
 
@@ -115,6 +117,7 @@ class SimResult:
             "stream_seconds": round(self.stream_seconds, 3),
             "stream_cpu_seconds": round(self.stream_cpu_seconds, 3), "cycles_per_second": self.cycles_per_second,
             "cycles_per_cpu_second": self.cycles_per_cpu_second,
+            "jobs": self.jobs,
             "build_dir": None if self.build_dir is None else str(self.build_dir),
             "waves": None if self.waves is None else str(self.waves),
         }

@@ -19,7 +19,6 @@ import json
 import os
 import random
 import shutil
-import threading
 import time
 import xml.etree.ElementTree as ElementTree
 from contextlib import contextmanager
@@ -33,11 +32,13 @@ from .case import CASE_DIR_VARIABLE, HARNESSES, CaseConfig
 from .dut import DutSpec
 from .frames import interleave_order, pack_frames
 from .harness import harness_module, harness_plusargs, write_harness
+from .jobs import check_jobs, job_shares, run_jobs
+from .progress import ProgressTail
 from .reference import expected_words, load_reference_model
 from .result import SimResult
 
 __all__ = ["SimulationError", "build_dut", "run_stream_sim", "run_accelerator_sim", "flatten_sequences",
-           "TEST_MODULE", "SIDECAR_NAME"]
+           "default_jobs", "runs_native", "TEST_MODULE", "SIDECAR_NAME"]
 
 TEST_MODULE = "sparselstm.sim.test_dut"   # the cocotb tests, the same for every DUT
 SIDECAR_NAME = "sparselstm_top.json"
@@ -151,42 +152,6 @@ def _parse_results(results_xml: Path) -> dict[str, str]:
     return tests
 
 
-class _ProgressTail(threading.Thread):
-    """Follows the progress file the cocotb test appends to and calls `callback(dict)` per new line."""
-
-    def __init__(self, path: Path, callback, period: float = 0.25):
-        super().__init__(daemon=True)
-        self._path, self._callback, self._period = path, callback, period
-        self._stop_event = threading.Event()
-        self._offset = 0
-
-    def run(self) -> None:
-        while not self._stop_event.wait(self._period):
-            self.poll()
-
-    def poll(self) -> None:
-        try:
-            with open(self._path) as handle:
-                handle.seek(self._offset)
-                chunk = handle.read()
-        except OSError:
-            return
-        complete, _, _ = chunk.rpartition("\n")
-        if not complete:
-            return
-        self._offset += len(complete) + 1
-        for line in complete.splitlines():
-            try:
-                self._callback(json.loads(line))
-            except json.JSONDecodeError:
-                continue
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-        self.poll()
-
-
 HARNESS_CHOICES = ("auto", "native", *HARNESSES)
 
 
@@ -200,6 +165,19 @@ def _choose_harness(harness: str, simulator: str, waves: bool) -> str:
     if harness == "native" and (simulator != "verilator" or waves):
         raise ParameterError("harness 'native' runs on Verilator only, without waveforms (use 'hdl')")
     return harness
+
+
+def runs_native(simulator: str, waves: bool = False) -> bool:
+    """Whether `harness="auto"` is the native main: the path that runs parallel jobs."""
+    return _choose_harness("auto", simulator, _waves_requested(waves)) == "native"
+
+
+def default_jobs(simulator: str, waves: bool = False) -> int:
+    """Parallel jobs when none are asked for: one per CPU this process may use on the native path (the
+    shares cap them further), else 1 (jobs run the native harness only)."""
+    if not runs_native(simulator, waves):
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _run_cocotb(simulator: str, toplevel: str, build_dir: Path, waves: bool, seed: int, plusargs) -> None:
@@ -239,7 +217,7 @@ def flatten_sequences(inputs_q, sequence_starts=None) -> tuple[np.ndarray, np.nd
 def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator: str = "icarus",
                    build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
                    seed: int = 0, first_noise: bool = False, progress=None, build: bool = True,
-                   harness: str = "auto", threads: int = 1) -> SimResult:
+                   harness: str = "auto", threads: int = 1, jobs: int = 1) -> SimResult:
     """Build the DUT its sidecar names and stream `frames` (F, input_size) through it, checking against
     `expected` (F, output_size). Generic: the accelerator and the stand-in both run through here.
 
@@ -248,7 +226,10 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     (sim/native.py; Verilator only, no waveforms; the fast path); "python" drives the streams from cocotb
     every cycle (slow; for debugging); "auto" (default) is "native" on Verilator without waveforms, else
     "hdl". With `build=False` the build in `build_dir` is reused: it must have been made with the same
-    harness. `threads`: the native main's Verilator threads (`native.build_native`; 1 by default)."""
+    harness. `threads`: the native main's Verilator threads (`native.build_native`; 1 by default).
+    `jobs` > 1 (native harness only) splits the frames at sequence starts into up to that many contiguous
+    shares, run at once by as many processes of the one build, each in `build_dir`/job<k> with stall seed
+    `seed` + k, and merges their results (sim/jobs.py)."""
     sidecar_path = Path(sidecar_path).resolve()
     spec = DutSpec.load(sidecar_path)
     frames = np.asarray(frames, dtype=np.int64)
@@ -264,6 +245,9 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     harness = _choose_harness(harness, simulator, _waves_requested(waves))
     if threads != 1 and harness != "native":
         raise ParameterError(f"threads={threads!r}: only the native harness builds a multi-threaded model")
+    check_jobs(jobs)
+    if jobs != 1 and harness != "native":
+        raise ParameterError(f"jobs={jobs}: parallel jobs run the native harness only (Verilator, no waveforms)")
     for name, p in (("stall_in", stall_in), ("stall_out", stall_out)):
         if not 0.0 <= p < 1.0:
             raise ParameterError(f"{name} must be a probability in [0, 1), got {p}")
@@ -271,6 +255,10 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
     low, high = -(1 << (value.width - 1)), (1 << (value.width - 1)) - 1
     if frames.size and (frames.min() < low or frames.max() > high):
         raise ParameterError(f"input words must fit {value.width}-bit signed values [{low}, {high}]")
+    shares = [(0, len(frames))]
+    if jobs > 1:
+        streams = json.loads(sidecar_path.read_text()).get("hardware_params", {}).get("streams", 1)
+        shares = job_shares(starts, jobs, streams)
 
     build_dir = Path(build_dir if build_dir is not None else sidecar_path.parent / f"sim_{simulator}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -285,45 +273,66 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         build_seconds = (native.build_native(sources, spec, build_dir, threads) if harness == "native" else
                          build_dut(sources, toplevel, simulator, build_dir, waves, verilator_args))
 
-    # The native main runs the HDL harness: the same case files.
-    case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
-                      seed=int(seed), first_noise=bool(first_noise),
-                      harness="python" if harness == "python" else "hdl")
-    for name in (case.outputs, case.result, case.progress, case.events, "results.xml"):
-        (build_dir / name).unlink(missing_ok=True)
-    stage_memory_images(sidecar_path, build_dir)
-    np.save(build_dir / case.inputs, frames)
-    np.save(build_dir / case.sequence_starts, starts)
-    np.save(build_dir / case.expected, expected)
-    plusargs = []
-    if harness != "python":
-        noise = random.Random(f"{seed}:in") if first_noise else None
-        words = pack_frames(frames, starts, value, spec.input.fields["first"], noise)
-        (build_dir / case.input_words).write_text("".join(f"{word:x}\n" for frame in words for word in frame))
-        plusargs = harness_plusargs(build_dir / case.input_words, build_dir / case.events)
-    case.write(build_dir)
+    def run_case(case_dir: Path, lo: int, hi: int, case_seed: int, on_progress, stop=None) -> SimResult:
+        """Frames [lo, hi) as one case in `case_dir`, on the build in `build_dir`."""
+        case_dir.mkdir(parents=True, exist_ok=True)
+        case = CaseConfig(sidecar=str(sidecar_path), stall_in=float(stall_in), stall_out=float(stall_out),
+                          seed=int(case_seed), first_noise=bool(first_noise), first_frame=lo,
+                          harness="python" if harness == "python" else "hdl")   # the native main runs the HDL harness
+        for name in (case.outputs, case.result, case.progress, case.events, "results.xml"):
+            (case_dir / name).unlink(missing_ok=True)
+        if case_dir != build_dir:
+            stage_memory_images(sidecar_path, case_dir)
+        np.save(case_dir / case.inputs, frames[lo:hi])
+        np.save(case_dir / case.sequence_starts, starts[lo:hi])
+        np.save(case_dir / case.expected, expected[lo:hi])
+        plusargs = []
+        if harness != "python":
+            noise = random.Random(f"{case_seed}:in") if first_noise else None
+            words = pack_frames(frames[lo:hi], starts[lo:hi], value, spec.input.fields["first"], noise)
+            (case_dir / case.input_words).write_text("".join(f"{word:x}\n" for frame in words for word in frame))
+            plusargs = harness_plusargs(case_dir / case.input_words, case_dir / case.events)
+        case.write(case_dir)
+        return _run_case(spec, case, case_dir, build_dir, simulator, toplevel, harness, waves, case_seed,
+                         plusargs, expected[lo:hi], on_progress, stop)
 
-    results_xml = build_dir / "results.xml"
-    tail = _ProgressTail(build_dir / case.progress, progress) if progress else None
+    stage_memory_images(sidecar_path, build_dir)
+    if len(shares) == 1:
+        result = run_case(build_dir, 0, len(frames), seed, progress)
+    else:
+        result = run_jobs(shares, lambda k, lo, hi, on_progress, stop: run_case(build_dir / f"job{k}", lo, hi,
+                                                                                  seed + k, on_progress, stop),
+                          progress)
+    result.build_seconds = build_seconds
+    result.waves = waves_path(simulator, build_dir, toplevel) if waves else None
+    return result
+
+
+def _run_case(spec: DutSpec, case: CaseConfig, case_dir: Path, build_dir: Path, simulator: str, toplevel: str,
+              harness: str, waves: bool, seed: int, plusargs: list[str], expected: np.ndarray,
+              progress, stop=None) -> SimResult:
+    """Run the case written in `case_dir` on the build in `build_dir` and judge it."""
+    results_xml = case_dir / "results.xml"
+    tail = ProgressTail(case_dir / case.progress, progress) if progress else None
     started = time.monotonic()
     if tail:
         tail.start()
     try:
         if harness == "native":
-            tests = native.run_native(spec, case, build_dir, plusargs)
+            tests = native.run_native(spec, case, case_dir, plusargs, binary=build_dir / native.BINARY, stop=stop)
         else:
             _run_cocotb(simulator, toplevel, build_dir, waves, seed, plusargs)
-            if not results_xml.exists() or not (build_dir / case.result).exists():
+            if not results_xml.exists() or not (case_dir / case.result).exists():
                 raise SimulationError(f"{simulator} did not complete the cocotb run (no results)",
-                                      build_dir / "sim.log")
+                                      case_dir / "sim.log")
             tests = _parse_results(results_xml)
     finally:
         if tail:
             tail.stop()
     run_seconds = time.monotonic() - started
 
-    report = json.loads((build_dir / case.result).read_text())
-    outputs = np.load(build_dir / case.outputs)
+    report = json.loads((case_dir / case.result).read_text())
+    outputs = np.load(case_dir / case.outputs)
     # Judge here too, from the raw words, so a pass never rests on the in-simulator checker alone.
     complete = outputs.shape == expected.shape
     passed = (complete and np.array_equal(outputs, expected) and not report["errors"]
@@ -334,9 +343,8 @@ def run_stream_sim(sidecar_path, frames, sequence_starts, expected, *, simulator
         first_mismatch=report["first_mismatch"], errors=list(report["errors"]), tests=tests,
         status=report["status"], counters=report["counters"], sim_cycles=report["sim_cycles"],
         frame_start_cycles=report["frame_start_cycles"], frame_done_cycles=report["frame_done_cycles"],
-        build_seconds=build_seconds, run_seconds=run_seconds, stream_seconds=report["wall_seconds"],
-        stream_cpu_seconds=report["cpu_seconds"],
-        build_dir=build_dir, waves=waves_path(simulator, build_dir, toplevel) if waves else None,
+        run_seconds=run_seconds, stream_seconds=report["wall_seconds"], stream_cpu_seconds=report["cpu_seconds"],
+        stream_started_at=report.get("started_at"), build_dir=case_dir,
     )
 
 
@@ -365,7 +373,7 @@ def stage_memory_images(sidecar_path: Path, run_dir: Path) -> None:
 def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None, simulator: str = "icarus",
                         build_dir=None, waves: bool = False, stall_in: float = 0.0, stall_out: float = 0.0,
                         seed: int = 0, first_noise: bool = False, progress=None, encoded=None,
-                        harness: str = "auto") -> SimResult:
+                        harness: str = "auto", jobs: int = 1) -> SimResult:
     """Run input words `inputs_q` ((T, I) or (B, T, I) act words; sequences back to back, a sequence start
     at each, plus any `sequence_starts` marks) through the accelerator in `verilog_dir` (hw.verilog.generate's
     output) and check every output word against sw.golden.golden_forward_encoded of `encoded_dir`. A
@@ -373,7 +381,7 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
     interleaved (sim.frames.interleave_order); the result's first mismatch names the frame's input position.
 
     `progress(dict)` is called from a thread while it runs with {"frames", "total", "cycles", ...}.
-    `harness`: "auto" (default), "native", "hdl" or "python", see `run_stream_sim`.
+    `harness`: "auto" (default), "native", "hdl" or "python"; `jobs`: parallel native jobs; see `run_stream_sim`.
     Returns a SimResult whose `outputs` are reshaped like the inputs ((T, O) / (B, T, O)) when complete."""
     verilog_dir, encoded_dir = Path(verilog_dir), Path(encoded_dir)
     sidecar_path = verilog_dir / SIDECAR_NAME
@@ -392,7 +400,7 @@ def run_accelerator_sim(verilog_dir, encoded_dir, inputs_q, sequence_starts=None
         frames, starts, expected = frames[order], starts[order], expected[order]
     result = run_stream_sim(sidecar_path, frames, starts, expected, simulator=simulator, build_dir=build_dir,
                             waves=waves, stall_in=stall_in, stall_out=stall_out, seed=seed,
-                            first_noise=first_noise, progress=progress, harness=harness)
+                            first_noise=first_noise, progress=progress, harness=harness, jobs=jobs)
     if streams > 1 and result.first_mismatch:    # named by its place in the input
         result.first_mismatch["frame"] = int(order[result.first_mismatch["frame"]])
     if result.outputs.shape[0] == frames.shape[0]:

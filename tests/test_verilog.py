@@ -157,3 +157,28 @@ def test_icarus_compiles_the_verilog(generated, tmp_path):
     result = subprocess.run([iverilog, "-g2012", "-s", TOP_NAME, "-o", str(tmp_path / "top.vvp"),
                              str(outdir / f"{TOP_NAME}.v")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_ecp5_family_puts_the_multiplier_registers_in_the_dsp_blocks(generated, tmp_path):
+    """`--family ecp5`: one MULT18X18D per PE and per element-wise multiplier, each with its own registers;
+    the same design otherwise (same ports); the sidecar names the family and the simulators' loader refuses
+    it; an unknown family is a ParameterError."""
+    from sparselstm.sim.dut import DutSpec, SidecarError
+    from sparselstm.spec.errors import ParameterError
+
+    portable_info, portable_dir, encoded_dir = generated
+    outdir = tmp_path / "ecp5"
+    assert main(["verilog", str(encoded_dir), "-o", str(outdir), "--fifo-depth", "4", "--family", "ecp5"]) == 0
+    text = (outdir / f"{TOP_NAME}.v").read_text()
+    info = json.loads((outdir / f"{TOP_NAME}.json").read_text())
+    instances = re.findall(r"MULT18X18D #\((.*?)\)\s*\\?\S+ \(", text, re.S)
+    assert instances and all('.REG_OUTPUT_CLK("CLK0")' in params for params in instances)
+    # the PE's product has both registers inside (it is instantiated once: the shared PE module)
+    assert any('.REG_INPUTA_CLK("CLK0")' in params for params in instances)
+    assert "MULT18X18D" not in (portable_dir / f"{TOP_NAME}.v").read_text()
+    assert info["family"] == "ecp5" and portable_info["family"] is None
+    assert info["ports"] == portable_info["ports"]
+    with pytest.raises(SidecarError, match="ecp5"):
+        DutSpec.from_sidecar(info)
+    with pytest.raises(ParameterError, match="device family"):
+        generate(small_encoded(), HardwareParams(), tmp_path / "bad", family="xilinx7")

@@ -82,7 +82,14 @@ def register(subparsers) -> None:
     parser.add_argument("--stall-out", type=_probability, default=0.0, metavar="P",
                         help="probability that the host holds output `ready` low in a cycle in which an output word is "
                              "offered (default 0)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the stall patterns (default 0)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the stall patterns (default 0; parallel job k uses seed + k)")
+    parser.add_argument("--jobs", "-j", type=int, default=None, metavar="N",
+                        help="simulator processes at once on the native Verilator path (Verilator without "
+                             "--waves): the sequences split into N contiguous shares at sequence starts, one "
+                             "build, each share checked word for word, one merged report (default: the "
+                             "number of CPUs, at most one per sequence; 1 on the other paths, which take no "
+                             "other value)")
     parser.add_argument("--build-dir", type=Path, default=None, metavar="DIR",
                         help="keep the Verilog, simulator build, logs and case files here (default: a temporary "
                              "directory, removed after a passing run without --waves)")
@@ -161,7 +168,7 @@ def _print_classification(utterances, float_model, outputs: np.ndarray, float_mo
 def run(args: argparse.Namespace) -> int:
     from ..hw.params import HardwareParams
     from ..hw.verilog import generate
-    from ..sim.runner import run_accelerator_sim
+    from ..sim.runner import default_jobs, run_accelerator_sim, runs_native
     from ..sim.tools import find_simulator
     from ..sw.format import load_encoded
     from ..spec.errors import ParameterError
@@ -186,6 +193,11 @@ def run(args: argparse.Namespace) -> int:
     starts = None if args.starts is None else load_sequence_starts(args.starts, x.shape[:-1])
     x_q, saturated = quantize_frames(x, numerics, args.raw, "sim", args.input or args.features)
     find_simulator(args.simulator)                 # fail before any work if it is missing
+    jobs = default_jobs(args.simulator, args.waves) if args.jobs is None else args.jobs
+    check_at_least(jobs, 1, "--jobs")
+    if jobs > 1 and not runs_native(args.simulator, args.waves):
+        raise ParameterError(f"--jobs {jobs}: parallel jobs run on the native Verilator path only "
+                             "(--simulator verilator, no --waves)")
     params = HardwareParams(lanes=args.lanes, streams=args.streams) if args.fifo_depth is None else \
         HardwareParams(fifo_depth=args.fifo_depth, lanes=args.lanes, streams=args.streams)
 
@@ -207,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
             result = run_accelerator_sim(verilog_dir, args.encoded, x_q, sequence_starts=starts,
                                          simulator=args.simulator, build_dir=build_dir / f"sim_{args.simulator}",
                                          waves=args.waves, stall_in=args.stall_in, stall_out=args.stall_out,
-                                         seed=args.seed, progress=progress, encoded=encoded)
+                                         seed=args.seed, progress=progress, encoded=encoded, jobs=jobs)
         finally:
             progress.close()
         keep = keep or args.waves or not result.passed
@@ -278,6 +290,12 @@ def _print_report(result, sidecar: dict, shape: tuple, args) -> None:
     print(f"  wall time: build {result.build_seconds:.1f} s, simulation {result.run_seconds:.1f} s; "
           f"{rate or 0.0:.1f} frames/s ({cycles_rate:.0f} cycles/s) of wall time"
           + (f"; stalls in {args.stall_in:g} / out {args.stall_out:g}" if args.stall_in or args.stall_out else ""))
+    if result.jobs:
+        cpu_rate = result.cycles_per_cpu_second or 0.0
+        print(f"  {len(result.jobs)} parallel jobs: {cycles_rate:.0f} cycles/s of wall time over all, "
+              f"{cpu_rate:.0f} per CPU second; "
+              + ", ".join(f"job {job['job']} frames {job['frames'][0]}-{job['frames'][1] - 1} "
+                          f"{job['stream_seconds']:.1f} s" for job in result.jobs))
     if result.waves is not None:
         print(f"  waveform: {result.waves}")
     if not result.passed and result.log_file is not None:

@@ -35,6 +35,10 @@ def register(subparsers) -> None:
     parser.add_argument("--inline-memories", action="store_true",
                         help="write memory contents into the Verilog instead of $readmemh images under "
                              "OUTDIR/memory_images/ (slow and large for big models)")
+    parser.add_argument("--family", choices=["ecp5"], default=None,
+                        help="synthesis for this device family: its DSP blocks with their own pipeline registers "
+                             "(the Verilog then needs the vendor's primitives: for synthesis, not for simulators; "
+                             "default: portable Verilog)")
     parser.set_defaults(func=run)
 
 
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                             streams=args.streams)
     encoded = load_encoded(args.encoded)
     info = generate(encoded, params, args.output, encoded_dir=args.encoded,
-                    memory_images=not args.inline_memories)
+                    memory_images=not args.inline_memories, family=args.family)
     model = info.get("cycle_model", {})
     print(f"wrote {args.output / (info['top'] + '.v')} and {args.output / (info['top'] + '.json')}"
           + (f", {len(info['memory_images'])} memory images" if info["memory_images"] else ""))
