@@ -36,16 +36,16 @@ BUSY_TARGET = 0.85
 CYCLES_TARGET = 1.15
 
 
-def measure(design: AcceleratorDesign, x_q: np.ndarray) -> dict:
-    """Stream the frames; return the outputs and, per frame, the cycle counter and the PE counters at the
-    moment its last output word left."""
+def measure(design: AcceleratorDesign, x_q: np.ndarray, starts: int = 1) -> dict:
+    """Stream the frames, the first `starts` of them sequence starts (one per interleaved stream); return the
+    outputs and, per frame, the cycle counter and the PE counters at the moment its last output word left."""
     dut = Accelerator(design)
     frames, inputs = x_q.shape
     n_pes = design.n_pes
     outputs, marks = [], []
 
     async def sender(ctx):
-        await stream_send(ctx, dut.i, [{"value": int(x_q[t, c]), "first": int(t == 0 and c == 0)}
+        await stream_send(ctx, dut.i, [{"value": int(x_q[t, c]), "first": int(t < starts and c == 0)}
                                        for t in range(frames) for c in range(inputs)])
 
     async def receiver(ctx):

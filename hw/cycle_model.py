@@ -91,7 +91,6 @@ class _Stream:
         self.n_pes, self.words = columns.shape[:2]
         # Python lists: the replay reads one word per PE per cycle, where NumPy indexing costs more than it saves
         self.columns = columns.tolist()
-        self.grouped = lanes > 1            # a LaneUnpacker drops the columns without entries (its mask)
         self.available = available
         self.opens_after = opens_after      # callable(done: dict) -> cycle or None (not yet known)
         self.sent = 0
@@ -109,10 +108,11 @@ class _Stream:
             return opens is not None and opens <= cycle
         return True
 
-    def columns_for(self, pe: int) -> list[int]:
-        """The entries of each column PE `pe` is handed of the next word (none: the word is dropped)."""
+    def columns_for(self, pe: int, unpack: bool) -> list[int]:
+        """The entries of each column PE `pe` is handed of the next word (none: the word is dropped); a
+        LaneUnpacker (`unpack`) drops the columns without entries (its mask), of every phase."""
         columns = self.columns[pe][self.sent]
-        return [entries for entries in columns if entries] if self.grouped else list(columns)
+        return [entries for entries in columns if entries] if unpack else list(columns)
 
 
 def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alternate: bool = False) -> int:
@@ -154,7 +154,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
             for p in range(n_pes):
-                columns = stream.columns_for(p)
+                columns = stream.columns_for(p, unpack)
                 if not columns:
                     finish(p, chosen)
                 elif unpack:

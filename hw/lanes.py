@@ -9,7 +9,9 @@ bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
   different PEs in one cycle (cells are interleaved over the PEs and `lanes` divides the PE count).
 - `LaneUnpacker`, one in front of each PE: the broadcast words of a design with lanes > 1 carry up to
   `lanes` columns (the m words of a group; x and y words use one); the unpacker hands the PE one column per
-  cycle and drops the columns in which the PE has no entry, so a group costs the PE only its entries.
+  cycle and drops the columns in which the PE has no entry, so a group costs the PE only its entries, and
+  an x or y word in whose column the PE has none costs it nothing (a PE pops a column per cycle: at 64 PEs,
+  about 1.5 entries per recurrent column, the empty ones cost the walker a cycle each behind short columns).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import PHASE_PROJ, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
+from .design import PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
 from .elementwise import ElementwiseLayer, ElementwiseUnit
 from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
                          elementwise_group_out_layout)
@@ -122,8 +124,9 @@ class LaneElementwise(wiring.Component):
 
 class LaneUnpacker(wiring.Component):
     """In front of PE `pe_index`: lane broadcast words in, one column per cycle out, columns in which the
-    PE has no entry dropped (proj phases: a mask per group, read from the PE's pointers; other phases carry
-    one column and pass whole).
+    PE has no entry dropped (a mask word per `lanes` consecutive columns of each phase the PE uses, read
+    from its pointers: a proj word's lanes are its group's columns, an x or y word carries one column in
+    lane 0, checked against the bit of its column).
 
     Backpressure towards the broadcaster is registered as the PE's own (hw/broadcast.py): `room` while the
     words held number fewer than `fifo_depth`; ROOM_MARGIN more fit.
@@ -165,19 +168,27 @@ class LaneUnpacker(wiring.Component):
         })
 
     def group_masks(self) -> tuple[dict[int, int], list[int]]:
-        """(phase -> mask ROM address of its group 0, the ROM words): bit k of a group's word is set where
-        the PE has an entry in column `lanes * group + k` of that proj phase."""
+        """(phase -> mask ROM address of its column 0 / group 0, the ROM words): the word of a proj phase's
+        group has bit k set where the PE has an entry in column `lanes * group + k`; an x or recurrent phase
+        has a word per column, bit 0 set where the PE has an entry in it (x and y words use lane 0). Word 0
+        is all ones: what a phase without a mask reads (the word passes whole)."""
         design, pe, lanes = self._design, self._pe, self._design.lanes
-        bases, words = {}, []
+        bases, words = {}, [(1 << lanes) - 1]
         for l, info in enumerate(design.layers):
-            phase = pe.phases[phase_index(l, PHASE_PROJ)]
-            if not phase.used:
-                continue
-            bases[phase_index(l, PHASE_PROJ)] = len(words)
-            pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + info.cell_size + 1]
-            for group in range(design.lane_groups(l)):
-                columns = range(lanes * group, min(lanes * (group + 1), info.cell_size))
-                words.append(sum(1 << (c - lanes * group) for c in columns if pointers[c + 1] > pointers[c]))
+            for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
+                                  (PHASE_PROJ, info.cell_size)):
+                phase = pe.phases[phase_index(l, kind)]
+                if not phase.used:
+                    continue
+                bases[phase_index(l, kind)] = len(words)
+                pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
+                has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
+                if kind != PHASE_PROJ:
+                    words += has_entries
+                    continue
+                for group in range(design.lane_groups(l)):
+                    words.append(sum(has_entries[c] << (c - lanes * group)
+                                     for c in range(lanes * group, min(lanes * (group + 1), columns))))
         return bases, words
 
     def elaborate(self, platform):
@@ -193,17 +204,23 @@ class LaneUnpacker(wiring.Component):
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=layout.size, depth=fifo_depth + ROOM_MARGIN)
 
         # ---- stage 1: the word registered beside its group mask ---------------------------------------------
+        # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
+        # nothing but an AND between the ROM's output register and the FIFO's write enable
+        proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
         is_proj = Signal()
         with m.Switch(self.i.payload.phase):
             for phase, base in bases.items():
                 with m.Case(phase):
-                    m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
+                    if phase in proj_phases:
+                        m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
+                    else:
+                        m.d.comb += mask_read.addr.eq(base + self.i.payload.column)
         valid_1 = Signal()
         proj_1 = Signal()
         word_1 = Signal(layout)
         m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), word_1.eq(self.i.payload)]
         sent_1 = Signal(lanes)
-        m.d.comb += sent_1.eq(word_1.value & Mux(proj_1, mask_read.data, (1 << lanes) - 1))
+        m.d.comb += sent_1.eq(word_1.value & mask_read.data)
         pushed = valid_1 & sent_1.any()
         stored = Signal(layout)               # the word as queued: `value` = the lanes still to send
         m.d.comb += [stored.eq(word_1), stored.value.eq(sent_1), fifo.w_en.eq(pushed), fifo.w_data.eq(stored)]
@@ -232,7 +249,7 @@ class LaneUnpacker(wiring.Component):
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------
         head_proj = Signal()
         with m.Switch(head.phase):
-            for phase in bases:
+            for phase in proj_phases & bases.keys():
                 with m.Case(phase):
                     m.d.comb += head_proj.eq(1)
         proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 1))
