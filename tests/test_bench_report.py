@@ -84,10 +84,15 @@ def test_streams_rows_one_and_two_streams(tiny_report):
     for row in rows:
         assert row["steady_cycles_per_frame"] >= row["busiest_pe_entries"] > 0
         assert 0 < row["pe_busy_fraction"] <= 1
+    compared = 0
     for model in ("shipped", "ese"):
         one, two = (next(r for r in rows if r["model"] == model and r["streams"] == s) for s in (1, 2))
-        # the lone frame's latency does not depend on how many streams could interleave with it
-        assert two["first_frame_cycles"] == one["first_frame_cycles"]
+        # the lone frame's latency does not depend on how many streams could interleave with it (at the same
+        # lanes: the default lanes may differ between S = 1 and S = 2, and the element-wise pass with them)
+        if two["lanes"] == one["lanes"]:
+            assert two["first_frame_cycles"] == one["first_frame_cycles"]
+            compared += 1
+    assert compared >= 1
     assert "## Interleaved streams" in report
 
 
