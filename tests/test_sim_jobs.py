@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from sparselstm import cli
-from sparselstm.sim import tools
 from sparselstm.sim.jobs import job_shares, run_jobs
 from sparselstm.sim.runner import SIDECAR_NAME, flatten_sequences, run_stream_sim
 from sparselstm.sim.reference import expected_words, load_reference_model
@@ -20,17 +19,11 @@ from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.format import write_encoded
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
+from test_cocotb_infra import _require
 
 pytestmark = pytest.mark.cocotb
 
 INPUT_SIZE = 5
-
-
-def _require(simulator: str) -> None:
-    try:
-        tools.find_simulator(simulator)
-    except tools.SimulatorNotFoundError as error:
-        pytest.skip(str(error))
 
 
 def _stimulus(frames: int, restart_at: tuple, seed: int = 0):
