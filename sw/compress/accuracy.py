@@ -11,6 +11,10 @@ model. The compressed version is, in order of preference:
 2. otherwise the dense model pruned in one shot (load-balanced, `fallback_density`, no fine-tuning: test
    features alone cannot retrain) and encoded here; the entry says so ("method": "one-shot"), and its
    accuracy is then a lower bound of what compression achieves, not the method's result.
+
+An entry with "delta_thresholds" (a JSON file in models/, as `sparselstm encode --delta-threshold` takes it)
+is a model fine-tuned for delta mode: its golden accuracy is the delta mode's with those thresholds, and
+the weight-sparse mode's is given beside it ("weight_sparse_golden_accuracy").
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..format import load_encoded
 from ...spec.errors import SparseLSTMError
+from ..delta import thresholds_from_real
+from ..format import load_encoded
 from ..loaders import load_model
 from ..pipeline import compress_and_encode, compression_report
 from .density import overall_density
@@ -96,6 +101,25 @@ def _compressed_files(location: Path) -> tuple[Path, Path, Path | None]:
     return files
 
 
+def _delta_thresholds(models_dir: Path, entry: dict, encoded):
+    """The entry's delta thresholds in words for `encoded`, or None (no "delta_thresholds" key)."""
+    if not entry.get("delta_thresholds"):
+        return None
+    path = models_dir / entry["delta_thresholds"]
+    if not path.is_file():
+        raise ShippedModelError(f"{models_dir / INDEX}: delta thresholds {path} not found")
+    try:
+        real = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ShippedModelError(f"{path}: expected JSON thresholds, one {{\"x\", \"y\", \"m\"}} per layer "
+                                f"({error})") from None
+    has_projection = [layer.proj_size is not None for layer in encoded.layers]
+    try:
+        return thresholds_from_real(real, encoded.numerics, has_projection)
+    except (SparseLSTMError, TypeError) as error:
+        raise ShippedModelError(f"{path}: {error}") from None
+
+
 def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_density: float = 0.1,
                    progress: bool = False) -> dict:
     from ..speech.task import ClassifierHead, FeatureSet
@@ -142,7 +166,12 @@ def evaluate_entry(models_dir: Path, entry: dict, n_pes: int = 16, fallback_dens
         size = compression_report(result)["totals"]
         out.update(compressed=None, method=f"one-shot load-balanced pruning to {fallback_density} without "
                                             f"fine-tuning (no compressed model shipped)")
-    outputs, saturated = golden_lstm_outputs(encoded, task.lstm_inputs("test"), progress)
+    delta = _delta_thresholds(models_dir, entry, encoded)
+    if delta is not None:
+        weight_sparse, _ = golden_lstm_outputs(encoded, task.lstm_inputs("test"), progress)
+        out.update(delta_thresholds=entry["delta_thresholds"],
+                   weight_sparse_golden_accuracy=task.score_outputs(weight_sparse, "test"))
+    outputs, saturated = golden_lstm_outputs(encoded, task.lstm_inputs("test"), progress, delta=delta)
     out.update(
         compressed_float_accuracy=task.score(pruned, "test"),
         compressed_golden_accuracy=task.score_outputs(outputs, "test"),
