@@ -157,7 +157,9 @@ class DeltaFilter(wiring.Component):
             change = Signal(signed(word_bits + 1), name=f"change_{k}")
             moved = (change > above[word.phase]) | (change < below[word.phase])
             if lanes > 1:
-                moved = moved & word.value[k]      # a column that does not exist keeps its (unused) value
+                # a lane without a column keeps its value, 0 from the start (a restart's base is 0 too):
+                # it never counts as sent
+                moved = moved & word.value[k]
             m.d.comb += [
                 value.eq(Mux(word_restart & is_recurrent[word.phase], 0, lane_words[k])),
                 base.eq(Mux(word_restart, 0, lane_last[k])),
@@ -165,14 +167,13 @@ class DeltaFilter(wiring.Component):
                 lane_new[k].eq(Mux(moved, value, base)),
                 sent[k].eq(lane_new[k] != lane_last[k]),
             ]
-        sent_columns = sent & word.value if lanes > 1 else sent
         m.d.comb += [
             write.addr.eq(word_addr),
             write.data.eq(lane_new[0] if lanes == 1 else Cat(*lane_new)),
             write.en.eq(enable & word_valid),
         ]
         with m.If(enable):
-            m.d.sync += [out_valid.eq(word_valid & sent_columns.any()), out.eq(word),
+            m.d.sync += [out_valid.eq(word_valid & sent.any()), out.eq(word),
                          out_new.eq(write.data), out_old.eq(read.data)]
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
         if lanes == 1:
@@ -180,7 +181,7 @@ class DeltaFilter(wiring.Component):
         else:
             sent_out = Signal(lanes)
             with m.If(enable):
-                m.d.sync += sent_out.eq(sent_columns)
+                m.d.sync += sent_out.eq(sent)
             m.d.comb += self.o.payload.value.eq(sent_out)
             for k in range(lanes):
                 m.d.comb += self.o.payload.values[k].eq(out_new[k] - out_old[k])

@@ -1,5 +1,6 @@
 """The accelerator in delta mode (docs/architecture.md, "Delta mode") in the Amaranth simulator, word for
-word against sw.golden's delta mode: thresholds 0 to large, sequence restarts, stalls, one and two layers."""
+word against sw.golden's delta mode: thresholds 0 to large, sequence restarts, stalls, one and two layers,
+one element-wise lane and 2 or 4 (group words of m columns through the delta filter)."""
 
 from __future__ import annotations
 
@@ -58,20 +59,23 @@ def test_one_layer_thresholds_restarts_and_stalls(thresholds):
     check_delta(encoded, frames=7, restart_at=(3, 4), in_stall=0.3, out_stall=0.3, seed=1)
 
 
-def test_threshold_zero_gives_the_outputs_of_delta_mode_off():
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_threshold_zero_gives_the_outputs_of_delta_mode_off(lanes):
     plain = encoded_model(9, 12, 7, peephole=True, density=0.3, n_pes=4, seed=2)
     encoded = with_thresholds(plain, 0, 0, 0)
-    design = AcceleratorDesign.from_encoded(encoded)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
     x_q = slowly_changing_frames(encoded, 5, 2)
     starts = np.array([True, False, False, True, False])
     got, _ = rtl_forward(design, x_q, starts, seed=2)
     assert np.array_equal(got, golden_forward_encoded(plain, x_q, sequence_starts=starts, delta=None))
 
 
-def test_macs_are_those_of_the_sent_columns():
-    """One sequence: the PEs do exactly the multiply-accumulates of the columns golden sends."""
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_macs_are_those_of_the_sent_columns(lanes):
+    """One sequence: the PEs do exactly the multiply-accumulates of the columns golden sends (with lanes, a
+    group word's columns that did not move cost nothing)."""
     encoded = with_thresholds(encoded_model(11, 16, 8, peephole=True, density=0.5, n_pes=4, seed=3), 300, 200, 100)
-    status, counts = check_delta(encoded, frames=6, seed=3)
+    status, counts = check_delta(encoded, frames=6, seed=3, params=HardwareParams(lanes=lanes))
     golden_macs = sum(layer[f"{side}_macs"] for layer in counts for side in ("x", "y", "m"))
     assert sum(status["mac_cycles"]) == golden_macs
     assert golden_macs < sum(layer[f"{side}_dense_macs"] for layer in counts for side in ("x", "y", "m"))
@@ -81,6 +85,17 @@ def test_macs_are_those_of_the_sent_columns():
 def test_two_layers_with_projection(n_pes):
     encoded = with_thresholds(encoded_model(7, 9, 5, layers=2, density=0.4, n_pes=n_pes, seed=4), 200, 150, 80)
     check_delta(encoded, frames=6, restart_at=(2,), in_stall=0.2, out_stall=0.2, seed=4)
+
+
+@pytest.mark.parametrize("lanes, n_pes, layers, proj, peephole, seed", [
+    (2, 2, 1, 5, True, 21), (2, 4, 2, 6, False, 22), (4, 4, 1, None, True, 23), (4, 8, 2, 7, True, 24),
+    (2, 8, 2, None, False, 25), (8, 8, 1, 6, True, 26)])
+def test_lanes_odd_cells_restarts_and_stalls(lanes, n_pes, layers, proj, peephole, seed):
+    """Lanes 2, 4, 8 with 13 cells (a partial last group), with and without projection and peepholes."""
+    encoded = with_thresholds(encoded_model(5, 13, proj, layers=layers, peephole=peephole, density=0.4,
+                                            n_pes=n_pes, seed=seed), 150, 100, 60)
+    check_delta(encoded, frames=6, restart_at=(2, 3), in_stall=0.2, out_stall=0.3, seed=seed, noise_first=True,
+                params=HardwareParams(lanes=lanes))
 
 
 def test_two_layers_without_projection_and_a_slow_consumer():
@@ -94,21 +109,25 @@ def test_mixed_layers_first_flag_only_on_first_words_small_fifo():
                 params=HardwareParams(fifo_depth=2))
 
 
-def test_sixteen_pes_long_projection_back_to_back_restarts():
+@pytest.mark.parametrize("lanes", [1, 4])
+def test_sixteen_pes_long_projection_back_to_back_restarts(lanes):
     encoded = with_thresholds(encoded_model(3, 48, 40, density=0.3, n_pes=16, seed=7), 50, 50, 50)
-    check_delta(encoded, frames=6, restart_at=(1, 2, 4), seed=7)
+    check_delta(encoded, frames=6, restart_at=(1, 2, 4), seed=7, params=HardwareParams(lanes=lanes))
 
 
 def test_design_of_delta_mode_has_one_copy_and_wider_words():
     plain = encoded_model(5, 6, 3, n_pes=2, seed=8)
-    delta = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1))
-    normal = AcceleratorDesign.from_encoded(plain)
+    delta = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1), HardwareParams(lanes=1))
+    normal = AcceleratorDesign.from_encoded(plain, HardwareParams(lanes=1))
     assert delta.value_bits == normal.value_bits + 1
     for pe_delta, pe_normal in zip(delta.pes, normal.pes):
         assert pe_delta.gate_depth == pe_normal.gate_depth - pe_normal.cells[0]
         assert pe_delta.alt_base == 0
     assert delta.memory_bits()["delta_last_sent"] == (5 + 3 + 6) * delta.numerics.act_bits
     assert "delta_last_sent" not in normal.memory_bits()
+    # with 2 lanes a row per x and y column and per group of 2 m columns, 2 values a row
+    two = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1), HardwareParams(lanes=2))
+    assert two.memory_bits()["delta_last_sent"] == (5 + 3 + 3) * 2 * delta.numerics.act_bits
 
 
 @pytest.mark.parametrize("layers, thresholds", [(1, (200, 150, 100)), (1, (0, 0, 0)), (2, (300, 300, 150))])
