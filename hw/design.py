@@ -24,7 +24,8 @@ layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE
 
 Delta mode (`delta_thresholds`, from the encoded model's manifest; docs/architecture.md, "Delta mode"):
 the accumulators keep their sums from frame to frame, so there is one copy of layer 0 (a second copy
-would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word.
+would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word
+(with lanes, the deltas of the group's columns sent, hw/delta_filter.py).
 """
 
 from __future__ import annotations
