@@ -5,6 +5,7 @@ not converge on the accelerator's memories); prints Fmax, utilisation and the cr
 
     nice .venv/bin/python bench/component_fmax.py pe -o build/component/pe
     nice .venv/bin/python bench/component_fmax.py cellreader --encoded build/sim/encoded -o build/component/cr
+    nice .venv/bin/python bench/component_fmax.py deltafilter --encoded build/sim/encoded-delta -o build/component/df
 
 Used to find where a component limits the whole design's clock (bench/fmax.py) without routing the whole
 design, which takes far longer. A component: a few minutes.
@@ -25,6 +26,7 @@ from amaranth.lib import wiring
 from fmax import DEVICE_ARGS, SHIPPED_MODEL, TARGET_MHZ, critical_paths
 from sparselstm.hw.boards.flow import tool_command
 from sparselstm.hw.broadcast import Broadcaster
+from sparselstm.hw.delta_filter import DeltaFilter
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.interfaces import design_broadcast_layout, design_lane_broadcast_layout
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
@@ -42,6 +44,7 @@ COMPONENTS = {
     "unpacker": lambda design, pe: LaneUnpacker(design, pe),
     "elementwise": lambda design, pe: LaneElementwise.from_design(design),
     "scheduler": lambda design, pe: Scheduler(design),
+    "deltafilter": lambda design, pe: DeltaFilter(design),   # an encoded model with delta thresholds
     "broadcaster": lambda design, pe: Broadcaster(
         design_lane_broadcast_layout(design) if design.lanes > 1 else design_broadcast_layout(design), design.n_pes),
 }

@@ -3,11 +3,12 @@
 The shipped compressed 35-word model (models/words-lstmp-sparse.npz) encoded as `make sim` encodes it (16
 PEs, 6-bit indices), for each (x, y, m) threshold (real, in activation units): golden accuracy on the test
 utterances, the share of columns skipped per side, the MACs per frame, and the cycles per frame of the
-accelerator in delta mode as hw/cycle_model.py predicts them from the share of frames each column is sent
-(checked against the RTL by `make sim-delta` at one point and by tests/test_hw_delta.py), next to the
-weight-sparse mode.
+accelerator in delta mode as hw/cycle_model.py predicts them frame by frame from the columns each frame
+sends (`delta_frame_cycles`: 200 frames evenly spaced over every 10th test utterance; checked against the RTL by `make sim-delta` at one
+point and by tests/test_hw_delta.py), next to the weight-sparse mode (its default lanes). `--lanes`: the
+element-wise lanes of the delta-mode design (default: the design's default).
 
-    .venv/bin/python bench/delta_cycles.py [--pes 16] [--output build/delta_cycles.json]   (about 2 minutes)
+    .venv/bin/python bench/delta_cycles.py [--pes 16] [--lanes L] [--output build/delta_cycles.json]
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sparselstm.commands._delta_sim import SIDE_PHASES, column_share
-from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.commands._delta_sim import SIDE_PHASES, frames_sent
+from sparselstm.hw.cycle_model import delta_frame_cycles, predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.sim.runner import flatten_sequences
 from sparselstm.sw.compress.accuracy import head_task
 from sparselstm.spec.numerics import Numerics
 from sparselstm.sw.delta import skipped_fraction, thresholds_from_real
@@ -39,8 +42,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pes", type=int, default=16)
     parser.add_argument("--index-bits", type=int, default=6)
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="element-wise lanes in delta mode (default: the design's default)")
     parser.add_argument("--output", type=Path, default=None, help="also write the numbers as JSON")
     args = parser.parse_args()
+    params = HardwareParams(lanes=args.lanes)
     started = time.time()
     task = head_task(ClassifierHead.load(MODELS / "words-lstmp-sparse.head.npz"),
                      FeatureSet.load(MODELS / "words-test.npz"))
@@ -57,14 +63,17 @@ def main() -> int:
         encoded = replace(plain, delta_thresholds=words)
         counts: list = []
         out = golden_forward_encoded(encoded, x_q, delta_counts=counts)
-        cycles = predict_cycles(AcceleratorDesign.from_encoded(encoded), column_share=column_share(counts))
+        design = AcceleratorDesign.from_encoded(encoded, params)
+        frames, starts, _ = flatten_sequences(x_q[::10])      # golden's trace of every frame is slow: a tenth
+        cycles = delta_frame_cycles(design, frames_sent(encoded, frames, starts))
         macs = sum(layer[f"{side}_macs"] for layer in counts for side in SIDE_PHASES)
         dense = sum(layer[f"{side}_dense_macs"] for layer in counts for side in SIDE_PHASES)
         rows.append({"thresholds": {"x": x, "y": y, "m": m},
                      "accuracy": task.score_outputs(dequantize_output(out, plain.numerics), "test"),
                      "skipped": {side: skipped_fraction(counts[0], side) for side in SIDE_PHASES},
-                     "mac_share": macs / dense, "cycles_per_frame": cycles.steady_state})
-    print(f"{args.pes} PEs, {x_q.shape[0]} test utterances, {time.time() - started:.0f} s\n")
+                     "mac_share": macs / dense, "lanes": design.lanes, "cycles_per_frame": round(cycles, 1)})
+    print(f"{args.pes} PEs, {x_q.shape[0]} test utterances, delta mode with {design.lanes} element-wise lane(s), "
+          f"{time.time() - started:.0f} s\n")
     print("| x, y, m | accuracy | skipped x / y / m | MACs | cycles/frame (cycle model) | vs weight-sparse |\n"
           "|---|---|---|---|---|---|")
     for row in rows:

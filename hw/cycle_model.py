@@ -21,7 +21,12 @@ frame's DRAIN_G waits for the end of that readout instead.
 
 Delta mode (`column_share`, docs/architecture.md): each column's entries are weighted by the share of
 frames in which it is sent (e.g. from sw.golden's delta counts), and with a single layer the next frame's
-input waits for the end of the element-wise pass.
+input waits for the end of the element-wise pass. Given the columns one frame sends (boolean shares), a
+word none of whose columns is sent costs the delta filter's cycle and nothing else (it does not wait for
+the PEs' room, no PE sees it), and a word goes out whole if any of its columns is sent (a group of m
+columns with lanes > 1; each PE then pays its entries of the sent ones). `delta_frame_cycles` averages
+the frames of a run: the frame period is decided by the busiest PE of each frame, which the average
+share of every column would understate.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X
 from .elementwise import ElementwiseUnit
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
-__all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes"]
+__all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "delta_frame_cycles"]
 
 FIFO_LATENCY = 3          # broadcast edge -> the word can go to the job register (SyncFIFOBuffered, addresses)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
@@ -83,12 +88,15 @@ class _Stream:
     group of m words) or one, the earliest cycle each word may be offered, and optionally a gate: a
     function of the other streams' completion that opens it."""
 
-    def __init__(self, work: np.ndarray, available=None, opens_after=None, lanes: int = 1):
+    def __init__(self, work: np.ndarray, available=None, opens_after=None, lanes: int = 1, sent=None):
         # `done` (see _simulate) also holds ("sent", k): the cycle stream k's last word was broadcast
         pad = (-work.shape[1]) % lanes
         columns = np.concatenate([work, np.zeros((work.shape[0], pad), dtype=work.dtype)],
                                  axis=1).reshape(work.shape[0], -1, lanes)
         self.n_pes, self.words = columns.shape[:2]
+        # delta mode, one frame's columns (boolean): the words with a column sent; the others stop at the filter
+        self.word_sent = None if sent is None else \
+            np.concatenate([sent, np.zeros(pad, dtype=bool)]).reshape(-1, lanes).any(axis=1).tolist()
         # Python lists: the replay reads one word per PE per cycle, where NumPy indexing costs more than it saves
         self.columns = columns.tolist()
         self.available = available
@@ -148,13 +156,19 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
     held, room_lag = (unpacking, UNPACKER_ROOM_LAG) if unpack else (queues, 0)
     while True:
         candidates = [k for k, stream in enumerate(streams) if stream.ready(cycle, done)]
-        # the room flags count the words that have arrived (a word on its way is not counted yet)
-        if candidates and all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth for q in held):
+        chosen = None
+        if candidates:
             others = [k for k in candidates if k != last_stream] if alternate else candidates
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
+            dropped = stream.word_sent is not None and not stream.word_sent[stream.sent]
+            # the room flags count the words that have arrived (a word on its way is not counted yet)
+            if not dropped and not all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth
+                                       for q in held):
+                chosen = None
+        if chosen is not None:
             for p in range(n_pes):
-                columns = stream.columns_for(p, unpack)
+                columns = [] if dropped else stream.columns_for(p, unpack)
                 if not columns:
                     finish(p, chosen)
                 elif unpack:
@@ -204,15 +218,24 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     last = design.n_layers - 1
     work = {(l, kind): column_work(design, l, kind) for l in range(design.n_layers)
             for kind in (PHASE_X, PHASE_R, PHASE_PROJ)}
+    frame_sent = {}  # one frame's columns (boolean shares): the words sent
     for key, share in (column_share or {}).items():
-        work[key] = np.rint(work[key] * np.asarray(share, dtype=np.float64)).astype(np.int64)
+        share = np.asarray(share)
+        if share.dtype == bool:
+            frame_sent[key] = share
+            work[key] = work[key] * share
+        else:
+            work[key] = np.rint(work[key] * share.astype(np.float64)).astype(np.int64)
     ew_arrival = ELEMENTWISE_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
         follow = PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
-        return (follow + _simulate([_Stream(np.concatenate(columns, axis=1))], depth, unpack) + READER_LATENCY
+        keys = [(l, PHASE_X)] + ([(l, PHASE_R)] if with_recurrent else [])
+        gate_sent = np.concatenate([frame_sent[key] for key in keys]) if all(key in frame_sent for key in keys) else None
+        return (follow + _simulate([_Stream(np.concatenate(columns, axis=1), sent=gate_sent)], depth, unpack)
+                + READER_LATENCY
                 + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
@@ -226,7 +249,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         last_m = ew_arrival + groups               # the element-wise pass alone, one group per cycle
         streams = []
         if has_proj:   # m words are broadcast as proj columns; without a projection they become y words
-            streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(groups), lanes=lanes))
+            streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(groups), lanes=lanes,
+                                   sent=frame_sent.get((l, PHASE_PROJ))))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
         readout = (PROJ_READ_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
 
@@ -236,11 +260,11 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
 
         if recurrent_ahead:
-            streams.append(_Stream(work[(l + 1, PHASE_R)]))
+            streams.append(_Stream(work[(l + 1, PHASE_R)], sent=frame_sent.get((l + 1, PHASE_R))))
         if overlap_next_input:
             x_index = len(streams)
             after = np.full(layers[0].input_size, last_m) if input_after_pass else None
-            streams.append(_Stream(work[(0, PHASE_X)], after))
+            streams.append(_Stream(work[(0, PHASE_X)], after, sent=frame_sent.get((0, PHASE_X))))
             if recurrent_next:
                 def opens(done):
                     # the y reader starts once the input is in (its first word 3 cycles on), and with one
@@ -249,7 +273,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                     started = readout_started(done) if design.streams == 1 else 0
                     return (None if sent is None or started is None
                             else max(sent + 2 + READER_LATENCY + Y_READER_EXTRA, started + Y_READER_EXTRA))
-                streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens))
+                streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens, sent=frame_sent.get((0, PHASE_R))))
         # m words first only in a single stream's last layer (recurrent_ahead: not the last layer)
         end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else last_m
@@ -303,3 +327,19 @@ def default_lanes(design: AcceleratorDesign) -> int:
             break
         lanes, frame = 2 * lanes, doubled
     return lanes
+
+
+def delta_frame_cycles(design: AcceleratorDesign, frames_sent: list[dict], max_frames: int = 200) -> float:
+    """Delta mode: the mean steady-state cycles per frame over the frames of a run, each frame predicted
+    with the columns it sends (`frames_sent`: per frame {(layer, PHASE_X / PHASE_R / PHASE_PROJ): a boolean
+    array (columns,)}); at most `max_frames` of them, evenly spaced."""
+    if not isinstance(design, AcceleratorDesign):
+        raise TypeError(f"delta_frame_cycles needs an AcceleratorDesign, got {type(design).__name__}")
+    if not frames_sent:
+        raise ValueError("delta_frame_cycles needs the columns sent of at least one frame")
+    if not isinstance(max_frames, int) or max_frames < 1:
+        raise ValueError(f"max_frames must be an integer >= 1, got {max_frames!r}")
+    picked = np.unique(np.linspace(0, len(frames_sent) - 1, min(max_frames, len(frames_sent))).round().astype(int))
+    return float(np.mean([predict_cycles(design, column_share={key: np.asarray(mask, dtype=bool)
+                                                               for key, mask in frames_sent[k].items()}).steady_state
+                          for k in picked]))

@@ -15,39 +15,49 @@ the frame's first deltas would. Every column goes through the filter in every fr
 not skip R_READ in delta mode), so nothing else is reset, ever; the memory starts at 0 and the gate
 accumulators at the bias.
 
+Lanes (design.lanes > 1, hw/lanes.py): an m word carries a group of `lanes` columns and `value` marks
+the columns of the group that exist (the scheduler sends every existing column in delta mode, zeros too;
+an x or y word uses lane 0). The memory holds `lanes` last values per row: a row per x and y column (lane 0
+used) and one per m group, so a word reads and writes one row, its lanes side by side. The rule above
+holds per lane; the output word goes out if at least one of its columns is sent, `value` then marks the
+sent columns (the LaneUnpackers AND it with their own column masks) and `values` carry their deltas.
+
 Pipeline: the word's last value is read as the word is taken (the read port is transparent to the write
-of the word before, which may be the same column); the cycle after, the new last value is formed, written
+of the word before, which may be the same row); the cycle after, the new last value is formed, written
 and registered with the old one, and the output's delta is their difference, formed after that register
-(the block RAM's output, a subtraction and the threshold test fill a cycle already). A column not sent
-leaves no word.
+(the block RAM's output, a subtraction and the threshold test fill a cycle already). A word none of whose
+columns is sent leaves no word.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .design import PHASE_PROJ, PHASE_R, AcceleratorDesign, memory_depth
-from .interfaces import design_broadcast_layout
+from .interfaces import design_broadcast_layout, design_lane_broadcast_layout
 
 __all__ = ["DeltaFilter", "delta_columns"]
 
 
 def delta_columns(design: AcceleratorDesign) -> list[tuple[int, int, int]]:
-    """Per phase (hw/design.py): (first last-sent address, columns, threshold in words)."""
+    """Per phase (hw/design.py): (first last-sent row, columns, threshold in words). A proj phase has a row
+    per group of `design.lanes` columns, an x or recurrent phase one per column (module docstring)."""
     if not isinstance(design, AcceleratorDesign):
         raise TypeError(f"expected an AcceleratorDesign, got {type(design).__name__}")
     if not design.delta_mode:
         raise ValueError("the design is not in delta mode (its encoded model has no delta thresholds)")
     table, base = [], 0
-    for layer, thresholds in zip(design.layers, design.delta_thresholds):
-        proj_columns = layer.cell_size if layer.proj_size is not None else 0
-        for columns, threshold in ((layer.input_size, thresholds.x), (layer.recurrent_size, thresholds.y),
-                                   (proj_columns, thresholds.m)):
+    for l, (layer, thresholds) in enumerate(zip(design.layers, design.delta_thresholds)):
+        has_proj = layer.proj_size is not None
+        for columns, rows, threshold in ((layer.input_size, layer.input_size, thresholds.x),
+                                         (layer.recurrent_size, layer.recurrent_size, thresholds.y),
+                                         (layer.cell_size if has_proj else 0, design.lane_groups(l) if has_proj
+                                          else 0, thresholds.m)):
             table.append((base, columns, threshold))
-            base += columns
+            base += rows
     return table
 
 
@@ -62,11 +72,14 @@ class DeltaFilter(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(design_broadcast_layout(design)))
-        Words: column `column` of phase `phase` has the value `value` (an x, y or m word).
+        Words: column `column` of phase `phase` has the value `value` (an x, y or m word). With lanes > 1
+        `design_lane_broadcast_layout(design)`: columns `column + k` have `values[k]`, for the bits k set
+        in `value` (the columns that exist).
     restart : In(1)
         With the word on `i`: its frame starts a sequence.
     o : Out(stream.Signature(design_broadcast_layout(design)))
-        The sent columns, `value` = the delta; in the order of `i`, two cycles later at the earliest.
+        The sent columns, `value` = the delta; in the order of `i`, two cycles later at the earliest. With
+        lanes > 1 the lane layout: `value` marks the sent columns, `values` their deltas.
     busy : Out(1)
         A word is in the filter.
     proj_busy : Out(1)
@@ -78,7 +91,7 @@ class DeltaFilter(wiring.Component):
     def __init__(self, design: AcceleratorDesign):
         self._columns = delta_columns(design)
         self._design = design
-        layout = design_broadcast_layout(design)
+        layout = design_broadcast_layout(design) if design.lanes == 1 else design_lane_broadcast_layout(design)
         super().__init__({
             "i": In(stream.Signature(layout)),
             "restart": In(1),
@@ -89,11 +102,14 @@ class DeltaFilter(wiring.Component):
 
     def elaborate(self, platform):
         design = self._design
+        lanes = design.lanes
         word_bits = design.value_bits - 1
         depth = memory_depth(design.delta_depth)
         m = Module()
 
-        m.submodules.last_sent = memory = Memory(shape=signed(word_bits), depth=depth, init=[])
+        # one row holds the last values of a word's columns, lane by lane (module docstring)
+        row_shape = signed(word_bits) if lanes == 1 else data.ArrayLayout(signed(word_bits), lanes)
+        m.submodules.last_sent = memory = Memory(shape=row_shape, depth=depth, init=[])
         write = memory.write_port()
         read = memory.read_port(transparent_for=(write,))
 
@@ -105,7 +121,7 @@ class DeltaFilter(wiring.Component):
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
-        # stage 1: the word, its address, and its column's last value on the read port
+        # stage 1: the word, its row, and its columns' last values on the read port
         enable = Signal()
         word_valid = Signal()
         word = Signal.like(self.i.payload)
@@ -113,37 +129,62 @@ class DeltaFilter(wiring.Component):
         word_addr = Signal.like(read.addr)
         out_valid = Signal()
         out = Signal.like(self.o.payload)
-        out_new = Signal(signed(word_bits))      # the column's new and old last values: delta = new - old
-        out_old = Signal(signed(word_bits))
+        out_new = Signal(row_shape)      # the columns' new and old last values: delta = new - old
+        out_old = Signal(row_shape)
+        row = self.i.payload.column
+        if lanes > 1:   # an m word's group has a row, an x or y word's column one
+            row = Mux(is_proj[self.i.payload.phase], self.i.payload.column >> (lanes.bit_length() - 1), row)
         m.d.comb += [
             enable.eq(~out_valid | self.o.ready),
             self.i.ready.eq(enable),
             read.en.eq(enable),
-            read.addr.eq(bases[self.i.payload.phase] + self.i.payload.column),
+            read.addr.eq(bases[self.i.payload.phase] + row),
         ]
         with m.If(enable):
             m.d.sync += [word_valid.eq(self.i.valid), word.eq(self.i.payload), word_restart.eq(self.restart),
                          word_addr.eq(read.addr)]
 
-        # the new last value: the threshold test against 0 at a restart, else against the stored value
-        last = read.data
-        value = Signal(signed(word_bits))
-        base = Signal(signed(word_bits))
-        change = Signal(signed(word_bits + 1))
-        new_last = Signal(signed(word_bits))
+        # per lane, the new last value: the threshold test against 0 at a restart, else against the stored value
+        if lanes == 1:
+            lane_words, lane_last, lane_new = [word.value], [read.data], [Signal(signed(word_bits), name="new_last")]
+        else:
+            lane_words, lane_last = list(word.values), list(read.data)
+            lane_new = [Signal(signed(word_bits), name=f"new_last_{k}") for k in range(lanes)]
+        sent = Signal(lanes)
+        for k in range(lanes):
+            value = Signal(signed(word_bits), name=f"value_{k}")
+            base = Signal(signed(word_bits), name=f"base_{k}")
+            change = Signal(signed(word_bits + 1), name=f"change_{k}")
+            moved = (change > above[word.phase]) | (change < below[word.phase])
+            if lanes > 1:
+                # a lane without a column keeps its value, 0 from the start (a restart's base is 0 too):
+                # it never counts as sent
+                moved = moved & word.value[k]
+            m.d.comb += [
+                value.eq(Mux(word_restart & is_recurrent[word.phase], 0, lane_words[k])),
+                base.eq(Mux(word_restart, 0, lane_last[k])),
+                change.eq(value - base),
+                lane_new[k].eq(Mux(moved, value, base)),
+                sent[k].eq(lane_new[k] != lane_last[k]),
+            ]
         m.d.comb += [
-            value.eq(Mux(word_restart & is_recurrent[word.phase], 0, word.value)),
-            base.eq(Mux(word_restart, 0, last)),
-            change.eq(value - base),
-            new_last.eq(Mux((change > above[word.phase]) | (change < below[word.phase]), value, base)),
             write.addr.eq(word_addr),
-            write.data.eq(new_last),
+            write.data.eq(lane_new[0] if lanes == 1 else Cat(*lane_new)),
             write.en.eq(enable & word_valid),
         ]
         with m.If(enable):
-            m.d.sync += [out_valid.eq(word_valid & (new_last != last)), out.eq(word), out_new.eq(new_last),
-                         out_old.eq(last)]
-        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out), self.o.payload.value.eq(out_new - out_old)]
+            m.d.sync += [out_valid.eq(word_valid & sent.any()), out.eq(word),
+                         out_new.eq(write.data), out_old.eq(read.data)]
+        m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
+        if lanes == 1:
+            m.d.comb += self.o.payload.value.eq(out_new - out_old)
+        else:
+            sent_out = Signal(lanes)
+            with m.If(enable):
+                m.d.sync += sent_out.eq(sent)
+            m.d.comb += self.o.payload.value.eq(sent_out)
+            for k in range(lanes):
+                m.d.comb += self.o.payload.values[k].eq(out_new[k] - out_old[k])
 
         held_proj = Signal()
         with m.If(self.o.valid & self.o.ready):

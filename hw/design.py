@@ -24,7 +24,8 @@ layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE
 
 Delta mode (`delta_thresholds`, from the encoded model's manifest; docs/architecture.md, "Delta mode"):
 the accumulators keep their sums from frame to frame, so there is one copy of layer 0 (a second copy
-would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word.
+would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word
+(with lanes, the deltas of the group's columns sent, hw/delta_filter.py).
 """
 
 from __future__ import annotations
@@ -202,9 +203,10 @@ class AcceleratorDesign:
 
     @property
     def delta_depth(self) -> int:
-        """Last-sent words of delta mode: every column of every layer's gates and proj matrices."""
-        return sum(layer.input_size + layer.recurrent_size + (layer.cell_size if layer.proj_size is not None
-                                                              else 0) for layer in self.layers)
+        """Last-sent rows of delta mode (`lanes` values each, hw/delta_filter.py): one per column of every
+        layer's gates matrix (lane 0 used) and one per group of `lanes` columns of its proj matrix."""
+        return sum(layer.input_size + layer.recurrent_size + (self.lane_groups(l) if layer.proj_size is not None
+                                                              else 0) for l, layer in enumerate(self.layers))
 
     @property
     def input_size(self) -> int:
@@ -296,7 +298,8 @@ class AcceleratorDesign:
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
         if self.delta_mode:
-            totals["delta_last_sent"] = depth(self.delta_depth) * max(numerics.act_bits, numerics.unit_bits)
+            totals["delta_last_sent"] = (depth(self.delta_depth) * self.lanes
+                                         * max(numerics.act_bits, numerics.unit_bits))
         totals["total"] = sum(totals.values())
         return totals
 
@@ -354,9 +357,6 @@ class AcceleratorDesign:
         if params.lanes is not None and (params.lanes > n_pes or n_pes % params.lanes):
             # L consecutive cells must live in L different PEs, and lane k always reads PEs k, k + L, ...
             raise ParameterError(f"lanes = {params.lanes} must divide the number of PEs ({n_pes})")
-        if delta is not None and params.lanes not in (None, 1):
-            # the delta filter compares one column per word; lane groups pack several m words in one
-            raise ParameterError(f"delta mode runs with one element-wise lane, not lanes = {params.lanes}")
         if delta is not None and params.streams != 1:
             # the delta filter's last-sent values would be per stream: one copy of them exists
             raise ParameterError(f"delta mode runs with one stream, not streams = {params.streams}")
@@ -366,7 +366,7 @@ class AcceleratorDesign:
         design = cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
                      params=params, entry_bits=entry_bits, pointer_bits=pointer_bits, lanes=params.lanes or 1,
                      delta_thresholds=None if delta is None else tuple(delta))
-        if params.lanes is None and delta is None:
+        if params.lanes is None:
             from .cycle_model import default_lanes     # the cycle model reads designs: imported here
             design = dataclasses.replace(design, lanes=default_lanes(design))
         return design

@@ -180,10 +180,10 @@ def lane_broadcast_layout(value_bits: int, column_bits: int, phase_bits: int, la
 
 
 def design_lane_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout:
-    """The lane broadcast word of a design (its `lanes`), values as wide as `design_broadcast_layout`'s."""
+    """The lane broadcast word of a design (its `lanes`), values as wide as `design_broadcast_layout`'s (in
+    delta mode `value` marks the columns sent, hw/delta_filter.py, and `values` carry their deltas)."""
     _check_design(design)
-    value_bits = max(design.numerics.act_bits, design.numerics.unit_bits)
-    return lane_broadcast_layout(value_bits, design.column_bits, design.phase_bits, design.lanes)
+    return lane_broadcast_layout(design.value_bits, design.column_bits, design.phase_bits, design.lanes)
 
 
 def cell_data_layout(acc_bits: int, peephole_bits: int) -> data.StructLayout:

@@ -195,7 +195,8 @@ class Scheduler(wiring.Component):
                 payload = [self.bcast.payload.phase.eq(source.payload.phase),
                            self.bcast.payload.buffer.eq(source.payload.buffer),
                            self.bcast.payload.column.eq(source.payload.column),
-                           self.bcast.payload.value.eq(source.payload.value != 0),
+                           # delta mode: every column goes to the filter, a zero too (its last value may not be 0)
+                           self.bcast.payload.value.eq(1 if design.delta_mode else source.payload.value != 0),
                            self.bcast.payload.values[0].eq(source.payload.value)]
             return [self.bcast.valid.eq(source.valid), *payload, source.ready.eq(self.bcast.ready)]
 
@@ -204,10 +205,15 @@ class Scheduler(wiring.Component):
         m.d.comb += [m_word.phase.eq(phase_x + PHASE_PROJ), m_word.column.eq(first_cell)]
         if lanes == 1:
             m.d.comb += m_word.value.eq(self.m.payload.m[0])
-        else:   # every lane of the group whose cell exists; zeros are dropped like single words
-            m.d.comb += m_word.values.eq(self.m.payload.m)
+        else:   # every lane of the group whose cell exists; zeros are dropped like single words (not in
+            # delta mode: the filter decides what is sent)
+            if design.value_bits == design.numerics.unit_bits:
+                m.d.comb += m_word.values.eq(self.m.payload.m)
+            else:   # lane by lane: the values are wider than m (a delta word's by a bit)
+                m.d.comb += [m_word.values[k].eq(self.m.payload.m[k]) for k in range(lanes)]
             for k in range(lanes):
-                m.d.comb += m_word.value[k].eq((self.m.payload.m[k] != 0) & (first_cell + k < cell_sizes[layer]))
+                exists = first_cell + k < cell_sizes[layer]
+                m.d.comb += m_word.value[k].eq(exists if design.delta_mode else (self.m.payload.m[k] != 0) & exists)
 
         streams = design.streams
         # with streams, the next frame's recurrent words follow its input words in the last layer

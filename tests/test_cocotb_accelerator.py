@@ -123,6 +123,8 @@ CASES = [
          stall_out=0.3, delta=(400, 250, 120), seed=7),
     Case("delta-two-layers", input_size=6, cells=10, proj=None, layers=2, n_pes=4, density=0.4, frames=6,
          restarts=(3,), delta=(300, 300, 0), seed=8),
+    Case("delta-lanes4-odd-cells", input_size=7, cells=19, proj=9, n_pes=4, density=0.4, frames=8, restarts=(3, 4),
+         stall_in=0.2, stall_out=0.3, delta=(300, 200, 100), seed=9, lanes=4),
 ]
 
 

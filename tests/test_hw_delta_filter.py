@@ -1,6 +1,7 @@
 """DeltaFilter: words in, the deltas of the sent columns out, against a Python model of the rule of
 docs/numerics.md ("Delta mode") and of the filter's sequence restart (hw/delta_filter.py), with stalls on
-both sides and the same column in consecutive words (the read of a column just written)."""
+both sides and the same column in consecutive words (the read of a column just written); one lane, and
+lanes 2 and 4 (group words of m columns, each column with its own last value)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,18 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.delta_filter import DeltaFilter, delta_columns
-from sparselstm.hw.design import PHASE_R, AcceleratorDesign
+from sparselstm.hw.design import PHASE_PROJ, PHASE_R, AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive
 from sparselstm.spec.encoded import DeltaThresholds
 
 from test_hw_design import encoded_model
 
 
-def delta_design(thresholds, **model):
+def delta_design(thresholds, lanes=1, **model):
     encoded = encoded_model(**model)
-    return AcceleratorDesign.from_encoded(replace(encoded, delta_thresholds=tuple(thresholds)))
+    return AcceleratorDesign.from_encoded(replace(encoded, delta_thresholds=tuple(thresholds)),
+                                          HardwareParams(lanes=lanes))
 
 
 def reference(design, words) -> list[tuple]:
@@ -62,18 +65,70 @@ def random_words(design, rng, count, restart_chance):
     return words
 
 
+def lane_words(design, words):
+    """One-column words as the scheduler sends them with lanes > 1: x and y words in lane 0, the m words of
+    a group packed into one word (`value` = the columns that exist), (phase, column, values, mask, restart)."""
+    lanes, columns = design.lanes, delta_columns(design)
+    packed = []
+    for phase, column, value, restart in words:
+        if phase % 3 != PHASE_PROJ:
+            packed.append((phase, column, (value,) + (0,) * (lanes - 1), 1, restart))
+            continue
+        first = column - column % lanes
+        exists = [first + k < columns[phase][1] for k in range(lanes)]
+        # the other columns of the group: values near the word's, so that some move and some do not
+        values = tuple(value if first + k == column else value + 37 * (k - column % lanes) for k in range(lanes))
+        packed.append((phase, first, values, sum(int(e) << k for k, e in enumerate(exists)), restart))
+    return packed
+
+
+def lane_reference(design, packed) -> list[tuple]:
+    """The filter's output words for lane words: (phase, column, sent mask, deltas of the sent columns)."""
+    columns = delta_columns(design)
+    last, out = {}, []
+    for phase, column, values, mask, restart in packed:
+        threshold = columns[phase][2]
+        sent, deltas = 0, []
+        for k, value in enumerate(values):
+            if not mask >> k & 1:
+                continue
+            stored = last.get((phase, column + k), 0)
+            value = 0 if restart and phase % 3 == PHASE_R else value
+            base = 0 if restart else stored
+            new = value if abs(value - base) > threshold else base
+            last[(phase, column + k)] = new
+            if new != stored:
+                sent |= 1 << k
+                deltas.append(new - stored)
+        if sent:
+            out.append((phase, column, sent, tuple(deltas)))
+    return out
+
+
 def run_filter(design, words, seed, in_stall, out_stall):
+    """Words (phase, column, value, restart) through the filter; with lanes > 1 packed by `lane_words`."""
     dut = DeltaFilter(design)
-    expected = reference(design, words)
+    lanes = design.lanes
+    if lanes > 1:
+        words = lane_words(design, words)
+        expected = lane_reference(design, words)
+    else:
+        expected = reference(design, words)
     result = {}
 
     async def sender(ctx):
         rng = random.Random(seed)
-        for phase, column, value, restart in words:
+        for word in words:
             while rng.random() < in_stall:
                 ctx.set(dut.i.valid, 0)
                 await ctx.tick()
-            ctx.set(dut.i.payload, {"phase": phase, "buffer": 0, "column": column, "value": value})
+            if lanes > 1:
+                phase, column, values, mask, restart = word
+                ctx.set(dut.i.payload, {"phase": phase, "buffer": 0, "column": column, "value": mask,
+                                        "values": list(values)})
+            else:
+                phase, column, value, restart = word
+                ctx.set(dut.i.payload, {"phase": phase, "buffer": 0, "column": column, "value": value})
             ctx.set(dut.restart, restart)
             ctx.set(dut.i.valid, 1)
             while not (await ctx.tick().sample(dut.i.ready))[2]:
@@ -83,7 +138,12 @@ def run_filter(design, words, seed, in_stall, out_stall):
     async def receiver(ctx):
         received = await stream_receive(ctx, dut.o, len(expected), rng=random.Random(seed + 1), stall=out_stall,
                                         max_cycles=20 * len(words) + 100)
-        result["words"] = [(w.payload.phase, w.payload.column, w.payload.value) for w in received]
+        if lanes > 1:
+            result["words"] = [(w.payload.phase, w.payload.column, w.payload.value,
+                                tuple(w.payload.values[k] for k in range(lanes) if w.payload.value >> k & 1))
+                               for w in received]
+        else:
+            result["words"] = [(w.payload.phase, w.payload.column, w.payload.value) for w in received]
         ctx.set(dut.o.ready, 1)
         for _ in range(len(words) + 5):      # the rest of the words are not sent: nothing more comes out
             await ctx.tick()
@@ -106,6 +166,21 @@ def test_filter_matches_the_reference_with_stalls_and_restarts(seed, in_stall, o
     words = random_words(design, random.Random(seed), 300, restart_chance=0.1)
     sent = run_filter(design, words, seed, in_stall, out_stall)
     assert 0 < len(sent) < len(words)       # the test exercises both outcomes
+
+
+@pytest.mark.parametrize("lanes, seed, in_stall, out_stall", [(2, 11, 0.0, 0.0), (2, 12, 0.3, 0.4),
+                                                              (4, 13, 0.0, 0.0), (4, 14, 0.4, 0.3)])
+def test_lane_words_compare_each_column_with_its_own_last_value(lanes, seed, in_stall, out_stall):
+    """Odd cell counts (a partial last group), restarts, stalls; a group word goes out if any column moved."""
+    design = delta_design([DeltaThresholds(40, 25, 60), DeltaThresholds(0, 90, 7)], lanes=lanes, cells=11,
+                          proj=6, seed=seed)
+    words = random_words(design, random.Random(seed), 300, restart_chance=0.1)
+    sent = run_filter(design, words, seed, in_stall, out_stall)
+    assert 0 < len(sent) < len(words)
+    groups = [word for word in sent if word[0] % 3 == PHASE_PROJ]
+    # some group words carry only part of their columns, some more than one
+    assert any(bin(mask).count("1") == 1 for _, _, mask, _ in groups)
+    assert any(bin(mask).count("1") > 1 for _, _, mask, _ in groups)
 
 
 def test_threshold_zero_sends_every_change_and_nothing_else():
