@@ -21,7 +21,14 @@ SIMULATOR      ?= verilator
 # the thresholds of bench/delta_sweep.py's knee (x, y 0.2, m 0.02: 82.6 % against 83.4 % accuracy).
 SIM_DELTA      ?= models/words-delta-thresholds.json
 
-.PHONY: help install test test-all sim sim-delta sim-density05 sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
+# `make sim-delta-trained`: the model fine-tuned in delta mode with its thresholds x, y 0.3, m 0.1
+# (models/words-lstmp-delta.*; docs/compression.md section 8), 4 element-wise lanes.
+DELTA_MODEL    ?= models/words-lstmp-delta.npz
+DELTA_HEAD     ?= models/words-lstmp-delta.head.npz
+DELTA_THRESHOLDS ?= models/words-lstmp-delta.thresholds.json
+DELTA_LANES    ?= 4
+
+.PHONY: help install test test-all sim sim-delta sim-delta-trained sim-density05 sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
 
 help:
 	@echo "make install      set up: apt packages where missing, .venv, pip install -e .[dev]"
@@ -29,6 +36,7 @@ help:
 	@echo "make sim          encode the shipped model, run utterances through the RTL on Verilator, report"
 	@echo "make sim-density05  the same task compressed to 5 % density (models/words-lstmp-sparse05.*)"
 	@echo "make sim-delta    the same in delta mode (thresholds $(SIM_DELTA)): columns skipped, cycles"
+	@echo "make sim-delta-trained  the model fine-tuned for delta mode, its thresholds, $(DELTA_LANES) lanes"
 	@echo "make verilog      Verilog + sidecar of the encoded demo model under $(BUILD)/verilog"
 	@echo "make bitstream    ULX3S 85F bitstream of the encoded demo model under $(BUILD)/$(BOARD) (docs/boards.md)"
 	@echo "make sim-regress  the large cocotb regression sweep (slow)"
@@ -70,6 +78,13 @@ sim-delta:
 	    --index-bits $(SIM_INDEX_BITS) --delta-threshold $(SIM_DELTA)
 	$(SL) sim $(BUILD)/sim/encoded-delta --features $(SIM_FEATURES) --head $(SIM_HEAD) --float-model $(SIM_MODEL) \
 	    --count $(SIM_COUNT) --simulator $(SIMULATOR) --report $(BUILD)/sim/report-delta.json
+
+sim-delta-trained:
+	$(SL) encode $(DELTA_MODEL) -o $(BUILD)/sim/encoded-delta-trained --pes $(SIM_PES) --density $(SIM_DENSITY) \
+	    --index-bits $(SIM_INDEX_BITS) --delta-threshold $(DELTA_THRESHOLDS)
+	$(SL) sim $(BUILD)/sim/encoded-delta-trained --features $(SIM_FEATURES) --head $(DELTA_HEAD) \
+	    --float-model $(DELTA_MODEL) --count $(SIM_COUNT) --simulator $(SIMULATOR) --lanes $(DELTA_LANES) \
+	    --report $(BUILD)/sim/report-delta-trained.json
 
 # `make sim-density05`: the 35-word model compressed to 5 % density (docs/compression.md, section 9).
 sim-density05:

@@ -65,3 +65,15 @@ def test_bad_delta_thresholds_file_is_named(models_dir, content, expected):
     with pytest.raises(ShippedModelError, match=expected) as error:
         evaluate_entry(models_dir, entry("bad.json"))
     assert "bad.json" in str(error.value)
+
+
+def test_accuracy_command_says_delta_mode(models_dir, tmp_path, capsys):
+    from sparselstm.cli import main
+
+    (models_dir / "coarse.json").write_text(json.dumps([{"x": 0.5, "y": 0.5, "m": 0.3}]))
+    (models_dir / "models.json").write_text(json.dumps({"models": [entry("coarse.json")]}))
+    assert main(["accuracy", "--models", str(models_dir), "-o", str(tmp_path / "a.json"), "-q"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("words-lstmp.pt"))
+    assert "in delta mode (coarse.json; weight-sparse golden" in line
+    result = json.loads((tmp_path / "a.json").read_text())["models"][0]
+    assert result["compressed_golden_accuracy"] < result["weight_sparse_golden_accuracy"]

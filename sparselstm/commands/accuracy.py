@@ -32,6 +32,13 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
+def _delta_note(result: dict) -> str:
+    if "delta_thresholds" not in result:
+        return ""
+    return (f" in delta mode ({result['delta_thresholds']}; weight-sparse golden "
+            f"{result['weight_sparse_golden_accuracy']:.4f})")
+
+
 def run(args: argparse.Namespace) -> int:
     from ..sw.compress.accuracy import evaluate_shipped
     from ..sw.compress.density import check_target
@@ -47,6 +54,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{m['checkpoint']} on {m['test_set']} ({m['utterances']} utterances): dense float "
               f"{m['dense_float_accuracy']:.4f}; compressed (density {m['overall_density']:.4f}{ratio}) float "
               f"{m['compressed_float_accuracy']:.4f}, golden {m['weight_bits']}-bit "
-              f"{m['compressed_golden_accuracy']:.4f} [{m['method']}]")
+              f"{m['compressed_golden_accuracy']:.4f}{_delta_note(m)} [{m['method']}]")
     print(f"wrote {args.output}")
     return 0
