@@ -111,7 +111,7 @@ class DeltaFilter(wiring.Component):
         row_shape = signed(word_bits) if lanes == 1 else data.ArrayLayout(signed(word_bits), lanes)
         m.submodules.last_sent = memory = Memory(shape=row_shape, depth=depth, init=[])
         write = memory.write_port()
-        read = memory.read_port(transparent_for=(write,))
+        read = memory.read_port()   # not transparent: the rows in flight are forwarded
 
         phases = range(len(self._columns))
         bases = Array(Const(base, range(depth + 1)) for base, _, _ in self._columns)   # + 1: an unused phase at the end
@@ -121,60 +121,89 @@ class DeltaFilter(wiring.Component):
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
-        # stage 1: the word, its row, and its columns' last values on the read port
+        # The pipeline advances as a whole (`enable`): stage a holds the word whose row the read port
+        # fetched, stage b the row as read (a register: nothing is computed on the block RAM's output) and
+        # the new last values formed from it, stage c the output word and the row written back. The row
+        # read for the word in b misses the writes of the three words after it in the pipe (c, d, e: d and
+        # e hold the rows just written), so their rows are forwarded, the youngest first.
         enable = Signal()
-        word_valid = Signal()
-        word = Signal.like(self.i.payload)
-        word_restart = Signal()
-        word_addr = Signal.like(read.addr)
-        out_valid = Signal()
-        out = Signal.like(self.o.payload)
-        out_new = Signal(row_shape)      # the columns' new and old last values: delta = new - old
-        out_old = Signal(row_shape)
+        m.d.comb += enable.eq(~self.o.valid | self.o.ready)
+        stages = "abcde"
+        valid = {s: Signal(name=f"valid_{s}") for s in stages}
+        addr = {s: Signal.like(read.addr, name=f"addr_{s}") for s in stages}
+        word = {s: Signal.like(self.i.payload, name=f"word_{s}") for s in "abc"}
+        restart = {s: Signal(name=f"restart_{s}") for s in "ab"}
+        new_row = {s: Signal(row_shape, name=f"new_row_{s}") for s in "cde"}   # the rows written (back)
         row = self.i.payload.column
         if lanes > 1:   # an m word's group has a row, an x or y word's column one
             row = Mux(is_proj[self.i.payload.phase], self.i.payload.column >> (lanes.bit_length() - 1), row)
         m.d.comb += [
-            enable.eq(~out_valid | self.o.ready),
             self.i.ready.eq(enable),
             read.en.eq(enable),
             read.addr.eq(bases[self.i.payload.phase] + row),
         ]
+        read_row = Signal(row_shape)        # stage b: the row read for its word
+        # stage b: is its row the one of the word in c / d / e (compared a stage early, one cycle before)
+        same_as = {s: Signal(name=f"same_as_{s}") for s in "cde"}
         with m.If(enable):
-            m.d.sync += [word_valid.eq(self.i.valid), word.eq(self.i.payload), word_restart.eq(self.restart),
-                         word_addr.eq(read.addr)]
+            m.d.sync += [valid["a"].eq(self.i.valid), word["a"].eq(self.i.payload), restart["a"].eq(self.restart),
+                         addr["a"].eq(read.addr),
+                         valid["b"].eq(valid["a"]), word["b"].eq(word["a"]), restart["b"].eq(restart["a"]),
+                         addr["b"].eq(addr["a"]), read_row.eq(read.data)]
+            m.d.sync += [same_as[later].eq(valid[earlier] & (addr[earlier] == addr["a"]))
+                         for later, earlier in (("c", "b"), ("d", "c"), ("e", "d"))]
+            for later, earlier in (("c", "b"), ("d", "c"), ("e", "d")):
+                m.d.sync += [valid[later].eq(valid[earlier]), addr[later].eq(addr[earlier])]
+            m.d.sync += [new_row["d"].eq(new_row["c"]), new_row["e"].eq(new_row["d"])]
+
+        last_row = Signal(row_shape)        # stage b: the row as it stands after the words ahead of it
+        with m.If(same_as["c"]):
+            m.d.comb += last_row.eq(new_row["c"])
+        with m.Elif(same_as["d"]):
+            m.d.comb += last_row.eq(new_row["d"])
+        with m.Elif(same_as["e"]):
+            m.d.comb += last_row.eq(new_row["e"])
+        with m.Else():
+            m.d.comb += last_row.eq(read_row)
 
         # per lane, the new last value: the threshold test against 0 at a restart, else against the stored value
+        current = word["b"]
         if lanes == 1:
-            lane_words, lane_last, lane_new = [word.value], [read.data], [Signal(signed(word_bits), name="new_last")]
+            lane_words, lane_last, lane_new = [current.value], [last_row], [Signal(signed(word_bits), name="new_last")]
         else:
-            lane_words, lane_last = list(word.values), list(read.data)
+            lane_words, lane_last = list(current.values), list(last_row)
             lane_new = [Signal(signed(word_bits), name=f"new_last_{k}") for k in range(lanes)]
         sent = Signal(lanes)
         for k in range(lanes):
             value = Signal(signed(word_bits), name=f"value_{k}")
             base = Signal(signed(word_bits), name=f"base_{k}")
             change = Signal(signed(word_bits + 1), name=f"change_{k}")
-            moved = (change > above[word.phase]) | (change < below[word.phase])
+            moved = (change > above[current.phase]) | (change < below[current.phase])
             if lanes > 1:
                 # a lane without a column keeps its value, 0 from the start (a restart's base is 0 too):
                 # it never counts as sent
-                moved = moved & word.value[k]
+                moved = moved & current.value[k]
             m.d.comb += [
-                value.eq(Mux(word_restart & is_recurrent[word.phase], 0, lane_words[k])),
-                base.eq(Mux(word_restart, 0, lane_last[k])),
+                value.eq(Mux(restart["b"] & is_recurrent[current.phase], 0, lane_words[k])),
+                base.eq(Mux(restart["b"], 0, lane_last[k])),
                 change.eq(value - base),
                 lane_new[k].eq(Mux(moved, value, base)),
                 sent[k].eq(lane_new[k] != lane_last[k]),
             ]
-        m.d.comb += [
-            write.addr.eq(word_addr),
-            write.data.eq(lane_new[0] if lanes == 1 else Cat(*lane_new)),
-            write.en.eq(enable & word_valid),
-        ]
+
+        # stage c: the output word, and the new row written from a register
+        out_valid = Signal()
+        out = word["c"]
+        out_old = Signal(row_shape)
         with m.If(enable):
-            m.d.sync += [out_valid.eq(word_valid & sent.any()), out.eq(word),
-                         out_new.eq(write.data), out_old.eq(read.data)]
+            m.d.sync += [out_valid.eq(valid["b"] & sent.any()), out.eq(current),
+                         new_row["c"].eq(lane_new[0] if lanes == 1 else Cat(*lane_new)), out_old.eq(last_row)]
+        m.d.comb += [
+            write.addr.eq(addr["c"]),
+            write.data.eq(new_row["c"]),
+            write.en.eq(enable & valid["c"]),
+        ]
+        out_new = new_row["c"]
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
         if lanes == 1:
             m.d.comb += self.o.payload.value.eq(out_new - out_old)
@@ -192,7 +221,8 @@ class DeltaFilter(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += held_proj.eq(0)
         m.d.comb += [
-            self.busy.eq(word_valid | out_valid),
-            self.proj_busy.eq((word_valid & is_proj[word.phase]) | (out_valid & is_proj[out.phase]) | held_proj),
+            self.busy.eq(valid["a"] | valid["b"] | out_valid),
+            self.proj_busy.eq((valid["a"] & is_proj[word["a"].phase]) | (valid["b"] & is_proj[word["b"].phase])
+                              | (out_valid & is_proj[out.phase]) | held_proj),
         ]
         return m
