@@ -22,11 +22,15 @@ used) and one per m group, so a word reads and writes one row, its lanes side by
 holds per lane; the output word goes out if at least one of its columns is sent, `value` then marks the
 sent columns (the LaneUnpackers AND it with their own column masks) and `values` carry their deltas.
 
-Pipeline: the word's last value is read as the word is taken (the read port is transparent to the write
-of the word before, which may be the same row); the cycle after, the new last value is formed, written
-and registered with the old one, and the output's delta is their difference, formed after that register
-(the block RAM's output, a subtraction and the threshold test fill a cycle already). A word none of whose
-columns is sent leaves no word.
+Pipeline (one word per cycle, all stages advancing together): the word's row is read as the word is taken
+(stage a); the row as read is registered (stage b), so nothing is computed on the block RAM's output in
+its cycle, and the new last values and the sent bits are formed from it; stage c registers the output
+word and the new row, and writes that row back from its register, so no path runs from the memory's
+output to its write data in one cycle. The output's delta is new - old, formed after the stage c register.
+The read (as the word enters stage a) misses the writes of the three words ahead of it: the one written
+at that edge and the two not yet at stage c. When the word is in stage b they are in c, d and e (d and e
+hold the two rows written last), and stage b takes the row of the youngest of them with the same address
+(compared in stage a), else the row read. A word none of whose columns is sent leaves no word.
 """
 
 from __future__ import annotations
@@ -78,7 +82,7 @@ class DeltaFilter(wiring.Component):
     restart : In(1)
         With the word on `i`: its frame starts a sequence.
     o : Out(stream.Signature(design_broadcast_layout(design)))
-        The sent columns, `value` = the delta; in the order of `i`, two cycles later at the earliest. With
+        The sent columns, `value` = the delta; in the order of `i`, three cycles later at the earliest. With
         lanes > 1 the lane layout: `value` marks the sent columns, `values` their deltas.
     busy : Out(1)
         A word is in the filter.
@@ -124,7 +128,7 @@ class DeltaFilter(wiring.Component):
         # The pipeline advances as a whole (`enable`): stage a holds the word whose row the read port
         # fetched, stage b the row as read (a register: nothing is computed on the block RAM's output) and
         # the new last values formed from it, stage c the output word and the row written back. The row
-        # read for the word in b misses the writes of the three words after it in the pipe (c, d, e: d and
+        # read for the word in b misses the writes of the three words ahead of it (c, d, e: d and
         # e hold the rows just written), so their rows are forwarded, the youngest first.
         enable = Signal()
         m.d.comb += enable.eq(~self.o.valid | self.o.ready)
