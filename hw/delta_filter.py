@@ -23,14 +23,16 @@ holds per lane; the output word goes out if at least one of its columns is sent,
 sent columns (the LaneUnpackers AND it with their own column masks) and `values` carry their deltas.
 
 Pipeline (one word per cycle, all stages advancing together): the word's row is read as the word is taken
-(stage a); the row as read is registered (stage b), so nothing is computed on the block RAM's output in
-its cycle, and the new last values and the sent bits are formed from it; stage c registers the output
-word and the new row, and writes that row back from its register, so no path runs from the memory's
-output to its write data in one cycle. The output's delta is new - old, formed after the stage c register.
-The read (as the word enters stage a) misses the writes of the three words ahead of it: the one written
-at that edge and the two not yet at stage c. When the word is in stage b they are in c, d and e (d and e
-hold the two rows written last), and stage b takes the row of the youngest of them with the same address
-(compared in stage a), else the row read. A word none of whose columns is sent leaves no word.
+(stage a); the row as read is registered (stage b), behind no more than a multiplexer, and the new last
+values and the sent bits are formed from that register; stage c registers the output word and the new
+row, and writes that row back from its register, so no path runs from the memory's output to its write
+data in one cycle. The output's delta is new - old, formed after the stage c register. The read (as the
+word enters stage a) misses the writes of the three words ahead of it: the one written at that edge and
+the two not yet at stage c. When the word is in stage b they are in c, d and e (d and e: the two rows
+written last), and stage b takes the row of the youngest of them with the same address, else the row
+read: d's and e's are known as the row read is registered and replace it there (they are in c and d
+then), so the loop through stage b has one multiplexer (c's row). A word none of whose columns is sent
+leaves no word.
 """
 
 from __future__ import annotations
@@ -126,18 +128,18 @@ class DeltaFilter(wiring.Component):
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
         # The pipeline advances as a whole (`enable`): stage a holds the word whose row the read port
-        # fetched, stage b the row as read (a register: nothing is computed on the block RAM's output) and
-        # the new last values formed from it, stage c the output word and the row written back. The row
-        # read for the word in b misses the writes of the three words ahead of it (c, d, e: d and
-        # e hold the rows just written), so their rows are forwarded, the youngest first.
+        # fetched, stage b the row as read (registered behind one multiplexer, no arithmetic) and
+        # the new last values formed from it, stage c the output word and the row written back, stage d
+        # the row written last. The row read for the word in b misses the writes of the three words ahead
+        # of it (in c, d and the one before d), so their rows are forwarded, the youngest first.
         enable = Signal()
         m.d.comb += enable.eq(~self.o.valid | self.o.ready)
-        stages = "abcde"
+        stages = "abcd"
         valid = {s: Signal(name=f"valid_{s}") for s in stages}
         addr = {s: Signal.like(read.addr, name=f"addr_{s}") for s in stages}
         word = {s: Signal.like(self.i.payload, name=f"word_{s}") for s in "abc"}
         restart = {s: Signal(name=f"restart_{s}") for s in "ab"}
-        new_row = {s: Signal(row_shape, name=f"new_row_{s}") for s in "cde"}   # the rows written (back)
+        new_row = {s: Signal(row_shape, name=f"new_row_{s}") for s in "cd"}   # the rows written (back)
         row = self.i.payload.column
         if lanes > 1:   # an m word's group has a row, an x or y word's column one
             row = Mux(is_proj[self.i.payload.phase], self.i.payload.column >> (lanes.bit_length() - 1), row)
@@ -146,29 +148,28 @@ class DeltaFilter(wiring.Component):
             read.en.eq(enable),
             read.addr.eq(bases[self.i.payload.phase] + row),
         ]
-        read_row = Signal(row_shape)        # stage b: the row read for its word
-        # stage b: is its row the one of the word in c / d / e (compared a stage early, one cycle before)
-        same_as = {s: Signal(name=f"same_as_{s}") for s in "cde"}
+        # stage b: the row read for its word, or the same row as the word in c or d wrote it (the youngest)
+        read_row = Signal(row_shape)
+        same_as_c = Signal()                # stage b: its row is the one of the word in c
         with m.If(enable):
             m.d.sync += [valid["a"].eq(self.i.valid), word["a"].eq(self.i.payload), restart["a"].eq(self.restart),
                          addr["a"].eq(read.addr),
                          valid["b"].eq(valid["a"]), word["b"].eq(word["a"]), restart["b"].eq(restart["a"]),
-                         addr["b"].eq(addr["a"]), read_row.eq(read.data)]
-            m.d.sync += [same_as[later].eq(valid[earlier] & (addr[earlier] == addr["a"]))
-                         for later, earlier in (("c", "b"), ("d", "c"), ("e", "d"))]
-            for later, earlier in (("c", "b"), ("d", "c"), ("e", "d")):
+                         addr["b"].eq(addr["a"]), same_as_c.eq(valid["b"] & (addr["b"] == addr["a"]))]
+            # the rows that will be in d and e are known now: resolved into read_row, which leaves one
+            # forwarding multiplexer (stage c's row) in the loop through stage b
+            with m.If(valid["c"] & (addr["c"] == addr["a"])):
+                m.d.sync += read_row.eq(new_row["c"])
+            with m.Elif(valid["d"] & (addr["d"] == addr["a"])):
+                m.d.sync += read_row.eq(new_row["d"])
+            with m.Else():
+                m.d.sync += read_row.eq(read.data)
+            for later, earlier in (("c", "b"), ("d", "c")):
                 m.d.sync += [valid[later].eq(valid[earlier]), addr[later].eq(addr[earlier])]
-            m.d.sync += [new_row["d"].eq(new_row["c"]), new_row["e"].eq(new_row["d"])]
+            m.d.sync += new_row["d"].eq(new_row["c"])
 
         last_row = Signal(row_shape)        # stage b: the row as it stands after the words ahead of it
-        with m.If(same_as["c"]):
-            m.d.comb += last_row.eq(new_row["c"])
-        with m.Elif(same_as["d"]):
-            m.d.comb += last_row.eq(new_row["d"])
-        with m.Elif(same_as["e"]):
-            m.d.comb += last_row.eq(new_row["e"])
-        with m.Else():
-            m.d.comb += last_row.eq(read_row)
+        m.d.comb += last_row.eq(Mux(same_as_c, new_row["c"], read_row))
 
         # per lane, the new last value: the threshold test against 0 at a restart, else against the stored value
         current = word["b"]
