@@ -121,9 +121,7 @@ class DeltaFilter(wiring.Component):
 
         phases = range(len(self._columns))
         bases = Array(Const(base, range(depth + 1)) for base, _, _ in self._columns)   # + 1: an unused phase at the end
-        # |change| > threshold as two comparisons side by side, not a negation followed by one
-        above = Array(Const(threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
-        below = Array(Const(-threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
+        thresholds = Array(Const(threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
@@ -171,29 +169,37 @@ class DeltaFilter(wiring.Component):
         last_row = Signal(row_shape)        # stage b: the row as it stands after the words ahead of it
         m.d.comb += last_row.eq(Mux(same_as_c, new_row["c"], read_row))
 
-        # per lane, the new last value: the threshold test against 0 at a restart, else against the stored value
-        current = word["b"]
+        # per lane, the new last value: the threshold test against 0 at a restart, else against the stored
+        # value. |value - base| > threshold is tested as base < value - threshold or base > value + threshold,
+        # both bounds formed in stage a: one carry chain (a comparison) between the stored row and the new
+        # one, not a subtraction followed by comparisons
         if lanes == 1:
-            lane_words, lane_last, lane_new = [current.value], [last_row], [Signal(signed(word_bits), name="new_last")]
+            lane_words, lane_last = [word["a"].value], [last_row]
+            lane_new = [Signal(signed(word_bits), name="new_last")]
         else:
-            lane_words, lane_last = list(current.values), list(last_row)
+            lane_words, lane_last = list(word["a"].values), list(last_row)
             lane_new = [Signal(signed(word_bits), name=f"new_last_{k}") for k in range(lanes)]
+        current = word["b"]
         sent = Signal(lanes)
         for k in range(lanes):
-            value = Signal(signed(word_bits), name=f"value_{k}")
+            value_a = Mux(restart["a"] & is_recurrent[word["a"].phase], 0, lane_words[k])
+            value = Signal(signed(word_bits), name=f"value_{k}")               # stage b
+            low = Signal(signed(word_bits + 2), name=f"low_{k}")               # value - threshold
+            high = Signal(signed(word_bits + 2), name=f"high_{k}")             # value + threshold
+            with m.If(enable):
+                m.d.sync += [value.eq(value_a), low.eq(value_a - thresholds[word["a"].phase]),
+                             high.eq(value_a + thresholds[word["a"].phase])]
             base = Signal(signed(word_bits), name=f"base_{k}")
-            change = Signal(signed(word_bits + 1), name=f"change_{k}")
-            moved = (change > above[current.phase]) | (change < below[current.phase])
+            moved = (base < low) | (base > high)
             if lanes > 1:
                 # a lane without a column keeps its value, 0 from the start (a restart's base is 0 too):
                 # it never counts as sent
                 moved = moved & current.value[k]
             m.d.comb += [
-                value.eq(Mux(restart["b"] & is_recurrent[current.phase], 0, lane_words[k])),
                 base.eq(Mux(restart["b"], 0, lane_last[k])),
-                change.eq(value - base),
                 lane_new[k].eq(Mux(moved, value, base)),
-                sent[k].eq(lane_new[k] != lane_last[k]),
+                # new != last, with the comparisons formed beside the threshold test rather than after it
+                sent[k].eq(Mux(moved, value != lane_last[k], restart["b"] & (lane_last[k] != 0))),
             ]
 
         # stage c: the output word, and the new row written from a register
