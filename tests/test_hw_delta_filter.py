@@ -205,6 +205,15 @@ def test_threshold_zero_sends_every_change_and_nothing_else():
     assert run_filter(design, words, 5, 0.0, 0.0) == [(0, 3, 100), (0, 3, -107), (1, 2, 9)]
 
 
+def test_a_change_of_exactly_the_threshold_is_not_sent():
+    """|delta| > threshold, strictly, on both sides of the stored value (the filter tests it as bounds)."""
+    design = delta_design([DeltaThresholds(10, 10, 10)], layers=1, seed=6)
+    words = [(0, 1, 10, 0), (0, 1, 11, 0), (0, 1, 1, 0), (0, 1, 21, 0), (0, 1, 22, 0), (0, 1, 0, 0),
+             (0, 1, -10, 0), (0, 1, -11, 0), (0, 1, -1, 0), (0, 1, -21, 0), (0, 1, -22, 0)]
+    assert run_filter(design, words, 8, 0.0, 0.0) == [(0, 1, 11), (0, 1, 11), (0, 1, -22), (0, 1, -11),
+                                                       (0, 1, -11)]
+
+
 def test_restart_takes_back_the_old_columns():
     """A restart word sends new - old last value: x at its own value (or 0 under the threshold), a recurrent
     column always back to 0."""
