@@ -22,17 +22,18 @@ used) and one per m group, so a word reads and writes one row, its lanes side by
 holds per lane; the output word goes out if at least one of its columns is sent, `value` then marks the
 sent columns (the LaneUnpackers AND it with their own column masks) and `values` carry their deltas.
 
-Pipeline (one word per cycle, all stages advancing together): the word's row is read as the word is taken
-(stage a); the row as read is registered (stage b), behind no more than a multiplexer, and the new last
-values and the sent bits are formed from that register; stage c registers the output word and the new
-row, and writes that row back from its register, so no path runs from the memory's output to its write
-data in one cycle. The output's delta is new - old, formed after the stage c register. The read (as the
-word enters stage a) misses the writes of the three words ahead of it: the one written at that edge and
-the two not yet at stage c. When the word is in stage b they are in c, d and e (d and e: the two rows
-written last), and stage b takes the row of the youngest of them with the same address, else the row
-read: d's and e's are known as the row read is registered and replace it there (they are in c and d
-then), so the loop through stage b has one multiplexer (c's row). A word none of whose columns is sent
-leaves no word.
+Pipeline (one word per cycle, all stages advancing together): the word's row is read as the word is taken;
+in stage a, while the read completes, the threshold test's bounds `v - threshold` and `v + threshold` are
+formed. The row as read is registered (stage b), behind no more than a multiplexer, and the new last
+values and the sent bits are formed from that register (`base < v - threshold or base > v + threshold`:
+one comparison per bound, no subtraction before them). Stage c registers the output word and the new row,
+and writes that row back from its register, so no path runs from the memory's output to its write data in
+one cycle. The output's delta is new - old, formed after the stage c register. The read (as the word
+enters stage a) misses the writes of the three words ahead of it: the one written at that edge and the two
+not yet at stage c. When the word is in stage b they are in c, d and e (d and e: the two rows written
+last), and stage b takes the row of the youngest of them with the same address, else the row read: d's and
+e's are known as the row read is registered and replace it there (they are in c and d then), so the loop
+through stage b has one multiplexer (c's row). A word none of whose columns is sent leaves no word.
 """
 
 from __future__ import annotations
