@@ -22,11 +22,18 @@ used) and one per m group, so a word reads and writes one row, its lanes side by
 holds per lane; the output word goes out if at least one of its columns is sent, `value` then marks the
 sent columns (the LaneUnpackers AND it with their own column masks) and `values` carry their deltas.
 
-Pipeline: the word's last value is read as the word is taken (the read port is transparent to the write
-of the word before, which may be the same row); the cycle after, the new last value is formed, written
-and registered with the old one, and the output's delta is their difference, formed after that register
-(the block RAM's output, a subtraction and the threshold test fill a cycle already). A word none of whose
-columns is sent leaves no word.
+Pipeline (one word per cycle, all stages advancing together): the word's row is read as the word is taken;
+in stage a, while the read completes, the threshold test's bounds `v - threshold` and `v + threshold` are
+formed. The row as read is registered (stage b), behind no more than a multiplexer, and the new last
+values and the sent bits are formed from that register (`base < v - threshold or base > v + threshold`:
+one comparison per bound, no subtraction before them). Stage c registers the output word and the new row,
+and writes that row back from its register, so no path runs from the memory's output to its write data in
+one cycle. The output's delta is new - old, formed after the stage c register. The read (as the word
+enters stage a) misses the writes of the three words ahead of it: the one written at that edge and the two
+not yet at stage c. When the word is in stage b they are in c, d and e (d and e: the two rows written
+last), and stage b takes the row of the youngest of them with the same address, else the row read: d's and
+e's are known as the row read is registered and replace it there (they are in c and d then), so the loop
+through stage b has one multiplexer (c's row). A word none of whose columns is sent leaves no word.
 """
 
 from __future__ import annotations
@@ -78,7 +85,7 @@ class DeltaFilter(wiring.Component):
     restart : In(1)
         With the word on `i`: its frame starts a sequence.
     o : Out(stream.Signature(design_broadcast_layout(design)))
-        The sent columns, `value` = the delta; in the order of `i`, two cycles later at the earliest. With
+        The sent columns, `value` = the delta; in the order of `i`, three cycles later at the earliest. With
         lanes > 1 the lane layout: `value` marks the sent columns, `values` their deltas.
     busy : Out(1)
         A word is in the filter.
@@ -111,70 +118,104 @@ class DeltaFilter(wiring.Component):
         row_shape = signed(word_bits) if lanes == 1 else data.ArrayLayout(signed(word_bits), lanes)
         m.submodules.last_sent = memory = Memory(shape=row_shape, depth=depth, init=[])
         write = memory.write_port()
-        read = memory.read_port(transparent_for=(write,))
+        read = memory.read_port()   # not transparent: the rows in flight are forwarded
 
         phases = range(len(self._columns))
         bases = Array(Const(base, range(depth + 1)) for base, _, _ in self._columns)   # + 1: an unused phase at the end
-        # |change| > threshold as two comparisons side by side, not a negation followed by one
-        above = Array(Const(threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
-        below = Array(Const(-threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
+        thresholds = Array(Const(threshold, signed(word_bits + 1)) for _, _, threshold in self._columns)
         is_recurrent = Array(Const(int(p % 3 == PHASE_R), 1) for p in phases)
         is_proj = Array(Const(int(p % 3 == PHASE_PROJ), 1) for p in phases)
 
-        # stage 1: the word, its row, and its columns' last values on the read port
+        # The pipeline advances as a whole (`enable`): stage a holds the word whose row the read port
+        # fetched, stage b the row as read (registered behind one multiplexer, no arithmetic) and
+        # the new last values formed from it, stage c the output word and the row written back, stage d
+        # the row written last. The row read for the word in b misses the writes of the three words ahead
+        # of it (in c, d and the one before d), so their rows are forwarded, the youngest first.
         enable = Signal()
-        word_valid = Signal()
-        word = Signal.like(self.i.payload)
-        word_restart = Signal()
-        word_addr = Signal.like(read.addr)
-        out_valid = Signal()
-        out = Signal.like(self.o.payload)
-        out_new = Signal(row_shape)      # the columns' new and old last values: delta = new - old
-        out_old = Signal(row_shape)
+        m.d.comb += enable.eq(~self.o.valid | self.o.ready)
+        stages = "abcd"
+        valid = {s: Signal(name=f"valid_{s}") for s in stages}
+        addr = {s: Signal.like(read.addr, name=f"addr_{s}") for s in stages}
+        word = {s: Signal.like(self.i.payload, name=f"word_{s}") for s in "abc"}
+        restart = {s: Signal(name=f"restart_{s}") for s in "ab"}
+        new_row = {s: Signal(row_shape, name=f"new_row_{s}") for s in "cd"}   # the rows written (back)
         row = self.i.payload.column
         if lanes > 1:   # an m word's group has a row, an x or y word's column one
             row = Mux(is_proj[self.i.payload.phase], self.i.payload.column >> (lanes.bit_length() - 1), row)
         m.d.comb += [
-            enable.eq(~out_valid | self.o.ready),
             self.i.ready.eq(enable),
             read.en.eq(enable),
             read.addr.eq(bases[self.i.payload.phase] + row),
         ]
+        # stage b: the row read for its word, or the same row as the word in c or d wrote it (the youngest)
+        read_row = Signal(row_shape)
+        same_as_c = Signal()                # stage b: its row is the one of the word in c
         with m.If(enable):
-            m.d.sync += [word_valid.eq(self.i.valid), word.eq(self.i.payload), word_restart.eq(self.restart),
-                         word_addr.eq(read.addr)]
+            m.d.sync += [valid["a"].eq(self.i.valid), word["a"].eq(self.i.payload), restart["a"].eq(self.restart),
+                         addr["a"].eq(read.addr),
+                         valid["b"].eq(valid["a"]), word["b"].eq(word["a"]), restart["b"].eq(restart["a"]),
+                         addr["b"].eq(addr["a"]), same_as_c.eq(valid["b"] & (addr["b"] == addr["a"]))]
+            # the rows that will be in d and e are known now: resolved into read_row, which leaves one
+            # forwarding multiplexer (stage c's row) in the loop through stage b
+            with m.If(valid["c"] & (addr["c"] == addr["a"])):
+                m.d.sync += read_row.eq(new_row["c"])
+            with m.Elif(valid["d"] & (addr["d"] == addr["a"])):
+                m.d.sync += read_row.eq(new_row["d"])
+            with m.Else():
+                m.d.sync += read_row.eq(read.data)
+            for later, earlier in (("c", "b"), ("d", "c")):
+                m.d.sync += [valid[later].eq(valid[earlier]), addr[later].eq(addr[earlier])]
+            m.d.sync += new_row["d"].eq(new_row["c"])
 
-        # per lane, the new last value: the threshold test against 0 at a restart, else against the stored value
+        last_row = Signal(row_shape)        # stage b: the row as it stands after the words ahead of it
+        m.d.comb += last_row.eq(Mux(same_as_c, new_row["c"], read_row))
+
+        # per lane, the new last value: the threshold test against 0 at a restart, else against the stored
+        # value. |value - base| > threshold is tested as base < value - threshold or base > value + threshold,
+        # both bounds formed in stage a: one carry chain (a comparison) between the stored row and the new
+        # one, not a subtraction followed by comparisons
         if lanes == 1:
-            lane_words, lane_last, lane_new = [word.value], [read.data], [Signal(signed(word_bits), name="new_last")]
+            lane_words, lane_last = [word["a"].value], [last_row]
+            lane_new = [Signal(signed(word_bits), name="new_last")]
         else:
-            lane_words, lane_last = list(word.values), list(read.data)
+            lane_words, lane_last = list(word["a"].values), list(last_row)
             lane_new = [Signal(signed(word_bits), name=f"new_last_{k}") for k in range(lanes)]
+        current = word["b"]
         sent = Signal(lanes)
         for k in range(lanes):
-            value = Signal(signed(word_bits), name=f"value_{k}")
+            value_a = Mux(restart["a"] & is_recurrent[word["a"].phase], 0, lane_words[k])
+            value = Signal(signed(word_bits), name=f"value_{k}")               # stage b
+            low = Signal(signed(word_bits + 2), name=f"low_{k}")               # value - threshold
+            high = Signal(signed(word_bits + 2), name=f"high_{k}")             # value + threshold
+            with m.If(enable):
+                m.d.sync += [value.eq(value_a), low.eq(value_a - thresholds[word["a"].phase]),
+                             high.eq(value_a + thresholds[word["a"].phase])]
             base = Signal(signed(word_bits), name=f"base_{k}")
-            change = Signal(signed(word_bits + 1), name=f"change_{k}")
-            moved = (change > above[word.phase]) | (change < below[word.phase])
+            moved = (base < low) | (base > high)
             if lanes > 1:
                 # a lane without a column keeps its value, 0 from the start (a restart's base is 0 too):
                 # it never counts as sent
-                moved = moved & word.value[k]
+                moved = moved & current.value[k]
             m.d.comb += [
-                value.eq(Mux(word_restart & is_recurrent[word.phase], 0, lane_words[k])),
-                base.eq(Mux(word_restart, 0, lane_last[k])),
-                change.eq(value - base),
+                base.eq(Mux(restart["b"], 0, lane_last[k])),
                 lane_new[k].eq(Mux(moved, value, base)),
-                sent[k].eq(lane_new[k] != lane_last[k]),
+                # new != last, with the comparisons formed beside the threshold test rather than after it
+                sent[k].eq(Mux(moved, value != lane_last[k], restart["b"] & (lane_last[k] != 0))),
             ]
-        m.d.comb += [
-            write.addr.eq(word_addr),
-            write.data.eq(lane_new[0] if lanes == 1 else Cat(*lane_new)),
-            write.en.eq(enable & word_valid),
-        ]
+
+        # stage c: the output word, and the new row written from a register
+        out_valid = Signal()
+        out = word["c"]
+        out_old = Signal(row_shape)
         with m.If(enable):
-            m.d.sync += [out_valid.eq(word_valid & sent.any()), out.eq(word),
-                         out_new.eq(write.data), out_old.eq(read.data)]
+            m.d.sync += [out_valid.eq(valid["b"] & sent.any()), out.eq(current),
+                         new_row["c"].eq(lane_new[0] if lanes == 1 else Cat(*lane_new)), out_old.eq(last_row)]
+        m.d.comb += [
+            write.addr.eq(addr["c"]),
+            write.data.eq(new_row["c"]),
+            write.en.eq(enable & valid["c"]),
+        ]
+        out_new = new_row["c"]
         m.d.comb += [self.o.valid.eq(out_valid), self.o.payload.eq(out)]
         if lanes == 1:
             m.d.comb += self.o.payload.value.eq(out_new - out_old)
@@ -192,7 +233,8 @@ class DeltaFilter(wiring.Component):
         with m.Elif(self.o.ready):
             m.d.sync += held_proj.eq(0)
         m.d.comb += [
-            self.busy.eq(word_valid | out_valid),
-            self.proj_busy.eq((word_valid & is_proj[word.phase]) | (out_valid & is_proj[out.phase]) | held_proj),
+            self.busy.eq(valid["a"] | valid["b"] | out_valid),
+            self.proj_busy.eq((valid["a"] & is_proj[word["a"].phase]) | (valid["b"] & is_proj[word["b"].phase])
+                              | (out_valid & is_proj[out.phase]) | held_proj),
         ]
         return m

@@ -1,6 +1,6 @@
 """DeltaFilter: words in, the deltas of the sent columns out, against a Python model of the rule of
 docs/numerics.md ("Delta mode") and of the filter's sequence restart (hw/delta_filter.py), with stalls on
-both sides and the same column in consecutive words (the read of a column just written); one lane, and
+both sides and the same column again at every distance the pipeline has in flight; one lane, and
 lanes 2 and 4 (group words of m columns, each column with its own last value)."""
 
 from __future__ import annotations
@@ -183,10 +183,35 @@ def test_lane_words_compare_each_column_with_its_own_last_value(lanes, seed, in_
     assert any(bin(mask).count("1") > 1 for _, _, mask, _ in groups)
 
 
+@pytest.mark.parametrize("in_stall, out_stall", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.4, 0.4)])
+@pytest.mark.parametrize("distance", [1, 2, 3, 4])
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+def test_a_row_again_at_every_distance_in_flight(lanes, distance, in_stall, out_stall):
+    """The filter writes a row three words after reading it, forwarding the rows in flight (hw/delta_filter.py):
+    each row here comes back every `distance` words (1..3 forwarded, 4 read from the memory), an m group's row
+    first, with restarts, and stalls that spread the words apart."""
+    design = delta_design([DeltaThresholds(40, 25, 60), DeltaThresholds(0, 90, 7)], lanes=lanes, cells=17,
+                          proj=6, seed=20 + lanes)
+    rng = random.Random(100 * lanes + distance)
+    slots = [(PHASE_PROJ, 0), (0, 1), (PHASE_R, 2), (0, 3)]     # (phase, column): a different row each
+    words = [slots[i % distance] + (rng.randint(-150, 150), int(rng.random() < 0.1)) for i in range(80)]
+    sent = run_filter(design, words, 7 * distance + lanes, in_stall, out_stall)
+    assert 0 < len(sent) < len(words)
+
+
 def test_threshold_zero_sends_every_change_and_nothing_else():
     design = delta_design([DeltaThresholds()], layers=1, seed=5)
     words = [(0, 3, 100, 1), (0, 3, 100, 0), (0, 3, -7, 0), (0, 4, 0, 0), (1, 2, 9, 0), (1, 2, 9, 0)]
     assert run_filter(design, words, 5, 0.0, 0.0) == [(0, 3, 100), (0, 3, -107), (1, 2, 9)]
+
+
+def test_a_change_of_exactly_the_threshold_is_not_sent():
+    """|delta| > threshold, strictly, on both sides of the stored value (the filter tests it as bounds)."""
+    design = delta_design([DeltaThresholds(10, 10, 10)], layers=1, seed=6)
+    words = [(0, 1, 10, 0), (0, 1, 11, 0), (0, 1, 1, 0), (0, 1, 21, 0), (0, 1, 22, 0), (0, 1, 0, 0),
+             (0, 1, -10, 0), (0, 1, -11, 0), (0, 1, -1, 0), (0, 1, -21, 0), (0, 1, -22, 0)]
+    assert run_filter(design, words, 8, 0.0, 0.0) == [(0, 1, 11), (0, 1, 11), (0, 1, -22), (0, 1, -11),
+                                                       (0, 1, -11)]
 
 
 def test_restart_takes_back_the_old_columns():
