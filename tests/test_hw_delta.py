@@ -133,7 +133,9 @@ def test_design_of_delta_mode_has_one_copy_and_wider_words():
 
 @pytest.mark.parametrize("layers, thresholds, n_pes, lanes", [
     (1, (200, 150, 100), 4, 1), (1, (200, 150, 100), 4, 2), (1, (0, 0, 0), 4, 4), (2, (300, 300, 150), 4, 1),
-    (2, (300, 300, 150), 8, 4), (1, (600, 600, 300), 16, 2), (2, (100, 100, 50), 16, 4)])
+    # the largest two in the slow suite (CI time); 4 lanes stay in the fast one at 4 PEs
+    pytest.param(2, (300, 300, 150), 8, 4, marks=pytest.mark.slow), (1, (600, 600, 300), 16, 2),
+    pytest.param(2, (100, 100, 50), 16, 4, marks=pytest.mark.slow)])
 def test_cycle_model_with_the_columns_sent(layers, thresholds, n_pes, lanes):
     """hw.cycle_model frame by frame with the columns each frame sends (golden's trace) against the
     simulated cycles per frame; the share of frames each column is sent gives a rougher figure."""
