@@ -35,8 +35,8 @@ def frames_sent(encoded, x_q: np.ndarray, sequence_starts=None) -> list[dict]:
     if encoded.delta_thresholds is None:
         raise ValueError("frames_sent: the encoded model has no delta thresholds")
     x_q = np.asarray(x_q)
-    starts = np.zeros(len(x_q), dtype=bool) if sequence_starts is None else np.asarray(sequence_starts, dtype=bool)
-    starts[0] = True
+    starts = np.zeros(len(x_q), dtype=bool) if sequence_starts is None else np.array(sequence_starts, dtype=bool)
+    starts[0] = True        # a copy: the caller's flags stay as they are
     model = decode(encoded, hardware_order=True)
     previous: dict = {}
     out = []
