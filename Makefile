@@ -48,11 +48,16 @@ help:
 install:
 	bash scripts/install.sh
 
+# One pytest worker per core (pytest-xdist; tests marked xdist_group share a worker): TEST_WORKERS=0 runs in
+# this process.
+TEST_WORKERS ?= auto
+TEST_OPTIONS  = -n $(TEST_WORKERS) --dist loadgroup
+
 test:
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" $(TEST_OPTIONS)
 
 test-all:
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q $(TEST_OPTIONS)
 
 encode:
 	$(SL) encode $(SIM_MODEL) -o $(BUILD)/sim/encoded --pes $(SIM_PES) --density $(SIM_DENSITY) \

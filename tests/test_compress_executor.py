@@ -20,7 +20,10 @@ from sparselstm.sw.compress.task import CallableTask
 from sparselstm.sw.model import random_model
 from sparselstm.sw.reference import reference_forward
 
-pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
+# One pytest worker runs the whole file (`make test` distributes with --dist loadgroup): one local Ray
+# cluster, started once, instead of one per worker competing for the cores.
+pytestmark = [pytest.mark.filterwarnings("ignore:LSTM with projections is not supported"),
+              pytest.mark.xdist_group("ray")]
 
 
 def draw(shared, task):

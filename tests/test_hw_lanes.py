@@ -227,8 +227,15 @@ def test_default_lanes_is_the_fewest_that_a_doubling_does_not_beat():
     assert default_lanes(design) == design.lanes
 
 
-@pytest.mark.parametrize("shape", [(20, 64, 32, 1, 8), (24, 96, 48, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)])
-@pytest.mark.parametrize("lanes", [1, 2, 4])
+CYCLE_MODEL_SHAPES = [(20, 64, 32, 1, 8), (24, 96, 48, 1, 8), (8, 48, 24, 2, 8), (10, 40, None, 1, 4)]
+LARGEST_SHAPE = (24, 96, 48, 1, 8)
+
+
+@pytest.mark.parametrize("shape, lanes", [
+    # the largest shape, and two layers at 4 lanes, take ~2.5 of the CI's minutes: the slow suite has them
+    pytest.param(shape, lanes, marks=[pytest.mark.slow] if shape == LARGEST_SHAPE or (shape[3] == 2 and lanes == 4)
+                 else [], id=f"{lanes}-shape{index}")
+    for lanes in (1, 2, 4) for index, shape in enumerate(CYCLE_MODEL_SHAPES)])
 def test_cycle_model_is_within_two_percent_of_the_rtl(shape, lanes):
     # issue #12's bound; frames of a few hundred cycles (in tinier ones the fixed latencies weigh more)
     input_size, cells, proj, layers, n_pes = shape
