@@ -213,6 +213,8 @@ def test_sim_command_in_delta_mode_reports_the_columns_skipped(tmp_path, capsys)
     out, err = capsys.readouterr()
     assert code == 0, out + err
     assert "PASS: 8/8 frame(s), 0 mismatching word(s)" in out and "columns skipped" in out
+    # the sidecar's prediction assumes every column is sent: it must not read as delta mode's
+    assert "(cycle model with every column sent: " in out and "(cycle model: " not in out
     delta = json.loads((tmp_path / "r.json").read_text())["delta"]
     assert delta["thresholds"] == [{"x": 300, "y": 200, "m": 100}]
     assert 0 < delta["macs"] < delta["dense_macs"]

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             progress.close()
         keep = keep or args.waves or not result.passed
-        _print_report(result, sidecar, x_q.shape, args)
+        _print_report(result, sidecar, x_q.shape, args, delta_mode=encoded.delta_thresholds is not None)
         delta = delta_report(encoded, x_q, starts, params)
         complete = result.outputs.shape[:-1] == x_q.shape[:-1]
         classification = None
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             shutil.rmtree(build_dir, ignore_errors=True)
 
 
-def _print_report(result, sidecar: dict, shape: tuple, args) -> None:
+def _print_report(result, sidecar: dict, shape: tuple, args, delta_mode: bool = False) -> None:
     verdict = "PASS" if result.passed else "FAIL"
     print(f"{verdict}: {result.frames_received}/{result.frames} frame(s), {result.mismatches} mismatching word(s) "
           f"against the golden model ({result.simulator})")
@@ -273,6 +273,8 @@ def _print_report(result, sidecar: dict, shape: tuple, args) -> None:
     model = (sidecar.get("cycle_model") or {}).get("cycles_per_frame")
     if result.cycles_per_frame is not None:
         predicted = f" (cycle model: {model})" if model else ""
+        if model and delta_mode:       # the sidecar's prediction has every column sent; delta mode's follows
+            predicted = f" (cycle model with every column sent: {model}; in delta mode: below)"
         latency = result.first_frame_latency
         # Frame 0 of a stream: the next frame's input interleaves with its element-wise pass, so it can
         # take longer than the lone frame that the cycle model's latency describes.
