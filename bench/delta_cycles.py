@@ -59,7 +59,8 @@ def main() -> int:
     parser.add_argument("--lanes", type=int, default=None,
                         help="element-wise lanes in delta mode (default: the design's default)")
     parser.add_argument("--model", default="words-lstmp-sparse",
-                        help="shipped model in models/ (its .npz and .head.npz; default words-lstmp-sparse)")
+                        help="a shipped model's name in models/ (default words-lstmp-sparse), or the path of an "
+                             "LSTM .npz with its .head.npz beside it (e.g. a compress run's pruned.npz)")
     parser.add_argument("--test-set", type=Path, default=MODELS / "words-test.npz",
                         help="feature set scored (default models/words-test.npz; e.g. a corpus's test.npz)")
     parser.add_argument("--sweep", type=parse_sweep, default=SWEEP,
@@ -68,9 +69,10 @@ def main() -> int:
     args = parser.parse_args()
     params = HardwareParams(lanes=args.lanes)
     started = time.time()
-    task = head_task(ClassifierHead.load(MODELS / f"{args.model}.head.npz"),
+    model_path = Path(args.model) if args.model.endswith(".npz") else MODELS / f"{args.model}.npz"
+    task = head_task(ClassifierHead.load(model_path.with_suffix(".head.npz")),
                      FeatureSet.load(args.test_set))
-    plain = compress_and_encode(load_model(MODELS / f"{args.model}.npz"), args.pes, 1.0,
+    plain = compress_and_encode(load_model(model_path), args.pes, 1.0,
                                 numerics=Numerics(index_bits=args.index_bits)).encoded
     x_q, _ = quantize_input(task.lstm_inputs("test"), plain.numerics)
     weight_sparse = predict_cycles(AcceleratorDesign.from_encoded(plain)).steady_state
