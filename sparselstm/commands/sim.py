@@ -272,9 +272,9 @@ def _print_report(result, sidecar: dict, shape: tuple, args, delta_mode: bool = 
         print(f"  error: {error}")
     model = (sidecar.get("cycle_model") or {}).get("cycles_per_frame")
     if result.cycles_per_frame is not None:
-        predicted = f" (cycle model: {model})" if model else ""
-        if model and delta_mode:       # the sidecar's prediction has every column sent; delta mode's follows
-            predicted = f" (cycle model with every column sent: {model}; in delta mode: below)"
+        # in delta mode the sidecar's prediction has every column sent; delta mode's follows
+        predicted = ("" if not model else f" (cycle model with every column sent: {model}; in delta mode: below)"
+                     if delta_mode else f" (cycle model: {model})")
         latency = result.first_frame_latency
         # Frame 0 of a stream: the next frame's input interleaves with its element-wise pass, so it can
         # take longer than the lone frame that the cycle model's latency describes.
