@@ -20,8 +20,9 @@ so its recurrent columns follow its input columns at once instead of the project
 frame's DRAIN_G waits for the end of that readout instead.
 
 Delta mode (`column_share`, docs/architecture.md): each column's entries are weighted by the share of
-frames in which it is sent (e.g. from sw.golden's delta counts), and with a single layer the next frame's
-input waits for the end of the element-wise pass. Given the columns one frame sends (boolean shares), a
+frames in which it is sent (e.g. from sw.golden's delta counts); the schedule is the one without delta
+mode (with one layer the next frame's input goes into the other copy of the deltas: split sums, hw/design.py).
+Given the columns one frame sends (boolean shares), a
 word none of whose columns is sent costs the delta filter's cycle and nothing else (it does not wait for
 the PEs' room, no PE sees it), and a word goes out whole if any of its columns is sent (a group of m
 columns with lanes > 1; each PE then pays its entries of the sent ones). `delta_frame_cycles` averages
@@ -238,8 +239,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                 + READER_LATENCY
                 + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)
 
-    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False,
-                    input_after_pass=False):
+    def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
         """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
         next frame's layer-0 input words and then its recurrent words once the readout has started,
         interleaved. Returns cycles from the start of EW until everything listed is done."""
@@ -263,8 +263,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(work[(l + 1, PHASE_R)], sent=frame_sent.get((l + 1, PHASE_R))))
         if overlap_next_input:
             x_index = len(streams)
-            after = np.full(layers[0].input_size, last_m) if input_after_pass else None
-            streams.append(_Stream(work[(0, PHASE_X)], after, sent=frame_sent.get((0, PHASE_X))))
+            streams.append(_Stream(work[(0, PHASE_X)], sent=frame_sent.get((0, PHASE_X))))
             if recurrent_next:
                 def opens(done):
                     # the y reader starts once the input is in (its first word 3 cycles on), and with one
@@ -283,9 +282,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         return max(end, proj_end, last_m) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
-    # delta mode, one layer: the next frame's input waits for the end of the element-wise pass
-    steady = elementwise(last, overlap_next_input=True, recurrent_next=True,
-                         input_after_pass=design.delta_mode and design.n_layers == 1)
+    steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
         steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)

@@ -23,9 +23,14 @@ into one copy while the element-wise pass of the last layer still reads and rese
 layer 0 lives after every layer's copy 0, at `alt_base + q` (`alt_base` = the PE's total cell count).
 
 Delta mode (`delta_thresholds`, from the encoded model's manifest; docs/architecture.md, "Delta mode"):
-the accumulators keep their sums from frame to frame, so there is one copy of layer 0 (a second copy
-would see only every other frame's deltas), and a broadcast word carries a delta, one bit wider than a word
-(with lanes, the deltas of the group's columns sent, hw/delta_filter.py).
+the gate sums persist from frame to frame, and a broadcast word carries a delta, one bit wider than a word
+(with lanes, the deltas of the group's columns sent, hw/delta_filter.py). With more than one layer the
+accumulators keep the sums in place (one copy of layer 0: the next frame's input arrives while the last
+layer's element-wise pass reads another layer). With one layer the sums are split (`split_sums`), so that
+the next frame's input can flow during the pass as without delta mode: the two copies of layer 0 collect
+one frame's deltas each (read-and-reset, cleared words read as 0), and four *sum banks* (one word per
+cell, starting at the bias) hold the sums of the frames before; the element-wise read of a cell gives
+sum bank + copy and writes that back into the sum bank.
 """
 
 from __future__ import annotations
@@ -114,7 +119,8 @@ class PEDesign:
     bias: tuple[tuple[int, int, int, int], ...]   # per gate-bank address: (b_i, b_f, b_g, b_o)
     peephole: tuple[tuple[int, int, int], ...]    # per gate-bank address: (p_i, p_f, p_o), 0 without
     phases: tuple[PhaseEntry, ...]
-    double_buffered: bool = True      # layer 0's second accumulator copy (not in delta mode)
+    double_buffered: bool = True      # layer 0's second accumulator copy (not in delta mode with layers > 1)
+    split_sums: bool = False          # delta mode, one layer: sum banks + per-frame copies (module docstring)
 
     @property
     def cell_depth(self) -> int:
@@ -132,9 +138,14 @@ class PEDesign:
         return self.cell_depth + (self.cells[0] if self.double_buffered else 0)
 
     def gate_bank_init(self, gate: int) -> list[int]:
-        """Initial contents of gate bank `gate`: the biases (both copies of layer 0)."""
-        words = [bias[gate] for bias in self.bias]
+        """Initial contents of gate bank `gate`: the biases (both copies of layer 0), or with split sums 0
+        (the copies hold one frame's deltas; the bias starts in the sum banks)."""
+        words = [0 if self.split_sums else bias[gate] for bias in self.bias]
         return words + (words[:self.cells[0]] if self.double_buffered else [])
+
+    def sum_bank_init(self, gate: int) -> list[int]:
+        """Split sums only: initial contents of sum bank `gate`, the biases of layer 0's cells."""
+        return [bias[gate] for bias in self.bias[:self.cells[0]]]
 
     @property
     def proj_depth(self) -> int:
@@ -195,6 +206,11 @@ class AcceleratorDesign:
     @property
     def delta_mode(self) -> bool:
         return self.delta_thresholds is not None
+
+    @property
+    def split_sums(self) -> bool:
+        """Delta mode with one layer: sum banks plus per-frame copies (module docstring)."""
+        return self.pes[0].split_sums
 
     @property
     def value_bits(self) -> int:
@@ -291,8 +307,10 @@ class AcceleratorDesign:
                   "pointers": n_pes * shape.pointer_depth * self.pointer_bits,
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
-                  # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words)
-                  "bias": n_pes * (shape.cell_depth + shape.gate_depth) * 4 * self.acc_bits,
+                  # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words);
+                  # with split sums the sum banks instead, one word per cell and gate
+                  "bias": n_pes * (shape.cell_depth * 4 * self.acc_bits if self.split_sums
+                                   else (shape.cell_depth + shape.gate_depth) * 4 * self.acc_bits),
                   "peephole": n_pes * shape.cell_depth * 3 * numerics.peephole_bits,
                   "activation_fifos": n_pes * (params.fifo_depth + ROOM_MARGIN) * word_bits}
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
@@ -361,7 +379,9 @@ class AcceleratorDesign:
             # the delta filter's last-sent values would be per stream: one copy of them exists
             raise ParameterError(f"delta mode runs with one stream, not streams = {params.streams}")
 
-        pes = tuple(cls._pe_design(encoded, image, layers, params, double_buffered=delta is None)
+        split_sums = delta is not None and len(layers) == 1   # see the module docstring
+        pes = tuple(cls._pe_design(encoded, image, layers, params, double_buffered=delta is None or split_sums,
+                                   split_sums=split_sums)
                     for image in encoded.pes)
         design = cls(numerics=numerics, layers=layers, tables=tables, acc_bits=acc_bits, n_pes=n_pes, pes=pes,
                      params=params, entry_bits=entry_bits, pointer_bits=pointer_bits, lanes=params.lanes or 1,
@@ -372,7 +392,8 @@ class AcceleratorDesign:
         return design
 
     @staticmethod
-    def _pe_design(encoded, image, layers, params: HardwareParams, double_buffered: bool) -> PEDesign:
+    def _pe_design(encoded, image, layers, params: HardwareParams, double_buffered: bool,
+                   split_sums: bool) -> PEDesign:
         p = int(image.pe)
         entries = tuple(int(word) for word in np.asarray(image.entries, dtype=np.int64))
         if len(entries) > params.max_entry_depth:
@@ -418,4 +439,5 @@ class AcceleratorDesign:
                 raise ParameterError(f"layer {l}: negative product shift ({layer.shift_x}, {layer.shift_r})")
         return PEDesign(pe=p, entries=entries, pointers=pointers, cells=cells, cell_base=tuple(cell_base),
                         proj_rows=proj_rows, proj_base=tuple(proj_base), bias=tuple(bias),
-                        peephole=tuple(peephole), phases=tuple(phases), double_buffered=double_buffered)
+                        peephole=tuple(peephole), phases=tuple(phases), double_buffered=double_buffered,
+                        split_sums=split_sums)

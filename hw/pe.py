@@ -129,10 +129,18 @@ class SparsePE(wiring.Component):
         m.submodules.written_tags = written_tags = Memory(shape=4, depth=gate_depth, init=[])
         m.submodules.proj_bank = proj_bank = Memory(
             shape=signed(acc_bits), depth=proj_depth, init=[])
-        m.submodules.bias_rom = bias_rom = memories["bias_rom"]
+        split = pe.split_sums   # delta mode, one layer (hw/design.py): cleared words read as 0, the sums apart
+        if split:
+            sum_banks = []
+            for k in range(4):
+                m.submodules[f"sum_bank{k}"] = bank = memories[f"sum_bank{k}"]
+                sum_banks.append(bank)
+        else:
+            m.submodules.bias_rom = bias_rom = memories["bias_rom"]
         m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
-        # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
-        m.submodules.mac_bias_rom = mac_bias_rom = memories["mac_bias_rom"]
+        if not split:
+            # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
+            m.submodules.mac_bias_rom = mac_bias_rom = memories["mac_bias_rom"]
         m.submodules.multiplier = multiplier = PipelinedMultiplier(signed(weight_bits), word_layout["value"].shape,
                                                                    latency=2)
 
@@ -148,9 +156,15 @@ class SparsePE(wiring.Component):
         proj_wr = proj_bank.write_port()
         proj_mac_rd = proj_bank.read_port()
         proj_out_rd = proj_bank.read_port()
-        bias_rd = bias_rom.read_port()
+        if split:
+            sum_rd = [bank.read_port() for bank in sum_banks]
+            sum_wr = [bank.write_port() for bank in sum_banks]
+        else:
+            bias_rd = bias_rom.read_port()
         peep_rd = peephole_rom.read_port()
-        mac_bias_rd = mac_bias_rom.read_port()
+        if not split:
+            mac_bias_rd = mac_bias_rom.read_port()
+        mac_cleared = [0] * 4 if split else [mac_bias_rd.data[k] for k in range(4)]
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
         m.d.comb += [
@@ -301,13 +315,13 @@ class SparsePE(wiring.Component):
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
             a["shift"].eq(r["shift"]),
         ]
-        for port in gate_mac_rd + [proj_mac_rd, mac_bias_rd, tags_mac_rd]:
+        for port in gate_mac_rd + [proj_mac_rd] + ([] if split else [mac_bias_rd]) + [tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
 
         s = stage("s", key_layout)
         shifted = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [shifted.eq(product << a["shift"])]
-        gate_old = Array(Mux(port.data.tag != tags_mac_rd.data[k], mac_bias_rd.data[k], port.data.value)
+        gate_old = Array(Mux(port.data.tag != tags_mac_rd.data[k], mac_cleared[k], port.data.value)
                          for k, port in enumerate(gate_mac_rd))[s["bank"]]
 
         x = stage("x", {**key_layout, "tag": 1})      # tag: the written tag the result is stored with
@@ -352,16 +366,27 @@ class SparsePE(wiring.Component):
         ]
         for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
-        for port in [bias_rd, peep_rd]:
+        for port in (sum_rd if split else [bias_rd]) + [peep_rd]:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
         read_tags = Cat(port.data.tag for port in gate_out_rd)
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
-        peeps, biases = peep_rd.data, bias_rd.data
+        peeps = peep_rd.data
+        cell_values = [Mux(read_cleared[k], 0 if split else bias_rd.data[k], port.data.value)
+                       for k, port in enumerate(gate_out_rd)]
+        if split:
+            # the sums so far plus this frame's copy; written back into the sum bank one cycle after the read
+            cell_sums = [Signal(signed(acc_bits), name=f"cell_sum{k}") for k in range(4)]
+            sum_write_addr = Signal.like(sum_rd[0].addr, reset_less=True)
+            m.d.sync += sum_write_addr.eq(cell_addr)
+            for k in range(4):
+                m.d.comb += [cell_sums[k].eq(sum_rd[k].data + cell_values[k]), sum_wr[k].addr.eq(sum_write_addr),
+                             sum_wr[k].data.eq(cell_sums[k])]
+            cell_values = cell_sums
         m.d.comb += [
-            self.cell_read.data.acc_i.eq(Mux(read_cleared[0], biases[0], gate_out_rd[0].data.value)),
-            self.cell_read.data.acc_f.eq(Mux(read_cleared[1], biases[1], gate_out_rd[1].data.value)),
-            self.cell_read.data.acc_g.eq(Mux(read_cleared[2], biases[2], gate_out_rd[2].data.value)),
-            self.cell_read.data.acc_o.eq(Mux(read_cleared[3], biases[3], gate_out_rd[3].data.value)),
+            self.cell_read.data.acc_i.eq(cell_values[0]),
+            self.cell_read.data.acc_f.eq(cell_values[1]),
+            self.cell_read.data.acc_g.eq(cell_values[2]),
+            self.cell_read.data.acc_o.eq(cell_values[3]),
             self.cell_read.data.peep_i.eq(peeps[0]),
             self.cell_read.data.peep_f.eq(peeps[1]),
             self.cell_read.data.peep_o.eq(peeps[2]),
@@ -375,11 +400,12 @@ class SparsePE(wiring.Component):
         cell_reset_addr = Signal.like(gate_out_rd[0].addr, reset_less=True)
         proj_reset_pending = Signal()
         proj_reset_addr = Signal.like(proj_out_rd.addr, reset_less=True)
-        # delta mode: the sums persist from frame to frame, the ports only read (docs/architecture.md)
-        resets = not design.delta_mode
+        # delta mode: the sums persist from frame to frame, the ports only read (docs/architecture.md); with
+        # split sums the gate copies hold one frame's deltas and are reset as without delta mode
+        gate_resets, proj_resets = not design.delta_mode or split, not design.delta_mode
         m.d.sync += [
-            cell_reset_pending.eq(self.cell_read.en if resets else 0), cell_reset_addr.eq(bank_addr),
-            proj_reset_pending.eq(self.proj_read.en if resets else 0), proj_reset_addr.eq(proj_addr),
+            cell_reset_pending.eq(self.cell_read.en if gate_resets else 0), cell_reset_addr.eq(bank_addr),
+            proj_reset_pending.eq(self.proj_read.en if proj_resets else 0), proj_reset_addr.eq(proj_addr),
         ]
 
         # ---- accumulator writes: MAC results; a cell reset clears its words (the read ports hold their tags), a
@@ -390,6 +416,8 @@ class SparsePE(wiring.Component):
                 port.en.eq(wb["valid"] & (wb["target"] == GATE_TARGET) & (wb["bank"] == k)),
             ]
         m.d.comb += [tags_wr.addr.eq(cell_reset_addr), tags_wr.data.eq(~read_tags), tags_wr.en.eq(cell_reset_pending)]
+        if split:
+            m.d.comb += [port.en.eq(cell_reset_pending) for port in sum_wr]
         with m.If(proj_reset_pending):
             m.d.comb += [proj_wr.addr.eq(proj_reset_addr), proj_wr.data.eq(0), proj_wr.en.eq(1)]
         with m.Else():

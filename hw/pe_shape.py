@@ -161,7 +161,8 @@ def entry_memory_names(shape: PEShape) -> list[str]:
 
 def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, MemoryContents]:
     """Every memory of PE `pe_index` whose contents come from the model, by its name in SparsePE: entry
-    banks, pointers, gate banks (the biases), bias, peephole and MAC bias ROMs, phase and layer ROMs. The
+    banks, pointers, gate banks (the biases), bias, peephole and MAC bias ROMs (with split sums the sum banks
+    instead of the bias ROMs), phase and layer ROMs. The
     Verilog's PE module reads these from one image file per PE (hw/shared_pe.py)."""
     pe, shape, numerics = design.pes[pe_index], design.pe_shape, design.numerics
     acc_bits = design.acc_bits
@@ -177,12 +178,18 @@ def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, Me
         contents[f"gate_bank{k}"] = MemoryContents(gate_word, shape.gate_depth,
                                                    tuple({"value": bias, "tag": 0} for bias in pe.gate_bank_init(k)))
     bias_layout = data.ArrayLayout(signed(acc_bits), 4)
-    contents["bias_rom"] = MemoryContents(bias_layout, shape.cell_depth, tuple(map(tuple, pe.bias)) or ((0,) * 4,))
+    if pe.split_sums:
+        # delta mode, one layer (hw/design.py): a cleared word reads as 0; the sums start at the bias
+        for k in range(4):
+            contents[f"sum_bank{k}"] = MemoryContents(signed(acc_bits), shape.cell_depth, tuple(pe.sum_bank_init(k)))
+    else:
+        contents["bias_rom"] = MemoryContents(bias_layout, shape.cell_depth, tuple(map(tuple, pe.bias)) or ((0,) * 4,))
     contents["peephole_rom"] = MemoryContents(data.ArrayLayout(signed(numerics.peephole_bits), 3), shape.cell_depth,
                                               tuple(map(tuple, pe.peephole)) or ((0,) * 3,))
-    # the bias a cleared gate word reads as, per gate-bank word (the MAC's copy)
-    contents["mac_bias_rom"] = MemoryContents(
-        bias_layout, shape.gate_depth, tuple(zip(*(pe.gate_bank_init(k) for k in range(4)))) or ((0,) * 4,))
+    if not pe.split_sums:
+        # the bias a cleared gate word reads as, per gate-bank word (the MAC's copy)
+        contents["mac_bias_rom"] = MemoryContents(
+            bias_layout, shape.gate_depth, tuple(zip(*(pe.gate_bank_init(k) for k in range(4)))) or ((0,) * 4,))
     contents["phase_rom"] = phase_rom(pe, shape, design.phase_bits)
     contents["layer_rom"] = layer_rom(pe, shape, design.layer_bits)
     return contents

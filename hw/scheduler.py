@@ -26,8 +26,9 @@ its input words into the other copy of layer 0's accumulators, and its R_READ on
 
 Delta mode (docs/architecture.md): the words go through a DeltaFilter, with `restart` telling it whether
 the word's frame starts a sequence; R_READ is not skipped at a sequence start (the filter takes back the
-recurrent columns sent in the old sequence), and with a single layer the next frame's input waits for the
-end of the element-wise pass (one copy of the accumulators, which the pass reads).
+recurrent columns sent in the old sequence). The next frame's input flows during the last layer's
+element-wise pass as without delta mode: with one layer into the other copy of the frame's deltas (split
+sums, hw/design.py), with more into layer 0's accumulators, which that pass does not read.
 
 The datapath lives in the components: InputEngine (hw/input_engine.py), YReader and the y memory
 (hw/y_reader.py), OutputStreamer and the output buffer (hw/output_streamer.py). What stays here is which
@@ -348,9 +349,7 @@ class Scheduler(wiring.Component):
                 # (a gate word carries more PE work than an m word), except in a single stream's last layer,
                 # where an m word goes first: the projection, its readout and the recurrent words behind it
                 # are the frame's chain, while the input words only have to be in before the next DRAIN_G.
-                # (delta mode, one layer: this pass reads the only copy of the accumulators the input adds to)
-                prefetch = 0 if delta and n_layers == 1 else is_last_layer
-                m.d.comb += [input_engine.enable.eq(prefetch), input_engine.buffer.eq(~frame_parity)]
+                m.d.comb += [input_engine.enable.eq(is_last_layer), input_engine.buffer.eq(~frame_parity)]
                 prefetch_recurrent()
                 with m.If(has_proj[layer]):
                     with m.If(self.m.valid & m_turn):

@@ -116,19 +116,32 @@ def test_sixteen_pes_long_projection_back_to_back_restarts(lanes):
     check_delta(encoded, frames=6, restart_at=(1, 2, 4), seed=7, params=HardwareParams(lanes=lanes))
 
 
-def test_design_of_delta_mode_has_one_copy_and_wider_words():
+def test_design_of_delta_mode_copies_sum_banks_and_wider_words():
+    """One layer: split sums (two copies that start at 0, sum banks that start at the bias); more layers:
+    one copy of layer 0 that starts at the bias. A delta is one bit wider than a word."""
     plain = encoded_model(5, 6, 3, n_pes=2, seed=8)
     delta = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1), HardwareParams(lanes=1))
     normal = AcceleratorDesign.from_encoded(plain, HardwareParams(lanes=1))
     assert delta.value_bits == normal.value_bits + 1
+    assert delta.split_sums and not normal.split_sums
     for pe_delta, pe_normal in zip(delta.pes, normal.pes):
-        assert pe_delta.gate_depth == pe_normal.gate_depth - pe_normal.cells[0]
-        assert pe_delta.alt_base == 0
+        assert pe_delta.gate_depth == pe_normal.gate_depth and pe_delta.alt_base == pe_normal.alt_base > 0
+        for gate in range(4):
+            assert pe_delta.gate_bank_init(gate) == [0] * pe_delta.gate_depth
+            assert pe_delta.sum_bank_init(gate) == [bias[gate] for bias in pe_normal.bias]
     assert delta.memory_bits()["delta_last_sent"] == (5 + 3 + 6) * delta.numerics.act_bits
     assert "delta_last_sent" not in normal.memory_bits()
     # with 2 lanes a row per x and y column and per group of 2 m columns, 2 values a row
     two = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1), HardwareParams(lanes=2))
     assert two.memory_bits()["delta_last_sent"] == (5 + 3 + 3) * 2 * delta.numerics.act_bits
+    layered = encoded_model(5, 6, 3, layers=2, n_pes=2, seed=8)
+    delta2 = AcceleratorDesign.from_encoded(with_thresholds(layered, 1, 1, 1), HardwareParams(lanes=1))
+    normal2 = AcceleratorDesign.from_encoded(layered, HardwareParams(lanes=1))
+    assert not delta2.split_sums
+    for pe_delta, pe_normal in zip(delta2.pes, normal2.pes):
+        assert pe_delta.gate_depth == pe_normal.gate_depth - pe_normal.cells[0]
+        assert pe_delta.alt_base == 0
+        assert pe_delta.gate_bank_init(0) == [bias[0] for bias in pe_normal.bias]
 
 
 @pytest.mark.parametrize("layers, thresholds, n_pes, lanes", [

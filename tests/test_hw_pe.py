@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import random
 
@@ -14,6 +15,7 @@ from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.design import ENTRY_BANK_WORDS
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.testing import stream_send
+from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
 from sparselstm.sw.quantized import QuantizedLayer, QuantizedModel
@@ -341,3 +343,64 @@ def test_pe_words_reset_with_and_without_macs_between_resets():
     expected = [ref_pe_accumulators(layer, 1, 0, v[:inputs], v[inputs:], None)[0] for v in vectors]
     assert np.array_equal(np.array(got), np.concatenate(expected))
     assert not np.array_equal(expected[1], expected[2])     # round 1 wrote some words, round 2 none
+
+
+def test_pe_split_sums_add_each_frame_into_the_sum_banks():
+    """Delta mode with one layer (hw/design.py, split sums): each copy collects one frame's words, a cell read
+    gives the sum bank plus the copy (the bias plus every frame so far), writes it back and clears the copy,
+    while the next frame's words go into the other copy; cleared words read as 0."""
+    rng = np.random.default_rng(12)
+    cells, inputs = 5, 6
+    layer = make_layer(random_sparse(rng, (4 * cells, inputs + cells), 0.7), peephole=False)
+    qmodel = QuantizedModel(NUMERICS, (layer,))
+    encoded = dataclasses.replace(encode(qmodel, 1), delta_thresholds=(DeltaThresholds(1, 1, 0),))
+    design = AcceleratorDesign.from_encoded(encoded)
+    assert design.split_sums
+    dut = SparsePE(design, 0)
+    frames = [(rng.integers(-30000, 30000, inputs), rng.integers(-30000, 30000, cells)) for _ in range(3)]
+    bias = layer.bias.reshape(4, cells).T
+    sums = [ref_pe_accumulators(layer, 1, 0, x, y, None)[0] - bias for x, y in frames]
+    reads = []
+
+    async def send(ctx, words, buffer):
+        await stream_send(ctx, dut.i, [{"phase": phase, "buffer": buffer, "column": column, "value": value}
+                                       for phase, column, value in words], rng=random.Random(3), idle=0.3)
+
+    async def read_cells(ctx, buffer):
+        values = []
+        for q in range(cells):
+            ctx.set(dut.cell_read.en, 1)
+            ctx.set(dut.cell_read.index, q)
+            ctx.set(dut.cell_read.buffer, buffer)
+            await ctx.tick()
+            data = ctx.get(dut.cell_read.data)
+            values.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
+        ctx.set(dut.cell_read.en, 0)
+        reads.append(values)
+
+    async def idle(ctx):
+        await ctx.tick()
+        while ctx.get(dut.busy):
+            await ctx.tick()
+
+    async def testbench(ctx):
+        words = [broadcast_words(layer, x, y, None) for x, y in frames]
+        await send(ctx, words[0], 0)
+        await idle(ctx)
+        await send(ctx, words[1][:3], 1)      # the next frame's words go into copy 1 ...
+        await read_cells(ctx, 0)              # ... while copy 0 is read into the sum banks
+        await send(ctx, words[1][3:], 1)
+        await idle(ctx)
+        await read_cells(ctx, 1)
+        await send(ctx, words[2], 0)          # copy 0 was cleared: it holds frame 2 alone
+        await idle(ctx)
+        await read_cells(ctx, 0)
+        await read_cells(ctx, 1)              # nothing new: the sums again
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    expected = [bias + sums[0], bias + sums[0] + sums[1], bias + sums[0] + sums[1] + sums[2]]
+    for got, want in zip(reads, expected + [expected[-1]]):
+        assert np.array_equal(np.array(got), want)
