@@ -215,9 +215,12 @@ class LaneUnpacker(wiring.Component):
                         m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
                     else:
                         m.d.comb += mask_read.addr.eq(base + self.i.payload.column)
-        valid_1 = Signal()
-        proj_1 = Signal()
-        word_1 = Signal(layout)
+        # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
+        # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
+        # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
+        valid_1 = Signal(attrs={"keep": 1})
+        proj_1 = Signal(attrs={"keep": 1})
+        word_1 = Signal(layout, attrs={"keep": 1})
         m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), word_1.eq(self.i.payload)]
         sent_1 = Signal(lanes)
         m.d.comb += sent_1.eq(word_1.value & mask_read.data)

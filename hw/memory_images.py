@@ -98,8 +98,9 @@ class SharedModule:
 
 class _SharingEmitter(rtlil.ModuleEmitter):
     """Amaranth's RTLIL module emitter, leaving out the initial contents of the memories named in `omitted`
-    (None: of every memory) and the wires of struct fields, and naming each submodule's module
-    `module_names[index]`, with the cell parameters `parameters.get(index, {})`."""
+    (None: of every memory) and the wires of struct fields, naming each submodule's module
+    `module_names[index]`, with the cell parameters `parameters.get(index, {})`, and keeping the flip-flops
+    of signals with the `keep` attribute."""
 
     def __init__(self, *args, omitted, module_names, parameters, **kwargs):
         super().__init__(*args, **kwargs)
@@ -108,6 +109,15 @@ class _SharingEmitter(rtlil.ModuleEmitter):
     def emit_memory(self, cell_idx, cell):
         if self._omitted is not None and cell.name not in self._omitted:
             super().emit_memory(cell_idx, cell)
+
+    def emit_flip_flop(self, cell_idx, cell):
+        """Amaranth 0.5's, with a `keep` of the signal's attributes on the flip-flop cell too, where Yosys
+        looks for it: on the wire alone (Amaranth's choice) it does not stop opt_merge from merging identical
+        registers (hw/lanes.py)."""
+        super().emit_flip_flop(cell_idx, cell)
+        if "keep" in cell.attributes:
+            flip_flop = next(reversed(self.builder.contents.values()))   # the cell just emitted
+            flip_flop.attribute("keep", cell.attributes["keep"])
 
     def emit_signal_fields(self):
         """None: a wire per field of every `data.View` signal (`payload.value`, ...) is a debugging aid that

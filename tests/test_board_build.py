@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("amaranth_boards")
 
 from sparselstm.cli import main
-from sparselstm.hw.boards.flow import TOP_NAME, read_nextpnr_report
+from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS, TOP_NAME, read_nextpnr_report
 from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
 from sparselstm.hw.boards.serial_board import link_frames_per_second
 from sparselstm.spec.host_link import Command, Reply
@@ -60,6 +60,9 @@ def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_enco
     script = json.loads((tmp_path / f"build_{TOP_NAME}.json").read_text())["commands"]
     assert [command[0] for command in script] == ["yosys", "nextpnr-ecp5", "ecppack"]
     assert "--seed" in script[1] and "--report" in script[1]
+    # the unpackers' registers stay one per PE (hw/lanes.py): `keep` reaches the flip-flops before synthesis
+    yosys_script = (tmp_path / f"{TOP_NAME}.ys").read_text()
+    assert yosys_script.index(KEEP_FLIP_FLOPS) < yosys_script.index("synth_ecp5")
 
 
 @pytest.mark.parametrize("input_size, output_size", [(80, 128), (128, 80), (4, 8)])

@@ -32,6 +32,10 @@ STEP_NAMES = {"yosys": "synthesis (Yosys)", "nextpnr-ecp5": "place and route (ne
 PROGRESS_SECONDS = 60
 UTILISATION_CELLS = ("TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D")
 SYNTHESIS_CELLS = ("LUT4", "TRELLIS_FF", "DP16KD", "MULT18X18D", "CCU2C")
+# Yosys merges identical flip-flops unless the cell has `keep`, and Amaranth's RTLIL puts a signal's `keep` on
+# its wire only: copied to the flip-flops driving such wires, the LaneUnpackers' registers stay one per PE
+# (hw/lanes.py; the Verilog of `sparselstm verilog` has it on the cells already, hw/memory_images.py)
+KEEP_FLIP_FLOPS = "setattr -set keep 1 a:keep %ci1:+$dff,$adff[Q] t:$dff t:$adff %u %i"
 
 
 def tool_command(name: str) -> list[str]:
@@ -130,7 +134,7 @@ class ULX3SBuild:
         """Elaborate and write the plan (RTLIL, Yosys script, LPF constraints); returns its commands."""
         self.progress(f"elaborating the ULX3S top ({self.pll.output_hz / 1e6:.3f} MHz from the PLL)")
         plan = self.platform.prepare(
-            self.top, name=TOP_NAME,
+            self.top, name=TOP_NAME, script_after_read=KEEP_FLIP_FLOPS,
             script_after_synth=f"tee -q -o {TOP_NAME}.stat.json stat -json",
             nextpnr_opts=["--seed", str(self.seed), "--router", "router1", "--timing-allow-fail",
                           "--report", f"{TOP_NAME}.report.json"])
