@@ -21,12 +21,12 @@ SIMULATOR      ?= verilator
 # the thresholds of bench/delta_sweep.py's knee (x, y 0.2, m 0.02: 82.6 % against 83.4 % accuracy).
 SIM_DELTA      ?= models/words-delta-thresholds.json
 
-# `make sim-delta-trained`: the model fine-tuned in delta mode with its thresholds x, y 0.3, m 0.1
-# (models/words-lstmp-delta.*; docs/compression.md section 8), 4 element-wise lanes.
-DELTA_MODEL    ?= models/words-lstmp-delta.npz
-DELTA_HEAD     ?= models/words-lstmp-delta.head.npz
-DELTA_THRESHOLDS ?= models/words-lstmp-delta.thresholds.json
-DELTA_LANES    ?= 4
+# `make sim-delta-trained`: the model fine-tuned in delta mode (models/words-lstmp-delta10.*; docs/compression.md
+# section 8) with the thresholds chosen on validation, x 0.2, y 0.4, m 0.1, 8 element-wise lanes.
+DELTA_MODEL    ?= models/words-lstmp-delta10.npz
+DELTA_HEAD     ?= models/words-lstmp-delta10.head.npz
+DELTA_THRESHOLDS ?= models/words-lstmp-delta10.thresholds.json
+DELTA_LANES    ?= 8
 
 .PHONY: help install test test-all sim sim-delta sim-delta-trained sim-density05 sim-regress encode verilog bitstream bench data data-full train train-full accuracy compression-experiment clean
 
