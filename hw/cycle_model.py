@@ -21,9 +21,9 @@ frame's DRAIN_G waits for the end of that readout instead.
 
 Delta mode (`column_share`, docs/architecture.md): each column's entries are weighted by the share of
 frames in which it is sent (e.g. from sw.golden's delta counts); the schedule is the one without delta
-mode (with one layer the next frame's input goes into the other copy of the deltas: split sums, hw/design.py).
-Given the columns one frame sends (boolean shares), a
-word none of whose columns is sent costs the delta filter's cycle and nothing else (it does not wait for
+mode (with one layer the next frame's input goes into the other copy of the deltas: split sums,
+hw/design.py). Given the columns one frame sends (boolean shares), a word none of whose columns is sent
+costs the delta filter's cycle and nothing else (it does not wait for
 the PEs' room, no PE sees it), and a word goes out whole if any of its columns is sent (a group of m
 columns with lanes > 1; each PE then pays its entries of the sent ones). `delta_frame_cycles` averages
 the frames of a run: the frame period is decided by the busiest PE of each frame, which the average

@@ -23,6 +23,11 @@ bias, one proj bank initialised with 0. Two read-and-reset ports serve the contr
   weights; at t+1 the four words are marked cleared (they read as the bias until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
+Delta mode keeps the sums from frame to frame: the ports only read. With split sums (one layer,
+hw/design.py) the gate words are reset as above but read as 0 when cleared, and `cell_read` gives four *sum
+banks* (one word per cell and gate, starting at the bias) plus the copy, writing that sum back into the sum
+banks at t+1.
+
 The controller must only read a cell while no word for that cell's layer and copy is queued or in flight,
 and use `proj_read` while no proj-phase word is (`proj_busy` low; the reset shares the proj bank's write
 port with the MAC).

@@ -162,8 +162,8 @@ def entry_memory_names(shape: PEShape) -> list[str]:
 def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, MemoryContents]:
     """Every memory of PE `pe_index` whose contents come from the model, by its name in SparsePE: entry
     banks, pointers, gate banks (the biases), bias, peephole and MAC bias ROMs (with split sums the sum banks
-    instead of the bias ROMs), phase and layer ROMs. The
-    Verilog's PE module reads these from one image file per PE (hw/shared_pe.py)."""
+    instead of the bias ROMs), phase and layer ROMs. The Verilog's PE module reads these from one image file
+    per PE (hw/shared_pe.py)."""
     pe, shape, numerics = design.pes[pe_index], design.pe_shape, design.numerics
     acc_bits = design.acc_bits
     contents = {}
