@@ -208,6 +208,21 @@ def test_pe_rejects_bad_index():
     gc.collect()   # the half-built component warns when collected: let that happen under this filter
 
 
+async def read_gate_words(ctx, dut, cells, buffer):
+    """Read cells 0 .. cells-1 of accumulator copy `buffer` through `cell_read`, one per cycle: their four
+    gate words each."""
+    values = []
+    for q in range(cells):
+        ctx.set(dut.cell_read.en, 1)
+        ctx.set(dut.cell_read.index, q)
+        ctx.set(dut.cell_read.buffer, buffer)
+        await ctx.tick()
+        data = ctx.get(dut.cell_read.data)
+        values.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
+    ctx.set(dut.cell_read.en, 0)
+    return values
+
+
 def test_pe_double_buffer_and_write_back_stalls_are_exact():
     """Layer 0's gate accumulators have two copies. Words for copy 1 are processed while every cell of
     copy 0 is read and reset (the resets land while MACs are in flight): both stay exact."""
@@ -230,14 +245,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
                                        for phase, column, value in words])
 
     async def read_cells(ctx, buffer, into):
-        for q in range(cells):
-            ctx.set(dut.cell_read.en, 1)
-            ctx.set(dut.cell_read.index, q)
-            ctx.set(dut.cell_read.buffer, buffer)
-            await ctx.tick()
-            data = ctx.get(dut.cell_read.data)
-            into.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
-        ctx.set(dut.cell_read.en, 0)
+        into.extend(await read_gate_words(ctx, dut, cells, buffer))
 
     async def idle(ctx):
         await ctx.tick()
@@ -367,16 +375,7 @@ def test_pe_split_sums_add_each_frame_into_the_sum_banks():
                                        for phase, column, value in words], rng=random.Random(3), idle=0.3)
 
     async def read_cells(ctx, buffer):
-        values = []
-        for q in range(cells):
-            ctx.set(dut.cell_read.en, 1)
-            ctx.set(dut.cell_read.index, q)
-            ctx.set(dut.cell_read.buffer, buffer)
-            await ctx.tick()
-            data = ctx.get(dut.cell_read.data)
-            values.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
-        ctx.set(dut.cell_read.en, 0)
-        reads.append(values)
+        reads.append(await read_gate_words(ctx, dut, cells, buffer))
 
     async def idle(ctx):
         await ctx.tick()
