@@ -28,8 +28,9 @@ from sparselstm.hw.boards.flow import tool_command
 from sparselstm.hw.broadcast import Broadcaster
 from sparselstm.hw.delta_filter import DeltaFilter
 from sparselstm.hw.design import AcceleratorDesign
-from sparselstm.hw.interfaces import design_broadcast_layout, design_lane_broadcast_layout
+from sparselstm.hw.interfaces import design_broadcast_layout
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
+from sparselstm.hw.mask_address import unpacker_word_layout
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.readout import CellReader, ProjReader
@@ -46,7 +47,7 @@ COMPONENTS = {
     "scheduler": lambda design, pe: Scheduler(design),
     "deltafilter": lambda design, pe: DeltaFilter(design),   # an encoded model with delta thresholds
     "broadcaster": lambda design, pe: Broadcaster(
-        design_lane_broadcast_layout(design) if design.lanes > 1 else design_broadcast_layout(design), design.n_pes),
+        unpacker_word_layout(design) if design.lanes > 1 else design_broadcast_layout(design), design.n_pes),
 }
 
 

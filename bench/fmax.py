@@ -105,6 +105,33 @@ def critical_paths(report: dict, count: int) -> list[dict]:
     return paths[:count]
 
 
+def module_of(cell: str) -> str:
+    """The design instance a packed cell came from: `dut.pe3.fifo.x_TRELLIS_FF_Q` -> `dut.pe3.fifo`."""
+    parts = cell.split(".")
+    return ".".join(parts[:-1]) if len(parts) > 1 else "(top)"
+
+
+def late_endpoints(report: dict, period_ns: float, count: int) -> list[dict]:
+    """Where the late paths end, by design instance: nextpnr's --detailed-timing-report gives each register
+    input's arrival time (the whole path up to it, setup not included); the instances with the most endpoints
+    arriving after `period_ns` come first. A routed design's failing paths are mostly routing, so this names
+    the logic that needs a register, not one path."""
+    by_instance: dict[str, dict] = {}
+    for net in report.get("detailed_net_timings", []):
+        for endpoint in net.get("endpoints", []):
+            arrival = float(endpoint.get("delay", 0.0))
+            entry = by_instance.setdefault(module_of(endpoint.get("cell", "?")),
+                                           {"late": 0, "endpoints": 0, "worst_ns": 0.0, "worst_net": None})
+            entry["endpoints"] += 1
+            entry["late"] += arrival > period_ns
+            if arrival > entry["worst_ns"]:
+                entry.update(worst_ns=round(arrival, 2), worst_net=net.get("net"),
+                             worst_driver=module_of(net.get("driver", "?")))
+    ranked = sorted(({"instance": name, **entry} for name, entry in by_instance.items() if entry["late"]),
+                    key=lambda e: (-e["late"], -e["worst_ns"]))
+    return ranked[:count]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     source = parser.add_mutually_exclusive_group()
@@ -115,6 +142,8 @@ def main(argv=None) -> int:
     parser.add_argument("--streams", type=int, default=1, help="interleaved streams (hardware parameter, default 1)")
     parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
     parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
+    parser.add_argument("--instances", type=int, default=40,
+                        help="instances with late endpoints to save in OUT/fmax.json (default 40; 12 printed)")
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
     parser.add_argument("--router", choices=("router1", "router2"), default="router1",
                         help="nextpnr's router (default router1; router2 does not converge on 16 PEs)")
@@ -150,7 +179,8 @@ def main(argv=None) -> int:
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
     timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
                             "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ), *stage,
-                            "--seed", str(args.seed), "--report", "report.json"], out / "nextpnr.log")
+                            "--seed", str(args.seed), "--report", "report.json", "--detailed-timing-report"],
+                           out / "nextpnr.log")
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}
@@ -160,7 +190,8 @@ def main(argv=None) -> int:
     utilisation = {kind: f"{v['used']}/{v['available']}" for kind, v in report.get("utilization", {}).items()
                    if v["used"]}
     result = {"seed": args.seed, "stage": "placed" if args.no_route else "routed", "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
-              "critical_paths": critical_paths(report, args.paths), **timings}
+              "critical_paths": critical_paths(report, args.paths),
+              "late_endpoints": late_endpoints(report, 1000.0 / TARGET_MHZ, args.instances), **timings}
     (out / "fmax.json").write_text(json.dumps(result, indent=1))
     stage = "estimated after placement, not routed" if args.no_route else "routed"
     print(f"Fmax ({stage}): {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
@@ -168,6 +199,12 @@ def main(argv=None) -> int:
     for path in result["critical_paths"]:
         print(f"  {path['delay_ns']:6.2f} ns ({path['routing_ns']:.2f} routing) {path['from']} -> {path['to']}")
         print("      via " + " > ".join(path["cells"][:12]) + (" ..." if len(path["cells"]) > 12 else ""))
+    if result["late_endpoints"]:
+        print(f"instances with endpoints arriving after {1000.0 / TARGET_MHZ:.2f} ns (late / all, worst arrival, "
+              "its last net's driver):")
+    for entry in result["late_endpoints"][:12]:
+        print(f"  {entry['instance']}: {entry['late']} / {entry['endpoints']}, {entry['worst_ns']:.2f} ns from "
+              f"{entry['worst_driver']}")
     return 0
 
 

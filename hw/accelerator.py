@@ -1,6 +1,7 @@
 """The accelerator top level: N sparse PEs, broadcaster, readers, element-wise unit, scheduler.
 
     i (InputWord) --> Scheduler --bcast--> Broadcaster ==> PE 0 .. PE N-1   (gate and proj SpMV)
+                      (lanes > 1: --> MaskAddresser --> Broadcaster ==> LaneUnpacker --> PE, per PE)
                       (InputEngine, YReader, OutputStreamer inside)
                         ^   |                                 |  cell_read / proj_read
                         |   +--cells--> CellReader <----------+
@@ -26,8 +27,9 @@ from amaranth.lib.wiring import In, Out
 from .broadcast import Broadcaster
 from .delta_filter import DeltaFilter
 from .design import AcceleratorDesign
-from .interfaces import design_broadcast_layout, design_lane_broadcast_layout, input_word_layout, output_word_layout
+from .interfaces import design_broadcast_layout, input_word_layout, output_word_layout
 from .lanes import LaneElementwise, LaneUnpacker
+from .mask_address import MaskAddresser, unpacker_word_layout
 from .pe import SparsePE
 from .readout import CellReader, ProjReader
 from .scheduler import Scheduler
@@ -89,8 +91,10 @@ class Accelerator(wiring.Component):
         for p, pe in enumerate(pes):
             m.submodules[f"pe{p}"] = pe
         lanes = design.lanes
-        word_layout = design_broadcast_layout(design) if lanes == 1 else design_lane_broadcast_layout(design)
+        word_layout = design_broadcast_layout(design) if lanes == 1 else unpacker_word_layout(design)
         m.submodules.broadcaster = broadcaster = Broadcaster(word_layout, design.n_pes)
+        if lanes > 1:   # the unpackers' mask ROM address, once for all before the broadcast register
+            m.submodules.mask_addresser = mask_addresser = MaskAddresser(design)
         # with more than one lane, an unpacker in front of each PE hands it the columns of a word one by one
         unpackers = [per_pe(platform, LaneUnpacker(design, p), "unpacker", design, p)
                      for p in range(design.n_pes)] if lanes > 1 else []
@@ -114,10 +118,14 @@ class Accelerator(wiring.Component):
         if design.delta_mode:   # the words become the deltas of the sent columns (hw/delta_filter.py)
             m.submodules.delta_filter = delta_filter = DeltaFilter(design)
             wiring.connect(m, scheduler.bcast, delta_filter.i)
-            wiring.connect(m, delta_filter.o, broadcaster.i)
+            bcast = delta_filter.o
             m.d.comb += delta_filter.restart.eq(scheduler.restart)
         else:
-            wiring.connect(m, scheduler.bcast, broadcaster.i)
+            bcast = scheduler.bcast
+        if lanes > 1:
+            wiring.connect(m, bcast, mask_addresser.i)
+            bcast = mask_addresser.o
+        wiring.connect(m, bcast, broadcaster.i)
         wiring.connect(m, scheduler.cells, cell_reader.command)
         wiring.connect(m, cell_reader.o, cell_slice.i)
         wiring.connect(m, cell_slice.o, elementwise.i)

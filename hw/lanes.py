@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 
 from .design import PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
 from .elementwise import ElementwiseLayer, ElementwiseUnit
+from .mask_address import mask_bases, unpacker_word_layout
 from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
                          elementwise_group_out_layout)
 
@@ -139,7 +140,7 @@ class LaneUnpacker(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(design_lane_broadcast_layout(design)))
+    i : In(stream.Signature(mask_address.unpacker_word_layout(design)))
         `i.ready` is not driven: the broadcaster trusts `room`.
     room : Out(1)
     o : Out(stream.Signature(design_broadcast_layout(design)))
@@ -160,7 +161,7 @@ class LaneUnpacker(wiring.Component):
         self._design = design
         self._pe = design.pes[pe_index]
         super().__init__({
-            "i": In(stream.Signature(design_lane_broadcast_layout(design))),
+            "i": In(stream.Signature(unpacker_word_layout(design))),
             "room": Out(1),
             "o": Out(stream.Signature(design_broadcast_layout(design))),
             "busy": Out(1),
@@ -168,19 +169,24 @@ class LaneUnpacker(wiring.Component):
         })
 
     def group_masks(self) -> tuple[dict[int, int], list[int]]:
-        """(phase -> mask ROM address of its column 0 / group 0, the ROM words): the word of a proj phase's
-        group has bit k set where the PE has an entry in column `lanes * group + k`; an x or recurrent phase
-        has a word per column, bit 0 set where the PE has an entry in it (x and y words use lane 0). Word 0
-        is all ones: what a phase without a mask reads (the word passes whole)."""
+        """(phase -> mask ROM address of its column 0 / group 0, the ROM words), laid out as
+        mask_address.mask_bases (the same in every PE): the word of a proj phase's group has bit k set where
+        the PE has an entry in column `lanes * group + k`; an x or recurrent phase has a word per column, bit 0
+        set where the PE has an entry in it (x and y words use lane 0). Word 0 is all ones: what a phase
+        without a mask reads (the word passes whole)."""
         design, pe, lanes = self._design, self._pe, self._design.lanes
-        bases, words = {}, [(1 << lanes) - 1]
+        bases, size = mask_bases(design)
+        words = [(1 << lanes) - 1]
         for l, info in enumerate(design.layers):
             for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
                                   (PHASE_PROJ, info.cell_size)):
                 phase = pe.phases[phase_index(l, kind)]
-                if not phase.used:
+                if phase_index(l, kind) not in bases:
                     continue
-                bases[phase_index(l, kind)] = len(words)
+                assert len(words) == bases[phase_index(l, kind)]
+                if not phase.used:      # another PE's phase: this PE's words pass whole, as word 0
+                    words += [(1 << lanes) - 1] * (columns if kind != PHASE_PROJ else design.lane_groups(l))
+                    continue
                 pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
                 has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
                 if kind != PHASE_PROJ:
@@ -189,12 +195,12 @@ class LaneUnpacker(wiring.Component):
                 for group in range(design.lane_groups(l)):
                     words.append(sum(has_entries[c] << (c - lanes * group)
                                      for c in range(lanes * group, min(lanes * (group + 1), columns))))
+        assert len(words) == size
         return bases, words
 
     def elaborate(self, platform):
         design, lanes = self._design, self._design.lanes
         fifo_depth = design.params.fifo_depth
-        shift = lanes.bit_length() - 1
         layout = design_lane_broadcast_layout(design)
         m = Module()
 
@@ -205,23 +211,17 @@ class LaneUnpacker(wiring.Component):
 
         # ---- stage 1: the word registered beside its group mask ---------------------------------------------
         # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
-        # nothing but an AND between the ROM's output register and the FIFO's write enable
-        proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
-        is_proj = Signal()
-        with m.Switch(self.i.payload.phase):
-            for phase, base in bases.items():
-                with m.Case(phase):
-                    if phase in proj_phases:
-                        m.d.comb += [is_proj.eq(1), mask_read.addr.eq(base + (self.i.payload.column >> shift))]
-                    else:
-                        m.d.comb += mask_read.addr.eq(base + self.i.payload.column)
+        # nothing but an AND between the ROM's output register and the FIFO's write enable. The address comes
+        # with the word (hw/mask_address.py), so the broadcast register drives the ROM directly.
+        m.d.comb += mask_read.addr.eq(self.i.payload.mask_address)
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
         valid_1 = Signal(attrs={"keep": 1})
         proj_1 = Signal(attrs={"keep": 1})
         word_1 = Signal(layout, attrs={"keep": 1})
-        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(is_proj), word_1.eq(self.i.payload)]
+        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(self.i.payload.proj),
+                     *[word_1[name].eq(self.i.payload[name]) for name in layout.members]]
         sent_1 = Signal(lanes)
         m.d.comb += sent_1.eq(word_1.value & mask_read.data)
         pushed = valid_1 & sent_1.any()
@@ -251,6 +251,7 @@ class LaneUnpacker(wiring.Component):
 
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------
         head_proj = Signal()
+        proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
         with m.Switch(head.phase):
             for phase in proj_phases & bases.keys():
                 with m.Case(phase):
@@ -264,6 +265,6 @@ class LaneUnpacker(wiring.Component):
             m.d.sync += proj_words.eq(proj_words - 1)
         m.d.sync += [
             self.busy.eq(self.i.valid | valid_1 | fifo.level.any()),
-            self.proj_busy.eq((self.i.valid & is_proj) | (valid_1 & proj_1) | proj_words.any()),
+            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & proj_1) | proj_words.any()),
         ]
         return m

@@ -12,9 +12,10 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.cycle_model import default_lanes, predict_cycles
-from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_X
+from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
+from sparselstm.hw.mask_address import MaskAddresser, mask_address, mask_bases
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.spec.errors import ParameterError
@@ -138,9 +139,11 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     for group in range(6):
         values = [int(v) for v in rng.integers(-900, 900, 4)]
         mask = int(rng.integers(1, 16))
-        words.append({"phase": proj, "buffer": 0, "column": 4 * group, "value": mask, "values": values})
+        words.append({"phase": proj, "buffer": 0, "column": 4 * group, "value": mask, "values": values,
+                      "mask_address": mask_address(design, proj, 4 * group), "proj": 1})
         expected += [(proj, 4 * group + k, values[k]) for k in range(4) if mask >> k & 1 and has_entries[4 * group + k]]
-        words.append({"phase": x, "buffer": 1, "column": group, "value": 1, "values": [-5 - group, 0, 0, 0]})
+        words.append({"phase": x, "buffer": 1, "column": group, "value": 1, "values": [-5 - group, 0, 0, 0],
+                      "mask_address": mask_address(design, x, group), "proj": 0})
         if x_has_entries[group]:    # an x word in whose column the PE has no entry is dropped too
             expected.append((x, group, -5 - group))
     result = {"room_low": 0}
@@ -173,6 +176,54 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     assert result["got"] == expected
     assert result["room_low"] > 0, "the slow PE side must have filled the unpacker"
     assert result["busy"] == (0, 0)
+
+
+# ---- MaskAddresser -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lanes, layers, proj", [(2, 1, 6), (4, 2, 10), (2, 2, None)])
+def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
+    encoded = encoded_model(5, 12, proj, layers=layers, density=0.3, n_pes=4, seed=lanes + layers)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
+    bases, size = mask_bases(design)
+    assert LaneUnpacker(design, 2).group_masks()[0] == bases
+    assert len(LaneUnpacker(design, 3).group_masks()[1]) == size
+    # every column of every phase (proj: every group's first column), and a phase that is never broadcast
+    words = []
+    for phase in range(design.n_layers * 3):
+        layer, kind = divmod(phase, 3)
+        info = design.layers[layer]
+        columns = {PHASE_X: info.input_size, PHASE_R: info.recurrent_size, PHASE_PROJ: info.cell_size}[kind]
+        step = lanes if kind == PHASE_PROJ else 1
+        words += [{"phase": phase, "buffer": c & 1, "column": c, "value": 1, "values": [c] * lanes}
+                  for c in range(0, columns, step)]
+    addresses = [mask_address(design, w["phase"], w["column"]) for w in words]
+    assert sorted(set(addresses) - {0}) == list(range(1, size))     # every ROM word but word 0, once
+    dut = MaskAddresser(design)
+    got = []
+
+    async def testbench(ctx):       # combinational: the handshake and the payload pass straight through
+        for k, word in enumerate(words):
+            ctx.set(dut.i.payload, word)
+            ctx.set(dut.i.valid, k & 1)
+            ctx.set(dut.o.ready, k % 3 != 0)
+            await ctx.delay(1e-9)
+            assert (ctx.get(dut.o.valid), ctx.get(dut.i.ready)) == (k & 1, k % 3 != 0)
+            out = ctx.get(dut.o.payload)
+            assert list(out.values) == word["values"] and out.buffer == word["buffer"]
+            got.append((out.phase, out.column, out.mask_address, out.proj))
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
+    proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
+    assert got == [(w["phase"], w["column"], a, int(w["phase"] in proj_phases and w["phase"] in bases))
+                   for w, a in zip(words, addresses)]
+
+
+def test_mask_addresser_rejects_one_lane():
+    encoded = encoded_model(5, 12, 6, n_pes=2)
+    with pytest.raises(ValueError, match="one lane"):
+        MaskAddresser(AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=1)))
 
 
 # ---- the accelerator ----------------------------------------------------------------------------------------

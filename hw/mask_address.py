@@ -1,0 +1,107 @@
+"""The lane unpackers' mask ROM address, computed once in front of the broadcaster.
+
+Every LaneUnpacker (hw/lanes.py) keeps a mask word per column of the x and recurrent phases and per group of
+`lanes` columns of the proj phases, in the same order in every PE (`mask_bases`), so the ROM address of a
+broadcast word does not depend on the PE. Computed in each unpacker from the broadcast register, the 16
+copies of `base(phase) + column (>> log2 lanes)` were merged by synthesis into one adder driving every PE's
+ROM across the chip (#10). Here it is computed once, before the broadcaster's output register, and travels
+with the word: the register drives the ROM addresses directly.
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .design import PHASE_PROJ, PHASE_R, PHASE_X, AcceleratorDesign, bits_for, memory_depth, phase_index
+from .interfaces import design_lane_broadcast_layout
+
+__all__ = ["MaskAddresser", "mask_bases", "mask_address", "unpacker_word_layout"]
+
+
+def mask_bases(design: AcceleratorDesign) -> tuple[dict[int, int], int]:
+    """(phase -> mask ROM address of its column 0 / group 0, words in the ROM), the same in every PE. Word 0
+    is the all-ones word that a phase without masks reads (the word passes whole); each phase the design
+    broadcasts follows with a word per column (x, recurrent) or per group of `lanes` columns (proj)."""
+    if not isinstance(design, AcceleratorDesign):
+        raise TypeError(f"expected an AcceleratorDesign, got {type(design).__name__}")
+    bases, size = {}, 1
+    for l, info in enumerate(design.layers):
+        for kind, words in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
+                            (PHASE_PROJ, design.lane_groups(l))):
+            phase = phase_index(l, kind)
+            if any(pe.phases[phase].used for pe in design.pes):
+                bases[phase], size = size, size + words
+    return bases, size
+
+
+def _proj_phases(design: AcceleratorDesign) -> set[int]:
+    return {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
+
+
+def mask_address(design: AcceleratorDesign, phase: int, column: int) -> int:
+    """The ROM address of a broadcast word of `phase` starting at `column` (the reference for MaskAddresser)."""
+    bases, _ = mask_bases(design)
+    if phase not in bases:
+        return 0
+    shift = design.lanes.bit_length() - 1
+    return bases[phase] + (column >> shift if phase in _proj_phases(design) else column)
+
+
+def unpacker_word_layout(design: AcceleratorDesign) -> data.StructLayout:
+    """A lane broadcast word (interfaces.design_lane_broadcast_layout) with what every unpacker derives from it
+    alike: `mask_address` (its ROM word) and `proj` (a word of a proj phase that the design broadcasts)."""
+    _, size = mask_bases(design)
+    return data.StructLayout({**design_lane_broadcast_layout(design).members,
+                              "mask_address": unsigned(bits_for(memory_depth(size) - 1)), "proj": unsigned(1)})
+
+
+class MaskAddresser(wiring.Component):
+    """Lane broadcast words in, the same words with `mask_address` and `proj` out (combinational: the
+    broadcaster that follows registers them).
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+        With design.lanes > 1.
+
+    Attributes
+    ----------
+    i : In(stream.Signature(design_lane_broadcast_layout(design)))
+    o : Out(stream.Signature(unpacker_word_layout(design)))
+        `mask_address` = mask_address(design, phase, column).
+    """
+
+    def __init__(self, design: AcceleratorDesign):
+        if not isinstance(design, AcceleratorDesign):
+            raise TypeError(f"MaskAddresser needs an AcceleratorDesign, got {type(design).__name__}")
+        if design.lanes < 2:
+            raise ValueError("MaskAddresser: the design has one lane (no lane unpackers, no masks)")
+        self._design = design
+        super().__init__({
+            "i": In(stream.Signature(design_lane_broadcast_layout(design))),
+            "o": Out(stream.Signature(unpacker_word_layout(design))),
+        })
+
+    def elaborate(self, platform):
+        design = self._design
+        shift = design.lanes.bit_length() - 1
+        bases, _ = mask_bases(design)
+        proj_phases = _proj_phases(design)
+        m = Module()
+        m.d.comb += [
+            self.o.valid.eq(self.i.valid),
+            self.i.ready.eq(self.o.ready),
+            *[getattr(self.o.payload, name).eq(getattr(self.i.payload, name))
+              for name in design_lane_broadcast_layout(design).members],
+        ]
+        column = self.i.payload.column
+        with m.Switch(self.i.payload.phase):
+            for phase, base in bases.items():
+                with m.Case(phase):
+                    if phase in proj_phases:
+                        m.d.comb += [self.o.payload.proj.eq(1), self.o.payload.mask_address.eq(base + (column >> shift))]
+                    else:
+                        m.d.comb += self.o.payload.mask_address.eq(base + column)
+        return m

@@ -1,0 +1,39 @@
+"""bench/fmax.py's reading of nextpnr's JSON report: the late endpoints grouped by design instance."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "fmax.py"
+
+
+def load_fmax():
+    spec = importlib.util.spec_from_file_location("bench_fmax", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def endpoint(cell, arrival):
+    return {"cell": cell, "port": "DI", "event": "posedge clk", "delay": arrival}
+
+
+def test_late_endpoints_rank_instances_by_endpoints_past_the_period():
+    fmax = load_fmax()
+    report = {"detailed_net_timings": [
+        {"net": "dut.bc.word", "driver": "dut.bc.word_TRELLIS_FF_Q", "port": "Q", "event": "posedge clk",
+         "endpoints": [endpoint("dut.unpacker1.word_1_TRELLIS_FF_Q", 9.5),
+                       endpoint("dut.unpacker1.fifo.level_TRELLIS_FF_Q", 8.4),
+                       endpoint("dut.unpacker2.word_1_TRELLIS_FF_Q", 7.0)]},
+        {"net": "dut.pe0.sum", "driver": "dut.pe0.adder_LUT4_Z", "port": "Z", "event": "posedge clk",
+         "endpoints": [endpoint("dut.pe0.acc_TRELLIS_FF_Q", 8.1)]},
+    ]}
+    late = fmax.late_endpoints(report, 8.0, 10)
+    # one late endpoint each: the latest arrival first
+    assert [entry["instance"] for entry in late] == ["dut.unpacker1", "dut.unpacker1.fifo", "dut.pe0"]
+    by_name = {entry["instance"]: entry for entry in late}
+    assert by_name["dut.unpacker1"]["late"] == 1 and by_name["dut.unpacker1"]["worst_ns"] == 9.5
+    assert by_name["dut.unpacker1"]["worst_driver"] == "dut.bc"
+    assert "dut.unpacker2" not in by_name          # arrives in time
+    assert fmax.late_endpoints({}, 8.0, 10) == []  # a placement-only report has no net timings
