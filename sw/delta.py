@@ -8,7 +8,9 @@ thresholds (in the units of the activations) into the words of `DeltaThresholds`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -106,6 +108,22 @@ def real_thresholds(real, has_projection) -> list[dict]:
             raise ParameterError(f"delta thresholds[{k}].m: the layer has no projection (no m side); give 0")
         layers.append(layer)
     return layers
+
+
+def load_real_thresholds(path) -> list:
+    """A thresholds file as `real_thresholds` takes it: a JSON list with one {"x", "y", "m"} per layer (real
+    units). The one reader of such files (`--delta-threshold FILE.json`, models.json's "delta_thresholds");
+    errors name the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParameterError(f"{path}: delta thresholds file not found")
+    try:
+        content = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ParameterError(f'{path}: expected JSON thresholds, one {{"x", "y", "m"}} per layer ({error})') from None
+    if not isinstance(content, list):
+        raise ParameterError(f"{path}: expected a JSON list with one object per layer, got {type(content).__name__}")
+    return content
 
 
 def thresholds_from_real(real, numerics: Numerics, has_projection) -> tuple[DeltaThresholds, ...]:

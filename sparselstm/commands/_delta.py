@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._files_and_checks import load_json
 
 
 def add_delta_argument(parser, effect: str) -> None:
@@ -26,14 +25,11 @@ def real_thresholds_argument(value: str | None):
         return float(value)
     except ValueError:
         pass
-    path = Path(value)
-    if path.suffix != ".json":
+    from ..sw.delta import load_real_thresholds
+
+    if Path(value).suffix != ".json":
         raise ParameterError(f"--delta-threshold: expected a number or a .json file, got {value!r}")
-    thresholds = load_json(path, "delta thresholds")
-    if not isinstance(thresholds, list):
-        raise ParameterError(f"{path}: expected a JSON list with one object per layer, got "
-                             f"{type(thresholds).__name__}")
-    return thresholds
+    return load_real_thresholds(value)
 
 
 def word_thresholds(value: str | None, numerics, has_projection):

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ...spec.errors import SparseLSTMError
-from ..delta import thresholds_from_real
+from ..delta import load_real_thresholds, thresholds_from_real
 from ..format import load_encoded
 from ..loaders import load_model
 from ..pipeline import compress_and_encode, compression_report
@@ -109,10 +109,9 @@ def _delta_thresholds(models_dir: Path, entry: dict, encoded):
     if not path.is_file():
         raise ShippedModelError(f"{models_dir / INDEX}: delta thresholds {path} not found")
     try:
-        real = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ShippedModelError(f"{path}: expected JSON thresholds, one {{\"x\", \"y\", \"m\"}} per layer "
-                                f"({error})") from None
+        real = load_real_thresholds(path)
+    except SparseLSTMError as error:       # the message names the file
+        raise ShippedModelError(str(error)) from None
     has_projection = [layer.proj_size is not None for layer in encoded.layers]
     try:
         return thresholds_from_real(real, encoded.numerics, has_projection)
