@@ -113,13 +113,14 @@ def module_of(cell: str) -> str:
 
 def late_endpoints(report: dict, period_ns: float, count: int) -> list[dict]:
     """Where the late paths end, by design instance: nextpnr's --detailed-timing-report gives each register
-    input's arrival time (the whole path up to it, setup not included); the instances with the most endpoints
+    input's arrival time (the whole path up to it, setup not included; newer nextpnr gives [min, max]); the instances with the most endpoints
     arriving after `period_ns` come first. A routed design's failing paths are mostly routing, so this names
     the logic that needs a register, not one path."""
     by_instance: dict[str, dict] = {}
     for net in report.get("detailed_net_timings", []):
         for endpoint in net.get("endpoints", []):
-            arrival = float(endpoint.get("delay", 0.0))
+            arrival = endpoint.get("delay", 0.0)
+            arrival = float(max(arrival) if isinstance(arrival, list) else arrival)     # [min, max] in nextpnr 0.7+
             entry = by_instance.setdefault(module_of(endpoint.get("cell", "?")),
                                            {"late": 0, "endpoints": 0, "worst_ns": 0.0, "worst_net": None})
             entry["endpoints"] += 1
@@ -145,6 +146,9 @@ def main(argv=None) -> int:
     parser.add_argument("--instances", type=int, default=40,
                         help="instances with late endpoints to save in OUT/fmax.json (default 40; 12 printed)")
     parser.add_argument("--skip-synth", action="store_true", help="reuse OUT/synth.json")
+    parser.add_argument("--reread", action="store_true",
+                        help="run nothing: read OUT/report.json of a finished run again (give its --seed and "
+                             "--no-route)")
     parser.add_argument("--router", choices=("router1", "router2"), default="router1",
                         help="nextpnr's router (default router1; router2 does not converge on 16 PEs)")
     parser.add_argument("--portable", action="store_true",
@@ -159,7 +163,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     timings = {}
-    if not args.skip_synth:
+    if not (args.skip_synth or args.reread):
         encoded = args.encoded
         if encoded is None:
             encoded = str(out / "encoded")
@@ -175,12 +179,13 @@ def main(argv=None) -> int:
                   f"synth_ecp5 -abc9 -top {WRAPPER} -json synth.json; stat")
         timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
-    (out / "fmax.lpf").write_text(CONSTRAINTS)
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
-    timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
-                            "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ), *stage,
-                            "--seed", str(args.seed), "--report", "report.json", "--detailed-timing-report"],
-                           out / "nextpnr.log")
+    if not args.reread:
+        (out / "fmax.lpf").write_text(CONSTRAINTS)
+        timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
+                               "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ),
+                               *stage, "--seed", str(args.seed), "--report", "report.json",
+                               "--detailed-timing-report"], out / "nextpnr.log")
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}

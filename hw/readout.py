@@ -9,7 +9,7 @@ Both read through a fixed pipeline whose stages end at flip-flops (or, for the C
 memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
 consumer's `ready` to the PEs: the enables go out registered, every PE's read data goes straight into a
 register of its own (it may come from a block RAM, slow to leave), the multiplexer over the PEs has a stage
-of its own, and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
+of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
 its groups into a small queue and issues a read only when the queue will have room for it (credits), so
 `ready` never stalls the pipeline.
 
@@ -18,7 +18,10 @@ A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memor
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Signal, Value, signed
+import operator
+from functools import reduce
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -65,6 +68,7 @@ def _registered_read(m: Module, p: int, port, reads, fields: dict):
         with m.If(reads):
             m.d.sync += held.eq(value)
         m.d.comb += getattr(port, name).eq(held)
+    return en
 
 
 def _captured(m: Module, p: int, port) -> Signal:
@@ -72,6 +76,17 @@ def _captured(m: Module, p: int, port) -> Signal:
     a block RAM's output, which must meet a flip-flop before any logic."""
     captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
     m.d.sync += captured.eq(port.data)
+    return captured
+
+
+def _captured_if_read(m: Module, p: int, port, en) -> Signal:
+    """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` the cycle before): the
+    rows of PEs are then ORed together, with no row index selecting among them. Such an index, one register
+    driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's worst routed
+    path (#10: 12.4 ns, 88 % routing); the flag here is a register of each PE's own."""
+    was_read = Signal(name=f"pe{p}_was_read")
+    captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
+    m.d.sync += [was_read.eq(en), captured.eq(Mux(was_read, port.data, 0))]
     return captured
 
 
@@ -127,13 +142,10 @@ class CellReader(wiring.Component):
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
         read_valid = Signal()                           # stage 1: the PEs' enables, registered
-        read_row = Signal.like(row_sel, reset_less=True)
         read_group = Signal(design.group_bits, reset_less=True)
         fetched_valid = Signal()                        # stage 2: the PE ports hold the group
-        fetched_row = Signal.like(row_sel, reset_less=True)
         fetched_group = Signal(design.group_bits, reset_less=True)
         captured_valid = Signal()                       # stage 3: every PE's data in a register
-        captured_row = Signal.like(row_sel, reset_less=True)
         captured_group = Signal(design.group_bits, reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
@@ -149,23 +161,23 @@ class CellReader(wiring.Component):
         with m.Elif(taken & ~issue):
             m.d.sync += outstanding.eq(outstanding - 1)
 
+        captured = []
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
-            _registered_read(m, p, port, issue & (row_sel == row) & exists,
-                             {"layer": layer, "index": local, "buffer": buffer})
-        m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_row.eq(read_row),
-                     fetched_group.eq(read_group), captured_valid.eq(fetched_valid), captured_row.eq(fetched_row),
-                     captured_group.eq(fetched_group)]
-        captured = [_captured(m, p, port) for p, port in enumerate(self.pes)]
+            en = _registered_read(m, p, port, issue & (row_sel == row) & exists,
+                                  {"layer": layer, "index": local, "buffer": buffer})
+            captured.append(_captured_if_read(m, p, port, en))
+        m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_group.eq(read_group),
+                     captured_valid.eq(fetched_valid), captured_group.eq(fetched_group)]
         with m.If(issue):
-            m.d.sync += [read_row.eq(row_sel), read_group.eq(group)]
+            m.d.sync += read_group.eq(group)
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
         m.d.comb += [queue.w_en.eq(captured_valid), queued.group.eq(captured_group)]
         for lane in range(lanes):
-            selected = Array(captured[row * lanes + lane] for row in range(n_rows))[captured_row]
-            m.d.comb += queued.cells[lane].eq(selected)
+            # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
+            m.d.comb += queued.cells[lane].eq(reduce(operator.or_, captured[lane::lanes]))
         m.d.comb += [
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
