@@ -300,14 +300,17 @@ class SparsePE(wiring.Component):
         with m.If(d["valid"]):
             m.d.sync += cursor.eq(row)
         is_padding = weight == 0
-        with m.If(d["valid"] & ~is_padding):
-            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
-        with m.If(d["valid"] & is_padding):
-            m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
 
         addr_bits = max(len(gate_mac_rd[0].addr), len(proj_mac_rd.addr))
         r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits})
-        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r["row"].eq(row)]
+        r_padding = Signal()
+        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r_padding.eq(d["valid"] & is_padding), r["row"].eq(row)]
+        # the counters count a cycle later, from R's registers: counting at D put the entry's zero test and the
+        # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints)
+        with m.If(r["valid"]):
+            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
+        with m.If(r_padding):
+            m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
         m.d.sync += [r[key].eq(d[key]) for key in ("target", "base", "shift")]
         # operands registered at R, the product at A (inside the DSP block on an ECP5: hw/multiplier.py)
         m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(d["value"])]
