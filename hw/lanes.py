@@ -24,9 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from .design import PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
 from .elementwise import ElementwiseLayer, ElementwiseUnit
-from .mask_address import mask_bases, unpacker_word_layout
 from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
                          elementwise_group_out_layout)
+from .mask_address import mask_bases, unpacker_word_layout
 
 __all__ = ["LaneElementwise", "LaneUnpacker"]
 
