@@ -111,11 +111,12 @@ def module_of(cell: str) -> str:
     return ".".join(parts[:-1]) if len(parts) > 1 else "(top)"
 
 
-def late_endpoints(report: dict, period_ns: float, count: int) -> list[dict]:
+def late_endpoints(report: dict, period_ns: float, count: int) -> tuple[list[dict], int, int]:
     """Where the late paths end, by design instance: nextpnr's --detailed-timing-report gives each register
     input's arrival time (the whole path up to it, setup not included; newer nextpnr gives [min, max]); the instances with the most endpoints
     arriving after `period_ns` come first. A routed design's failing paths are mostly routing, so this names
-    the logic that needs a register, not one path."""
+    the logic that needs a register, not one path. Returns (the first `count` instances, late endpoints in all,
+    endpoints in all)."""
     by_instance: dict[str, dict] = {}
     for net in report.get("detailed_net_timings", []):
         for endpoint in net.get("endpoints", []):
@@ -130,7 +131,7 @@ def late_endpoints(report: dict, period_ns: float, count: int) -> list[dict]:
                              worst_driver=module_of(net.get("driver", "?")))
     ranked = sorted(({"instance": name, **entry} for name, entry in by_instance.items() if entry["late"]),
                     key=lambda e: (-e["late"], -e["worst_ns"]))
-    return ranked[:count]
+    return ranked[:count], sum(entry["late"] for entry in ranked), sum(e["endpoints"] for e in by_instance.values())
 
 
 def main(argv=None) -> int:
@@ -196,7 +197,9 @@ def main(argv=None) -> int:
                    if v["used"]}
     result = {"seed": args.seed, "stage": "placed" if args.no_route else "routed", "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
               "critical_paths": critical_paths(report, args.paths),
-              "late_endpoints": late_endpoints(report, 1000.0 / TARGET_MHZ, args.instances), **timings}
+              **timings}
+    result["late_endpoints"], result["late_total"], result["endpoint_total"] = late_endpoints(
+        report, 1000.0 / TARGET_MHZ, args.instances)
     (out / "fmax.json").write_text(json.dumps(result, indent=1))
     stage = "estimated after placement, not routed" if args.no_route else "routed"
     print(f"Fmax ({stage}): {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
@@ -205,8 +208,8 @@ def main(argv=None) -> int:
         print(f"  {path['delay_ns']:6.2f} ns ({path['routing_ns']:.2f} routing) {path['from']} -> {path['to']}")
         print("      via " + " > ".join(path["cells"][:12]) + (" ..." if len(path["cells"]) > 12 else ""))
     if result["late_endpoints"]:
-        print(f"instances with endpoints arriving after {1000.0 / TARGET_MHZ:.2f} ns (late / all, worst arrival, "
-              "its last net's driver):")
+        print(f"{result['late_total']} of {result['endpoint_total']} register inputs arrive after "
+              f"{1000.0 / TARGET_MHZ:.2f} ns; by instance (late / all, worst arrival, its last net's driver):")
     for entry in result["late_endpoints"][:12]:
         print(f"  {entry['instance']}: {entry['late']} / {entry['endpoints']}, {entry['worst_ns']:.2f} ns from "
               f"{entry['worst_driver']}")

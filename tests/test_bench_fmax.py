@@ -29,11 +29,12 @@ def test_late_endpoints_rank_instances_by_endpoints_past_the_period():
         {"net": "dut.pe0.sum", "driver": "dut.pe0.adder_LUT4_Z", "port": "Z", "event": "posedge clk",
          "endpoints": [endpoint("dut.pe0.acc_TRELLIS_FF_Q", 8.1)]},
     ]}
-    late = fmax.late_endpoints(report, 8.0, 10)
+    late, late_total, total = fmax.late_endpoints(report, 8.0, 10)
+    assert (late_total, total) == (3, 4)
     # one late endpoint each: the latest arrival first
     assert [entry["instance"] for entry in late] == ["dut.unpacker1", "dut.unpacker1.fifo", "dut.pe0"]
     by_name = {entry["instance"]: entry for entry in late}
     assert by_name["dut.unpacker1"]["late"] == 1 and by_name["dut.unpacker1"]["worst_ns"] == 9.5
     assert by_name["dut.unpacker1"]["worst_driver"] == "dut.bc"
     assert "dut.unpacker2" not in by_name          # arrives in time
-    assert fmax.late_endpoints({}, 8.0, 10) == []  # a placement-only report has no net timings
+    assert fmax.late_endpoints({}, 8.0, 10) == ([], 0, 0)  # a placement-only report has no net timings
