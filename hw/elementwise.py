@@ -3,9 +3,9 @@
 In: a cell's four gate accumulators (bias included, the layer's FACC fractional bits) and its three
 peephole words. Out: the cell output m. The unit keeps the cell state c of every cell of every layer.
 
-Stage 0 is the input register: an item waits there for the interlock and the credits, and issues the read
-of c_prev as it leaves (address: the layer's cell base + cell). Stage k >= 1 holds it k clock edges after it
-left stage 0 (past stage 0 the pipeline never stalls):
+Stage 0 is a two-slot input buffer: its head waits there for the interlock and the credits, and issues
+the read of c_prev as it leaves (address: the layer's cell base + cell, computed as the word arrives).
+Stage k >= 1 holds it k clock edges after it left stage 0 (past stage 0 the pipeline never stalls):
 
      1  the cell-state word out of its memory
      2  c_prev in a register (0 on a first frame)
@@ -26,7 +26,8 @@ left stage 0 (past stage 0 the pipeline never stalls):
     18  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
     22  o, tc
     23  product o * tc
-    24  narrowed: m, in the output queue (o.valid)
+    24  narrowed: m
+    25  m in the output queue (o.valid)
 
 Every block-RAM read and every multiplier feeds a register of its own, with nothing in between, and no
 stage has more than one carry chain (docs/architecture.md, *Timing*).
@@ -34,16 +35,19 @@ stage has more than one carry chain (docs/architecture.md, *Timing*).
 Flow control: the pipeline has no enable (an enable would fan out to every register of the unit); the
 items leave it into an output queue of OUTPUT_QUEUE_DEPTH words, and an input is accepted only while the
 items in the pipeline and the queue number fewer than that (credits), so the queue never overflows and a
-consumer that is always ready sees one item per cycle. An item also waits in stage 0 while the same
+consumer that is always ready sees one item per cycle. An item also waits at the head of stage 0 while the same
 (layer, cell) is in stages 1-14 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
 MIN_REVISIT_DISTANCE = 15 items later never waits: a layer of >= 15 cells streams frame after frame at full
 rate, a 3-cell layer waits 12 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
-The interlock is decided a cycle ahead, for the word arriving and for the word waiting, each compared with
-the stages it will meet, into registers: `i.ready` comes from flip-flops through a gate or two, and `o.ready`
-reaches only the queue and the credit counter. `o.payload` comes from the queue's LUT-RAM (register it).
+`i.ready` is a flip-flop (a slot is free whatever leaves in the cycle), so a word arrives into a slot and
+the head's decision to leave moves only the pointers: no enable decided in the cycle reaches the wide input
+words (it fanned out to every input register of every lane and to the register slice in front, the routed
+design's worst path). The interlock is decided a cycle ahead for each slot's item, arriving or kept, against
+the stages it will meet, into registers; `o.ready` reaches only the queue and the credit counter.
+`o.payload` comes from the queue's LUT-RAM (register it).
 
 Not checked in hardware (the caller's contract): `layer < len(layers)` and `cell < cell_size` of that
 layer. Reset clears the valid bits only, not the cell state: start every sequence with `first_frame`.
@@ -144,8 +148,8 @@ class ElementwiseUnit(wiring.Component):
         item is in the unit (the scheduler changes it between frames).
     """
 
-    QUEUE_STAGE = 24          # the stage at which an item is in the output queue (o.valid)
-    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input register (stage 0)
+    QUEUE_STAGE = 25          # the stage at which an item is in the output queue (o.valid)
+    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input buffer (stage 0)
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
     # 1 .. WRITE_STAGE (unless it starts a sequence).
     WRITE_STAGE = 14
@@ -296,12 +300,22 @@ class ElementwiseUnit(wiring.Component):
             return register(per_layer(layer, lambda _, info: round_shift_saturate(
                 m, total, info.facc - n.pre_frac, n.pre_bits)), name, signed(n.pre_bits))
 
-        # ---- stage 0: the input register, the interlock, the cell-state read ---------------------------
-        payload = Signal(self.i.payload.shape(), name="payload_0", reset_less=True)
-        waiting = Signal()          # stage 0 holds an item
+        # ---- stage 0: a two-slot input buffer, the interlock, the cell-state read --------------------------
+        # The interlock's decision (`leaves`) reaches only pointers and valid bits: the wide slots are written
+        # under flip-flops (`i.ready`, `i.valid`, the write pointer) and read through a multiplexer that the read
+        # pointer selects, so no enable decided in the cycle fans out to every input bit.
+        in_layout = self.i.payload.shape()
+        slots = [Signal(in_layout, name=f"slot{k}", reset_less=True) for k in range(2)]
+        slot_addresses = [Signal(c_read.addr.shape(), name=f"slot{k}_address", reset_less=True) for k in range(2)]
+        occupied = [Signal(name=f"occupied{k}") for k in range(2)]
+        slot_hazards = [Signal(name=f"slot{k}_hazard") for k in range(2)]
+        write_pointer, read_pointer = Signal(name="write_pointer"), Signal(name="read_pointer")
+        ready = Signal(init=1)      # both slots empty after reset
+        accepted = Signal()
+        writes = [Signal(name=f"write{k}") for k in range(2)]
+        payload = data.View(in_layout, Mux(read_pointer, slots[1].as_value(), slots[0].as_value()))
+        waiting = Mux(read_pointer, occupied[1], occupied[0])     # stage 0 holds an item
         leaves = Signal()           # ... and it goes on to stage 1
-        with m.If(self.i.ready):       # loaded whether valid or not: `waiting` says which
-            m.d.sync += [payload.eq(self.i.payload), waiting.eq(self.i.valid)]
         address_0 = Signal(c_read.addr.shape(), name="address_0")
         last = self.QUEUE_STAGE - 1      # the last register stage; the queue is the next
         valid = carry(leaves, "valid", 0, last, reset_less=False)
@@ -351,17 +365,20 @@ class ElementwiseUnit(wiring.Component):
         c_narrow = carry(c_narrow_15, "c_narrow", 15, 18)
         gate_o_22, tanh_c_22 = sigmoid.y[2], tanh.y[1]
 
-        # ---- stages 22-24: m -----------------------------------------------------------------------------
+        # ---- stages 22-25: m -----------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
         output_product_23 = multiplied(gate_o_22, tanh_c_22, "output_product", 1)
+        # narrowed into a register: the product leaves its DSP block and the queue's write data enters LUT-RAM
+        m_24 = register(round_shift_saturate(m, output_product_23, n.unit_frac, n.unit_bits), "m_24",
+                        signed(n.unit_bits))
         queued = data.View(out_layout, queue.w_data)
         head = data.View(out_layout, queue.r_data)
         m.d.comb += [
             queue.w_en.eq(valid[last]),
             queued.layer.eq(layer[last]),
             queued.cell.eq(cell[last]),
-            queued.m.eq(round_shift_saturate(m, output_product_23, n.unit_frac, n.unit_bits)),
+            queued.m.eq(m_24),
         ]
 
         # ---- connections ---------------------------------------------------------------------------------
@@ -387,28 +404,30 @@ class ElementwiseUnit(wiring.Component):
         room = Signal()
         m.d.sync += room.eq(in_flight + valid[1] + 1 < self.OUTPUT_QUEUE_DEPTH)
 
-        # The interlock of the next cycle's stage-0 item against stages 1 .. WRITE_STAGE, which are now stages
-        # 0 .. WRITE_STAGE - 1: for the arriving word, and for the waiting one (which does not meet itself).
-        # A first frame does not read c_prev, and writes stay in order: it never has to wait.
-        def meets(key, stages, first_frame):
-            same = [valid[s] & (layer[s] == key.layer) & (cell[s] == key.cell) for s in stages]
-            return ~first_frame & reduce(operator.or_, same, 0)
-        hazard_arriving = Signal()
-        hazard_waiting = Signal()
-        arrived = Signal()
-        m.d.sync += [
-            hazard_arriving.eq(meets(self.i.payload, range(self.WRITE_STAGE), self.i.payload.first_frame)),
-            hazard_waiting.eq(meets(payload, range(1, self.WRITE_STAGE), payload.first_frame)),
-            arrived.eq(self.i.ready),
-        ]
-        hazard = Mux(arrived, hazard_arriving, hazard_waiting)
-        cell_address = per_layer(payload.layer, lambda index, _: self.cell_bases[index]) + payload.cell
+        # The interlock of each slot's item for the next cycle, against stages 1 .. WRITE_STAGE then, which are
+        # stages 1 .. WRITE_STAGE - 1 now and the item leaving stage 0: for the word arriving into a slot, and for
+        # the item kept in one (the head does not meet itself: if it leaves, its slot is empty). A first frame
+        # does not read c_prev, and writes stay in order: it never has to wait.
+        def same_cell(a, b):
+            return (a.layer == b.layer) & (a.cell == b.cell)
+
+        def meets(key, meets_leaving):
+            same = [valid[s] & (layer[s] == key.layer) & (cell[s] == key.cell) for s in range(1, self.WRITE_STAGE)]
+            return ~key.first_frame & reduce(operator.or_, same, leaves & meets_leaving)
+        arriving = self.i.payload
+        hazard_arriving = meets(arriving, Mux(read_pointer, same_cell(arriving, slots[1]),
+                                              same_cell(arriving, slots[0])))
+        slots_same = same_cell(slots[0], slots[1])
+        cell_address = per_layer(arriving.layer, lambda index, _: self.cell_bases[index]) + arriving.cell
         if self.streams > 1:    # stream s keeps its cell state at s * cell_depth
             cell_address = cell_address + self.stream * self.cell_depth
+        kept = [occupied[k] & ~(leaves & (read_pointer == k)) for k in range(2)]
         m.d.comb += [
-            leaves.eq(waiting & ~hazard & room),
-            self.i.ready.eq(~waiting | leaves),
-            address_0.eq(cell_address),
+            accepted.eq(self.i.valid & ready),
+            *[writes[k].eq(accepted & (write_pointer == k)) for k in range(2)],
+            leaves.eq(waiting & ~Mux(read_pointer, slot_hazards[1], slot_hazards[0]) & room),
+            self.i.ready.eq(ready),
+            address_0.eq(Mux(read_pointer, slot_addresses[1], slot_addresses[0])),
             c_read.addr.eq(address_0),
             c_write.addr.eq(address[self.WRITE_STAGE]),
             c_write.data.eq(c_14),
@@ -416,5 +435,18 @@ class ElementwiseUnit(wiring.Component):
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
             self.o.p.eq(head),
+        ]
+        for k in range(2):
+            with m.If(writes[k]):
+                m.d.sync += [slots[k].eq(arriving), slot_addresses[k].eq(cell_address)]
+            m.d.sync += [
+                occupied[k].eq(writes[k] | kept[k]),
+                slot_hazards[k].eq(Mux(writes[k], hazard_arriving, meets(slots[k], slots_same))),
+            ]
+        m.d.sync += [
+            write_pointer.eq(write_pointer ^ accepted),
+            read_pointer.eq(read_pointer ^ leaves),
+            # a flip-flop: room for a word in the next cycle whatever leaves in it
+            ready.eq(~((writes[0] | kept[0]) & (writes[1] | kept[1]))),
         ]
         return m

@@ -325,12 +325,30 @@ def test_latency_throughput_and_interlock(rng):
     assert taken_at[0] - accepted_at[0] == ElementwiseUnit.LATENCY
     steps = np.diff(accepted_at)
     assert np.all(steps[:len(wide) - 1] == 1), "a layer of MIN_REVISIT_DISTANCE cells must run at full rate"
-    # Layer 1 (3 cells): from its second frame on, cell 0 waits in the input register until its previous c is
-    # written, i.e. until MIN_REVISIT_DISTANCE cycles after its previous visit, so cell 1's handshake waits;
-    # cell 2 follows at full rate.
+    # Layer 1 (3 cells): from its second frame on, cell 0 waits at the head of the input buffer until its
+    # previous c is written, i.e. until MIN_REVISIT_DISTANCE cycles after its previous visit; cell 1 takes the
+    # buffer's second slot, so cell 2's handshake waits (until cell 0 leaves).
     wait = distance - 2
-    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, 1, wait, 1, 1, wait, 1]
+    assert steps[len(wide) - 1:].tolist() == [1, 1, 1, 1, 1, wait, 1, 1, wait]
 
+
+
+def test_back_to_back_visits_of_one_cell_wait_for_each_other(rng):
+    """A one-cell layer frame after frame: every visit after the first waits at the head of the input buffer
+    until the previous visit's c is written, while the next one waits in the second slot and must then wait
+    for the head that just left (stage 1), not start with a stale c."""
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    layers = (ElementwiseLayer(cell_size=1, facc=20, fp=15),)
+    dut = ElementwiseUnit(numerics, tables, layers, acc_bits=32)
+    items = frames_of_items(layers, 5, [1, 0, 0, 0, 0], realistic_acc(layers, rng), any_peephole(numerics, rng),
+                            rng, shuffle=False)
+    expected, _ = reference_outputs(numerics, tables, layers, items)
+    got, accepted_at, _ = run_unit(dut, items, rng)
+    assert_outputs_equal(got, expected)
+    # visits leave stage 0 MIN_REVISIT_DISTANCE cycles apart; a handshake waits for a free slot
+    distance = ElementwiseUnit.MIN_REVISIT_DISTANCE
+    assert np.diff(accepted_at).tolist() == [1, 1, distance, distance]
 
 @st.composite
 def formats_and_layers(draw):
