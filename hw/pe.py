@@ -35,6 +35,9 @@ port with the MAC).
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
@@ -329,36 +332,49 @@ class SparsePE(wiring.Component):
         s = stage("s", key_layout)
         shifted = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [shifted.eq(product << a["shift"])]
-        gate_old = Array(Mux(port.data.tag != tags_mac_rd.data[k], mac_cleared[k], port.data.value)
-                         for k, port in enumerate(gate_mac_rd))[s["bank"]]
 
+        # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, and the one written
+        # as the read was issued, a cycle older, which S sees in wb2)
         x = stage("x", {**key_layout, "tag": 1})      # tag: the written tag the result is stored with
-        x_stored = Signal(signed(acc_bits), reset_less=True)
-        x_product = Signal(signed(acc_bits), reset_less=True)
-        m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
-            x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
-            x_stored.eq(Mux(s["target"] == PROJ_TARGET, proj_mac_rd.data, gate_old)),
-            x_product.eq(shifted),
-        ]
-
-        # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, wb3 older)
         wb = stage("wb", {**key_layout, "tag": 1})
         wb2 = stage("wb2", key_layout)
-        wb3 = stage("wb3", key_layout)
-        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
+        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum")]
 
         def same_word(p, q):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
                 & (p["addr"] == q["addr"])
 
-        # the matches of X against wb/wb2/wb3 are those of S against X/wb/wb2 one cycle earlier
-        forward = [Signal(name=f"forward{n}") for n in range(3)]
-        m.d.sync += [forward[0].eq(same_word(s, x)), forward[1].eq(same_word(s, wb)), forward[2].eq(same_word(s, wb2))]
-        old = Signal(signed(acc_bits))
-        m.d.comb += old.eq(Mux(forward[0], sums[0], Mux(forward[1], sums[1], Mux(forward[2], sums[2], x_stored))))
-        m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(old + x_product)]
+        # X's old value is the newest result not yet written for the same word, else the stored word. Only the
+        # newest (wb's, the adder's own output a cycle ago) is chosen at X, so the accumulate loop is one
+        # multiplexer and the adder (#10: three multiplexers in it made 334 late endpoints); the rest is chosen
+        # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
+        # selects registered at A (S's matches against wb and wb2 are A's against X and wb).
+        newer = [same_word(a, x), same_word(a, wb)]
+        from_sum = [Signal(name="base_from_wb_sum"), Signal(name="base_from_wb2_sum")]
+        from_proj = Signal(name="base_from_proj")
+        from_gate = [Signal(name=f"base_from_gate{k}") for k in range(4)]
+        stored = ~newer[0] & ~newer[1]
+        m.d.sync += [
+            from_sum[0].eq(newer[0]), from_sum[1].eq(~newer[0] & newer[1]),
+            from_proj.eq(stored & (a["target"] == PROJ_TARGET)),
+            *[from_gate[k].eq(stored & (a["target"] == GATE_TARGET) & (a["bank"] == k)) for k in range(4)],
+        ]
+        candidates = [(from_sum[0], sums[0]), (from_sum[1], sums[1]), (from_proj, proj_mac_rd.data)] + [
+            (from_gate[k], Mux(port.data.tag != tags_mac_rd.data[k], mac_cleared[k], port.data.value))
+            for k, port in enumerate(gate_mac_rd)]
+        terms = [Signal(signed(acc_bits), name=f"base_term{n}") for n in range(len(candidates))]
+        m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
+        x_base = Signal(signed(acc_bits), reset_less=True)
+        x_product = Signal(signed(acc_bits), reset_less=True)
+        forward = Signal()      # X's word is wb's: S's match against X a cycle earlier
+        m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
+            x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
+            x_base.eq(reduce(operator.or_, terms)),
+            x_product.eq(shifted),
+            forward.eq(same_word(s, x)),
+        ]
+        m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(Mux(forward, sums[0], x_base) + x_product)]
         m.d.sync += [wb2[key].eq(wb[key]) for key in key_layout] + [sums[1].eq(sums[0])]
-        m.d.sync += [wb3[key].eq(wb2[key]) for key in key_layout] + [sums[2].eq(sums[1])]
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         # the PE's own layer bases, one read for the cell port and one for the proj port
