@@ -68,7 +68,8 @@ class SparsePE(wiring.Component):
     Attributes
     ----------
     i : In(stream.Signature(design_broadcast_layout(design)))
-        Broadcast words into the PE's FIFO (`i.ready` is not driven: the broadcaster trusts `room`).
+        Broadcast words into the PE's FIFO. `i.ready` is a flip-flop (a lane unpacker obeys it; the
+        broadcaster trusts `room`).
     room : Out(1)
         Registered: the FIFO holds fewer than `fifo_depth` words (hw/broadcast.py).
     cell_read : In(CellReadSignature(design))
@@ -117,7 +118,9 @@ class SparsePE(wiring.Component):
 
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         fifo_depth = design.params.fifo_depth
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN)
+        # one word more than the broadcaster's room needs: `i.ready` is registered and admits a word only if it
+        # would fit even if nothing left in the cycle before (so the same number of words as before fit)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN + 1)
         # every memory the model fills (hw/pe_shape.py); the entry memory in banks of one block RAM's depth,
         # each output registered before the bank multiplexer
         memories = {name: contents.memory() for name, contents in pe_memory_contents(design, self._pe_index).items()}
@@ -175,12 +178,20 @@ class SparsePE(wiring.Component):
         mac_cleared = [0] * 4 if split else [mac_bias_rd.data[k] for k in range(4)]
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
+        # `i.ready` is a flip-flop: a lane unpacker's FIFO pops under it, and it was the FIFO's fill test
+        # behind this PE's pop logic (#10: the unpackers' FIFO read enables, ~400 late endpoints)
+        ready = Signal(init=1)
+        pushed = self.i.valid & ready
+        popped = fifo.r_en & fifo.r_rdy
         m.d.comb += [
             fifo.w_data.eq(self.i.payload),
-            fifo.w_en.eq(self.i.valid),
-            self.i.ready.eq(fifo.w_rdy),
+            fifo.w_en.eq(pushed),
+            self.i.ready.eq(ready),
         ]
-        m.d.sync += self.room.eq(fifo.level < fifo_depth)
+        m.d.sync += [
+            self.room.eq(fifo.level < fifo_depth),
+            ready.eq(fifo.level + pushed - popped <= fifo.depth - 2),
+        ]
 
         # ---- F: pointer fetch (L: addresses registered, P: read issued, J: pointers registered) ---------------
         word = data.View(word_layout, fifo.r_data)
