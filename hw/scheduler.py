@@ -87,11 +87,11 @@ class Scheduler(wiring.Component):
     restart : Out(1)
         Delta mode only: the word on `bcast` belongs to a frame that starts a sequence.
     busy : Out(1)
-        A frame is in flight.
+        A frame is in flight (and one cycle more, while `cycles` counts the last).
     frames_done : Out(params.counter_bits)
         Frames completely sent on `o`.
     cycles : Out(params.cycle_counter_bits)
-        Clock cycles with `busy`.
+        Clock cycles with a frame in flight.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -256,9 +256,14 @@ class Scheduler(wiring.Component):
         m.d.comb += [
             self.cells.layer.eq(layer), self.cells.first_frame.eq(seq_start), self.cells.buffer.eq(frame_parity),
             self.frames_done.eq(output_streamer.frames_done),
-            self.busy.eq(frame_active | proj_busy | output_busy | self.pes_busy | self.bcast_busy),
         ]
-        with m.If(self.busy):
+        # the counter counts a cycle late, from a register: its enable was the OR of every PE's busy flag across
+        # the chip (#10); `busy` stays up until it has counted, so a reader that sees it low reads the total
+        working = frame_active | proj_busy | output_busy | self.pes_busy | self.bcast_busy
+        counting = Signal()
+        m.d.sync += counting.eq(working)
+        m.d.comb += self.busy.eq(working | counting)
+        with m.If(counting):
             m.d.sync += self.cycles.eq(self.cycles + 1)
         delta = design.delta_mode
         if delta:
