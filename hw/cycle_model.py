@@ -1,7 +1,7 @@
 """Analytic cycle model of the accelerator: cycles per frame predicted from the design alone.
 
 It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the
-activation FIFO, the job register and the entry walker (one entry per cycle, empty columns free), with the
+activation FIFO, the job queue behind it (credits) and the entry walker (one entry per cycle, empty columns free), with the
 broadcaster sending one column per cycle to all PEs only when every FIFO has room, the m words of the
 element-wise pass and the independent words in turn, or, in a single stream's last layer, the m words
 first, as the scheduler does. The steady-state
@@ -39,11 +39,14 @@ import numpy as np
 
 from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
+from .pe import SparsePE
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "delta_frame_cycles"]
 
-FIFO_LATENCY = 3          # broadcast edge -> the word can go to the job register (SyncFIFOBuffered, addresses)
+FIFO_LATENCY = 3          # broadcast edge -> the word can leave the PE's FIFO (SyncFIFOBuffered)
+FETCH_LATENCY = 2         # ... -> its job can be taken by the walker (addresses, pointers, registered, job queue)
+JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet taken (the PE's credits)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer
@@ -125,7 +128,7 @@ class _Stream:
 
 
 def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alternate: bool = False) -> int:
-    """Cycle-level replay of broadcaster + PEs (FIFO, job register, walker) for several streams of words,
+    """Cycle-level replay of broadcaster + PEs (FIFO, job queue, walker) for several streams of words,
     with `unpack` through a LaneUnpacker per PE (its FIFO of words, one column per cycle into the PE's);
     when more than one stream can send, the first in list order, or with `alternate` the one that did not
     send last (the scheduler's two rules). Sets each stream's `done_at` (cycle its
@@ -133,7 +136,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
     n_pes = streams[0].n_pes   # callers pass at least one stream
     unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream] per unpacker FIFO word
     queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream, ends its word) per PE FIFO column
-    job = [None] * n_pes                     # (entries, stream, ends its word) in the job register
+    jobs = [[] for _ in range(n_pes)]        # the same, out of the FIFO: in the fetch stages or the job queue
     walking = [None] * n_pes                 # (stream, ends its word) of the column being walked
     remaining = [0] * n_pes
     done: dict = {}
@@ -190,16 +193,15 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
                 remaining[p] -= 1
                 if remaining[p] == 0:
                     finish(p, *walking[p])
-            taken = False
-            if remaining[p] == 0 and job[p] is not None and job[p][0] > 0:
-                remaining[p], walking[p], taken = job[p][0], job[p][1:], True
-            if job[p] is None or job[p][0] == 0 or taken:
-                if job[p] is not None and job[p][0] == 0:
-                    finish(p, *job[p][1:])
-                job[p] = None
-                if queues[p] and queues[p][0][1] <= cycle:
-                    entries, _, index, ends_word = queues[p].pop(0)
-                    job[p] = (entries, index, ends_word)
+            while jobs[p] and jobs[p][0][1] <= cycle and jobs[p][0][0] == 0:   # empty: dropped, no walker cycle
+                _, _, index, ends_word = jobs[p].pop(0)
+                finish(p, index, ends_word)
+            if remaining[p] == 0 and jobs[p] and jobs[p][0][1] <= cycle:
+                entries, _, index, ends_word = jobs[p].pop(0)
+                remaining[p], walking[p] = entries, (index, ends_word)
+            if queues[p] and queues[p][0][1] <= cycle and len(jobs[p]) < JOB_QUEUE_DEPTH:
+                entries, _, index, ends_word = queues[p].pop(0)
+                jobs[p].append((entries, cycle + FETCH_LATENCY, index, ends_word))
         cycle += 1
         if all(stream.done_at is not None for stream in streams):
             return max(stream.done_at for stream in streams)

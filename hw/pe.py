@@ -2,10 +2,11 @@
 
 Pipeline (one entry per cycle in steady state; docs/architecture.md):
 
-    broadcast word --> [FIFO] --pop--> L: addresses off+c, off+c+1 registered
-                                       F: pointer fetch  ptr[off+c], ptr[off+c+1]     (2 read ports)
-                                         |  registered into the job (start, end, value, phase constants);
-                                         v  empty jobs dropped
+    broadcast word --> [FIFO] --pop--> L: addresses off+c, off+c+1 registered        (pops under credits:
+                                       F: pointer fetch  ptr[off+c], ptr[off+c+1]      L, F, G have no enable)
+                                       G: pointers registered (start, end, value, phase constants)
+                                         |  into the job queue; empty jobs dropped
+                                         v
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
@@ -13,7 +14,7 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                    bias and written-tag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
                    from the three entries ahead -> Wb write
 
-The MAC pipeline behind the walker never stalls: the walker, the fetch and the FIFO pop wait only for work.
+The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) initialised with the
 bias, one proj bank initialised with 0. Two read-and-reset ports serve the controller:
@@ -40,7 +41,7 @@ from functools import reduce
 
 from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -83,6 +84,10 @@ class SparsePE(wiring.Component):
     mac_cycles, pad_cycles : Out(params.counter_bits)
         Entries processed: real non-zeros / padding.
     """
+
+    # jobs (columns with entries) between the pointer fetch and the walker: the three fetch stages and a
+    # registered credit need five for one column per cycle; more lets the FIFO drain further ahead
+    JOB_QUEUE_DEPTH = 8
 
     def __init__(self, design: AcceleratorDesign, pe_index: int):
         if not isinstance(design, AcceleratorDesign):
@@ -221,50 +226,71 @@ class SparsePE(wiring.Component):
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
 
+        # L: addresses registered; F: the pointers on the block RAM's outputs; G: registered; the non-empty jobs
+        # then enter the job queue that the walker takes from. No stage has an enable: the FIFO pops only while
+        # the job queue has room for every word popped and not yet taken (credits, a flip-flop), so the walker's
+        # decisions reach no stage register and not the FIFO's output register (#10: that chain of advances
+        # ended in their enables).
         located_valid = Signal()      # the popped word, with its two pointer addresses registered
         located = job_fields("located")
         located_lo = Signal.like(ptr_lo.addr, reset_less=True)
         located_hi = Signal.like(ptr_hi.addr, reset_less=True)
         fetch_valid = Signal()        # pointers of that word are on the pointer ports' outputs
         fetch = job_fields("fetch")
-        job_valid = Signal()
-        job = job_fields("job")
-        job_start = Signal.like(ptr_lo.data, reset_less=True)
-        job_end = Signal.like(ptr_hi.data, reset_less=True)
-        job_empty = job_start == job_end
+        fetched_valid = Signal()      # ... and in registers
+        fetched = job_fields("fetched")
+        fetched_start = Signal.like(ptr_lo.data, reset_less=True)
+        fetched_end = Signal.like(ptr_hi.data, reset_less=True)
+        job_layout = data.StructLayout({
+            "start": fetched_start.shape(), "end": fetched_end.shape(), "single": 1,
+            **{key: field.shape() for key, field in fetched.items()}})
+        m.submodules.job_queue = job_queue = SyncFIFO(width=job_layout.size, depth=self.JOB_QUEUE_DEPTH)
+        queued_job = Signal(job_layout)
+        job = data.View(job_layout, job_queue.r_data)
+        may_pop = Signal()
+        popped = Signal()
+        queued = Signal()
         job_taken = Signal()
-        job_advance = ~job_valid | job_empty | job_taken
-        fetch_advance = ~fetch_valid | job_advance
-        located_advance = ~located_valid | fetch_advance
         m.d.comb += [
-            fifo.r_en.eq(located_advance),
-            ptr_lo.en.eq(fetch_advance),
-            ptr_hi.en.eq(fetch_advance),
+            popped.eq(fifo.r_rdy & may_pop),
+            fifo.r_en.eq(may_pop),
             ptr_lo.addr.eq(located_lo),
             ptr_hi.addr.eq(located_hi),
+            queued.eq(fetched_valid & (fetched_start != fetched_end)),      # empty jobs are dropped
+            queued_job.start.eq(fetched_start),
+            queued_job.end.eq(fetched_end),
+            queued_job.single.eq(fetched_start + 1 == fetched_end),
+            *[queued_job[key].eq(field) for key, field in fetched.items()],
+            job_queue.w_data.eq(queued_job),
+            job_queue.w_en.eq(queued),
+            job_queue.r_en.eq(job_taken),
         ]
         # L: the phase table and the adders end in registers, not at the block RAM's address pins
-        with m.If(located_advance):
-            m.d.sync += [located_valid.eq(fifo.r_rdy), located_lo.eq(phase_ptr_offset + word.column),
-                         located_hi.eq(phase_ptr_offset + word.column + 1)]
-            m.d.sync += copy(located, {"value": word.value, "target": phase_target, "base": phase_base,
-                                       "shift": phase_shift})
-        with m.If(fetch_advance):
-            m.d.sync += fetch_valid.eq(located_valid)
-            m.d.sync += copy(fetch, located)
-        with m.If(job_advance):
-            m.d.sync += [job_valid.eq(fetch_valid), job_start.eq(ptr_lo.data), job_end.eq(ptr_hi.data)]
-            m.d.sync += copy(job, fetch)
+        m.d.sync += [
+            located_valid.eq(popped),
+            located_lo.eq(phase_ptr_offset + word.column),
+            located_hi.eq(phase_ptr_offset + word.column + 1),
+            *copy(located, {"value": word.value, "target": phase_target, "base": phase_base, "shift": phase_shift}),
+            fetch_valid.eq(located_valid),
+            *copy(fetch, located),
+            fetched_valid.eq(fetch_valid),
+            fetched_start.eq(ptr_lo.data),
+            fetched_end.eq(ptr_hi.data),
+            *copy(fetched, fetch),
+        ]
+        # words popped and not yet taken by the walker, in the next cycle: one more may be popped if it fits
+        next_credits_used = popped + located_valid + fetch_valid + job_queue.level + queued - job_taken
+        m.d.sync += may_pop.eq(next_credits_used < self.JOB_QUEUE_DEPTH)
 
         # ---- W: walker, one entry address per cycle ------------------------------------------------------
         walk_active = Signal()
-        walk_addr = Signal.like(job_start)
-        walk_end = Signal.like(job_end)
+        walk_addr = Signal.like(fetched_start)
+        walk_end = Signal.like(fetched_end)
         walk_last = Signal(reset_less=True)          # walk_addr is the column's last entry
         walk_first = Signal(reset_less=True)
         walk = job_fields("walk")
         m.d.comb += [
-            job_taken.eq(job_valid & ~job_empty & (~walk_active | walk_last)),
+            job_taken.eq(job_queue.r_rdy & (~walk_active | walk_last)),
             *[port.addr.eq(walk_addr) for port in entry_ports],   # truncated to the bank's address
         ]
         with m.If(walk_active):
@@ -273,8 +299,8 @@ class SparsePE(wiring.Component):
                 m.d.sync += walk_active.eq(0)
         with m.If(job_taken):
             m.d.sync += [
-                walk_active.eq(1), walk_addr.eq(job_start), walk_end.eq(job_end), walk_first.eq(1),
-                walk_last.eq(job_start + 1 == job_end),
+                walk_active.eq(1), walk_addr.eq(job.start), walk_end.eq(job.end), walk_first.eq(1),
+                walk_last.eq(job.single),
             ]
             m.d.sync += copy(walk, job)
 
@@ -462,7 +488,7 @@ class SparsePE(wiring.Component):
             ]
 
         # ---- status: all work, and proj work (words counted from FIFO entry until the walker takes them) --------
-        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 4))
+        proj_words = Signal(range(fifo.depth + self.JOB_QUEUE_DEPTH + 1))
         pushed_proj = Signal()
         released_proj = Signal()
         with m.Switch(self.i.payload.phase):
@@ -470,15 +496,14 @@ class SparsePE(wiring.Component):
                 if phase.used and phase.target == PROJ_TARGET:
                     with m.Case(index):
                         m.d.comb += pushed_proj.eq(self.i.valid & self.i.ready)
-        m.d.comb += released_proj.eq(job_advance & job_valid & (job["target"] == PROJ_TARGET))
-        with m.If(pushed_proj & ~released_proj):
-            m.d.sync += proj_words.eq(proj_words + 1)
-        with m.Elif(released_proj & ~pushed_proj):
-            m.d.sync += proj_words.eq(proj_words - 1)
+        dropped_proj = fetched_valid & ~queued & (fetched["target"] == PROJ_TARGET)
+        m.d.comb += released_proj.eq(job_taken & (job.target == PROJ_TARGET))
+        m.d.sync += proj_words.eq(proj_words + pushed_proj - released_proj - dropped_proj)
         in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
                      (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
                      (wb["valid"], wb["target"])]
-        any_busy = fifo.level.any() | located_valid | fetch_valid | job_valid | walk_active | cell_reset_pending
+        any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | job_queue.r_rdy | walk_active \
+            | cell_reset_pending
         any_proj = proj_words.any() | (walk_active & (walk["target"] == PROJ_TARGET))
         for valid, target in in_flight:
             any_busy = any_busy | valid
