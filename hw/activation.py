@@ -12,7 +12,8 @@ The integers of the tables come from the caller (an encoded model's `tables/*.he
 `sw.fixedpoint.activation_tables`); nothing here recomputes them. Datapath, per lane:
 
     edge 1  a = |x|, k = a >> S, r = a & (2**S - 1); the ROM takes the address k
-    edge 2  (T[k], D[k]) straight from the ROM into flip-flops (a block RAM's output is slow: nothing after it)
+    edge 2  (T[k], D[k]) straight from the ROM into flip-flops (a block RAM's output is slow: nothing after it;
+            D and r into the multiplier's operand registers, inside a DSP block on an ECP5)
     edge 3  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
     edge 4  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0)
 
@@ -36,6 +37,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.numerics import Numerics, signed_bits_for
 from .interfaces import activation_in_layout, activation_out_layout
+from .multiplier import PipelinedMultiplier
 
 __all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS"]
 
@@ -177,15 +179,19 @@ class ActivationPipeline(wiring.Component):
                 read.en.eq(self.en),
             ]
 
-            position_ = delayed(position, f"position_{lane}", 2)
+            position_ = delayed(position, f"position_{lane}", 1)
             negative_ = delayed(negative, f"negative_{lane}", 3)
             last_segment_ = delayed(segment == segments, f"last_segment_{lane}", 2)
-            # Loaded at edge 2: the ROM word, untouched.
+            # Loaded at edge 2: the ROM word, untouched (D in the multiplier's operand register).
             table_2 = Signal(self.rom_layout["t"].shape, name=f"table_2_{lane}", reset_less=True)
-            diff_2 = Signal(self.rom_layout["d"].shape, name=f"diff_2_{lane}", reset_less=True)
-            # Loaded at edge 3.
-            product_3 = Signal(signed(self.rom_layout["d"].shape.width + interp_bits + 1), name=f"product_3_{lane}",
-                               reset_less=True)
+            # Loaded at edge 3: D * r in a DSP block's own registers on an ECP5 (hw/multiplier.py), not a
+            # multiplier between fabric registers
+            product_3 = Signal(signed(self.rom_layout["d"].shape.width + interp_bits + 1), name=f"product_3_{lane}")
+            if interp_bits > 0:
+                m.submodules[f"interpolation_{lane}"] = multiplier = PipelinedMultiplier(
+                    self.rom_layout["d"].shape, unsigned(interp_bits), latency=2)
+                m.d.comb += [multiplier.a.eq(read.data.d), multiplier.b.eq(position_[1]), multiplier.en.eq(self.en),
+                             product_3.eq(multiplier.p)]
             biased_3 = Signal(signed(numerics.unit_bits + 1 + interp_bits), name=f"biased_3_{lane}",
                               reset_less=True)
             # Loaded at edge 4 (a port of its own would carry a reset; data registers need none).
@@ -199,8 +205,6 @@ class ActivationPipeline(wiring.Component):
             with m.If(self.en):
                 m.d.sync += [
                     table_2.eq(read.data.t),
-                    diff_2.eq(read.data.d),
-                    product_3.eq(diff_2 * position_[2]),
                     biased_3.eq((base_2 << interp_bits) | bias_2),
                     y_4.eq(Mux(negative_[3], biased_3 - product_3, biased_3 + product_3) >> interp_bits),
                 ]

@@ -40,7 +40,8 @@ class PipelinedMultiplier(wiring.Component):
     latency : 1 or 2
         1: the product is registered; 2: the operands are registered too.
 
-    Ports: `a`, `b` (In), `p` (Out), all registered as stated and without reset (data only).
+    Ports: `a`, `b` (In), `p` (Out), all registered as stated and without reset (data only); `en` (In, 1 when
+    not driven): every register loads only while it is high (the DSP block's clock enable).
     """
 
     def __init__(self, a_shape, b_shape, latency: int):
@@ -51,7 +52,7 @@ class PipelinedMultiplier(wiring.Component):
             raise ValueError(f"PipelinedMultiplier: operands need at least one bit, got {a_shape!r} and {b_shape!r}")
         self.latency = latency
         product_shape = (Signal(a_shape) * Signal(b_shape)).shape()
-        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(product_shape)})
+        super().__init__({"a": In(a_shape), "b": In(b_shape), "p": Out(product_shape), "en": In(1, init=1)})
 
     def elaborate(self, platform):
         m = Module()
@@ -60,11 +61,12 @@ class PipelinedMultiplier(wiring.Component):
             self._elaborate_ecp5(m)
             return m
         a, b = self.a, self.b
-        if self.latency == 2:
-            a, b = Signal(a_shape, reset_less=True), Signal(b_shape, reset_less=True)
-            m.d.sync += [a.eq(self.a), b.eq(self.b)]
         product = Signal(self.p.shape(), reset_less=True)
-        m.d.sync += product.eq(a * b)
+        with m.If(self.en):
+            if self.latency == 2:
+                a, b = Signal(a_shape, reset_less=True), Signal(b_shape, reset_less=True)
+                m.d.sync += [a.eq(self.a), b.eq(self.b)]
+            m.d.sync += product.eq(a * b)
         m.d.comb += self.p.eq(product)
         return m
 
@@ -84,6 +86,6 @@ class PipelinedMultiplier(wiring.Component):
             p_REG_INPUTA_CLK=input_clock, p_REG_INPUTB_CLK=input_clock, p_REG_OUTPUT_CLK="CLK0",
             p_REG_PIPELINE_CLK="NONE", p_REG_INPUTC_CLK="NONE",
             p_SOURCEB_MODE="B_SHIFT", p_RESETMODE="SYNC", p_GSR="DISABLED",
-            i_CLK0=ClockSignal("sync"), i_CE0=Const(1), i_RST0=Const(0),
+            i_CLK0=ClockSignal("sync"), i_CE0=self.en, i_RST0=Const(0),
             i_SIGNEDA=Const(1), i_SIGNEDB=Const(1), i_SOURCEA=Const(0), i_SOURCEB=Const(0),
             **ports)

@@ -35,6 +35,20 @@ def test_rejects_bad_parameters():
         PipelinedMultiplier(unsigned(0), signed(8), 1)
 
 
+def _enabled_products(a_values, b_values, enables, latency) -> list[int]:
+    """p after each edge: every register (operands at latency 2, the product) loads only while `en` is high."""
+    a_reg = b_reg = product = 0
+    seen = []
+    for a, b, en in zip(a_values, b_values, enables):
+        if en:
+            if latency == 2:
+                product, a_reg, b_reg = a_reg * b_reg, a, b
+            else:
+                product = a * b
+        seen.append(product)
+    return seen
+
+
 @pytest.mark.parametrize("latency", [1, 2])
 @pytest.mark.parametrize("a_shape,b_shape", SHAPES)
 def test_portable_form_multiplies_after_latency(a_shape, b_shape, latency):
@@ -56,6 +70,29 @@ def test_portable_form_multiplies_after_latency(a_shape, b_shape, latency):
     sim.run()
     # after the edge of cycle i, p holds the product of cycle i - (latency - 1)
     assert seen[latency - 1:latency - 1 + len(a_values)] == [a * b for a, b in zip(a_values, b_values)]
+
+
+@pytest.mark.parametrize("latency", [1, 2])
+def test_portable_form_holds_while_not_enabled(latency):
+    rng = np.random.default_rng(latency)
+    dut = PipelinedMultiplier(signed(12), unsigned(6), latency)
+    a_values, b_values = _operands(rng, signed(12), 60), _operands(rng, unsigned(6), 60)
+    enables = [int(v) for v in rng.integers(0, 2, 60)]
+    seen = []
+
+    async def bench(ctx):
+        for a, b, en in zip(a_values, b_values, enables):
+            ctx.set(dut.a, a)
+            ctx.set(dut.b, b)
+            ctx.set(dut.en, en)
+            await ctx.tick()
+            seen.append(ctx.get(dut.p))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen == _enabled_products(a_values, b_values, enables, latency)
 
 
 def _mult18x18d_model() -> str:
@@ -93,21 +130,24 @@ def test_ecp5_form_is_one_registered_mult18x18d(a_shape, b_shape, latency, tmp_p
 
     rng = np.random.default_rng(latency + a_shape.width)
     a_values, b_values = _operands(rng, a_shape, 30), _operands(rng, b_shape, 30)
+    enables = [1] * 10 + [int(v) for v in rng.integers(0, 2, 20 + latency)]     # CE0: the block holds while low
     width_p = len(dut.p)
     (tmp_path / "a.hex").write_text("\n".join(f"{v & ((1 << a_shape.width) - 1):x}" for v in a_values) + "\n")
     (tmp_path / "b.hex").write_text("\n".join(f"{v & ((1 << b_shape.width) - 1):x}" for v in b_values) + "\n")
+    (tmp_path / "en.hex").write_text("\n".join(str(v) for v in enables) + "\n")
     count = len(a_values)
     (tmp_path / "tb.v").write_text(f"""
 module tb;
   reg clk = 0; reg rst = 0;
   reg [{a_shape.width - 1}:0] a; reg [{b_shape.width - 1}:0] b; wire [{width_p - 1}:0] p;
   reg [{a_shape.width - 1}:0] va [0:{count - 1}]; reg [{b_shape.width - 1}:0] vb [0:{count - 1}];
+  reg ven [0:{count + latency - 1}]; reg en;
   integer i;
-  top dut(.clk(clk), .rst(rst), .a(a), .b(b), .p(p));
+  top dut(.clk(clk), .rst(rst), .a(a), .b(b), .p(p), .en(en));
   initial begin
-    $readmemh("a.hex", va); $readmemh("b.hex", vb);
+    $readmemh("a.hex", va); $readmemh("b.hex", vb); $readmemh("en.hex", ven);
     for (i = 0; i < {count + latency}; i = i + 1) begin
-      a = i < {count} ? va[i] : 0; b = i < {count} ? vb[i] : 0;
+      a = i < {count} ? va[i] : 0; b = i < {count} ? vb[i] : 0; en = ven[i];
       #1 clk = 1; #1 clk = 0; $display("%h", p);
     end
     $finish;
@@ -122,5 +162,6 @@ endmodule
     mask = (1 << width_p) - 1
     seen = [int(word, 16) if all(c in "0123456789abcdef" for c in word) else None for word in lines]
     assert len(seen) == count + latency
-    expected = [(a * b) & mask for a, b in zip(a_values, b_values)]
-    assert seen[latency - 1:latency - 1 + count] == expected
+    expected = _enabled_products(a_values + [0] * latency, b_values + [0] * latency, enables, latency)
+    # the block's registers start undefined: the first latency - 1 outputs are not the model's zeros
+    assert seen[latency - 1:] == [value & mask for value in expected][latency - 1:]
