@@ -137,6 +137,7 @@ class Accelerator(wiring.Component):
             if unpackers:
                 wiring.connect(m, broadcaster.o[p], unpackers[p].i)
                 wiring.connect(m, unpackers[p].o, pe.i)
+                m.d.comb += unpackers[p].credit.eq(pe.released)
                 m.d.comb += broadcaster.room[p].eq(unpackers[p].room)
             else:
                 wiring.connect(m, broadcaster.o[p], pe.i)

@@ -46,7 +46,7 @@ from ..spec.errors import ParameterError
 from .params import HardwareParams
 
 __all__ = ["AcceleratorDesign", "PEDesign", "PhaseEntry", "GATE_TARGET", "PROJ_TARGET", "PHASES_PER_LAYER",
-           "phase_index", "bits_for", "memory_depth"]
+           "phase_index", "bits_for", "memory_depth", "pe_fifo_words"]
 
 PHASES_PER_LAYER = 3
 PHASE_X, PHASE_R, PHASE_PROJ = 0, 1, 2
@@ -64,6 +64,14 @@ def bits_for(max_value: int) -> int:
 
 
 ROOM_MARGIN = 2   # words a PE may receive after its room flag fell (flag and AND registered; hw/broadcast.py)
+
+
+def pe_fifo_words(fifo_depth: int) -> int:
+    """Words a PE's input FIFO holds: `fifo_depth` and the broadcaster's margin, and one more for a lane
+    unpacker, whose credits (one per word) come back a cycle later than a room flag would (hw/lanes.py)."""
+    return fifo_depth + ROOM_MARGIN + 1
+
+
 ENTRY_BANK_WORDS = 1024   # one ECP5 DP16KD at 18 bits: a bank multiplexer only after registered outputs
 
 
@@ -312,7 +320,7 @@ class AcceleratorDesign:
                   "bias": n_pes * (shape.cell_depth * 4 * self.acc_bits if self.split_sums
                                    else (shape.cell_depth + shape.gate_depth) * 4 * self.acc_bits),
                   "peephole": n_pes * shape.cell_depth * 3 * numerics.peephole_bits,
-                  "activation_fifos": n_pes * (params.fifo_depth + ROOM_MARGIN) * word_bits}
+                  "activation_fifos": n_pes * pe_fifo_words(params.fifo_depth) * word_bits}
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits
         if self.delta_mode:

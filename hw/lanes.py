@@ -22,7 +22,8 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, phase_index
+from .design import (PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, pe_fifo_words,
+                     phase_index)
 from .elementwise import ElementwiseLayer, ElementwiseUnit
 from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
                          elementwise_group_out_layout)
@@ -130,7 +131,9 @@ class LaneUnpacker(wiring.Component):
     lane 0, checked against the bit of its column).
 
     Backpressure towards the broadcaster is registered as the PE's own (hw/broadcast.py): `room` while the
-    words held number fewer than `fifo_depth`; ROOM_MARGIN more fit.
+    words held number fewer than `fifo_depth`; ROOM_MARGIN more fit. Towards the PE, credits: one per word of
+    its FIFO (`pe_fifo_words`), spent per column sent and returned by the PE's `released`, so the decision to
+    send is made from this unpacker's own registers.
 
     Parameters
     ----------
@@ -143,8 +146,10 @@ class LaneUnpacker(wiring.Component):
     i : In(stream.Signature(mask_address.unpacker_word_layout(design)))
         `i.ready` is not driven: the broadcaster trusts `room`.
     room : Out(1)
-    o : Out(stream.Signature(design_broadcast_layout(design)))
-        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending.
+    o : Out(stream.Signature(design_broadcast_layout(design), always_ready=True))
+        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending; only with a credit.
+    credit : In(1)
+        The PE's `released`: a word left its FIFO (one credit back).
     busy, proj_busy : Out(1)
         Registered: a word (a proj-phase word) was held or arriving in the previous cycle.
     """
@@ -163,7 +168,8 @@ class LaneUnpacker(wiring.Component):
         super().__init__({
             "i": In(stream.Signature(unpacker_word_layout(design))),
             "room": Out(1),
-            "o": Out(stream.Signature(design_broadcast_layout(design))),
+            "o": Out(stream.Signature(design_broadcast_layout(design), always_ready=True)),
+            "credit": In(1),
             "busy": Out(1),
             "proj_busy": Out(1),
         })
@@ -229,6 +235,13 @@ class LaneUnpacker(wiring.Component):
         m.d.comb += [stored.eq(word_1), stored.value.eq(sent_1), fifo.w_en.eq(pushed), fifo.w_data.eq(stored)]
         m.d.sync += self.room.eq(fifo.level + valid_1 < fifo_depth)
 
+        # ---- credits: the PE's FIFO words not known to be taken; `has_credit` a flip-flop ----------------------
+        credits = Signal(range(pe_fifo_words(fifo_depth) + 1), init=pe_fifo_words(fifo_depth))
+        has_credit = Signal(init=1)
+        credits_next = Signal.like(credits)
+        m.d.comb += credits_next.eq(credits - self.o.valid + self.credit)
+        m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0)]
+
         # ---- out: the head word's columns, lowest lane first ------------------------------------------------
         head = data.View(layout, fifo.r_data)
         emitted = Signal(lanes)              # lanes of the head word already handed to the PE
@@ -239,14 +252,14 @@ class LaneUnpacker(wiring.Component):
                 m.d.comb += lane.eq(k)
         last = (remaining & (remaining - 1))[:lanes] == 0      # one lane left
         m.d.comb += [
-            self.o.valid.eq(fifo.r_rdy),
+            self.o.valid.eq(fifo.r_rdy & has_credit),
             self.o.payload.phase.eq(head.phase),
             self.o.payload.buffer.eq(head.buffer),
             self.o.payload.column.eq(head.column + lane),
             self.o.payload.value.eq(head.values[lane]),
-            fifo.r_en.eq(self.o.ready & last),
+            fifo.r_en.eq(has_credit & last),
         ]
-        with m.If(self.o.valid & self.o.ready):
+        with m.If(self.o.valid):
             m.d.sync += emitted.eq(Mux(last, 0, emitted | (1 << lane)))
 
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------

@@ -38,7 +38,7 @@ from pathlib import Path
 from amaranth.back import rtlil
 from amaranth.back import verilog as amaranth_verilog
 from amaranth.hdl import _ir, _nir
-from amaranth.hdl._ast import SignalDict, Value, ValueCastable
+from amaranth.hdl._ast import Const, SignalDict, Value, ValueCastable
 from amaranth.lib import wiring
 
 __all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "SharedModule", "convert_with_images", "write_images",
@@ -134,9 +134,12 @@ class _SharingEmitter(rtlil.ModuleEmitter):
 
 
 def _ports(top: wiring.Component) -> dict:
-    """The top-level ports as Amaranth's `verilog.convert` derives them from the signature."""
+    """The top-level ports as Amaranth's `verilog.convert` derives them from the signature, without the
+    constant members (an always-ready stream's ready: the PE's `i.ready`, as SharedInstance leaves it out)."""
     ports = {}
     for path, member, value in top.signature.flatten(top):
+        if isinstance(value, Const):
+            continue
         if isinstance(value, ValueCastable):
             value = value.as_value()
         if isinstance(value, Value):

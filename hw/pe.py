@@ -45,7 +45,7 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, ROOM_MARGIN, AcceleratorDesign, PEDesign, bits_for
+from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, pe_fifo_words
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .multiplier import PipelinedMultiplier
 from .pe_shape import entry_memory_names, pe_memory_contents
@@ -68,11 +68,13 @@ class SparsePE(wiring.Component):
 
     Attributes
     ----------
-    i : In(stream.Signature(design_broadcast_layout(design)))
-        Broadcast words into the PE's FIFO. `i.ready` is a flip-flop (a lane unpacker obeys it; the
-        broadcaster trusts `room`).
+    i : In(stream.Signature(design_broadcast_layout(design), always_ready=True))
+        Broadcast words into the PE's FIFO, taken whenever valid: the producer sends only into room it was
+        told of, `room` (the broadcaster) or `released` (a lane unpacker's credits).
     room : Out(1)
         Registered: the FIFO holds fewer than `fifo_depth` words (hw/broadcast.py).
+    released : Out(1)
+        Registered: a word left the FIFO in the previous cycle (a credit for a lane unpacker, hw/lanes.py).
     cell_read : In(CellReadSignature(design))
         Read-and-reset of one local cell's gate accumulators (marked cleared: it reads as the bias until the next MAC).
     proj_read : In(ProjReadSignature(design))
@@ -101,8 +103,9 @@ class SparsePE(wiring.Component):
         self._pe_index = pe_index
         counter_bits = design.params.counter_bits
         super().__init__({
-            "i": In(stream.Signature(design_broadcast_layout(design))),
+            "i": In(stream.Signature(design_broadcast_layout(design), always_ready=True)),
             "room": Out(1),
+            "released": Out(1),
             "cell_read": In(CellReadSignature(design)),
             "proj_read": In(ProjReadSignature(design)),
             "busy": Out(1),
@@ -123,9 +126,7 @@ class SparsePE(wiring.Component):
 
         # ---- submodules: FIFO and memories -----------------------------------------------------------
         fifo_depth = design.params.fifo_depth
-        # one word more than the broadcaster's room needs: `i.ready` is registered and admits a word only if it
-        # would fit even if nothing left in the cycle before (so the same number of words as before fit)
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=fifo_depth + ROOM_MARGIN + 1)
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=word_layout.size, depth=pe_fifo_words(fifo_depth))
         # every memory the model fills (hw/pe_shape.py); the entry memory in banks of one block RAM's depth,
         # each output registered before the bank multiplexer
         memories = {name: contents.memory() for name, contents in pe_memory_contents(design, self._pe_index).items()}
@@ -183,20 +184,10 @@ class SparsePE(wiring.Component):
         mac_cleared = [0] * 4 if split else [mac_bias_rd.data[k] for k in range(4)]
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
-        # `i.ready` is a flip-flop: a lane unpacker's FIFO pops under it, and it was the FIFO's fill test
-        # behind this PE's pop logic (#10: the unpackers' FIFO read enables, ~400 late endpoints)
-        ready = Signal(init=1)
-        pushed = self.i.valid & ready
-        popped = fifo.r_en & fifo.r_rdy
-        m.d.comb += [
-            fifo.w_data.eq(self.i.payload),
-            fifo.w_en.eq(pushed),
-            self.i.ready.eq(ready),
-        ]
-        m.d.sync += [
-            self.room.eq(fifo.level < fifo_depth),
-            ready.eq(fifo.level + pushed - popped <= fifo.depth - 2),
-        ]
+        # no ready: the producers count the room themselves (flag or credits), so no decision of this PE's
+        # reaches a lane unpacker's FIFO read (#10: a ready, even a flip-flop, was the routed worst path)
+        m.d.comb += [fifo.w_data.eq(self.i.payload), fifo.w_en.eq(self.i.valid)]
+        m.d.sync += [self.room.eq(fifo.level < fifo_depth), self.released.eq(fifo.r_en & fifo.r_rdy)]
 
         # ---- F: pointer fetch (L: addresses registered, P: read issued, J: pointers registered) ---------------
         word = data.View(word_layout, fifo.r_data)
@@ -411,6 +402,13 @@ class SparsePE(wiring.Component):
             forward.eq(same_word(s, x)),
         ]
         m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(Mux(forward, sums[0], x_base) + x_product)]
+        # the accumulator banks' write enables decoded a cycle early: each drives the write enable of every
+        # LUT-RAM of its bank straight from a flip-flop (#10: the decode before that fan-out, ~200 late endpoints)
+        gate_write = [Signal(name=f"wb_gate_write{k}") for k in range(4)]
+        proj_write = Signal(name="wb_proj_write")
+        m.d.sync += [*[gate_write[k].eq(x["valid"] & (x["target"] == GATE_TARGET) & (x["bank"] == k))
+                       for k in range(4)],
+                     proj_write.eq(x["valid"] & (x["target"] == PROJ_TARGET))]
         m.d.sync += [wb2[key].eq(wb[key]) for key in key_layout] + [sums[1].eq(sums[0])]
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
@@ -474,7 +472,7 @@ class SparsePE(wiring.Component):
         for k, port in enumerate(gate_wr):
             m.d.comb += [
                 port.addr.eq(wb["addr"]), port.data.value.eq(sums[0]), port.data.tag.eq(wb["tag"]),
-                port.en.eq(wb["valid"] & (wb["target"] == GATE_TARGET) & (wb["bank"] == k)),
+                port.en.eq(gate_write[k]),
             ]
         m.d.comb += [tags_wr.addr.eq(cell_reset_addr), tags_wr.data.eq(~read_tags), tags_wr.en.eq(cell_reset_pending)]
         if split:
@@ -484,7 +482,7 @@ class SparsePE(wiring.Component):
         with m.Else():
             m.d.comb += [
                 proj_wr.addr.eq(wb["addr"]), proj_wr.data.eq(sums[0]),
-                proj_wr.en.eq(wb["valid"] & (wb["target"] == PROJ_TARGET)),
+                proj_wr.en.eq(proj_write),
             ]
 
         # ---- status: all work, and proj work (words counted from FIFO entry until the walker takes them) --------
@@ -495,7 +493,7 @@ class SparsePE(wiring.Component):
             for index, phase in enumerate(pe.phases):
                 if phase.used and phase.target == PROJ_TARGET:
                     with m.Case(index):
-                        m.d.comb += pushed_proj.eq(self.i.valid & self.i.ready)
+                        m.d.comb += pushed_proj.eq(self.i.valid)
         dropped_proj = fetched_valid & ~queued & (fetched["target"] == PROJ_TARGET)
         m.d.comb += released_proj.eq(job_taken & (job.target == PROJ_TARGET))
         m.d.sync += proj_words.eq(proj_words + pushed_proj - released_proj - dropped_proj)
@@ -509,5 +507,5 @@ class SparsePE(wiring.Component):
             any_busy = any_busy | valid
             any_proj = any_proj | (valid & (target == PROJ_TARGET))
         # registered, so the OR over all PEs starts from flip-flops; a word arriving now counts as work
-        m.d.sync += [self.busy.eq(any_busy | (self.i.valid & self.i.ready)), self.proj_busy.eq(any_proj | pushed_proj)]
+        m.d.sync += [self.busy.eq(any_busy | self.i.valid), self.proj_busy.eq(any_proj | pushed_proj)]
         return m

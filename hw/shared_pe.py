@@ -13,7 +13,7 @@ simulator and the inline Verilog keep elaborating every part.
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Instance, ResetSignal
+from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal
 from amaranth.hdl._ast import ValueCastable
 from amaranth.lib import wiring
 
@@ -62,6 +62,8 @@ class SharedInstance(wiring.Component):
     def elaborate(self, platform):
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
         for path, member, value in self.signature.flatten(self):
+            if isinstance(value, Const):     # an always-ready stream's ready: no port in the module
+                continue
             if isinstance(value, ValueCastable):
                 value = value.as_value()
             ports[("i_" if member.flow == wiring.In else "o_") + "__".join(map(str, path))] = value

@@ -1,15 +1,15 @@
 """A register slice (skid buffer) for a stream: every output and the `ready` it returns come from flip-flops.
 
 Placed on a stream between two parts of a design (or at a chip's ports), it cuts the combinational paths of
-both directions: `o.valid` / `o.payload` are registered, and `i.ready` is registered too, so neither the
-producer's `valid` nor the consumer's `ready` reaches the other side in the same cycle. A second register
-(the skid) takes the word that arrives in the cycle the consumer stops, so a continuous stream still moves
-one word per cycle; the cost is one cycle of latency.
+both directions: `o.valid` is registered and `o.payload` a two-way multiplexer of registers, and `i.ready` is
+registered too, so neither the producer's `valid` nor the consumer's `ready` reaches the other side in the same
+cycle. Two slots in a ring take the words, so the word that arrives in the cycle the consumer stops has a place
+and a continuous stream still moves one word per cycle; the cost is one cycle of latency.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -21,7 +21,7 @@ class SkidBuffer(wiring.Component):
 
     Ports:
       i   In(stream of `payload_shape`); `i.ready` is registered (low only while the skid holds a word)
-      o   Out(stream of `payload_shape`); `o.valid` and `o.payload` are registered
+      o   Out(stream of `payload_shape`); `o.valid` registered, `o.payload` one of two registers
     """
 
     def __init__(self, payload_shape):
@@ -35,23 +35,36 @@ class SkidBuffer(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-
-        out_valid = Signal()
-        out_payload = Signal(self._payload_shape, reset_less=True)   # data: only the valid bits need a reset
-        skid_valid = Signal()
-        skid_payload = Signal(self._payload_shape, reset_less=True)
+        # two slots in a ring; the free slot the next word goes to loads the input every cycle, word or not,
+        # so its enable is a flip-flop (`load`), not the handshake's logic fanning out to every data bit
+        # (#10: the cell slice's enables, 58 late endpoints); the handshake moves the pointers only
+        slots = [Signal(self._payload_shape, name=f"slot{k}", reset_less=True) for k in range(2)]
+        load = [Signal(name=f"load{k}", init=int(k == 0)) for k in range(2)]
+        count = Signal(range(3))
+        read_slot = Signal()
+        write_slot = Signal()
+        ready = Signal(init=1)
+        has_word = Signal()
+        pushed = self.i.valid & ready
+        popped = has_word & self.o.ready
+        count_next = Signal.like(count)
+        write_next = Signal()
         m.d.comb += [
-            self.o.valid.eq(out_valid),
-            self.o.payload.eq(out_payload),
-            self.i.ready.eq(~skid_valid),
+            self.i.ready.eq(ready),
+            self.o.valid.eq(has_word),
+            self.o.payload.eq(Mux(read_slot, slots[1], slots[0])),
+            count_next.eq(count + pushed - popped),
+            write_next.eq(write_slot ^ pushed),
         ]
-        with m.If(~out_valid | self.o.ready):
-            # the output register is free at the edge: refill it, from the skid first
-            with m.If(skid_valid):
-                m.d.sync += [out_valid.eq(1), out_payload.eq(skid_payload), skid_valid.eq(0)]
-            with m.Else():
-                m.d.sync += [out_valid.eq(self.i.valid), out_payload.eq(self.i.payload)]
-        with m.Elif(self.i.valid & ~skid_valid):
-            # the consumer stopped while a word arrived: keep it in the skid
-            m.d.sync += [skid_valid.eq(1), skid_payload.eq(self.i.payload)]
+        for k in range(2):
+            with m.If(load[k]):
+                m.d.sync += slots[k].eq(self.i.payload)
+        m.d.sync += [
+            count.eq(count_next),
+            read_slot.eq(read_slot ^ popped),
+            write_slot.eq(write_next),
+            ready.eq(count_next < 2),
+            has_word.eq(count_next != 0),
+            *[load[k].eq((write_next == k) & (count_next < 2)) for k in range(2)],
+        ]
         return m

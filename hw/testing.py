@@ -26,16 +26,17 @@ def _chance(rng, probability: float) -> bool:
     return probability > 0 and rng.random() < probability
 
 
-async def stream_send(ctx, port, payloads, *, rng=None, idle: float = 0.0) -> list[int]:
+async def stream_send(ctx, port, payloads, *, rng=None, idle: float = 0.0, room=None) -> list[int]:
     """Offer each payload on `port` until it is taken; before each one, idle for a cycle with probability
-    `idle` (drawn from `rng`, anything with `.random()`), repeatedly. `valid` is low at the end.
+    `idle` (drawn from `rng`, anything with `.random()`), repeatedly, and, if `room` is given (the registered
+    room flag of an always-ready consumer, hw/pe.py), while it is low. `valid` is low at the end.
 
     Returns the clock edge (counted from the call, first edge = 1) at which each payload was taken."""
     if idle > 0 and rng is None:
         raise ValueError("stream_send: idle cycles need an rng")
     taken_at, cycle = [], 0
     for payload in payloads:
-        while _chance(rng, idle):
+        while _chance(rng, idle) or (room is not None and not ctx.get(room)):
             await ctx.tick()
             cycle += 1
         ctx.set(port.payload, payload)

@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.cycle_model import default_lanes, predict_cycles
-from sparselstm.hw.design import AcceleratorDesign, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
+from sparselstm.hw.design import AcceleratorDesign, pe_fifo_words, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
 from sparselstm.hw.mask_address import MaskAddresser, mask_address, mask_bases
@@ -136,7 +136,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     assert 0 < sum(x_has_entries) < 6, "the PE must have both empty and non-empty x columns"
     rng = np.random.default_rng(0)
     words, expected = [], []
-    for group in range(6):
+    for group in [g for _ in range(6) for g in range(6)]:      # six frames: enough words to fill the PE
         values = [int(v) for v in rng.integers(-900, 900, 4)]
         mask = int(rng.integers(1, 16))
         words.append({"phase": proj, "buffer": 0, "column": 4 * group, "value": mask, "values": values,
@@ -160,12 +160,30 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
             _, _, room = await ctx.tick().sample(dut.room)
             ctx.set(dut.i.valid, 0)
 
+    capacity = pe_fifo_words(design.params.fifo_depth)
+
     async def pe_side(ctx):
-        received = await stream_receive(ctx, dut.o, len(expected), rng=random.Random(3), stall=0.8,
-                                        max_cycles=2000)
-        result["got"] = [(w.payload.phase, w.payload.column, w.payload.value) for w in received]
+        # the PE's FIFO: takes every word offered, pops slowly at random and returns a credit per pop a
+        # cycle later (its `released` is a register)
+        rng, held, got, credit = random.Random(3), [], [], 0
+        result["full"] = 0
+        for _ in range(4000):
+            ctx.set(dut.credit, credit)
+            _, _, valid, payload = await ctx.tick().sample(dut.o.valid, dut.o.payload)
+            credit = int(bool(held) and rng.random() < 0.2)
+            if credit:
+                got.append(held.pop(0))
+            if valid:
+                held.append((payload.phase, payload.column, payload.value))
+                assert len(held) <= capacity, "the unpacker sent a word without a credit"
+            result["full"] += len(held) == capacity
+            if len(got) == len(expected):
+                break
+        result["got"] = got
+        ctx.set(dut.credit, credit)
         for _ in range(4):
             await ctx.tick()
+            ctx.set(dut.credit, 0)
         result["busy"] = (ctx.get(dut.busy), ctx.get(dut.proj_busy))
 
     sim = Simulator(dut)
@@ -175,6 +193,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     sim.run()
     assert result["got"] == expected
     assert result["room_low"] > 0, "the slow PE side must have filled the unpacker"
+    assert result["full"] > 0, "the unpacker must have spent every credit"
     assert result["busy"] == (0, 0)
 
 

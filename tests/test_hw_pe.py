@@ -67,7 +67,7 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
 
     async def testbench(ctx):
         payloads = [{"phase": phase, "column": column, "value": value} for phase, column, value in words]
-        await stream_send(ctx, dut.i, payloads, rng=random.Random(seed), idle=stall)
+        await stream_send(ctx, dut.i, payloads, rng=random.Random(seed), idle=stall, room=dut.room)
         await ctx.tick()
         while ctx.get(dut.busy):
             await ctx.tick()
@@ -242,7 +242,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
 
     async def send(ctx, words, buffer):
         await stream_send(ctx, dut.i, [{"phase": phase, "buffer": buffer, "column": column, "value": value}
-                                       for phase, column, value in words])
+                                       for phase, column, value in words], room=dut.room)
 
     async def read_cells(ctx, buffer, into):
         into.extend(await read_gate_words(ctx, dut, cells, buffer))
@@ -292,7 +292,7 @@ def test_pe_proj_busy_covers_proj_words_only():
     async def testbench(ctx):
         await stream_send(ctx, dut.i, [{"phase": phase, "buffer": 0, "column": column, "value": 1000}
                                        for phase, column in [(phase_index(0, 0), 0), (phase_index(0, 2), 1),
-                                                             (phase_index(0, 0), 1)]])
+                                                             (phase_index(0, 0), 1)]], room=dut.room)
         for _ in range(40):
             trace.append((ctx.get(dut.busy), ctx.get(dut.proj_busy)))
             await ctx.tick()
@@ -332,7 +332,8 @@ def test_pe_words_reset_with_and_without_macs_between_resets():
         for vector in vectors:
             words = broadcast_words(layer, vector[:inputs], vector[inputs:], None)
             await stream_send(ctx, dut.i, [{"phase": phase, "column": column, "value": value}
-                                           for phase, column, value in words], rng=random.Random(1), idle=0.2)
+                                           for phase, column, value in words], rng=random.Random(1), idle=0.2,
+                              room=dut.room)
             await ctx.tick()
             while ctx.get(dut.busy):
                 await ctx.tick()
@@ -372,7 +373,8 @@ def test_pe_split_sums_add_each_frame_into_the_sum_banks():
 
     async def send(ctx, words, buffer):
         await stream_send(ctx, dut.i, [{"phase": phase, "buffer": buffer, "column": column, "value": value}
-                                       for phase, column, value in words], rng=random.Random(3), idle=0.3)
+                                       for phase, column, value in words], rng=random.Random(3), idle=0.3,
+                          room=dut.room)
 
     async def read_cells(ctx, buffer):
         reads.append(await read_gate_words(ctx, dut, cells, buffer))
