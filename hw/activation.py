@@ -15,7 +15,7 @@ The integers of the tables come from the caller (an encoded model's `tables/*.he
     edge 2  (T[k], D[k]) straight from the ROM into flip-flops (a block RAM's output is slow: nothing after it;
             D and r into the multiplier's operand registers, inside a DSP block on an ECP5)
     edge 3  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
-    edge 4  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0)
+    edge 4  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0), one adder: (B' + (p ^ -neg)) >> S
 
 docs/numerics.md's `base +- ((p + 2**(S-1)) >> S)` folded into one adder after the multiplier: base is an
 integer, so `base + floor((p + h) / 2**S) = floor((base * 2**S + h + p) / 2**S)` with h = 2**(S-1), and
@@ -199,15 +199,20 @@ class ActivationPipeline(wiring.Component):
 
             base_2 = Mux(last_segment_[2], mirrored(self.table[segments]),
                          Mux(negative_[2], mirrored(table_2), table_2))
-            half = (1 << (interp_bits - 1)) if interp_bits > 0 else 0
-            bias_2 = Mux(negative_[2], half - 1, half) if interp_bits > 0 else 0
             m.d.comb += self.y[lane].eq(y_4)
             with m.If(self.en):
-                m.d.sync += [
-                    table_2.eq(read.data.t),
-                    biased_3.eq((base_2 << interp_bits) | bias_2),
-                    y_4.eq(Mux(negative_[3], biased_3 - product_3, biased_3 + product_3) >> interp_bits),
-                ]
+                m.d.sync += table_2.eq(read.data.t)
+                if interp_bits > 0:
+                    # B - p = (B + 1) + ~p, and B + 1 = base * 2**S + h for a negative x (its bias is h - 1):
+                    # one adder behind the DSP block's output, p's bits inverted in front of it, no second
+                    # adder and multiplexer (#10: edge 4 was among the late paths)
+                    half = 1 << (interp_bits - 1)
+                    flip_3 = Signal.like(product_3, name=f"flip_3_{lane}")
+                    m.d.comb += flip_3.eq(product_3 ^ Mux(negative_[3], -1, 0))
+                    m.d.sync += [biased_3.eq((base_2 << interp_bits) | half),
+                                 y_4.eq((biased_3 + flip_3) >> interp_bits)]
+                else:
+                    m.d.sync += [biased_3.eq(base_2), y_4.eq(biased_3)]
         return m
 
 
