@@ -146,6 +146,7 @@ class Accelerator(wiring.Component):
         if has_proj:
             wiring.connect(m, scheduler.proj, proj_reader.command)
             wiring.connect(m, proj_reader.o, scheduler.y)
+            wiring.connect(m, proj_reader.status, scheduler.proj_status)
             for p, pe in enumerate(pes):
                 wiring.connect(m, proj_reader.pes[p], pe.proj_read)
 

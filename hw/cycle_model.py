@@ -40,7 +40,7 @@ import numpy as np
 from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
 from .pe import SparsePE
-from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY
+from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "delta_frame_cycles"]
 
@@ -229,12 +229,12 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             work[key] = work[key] * share
         else:
             work[key] = np.rint(work[key] * share.astype(np.float64)).astype(np.int64)
-    ew_arrival = ELEMENTWISE_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
+    ew_arrival = ELEMENTWISE_LATENCY + START_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
         # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
-        follow = PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
+        follow = START_LATENCY + PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
         keys = [(l, PHASE_X)] + ([(l, PHASE_R)] if with_recurrent else [])
         gate_sent = np.concatenate([frame_sent[key] for key in keys]) if all(key in frame_sent for key in keys) else None
         return (follow + _simulate([_Stream(np.concatenate(columns, axis=1), sent=gate_sent)], depth, unpack)
@@ -254,7 +254,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(groups), lanes=lanes,
                                    sent=frame_sent.get((l, PHASE_PROJ))))
         # the y reader follows the ProjReader one word behind, so what comes next waits only for its start
-        readout = (PROJ_READ_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
+        readout = (START_LATENCY + PROJ_READ_LATENCY + STATE_OVERHEAD + STATUS_LATENCY) if has_proj else 0
 
         def readout_started(done):
             if not has_proj:
@@ -299,7 +299,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         if l < last:
             first += gates(l + 1, with_recurrent=False)
     if layers[last].proj_size is not None:
-        first += layers[last].proj_size + PROJ_READ_LATENCY + 1
+        first += layers[last].proj_size + START_LATENCY + PROJ_READ_LATENCY + 1
     first += design.output_size + READER_LATENCY + 1
 
     mac = np.zeros(design.n_pes, dtype=np.int64)

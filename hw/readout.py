@@ -28,10 +28,10 @@ from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
 from .fixed import round_shift_saturate
-from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
+from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, ReadoutStatusSignature,
                          elementwise_group_in_layout, y_word_layout)
 
-__all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY"]
+__all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided -> the registered enables -> the PE port's data -> registered -> selected, into
 # the queue -> the queue's output (the groups then go out one per cycle)
@@ -41,6 +41,9 @@ CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cyc
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
 # accumulator -> the y word
 PROJ_READ_LATENCY = 5
+
+# Both: the scheduler's `start` is taken into a register before the first read is decided (`_taken_command`)
+START_LATENCY = 1
 
 
 def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
@@ -53,6 +56,24 @@ def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, acti
         m.d.sync += pe_sel.eq(pe_sel + 1)
     with m.If(index + 1 == size):
         m.d.sync += active.eq(0)
+
+
+def _taken_command(m: Module, command, fields, busy_now):
+    """The scheduler's `start` taken into a flip-flop, with `fields` of the command, and `busy` given back from
+    one, so no path runs from this reader through the scheduler's decision back into it in one cycle (#10: the
+    projection reader's busy OR -> the scheduler's start -> the reader's registers was the routed worst path,
+    12.4 ns). `busy` rises in the cycle after `start`, as before, and falls a cycle after the reader went idle.
+    Returns the registered start pulse (START_LATENCY after `start`) and the fields taken with it."""
+    taken = Signal()
+    fields = {name: Signal.like(getattr(command, name), name=f"start_{name}", reset_less=True) for name in fields}
+    busy = Signal()
+    m.d.sync += [
+        taken.eq(command.start & ~busy),
+        *[field.eq(getattr(command, name)) for name, field in fields.items()],
+        busy.eq(busy_now | taken | command.start),
+    ]
+    m.d.comb += command.busy.eq(busy)
+    return taken, fields
 
 
 def _registered_read(m: Module, p: int, port, reads, fields: dict):
@@ -185,11 +206,12 @@ class CellReader(wiring.Component):
             self.o.payload.group.eq(head.group),
             self.o.payload.cells.eq(head.cells),
             self.o.payload.first_frame.eq(first_frame),
-            self.command.busy.eq(active | (outstanding != 0)),
         ]
-        with m.If(self.command.start & ~active & (outstanding == 0)):
-            m.d.sync += [active.eq(1), layer.eq(self.command.layer), first_frame.eq(self.command.first_frame),
-                         buffer.eq(self.command.buffer), group.eq(0), row_sel.eq(0), local.eq(0)]
+        taken, command = _taken_command(m, self.command, ("layer", "first_frame", "buffer"),
+                                        active | (outstanding != 0))
+        with m.If(taken):
+            m.d.sync += [active.eq(1), layer.eq(command["layer"]), first_frame.eq(command["first_frame"]),
+                         buffer.eq(command["buffer"]), group.eq(0), row_sel.eq(0), local.eq(0)]
         return m
 
 
@@ -210,6 +232,9 @@ class ProjReader(wiring.Component):
     o : Out(stream.Signature(y_word_layout(design), always_ready=True))
         One y word per cycle in row order, always accepted (no ready); row r leaves PROJ_READ_LATENCY
         cycles after its read. Registered.
+    status : Out(ReadoutStatusSignature(design))
+        The readout as it runs, for the YReader: `start` when it starts (START_LATENCY after the command's),
+        its `layer`, and `busy` as the command's.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -222,6 +247,7 @@ class ProjReader(wiring.Component):
             "command": In(ReadoutCommandSignature(design, cell_readout=False)),
             "pes": Out(ProjReadSignature(design)).array(design.n_pes),
             "o": Out(stream.Signature(y_word_layout(design), always_ready=True)),
+            "status": Out(ReadoutStatusSignature(design)),
         })
 
     def elaborate(self, platform):
@@ -272,13 +298,16 @@ class ProjReader(wiring.Component):
             self.o.payload.layer.eq(layer),
             self.o.payload.index.eq(out_row),
             self.o.payload.value.eq(out_value),
-            self.command.busy.eq(active | read_valid | fetched_valid | captured_valid | selected_valid | out_valid),
         ]
+        taken, command = _taken_command(m, self.command, ("layer",), active | read_valid | fetched_valid
+                                        | captured_valid | selected_valid | out_valid)
+        m.d.comb += [self.status.start.eq(taken), self.status.layer.eq(command["layer"]),
+                     self.status.busy.eq(self.command.busy)]
 
         m.d.sync += read_valid.eq(active)
         with m.If(active):
             m.d.sync += [read_pe.eq(pe_sel), read_row.eq(row)]
             _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
-        with m.If(self.command.start & ~active):
-            m.d.sync += [active.eq(1), layer.eq(self.command.layer), row.eq(0), pe_sel.eq(0), local.eq(0)]
+        with m.If(taken):
+            m.d.sync += [active.eq(1), layer.eq(command["layer"]), row.eq(0), pe_sel.eq(0), local.eq(0)]
         return m

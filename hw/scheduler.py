@@ -45,8 +45,9 @@ from amaranth.lib.wiring import In, Out
 from .design import PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, AcceleratorDesign, bits_for
 from .fixed import round_shift_saturate
 from .input_engine import InputEngine
-from .interfaces import (ReadoutCommandSignature, design_broadcast_layout, design_lane_broadcast_layout,
-                         elementwise_group_out_layout, input_word_layout, output_word_layout, y_word_layout)
+from .interfaces import (ReadoutCommandSignature, ReadoutStatusSignature, design_broadcast_layout,
+                         design_lane_broadcast_layout, elementwise_group_out_layout, input_word_layout,
+                         output_word_layout, y_word_layout)
 from .output_streamer import OutputStreamer
 from .y_reader import YReader
 
@@ -77,6 +78,8 @@ class Scheduler(wiring.Component):
         To the ProjReader (only when a layer has a projection).
     y : In(stream.Signature(y_word_layout(design), always_ready=True))
         y words from the ProjReader (only when a layer has a projection).
+    proj_status : In(ReadoutStatusSignature(design))
+        The ProjReader's readout as it runs, for the YReader (only when a layer has a projection).
     pes_busy, pes_proj_busy : In(1)
         Some PE had work / proj work queued or in flight in the previous cycle (registered by the caller:
         the OR of every PE's flag spans the chip). The drains allow for the cycle: see `pipeline_idle`.
@@ -121,6 +124,7 @@ class Scheduler(wiring.Component):
         if self._has_proj:
             members["proj"] = Out(ReadoutCommandSignature(design, cell_readout=False))
             members["y"] = In(stream.Signature(y_word_layout(design), always_ready=True))
+            members["proj_status"] = In(ReadoutStatusSignature(design))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -185,8 +189,9 @@ class Scheduler(wiring.Component):
         if self._has_proj:
             with m.Elif(self.y.valid):
                 m.d.comb += [y_words.valid.eq(1), y_words.payload.eq(self.y.payload)]
-            m.d.comb += [y_reader.readout.start.eq(self.proj.start), y_reader.readout.layer.eq(self.proj.layer),
-                         y_reader.readout.busy.eq(proj_busy), self.proj.layer.eq(layer)]
+            # the y reader follows the readout as it runs (it starts a cycle after the command, hw/readout.py)
+            wiring.connect(m, wiring.flipped(self.proj_status), y_reader.readout)
+            m.d.comb += self.proj.layer.eq(layer)
 
         # ---- the broadcaster's sources: input words, y words, m words ----------------------------------------
         def send(source):
