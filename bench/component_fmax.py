@@ -29,7 +29,8 @@ from sparselstm.hw.broadcast import Broadcaster
 from sparselstm.hw.delta_filter import DeltaFilter
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.interfaces import design_broadcast_layout
-from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
+from sparselstm.hw.lane_unpacker import LaneUnpacker
+from sparselstm.hw.lanes import LaneElementwise
 from sparselstm.hw.mask_address import unpacker_word_layout
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.pe import SparsePE

@@ -28,7 +28,8 @@ from .broadcast import Broadcaster
 from .delta_filter import DeltaFilter
 from .design import AcceleratorDesign
 from .interfaces import design_broadcast_layout, input_word_layout, output_word_layout
-from .lanes import LaneElementwise, LaneUnpacker
+from .lane_unpacker import LaneUnpacker
+from .lanes import LaneElementwise
 from .mask_address import MaskAddresser, unpacker_word_layout
 from .pe import SparsePE
 from .readout import CellReader, ProjReader

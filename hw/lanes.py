@@ -7,7 +7,7 @@ bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
 - `LaneElementwise`: `lanes` ElementwiseUnits in lock step. Lane k takes cells k, k + lanes, ... of every
   layer (its own cell-state range); the CellReader reads the `lanes` cells of a group from `lanes`
   different PEs in one cycle (cells are interleaved over the PEs and `lanes` divides the PE count).
-- `LaneUnpacker`, one in front of each PE: the broadcast words of a design with lanes > 1 carry up to
+- `LaneUnpacker` (hw/lane_unpacker.py), one in front of each PE: the broadcast words of a design with lanes > 1 carry up to
   `lanes` columns (the m words of a group; x and y words use one); the unpacker hands the PE one column per
   cycle and drops the columns in which the PE has no entry, so a group costs the PE only its entries, and
   an x or y word in whose column the PE has none costs it nothing (a PE pops a column per cycle: at 64 PEs,
@@ -16,20 +16,15 @@ bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
-from amaranth.lib.memory import Memory
+from amaranth.hdl import Module
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import (PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, pe_fifo_words,
-                     phase_index)
+from .design import AcceleratorDesign
 from .elementwise import ElementwiseLayer, ElementwiseUnit
-from .interfaces import (design_broadcast_layout, design_lane_broadcast_layout, elementwise_group_in_layout,
-                         elementwise_group_out_layout)
-from .mask_address import mask_bases, unpacker_word_layout
+from .interfaces import elementwise_group_in_layout, elementwise_group_out_layout
 
-__all__ = ["LaneElementwise", "LaneUnpacker"]
+__all__ = ["LaneElementwise"]
 
 
 class LaneElementwise(wiring.Component):
@@ -120,164 +115,5 @@ class LaneElementwise(wiring.Component):
             self.o.valid.eq(first.o.valid),
             self.o.payload.layer.eq(first.o.payload.layer),
             self.o.payload.group.eq(first.o.payload.cell),
-        ]
-        return m
-
-
-class LaneUnpacker(wiring.Component):
-    """In front of PE `pe_index`: lane broadcast words in, one column per cycle out, columns in which the
-    PE has no entry dropped (a mask word per `lanes` consecutive columns of each phase the PE uses, read
-    from its pointers: a proj word's lanes are its group's columns, an x or y word carries one column in
-    lane 0, checked against the bit of its column).
-
-    Backpressure towards the broadcaster is registered as the PE's own (hw/broadcast.py): `room` while the
-    words held number fewer than `fifo_depth`; ROOM_MARGIN more fit. Towards the PE, credits: one per word of
-    its FIFO (`pe_fifo_words`), spent per column sent and returned by the PE's `released`, so the decision to
-    send is made from this unpacker's own registers.
-
-    Parameters
-    ----------
-    design : AcceleratorDesign
-        With design.lanes > 1.
-    pe_index : int
-
-    Attributes
-    ----------
-    i : In(stream.Signature(mask_address.unpacker_word_layout(design)))
-        `i.ready` is not driven: the broadcaster trusts `room`.
-    room : Out(1)
-    o : Out(stream.Signature(design_broadcast_layout(design), always_ready=True))
-        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending; only with a credit.
-    credit : In(1)
-        The PE's `released`: a word left its FIFO (one credit back).
-    busy, proj_busy : Out(1)
-        Registered: a word (a proj-phase word) was held or arriving in the previous cycle.
-    """
-
-    def __init__(self, design: AcceleratorDesign, pe_index: int):
-        if not isinstance(design, AcceleratorDesign):
-            raise TypeError(f"LaneUnpacker needs an AcceleratorDesign, got {type(design).__name__}")
-        if design.lanes < 2:
-            raise ValueError("LaneUnpacker: the design has one lane (its PEs take broadcast words directly)")
-        if not isinstance(pe_index, int) or isinstance(pe_index, bool):
-            raise TypeError(f"pe_index must be an integer, got {type(pe_index).__name__}")
-        if not 0 <= pe_index < design.n_pes:
-            raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
-        self._design = design
-        self._pe = design.pes[pe_index]
-        super().__init__({
-            "i": In(stream.Signature(unpacker_word_layout(design))),
-            "room": Out(1),
-            "o": Out(stream.Signature(design_broadcast_layout(design), always_ready=True)),
-            "credit": In(1),
-            "busy": Out(1),
-            "proj_busy": Out(1),
-        })
-
-    def group_masks(self) -> tuple[dict[int, int], list[int]]:
-        """(phase -> mask ROM address of its column 0 / group 0, the ROM words), laid out as
-        mask_address.mask_bases (the same in every PE): the word of a proj phase's group has bit k set where
-        the PE has an entry in column `lanes * group + k`; an x or recurrent phase has a word per column, bit 0
-        set where the PE has an entry in it (x and y words use lane 0). Word 0 is all ones: what a phase
-        without a mask reads (the word passes whole)."""
-        design, pe, lanes = self._design, self._pe, self._design.lanes
-        bases, size = mask_bases(design)
-        words = [(1 << lanes) - 1]
-        for l, info in enumerate(design.layers):
-            for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
-                                  (PHASE_PROJ, info.cell_size)):
-                phase = pe.phases[phase_index(l, kind)]
-                if phase_index(l, kind) not in bases:
-                    continue
-                assert len(words) == bases[phase_index(l, kind)]
-                if not phase.used:      # another PE's phase: this PE's words pass whole, as word 0
-                    words += [(1 << lanes) - 1] * (columns if kind != PHASE_PROJ else design.lane_groups(l))
-                    continue
-                pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
-                has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
-                if kind != PHASE_PROJ:
-                    words += has_entries
-                    continue
-                for group in range(design.lane_groups(l)):
-                    words.append(sum(has_entries[c] << (c - lanes * group)
-                                     for c in range(lanes * group, min(lanes * (group + 1), columns))))
-        assert len(words) == size
-        return bases, words
-
-    def elaborate(self, platform):
-        design, lanes = self._design, self._design.lanes
-        fifo_depth = design.params.fifo_depth
-        layout = design_lane_broadcast_layout(design)
-        m = Module()
-
-        bases, words = self.group_masks()
-        m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
-        mask_read = masks.read_port()
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=layout.size, depth=fifo_depth + ROOM_MARGIN)
-
-        # ---- stage 1: the word registered beside its group mask ---------------------------------------------
-        # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
-        # nothing but an AND between the ROM's output register and the FIFO's write enable. The address comes
-        # with the word (hw/mask_address.py), so the broadcast register drives the ROM directly.
-        m.d.comb += mask_read.addr.eq(self.i.payload.mask_address)
-        # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
-        # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
-        # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
-        valid_1 = Signal(attrs={"keep": 1})
-        proj_1 = Signal(attrs={"keep": 1})
-        word_1 = Signal(layout, attrs={"keep": 1})
-        m.d.sync += [valid_1.eq(self.i.valid), proj_1.eq(self.i.payload.proj),
-                     *[word_1[name].eq(self.i.payload[name]) for name in layout.members]]
-        sent_1 = Signal(lanes)
-        m.d.comb += sent_1.eq(word_1.value & mask_read.data)
-        pushed = valid_1 & sent_1.any()
-        stored = Signal(layout)               # the word as queued: `value` = the lanes still to send
-        m.d.comb += [stored.eq(word_1), stored.value.eq(sent_1), fifo.w_en.eq(pushed), fifo.w_data.eq(stored)]
-        m.d.sync += self.room.eq(fifo.level + valid_1 < fifo_depth)
-
-        # ---- credits: the PE's FIFO words not known to be taken; `has_credit` a flip-flop ----------------------
-        credits = Signal(range(pe_fifo_words(fifo_depth) + 1), init=pe_fifo_words(fifo_depth))
-        has_credit = Signal(init=1)
-        credits_next = Signal.like(credits)
-        m.d.comb += credits_next.eq(credits - self.o.valid + self.credit)
-        m.d.sync += [credits.eq(credits_next), has_credit.eq(credits_next != 0)]
-
-        # ---- out: the head word's columns, lowest lane first ------------------------------------------------
-        head = data.View(layout, fifo.r_data)
-        emitted = Signal(lanes)              # lanes of the head word already handed to the PE
-        remaining = head.value & ~emitted
-        lane = Signal(range(lanes))
-        for k in reversed(range(lanes)):
-            with m.If(remaining[k]):
-                m.d.comb += lane.eq(k)
-        last = (remaining & (remaining - 1))[:lanes] == 0      # one lane left
-        m.d.comb += [
-            self.o.valid.eq(fifo.r_rdy & has_credit),
-            self.o.payload.phase.eq(head.phase),
-            self.o.payload.buffer.eq(head.buffer),
-            self.o.payload.column.eq(head.column + lane),
-            self.o.payload.value.eq(head.values[lane]),
-            fifo.r_en.eq(has_credit & last),
-        ]
-        with m.If(self.o.valid):
-            m.d.sync += emitted.eq(Mux(last, 0, emitted | (1 << lane)))
-
-        # ---- status: every word, and proj words, from arrival until the last column left -------------------------
-        head_proj = Signal()
-        proj_phases = {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
-        with m.Switch(head.phase):
-            for phase in proj_phases & bases.keys():
-                with m.Case(phase):
-                    m.d.comb += head_proj.eq(1)
-        proj_words = Signal(range(fifo_depth + ROOM_MARGIN + 1))
-        pushed_proj = pushed & proj_1
-        popped_proj = fifo.r_en & fifo.r_rdy & head_proj
-        with m.If(pushed_proj & ~popped_proj):
-            m.d.sync += proj_words.eq(proj_words + 1)
-        with m.Elif(popped_proj & ~pushed_proj):
-            m.d.sync += proj_words.eq(proj_words - 1)
-        m.d.sync += [
-            self.busy.eq(self.i.valid | valid_1 | fifo.level.any()),
-            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & proj_1) | proj_words.any()),
         ]
         return m

@@ -18,7 +18,7 @@ from amaranth.hdl._ast import ValueCastable
 from amaranth.lib import wiring
 
 from .design import AcceleratorDesign, memory_depth
-from .lanes import LaneUnpacker
+from .lane_unpacker import LaneUnpacker
 from .memory_images import IMAGE_DIR, ImageGeneration, MemoryImage, SharedModule
 from .pe import SparsePE
 from .pe_shape import pe_memory_contents

@@ -14,7 +14,8 @@ from amaranth.sim import Simulator
 from sparselstm.hw.cycle_model import default_lanes, predict_cycles
 from sparselstm.hw.design import AcceleratorDesign, pe_fifo_words, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
-from sparselstm.hw.lanes import LaneElementwise, LaneUnpacker
+from sparselstm.hw.lane_unpacker import LaneUnpacker
+from sparselstm.hw.lanes import LaneElementwise
 from sparselstm.hw.mask_address import MaskAddresser, mask_address, mask_bases
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send

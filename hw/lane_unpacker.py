@@ -1,0 +1,240 @@
+"""The lane unpacker in front of each PE of a design with lanes > 1 (hw/lanes.py says why lanes exist): lane
+broadcast words in, one column per cycle out to the PE, the columns in which the PE has no entry dropped.
+
+Its output side is registered throughout: the column handed to the PE (its index and value), whether it
+is the word's last and which lane follows are computed a cycle ahead into flip-flops, so the decision to
+send and to take the next queued word is one gate of flip-flops (head valid, last, a credit, a word
+queued). Session 14's routed design had its worst paths in the previous form (a SyncFIFOBuffered read
+enable behind the `emitted` lanes, their subtraction and the credit check).
+"""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Signal, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .design import (PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, memory_depth, pe_fifo_words,
+                     phase_index)
+from .interfaces import design_broadcast_layout, design_lane_broadcast_layout
+from .mask_address import mask_bases, unpacker_word_layout
+
+__all__ = ["LaneUnpacker"]
+
+
+def _lowest_lane(m: Module, lanes_left, lanes: int):
+    """(index of the lowest set bit of `lanes_left`, whether it is the only one): combinational."""
+    lane = Signal(range(lanes))
+    for k in reversed(range(lanes)):
+        with m.If(lanes_left[k]):
+            m.d.comb += lane.eq(k)
+    only = (lanes_left & (lanes_left - 1))[:lanes] == 0
+    return lane, only
+
+
+class LaneUnpacker(wiring.Component):
+    """In front of PE `pe_index`: lane broadcast words in, one column per cycle out, columns in which the
+    PE has no entry dropped (a mask word per `lanes` consecutive columns of each phase the PE uses, read
+    from its pointers: a proj word's lanes are its group's columns, an x or y word carries one column in
+    lane 0, checked against the bit of its column).
+
+    Backpressure towards the broadcaster is registered as the PE's own (hw/broadcast.py): `room` while the
+    words held number fewer than `fifo_depth`; ROOM_MARGIN more fit. Towards the PE, credits: one per word of
+    its FIFO (`pe_fifo_words`), spent per column sent and returned by the PE's `released`, so the decision to
+    send is made from this unpacker's own registers.
+
+    Inside: the mask stage (the word registered beside its ROM mask word), a queue (LUT-RAM, a power of two
+    deep) of the words with a column left, and the head: the word being handed over, with the column it
+    offers (`o.payload`) in registers.
+
+    Parameters
+    ----------
+    design : AcceleratorDesign
+        With design.lanes > 1.
+    pe_index : int
+
+    Attributes
+    ----------
+    i : In(stream.Signature(mask_address.unpacker_word_layout(design)))
+        `i.ready` is not driven: the broadcaster trusts `room`.
+    room : Out(1)
+    o : Out(stream.Signature(design_broadcast_layout(design), always_ready=True))
+        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending; only with a credit.
+    credit : In(1)
+        The PE's `released`: a word left its FIFO (one credit back).
+    busy, proj_busy : Out(1)
+        Registered: a word (a proj-phase word) was held or arriving in the previous cycle.
+    """
+
+    def __init__(self, design: AcceleratorDesign, pe_index: int):
+        if not isinstance(design, AcceleratorDesign):
+            raise TypeError(f"LaneUnpacker needs an AcceleratorDesign, got {type(design).__name__}")
+        if design.lanes < 2:
+            raise ValueError("LaneUnpacker: the design has one lane (its PEs take broadcast words directly)")
+        if not isinstance(pe_index, int) or isinstance(pe_index, bool):
+            raise TypeError(f"pe_index must be an integer, got {type(pe_index).__name__}")
+        if not 0 <= pe_index < design.n_pes:
+            raise ValueError(f"pe_index must be in [0, {design.n_pes}), got {pe_index!r}")
+        self._design = design
+        self._pe = design.pes[pe_index]
+        super().__init__({
+            "i": In(stream.Signature(unpacker_word_layout(design))),
+            "room": Out(1),
+            "o": Out(stream.Signature(design_broadcast_layout(design), always_ready=True)),
+            "credit": In(1),
+            "busy": Out(1),
+            "proj_busy": Out(1),
+        })
+
+    def group_masks(self) -> tuple[dict[int, int], list[int]]:
+        """(phase -> mask ROM address of its column 0 / group 0, the ROM words), laid out as
+        mask_address.mask_bases (the same in every PE): the word of a proj phase's group has bit k set where
+        the PE has an entry in column `lanes * group + k`; an x or recurrent phase has a word per column, bit 0
+        set where the PE has an entry in it (x and y words use lane 0). Word 0 is all ones: what a phase
+        without a mask reads (the word passes whole)."""
+        design, pe, lanes = self._design, self._pe, self._design.lanes
+        bases, size = mask_bases(design)
+        words = [(1 << lanes) - 1]
+        for l, info in enumerate(design.layers):
+            for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
+                                  (PHASE_PROJ, info.cell_size)):
+                phase = pe.phases[phase_index(l, kind)]
+                if phase_index(l, kind) not in bases:
+                    continue
+                assert len(words) == bases[phase_index(l, kind)]
+                if not phase.used:      # another PE's phase: this PE's words pass whole, as word 0
+                    words += [(1 << lanes) - 1] * (columns if kind != PHASE_PROJ else design.lane_groups(l))
+                    continue
+                pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
+                has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
+                if kind != PHASE_PROJ:
+                    words += has_entries
+                    continue
+                for group in range(design.lane_groups(l)):
+                    words.append(sum(has_entries[c] << (c - lanes * group)
+                                     for c in range(lanes * group, min(lanes * (group + 1), columns))))
+        assert len(words) == size
+        return bases, words
+
+    def elaborate(self, platform):
+        design, lanes = self._design, self._design.lanes
+        fifo_depth = design.params.fifo_depth
+        capacity = fifo_depth + ROOM_MARGIN               # words the broadcaster may send (hw/broadcast.py)
+        queue_depth = 1 << (capacity - 1).bit_length()    # a power of two: the pointers wrap by themselves
+        # `value`: the lanes still to send; `proj`: a word of a proj phase (for proj_busy)
+        queued_layout = data.StructLayout({**design_lane_broadcast_layout(design).members, "proj": unsigned(1)})
+        m = Module()
+
+        bases, words = self.group_masks()
+        m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
+        mask_read = masks.read_port()
+        m.submodules.queue = queue = Memory(shape=queued_layout, depth=queue_depth, init=[])
+        queue_write = queue.write_port()
+        queue_read = queue.read_port(domain="comb")
+
+        # ---- mask stage: the word registered beside its group mask -----------------------------------------
+        # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
+        # nothing but an AND between the ROM's output register and the queue's write enable. The address comes
+        # with the word (hw/mask_address.py), so the broadcast register drives the ROM directly.
+        # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
+        # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
+        # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
+        valid_1 = Signal(attrs={"keep": 1})
+        word_1 = Signal(queued_layout, attrs={"keep": 1})
+        sent_1 = Signal(lanes)
+        pushed = Signal()
+        stored = Signal(queued_layout)
+
+        # ---- the queue and the head --------------------------------------------------------------------------
+        write_at = Signal(range(queue_depth))
+        read_at = Signal(range(queue_depth))
+        queued = Signal(range(queue_depth + 1))
+        has_queued = Signal()                 # queued != 0, as a flip-flop
+        held = Signal(range(capacity + 1))   # queued words and the head: what `room` counts
+        head = Signal(queued_layout)         # head.value: the lanes not yet sent, the offered one included
+        head_valid = Signal()
+        head_last = Signal()                 # the offered column is the word's last
+        out_column = Signal.like(self.o.payload.column)
+        out_value = Signal.like(self.o.payload.value)
+
+        # ---- credits: the PE's FIFO words not known to be taken; `has_credit` a flip-flop ----------------------
+        credits = Signal(range(pe_fifo_words(fifo_depth) + 1), init=pe_fifo_words(fifo_depth))
+        has_credit = Signal(init=1)
+        credits_next = Signal.like(credits)
+
+        send = head_valid & has_credit
+        finished = send & head_last                          # the head word's last column leaves
+        take = (~head_valid | (has_credit & head_last)) & has_queued
+        advance = send & ~head_last
+        # the head's next state, from a queued word or from the head itself (its lowest lane cleared), both
+        # computed apart from `take` so that only the final choice waits for it
+        new_word = data.View(queued_layout, queue_read.data)
+        new_lane, new_last = _lowest_lane(m, new_word.value, lanes)
+        rest = Signal(lanes)
+        rest_lane, rest_last = _lowest_lane(m, rest, lanes)
+
+        m.d.comb += [
+            mask_read.addr.eq(self.i.payload.mask_address),
+            sent_1.eq(word_1.value & mask_read.data),
+            pushed.eq(valid_1 & sent_1.any()),
+            stored.eq(word_1),
+            stored.value.eq(sent_1),
+            queue_write.addr.eq(write_at),
+            queue_write.data.eq(stored),
+            queue_write.en.eq(pushed),
+            queue_read.addr.eq(read_at),
+            rest.eq(head.value & (head.value - 1)),
+            credits_next.eq(credits - send + self.credit),
+            self.o.valid.eq(send),
+            self.o.payload.phase.eq(head.phase),
+            self.o.payload.buffer.eq(head.buffer),
+            self.o.payload.column.eq(out_column),
+            self.o.payload.value.eq(out_value),
+        ]
+
+        m.d.sync += [
+            valid_1.eq(self.i.valid),
+            *[word_1[name].eq(self.i.payload[name]) for name in queued_layout.members],
+            held.eq(held + pushed - finished),
+            self.room.eq(held + valid_1 < fifo_depth),
+            credits.eq(credits_next),
+            has_credit.eq(credits_next != 0),
+            queued.eq(queued + pushed - take),
+            has_queued.eq(pushed | (has_queued & ~(take & (queued == 1)))),
+        ]
+        with m.If(pushed):
+            m.d.sync += write_at.eq(write_at + 1)
+        with m.If(take):
+            m.d.sync += [
+                read_at.eq(read_at + 1),
+                head.eq(new_word),
+                head_last.eq(new_last),
+                out_column.eq(new_word.column + new_lane),
+                out_value.eq(new_word.values[new_lane]),
+            ]
+        with m.Elif(advance):
+            m.d.sync += [
+                head.value.eq(rest),
+                head_last.eq(rest_last),
+                out_column.eq(head.column + rest_lane),
+                out_value.eq(head.values[rest_lane]),
+            ]
+        with m.If(take):
+            m.d.sync += head_valid.eq(1)
+        with m.Elif(finished):
+            m.d.sync += head_valid.eq(0)
+
+        # ---- status: every word, and proj words, from arrival until the last column left -------------------------
+        proj_words = Signal(range(capacity + 1))
+        pushed_proj = pushed & word_1.proj
+        finished_proj = finished & head.proj
+        with m.If(pushed_proj & ~finished_proj):
+            m.d.sync += proj_words.eq(proj_words + 1)
+        with m.Elif(finished_proj & ~pushed_proj):
+            m.d.sync += proj_words.eq(proj_words - 1)
+        m.d.sync += [
+            self.busy.eq(self.i.valid | valid_1 | held.any()),
+            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & word_1.proj) | proj_words.any()),
+        ]
+        return m
