@@ -7,11 +7,12 @@ bounds the frame (docs/architecture.md, *Lanes*). Two components lift it:
 - `LaneElementwise`: `lanes` ElementwiseUnits in lock step. Lane k takes cells k, k + lanes, ... of every
   layer (its own cell-state range); the CellReader reads the `lanes` cells of a group from `lanes`
   different PEs in one cycle (cells are interleaved over the PEs and `lanes` divides the PE count).
-- `LaneUnpacker` (hw/lane_unpacker.py), one in front of each PE: the broadcast words of a design with lanes > 1 carry up to
-  `lanes` columns (the m words of a group; x and y words use one); the unpacker hands the PE one column per
-  cycle and drops the columns in which the PE has no entry, so a group costs the PE only its entries, and
-  an x or y word in whose column the PE has none costs it nothing (a PE pops a column per cycle: at 64 PEs,
-  about 1.5 entries per recurrent column, the empty ones cost the walker a cycle each behind short columns).
+- `LaneUnpacker` (hw/lane_unpacker.py), one in front of each PE: the broadcast words of a design with
+  lanes > 1 carry up to `lanes` columns (the m words of a group; x and y words use one); the unpacker hands
+  the PE one column per cycle and drops the columns in which the PE has no entry, so a group costs the PE
+  only its entries, and an x or y word in whose column the PE has none costs it nothing (a PE pops a column
+  per cycle: at 64 PEs, about 1.5 entries per recurrent column, the empty ones cost the walker a cycle each
+  behind short columns).
 """
 
 from __future__ import annotations

@@ -41,8 +41,8 @@ from amaranth.hdl import _ir, _nir
 from amaranth.hdl._ast import Const, SignalDict, Value, ValueCastable
 from amaranth.lib import wiring
 
-__all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "SharedModule", "convert_with_images", "write_images",
-           "hex_text"]
+__all__ = ["IMAGE_DIR", "ImageGeneration", "MemoryImage", "SharedModule",
+           "component_ports", "convert_with_images", "write_images", "hex_text"]
 
 IMAGE_DIR = "memory_images"
 
@@ -133,9 +133,10 @@ class _SharingEmitter(rtlil.ModuleEmitter):
                                   parameters=self._parameters.get(submodule_idx, {}), src_loc=submodule.cell_src_loc)
 
 
-def _ports(top: wiring.Component) -> dict:
-    """The top-level ports as Amaranth's `verilog.convert` derives them from the signature, without the
-    constant members (an always-ready stream's ready: the PE's `i.ready`, as SharedInstance leaves it out)."""
+def component_ports(top: wiring.Component) -> dict[str, tuple[Value, _ir.PortDirection]]:
+    """The ports of a component as Amaranth's `verilog.convert` derives them from its signature (name ->
+    (value, direction)), without the constant members (an always-ready stream's ready: the PE's `i.ready`),
+    which Amaranth's own `convert` cannot take. SharedInstance wires an instance's ports by the same rule."""
     ports = {}
     for path, member, value in top.signature.flatten(top):
         if isinstance(value, Const):
@@ -302,7 +303,7 @@ def _emit_netlist(builder, component: wiring.Component, name: str, platform, sha
     is `shared`'s component), into the RTLIL `builder`, leaving out the contents of every memory that reads a
     file; return what `_insert_readmemh` inserts for them and their images."""
     fragment = _ir.Fragment.get(component, platform)
-    netlist = _ir.build_netlist(fragment, ports=_ports(component), name=name)
+    netlist = _ir.build_netlist(fragment, ports=component_ports(component), name=name)
     empty_checker = rtlil.EmptyModuleChecker(netlist)
     shared_memories = shared.memories if shared is not None else ()
     found = _image_words(netlist, shared_memories)

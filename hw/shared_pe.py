@@ -13,13 +13,13 @@ simulator and the inline Verilog keep elaborating every part.
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockSignal, Const, Instance, ResetSignal
-from amaranth.hdl._ast import ValueCastable
+from amaranth.hdl import ClockSignal, Instance, ResetSignal
+from amaranth.hdl._ir import PortDirection
 from amaranth.lib import wiring
 
 from .design import AcceleratorDesign, memory_depth
 from .lane_unpacker import LaneUnpacker
-from .memory_images import IMAGE_DIR, ImageGeneration, MemoryImage, SharedModule
+from .memory_images import IMAGE_DIR, ImageGeneration, MemoryImage, SharedModule, component_ports
 from .pe import SparsePE
 from .pe_shape import pe_memory_contents
 
@@ -61,12 +61,8 @@ class SharedInstance(wiring.Component):
 
     def elaborate(self, platform):
         ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
-        for path, member, value in self.signature.flatten(self):
-            if isinstance(value, Const):     # an always-ready stream's ready: no port in the module
-                continue
-            if isinstance(value, ValueCastable):
-                value = value.as_value()
-            ports[("i_" if member.flow == wiring.In else "o_") + "__".join(map(str, path))] = value
+        for name, (value, direction) in component_ports(self).items():
+            ports[("i_" if direction == PortDirection.Input else "o_") + name] = value
         return Instance(self._module, p_IMAGE_PREFIX=self._prefix, **ports)
 
 

@@ -124,9 +124,10 @@ def test_lane_elementwise_rejects_bad_lanes():
 
 # ---- LaneUnpacker -------------------------------------------------------------------------------------------
 
-def test_unpacker_hands_over_the_columns_with_entries_in_order():
+@pytest.mark.parametrize("lanes, seed", [(4, 0), (2, 1), (8, 2)])
+def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
     encoded = encoded_model(6, 24, 10, density=0.15, n_pes=8, seed=5)
-    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=4))
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
     pe = design.pes[1]
     dut = LaneUnpacker(design, 1)
     proj, x = phase_index(0, PHASE_PROJ), phase_index(0, PHASE_X)
@@ -135,18 +136,22 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     x_has_entries = [pe.pointers[x_ptr + c + 1] > pe.pointers[x_ptr + c] for c in range(6)]
     assert 0 < sum(has_entries) < 24, "the PE must have both empty and non-empty proj columns"
     assert 0 < sum(x_has_entries) < 6, "the PE must have both empty and non-empty x columns"
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     words, expected = [], []
-    for group in [g for _ in range(6) for g in range(6)]:      # six frames: enough words to fill the PE
-        values = [int(v) for v in rng.integers(-900, 900, 4)]
-        mask = int(rng.integers(1, 16))
-        words.append({"phase": proj, "buffer": 0, "column": 4 * group, "value": mask, "values": values,
-                      "mask_address": mask_address(design, proj, 4 * group), "proj": 1})
-        expected += [(proj, 4 * group + k, values[k]) for k in range(4) if mask >> k & 1 and has_entries[4 * group + k]]
-        words.append({"phase": x, "buffer": 1, "column": group, "value": 1, "values": [-5 - group, 0, 0, 0],
-                      "mask_address": mask_address(design, x, group), "proj": 0})
-        if x_has_entries[group]:    # an x word in whose column the PE has no entry is dropped too
-            expected.append((x, group, -5 - group))
+    groups = 24 // lanes
+    for group in [g for _ in range(6) for g in range(groups)]:      # six frames: enough words to fill the PE
+        values = [int(v) for v in rng.integers(-900, 900, lanes)]
+        mask = int(rng.integers(1, 1 << lanes))
+        words.append({"phase": proj, "buffer": 0, "column": lanes * group, "value": mask, "values": values,
+                      "mask_address": mask_address(design, proj, lanes * group), "proj": 1})
+        expected += [(proj, lanes * group + k, values[k]) for k in range(lanes)
+                     if mask >> k & 1 and has_entries[lanes * group + k]]
+        column = group % 6
+        words.append({"phase": x, "buffer": 1, "column": column, "value": 1,
+                      "values": [-5 - group] + [0] * (lanes - 1),
+                      "mask_address": mask_address(design, x, column), "proj": 0})
+        if x_has_entries[column]:    # an x word in whose column the PE has no entry is dropped too
+            expected.append((x, column, -5 - group))
     result = {"room_low": 0}
 
     async def broadcaster(ctx):
@@ -166,7 +171,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order():
     async def pe_side(ctx):
         # the PE's FIFO: takes every word offered, pops slowly at random and returns a credit per pop a
         # cycle later (its `released` is a register)
-        rng, held, got, credit = random.Random(3), [], [], 0
+        rng, held, got, credit = random.Random(3 + seed), [], [], 0
         result["full"] = 0
         for _ in range(4000):
             ctx.set(dut.credit, credit)
