@@ -39,7 +39,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Cat, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -269,9 +269,26 @@ class SparsePE(wiring.Component):
             fetched_end.eq(ptr_hi.data),
             *copy(fetched, fetch),
         ]
-        # words popped and not yet taken by the walker, in the next cycle: one more may be popped if it fits
-        next_credits_used = popped + located_valid + fetch_valid + job_queue.level + queued - job_taken
-        m.d.sync += may_pop.eq(next_credits_used < self.JOB_QUEUE_DEPTH)
+        # words popped and neither taken by the walker nor dropped empty (at most JOB_QUEUE_DEPTH): one more may
+        # be popped if it fits. Kept as a thermometer code (`in_flight_above[j]`: more than j words), which each
+        # cycle moves by at most one place up or two down, so the next `may_pop` is one multiplexer of its bits
+        # (#10: the sum of five terms and a comparison behind the empty test was a routed late path)
+        depth = self.JOB_QUEUE_DEPTH
+        in_flight_above = Signal(depth + 1)
+        dropped = Signal()
+        up = popped & ~job_taken & ~dropped
+        down_two = ~popped & job_taken & dropped
+        down_one = (~popped & (job_taken ^ dropped)) | (popped & job_taken & dropped)
+        m.d.comb += dropped.eq(fetched_valid & ~queued)
+        with m.If(up):
+            m.d.sync += [in_flight_above.eq(Cat(C(1, 1), in_flight_above[:depth])),
+                         may_pop.eq(~in_flight_above[depth - 2])]
+        with m.Elif(down_two):
+            m.d.sync += [in_flight_above.eq(in_flight_above[2:]), may_pop.eq(1)]
+        with m.Elif(down_one):
+            m.d.sync += [in_flight_above.eq(in_flight_above[1:]), may_pop.eq(~in_flight_above[depth])]
+        with m.Else():
+            m.d.sync += may_pop.eq(~in_flight_above[depth - 1])
 
         # ---- W: walker, one entry address per cycle ------------------------------------------------------
         walk_active = Signal()
@@ -494,7 +511,7 @@ class SparsePE(wiring.Component):
                 if phase.used and phase.target == PROJ_TARGET:
                     with m.Case(index):
                         m.d.comb += pushed_proj.eq(self.i.valid)
-        dropped_proj = fetched_valid & ~queued & (fetched["target"] == PROJ_TARGET)
+        dropped_proj = dropped & (fetched["target"] == PROJ_TARGET)
         m.d.comb += released_proj.eq(job_taken & (job.target == PROJ_TARGET))
         m.d.sync += proj_words.eq(proj_words + pushed_proj - released_proj - dropped_proj)
         in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
