@@ -155,6 +155,11 @@ def main(argv=None) -> int:
     parser.add_argument("--portable", action="store_true",
                         help="portable Verilog (no `--family ecp5`: multipliers with their registers in the "
                              "fabric), to compare with the default ECP5 form")
+    parser.add_argument("--placer-timing-weight", type=int, default=None,
+                        help="nextpnr's --placer-heap-timingweight (its default 10): more weight on timing than "
+                             "on wire length when placing")
+    parser.add_argument("--tmg-ripup", action="store_true",
+                        help="nextpnr's --tmg-ripup: the router rips up and reroutes timing-critical nets")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: Fmax is nextpnr's estimate before routing (for designs that "
                              "router2 does not route in reasonable time)")
@@ -181,11 +186,13 @@ def main(argv=None) -> int:
         timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
+    tuning = [*(("--placer-heap-timingweight", str(args.placer_timing_weight))
+                if args.placer_timing_weight is not None else ()), *(("--tmg-ripup",) if args.tmg_ripup else ())]
     if not args.reread:
         (out / "fmax.lpf").write_text(CONSTRAINTS)
         timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
                                "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ),
-                               *stage, "--seed", str(args.seed), "--report", "report.json",
+                               *stage, *tuning, "--seed", str(args.seed), "--report", "report.json",
                                "--detailed-timing-report"], out / "nextpnr.log")
 
     report = json.loads((out / "report.json").read_text())
@@ -195,14 +202,16 @@ def main(argv=None) -> int:
         fmax = {clock: float(mhz) for clock, mhz in re.findall(r"Max frequency for clock '([^']+)': ([\d.]+) MHz", log)}
     utilisation = {kind: f"{v['used']}/{v['available']}" for kind, v in report.get("utilization", {}).items()
                    if v["used"]}
-    result = {"seed": args.seed, "stage": "placed" if args.no_route else "routed", "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
+    result = {"seed": args.seed, "nextpnr_tuning": tuning, "stage": "placed" if args.no_route else "routed",
+              "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
               "critical_paths": critical_paths(report, args.paths),
               **timings}
     result["late_endpoints"], result["late_total"], result["endpoint_total"] = late_endpoints(
         report, 1000.0 / TARGET_MHZ, args.instances)
     (out / "fmax.json").write_text(json.dumps(result, indent=1))
     stage = "estimated after placement, not routed" if args.no_route else "routed"
-    print(f"Fmax ({stage}): {fmax} MHz (target {TARGET_MHZ}, seed {args.seed})")
+    print(f"Fmax ({stage}): {fmax} MHz (target {TARGET_MHZ}, seed {args.seed}{', ' if tuning else ''}"
+          f"{' '.join(tuning)})")
     print("utilisation: " + ", ".join(f"{k} {v}" for k, v in utilisation.items()))
     for path in result["critical_paths"]:
         print(f"  {path['delay_ns']:6.2f} ns ({path['routing_ns']:.2f} routing) {path['from']} -> {path['to']}")

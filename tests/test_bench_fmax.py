@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "fmax.py"
@@ -38,3 +39,26 @@ def test_late_endpoints_rank_instances_by_endpoints_past_the_period():
     assert by_name["dut.unpacker1"]["worst_driver"] == "dut.bc"
     assert "dut.unpacker2" not in by_name          # arrives in time
     assert fmax.late_endpoints({}, 8.0, 10) == ([], 0, 0)  # a placement-only report has no net timings
+
+
+def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeypatch):
+    fmax = load_fmax()
+    commands = []
+
+    def fake_run(command, log):
+        commands.append(command)
+        (log.parent / "report.json").write_text(
+            '{"fmax": {"clk": {"achieved": 90.0, "constraint": 125}}, "utilization": {}, "critical_paths": []}')
+        return 0.0
+
+    monkeypatch.setattr(fmax, "run", fake_run)
+    monkeypatch.setattr(fmax, "tool_command", lambda name: [name])
+    fmax.main(["--skip-synth", "-o", str(tmp_path), "--placer-timing-weight", "40", "--tmg-ripup"])
+    (command,) = commands
+    assert command[0] == "nextpnr-ecp5"
+    assert command[command.index("--placer-heap-timingweight") + 1] == "40" and "--tmg-ripup" in command
+    result = json.loads((tmp_path / "fmax.json").read_text())
+    assert result["nextpnr_tuning"] == ["--placer-heap-timingweight", "40", "--tmg-ripup"]
+    assert result["fmax_mhz"] == {"clk": 90.0}
+    fmax.main(["--skip-synth", "-o", str(tmp_path)])
+    assert "--placer-heap-timingweight" not in commands[1] and "--tmg-ripup" not in commands[1]
