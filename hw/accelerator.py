@@ -12,8 +12,8 @@
                         +------ y -------- |
     o (OutputWord) <-- Scheduler (OutputStreamer: output buffer)
 
-The input stream, the cells into the element-wise lanes and the m words out of them pass a SkidBuffer
-(register slice), so the handshakes between the parts meet at flip-flops. With more than one lane the
+The input and output streams, the cells into the element-wise lanes and the m words out of them pass a
+SkidBuffer (register slice), so the handshakes between the parts meet at flip-flops. With more than one lane the
 broadcast words carry a group's m words and a LaneUnpacker in front of each PE hands them over one by one.
 See docs/architecture.md for the schedule and the cycle budget.
 """
@@ -111,11 +111,14 @@ class Accelerator(wiring.Component):
         m.submodules.input_slice = input_slice = SkidBuffer(input_word_layout(design.act_bits))
         m.submodules.cell_slice = cell_slice = SkidBuffer(elementwise.i.payload.shape())
         m.submodules.m_slice = m_slice = SkidBuffer(elementwise.o.payload.shape())
+        # and the output port's: its ready reaches the output streamer's read enable only through a flip-flop
+        m.submodules.output_slice = output_slice = SkidBuffer(output_word_layout(design.act_bits))
 
         # ---- connections -----------------------------------------------------------------------------------
         wiring.connect(m, wiring.flipped(self.i), input_slice.i)
         wiring.connect(m, input_slice.o, scheduler.i)
-        wiring.connect(m, scheduler.o, wiring.flipped(self.o))
+        wiring.connect(m, scheduler.o, output_slice.i)
+        wiring.connect(m, output_slice.o, wiring.flipped(self.o))
         if design.delta_mode:   # the words become the deltas of the sent columns (hw/delta_filter.py)
             m.submodules.delta_filter = delta_filter = DeltaFilter(design)
             wiring.connect(m, scheduler.bcast, delta_filter.i)
@@ -165,7 +168,7 @@ class Accelerator(wiring.Component):
             scheduler.pes_busy.eq(pes_busy_1),
             scheduler.pes_proj_busy.eq(pes_proj_busy_1),
             scheduler.bcast_busy.eq(bcast_busy),
-            self.busy.eq(scheduler.busy),
+            self.busy.eq(scheduler.busy | output_slice.o.valid),
             self.frames_done.eq(scheduler.frames_done),
             self.cycles.eq(scheduler.cycles),
         ]

@@ -64,7 +64,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Sequence
 
-from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.hdl import C, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -76,7 +76,7 @@ from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
 from .multiplier import PipelinedMultiplier
 
-__all__ = ["ElementwiseLayer", "ElementwiseUnit"]
+__all__ = ["ElementwiseLayer", "ElementwiseUnit", "revisits_need_checking"]
 
 MULTIPLIER_BITS = 18      # a MULT18X18D's signed operand: wider operands are split (and their parts registered)
 
@@ -113,6 +113,14 @@ class ElementwiseLayer:
         return self.fp is not None
 
 
+def revisits_need_checking(design) -> bool:
+    """Whether an element-wise unit of the accelerator `design` needs its interlock: the scheduler sends every
+    (layer, group) once per frame, frame after frame, so a group comes back after all the other groups of
+    every layer; with at least MIN_REVISIT_DISTANCE groups in each layer it never comes back sooner."""
+    groups = [design.lane_groups(l) for l in range(design.n_layers)]
+    return min(groups) < ElementwiseUnit.MIN_REVISIT_DISTANCE
+
+
 class ElementwiseUnit(wiring.Component):
     """Steps 2-7 of docs/numerics.md for one cell per cycle, with the cell state of every layer inside.
 
@@ -134,6 +142,11 @@ class ElementwiseUnit(wiring.Component):
         Widths of the `layer` and `cell` fields (None: the narrowest that fits).
     streams : int
         Independent sequences with a cell state each (stream s at `s * cell_depth`).
+    revisits_checked : bool
+        True (default): the interlock above. False: the caller guarantees that no (layer, cell) comes back
+        sooner than MIN_REVISIT_DISTANCE items after its previous visit (unless it starts a sequence), and the
+        interlock's comparators are left out (#10: they were a routed late path); an earlier revisit then
+        reads a stale c. The accelerator does so when every layer has that many cells per lane.
     `ElementwiseUnit.from_design(design)` takes all of these from an AcceleratorDesign.
 
     Attributes
@@ -161,7 +174,8 @@ class ElementwiseUnit(wiring.Component):
     OUTPUT_QUEUE_DEPTH = QUEUE_STAGE + 2
 
     def __init__(self, numerics: Numerics, tables, layers: Sequence[ElementwiseLayer], *, acc_bits: int,
-                 layer_bits: int | None = None, cell_index_bits: int | None = None, streams: int = 1):
+                 layer_bits: int | None = None, cell_index_bits: int | None = None, streams: int = 1,
+                 revisits_checked: bool = True):
         if not isinstance(numerics, Numerics):
             raise TypeError(f"numerics must be a sparselstm.spec.numerics.Numerics, got {type(numerics).__name__}")
         layers = tuple(layers)
@@ -190,6 +204,8 @@ class ElementwiseUnit(wiring.Component):
             raise TypeError(f"streams must be an integer, got {streams!r}")
         if streams < 1:
             raise ValueError(f"streams must be an integer >= 1, got {streams!r}")
+        if not isinstance(revisits_checked, bool):
+            raise TypeError(f"revisits_checked must be a bool, got {revisits_checked!r}")
         for function in ("sigmoid", "tanh"):
             checked_table(tables, function, numerics)   # fail here, not at elaboration
 
@@ -200,6 +216,7 @@ class ElementwiseUnit(wiring.Component):
         self.layer_bits = layer_bits
         self.cell_index_bits = cell_index_bits
         self.streams = streams
+        self.revisits_checked = revisits_checked
         super().__init__({
             "i": In(stream.Signature(elementwise_in_layout(acc_bits, numerics.peephole_bits, layer_bits,
                                                            cell_index_bits))),
@@ -213,7 +230,8 @@ class ElementwiseUnit(wiring.Component):
         layers = tuple(ElementwiseLayer(cell_size=int(info.cell_size), facc=int(info.facc),
                                         fp=int(info.fp) if info.peephole else None) for info in design.layers)
         return cls(design.numerics, design.tables, layers, acc_bits=design.acc_bits,
-                   layer_bits=design.layer_bits, cell_index_bits=design.cell_index_bits, streams=design.streams)
+                   layer_bits=design.layer_bits, cell_index_bits=design.cell_index_bits, streams=design.streams,
+                   revisits_checked=revisits_need_checking(design))
 
     @property
     def cell_bases(self) -> tuple[int, ...]:
@@ -412,6 +430,8 @@ class ElementwiseUnit(wiring.Component):
             return (a.layer == b.layer) & (a.cell == b.cell)
 
         def meets(key, meets_leaving):
+            if not self.revisits_checked:     # the caller keeps revisits far enough apart: no comparators
+                return C(0, 1)
             same = [valid[s] & (layer[s] == key.layer) & (cell[s] == key.cell) for s in range(1, self.WRITE_STAGE)]
             return ~key.first_frame & reduce(operator.or_, same, leaves & meets_leaving)
         arriving = self.i.payload

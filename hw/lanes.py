@@ -22,7 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
-from .elementwise import ElementwiseLayer, ElementwiseUnit
+from .elementwise import ElementwiseLayer, ElementwiseUnit, revisits_need_checking
 from .interfaces import elementwise_group_in_layout, elementwise_group_out_layout
 
 __all__ = ["LaneElementwise"]
@@ -47,6 +47,8 @@ class LaneElementwise(wiring.Component):
         Widths of the `layer` and `group` fields (None: the narrowest that fits).
     streams : int
         Independent sequences, a cell state each (ElementwiseUnit).
+    revisits_checked : bool
+        As for ElementwiseUnit, for every lane (a lane's cells are its groups).
     `LaneElementwise.from_design(design)` takes all of these from an AcceleratorDesign.
 
     Attributes
@@ -61,7 +63,7 @@ class LaneElementwise(wiring.Component):
     LATENCY = ElementwiseUnit.LATENCY
 
     def __init__(self, numerics, tables, layers, *, acc_bits: int, lanes: int, layer_bits: int | None = None,
-                 group_bits: int | None = None, streams: int = 1):
+                 group_bits: int | None = None, streams: int = 1, revisits_checked: bool = True):
         if not isinstance(lanes, int) or isinstance(lanes, bool):
             raise TypeError(f"lanes must be an integer, got {type(lanes).__name__}")
         if lanes < 1:
@@ -73,7 +75,8 @@ class LaneElementwise(wiring.Component):
         # every lane holds one slot per group of every layer
         lane_layers = tuple(ElementwiseLayer(-(-layer.cell_size // lanes), layer.facc, layer.fp) for layer in layers)
         self._units = [ElementwiseUnit(numerics, tables, lane_layers, acc_bits=acc_bits, layer_bits=layer_bits,
-                                       cell_index_bits=group_bits, streams=streams) for _ in range(lanes)]
+                                       cell_index_bits=group_bits, streams=streams,
+                                       revisits_checked=revisits_checked) for _ in range(lanes)]
         unit = self._units[0]
         super().__init__({
             "i": In(stream.Signature(elementwise_group_in_layout(acc_bits, numerics.peephole_bits, unit.layer_bits,
@@ -88,7 +91,8 @@ class LaneElementwise(wiring.Component):
         layers = tuple(ElementwiseLayer(cell_size=int(info.cell_size), facc=int(info.facc),
                                         fp=int(info.fp) if info.peephole else None) for info in design.layers)
         return cls(design.numerics, design.tables, layers, acc_bits=design.acc_bits, lanes=design.lanes,
-                   layer_bits=design.layer_bits, group_bits=design.group_bits, streams=design.streams)
+                   layer_bits=design.layer_bits, group_bits=design.group_bits, streams=design.streams,
+                   revisits_checked=revisits_need_checking(design))
 
     def elaborate(self, platform):
         m = Module()

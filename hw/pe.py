@@ -513,13 +513,19 @@ class SparsePE(wiring.Component):
                         m.d.comb += pushed_proj.eq(self.i.valid)
         dropped_proj = dropped & (fetched["target"] == PROJ_TARGET)
         m.d.comb += released_proj.eq(job_taken & (job.target == PROJ_TARGET))
-        m.d.sync += proj_words.eq(proj_words + pushed_proj - released_proj - dropped_proj)
+        # the count follows its three events a cycle late, so its adder starts from flip-flops (#10: the phase
+        # decode, the job queue's read and the empty test in front of it were routed late paths). Still
+        # covered: a word pushed a cycle ago by `pushed_proj_1`, a word released a cycle ago by the walk
+        pushed_proj_1, released_proj_1, dropped_proj_1 = Signal(), Signal(), Signal()
+        m.d.sync += [pushed_proj_1.eq(pushed_proj), released_proj_1.eq(released_proj),
+                     dropped_proj_1.eq(dropped_proj),
+                     proj_words.eq(proj_words + pushed_proj_1 - released_proj_1 - dropped_proj_1)]
         in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
                      (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
                      (wb["valid"], wb["target"])]
         any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | job_queue.r_rdy | walk_active \
             | cell_reset_pending
-        any_proj = proj_words.any() | (walk_active & (walk["target"] == PROJ_TARGET))
+        any_proj = proj_words.any() | pushed_proj_1 | (walk_active & (walk["target"] == PROJ_TARGET))
         for valid, target in in_flight:
             any_busy = any_busy | valid
             any_proj = any_proj | (valid & (target == PROJ_TARGET))
