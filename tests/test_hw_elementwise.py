@@ -15,13 +15,16 @@ from amaranth.hdl import ClockDomain, Fragment, Module
 from amaranth.sim import Simulator
 
 from sparselstm.hw.design import AcceleratorDesign
-from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
+from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit, revisits_need_checking
+from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import stream_receive, stream_send
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import Numerics, activation_tables, align, narrow, sigmoid_q, tanh_q
 from sparselstm.sw.golden import golden_trace
 from sparselstm.sw.model import LSTMPLayer, LSTMPModel
 from sparselstm.sw.pipeline import compress_and_encode
+
+from test_hw_accelerator import encoded_model
 
 GATES = ("i", "f", "g", "o")
 
@@ -331,6 +334,45 @@ def test_latency_throughput_and_interlock(rng):
     wait = distance - 2
     assert steps[len(wide) - 1:].tolist() == [1, 1, 1, 1, 1, wait, 1, 1, wait]
 
+
+
+def test_unit_without_revisit_checks_is_exact_when_revisits_are_far_apart(rng):
+    """revisits_checked=False (the accelerator's choice for layers of >= MIN_REVISIT_DISTANCE groups): the
+    same outputs at full rate under stalls, frame after frame; a 3-cell layer revisited sooner reads a stale
+    c (the interlock is really gone), which is why the accelerator keeps it for such layers."""
+    numerics = Numerics()
+    tables = activation_tables(numerics)
+    distance = ElementwiseUnit.MIN_REVISIT_DISTANCE
+    wide = (ElementwiseLayer(cell_size=distance, facc=20, fp=15),)
+    acc = realistic_acc(wide, rng)
+    peep = any_peephole(numerics, rng)
+    items = frames_of_items(wide, 3, [1, 0, 0], acc, peep, rng, shuffle=False)
+    expected, _ = reference_outputs(numerics, tables, wide, items)
+    dut = ElementwiseUnit(numerics, tables, wide, acc_bits=32, revisits_checked=False)
+    got, accepted_at, _ = run_unit(dut, items, rng, idle=0.2, stall=0.2)
+    assert_outputs_equal(got, expected)
+    got, accepted_at, _ = run_unit(ElementwiseUnit(numerics, tables, wide, acc_bits=32, revisits_checked=False),
+                                   items, rng)
+    assert np.all(np.diff(accepted_at) == 1)
+
+    narrow = (ElementwiseLayer(cell_size=3, facc=18),)
+    items = frames_of_items(narrow, 3, [1, 0, 0], realistic_acc(narrow, rng), peep, rng, shuffle=False)
+    expected, _ = reference_outputs(numerics, tables, narrow, items)
+    got, _, _ = run_unit(ElementwiseUnit(numerics, tables, narrow, acc_bits=32, revisits_checked=False), items, rng)
+    assert got != expected, "without the interlock a 3-cell layer must read a stale c"
+    with pytest.raises(TypeError, match="revisits_checked"):
+        ElementwiseUnit(numerics, tables, narrow, acc_bits=32, revisits_checked=1)
+
+
+def test_accelerator_checks_revisits_only_for_layers_of_few_groups():
+    small = AcceleratorDesign.from_encoded(encoded_model(6, 8, 4, density=0.5, n_pes=2, seed=1),
+                                           HardwareParams(lanes=2))
+    large = AcceleratorDesign.from_encoded(encoded_model(6, 2 * ElementwiseUnit.MIN_REVISIT_DISTANCE, 4,
+                                                         density=0.5, n_pes=2, seed=1), HardwareParams(lanes=2))
+    assert revisits_need_checking(small) and not revisits_need_checking(large)
+    assert revisits_need_checking(AcceleratorDesign.from_encoded(
+        encoded_model(6, 2 * ElementwiseUnit.MIN_REVISIT_DISTANCE - 2, 4, density=0.5, n_pes=2, seed=1),
+        HardwareParams(lanes=2)))
 
 
 def test_back_to_back_visits_of_one_cell_wait_for_each_other(rng):
