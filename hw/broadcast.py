@@ -75,9 +75,10 @@ class Broadcaster(wiring.Component):
             self.i.ready.eq(~held_valid | all_ready),
             self.busy.eq(held_valid),
         ]
-        with m.If(self.i.valid & self.i.ready):
-            m.d.sync += [held_valid.eq(self.i.payload.value != 0), held.eq(self.i.payload)]
-        with m.Elif(sent):
-            m.d.sync += held_valid.eq(0)
+        # the word register loads whenever it may take a word, valid or not (its contents count only with
+        # `held_valid`): its enable is `ready`, from flip-flops, not the upstream valid (#10: the scheduler's
+        # valid logic fanned out to every payload bit)
+        with m.If(self.i.ready):
+            m.d.sync += [held_valid.eq(self.i.valid & (self.i.payload.value != 0)), held.eq(self.i.payload)]
         return m
 
