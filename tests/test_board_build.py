@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("amaranth_boards")
 
 from sparselstm.cli import main
-from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS, TOP_NAME, read_nextpnr_report
+from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS, PLACER_TIMING_WEIGHT, TOP_NAME, read_nextpnr_report
 from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
 from sparselstm.hw.boards.serial_board import link_frames_per_second
 from sparselstm.spec.host_link import Command, Reply
@@ -60,6 +60,7 @@ def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_enco
     script = json.loads((tmp_path / f"build_{TOP_NAME}.json").read_text())["commands"]
     assert [command[0] for command in script] == ["yosys", "nextpnr-ecp5", "ecppack"]
     assert "--seed" in script[1] and "--report" in script[1]
+    assert script[1][script[1].index("--placer-heap-timingweight") + 1] == str(PLACER_TIMING_WEIGHT)
     # the unpackers' registers stay one per PE (hw/lanes.py): `keep` reaches the flip-flops before synthesis
     yosys_script = (tmp_path / f"{TOP_NAME}.ys").read_text()
     assert yosys_script.index(KEEP_FLIP_FLOPS) < yosys_script.index("synth_ecp5")
@@ -123,6 +124,7 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     assert (tmp_path / f"{TOP_NAME}.bit").stat().st_size > 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["seed"] == 3 and report["bitstream"] == f"{TOP_NAME}.bit"
+    assert report["placer_timing_weight"] == PLACER_TIMING_WEIGHT
     assert set(report["utilisation"]) == {"TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D"}
     assert report["clocks"] and all({"target_mhz", "achieved_mhz", "met"} <= set(c) for c in report["clocks"].values())
     assert isinstance(report["timing_met"], bool)
