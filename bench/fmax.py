@@ -4,7 +4,8 @@ Generates the Verilog of an encoded model (or of the shipped words model re-enco
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
 pin, the wide counters are XOR-reduced to one pin, so no logic is optimised away and the pins fit the
 package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
-registers) with `synth_ecp5 -abc9` and places and routes it at 125 MHz (router1 by default:
+registers) with `synth_ecp5 -abc9` and places and routes it at 125 MHz (placer timing weight 40 as in the board
+builds, hw/boards/flow.py; router1 by default:
 router2 does not converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
 
     nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
@@ -23,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from sparselstm.hw.boards.flow import tool_command
+from sparselstm.hw.boards.flow import PLACER_TIMING_WEIGHT, tool_command
 
 SHIPPED_MODEL = "models/words-lstmp-sparse.npz"
 TOP = "sparselstm_top"
@@ -155,9 +156,9 @@ def main(argv=None) -> int:
     parser.add_argument("--portable", action="store_true",
                         help="portable Verilog (no `--family ecp5`: multipliers with their registers in the "
                              "fabric), to compare with the default ECP5 form")
-    parser.add_argument("--placer-timing-weight", type=int, default=None,
-                        help="nextpnr's --placer-heap-timingweight (its default 10): more weight on timing than "
-                             "on wire length when placing")
+    parser.add_argument("--placer-timing-weight", type=int, default=PLACER_TIMING_WEIGHT,
+                        help=f"nextpnr's --placer-heap-timingweight: the board builds' {PLACER_TIMING_WEIGHT} by "
+                             "default (nextpnr's own is 10, which runs before session 15 used)")
     parser.add_argument("--tmg-ripup", action="store_true",
                         help="nextpnr's --tmg-ripup: the router rips up and reroutes timing-critical nets")
     parser.add_argument("--no-route", action="store_true",
@@ -186,8 +187,8 @@ def main(argv=None) -> int:
         timings["synth_s"] = run([*tool_command("yosys"), "-q", "-l", "yosys.log", "-p", script],
                                  out / "yosys.out")
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
-    tuning = [*(("--placer-heap-timingweight", str(args.placer_timing_weight))
-                if args.placer_timing_weight is not None else ()), *(("--tmg-ripup",) if args.tmg_ripup else ())]
+    tuning = ["--placer-heap-timingweight", str(args.placer_timing_weight),
+              *(("--tmg-ripup",) if args.tmg_ripup else ())]
     if not args.reread:
         (out / "fmax.lpf").write_text(CONSTRAINTS)
         timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",

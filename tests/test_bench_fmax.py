@@ -53,12 +53,13 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
 
     monkeypatch.setattr(fmax, "run", fake_run)
     monkeypatch.setattr(fmax, "tool_command", lambda name: [name])
-    fmax.main(["--skip-synth", "-o", str(tmp_path), "--placer-timing-weight", "40", "--tmg-ripup"])
+    fmax.main(["--skip-synth", "-o", str(tmp_path), "--placer-timing-weight", "25", "--tmg-ripup"])
     (command,) = commands
     assert command[0] == "nextpnr-ecp5"
-    assert command[command.index("--placer-heap-timingweight") + 1] == "40" and "--tmg-ripup" in command
+    assert command[command.index("--placer-heap-timingweight") + 1] == "25" and "--tmg-ripup" in command
     result = json.loads((tmp_path / "fmax.json").read_text())
-    assert result["nextpnr_tuning"] == ["--placer-heap-timingweight", "40", "--tmg-ripup"]
+    assert result["nextpnr_tuning"] == ["--placer-heap-timingweight", "25", "--tmg-ripup"]
     assert result["fmax_mhz"] == {"clk": 90.0}
-    fmax.main(["--skip-synth", "-o", str(tmp_path)])
-    assert "--placer-heap-timingweight" not in commands[1] and "--tmg-ripup" not in commands[1]
+    fmax.main(["--skip-synth", "-o", str(tmp_path)])        # the board builds' weight by default
+    assert commands[1][commands[1].index("--placer-heap-timingweight") + 1] == str(fmax.PLACER_TIMING_WEIGHT)
+    assert "--tmg-ripup" not in commands[1]
