@@ -12,32 +12,33 @@ The integers of the tables come from the caller (an encoded model's `tables/*.he
 `sw.fixedpoint.activation_tables`); nothing here recomputes them. Datapath, per lane:
 
     edge 1  a = |x|, k = a >> S, r = a & (2**S - 1); the ROM takes the address k
-    edge 2  (T[k], D[k]) straight from the ROM into flip-flops (a block RAM's output is slow: nothing after it;
-            D and r into the multiplier's operand registers, inside a DSP block on an ECP5)
-    edge 3  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
-    edge 4  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0), one adder: (B' + (p ^ -neg)) >> S
+    edge 2  (T[k], D[k]) in the ROM's output register (hw/table_rom.py: a DP16KD's own on an ECP5; the
+            array's output is slow, so nothing but that register follows it)
+    edge 3  T[k] into a flip-flop, D[k] and r into the multiplier's operand registers (a DSP block's own)
+    edge 4  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
+    edge 5  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0), one adder: (B' + (p ^ -neg)) >> S
 
 docs/numerics.md's `base +- ((p + 2**(S-1)) >> S)` folded into one adder after the multiplier: base is an
 integer, so `base + floor((p + h) / 2**S) = floor((base * 2**S + h + p) / 2**S)` with h = 2**(S-1), and
 `base - floor((p + h) / 2**S) = floor((base * 2**S + (2**S - 1 - h) - p) / 2**S)`; the bias h or h - 1
 fills the low S bits of base * 2**S, so B costs no adder.
 
-The ROM holds entries 0 .. 2**table_log2 - 1 only (a power-of-two depth, so 1024 x ~25 bits fits one
-36-kbit block RAM): the last entry k = 2**table_log2 is reached by exactly one input, the most negative
-word, whose r is 0 (so D does not matter), and its T is supplied as a constant.
+The ROM holds entries 0 .. 2**table_log2 - 1 only (a power-of-two depth: 1024 x ~25 bits is two 1024 x 18
+block RAMs side by side): the last entry k = 2**table_log2 is reached by exactly one input, the most
+negative word, whose r is 0 (so D does not matter), and its T is supplied as a constant.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..spec.numerics import Numerics, signed_bits_for
 from .interfaces import activation_in_layout, activation_out_layout
 from .multiplier import PipelinedMultiplier
+from .table_rom import TableRom
 
 __all__ = ["ActivationPipeline", "ActivationUnit", "FUNCTIONS"]
 
@@ -89,7 +90,7 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
 
 
 class ActivationPipeline(wiring.Component):
-    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 4 enabled edges, one result per lane per
+    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 5 enabled edges, one result per lane per
     enabled cycle. Lanes may be fed at different times: they only share the ROM and `en`.
 
     Parameters
@@ -111,7 +112,7 @@ class ActivationPipeline(wiring.Component):
         `y[n]` is the function of the `x[n]` presented LATENCY enabled edges earlier.
     """
 
-    LATENCY = 4
+    LATENCY = 5
 
     def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
         self.function = _check_function(function)
@@ -143,9 +144,11 @@ class ActivationPipeline(wiring.Component):
         one = numerics.one
         m = Module()
 
-        m.submodules.rom = rom = Memory(
-            shape=self.rom_layout, depth=segments,
-            init=[{"t": self.table[k], "d": self.diff[k]} for k in range(segments)])
+        layout = self.rom_layout
+        m.submodules.rom = rom = TableRom(
+            layout.size, [Const.cast(layout.const({"t": self.table[k], "d": self.diff[k]})).value
+                          for k in range(segments)], ports=self.lanes)
+        m.d.comb += rom.en.eq(self.en)
 
         def delayed(value, name, edges):
             """`value` after `edges` enabled edges, one register per edge ({edge: signal})."""
@@ -164,7 +167,7 @@ class ActivationPipeline(wiring.Component):
 
         for lane in range(self.lanes):
             x = self.x[lane]
-            read = rom.read_port()
+            word_2 = data.View(layout, rom.data[lane])
 
             # Combinational, before edge 1: |x| split into segment k and position r. |most negative word|
             # = 2**(pre_bits-1) still fits pre_bits unsigned bits, and is the only input with k = segments.
@@ -175,51 +178,50 @@ class ActivationPipeline(wiring.Component):
             m.d.comb += [
                 negative.eq(x < 0),
                 magnitude.eq(Mux(negative, -x, x)),
-                read.addr.eq(segment[:numerics.table_log2]),
-                read.en.eq(self.en),
+                rom.addr[lane].eq(segment[:numerics.table_log2]),
             ]
 
-            position_ = delayed(position, f"position_{lane}", 1)
-            negative_ = delayed(negative, f"negative_{lane}", 3)
-            last_segment_ = delayed(segment == segments, f"last_segment_{lane}", 2)
-            # Loaded at edge 2: the ROM word, untouched (D in the multiplier's operand register).
-            table_2 = Signal(self.rom_layout["t"].shape, name=f"table_2_{lane}", reset_less=True)
-            # Loaded at edge 3: D * r in a DSP block's own registers on an ECP5 (hw/multiplier.py), not a
+            position_ = delayed(position, f"position_{lane}", 2)
+            negative_ = delayed(negative, f"negative_{lane}", 4)
+            last_segment_ = delayed(segment == segments, f"last_segment_{lane}", 3)
+            # Loaded at edge 3: T out of the ROM's output register (D in the multiplier's operand register).
+            table_3 = Signal(layout["t"].shape, name=f"table_3_{lane}", reset_less=True)
+            # Loaded at edge 4: D * r in a DSP block's own registers on an ECP5 (hw/multiplier.py), not a
             # multiplier between fabric registers
-            product_3 = Signal(signed(self.rom_layout["d"].shape.width + interp_bits + 1), name=f"product_3_{lane}")
+            product_4 = Signal(signed(layout["d"].shape.width + interp_bits + 1), name=f"product_4_{lane}")
             if interp_bits > 0:
                 m.submodules[f"interpolation_{lane}"] = multiplier = PipelinedMultiplier(
-                    self.rom_layout["d"].shape, unsigned(interp_bits), latency=2)
-                m.d.comb += [multiplier.a.eq(read.data.d), multiplier.b.eq(position_[1]), multiplier.en.eq(self.en),
-                             product_3.eq(multiplier.p)]
-            biased_3 = Signal(signed(numerics.unit_bits + 1 + interp_bits), name=f"biased_3_{lane}",
+                    layout["d"].shape, unsigned(interp_bits), latency=2)
+                m.d.comb += [multiplier.a.eq(word_2.d), multiplier.b.eq(position_[2]), multiplier.en.eq(self.en),
+                             product_4.eq(multiplier.p)]
+            biased_4 = Signal(signed(numerics.unit_bits + 1 + interp_bits), name=f"biased_4_{lane}",
                               reset_less=True)
-            # Loaded at edge 4 (a port of its own would carry a reset; data registers need none).
-            y_4 = Signal(signed(numerics.unit_bits), name=f"y_4_{lane}", reset_less=True)
+            # Loaded at edge 5 (a port of its own would carry a reset; data registers need none).
+            y_5 = Signal(signed(numerics.unit_bits), name=f"y_5_{lane}", reset_less=True)
 
-            base_2 = Mux(last_segment_[2], mirrored(self.table[segments]),
-                         Mux(negative_[2], mirrored(table_2), table_2))
-            m.d.comb += self.y[lane].eq(y_4)
+            base_3 = Mux(last_segment_[3], mirrored(self.table[segments]),
+                         Mux(negative_[3], mirrored(table_3), table_3))
+            m.d.comb += self.y[lane].eq(y_5)
             with m.If(self.en):
-                m.d.sync += table_2.eq(read.data.t)
+                m.d.sync += table_3.eq(word_2.t)
                 if interp_bits > 0:
                     # B - p = (B + 1) + ~p, and B + 1 = base * 2**S + h for a negative x (its bias is h - 1):
                     # one adder behind the DSP block's output, p's bits inverted in front of it, no second
-                    # adder and multiplexer (#10: edge 4 was among the late paths)
+                    # adder and multiplexer (#10: the last edge was among the late paths)
                     half = 1 << (interp_bits - 1)
-                    flip_3 = Signal.like(product_3, name=f"flip_3_{lane}")
-                    m.d.comb += flip_3.eq(product_3 ^ Mux(negative_[3], -1, 0))
-                    m.d.sync += [biased_3.eq((base_2 << interp_bits) | half),
-                                 y_4.eq((biased_3 + flip_3) >> interp_bits)]
+                    flip_4 = Signal.like(product_4, name=f"flip_4_{lane}")
+                    m.d.comb += flip_4.eq(product_4 ^ Mux(negative_[4], -1, 0))
+                    m.d.sync += [biased_4.eq((base_3 << interp_bits) | half),
+                                 y_5.eq((biased_4 + flip_4) >> interp_bits)]
                 else:
-                    m.d.sync += [biased_3.eq(base_2), y_4.eq(biased_3)]
+                    m.d.sync += [biased_4.eq(base_3), y_5.eq(biased_4)]
         return m
 
 
 class ActivationUnit(wiring.Component):
     """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
 
-    One word per cycle; latency ActivationPipeline.LATENCY = 4 cycles from the input handshake to `o.valid`.
+    One word per cycle; latency ActivationPipeline.LATENCY = 5 cycles from the input handshake to `o.valid`.
     The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
     combinational path from `o.ready`); a bubble is squeezed out only at the output.
 

@@ -13,21 +13,23 @@ Stage k >= 1 holds it k clock edges after it left stage 0 (past stage 0 the pipe
      4  products p_i * c_prev, p_f * c_prev
      5  acc_i, acc_f + their peephole terms aligned to FACC (the rounding folded into the one adder)
      6  narrowed to pre-activation words
-     6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (4 stages)
-    10  i, f, g
-    11  partial products of f * c_prev; i and g in the multiplier's operand registers
-    12  products f * c_prev, i * g
-    13  the cell sum at FS fractional bits
-    14  narrowed once: c_t, written to the cell state as it leaves
-    15  partial products of p_o * c_t; tanh input narrowed from c_t
-    16  product p_o * c_t
-    17  acc_o + the aligned o peephole term
-    18  narrowed to pre_o
-    18  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
-    22  o, tc
-    23  product o * tc
-    24  narrowed: m
-    25  m in the output queue (o.valid)
+     6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (5 stages)
+    11  i, f, g
+    12  partial products of f * c_prev; i and g in the multiplier's operand registers
+    13  products f * c_prev, i * g
+    14  the cell sum at FS fractional bits
+    15  narrowed once: c_t, written to the cell state as it leaves
+    16  partial products of p_o * c_t; tanh input narrowed from c_t
+    17  product p_o * c_t
+    18  acc_o + the aligned o peephole term
+    19  narrowed to pre_o
+    19  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
+    24  o, tc
+    25  product o * tc
+    26  narrowed: m
+    27  m in the output queue (o.valid)
+
+(The stage constants of ElementwiseUnit follow ActivationPipeline.LATENCY; the numbers above are for 5.)
 
 Every block-RAM read and every multiplier feeds a register of its own, with nothing in between, and no
 stage has more than one carry chain (docs/architecture.md, *Timing*).
@@ -36,10 +38,10 @@ Flow control: the pipeline has no enable (an enable would fan out to every regis
 items leave it into an output queue of OUTPUT_QUEUE_DEPTH words, and an input is accepted only while the
 items in the pipeline and the queue number fewer than that (credits), so the queue never overflows and a
 consumer that is always ready sees one item per cycle. An item also waits at the head of stage 0 while the same
-(layer, cell) is in stages 1-14 (its new c is not yet written) unless it starts a sequence (it reads
+(layer, cell) is in stages 1-15 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
-MIN_REVISIT_DISTANCE = 15 items later never waits: a layer of >= 15 cells streams frame after frame at full
-rate, a 3-cell layer waits 12 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+MIN_REVISIT_DISTANCE = 16 items later never waits: a layer of >= 16 cells streams frame after frame at full
+rate, a 3-cell layer waits 13 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
 `i.ready` is a flip-flop (a slot is free whatever leaves in the cycle), so a word arrives into a slot and
@@ -161,11 +163,17 @@ class ElementwiseUnit(wiring.Component):
         item is in the unit (the scheduler changes it between frames).
     """
 
-    QUEUE_STAGE = 25          # the stage at which an item is in the output queue (o.valid)
-    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input buffer (stage 0)
+    # The stages where the activation pipelines take their inputs and give their outputs (the numbers of the
+    # module docstring are those of ActivationPipeline.LATENCY = 5).
+    GATE_STAGE = 6                                                # pre_i, pre_f, pre_g in
+    GATES_OUT_STAGE = GATE_STAGE + ActivationPipeline.LATENCY     # i, f, g
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
     # 1 .. WRITE_STAGE (unless it starts a sequence).
-    WRITE_STAGE = 14
+    WRITE_STAGE = GATES_OUT_STAGE + 4
+    OUTPUT_GATE_STAGE = WRITE_STAGE + 4                           # pre_o, narrowed c_t in
+    OUTPUT_GATE_OUT_STAGE = OUTPUT_GATE_STAGE + ActivationPipeline.LATENCY    # o, tanh(c_t)
+    QUEUE_STAGE = OUTPUT_GATE_OUT_STAGE + 3    # the stage at which an item is in the output queue (o.valid)
+    LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input buffer (stage 0)
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
     MIN_REVISIT_DISTANCE = WRITE_STAGE + 1
@@ -249,8 +257,6 @@ class ElementwiseUnit(wiring.Component):
     def elaborate(self, platform):
         n = self.numerics
         any_peephole = any(layer.peephole for layer in self.layers)
-        # The stage numbers below assume it: gates enter the activation pipelines at 6 and 18, leave at 10, 22.
-        assert ActivationPipeline.LATENCY == 4
         m = Module()
 
         # ---- submodules: the activation datapaths (lanes share a ROM), the cell state, the output queue -------
@@ -343,71 +349,74 @@ class ElementwiseUnit(wiring.Component):
         first_frame = carry(payload.first_frame, "first_frame", 0, 1)
         acc_i = carry(payload.acc_i, "acc_i", 0, 4)
         acc_f = carry(payload.acc_f, "acc_f", 0, 4)
+        gates, gates_out = self.GATE_STAGE, self.GATES_OUT_STAGE
+        write, o_gate, o_gate_out = self.WRITE_STAGE, self.OUTPUT_GATE_STAGE, self.OUTPUT_GATE_OUT_STAGE
         acc_g = carry(payload.acc_g, "acc_g", 0, 5)
-        acc_o = carry(payload.acc_o, "acc_o", 0, 16)
+        acc_o = carry(payload.acc_o, "acc_o", 0, o_gate - 2)
 
         # ---- stages 1-6: c_prev, the i and f peephole terms, pre-activations ----------------------------
         # the memory's output goes straight into a register: zeroing it is the register's synchronous reset
         c_prev_2 = register(Mux(first_frame[1], 0, c_read.data), "c_prev_2", signed(n.cell_bits))
-        c_prev = carry(c_prev_2, "c_prev", 2, 10)
+        c_prev = carry(c_prev_2, "c_prev", 2, gates_out)
         if any_peephole:
             peep_i = carry(payload.peep_i, "peep_i", 0, 2)
             peep_f = carry(payload.peep_f, "peep_f", 0, 2)
-            peep_o = carry(payload.peep_o, "peep_o", 0, 14)
+            peep_o = carry(payload.peep_o, "peep_o", 0, write)
             sum_i_5 = with_peephole(acc_i[4], product(peep_i[2], c_prev_2, "peep_product_i", 2), layer[4], "sum_i_5")
             sum_f_5 = with_peephole(acc_f[4], product(peep_f[2], c_prev_2, "peep_product_f", 2), layer[4], "sum_f_5")
         else:
             sum_i_5 = register(acc_i[4], "sum_i_5")
             sum_f_5 = register(acc_f[4], "sum_f_5")
-        pre_i_6 = to_pre(sum_i_5, layer[5], "pre_i_6")
-        pre_f_6 = to_pre(sum_f_5, layer[5], "pre_f_6")
-        pre_g_6 = to_pre(acc_g[5], layer[5], "pre_g_6")
-        gate_i_10, gate_f_10, gate_g_10 = sigmoid.y[0], sigmoid.y[1], tanh.y[0]
+        pre_i = to_pre(sum_i_5, layer[5], f"pre_i_{gates}")
+        pre_f = to_pre(sum_f_5, layer[5], f"pre_f_{gates}")
+        pre_g = to_pre(acc_g[5], layer[5], f"pre_g_{gates}")
+        gate_i, gate_f, gate_g = sigmoid.y[0], sigmoid.y[1], tanh.y[0]      # at gates_out
 
-        # ---- stages 10-14: the cell update with one rounding ----------------------------------------------
+        # ---- the cell update with one rounding: c_t at the write stage ------------------------------------
         fs = n.cell_sum_frac
-        forget_product_12 = product(gate_f_10, c_prev[10], "forget_product", 10)
-        input_product_12 = multiplied(gate_i_10, gate_g_10, "input_product", 2)
-        cell_sum_13 = register((forget_product_12 << (fs - n.unit_frac - n.cell_frac)) +
-                               (input_product_12 << (fs - 2 * n.unit_frac)), "cell_sum_13")
-        c_14 = register(round_shift_saturate(m, cell_sum_13, fs - n.cell_frac, n.cell_bits), "c_14")
+        forget_product = product(gate_f, c_prev[gates_out], "forget_product", gates_out)
+        input_product = multiplied(gate_i, gate_g, "input_product", 2)
+        cell_sum = register((forget_product << (fs - n.unit_frac - n.cell_frac)) +
+                            (input_product << (fs - 2 * n.unit_frac)), f"cell_sum_{gates_out + 3}")
+        c_t = register(round_shift_saturate(m, cell_sum, fs - n.cell_frac, n.cell_bits), f"c_{write}")
 
-        # ---- stages 14-22: o (peeping at c_t) and tanh(c_t) ------------------------------------------------
+        # ---- o (peeping at c_t) and tanh(c_t) -----------------------------------------------------------
         if any_peephole:
-            sum_o_17 = with_peephole(acc_o[16], product(peep_o[14], c_14, "peep_product_o", 14), layer[16],
-                                     "sum_o_17")
+            sum_o = with_peephole(acc_o[o_gate - 2], product(peep_o[write], c_t, "peep_product_o", write),
+                                  layer[o_gate - 2], f"sum_o_{o_gate - 1}")
         else:
-            sum_o_17 = register(acc_o[16], "sum_o_17")
-        pre_o_18 = to_pre(sum_o_17, layer[17], "pre_o_18")
-        c_narrow_15 = register(round_shift_saturate(m, c_14, n.cell_frac - n.pre_frac, n.pre_bits), "c_narrow_15")
-        c_narrow = carry(c_narrow_15, "c_narrow", 15, 18)
-        gate_o_22, tanh_c_22 = sigmoid.y[2], tanh.y[1]
+            sum_o = register(acc_o[o_gate - 2], f"sum_o_{o_gate - 1}")
+        pre_o = to_pre(sum_o, layer[o_gate - 1], f"pre_o_{o_gate}")
+        c_narrow_first = register(round_shift_saturate(m, c_t, n.cell_frac - n.pre_frac, n.pre_bits),
+                                  f"c_narrow_{write + 1}")
+        c_narrow = carry(c_narrow_first, "c_narrow", write + 1, o_gate)
+        gate_o, tanh_c = sigmoid.y[2], tanh.y[1]       # at o_gate_out
 
-        # ---- stages 22-25: m -----------------------------------------------------------------------------
+        # ---- m ------------------------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
-        output_product_23 = multiplied(gate_o_22, tanh_c_22, "output_product", 1)
+        output_product = multiplied(gate_o, tanh_c, "output_product", 1)
         # narrowed into a register: the product leaves its DSP block and the queue's write data enters LUT-RAM
-        m_24 = register(round_shift_saturate(m, output_product_23, n.unit_frac, n.unit_bits), "m_24",
-                        signed(n.unit_bits))
+        m_out = register(round_shift_saturate(m, output_product, n.unit_frac, n.unit_bits), f"m_{o_gate_out + 2}",
+                         signed(n.unit_bits))
         queued = data.View(out_layout, queue.w_data)
         head = data.View(out_layout, queue.r_data)
         m.d.comb += [
             queue.w_en.eq(valid[last]),
             queued.layer.eq(layer[last]),
             queued.cell.eq(cell[last]),
-            queued.m.eq(m_24),
+            queued.m.eq(m_out),
         ]
 
         # ---- connections ---------------------------------------------------------------------------------
         m.d.comb += [
             sigmoid.en.eq(1),
             tanh.en.eq(1),
-            sigmoid.x[0].eq(pre_i_6),
-            sigmoid.x[1].eq(pre_f_6),
-            sigmoid.x[2].eq(pre_o_18),
-            tanh.x[0].eq(pre_g_6),
-            tanh.x[1].eq(c_narrow[18]),
+            sigmoid.x[0].eq(pre_i),
+            sigmoid.x[1].eq(pre_f),
+            sigmoid.x[2].eq(pre_o),
+            tanh.x[0].eq(pre_g),
+            tanh.x[1].eq(c_narrow[o_gate]),
         ]
 
         # ---- flow control: credits for the queue, the interlock -------------------------------------------
@@ -450,7 +459,7 @@ class ElementwiseUnit(wiring.Component):
             address_0.eq(Mux(read_pointer, slot_addresses[1], slot_addresses[0])),
             c_read.addr.eq(address_0),
             c_write.addr.eq(address[self.WRITE_STAGE]),
-            c_write.data.eq(c_14),
+            c_write.data.eq(c_t),
             c_write.en.eq(valid[self.WRITE_STAGE]),
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),

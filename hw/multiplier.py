@@ -16,13 +16,14 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, Shape, Signal, si
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["PipelinedMultiplier", "ECP5_OPERAND_BITS", "uses_ecp5_dsp"]
+__all__ = ["PipelinedMultiplier", "ECP5_OPERAND_BITS", "targets_ecp5"]
 
 ECP5_OPERAND_BITS = 18          # a MULT18X18D port, signed: an unsigned operand may have 17 bits
 
 
-def uses_ecp5_dsp(platform) -> bool:
-    """Whether elaboration for `platform` instantiates ECP5 DSP blocks."""
+def targets_ecp5(platform) -> bool:
+    """Whether elaboration for `platform` is for an ECP5: components with an ECP5 form (DSP blocks here, block
+    RAM output registers in hw/table_rom.py) instantiate its primitives."""
     return getattr(platform, "family", None) == "ecp5"
 
 
@@ -57,7 +58,7 @@ class PipelinedMultiplier(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         a_shape, b_shape = self.a.shape(), self.b.shape()
-        if uses_ecp5_dsp(platform) and _fits_ecp5_port(a_shape) and _fits_ecp5_port(b_shape):
+        if targets_ecp5(platform) and _fits_ecp5_port(a_shape) and _fits_ecp5_port(b_shape):
             self._elaborate_ecp5(m)
             return m
         a, b = self.a, self.b
