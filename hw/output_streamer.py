@@ -68,7 +68,11 @@ class OutputStreamer(wiring.Component):
         active = Signal()
         valid = Signal()
         index = Signal(range(output_size + 1))        # next word to read
-        column = Signal(range(memory_depth(output_size)))   # the word in the read register
+        last = Signal()                               # the word in the read register is the frame's last
+        # The count follows the sent last word a cycle late, from a flip-flop: its 32-bit enable behind the
+        # consumer's handshake and `last` crossed the chip (#10: the routed design's worst path, 9.6 ns).
+        # `busy` covers that cycle.
+        sent_last = Signal()
         advance = ~valid | self.o.ready
         m.d.comb += [
             write_port.en.eq(self.write.valid & (self.write.payload.layer == design.n_layers - 1)),
@@ -78,17 +82,18 @@ class OutputStreamer(wiring.Component):
             read_port.en.eq(advance),
             self.o.valid.eq(valid),
             self.o.payload.value.eq(read_port.data),
-            self.o.payload.last.eq(column == output_size - 1),
-            self.busy.eq(active | valid),
+            self.o.payload.last.eq(last),
+            self.busy.eq(active | valid | sent_last),
         ]
 
         with m.If(advance):
             m.d.sync += valid.eq(active)
             with m.If(active):
-                m.d.sync += [column.eq(index), index.eq(index + 1)]
+                m.d.sync += [last.eq(index == output_size - 1), index.eq(index + 1)]
                 with m.If(index + 1 == output_size):
                     m.d.sync += active.eq(0)
-        with m.If(self.o.valid & self.o.ready & self.o.payload.last):
+        m.d.sync += sent_last.eq(self.o.valid & self.o.ready & last)
+        with m.If(sent_last):
             m.d.sync += self.frames_done.eq(self.frames_done + 1)
         with m.If(self.start):
             m.d.sync += [active.eq(1), index.eq(0)]

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parent.parent / "bench" / "fmax.py"
 
@@ -63,3 +67,51 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
     fmax.main(["--skip-synth", "-o", str(tmp_path)])        # the board builds' weight by default
     assert commands[1][commands[1].index("--placer-heap-timingweight") + 1] == str(fmax.PLACER_TIMING_WEIGHT)
     assert "--tmg-ripup" not in commands[1]
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_wrapper_pins_carry_the_stream_and_the_counters_parity_two_cycles_on(tmp_path):
+    """The wrapper around a stand-in top: every stream bit reaches its pin a cycle on, and `pin_counters` is the
+    XOR of every counter bit two cycles on (each counter's parity in a register of its own first, so no path of
+    the wrapper reduces a thousand bits in one cycle)."""
+    fmax = load_fmax()
+    ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "i__payload", 4), ("output", "o__payload", 4),
+             ("output", "busy", 1), ("output", "cycles", 12), ("output", "mac_cycles__pe0", 9)]
+    wrapper = fmax.wrapper_verilog(ports)
+    assert "pin_counters <= parity_" in wrapper and "w_cycles) ^" not in wrapper
+    (tmp_path / "top.v").write_text(f"""
+module {fmax.TOP}(input clk, input rst, input [3:0] i__payload, output [3:0] o__payload, output busy,
+                  output reg [11:0] cycles, output reg [8:0] mac_cycles__pe0);
+  assign o__payload = ~i__payload; assign busy = ^i__payload;
+  always @(posedge clk) begin cycles <= cycles * 5 + 3; mac_cycles__pe0 <= mac_cycles__pe0 + 7; end
+  initial begin cycles = 1; mac_cycles__pe0 = 2; end
+endmodule
+module tb;
+  reg clk = 0; reg rst_pin = 0; reg [3:0] payload = 0;
+  wire [3:0] pin_o; wire pin_busy, pin_i_ready, pin_counters;
+  reg [1:0] parity_history;
+  integer i;
+  {fmax.WRAPPER} w(.clk(clk), .rst_pin(rst_pin), .pin_i__payload(payload), .pin_o__payload(pin_o),
+                   .pin_busy(pin_busy), .pin_counters(pin_counters));
+  initial begin
+    for (i = 0; i < 20; i = i + 1) begin
+      parity_history = {{parity_history[0], ^{{dut_cycles(), dut_macs()}}}};
+      payload = i;
+      #1 clk = 1; #1 clk = 0;
+      $display("%0d %h %0d %0d", i, pin_o, pin_counters, parity_history[1]);
+    end
+    $finish;
+  end
+  function [11:0] dut_cycles(); dut_cycles = w.dut.cycles; endfunction
+  function [8:0] dut_macs(); dut_macs = w.dut.mac_cycles__pe0; endfunction
+endmodule
+""")
+    (tmp_path / "wrapper.v").write_text(wrapper)
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "top.v", "wrapper.v"], cwd=tmp_path, check=True)
+    lines = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True,
+                           text=True).stdout.split("\n")
+    rows = [line.split() for line in lines if line.strip() and line.split()[0].isdigit()]
+    assert len(rows) == 20
+    for step, pin_o, counters, expected in rows[3:]:
+        assert int(pin_o, 16) == (~(int(step) - 1)) & 0xF, f"step {step}"     # registered in and out
+        assert counters == expected, f"step {step}"

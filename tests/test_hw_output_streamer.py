@@ -46,11 +46,14 @@ def run_streamer(design, frames, rng, stall):
             ctx.set(dut.start, 0)
             assert ctx.get(dut.busy)
             got.append(await stream_receive(ctx, dut.o, len(values), rng=rng, stall=stall, max_cycles=500))
-            # nothing follows the frame's last word
+            # nothing follows the frame's last word; `busy` lasts one cycle more, while the count follows it,
+            # so a status reader that waits for `busy` to fall reads the new count
             ctx.set(dut.o.ready, 1)
-            for _ in range(3):
-                _, _, valid, busy = await ctx.tick().sample(dut.o.valid, dut.busy)
-                assert not valid and not busy
+            for cycle in range(3):
+                _, _, valid, busy, count = await ctx.tick().sample(dut.o.valid, dut.busy, dut.frames_done)
+                assert not valid and busy == (cycle == 0)
+                if not busy:
+                    assert count == len(done) + 1
             ctx.set(dut.o.ready, 0)
             done.append(ctx.get(dut.frames_done))
 
