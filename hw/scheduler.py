@@ -156,7 +156,7 @@ class Scheduler(wiring.Component):
         seq_start = Signal()          # the current frame starts a sequence
         frame_active = Signal()
         frame_parity = Signal()       # layer 0's accumulator copy of the current frame
-        m_count = Signal(design.group_bits + 1)       # m groups taken in EW
+        m_count = Signal(design.group_bits + 1)       # m groups taken in EW (0 outside it)
         m_lane = Signal(range(max(2, lanes)))     # without a projection: the lane of the group turned into y
         first_cell = self.m.payload.group * lanes  # cell of lane 0 of the group
         recurrent_ahead = Signal()    # layer l+1's recurrent words were started during layer l's EW
@@ -342,7 +342,6 @@ class Scheduler(wiring.Component):
                 # must be over; R_READ follows that readout, but a sequence start skips R_READ.
                 with m.If(pipeline_idle & ~proj_busy & ~(is_last_layer & ~has_proj[layer] & output_busy)):
                     m.d.comb += self.cells.start.eq(1)
-                    m.d.sync += m_count.eq(0)
                     if delta:
                         m.d.sync += m_restart.eq(seq_start)
                     # layer l+1's recurrent input (its y of the previous frame) does not depend on this
@@ -378,6 +377,9 @@ class Scheduler(wiring.Component):
                 with m.If(self.m.valid & self.m.ready):
                     m.d.sync += m_count.eq(m_count + 1)
                     with m.If(m_count == group_counts[layer] - 1):
+                        # zero for the next pass here, not in DRAIN_G: there its enable waited for the
+                        # idle test of the broadcaster and every PE (#10: a routed late path)
+                        m.d.sync += m_count.eq(0)
                         with m.If(has_proj[layer]):
                             m.next = "DRAIN_P"
                         with m.Else():
