@@ -44,7 +44,7 @@ class LaneUnpacker(wiring.Component):
     its FIFO (`pe_fifo_words`), spent per column sent and returned by the PE's `released`, so the decision to
     send is made from this unpacker's own registers.
 
-    Inside: the mask stage (the word registered beside its ROM mask word), a queue (LUT-RAM, a power of two
+    Inside: the mask stage (the word registered, then registered beside its ROM mask word), a queue (LUT-RAM, a power of two
     deep) of the words with a column left, and the head: the word being handed over, with the column it
     offers (`o.payload`) in registers.
 
@@ -133,16 +133,21 @@ class LaneUnpacker(wiring.Component):
         queue_write = queue.write_port()
         queue_read = queue.read_port(domain="comb")
 
-        # ---- mask stage: the word registered beside its group mask -----------------------------------------
-        # a word's mask (the ROM's word 0, all ones, for a phase without one) is ready with the registered word:
-        # nothing but an AND between the ROM's output register and the queue's write enable. The address comes
-        # with the word (hw/mask_address.py), so the broadcast register drives the ROM directly.
+        # ---- mask stage: the word registered, then again beside its group mask ---------------------------
+        # a word's mask (the ROM's word 0, all ones, for a phase without one) is read with the address that came
+        # with the word (hw/mask_address.py), from this unpacker's own register of it: the ROM's LUTs read from
+        # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
+        # The mask is ready with the word a cycle later: nothing but an AND between the ROM's output register
+        # and the queue's write enable.
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
         valid_1 = Signal(attrs={"keep": 1})
         word_1 = Signal(queued_layout, attrs={"keep": 1})
-        sent_1 = Signal(lanes)
+        mask_address_1 = Signal.like(self.i.payload.mask_address, attrs={"keep": 1})
+        valid_2 = Signal()
+        word_2 = Signal(queued_layout)
+        sent_2 = Signal(lanes)
         pushed = Signal()
         stored = Signal(queued_layout)
 
@@ -175,11 +180,11 @@ class LaneUnpacker(wiring.Component):
         rest_lane, rest_last = _lowest_lane(m, rest, lanes)
 
         m.d.comb += [
-            mask_read.addr.eq(self.i.payload.mask_address),
-            sent_1.eq(word_1.value & mask_read.data),
-            pushed.eq(valid_1 & sent_1.any()),
-            stored.eq(word_1),
-            stored.value.eq(sent_1),
+            mask_read.addr.eq(mask_address_1),
+            sent_2.eq(word_2.value & mask_read.data),
+            pushed.eq(valid_2 & sent_2.any()),
+            stored.eq(word_2),
+            stored.value.eq(sent_2),
             queue_write.addr.eq(write_at),
             queue_write.data.eq(stored),
             queue_write.en.eq(pushed),
@@ -196,8 +201,11 @@ class LaneUnpacker(wiring.Component):
         m.d.sync += [
             valid_1.eq(self.i.valid),
             *[word_1[name].eq(self.i.payload[name]) for name in queued_layout.members],
+            mask_address_1.eq(self.i.payload.mask_address),
+            valid_2.eq(valid_1),
+            word_2.eq(word_1),
             held.eq(held + pushed - finished),
-            self.room.eq(held + valid_1 < fifo_depth),
+            self.room.eq(held + valid_1 + valid_2 < fifo_depth),
             credits.eq(credits_next),
             has_credit.eq(credits_next != 0),
             queued.eq(queued + pushed - take),
@@ -227,14 +235,15 @@ class LaneUnpacker(wiring.Component):
 
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------
         proj_words = Signal(range(capacity + 1))
-        pushed_proj = pushed & word_1.proj
+        pushed_proj = pushed & word_2.proj
         finished_proj = finished & head.proj
         with m.If(pushed_proj & ~finished_proj):
             m.d.sync += proj_words.eq(proj_words + 1)
         with m.Elif(finished_proj & ~pushed_proj):
             m.d.sync += proj_words.eq(proj_words - 1)
         m.d.sync += [
-            self.busy.eq(self.i.valid | valid_1 | held.any()),
-            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & word_1.proj) | proj_words.any()),
+            self.busy.eq(self.i.valid | valid_1 | valid_2 | held.any()),
+            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & word_1.proj)
+                              | (valid_2 & word_2.proj) | proj_words.any()),
         ]
         return m
