@@ -366,10 +366,11 @@ class SparsePE(wiring.Component):
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
         a = stage("a", {**key_layout, "shift": meta["shift"]})
         product = multiplier.p
-        a_next = {"valid": r["valid"], "target": r["target"], "bank": r["row"][:2],
-                  "addr": Signal(addr_bits, name="a_addr_next")}
-        m.d.comb += a_next["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:]))
-        m.d.sync += [a[key].eq(a_next[key]) for key in key_layout] + [a["shift"].eq(r["shift"])]
+        m.d.sync += [
+            a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
+            a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
+            a["shift"].eq(r["shift"]),
+        ]
         for port in gate_mac_rd + [proj_mac_rd] + ([] if split else [mac_bias_rd]) + [tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
 
@@ -393,11 +394,7 @@ class SparsePE(wiring.Component):
         # multiplexer and the adder (#10: three multiplexers in it made 334 late endpoints); the rest is chosen
         # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
         # selects registered at A (S's matches against wb and wb2 are A's against X and wb).
-        # A's matches against X and wb, compared a cycle earlier as the word enters A (against S and X then:
-        # the pipeline never stalls), so the selects below are one gate of flip-flops (#10: the 14-bit
-        # comparisons in front of them were routed late paths, 9.4 ns)
-        newer = [Signal(name="a_matches_x"), Signal(name="a_matches_wb")]
-        m.d.sync += [newer[0].eq(same_word(a_next, s)), newer[1].eq(same_word(a_next, x))]
+        newer = [same_word(a, x), same_word(a, wb)]
         from_sum = [Signal(name="base_from_wb_sum"), Signal(name="base_from_wb2_sum")]
         from_proj = Signal(name="base_from_proj")
         from_gate = [Signal(name=f"base_from_gate{k}") for k in range(4)]
