@@ -111,6 +111,15 @@ def _mult18x18d_model() -> str:
         "endmodule", ""])
 
 
+def icarus_stdout(directory, top_text: str, model_text: str) -> str:
+    """What Icarus prints running `directory`/tb.v against the design `top_text` and a behavioural model of the
+    vendor primitive it instantiates (`model_text`)."""
+    (directory / "top.v").write_text(top_text)
+    (directory / "model.v").write_text(model_text)
+    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "top.v", "model.v"], cwd=directory, check=True)
+    return subprocess.run(["vvp", "-n", "sim"], cwd=directory, check=True, capture_output=True, text=True).stdout
+
+
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
 @pytest.mark.parametrize("latency", [1, 2])
 @pytest.mark.parametrize("a_shape,b_shape", SHAPES[:3])
@@ -147,11 +156,7 @@ module tb;
   end
 endmodule
 """)
-    (tmp_path / "top.v").write_text(text)
-    (tmp_path / "model.v").write_text(_mult18x18d_model())
-    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "top.v", "model.v"], cwd=tmp_path, check=True)
-    lines = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True,
-                           text=True).stdout.split()
+    lines = icarus_stdout(tmp_path, text, _mult18x18d_model()).split()
     mask = (1 << width_p) - 1
     seen = [int(word, 16) if all(c in "0123456789abcdef" for c in word) else None for word in lines]
     assert len(seen) == count + latency

@@ -16,6 +16,8 @@ from amaranth.sim import Simulator
 from sparselstm.hw.table_rom import DP16KD_DEPTH, TableRom, dp16kd_initvals
 from sparselstm.hw.verilog import FamilyPlatform
 
+from test_hw_multiplier import icarus_stdout
+
 # (width, depth, ports): one block, slices side by side, odd port counts (a B side unused), stacked banks
 SHAPES = [(7, 5, 1), (18, 1024, 2), (25, 1024, 3), (40, 300, 2), (9, 2500, 3)]
 
@@ -151,11 +153,7 @@ module tb;
   end
 endmodule
 """)
-    (tmp_path / "top.v").write_text(text)
-    (tmp_path / "model.v").write_text(_dp16kd_model())
-    subprocess.run(["iverilog", "-g2012", "-o", "sim", "tb.v", "top.v", "model.v"], cwd=tmp_path, check=True)
-    lines = subprocess.run(["vvp", "-n", "sim"], cwd=tmp_path, check=True, capture_output=True,
-                           text=True).stdout.splitlines()
+    lines = icarus_stdout(tmp_path, text, _dp16kd_model()).splitlines()
     assert len(lines) == count
     expected = _expected(init, addresses, enables)
     for step, (line, want) in enumerate(zip(lines, expected)):
