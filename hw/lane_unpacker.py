@@ -128,7 +128,7 @@ class LaneUnpacker(wiring.Component):
 
         bases, words = self.group_masks()
         m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
-        mask_read = masks.read_port()
+        mask_read = masks.read_port(domain="comb")
         m.submodules.queue = queue = Memory(shape=queued_layout, depth=queue_depth, init=[])
         queue_write = queue.write_port()
         queue_read = queue.read_port(domain="comb")
@@ -137,8 +137,8 @@ class LaneUnpacker(wiring.Component):
         # a word's mask (the ROM's word 0, all ones, for a phase without one) is read with the address that came
         # with the word (hw/mask_address.py), from this unpacker's own register of it: the ROM's LUTs read from
         # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
-        # The mask is ready with the word a cycle later: nothing but an AND between the ROM's output register
-        # and the queue's write enable.
+        # The ROM's LUTs read from that register and the AND with the word's lanes go into flip-flops
+        # (`sent_2`, `pushed`): the queue's write enable and the counters start from them.
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
@@ -148,7 +148,7 @@ class LaneUnpacker(wiring.Component):
         valid_2 = Signal()
         word_2 = Signal(queued_layout)
         sent_2 = Signal(lanes)
-        pushed = Signal()
+        pushed = Signal()           # a flip-flop: the counters below start from it
         stored = Signal(queued_layout)
 
         # ---- the queue and the head --------------------------------------------------------------------------
@@ -181,8 +181,6 @@ class LaneUnpacker(wiring.Component):
 
         m.d.comb += [
             mask_read.addr.eq(mask_address_1),
-            sent_2.eq(word_2.value & mask_read.data),
-            pushed.eq(valid_2 & sent_2.any()),
             stored.eq(word_2),
             stored.value.eq(sent_2),
             queue_write.addr.eq(write_at),
@@ -204,6 +202,8 @@ class LaneUnpacker(wiring.Component):
             mask_address_1.eq(self.i.payload.mask_address),
             valid_2.eq(valid_1),
             word_2.eq(word_1),
+            sent_2.eq(word_1.value & mask_read.data),
+            pushed.eq(valid_1 & (word_1.value & mask_read.data).any()),
             held.eq(held + pushed - finished),
             self.room.eq(held + valid_1 + valid_2 < fifo_depth),
             credits.eq(credits_next),
