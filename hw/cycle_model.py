@@ -45,7 +45,7 @@ from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "delta_frame_cycles"]
 
 FIFO_LATENCY = 3          # broadcast edge -> the word can leave the PE's FIFO (SyncFIFOBuffered)
-FETCH_LATENCY = 2         # ... -> its job can be taken by the walker (addresses, pointers, registered, job queue)
+FETCH_LATENCY = 3         # ... -> its job can be taken by the walker (addresses, pointers, registered, Q, job queue)
 JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet taken (the PE's credits)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change

@@ -3,9 +3,10 @@
 Pipeline (one entry per cycle in steady state; docs/architecture.md):
 
     broadcast word --> [FIFO] --pop--> L: addresses off+c, off+c+1 registered        (pops under credits:
-                                       F: pointer fetch  ptr[off+c], ptr[off+c+1]      L, F, G have no enable)
+                                       F: pointer fetch  ptr[off+c], ptr[off+c+1]      L, F, G, Q have no enable)
                                        G: pointers registered (start, end, value, phase constants)
-                                         |  into the job queue; empty jobs dropped
+                                       Q: the job registered with its empty test; empty jobs dropped
+                                         |  into the job queue
                                          v
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
@@ -217,8 +218,8 @@ class SparsePE(wiring.Component):
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
 
-        # L: addresses registered; F: the pointers on the block RAM's outputs; G: registered; the non-empty jobs
-        # then enter the job queue that the walker takes from. No stage has an enable: the FIFO pops only while
+        # L: addresses registered; F: the pointers on the block RAM's outputs; G: registered; Q: the non-empty
+        # jobs registered, then written into the job queue that the walker takes from. No stage has an enable: the FIFO pops only while
         # the job queue has room for every word popped and not yet taken (credits, a flip-flop), so the walker's
         # decisions reach no stage register and not the FIFO's output register (#10: that chain of advances
         # ended in their enables).
@@ -237,6 +238,10 @@ class SparsePE(wiring.Component):
             **{key: field.shape() for key, field in fetched.items()}})
         m.submodules.job_queue = job_queue = SyncFIFO(width=job_layout.size, depth=self.JOB_QUEUE_DEPTH)
         queued_job = Signal(job_layout)
+        # Q: the job, its empty test and `single` registered before the job queue's write (#10: the comparisons
+        # ended in the queue's level and LUT-RAM write data, routed late paths); the credits count it in flight
+        enqueue_valid = Signal()
+        enqueue_job = Signal(job_layout, reset_less=True)
         job = data.View(job_layout, job_queue.r_data)
         may_pop = Signal()
         popped = Signal()
@@ -252,8 +257,8 @@ class SparsePE(wiring.Component):
             queued_job.end.eq(fetched_end),
             queued_job.single.eq(fetched_start + 1 == fetched_end),
             *[queued_job[key].eq(field) for key, field in fetched.items()],
-            job_queue.w_data.eq(queued_job),
-            job_queue.w_en.eq(queued),
+            job_queue.w_data.eq(enqueue_job),
+            job_queue.w_en.eq(enqueue_valid),
             job_queue.r_en.eq(job_taken),
         ]
         # L: the phase table and the adders end in registers, not at the block RAM's address pins
@@ -268,18 +273,25 @@ class SparsePE(wiring.Component):
             fetched_start.eq(ptr_lo.data),
             fetched_end.eq(ptr_hi.data),
             *copy(fetched, fetch),
+            enqueue_valid.eq(queued),
+            enqueue_job.eq(queued_job),
         ]
         # words popped and neither taken by the walker nor dropped empty (at most JOB_QUEUE_DEPTH): one more may
         # be popped if it fits. Kept as a thermometer code (`in_flight_above[j]`: more than j words), which each
         # cycle moves by at most one place up or two down, so the next `may_pop` is one multiplexer of its bits
-        # (#10: the sum of five terms and a comparison behind the empty test was a routed late path)
+        # (#10: the sum of five terms and a comparison behind the empty test was a routed late path). A taken or
+        # dropped word gives its credit back a cycle late, from flip-flops (#10: the empty test and the walker's
+        # take in front of the thermometer's enables were routed late paths); late is safe, the count only errs high
         depth = self.JOB_QUEUE_DEPTH
         in_flight_above = Signal(depth + 1)
         dropped = Signal()
-        up = popped & ~job_taken & ~dropped
-        down_two = ~popped & job_taken & dropped
-        down_one = (~popped & (job_taken ^ dropped)) | (popped & job_taken & dropped)
+        taken_1 = Signal()
+        dropped_1 = Signal()
+        up = popped & ~taken_1 & ~dropped_1
+        down_two = ~popped & taken_1 & dropped_1
+        down_one = (~popped & (taken_1 ^ dropped_1)) | (popped & taken_1 & dropped_1)
         m.d.comb += dropped.eq(fetched_valid & ~queued)
+        m.d.sync += [taken_1.eq(job_taken), dropped_1.eq(dropped)]
         with m.If(up):
             m.d.sync += [in_flight_above.eq(Cat(C(1, 1), in_flight_above[:depth])),
                          may_pop.eq(~in_flight_above[depth - 2])]
@@ -523,7 +535,8 @@ class SparsePE(wiring.Component):
         in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
                      (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
                      (wb["valid"], wb["target"])]
-        any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | job_queue.r_rdy | walk_active \
+        any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | enqueue_valid | job_queue.r_rdy \
+            | walk_active \
             | cell_reset_pending
         any_proj = proj_words.any() | pushed_proj_1 | (walk_active & (walk["target"] == PROJ_TARGET))
         for valid, target in in_flight:

@@ -293,7 +293,7 @@ def test_pe_proj_busy_covers_proj_words_only():
         await stream_send(ctx, dut.i, [{"phase": phase, "buffer": 0, "column": column, "value": 1000}
                                        for phase, column in [(phase_index(0, 0), 0), (phase_index(0, 2), 1),
                                                              (phase_index(0, 0), 1)]], room=dut.room)
-        for _ in range(40):
+        for _ in range(60):                 # the words' last MAC writes back ~40 cycles in
             trace.append((ctx.get(dut.busy), ctx.get(dut.proj_busy)))
             await ctx.tick()
 
