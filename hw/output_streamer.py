@@ -3,7 +3,8 @@
 The buffer holds the last layer's y of one frame while the streamer sends it, so a slow output consumer
 stalls the accelerator only when the next frame's output is ready. Words of the last layer arriving on
 `write` are stored; `start` sends the whole buffer, word 0 .. output_size-1, `last` on the final word. The
-buffer's read register is the output register.
+buffer is read ahead, as long as a small queue has room for the words read, into a register and that queue,
+whose output register is the output register.
 
 A board top or a host link (UART framing) consumes `o` as it is; it needs no change here.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -43,6 +45,8 @@ class OutputStreamer(wiring.Component):
         Frames completely sent.
     """
 
+    QUEUE_DEPTH = 8     # covers the credits' round trip (read, register, queue, its output register)
+
     def __init__(self, design: AcceleratorDesign):
         if not isinstance(design, AcceleratorDesign):
             raise TypeError(f"OutputStreamer needs an AcceleratorDesign, got {type(design).__name__}")
@@ -64,35 +68,55 @@ class OutputStreamer(wiring.Component):
             shape=signed(design.act_bits), depth=memory_depth(output_size), init=[])
         read_port = output_buffer.read_port()
         write_port = output_buffer.write_port()
+        # The buffer is read ahead into a queue under credits: the block RAM's output goes into a register and
+        # no handshake reaches the read (#10: the RAM's output through the output slice's multiplexer was a
+        # routed late path, and its enable came from the consumer's ready)
+        word_layout = output_word_layout(design.act_bits)
+        m.submodules.queue = queue = SyncFIFOBuffered(width=word_layout.size, depth=self.QUEUE_DEPTH)
+        queued = Signal(word_layout)
 
         active = Signal()
-        valid = Signal()
         index = Signal(range(output_size + 1))        # next word to read
-        last = Signal()                               # the word in the read register is the frame's last
+        issue = Signal()
+        credits_used = Signal(range(self.QUEUE_DEPTH + 1))   # words read and not yet sent
+        valid_1, last_1 = Signal(), Signal()          # a word on the read port's output
+        valid_2, last_2 = Signal(), Signal()          # ... and in a register
+        word_2 = Signal(signed(design.act_bits), reset_less=True)
+        sent = Signal()
         # The count follows the sent last word a cycle late, from a flip-flop: its 32-bit enable behind the
         # consumer's handshake and `last` crossed the chip (#10: the routed design's worst path, 9.6 ns).
         # `busy` covers that cycle.
         sent_last = Signal()
-        advance = ~valid | self.o.ready
         m.d.comb += [
             write_port.en.eq(self.write.valid & (self.write.payload.layer == design.n_layers - 1)),
             write_port.addr.eq(self.write.payload.index),
             write_port.data.eq(self.write.payload.value),
+            issue.eq(active & (credits_used < self.QUEUE_DEPTH)),
             read_port.addr.eq(index),
-            read_port.en.eq(advance),
-            self.o.valid.eq(valid),
-            self.o.payload.value.eq(read_port.data),
-            self.o.payload.last.eq(last),
-            self.busy.eq(active | valid | sent_last),
+            queue.w_en.eq(valid_2),
+            queued.value.eq(word_2),
+            queued.last.eq(last_2),
+            queue.w_data.eq(queued),
+            self.o.valid.eq(queue.r_rdy),
+            self.o.payload.eq(queue.r_data),
+            queue.r_en.eq(self.o.ready),
+            sent.eq(self.o.valid & self.o.ready),
+            self.busy.eq(active | valid_1 | valid_2 | queue.r_rdy | sent_last),
         ]
 
-        with m.If(advance):
-            m.d.sync += valid.eq(active)
-            with m.If(active):
-                m.d.sync += [last.eq(index == output_size - 1), index.eq(index + 1)]
-                with m.If(index + 1 == output_size):
-                    m.d.sync += active.eq(0)
-        m.d.sync += sent_last.eq(self.o.valid & self.o.ready & last)
+        m.d.sync += [
+            credits_used.eq(credits_used + issue - sent),
+            valid_1.eq(issue),
+            last_1.eq(index == output_size - 1),
+            valid_2.eq(valid_1),
+            last_2.eq(last_1),
+            word_2.eq(read_port.data),
+            sent_last.eq(sent & self.o.payload.last),
+        ]
+        with m.If(issue):
+            m.d.sync += index.eq(index + 1)
+            with m.If(index + 1 == output_size):
+                m.d.sync += active.eq(0)
         with m.If(sent_last):
             m.d.sync += self.frames_done.eq(self.frames_done + 1)
         with m.If(self.start):
