@@ -376,23 +376,26 @@ class SparsePE(wiring.Component):
         m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(d["value"])]
 
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
-        a = stage("a", {**key_layout, "shift": meta["shift"]})
+        # (base, row) names an accumulator word as (bank, addr) does, without the adder: the bases' regions are
+        # disjoint (hw/design.py), so the forwarding matches below compare them a stage early
+        word_key = {"base": meta["base"], "row": row_bits}
+        a = stage("a", {**key_layout, **word_key, "shift": meta["shift"]})
         product = multiplier.p
         m.d.sync += [
             a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
-            a["shift"].eq(r["shift"]),
+            a["base"].eq(r["base"]), a["row"].eq(r["row"]), a["shift"].eq(r["shift"]),
         ]
         for port in gate_mac_rd + [proj_mac_rd] + ([] if split else [mac_bias_rd]) + [tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
 
-        s = stage("s", key_layout)
+        s = stage("s", {**key_layout, **word_key})
         shifted = Signal(signed(acc_bits), reset_less=True)
-        m.d.sync += [s[key].eq(a[key]) for key in key_layout] + [shifted.eq(product << a["shift"])]
+        m.d.sync += [s[key].eq(a[key]) for key in s] + [shifted.eq(product << a["shift"])]
 
         # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, and the one written
         # as the read was issued, a cycle older, which S sees in wb2)
-        x = stage("x", {**key_layout, "tag": 1})      # tag: the written tag the result is stored with
+        x = stage("x", {**key_layout, **word_key, "tag": 1})      # tag: the written tag the result is stored with
         wb = stage("wb", {**key_layout, "tag": 1})
         wb2 = stage("wb2", key_layout)
         sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum")]
@@ -401,12 +404,18 @@ class SparsePE(wiring.Component):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
                 & (p["addr"] == q["addr"])
 
+        def same_key(p, q):
+            return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["base"] == q["base"]) \
+                & (p["row"] == q["row"])
+
         # X's old value is the newest result not yet written for the same word, else the stored word. Only the
         # newest (wb's, the adder's own output a cycle ago) is chosen at X, so the accumulate loop is one
         # multiplexer and the adder (#10: three multiplexers in it made 334 late endpoints); the rest is chosen
         # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
-        # selects registered at A (S's matches against wb and wb2 are A's against X and wb).
-        newer = [same_word(a, x), same_word(a, wb)]
+        # selects registered at A (S's matches against wb and wb2 are A's against X and wb). A's matches are
+        # R's against S and X a cycle earlier, in flip-flops (#10: compared at A they were routed late paths)
+        newer = [Signal(name="a_matches_x"), Signal(name="a_matches_wb")]
+        m.d.sync += [newer[0].eq(same_key(r, s)), newer[1].eq(same_key(r, x))]
         from_sum = [Signal(name="base_from_wb_sum"), Signal(name="base_from_wb2_sum")]
         from_proj = Signal(name="base_from_proj")
         from_gate = [Signal(name=f"base_from_gate{k}") for k in range(4)]
@@ -424,7 +433,7 @@ class SparsePE(wiring.Component):
         x_base = Signal(signed(acc_bits), reset_less=True)
         x_product = Signal(signed(acc_bits), reset_less=True)
         forward = Signal()      # X's word is wb's: S's match against X a cycle earlier
-        m.d.sync += [x[key].eq(s[key]) for key in key_layout] + [
+        m.d.sync += [x[key].eq(s[key]) for key in {**key_layout, **word_key}] + [
             x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
             x_base.eq(reduce(operator.or_, terms)),
             x_product.eq(shifted),
