@@ -44,9 +44,9 @@ class LaneUnpacker(wiring.Component):
     its FIFO (`pe_fifo_words`), spent per column sent and returned by the PE's `released`, so the decision to
     send is made from this unpacker's own registers.
 
-    Inside: the mask stage (the word registered, then registered beside its ROM mask word), a queue (LUT-RAM, a power of two
-    deep) of the words with a column left, and the head: the word being handed over, with the column it
-    offers (`o.payload`) in registers.
+    Inside: the mask stages (the word registered, then beside its ROM mask word, then with the lanes it keeps), a
+    queue (LUT-RAM, a power of two deep) of the words with a column left, and the head: the word being handed
+    over, with the column it offers (`o.payload`) in registers.
 
     Parameters
     ----------
@@ -128,17 +128,18 @@ class LaneUnpacker(wiring.Component):
 
         bases, words = self.group_masks()
         m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
-        mask_read = masks.read_port(domain="comb")
+        mask_read = masks.read_port()
         m.submodules.queue = queue = Memory(shape=queued_layout, depth=queue_depth, init=[])
         queue_write = queue.write_port()
         queue_read = queue.read_port(domain="comb")
 
-        # ---- mask stage: the word registered, then again beside its group mask ---------------------------
+        # ---- mask stages: the word registered, beside its group mask, then with the lanes it keeps ------------
         # a word's mask (the ROM's word 0, all ones, for a phase without one) is read with the address that came
         # with the word (hw/mask_address.py), from this unpacker's own register of it: the ROM's LUTs read from
         # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
-        # The ROM's LUTs read from that register and the AND with the word's lanes go into flip-flops
-        # (`sent_2`, `pushed`): the queue's write enable and the counters start from them.
+        # The ROM's read data are registered (stage 2), and the AND with the word's lanes goes into flip-flops
+        # again (`sent_3`, `pushed`, stage 3): the queue's write enable and the counters start from them (#10:
+        # the ROM's LUTs and the AND in one cycle, or the AND in front of the counters, were routed late paths).
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
@@ -147,8 +148,10 @@ class LaneUnpacker(wiring.Component):
         mask_address_1 = Signal.like(self.i.payload.mask_address, attrs={"keep": 1})
         valid_2 = Signal()
         word_2 = Signal(queued_layout)
-        sent_2 = Signal(lanes)
-        pushed = Signal()           # a flip-flop: the counters below start from it
+        valid_3 = Signal()
+        word_3 = Signal(queued_layout)
+        sent_3 = Signal(lanes)
+        pushed = Signal()           # valid_3 with a lane left; a flip-flop: the counters below start from it
         stored = Signal(queued_layout)
 
         # ---- the queue and the head --------------------------------------------------------------------------
@@ -181,8 +184,8 @@ class LaneUnpacker(wiring.Component):
 
         m.d.comb += [
             mask_read.addr.eq(mask_address_1),
-            stored.eq(word_2),
-            stored.value.eq(sent_2),
+            stored.eq(word_3),
+            stored.value.eq(sent_3),
             queue_write.addr.eq(write_at),
             queue_write.data.eq(stored),
             queue_write.en.eq(pushed),
@@ -202,10 +205,12 @@ class LaneUnpacker(wiring.Component):
             mask_address_1.eq(self.i.payload.mask_address),
             valid_2.eq(valid_1),
             word_2.eq(word_1),
-            sent_2.eq(word_1.value & mask_read.data),
-            pushed.eq(valid_1 & (word_1.value & mask_read.data).any()),
+            valid_3.eq(valid_2),
+            word_3.eq(word_2),
+            sent_3.eq(word_2.value & mask_read.data),
+            pushed.eq(valid_2 & (word_2.value & mask_read.data).any()),
             held.eq(held + pushed - finished),
-            self.room.eq(held + valid_1 + valid_2 < fifo_depth),
+            self.room.eq(held + valid_1 + valid_2 + valid_3 < fifo_depth),
             credits.eq(credits_next),
             has_credit.eq(credits_next != 0),
             queued.eq(queued + pushed - take),
@@ -235,15 +240,15 @@ class LaneUnpacker(wiring.Component):
 
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------
         proj_words = Signal(range(capacity + 1))
-        pushed_proj = pushed & word_2.proj
+        pushed_proj = pushed & word_3.proj
         finished_proj = finished & head.proj
         with m.If(pushed_proj & ~finished_proj):
             m.d.sync += proj_words.eq(proj_words + 1)
         with m.Elif(finished_proj & ~pushed_proj):
             m.d.sync += proj_words.eq(proj_words - 1)
         m.d.sync += [
-            self.busy.eq(self.i.valid | valid_1 | valid_2 | held.any()),
+            self.busy.eq(self.i.valid | valid_1 | valid_2 | valid_3 | held.any()),
             self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & word_1.proj)
-                              | (valid_2 & word_2.proj) | proj_words.any()),
+                              | (valid_2 & word_2.proj) | (valid_3 & word_3.proj) | proj_words.any()),
         ]
         return m
