@@ -4,8 +4,9 @@ Generates the Verilog of an encoded model (or of the shipped words model re-enco
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
 pin, the wide counters are XOR-reduced to one pin in two registered levels, so no logic is optimised away and the pins fit the
 package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
-registers) with `synth_ecp5 -abc9` and places and routes it at 125 MHz (placer timing weight 40 as in the board
-builds, hw/boards/flow.py; router1 by default:
+registers) with `synth_ecp5 -abc9`, moves the registers that only follow a block RAM's read data into the block
+(hw/boards/bram_registers.py, as the board builds do; `--no-bram-registers` leaves them) and places and routes it
+at 125 MHz (placer timing weight 40 as in the board builds, hw/boards/flow.py; router1 by default:
 router2 does not converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
 
     nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
@@ -24,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+from sparselstm.hw.boards.bram_registers import absorb_output_registers_in_file
 from sparselstm.hw.boards.flow import PLACER_TIMING_WEIGHT, tool_command
 
 SHIPPED_MODEL = "models/words-lstmp-sparse.npz"
@@ -168,6 +170,9 @@ def main(argv=None) -> int:
                              "default (nextpnr's own is 10, which runs before session 15 used)")
     parser.add_argument("--tmg-ripup", action="store_true",
                         help="nextpnr's --tmg-ripup: the router rips up and reroutes timing-critical nets")
+    parser.add_argument("--no-bram-registers", action="store_true",
+                        help="leave the block RAMs' output registers unused (the netlist as Yosys writes it; "
+                             "hw/boards/bram_registers.py moves the registers after them in by default)")
     parser.add_argument("--no-route", action="store_true",
                         help="stop after placement: Fmax is nextpnr's estimate before routing (for designs that "
                              "router2 does not route in reasonable time)")
@@ -196,6 +201,9 @@ def main(argv=None) -> int:
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
     tuning = ["--placer-heap-timingweight", str(args.placer_timing_weight),
               *(("--tmg-ripup",) if args.tmg_ripup else ())]
+    if not (args.reread or args.no_bram_registers):
+        # idempotent: a netlist already rewritten (--skip-synth) has no such port left
+        timings["bram_output_registers"] = len(absorb_output_registers_in_file(out / "synth.json"))
     if not args.reread:
         (out / "fmax.lpf").write_text(CONSTRAINTS)
         timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",

@@ -57,6 +57,8 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
 
     monkeypatch.setattr(fmax, "run", fake_run)
     monkeypatch.setattr(fmax, "tool_command", lambda name: [name])
+    from test_board_bram_registers import _registered_block
+    (tmp_path / "synth.json").write_text(json.dumps(_registered_block(2)))
     fmax.main(["--skip-synth", "-o", str(tmp_path), "--placer-timing-weight", "25", "--tmg-ripup"])
     (command,) = commands
     assert command[0] == "nextpnr-ecp5"
@@ -64,9 +66,15 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
     result = json.loads((tmp_path / "fmax.json").read_text())
     assert result["nextpnr_tuning"] == ["--placer-heap-timingweight", "25", "--tmg-ripup"]
     assert result["fmax_mhz"] == {"clk": 90.0}
+    assert result["bram_output_registers"] == 1         # the netlist's block took its flip-flops in
     fmax.main(["--skip-synth", "-o", str(tmp_path)])        # the board builds' weight by default
     assert commands[1][commands[1].index("--placer-heap-timingweight") + 1] == str(fmax.PLACER_TIMING_WEIGHT)
     assert "--tmg-ripup" not in commands[1]
+    assert json.loads((tmp_path / "fmax.json").read_text())["bram_output_registers"] == 0    # done already
+    (tmp_path / "synth.json").write_text(json.dumps(_registered_block(2)))
+    fmax.main(["--skip-synth", "-o", str(tmp_path), "--no-bram-registers"])
+    assert "bram_output_registers" not in json.loads((tmp_path / "fmax.json").read_text())
+    assert json.loads((tmp_path / "synth.json").read_text()) == _registered_block(2)
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")

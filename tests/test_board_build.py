@@ -129,4 +129,6 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     assert report["clocks"] and all({"target_mhz", "achieved_mhz", "met"} <= set(c) for c in report["clocks"].values())
     assert isinstance(report["timing_met"], bool)
     assert report["critical_path"]["start"] and report["critical_path"]["end"]
-    assert "critical path:" in capsys.readouterr().out
+    assert report["bram_output_registers"] >= 1        # at least the PE's pointer ports
+    out = capsys.readouterr().out
+    assert "critical path:" in out and "given their output register" in out

@@ -1,0 +1,286 @@
+"""hw/boards/bram_registers.py: the flip-flops that only register a DP16KD's read data move into its output
+register. Rules on small hand-made netlists; then on Yosys's own synth_ecp5 netlist of a memory design,
+simulated before and after the pass with Icarus (the board tools are an optional extra: skipped without them)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from sparselstm.hw.boards.bram_registers import absorb_output_registers, absorb_output_registers_in_file, main
+
+CLOCK = 2
+
+
+def _block(data_nets: dict[int, int], side: str = "A", **overrides) -> dict:
+    connections = {f"CLK{side}": [CLOCK], f"RST{side}": ["0"], f"OCE{side}": ["1"], f"CE{side}": ["1"],
+                   **{f"DO{side}{k}": [net] for k, net in data_nets.items()}}
+    connections.update(overrides.pop("connections", {}))
+    parameters = {"REGMODE_A": "NOREG", "REGMODE_B": "NOREG", f"CLK{side}MUX": f"CLK{side}"}
+    parameters.update(overrides.pop("parameters", {}))
+    directions = {port: "output" if port.startswith("DO") else "input" for port in connections}
+    return {"type": "DP16KD", "parameters": parameters, "connections": connections, "port_directions": directions}
+
+
+def _flip_flop(d: int, q: int, **overrides) -> dict:
+    connections = {"CLK": [CLOCK], "DI": [d], "Q": [q], **overrides.pop("connections", {})}
+    parameters = {"CEMUX": "1 ", "CLKMUX": "CLK", "GSR": "DISABLED", "LSRMUX": "LSR", "REGSET": "RESET",
+                  "SRMODE": "LSR_OVER_CE", **overrides.pop("parameters", {})}
+    return {"type": "TRELLIS_FF", "parameters": parameters, "connections": connections,
+            "port_directions": {port: "output" if port == "Q" else "input" for port in connections},
+            "attributes": overrides.pop("attributes", {})}
+
+
+def _lut(inputs: list[int], out: int) -> dict:
+    connections = {**{name: [net] for name, net in zip("ABCD", inputs)}, "Z": [out]}
+    return {"type": "LUT4", "parameters": {}, "connections": connections,
+            "port_directions": {port: "output" if port == "Z" else "input" for port in connections}}
+
+
+def _netlist(cells: dict) -> dict:
+    return {"modules": {"top": {"ports": {}, "cells": cells}}}
+
+
+def _registered_block(bits: int = 3, **flip_flop_overrides) -> dict:
+    """A block whose data bits 0..bits-1 (nets 100+k) each drive one flip-flop (outputs 200+k)."""
+    cells = {"ram": _block({k: 100 + k for k in range(bits)})}
+    for k in range(bits):
+        cells[f"ff{k}"] = _flip_flop(100 + k, 200 + k, **copy.deepcopy(flip_flop_overrides))
+    return _netlist(cells)
+
+
+def test_a_port_whose_data_only_feed_plain_flip_flops_takes_them_in():
+    netlist = _registered_block(3)
+    assert absorb_output_registers(netlist) == ["ram:A"]
+    cells = netlist["modules"]["top"]["cells"]
+    assert set(cells) == {"ram"}
+    assert cells["ram"]["parameters"]["REGMODE_A"] == "OUTREG"
+    assert cells["ram"]["parameters"]["REGMODE_B"] == "NOREG"
+    assert [cells["ram"]["connections"][f"DOA{k}"] for k in range(3)] == [[200], [201], [202]]
+
+
+def test_unused_data_bits_do_not_matter_and_side_b_works_too():
+    cells = {"ram": _block({0: 100, 1: 101, 5: 105}, side="B"), "ff0": _flip_flop(100, 200),
+             "ff5": _flip_flop(105, 205)}           # bit 1 drives nothing
+    netlist = _netlist(cells)
+    assert absorb_output_registers(netlist) == ["ram:B"]
+    connections = netlist["modules"]["top"]["cells"]["ram"]["connections"]
+    assert connections["DOB0"] == [200] and connections["DOB5"] == [205] and connections["DOB1"] == [101]
+
+
+@pytest.mark.parametrize("case", ["second reader", "logic reader", "module port", "enable", "reset", "other clock",
+                                  "inverted clock", "kept", "set", "gsr", "port reset", "output enable"])
+def test_a_port_with_any_other_use_of_its_data_is_left_alone(case):
+    netlist = _registered_block(3)
+    cells = netlist["modules"]["top"]["cells"]
+    if case == "second reader":
+        cells["ff_extra"] = _flip_flop(101, 300)
+    elif case == "logic reader":
+        cells["ff1"] = _lut([101], 201)
+    elif case == "module port":
+        netlist["modules"]["top"]["ports"]["out"] = {"direction": "output", "bits": [102]}
+    elif case == "enable":
+        cells["ff1"] = _flip_flop(101, 201, connections={"CE": [55]}, parameters={"CEMUX": "CE"})
+    elif case == "reset":
+        cells["ff2"] = _flip_flop(102, 202, connections={"LSR": [56]})
+    elif case == "other clock":
+        cells["ff0"] = _flip_flop(100, 200, connections={"CLK": [3]})
+    elif case == "inverted clock":
+        cells["ff0"] = _flip_flop(100, 200, parameters={"CLKMUX": "INV"})
+    elif case == "kept":
+        cells["ff0"] = _flip_flop(100, 200, attributes={"keep": "00000000000000000000000000000001"})
+    elif case == "set":
+        cells["ff0"] = _flip_flop(100, 200, parameters={"REGSET": "SET"})
+    elif case == "gsr":
+        cells["ff0"] = _flip_flop(100, 200, parameters={"GSR": "ENABLED"})
+    elif case == "port reset":
+        cells["ram"]["connections"]["RSTA"] = [57]
+    elif case == "output enable":
+        cells["ram"]["connections"]["OCEA"] = [58]
+    before = copy.deepcopy(netlist)
+    assert absorb_output_registers(netlist) == []
+    assert netlist == before
+
+
+def test_a_port_already_registered_is_left_alone():
+    netlist = _registered_block(2)
+    netlist["modules"]["top"]["cells"]["ram"]["parameters"]["REGMODE_A"] = "OUTREG"
+    before = copy.deepcopy(netlist)
+    assert absorb_output_registers(netlist) == [] and netlist == before
+
+
+def test_reset_and_enable_tied_off_still_count_as_plain():
+    netlist = _registered_block(2, connections={"LSR": ["0"], "CE": ["1"]}, parameters={"CEMUX": "CE"})
+    assert absorb_output_registers(netlist) == ["ram:A"]
+
+
+def test_the_file_form_names_the_file_on_a_bad_netlist(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        absorb_output_registers_in_file(bad)
+    bad.write_text("{}")
+    with pytest.raises(ValueError, match="'modules'"):
+        absorb_output_registers_in_file(bad)
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(_registered_block(2)))
+    assert main([str(good)]) == 0
+    assert "1 block-RAM port(s)" in capsys.readouterr().out
+    assert json.loads(good.read_text())["modules"]["top"]["cells"]["ram"]["parameters"]["REGMODE_A"] == "OUTREG"
+
+
+# ---- on a real synth_ecp5 netlist --------------------------------------------------------------------------------
+
+DESIGN = """
+module top(input clk, input [9:0] addr, input [9:0] addr2, input [17:0] wdata, input we,
+           output reg [17:0] registered, output [17:0] through_logic, output reg [17:0] written);
+  reg [17:0] rom [0:1023];
+  reg [17:0] rom2 [0:1023];
+  reg [17:0] ram [0:1023];
+  initial $readmemh("rom.hex", rom);
+  initial $readmemh("rom.hex", rom2);
+  reg [17:0] data, data2, wread;
+  always @(posedge clk) data <= rom[addr];            // read data -> a register only: absorbed
+  always @(posedge clk) registered <= data;
+  always @(posedge clk) data2 <= rom2[addr2];         // read data -> logic: left alone
+  assign through_logic = data2 ^ 18'h2a5a5;
+  always @(posedge clk) begin                         // a written RAM, read before write: absorbed
+    if (we) ram[addr2] <= wdata;
+    wread <= ram[addr2];
+  end
+  always @(posedge clk) written <= wread;
+endmodule
+"""
+
+TESTBENCH = """
+module tb;
+  reg clk = 0; reg [9:0] addr = 0; reg [9:0] addr2 = 0; reg [17:0] wdata = 0; reg we = 0;
+  wire [17:0] registered, through_logic, written;
+  reg [9:0] va [0:{last}]; reg [9:0] vb [0:{last}]; reg [17:0] vw [0:{last}]; reg ve [0:{last}];
+  integer i;
+  top dut(.clk(clk), .addr(addr), .addr2(addr2), .wdata(wdata), .we(we), .registered(registered),
+          .through_logic(through_logic), .written(written));
+  initial begin
+    $readmemh("a.hex", va); $readmemh("b.hex", vb); $readmemh("w.hex", vw); $readmemh("e.hex", ve);
+    for (i = 0; i < {n}; i = i + 1) begin
+      addr = va[i]; addr2 = vb[i]; wdata = vw[i]; we = ve[i];
+      #1 clk = 1; #1 clk = 0;
+      $display("%h %h %h", registered, through_logic, written);
+    end
+    $finish;
+  end
+endmodule
+"""
+
+
+def _renamed_blocks(netlist: dict, name: str) -> dict:
+    """The netlist with its DP16KD cells instantiating `name` (our model instead of Yosys's, which has no
+    output register)."""
+    netlist = copy.deepcopy(netlist)
+    for module in netlist["modules"].values():
+        for cell in module.get("cells", {}).values():
+            if cell["type"] == "DP16KD":
+                cell["type"] = name
+    return netlist
+
+
+def _dp16kd_model() -> str:
+    """A DP16KD for Icarus: 1024 x 18 on each side, INITVAL contents, writes (NORMAL: the read data show the word
+    written; READBEFOREWRITE: the old word), CE/OCE, REGMODE NOREG or OUTREG."""
+    sides = []
+    for s in "AB":
+        sides += [f"input DI{s}{k}" for k in range(18)] + [f"input AD{s}{k}" for k in range(14)]
+        sides += [f"input CE{s}", f"input OCE{s}", f"input CLK{s}", f"input WE{s}", f"input RST{s}"]
+        sides += [f"input CS{s}{k}" for k in range(3)] + [f"output DO{s}{k}" for k in range(18)]
+    params = [f"parameter [319:0] INITVAL_{j:02X} = 0" for j in range(64)]
+    params += [f'parameter {p} = "NOREG"' for p in ("REGMODE_A", "REGMODE_B")]
+    params += [f'parameter {p} = "NORMAL"' for p in ("WRITEMODE_A", "WRITEMODE_B")]
+    params += [f'parameter {p} = "NONE"' for p in ("RESETMODE", "ASYNC_RESET_RELEASE", "CSDECODE_A", "CSDECODE_B",
+                                                  "GSR", "CLKAMUX", "CLKBMUX")]
+    params += ["parameter DATA_WIDTH_A = 18", "parameter DATA_WIDTH_B = 18"]
+    body = ["  reg [17:0] mem [0:1023];", "  integer i;", "  initial begin"]
+    for j in range(64):
+        body.append(f"    for (i = 0; i < 16; i = i + 1) mem[{16 * j} + i] = INITVAL_{j:02X}[20 * i +: 18];")
+    body.append("  end")
+    for s in "AB":
+        address = "{" + ", ".join(f"AD{s}{k}" for k in reversed(range(4, 14))) + "}"
+        data = "{" + ", ".join(f"DI{s}{k}" for k in reversed(range(18))) + "}"
+        body += [f"  reg [17:0] array_{s}, out_{s};",
+                 f"  always @(posedge CLK{s}) begin",
+                 f"    if (CE{s}) begin",
+                 f'      if (WE{s} && WRITEMODE_{s} == "NORMAL") array_{s} <= {data};',
+                 f"      else array_{s} <= mem[{address}];",
+                 f"      if (WE{s}) mem[{address}] <= {data};",
+                 "    end",
+                 f"    if (OCE{s}) out_{s} <= array_{s};",
+                 "  end",
+                 f'  wire [17:0] do_{s} = REGMODE_{s} == "OUTREG" ? out_{s} : array_{s};',
+                 *(f"  assign DO{s}{k} = do_{s}[{k}];" for k in range(18))]
+    return "\n".join(["module DP16KD_MODEL #(" + ", ".join(params) + ") (", "  " + ", ".join(sides) + ");",
+                      *body, "endmodule", ""])
+
+
+CELL_MODELS = """
+module TRELLIS_FF #(parameter GSR = "DISABLED", CEMUX = "1", CLKMUX = "CLK", LSRMUX = "LSR", SRMODE = "LSR_OVER_CE",
+                    REGSET = "RESET", LSRMODE = "LSR", REGDDR = "DISABLED")
+                   (input CLK, input LSR, input CE, input DI, input M, output reg Q);
+  initial Q = REGSET == "SET";
+  wire enabled = (CEMUX == "1" || CEMUX == "1 ") ? 1'b1 : CE === 1'b1;
+  always @(posedge CLK)
+    if (LSRMUX != "0" && LSR === 1'b1) Q <= REGSET == "SET";
+    else if (enabled) Q <= DI;
+endmodule
+module LUT4 #(parameter [15:0] INIT = 0) (input A, B, C, D, output Z);
+  assign Z = INIT[{D, C, B, A}];
+endmodule
+"""
+
+
+@pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
+def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path):
+    flow = pytest.importorskip("sparselstm.hw.boards.flow")
+    try:
+        yosys = flow.tool_command("yosys")
+    except Exception as error:       # the board tools are an optional extra
+        pytest.skip(str(error))
+
+    rng = np.random.default_rng(3)
+    (tmp_path / "rom.hex").write_text("".join(f"{int(w):05x}\n" for w in rng.integers(0, 1 << 18, 1024)))
+    (tmp_path / "top.v").write_text(DESIGN)
+    subprocess.run([*yosys, "-q", "-p", "read_verilog top.v; synth_ecp5 -top top; write_json before.json"],
+                   cwd=tmp_path, check=True)
+    before = json.loads((tmp_path / "before.json").read_text())
+    after = copy.deepcopy(before)
+    changed = absorb_output_registers(after)
+    blocks = [cell for module in before["modules"].values() for cell in module.get("cells", {}).values()
+              if cell["type"] == "DP16KD"]
+    assert len(blocks) == 3 and len(changed) == 2       # rom's and ram's read ports; rom2's feeds logic
+    assert all(int(cell["parameters"][f"DATA_WIDTH_{s}"], 2) == 18 for cell in blocks for s in "AB")   # the model's
+    flip_flops = [sum(cell["type"] == "TRELLIS_FF" for cell in netlist["modules"]["top"]["cells"].values())
+                  for netlist in (before, after)]
+    assert flip_flops == [2 * 18, 0]     # Yosys put data, data2, wread into the read ports; registered, written
+
+    n = 300
+    (tmp_path / "a.hex").write_text("".join(f"{int(v):03x}\n" for v in rng.integers(0, 1024, n)))
+    (tmp_path / "b.hex").write_text("".join(f"{int(v):03x}\n" for v in rng.integers(0, 8, n)))  # revisits
+    (tmp_path / "w.hex").write_text("".join(f"{int(v):05x}\n" for v in rng.integers(0, 1 << 18, n)))
+    (tmp_path / "e.hex").write_text("".join(f"{int(v)}\n" for v in rng.integers(0, 2, n)))
+    (tmp_path / "tb.v").write_text(TESTBENCH.replace("{n}", str(n)).replace("{last}", str(n - 1)))
+    (tmp_path / "model.v").write_text(_dp16kd_model())
+    (tmp_path / "cells.v").write_text(CELL_MODELS)
+    outputs = []
+    for label, netlist in (("before", before), ("after", after)):
+        (tmp_path / f"{label}_renamed.json").write_text(json.dumps(_renamed_blocks(netlist, "DP16KD_MODEL")))
+        subprocess.run([*yosys, "-q", "-p", f"read_json {label}_renamed.json; write_verilog -noattr {label}.v"],
+                       cwd=tmp_path, check=True)
+        subprocess.run(["iverilog", "-g2012", "-o", f"{label}.sim", "tb.v", f"{label}.v", "model.v", "cells.v"],
+                       cwd=tmp_path, check=True)
+        run = subprocess.run(["vvp", "-n", f"{label}.sim"], cwd=tmp_path, check=True, capture_output=True, text=True)
+        outputs.append(run.stdout.splitlines())
+    assert len(outputs[0]) == n
+    assert outputs[0] == outputs[1]
