@@ -88,6 +88,13 @@ def memory_depth(words: int) -> int:
     return max(2, words)
 
 
+# Attributes of a memory no read of which meets a write of the same word in the same cycle (each user says why):
+# Yosys then maps its read and write ports onto a block RAM's two sides as they are. Without it Yosys keeps the
+# read's old-data behaviour on such a collision with bypass logic after the block (two flip-flops and a
+# multiplexer per data bit), which sat on routed late paths (#10) and kept the block's output register unused.
+NO_COLLISIONS = {"no_rw_check": 1}
+
+
 @dataclass(frozen=True)
 class PhaseEntry:
     """How one PE handles columns of one phase.

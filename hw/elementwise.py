@@ -74,6 +74,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
+from .design import NO_COLLISIONS
 from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
 from .multiplier import PipelinedMultiplier
@@ -262,8 +263,9 @@ class ElementwiseUnit(wiring.Component):
         # ---- submodules: the activation datapaths (lanes share a ROM), the cell state, the output queue -------
         m.submodules.sigmoid = sigmoid = ActivationPipeline("sigmoid", n, self.tables, lanes=3)   # i, f, o
         m.submodules.tanh = tanh = ActivationPipeline("tanh", n, self.tables, lanes=2)            # g, tc
+        # no collisions: a cell's c is read again only after its write (the interlock, MIN_REVISIT_DISTANCE)
         m.submodules.cell_state = cell_state = Memory(shape=signed(n.cell_bits), depth=self.streams * self.cell_depth,
-                                                    init=[])
+                                                    init=[], attrs=NO_COLLISIONS)
         c_read = cell_state.read_port()
         c_write = cell_state.write_port()
         out_layout = self.o.payload.shape()

@@ -17,7 +17,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import AcceleratorDesign, memory_depth
+from .design import NO_COLLISIONS, AcceleratorDesign, memory_depth
 from .interfaces import output_word_layout, y_word_layout
 
 __all__ = ["OutputStreamer"]
@@ -64,8 +64,9 @@ class OutputStreamer(wiring.Component):
         output_size = design.output_size
         m = Module()
 
+        # no collisions: the scheduler starts the last layer's readout only once the streamer is idle
         m.submodules.output_buffer = output_buffer = Memory(
-            shape=signed(design.act_bits), depth=memory_depth(output_size), init=[])
+            shape=signed(design.act_bits), depth=memory_depth(output_size), init=[], attrs=NO_COLLISIONS)
         read_port = output_buffer.read_port()
         write_port = output_buffer.write_port()
         # The buffer is read ahead into a queue under credits: the block RAM's output goes into a register and

@@ -22,7 +22,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import AcceleratorDesign, bits_for, memory_depth
+from .design import NO_COLLISIONS, AcceleratorDesign, bits_for, memory_depth
 from .interfaces import ReadoutStatusSignature, YReadCommandSignature, design_broadcast_layout, y_word_layout
 
 __all__ = ["YReader"]
@@ -65,8 +65,10 @@ class YReader(wiring.Component):
         design = self._design
         m = Module()
 
+        # no collisions: a word of the layer being written is read only once written (`written`, below)
         m.submodules.y_memory = y_memory = Memory(
-            shape=signed(design.act_bits), depth=memory_depth(design.streams * design.y_depth), init=[])
+            shape=signed(design.act_bits), depth=memory_depth(design.streams * design.y_depth), init=[],
+            attrs=NO_COLLISIONS)
         read_port = y_memory.read_port()
         write_port = y_memory.write_port()
 

@@ -284,3 +284,44 @@ def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path):
         outputs.append(run.stdout.splitlines())
     assert len(outputs[0]) == n
     assert outputs[0] == outputs[1]
+
+
+# ---- the accelerator's written block RAMs ------------------------------------------------------------------------
+
+def test_written_block_rams_map_without_collision_logic_and_take_their_registers(tmp_path):
+    """The output buffer and the y memory (hw/design.NO_COLLISIONS): Yosys maps them with no bypass flip-flops
+    after the block, and the pass gives the output buffer its output register (the y reader's register has an
+    enable: left in the fabric). The element-wise cell state carries the same attribute."""
+    flow = pytest.importorskip("sparselstm.hw.boards.flow")
+    try:
+        yosys = flow.tool_command("yosys")
+    except Exception as error:
+        pytest.skip(str(error))
+    from amaranth.back import verilog
+
+    from sparselstm.hw.design import AcceleratorDesign
+    from sparselstm.hw.memory_images import component_ports
+    from sparselstm.hw.output_streamer import OutputStreamer
+    from sparselstm.hw.y_reader import YReader
+    from sparselstm.sw.model import random_model
+    from sparselstm.sw.pipeline import compress_and_encode
+
+    encoded = compress_and_encode(random_model(4, 160, None, seed=2), n_pes=2, density=0.5).encoded
+    design = AcceleratorDesign.from_encoded(encoded)
+    for name, component in (("streamer", OutputStreamer(design)), ("reader", YReader(design))):
+        (tmp_path / f"{name}.v").write_text(verilog.convert(component, name=name, emit_src=False,
+                                                            ports=component_ports(component)))
+        subprocess.run([*yosys, "-q", "-p", f"read_verilog {name}.v; synth_ecp5 -top {name}; write_json {name}.json"],
+                       cwd=tmp_path, check=True)
+        netlist = json.loads((tmp_path / f"{name}.json").read_text())
+        cells = netlist["modules"][name]["cells"]
+        assert sum(cell["type"] == "DP16KD" for cell in cells.values()) == 1
+        bypass = [cell for cell in cells if "_DOA" in cell or "_DOB" in cell]
+        assert bypass == [], f"{name}: collision logic after the block RAM: {bypass[:3]}"
+        changed = absorb_output_registers(netlist)
+        assert len(changed) == (1 if name == "streamer" else 0)
+    from sparselstm.hw.accelerator import Accelerator
+    top = Accelerator(design)
+    text = verilog.convert(top, name="top", emit_src=False, ports=component_ports(top))
+    marked = sorted(part.split("\n")[1].split()[-2] for part in text.split("no_rw_check")[1:])
+    assert marked == ["cell_state", "output_buffer", "y_memory"]      # the attribute stands before its memory
