@@ -5,9 +5,10 @@ Yosys maps every memory read port to a DP16KD without its output register (REGMO
 the block ~5 ns after the clock) and keeps the register that follows it in the fabric, so the path from the block
 RAM to that flip-flop is one of the longest of the design when they are placed apart (#10: the PEs' pointer and
 entry memories, 30 of the 121 late register inputs at ed4e6af). A port whose every used read-data bit drives
-exactly one flip-flop, and nothing else, on the port's clock, always enabled, never reset, is the same circuit as
-the port with REGMODE OUTREG and those flip-flops' outputs on its data pins: the output register takes the read
-data every cycle, as they did. Ports with any other use of their data are left alone.
+exactly one flip-flop, and nothing else, on the port's clock, never reset, all with the same clock enable (or
+none), is the same circuit as the port with REGMODE OUTREG, that enable on the output register's (OCE), and those
+flip-flops' outputs on its data pins: the output register takes the read data when they did. Ports with any other
+use of their data are left alone.
 
     python -m sparselstm.hw.boards.bram_registers NETLIST.json     # rewrites it in place, prints the ports
 """
@@ -28,21 +29,26 @@ def _constant(connection, value: str) -> bool:
     return connection is not None and len(connection) == 1 and connection[0] == value
 
 
-def _plain_flip_flop(cell: dict, clock) -> bool:
-    """A TRELLIS_FF on `clock` (not inverted) that takes its D input every cycle: no enable, no reset."""
+def _register_enable(cell: dict, clock):
+    """For a TRELLIS_FF on `clock` (not inverted) that is never reset: its clock enable, ["1"] when it takes its D
+    input every cycle. None for any other cell."""
     parameters, connections = cell["parameters"], cell["connections"]
     if cell["type"] != "TRELLIS_FF" or connections.get("CLK") != clock:
-        return False
+        return None
     if parameters.get("CLKMUX", "CLK").strip() != "CLK" or parameters.get("REGSET", "RESET").strip() != "RESET":
-        return False
+        return None
     if parameters.get("GSR", "DISABLED").strip() != "DISABLED":
-        return False
-    enabled = parameters.get("CEMUX", "CE").strip() == "1" or _constant(connections.get("CE"), "1") \
-        or "CE" not in connections
+        return None
     never_reset = parameters.get("LSRMUX", "LSR").strip() == "0" or _constant(connections.get("LSR"), "0") \
         or "LSR" not in connections
-    keep = str(cell.get("attributes", {}).get("keep", "0")).strip("0") != ""
-    return enabled and never_reset and not keep
+    if not never_reset or str(cell.get("attributes", {}).get("keep", "0")).strip("0") != "":
+        return None
+    enable_mux = parameters.get("CEMUX", "CE").strip()
+    if enable_mux == "1" or "CE" not in connections or _constant(connections["CE"], "1"):
+        return ["1"]
+    if enable_mux == "CE" and len(connections["CE"]) == 1:
+        return list(connections["CE"])
+    return None
 
 
 def absorb_output_registers(netlist: dict) -> list[str]:
@@ -75,24 +81,27 @@ def absorb_output_registers(netlist: dict) -> list[str]:
                 if parameters.get(f"CLK{side}MUX", f"CLK{side}").strip() != f"CLK{side}":
                     continue
                 clock = connections.get(f"CLK{side}")
-                registers = {}
+                registers, enables = {}, set()
                 for k in range(DATA_BITS):
                     bits = connections.get(f"DO{side}{k}", [])
                     if not bits or not isinstance(bits[0], int) or not readers[bits[0]]:
                         continue        # an unused data bit
                     sinks = readers[bits[0]]
                     register, port = sinks[0]
-                    if len(sinks) != 1 or port != "DI" or register in removed \
-                            or not _plain_flip_flop(cells[register], clock):
+                    enable = None if len(sinks) != 1 or port != "DI" or register in removed \
+                        else _register_enable(cells[register], clock)
+                    if enable is None:
                         registers = None
                         break
                     registers[k] = register
-                if not registers:
-                    continue
+                    enables.add(tuple(enable))
+                if not registers or len(enables) != 1:
+                    continue            # the output register has one clock enable for all its bits
                 for k, register in registers.items():
                     connections[f"DO{side}{k}"] = list(cells[register]["connections"]["Q"])
                     removed.add(register)
                 parameters[f"REGMODE_{side}"] = "OUTREG"
+                connections[f"OCE{side}"] = list(enables.pop())
                 changed.append(f"{name}:{side}")
         for register in removed:
             del cells[register]
