@@ -16,7 +16,8 @@ The integers of the tables come from the caller (an encoded model's `tables/*.he
             array's output is slow, so nothing but that register follows it)
     edge 3  T[k] into a flip-flop, D[k] and r into the multiplier's operand registers (a DSP block's own)
     edge 4  p = D[k] * r;  B = base * 2**S + bias, base = T[k] mirrored for a negative x (ONE - T or -T)
-    edge 5  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0), one adder: (B' + (p ^ -neg)) >> S
+    edge 5  p ^ -neg out of the DSP block into a fabric register, B beside it
+    edge 6  y = (B + p) >> S  (x >= 0)   or   (B - p) >> S  (x < 0), one adder: (B' + (p ^ -neg)) >> S
 
 docs/numerics.md's `base +- ((p + 2**(S-1)) >> S)` folded into one adder after the multiplier: base is an
 integer, so `base + floor((p + h) / 2**S) = floor((base * 2**S + h + p) / 2**S)` with h = 2**(S-1), and
@@ -90,7 +91,7 @@ def checked_table(tables, function: str, numerics: Numerics) -> tuple[tuple[int,
 
 
 class ActivationPipeline(wiring.Component):
-    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 5 enabled edges, one result per lane per
+    """sigmoid_q or tanh_q on `lanes` independent lanes, LATENCY = 6 enabled edges, one result per lane per
     enabled cycle. Lanes may be fed at different times: they only share the ROM and `en`.
 
     Parameters
@@ -112,7 +113,7 @@ class ActivationPipeline(wiring.Component):
         `y[n]` is the function of the `x[n]` presented LATENCY enabled edges earlier.
     """
 
-    LATENCY = 5
+    LATENCY = 6
 
     def __init__(self, function: str, numerics: Numerics, tables, *, lanes: int = 1):
         self.function = _check_function(function)
@@ -196,12 +197,17 @@ class ActivationPipeline(wiring.Component):
                              product_4.eq(multiplier.p)]
             biased_4 = Signal(signed(numerics.unit_bits + 1 + interp_bits), name=f"biased_4_{lane}",
                               reset_less=True)
-            # Loaded at edge 5 (a port of its own would carry a reset; data registers need none).
-            y_5 = Signal(signed(numerics.unit_bits), name=f"y_5_{lane}", reset_less=True)
+            # Loaded at edge 5: the DSP block's output, its bits inverted for a negative x, in a fabric register
+            # beside the base, so the adder starts from flip-flops placed with it (#10: the route out of the DSP
+            # block and the carry chain in one cycle were routed late paths)
+            biased_5 = Signal.like(biased_4, name=f"biased_5_{lane}")
+            flipped_5 = Signal.like(product_4, name=f"flipped_5_{lane}", reset_less=True)
+            # Loaded at edge 6 (a port of its own would carry a reset; data registers need none).
+            y_6 = Signal(signed(numerics.unit_bits), name=f"y_6_{lane}", reset_less=True)
 
             base_3 = Mux(last_segment_[3], mirrored(self.table[segments]),
                          Mux(negative_[3], mirrored(table_3), table_3))
-            m.d.comb += self.y[lane].eq(y_5)
+            m.d.comb += self.y[lane].eq(y_6)
             with m.If(self.en):
                 m.d.sync += table_3.eq(word_2.t)
                 if interp_bits > 0:
@@ -212,16 +218,17 @@ class ActivationPipeline(wiring.Component):
                     flip_4 = Signal.like(product_4, name=f"flip_4_{lane}")
                     m.d.comb += flip_4.eq(product_4 ^ Mux(negative_[4], -1, 0))
                     m.d.sync += [biased_4.eq((base_3 << interp_bits) | half),
-                                 y_5.eq((biased_4 + flip_4) >> interp_bits)]
+                                 biased_5.eq(biased_4), flipped_5.eq(flip_4),
+                                 y_6.eq((biased_5 + flipped_5) >> interp_bits)]
                 else:
-                    m.d.sync += [biased_4.eq(base_3), y_5.eq(biased_4)]
+                    m.d.sync += [biased_4.eq(base_3), biased_5.eq(biased_4), y_6.eq(biased_5)]
         return m
 
 
 class ActivationUnit(wiring.Component):
     """A stream of pre-activation words in, a stream of sigmoid_q / tanh_q unit words out.
 
-    One word per cycle; latency ActivationPipeline.LATENCY = 5 cycles from the input handshake to `o.valid`.
+    One word per cycle; latency ActivationPipeline.LATENCY = 6 cycles from the input handshake to `o.valid`.
     The pipeline stalls as a whole when the output is not taken (`i.ready = ~o.valid | o.ready`, a
     combinational path from `o.ready`); a bubble is squeezed out only at the output.
 

@@ -13,23 +13,23 @@ Stage k >= 1 holds it k clock edges after it left stage 0 (past stage 0 the pipe
      4  products p_i * c_prev, p_f * c_prev
      5  acc_i, acc_f + their peephole terms aligned to FACC (the rounding folded into the one adder)
      6  narrowed to pre-activation words
-     6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (5 stages)
-    11  i, f, g
-    12  partial products of f * c_prev; i and g in the multiplier's operand registers
-    13  products f * c_prev, i * g
-    14  the cell sum at FS fractional bits
-    15  narrowed once: c_t, written to the cell state as it leaves
-    16  partial products of p_o * c_t; tanh input narrowed from c_t
-    17  product p_o * c_t
-    18  acc_o + the aligned o peephole term
-    19  narrowed to pre_o
-    19  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
-    24  o, tc
-    25  product o * tc
-    26  narrowed: m
-    27  m in the output queue (o.valid)
+     6  sigmoid(pre_i), sigmoid(pre_f), tanh(pre_g) enter the activation pipelines (6 stages)
+    12  i, f, g
+    13  partial products of f * c_prev; i and g in the multiplier's operand registers
+    14  products f * c_prev, i * g
+    15  the cell sum at FS fractional bits
+    16  narrowed once: c_t, written to the cell state as it leaves
+    17  partial products of p_o * c_t; tanh input narrowed from c_t
+    18  product p_o * c_t
+    19  acc_o + the aligned o peephole term
+    20  narrowed to pre_o
+    20  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
+    26  o, tc
+    27  product o * tc
+    28  narrowed: m
+    29  m in the output queue (o.valid)
 
-(The stage constants of ElementwiseUnit follow ActivationPipeline.LATENCY; the numbers above are for 5.)
+(The stage constants of ElementwiseUnit follow ActivationPipeline.LATENCY; the numbers above are for 6.)
 
 Every block-RAM read and every multiplier feeds a register of its own, with nothing in between, and no
 stage has more than one carry chain (docs/architecture.md, *Timing*).
@@ -38,10 +38,10 @@ Flow control: the pipeline has no enable (an enable would fan out to every regis
 items leave it into an output queue of OUTPUT_QUEUE_DEPTH words, and an input is accepted only while the
 items in the pipeline and the queue number fewer than that (credits), so the queue never overflows and a
 consumer that is always ready sees one item per cycle. An item also waits at the head of stage 0 while the same
-(layer, cell) is in stages 1-15 (its new c is not yet written) unless it starts a sequence (it reads
+(layer, cell) is in stages 1-16 (its new c is not yet written) unless it starts a sequence (it reads
 nothing; writes stay in order), so any order of cells is correct and a cell that comes back at least
-MIN_REVISIT_DISTANCE = 16 items later never waits: a layer of >= 16 cells streams frame after frame at full
-rate, a 3-cell layer waits 13 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
+MIN_REVISIT_DISTANCE = 17 items later never waits: a layer of >= 17 cells streams frame after frame at full
+rate, a 3-cell layer waits 14 cycles per frame. In the accelerator the recurrence (frame t+1 needs all of
 y_t) keeps visits far apart anyway.
 
 `i.ready` is a flip-flop (a slot is free whatever leaves in the cycle), so a word arrives into a slot and
@@ -165,7 +165,7 @@ class ElementwiseUnit(wiring.Component):
     """
 
     # The stages where the activation pipelines take their inputs and give their outputs (the numbers of the
-    # module docstring are those of ActivationPipeline.LATENCY = 5).
+    # module docstring are those of ActivationPipeline.LATENCY = 6).
     GATE_STAGE = 6                                                # pre_i, pre_f, pre_g in
     GATES_OUT_STAGE = GATE_STAGE + ActivationPipeline.LATENCY     # i, f, g
     # c_t is written when its item leaves this stage; an input waits while its (layer, cell) is in stages
