@@ -75,7 +75,8 @@ def test_unused_data_bits_do_not_matter_and_side_b_works_too():
 
 @pytest.mark.parametrize("case", ["second reader", "logic reader", "module port", "enables differ", "inverted enable",
                                   "reset", "other clock",
-                                  "inverted clock", "kept", "set", "gsr", "port reset", "output enable"])
+                                  "inverted clock", "kept", "set", "gsr", "port reset", "output enable",
+                                  "36-bit mode"])
 def test_a_port_with_any_other_use_of_its_data_is_left_alone(case):
     netlist = _registered_block(3)
     cells = netlist["modules"]["top"]["cells"]
@@ -106,6 +107,9 @@ def test_a_port_with_any_other_use_of_its_data_is_left_alone(case):
         cells["ram"]["connections"]["RSTA"] = [57]
     elif case == "output enable":
         cells["ram"]["connections"]["OCEA"] = [58]
+    elif case == "36-bit mode":
+        cells["ram"]["parameters"].update(DATA_WIDTH_A="00000000000000000000000000100100",
+                                          DATA_WIDTH_B="00000000000000000000000000100100")
     before = copy.deepcopy(netlist)
     assert absorb_output_registers(netlist) == []
     assert netlist == before

@@ -25,6 +25,11 @@ __all__ = ["absorb_output_registers", "absorb_output_registers_in_file"]
 DATA_BITS = 18
 
 
+def _width(value) -> int:
+    """A DATA_WIDTH parameter as Yosys writes it (a binary string) or as a number."""
+    return int(value, 2) if isinstance(value, str) else int(value)
+
+
 def _constant(connection, value: str) -> bool:
     return connection is not None and len(connection) == 1 and connection[0] == value
 
@@ -73,6 +78,8 @@ def absorb_output_registers(netlist: dict) -> list[str]:
             if cell["type"] != "DP16KD":
                 continue
             parameters, connections = cell["parameters"], cell["connections"]
+            if any(_width(parameters.get(f"DATA_WIDTH_{side}", 18)) > DATA_BITS for side in "AB"):
+                continue    # 36-bit mode: both sides' data pins carry one port's word, under the other side's controls
             for side in "AB":
                 if parameters.get(f"REGMODE_{side}", "NOREG").strip() != "NOREG":
                     continue
