@@ -11,6 +11,18 @@ from sparselstm.sw.model import LSTMPModel, random_model
 
 
 @pytest.fixture
+def yosys() -> list[str]:
+    """The command of a Yosys with its Verilog frontend (system or YoWASP: hw/boards/flow.py); the test is skipped
+    where the board tools (.[boards], part of .[dev]) are not installed. Amaranth's built-in Yosys has none."""
+    flow = pytest.importorskip("sparselstm.hw.boards.flow")
+    from sparselstm.spec.errors import ParameterError
+    try:
+        return flow.tool_command("yosys")
+    except ParameterError as error:
+        pytest.skip(str(error))
+
+
+@pytest.fixture
 def rng() -> np.random.Generator:
     """A seeded generator, so every failure reproduces."""
     return np.random.default_rng(20170222)  # ESE was presented at FPGA on 2017-02-22

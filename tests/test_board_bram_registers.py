@@ -14,6 +14,8 @@ import pytest
 
 from sparselstm.hw.boards.bram_registers import absorb_output_registers, absorb_output_registers_in_file, main
 
+from test_hw_table_rom import _dp16kd_model
+
 CLOCK = 2
 
 
@@ -205,42 +207,6 @@ def _renamed_blocks(netlist: dict, name: str) -> dict:
     return netlist
 
 
-def _dp16kd_model() -> str:
-    """A DP16KD for Icarus: 1024 x 18 on each side, INITVAL contents, writes (NORMAL: the read data show the word
-    written; READBEFOREWRITE: the old word), CE/OCE, REGMODE NOREG or OUTREG."""
-    sides = []
-    for s in "AB":
-        sides += [f"input DI{s}{k}" for k in range(18)] + [f"input AD{s}{k}" for k in range(14)]
-        sides += [f"input CE{s}", f"input OCE{s}", f"input CLK{s}", f"input WE{s}", f"input RST{s}"]
-        sides += [f"input CS{s}{k}" for k in range(3)] + [f"output DO{s}{k}" for k in range(18)]
-    params = [f"parameter [319:0] INITVAL_{j:02X} = 0" for j in range(64)]
-    params += [f'parameter {p} = "NOREG"' for p in ("REGMODE_A", "REGMODE_B")]
-    params += [f'parameter {p} = "NORMAL"' for p in ("WRITEMODE_A", "WRITEMODE_B")]
-    params += [f'parameter {p} = "NONE"' for p in ("RESETMODE", "ASYNC_RESET_RELEASE", "CSDECODE_A", "CSDECODE_B",
-                                                  "GSR", "CLKAMUX", "CLKBMUX")]
-    params += ["parameter DATA_WIDTH_A = 18", "parameter DATA_WIDTH_B = 18"]
-    body = ["  reg [17:0] mem [0:1023];", "  integer i;", "  initial begin"]
-    for j in range(64):
-        body.append(f"    for (i = 0; i < 16; i = i + 1) mem[{16 * j} + i] = INITVAL_{j:02X}[20 * i +: 18];")
-    body.append("  end")
-    for s in "AB":
-        address = "{" + ", ".join(f"AD{s}{k}" for k in reversed(range(4, 14))) + "}"
-        data = "{" + ", ".join(f"DI{s}{k}" for k in reversed(range(18))) + "}"
-        body += [f"  reg [17:0] array_{s} = 0, out_{s} = 0;     // as after configuration",
-                 f"  always @(posedge CLK{s}) begin",
-                 f"    if (CE{s}) begin",
-                 f'      if (WE{s} && WRITEMODE_{s} == "NORMAL") array_{s} <= {data};',
-                 f"      else array_{s} <= mem[{address}];",
-                 f"      if (WE{s}) mem[{address}] <= {data};",
-                 "    end",
-                 f"    if (OCE{s}) out_{s} <= array_{s};",
-                 "  end",
-                 f'  wire [17:0] do_{s} = REGMODE_{s} == "OUTREG" ? out_{s} : array_{s};',
-                 *(f"  assign DO{s}{k} = do_{s}[{k}];" for k in range(18))]
-    return "\n".join(["module DP16KD_MODEL #(" + ", ".join(params) + ") (", "  " + ", ".join(sides) + ");",
-                      *body, "endmodule", ""])
-
-
 CELL_MODELS = """
 module TRELLIS_FF #(parameter GSR = "DISABLED", CEMUX = "1", CLKMUX = "CLK", LSRMUX = "LSR", SRMODE = "LSR_OVER_CE",
                     REGSET = "RESET", LSRMODE = "LSR", REGDDR = "DISABLED")
@@ -258,12 +224,7 @@ endmodule
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
-def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path):
-    flow = pytest.importorskip("sparselstm.hw.boards.flow")
-    try:
-        yosys = flow.tool_command("yosys")
-    except Exception as error:       # the board tools are an optional extra
-        pytest.skip(str(error))
+def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path, yosys):
 
     rng = np.random.default_rng(3)
     (tmp_path / "rom.hex").write_text("".join(f"{int(w):05x}\n" for w in rng.integers(0, 1 << 18, 1024)))
@@ -287,7 +248,7 @@ def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path):
     (tmp_path / "w.hex").write_text("".join(f"{int(v):05x}\n" for v in rng.integers(0, 1 << 18, n)))
     (tmp_path / "e.hex").write_text("".join(f"{int(v)}\n" for v in rng.integers(0, 2, n)))
     (tmp_path / "tb.v").write_text(TESTBENCH.replace("{n}", str(n)).replace("{last}", str(n - 1)))
-    (tmp_path / "model.v").write_text(_dp16kd_model())
+    (tmp_path / "model.v").write_text(_dp16kd_model("DP16KD_MODEL"))
     (tmp_path / "cells.v").write_text(CELL_MODELS)
     outputs = []
     for label, netlist in (("before", before), ("after", after)):
@@ -304,15 +265,10 @@ def test_synthesised_netlist_simulates_the_same_after_the_pass(tmp_path):
 
 # ---- the accelerator's written block RAMs ------------------------------------------------------------------------
 
-def test_written_block_rams_map_without_collision_logic_and_take_their_registers(tmp_path):
+def test_written_block_rams_map_without_collision_logic_and_take_their_registers(tmp_path, yosys):
     """The output buffer and the y memory (hw/design.NO_COLLISIONS): Yosys maps them with no bypass flip-flops
     after the block, and the pass gives both their output registers. The element-wise cell state carries the
     same attribute."""
-    flow = pytest.importorskip("sparselstm.hw.boards.flow")
-    try:
-        yosys = flow.tool_command("yosys")
-    except Exception as error:
-        pytest.skip(str(error))
     from amaranth.back import verilog
 
     from sparselstm.hw.design import AcceleratorDesign

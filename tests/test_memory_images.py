@@ -148,15 +148,7 @@ def test_hex_text_is_the_encoders_format():
     assert hex_text([1], 1) == "1\n" and hex_text([], 8) == ""
 
 
-def test_yosys_reads_the_images_from_the_verilogs_directory(both):
-    # Amaranth's built-in Yosys has no Verilog frontend: a system or YoWASP Yosys is needed
-    from sparselstm.hw.boards.flow import tool_command
-    from sparselstm.spec.errors import ParameterError
-
-    try:
-        yosys = tool_command("yosys")
-    except ParameterError as error:
-        pytest.skip(str(error))     # the board tools (.[boards], part of .[dev]) are not installed
+def test_yosys_reads_the_images_from_the_verilogs_directory(both, yosys):
     _, images_dir, info, _ = both
     # read_verilog fails on a $readmemh file it cannot open; flattened, every PE's memories are the top's
     result = subprocess.run([*yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "

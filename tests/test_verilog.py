@@ -184,7 +184,7 @@ def test_ecp5_family_puts_the_multiplier_registers_in_the_dsp_blocks(generated, 
         generate(small_encoded(), HardwareParams(), tmp_path / "bad", family="xilinx7")
 
 
-def test_every_unpacker_keeps_its_own_input_registers(tmp_path):
+def test_every_unpacker_keeps_its_own_input_registers(tmp_path, yosys):
     """#10: the LaneUnpackers' stage-1 registers load the same broadcast word in every PE; Yosys merges
     identical flip-flops unless the cell (not only its wire) has `keep`, and one merged copy fanning out to
     every PE was the 16-PE design's critical path. In the Verilog the registers' always blocks carry `keep`,
@@ -198,12 +198,6 @@ def test_every_unpacker_keeps_its_own_input_registers(tmp_path):
     # (the mask address register is written under the name of the ROM port it drives)
     for register in ("valid_1", "word_1", "mask_read__addr"):
         assert re.search(rf"\(\* keep = 32'd1 \*\)\n\s*always @\(posedge clk\)\n\s*{register} <=", unpacker), register
-    from sparselstm.hw.boards.flow import tool_command
-    from sparselstm.spec.errors import ParameterError
-    try:
-        yosys = tool_command("yosys")
-    except ParameterError as error:
-        pytest.skip(str(error))     # the board tools (.[boards], part of .[dev]) are not installed
     result = subprocess.run([*yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "
                              "flatten; opt_clean; opt_merge; select -write kept.txt t:$dff a:keep %i"],
                             cwd=tmp_path, capture_output=True, text=True, timeout=600)
