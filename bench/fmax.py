@@ -2,7 +2,7 @@
 
 Generates the Verilog of an encoded model (or of the shipped words model re-encoded for `--pes N`), wraps
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
-pin, the wide counters are XOR-reduced to one pin in two registered levels, so no logic is optimised away and the pins fit the
+pin, the wide counters are XOR-reduced to one pin in three registered levels, so no logic is optimised away and the pins fit the
 package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
 registers) with `synth_ecp5 -abc9`, moves the registers that only follow a block RAM's read data into the block
 (hw/boards/bram_registers.py, as the board builds do; `--no-bram-registers` leaves them) and places and routes it
@@ -60,9 +60,12 @@ def top_ports(verilog: str) -> list[tuple[str, str, int]]:
     return ports
 
 
+PARITY_GROUP = 6        # parities XORed per register of the wrapper's second level
+
+
 def wrapper_verilog(ports: list[tuple[str, str, int]]) -> str:
     """Registered pins around the top: stream ports and busy one pin per bit, counters XOR-reduced (each
-    counter's parity registered, then their XOR registered)."""
+    counter's parity registered, then the XOR of groups of PARITY_GROUP of them, then theirs)."""
     stream_inputs = [(n, w) for d, n, w in ports if d == "input" and n not in ("clk", "rst")]
     stream_outputs = [(n, w) for d, n, w in ports if d == "output" and (n.startswith(("i__", "o__")) or n == "busy")]
     counters = [(n, w) for d, n, w in ports if d == "output" and (n, w) not in stream_outputs]
@@ -83,13 +86,18 @@ def wrapper_verilog(ports: list[tuple[str, str, int]]) -> str:
     lines.append(f"  {TOP} dut(" + ", ".join(connections) + ");")
     for n, _ in stream_outputs:
         lines.append(f"  always @(posedge clk) pin_{n} <= w_{n};")
-    # two registered levels: each counter's parity in a flip-flop of its own (near the counter), then their
-    # XOR; one XOR of every counter bit in one cycle (over a thousand inputs from all over the chip) was the
-    # wrapper's own path, and the worst one of a routed run (9.47 ns at 1285b73), not the accelerator's
+    # three registered levels: each counter's parity in a flip-flop of its own (near the counter), the XOR of
+    # groups of PARITY_GROUP of them, then theirs. One XOR of every counter bit in one cycle (over a thousand
+    # inputs from all over the chip) was the wrapper's own path and the worst of a routed run (9.47 ns at
+    # 1285b73), not the accelerator's; so was the XOR of the 30-odd parities in one (9.27 ns at c38ea10, seed 2)
     for n, _ in counters:
         lines.append(f"  reg parity_{n};")
         lines.append(f"  always @(posedge clk) parity_{n} <= ^w_{n};")
-    reduced = " ^ ".join(f"parity_{n}" for n, _ in counters) or "1'b0"
+    groups = [counters[k:k + PARITY_GROUP] for k in range(0, len(counters), PARITY_GROUP)]
+    for g, group in enumerate(groups):
+        lines.append(f"  reg parity_group_{g};")
+        lines.append(f"  always @(posedge clk) parity_group_{g} <= " + " ^ ".join(f"parity_{n}" for n, _ in group) + ";")
+    reduced = " ^ ".join(f"parity_group_{g}" for g in range(len(groups))) or "1'b0"
     lines.append(f"  always @(posedge clk) pin_counters <= {reduced};")
     lines.append("endmodule")
     return "\n".join(lines) + "\n"

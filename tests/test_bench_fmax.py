@@ -78,15 +78,16 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
-def test_wrapper_pins_carry_the_stream_and_the_counters_parity_two_cycles_on(tmp_path):
+def test_wrapper_pins_carry_the_stream_and_the_counters_parity_three_cycles_on(tmp_path, monkeypatch):
     """The wrapper around a stand-in top: every stream bit reaches its pin a cycle on, and `pin_counters` is the
-    XOR of every counter bit two cycles on (each counter's parity in a register of its own first, so no path of
-    the wrapper reduces a thousand bits in one cycle)."""
+    XOR of every counter bit three cycles on (each counter's parity in a register of its own, then groups of
+    them, so no path of the wrapper reduces many bits in one cycle; groups of one here, so there are two)."""
     fmax = load_fmax()
+    monkeypatch.setattr(fmax, "PARITY_GROUP", 1)
     ports = [("input", "clk", 1), ("input", "rst", 1), ("input", "i__payload", 4), ("output", "o__payload", 4),
              ("output", "busy", 1), ("output", "cycles", 12), ("output", "mac_cycles__pe0", 9)]
     wrapper = fmax.wrapper_verilog(ports)
-    assert "pin_counters <= parity_" in wrapper and "w_cycles) ^" not in wrapper
+    assert "pin_counters <= parity_group_0 ^ parity_group_1;" in wrapper and "w_cycles) ^" not in wrapper
     (tmp_path / "top.v").write_text(f"""
 module {fmax.TOP}(input clk, input rst, input [3:0] i__payload, output [3:0] o__payload, output busy,
                   output reg [11:0] cycles, output reg [8:0] mac_cycles__pe0);
@@ -97,16 +98,16 @@ endmodule
 module tb;
   reg clk = 0; reg rst_pin = 0; reg [3:0] payload = 0;
   wire [3:0] pin_o; wire pin_busy, pin_i_ready, pin_counters;
-  reg [1:0] parity_history;
+  reg [2:0] parity_history;
   integer i;
   {fmax.WRAPPER} w(.clk(clk), .rst_pin(rst_pin), .pin_i__payload(payload), .pin_o__payload(pin_o),
                    .pin_busy(pin_busy), .pin_counters(pin_counters));
   initial begin
     for (i = 0; i < 20; i = i + 1) begin
-      parity_history = {{parity_history[0], ^{{dut_cycles(), dut_macs()}}}};
+      parity_history = {{parity_history[1:0], ^{{dut_cycles(), dut_macs()}}}};
       payload = i;
       #1 clk = 1; #1 clk = 0;
-      $display("%0d %h %0d %0d", i, pin_o, pin_counters, parity_history[1]);
+      $display("%0d %h %0d %0d", i, pin_o, pin_counters, parity_history[2]);
     end
     $finish;
   end
@@ -120,6 +121,6 @@ endmodule
                            text=True).stdout.split("\n")
     rows = [line.split() for line in lines if line.strip() and line.split()[0].isdigit()]
     assert len(rows) == 20
-    for step, pin_o, counters, expected in rows[3:]:
+    for step, pin_o, counters, expected in rows[4:]:
         assert int(pin_o, 16) == (~(int(step) - 1)) & 0xF, f"step {step}"     # registered in and out
         assert counters == expected, f"step {step}"
