@@ -150,6 +150,7 @@ class LaneUnpacker(wiring.Component):
         word_2 = Signal(queued_layout)
         valid_3 = Signal()
         word_3 = Signal(queued_layout)
+        kept_2 = Signal(lanes)      # the word's lanes in which this PE has entries
         sent_3 = Signal(lanes)
         pushed = Signal()           # valid_3 with a lane left; a flip-flop: the counters below start from it
         stored = Signal(queued_layout)
@@ -184,6 +185,7 @@ class LaneUnpacker(wiring.Component):
 
         m.d.comb += [
             mask_read.addr.eq(mask_address_1),
+            kept_2.eq(word_2.value & mask_read.data),
             stored.eq(word_3),
             stored.value.eq(sent_3),
             queue_write.addr.eq(write_at),
@@ -207,8 +209,8 @@ class LaneUnpacker(wiring.Component):
             word_2.eq(word_1),
             valid_3.eq(valid_2),
             word_3.eq(word_2),
-            sent_3.eq(word_2.value & mask_read.data),
-            pushed.eq(valid_2 & (word_2.value & mask_read.data).any()),
+            sent_3.eq(kept_2),
+            pushed.eq(valid_2 & kept_2.any()),
             held.eq(held + pushed - finished),
             self.room.eq(held + valid_1 + valid_2 + valid_3 < fifo_depth),
             credits.eq(credits_next),
