@@ -319,7 +319,8 @@ class AcceleratorDesign:
         depth, shape, n_pes = memory_depth, self.pe_shape, self.n_pes
         # every PE is sized like the largest (hw/pe_shape.py)
         totals = {"entries": n_pes * sum(shape.entry_bank_depths) * self.entry_bits,
-                  "pointers": n_pes * shape.pointer_depth * self.pointer_bits,
+                  # each pointer with its column's two flags (pe_shape.column_pointers)
+                  "pointers": n_pes * shape.pointer_depth * (self.pointer_bits + 2),
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
                   # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words);

@@ -26,8 +26,9 @@ Stage k >= 1 holds it k clock edges after it left stage 0 (past stage 0 the pipe
     20  sigmoid(pre_o), tanh(narrowed c_t) enter the activation pipelines
     26  o, tc
     27  product o * tc
-    28  narrowed: m
-    29  m in the output queue (o.valid)
+    28  the product in a fabric register
+    29  narrowed: m
+    30  m in the output queue (o.valid)
 
 (The stage constants of ElementwiseUnit follow ActivationPipeline.LATENCY; the numbers above are for 6.)
 
@@ -173,7 +174,7 @@ class ElementwiseUnit(wiring.Component):
     WRITE_STAGE = GATES_OUT_STAGE + 4
     OUTPUT_GATE_STAGE = WRITE_STAGE + 4                           # pre_o, narrowed c_t in
     OUTPUT_GATE_OUT_STAGE = OUTPUT_GATE_STAGE + ActivationPipeline.LATENCY    # o, tanh(c_t)
-    QUEUE_STAGE = OUTPUT_GATE_OUT_STAGE + 3    # the stage at which an item is in the output queue (o.valid)
+    QUEUE_STAGE = OUTPUT_GATE_OUT_STAGE + 4    # the stage at which an item is in the output queue (o.valid)
     LATENCY = QUEUE_STAGE + 1  # from the input handshake, through the input buffer (stage 0)
     # So a cell whose previous visit was accepted at least this many cycles (= items at full rate) earlier
     # never waits: a layer of >= MIN_REVISIT_DISTANCE cells streams one cell per cycle frame after frame.
@@ -397,9 +398,10 @@ class ElementwiseUnit(wiring.Component):
         # ---- m ------------------------------------------------------------------------------------------
         # With tables that pass checked_table, |o * tc| <= ONE**2 and the saturation never fires; it stays
         # because it is the formula of docs/numerics.md and costs two comparators.
-        output_product = multiplied(gate_o, tanh_c, "output_product", 1)
-        # narrowed into a register: the product leaves its DSP block and the queue's write data enters LUT-RAM
-        m_out = register(round_shift_saturate(m, output_product, n.unit_frac, n.unit_bits), f"m_{o_gate_out + 2}",
+        # the product leaves its DSP block into a fabric register before the rounding adder (#10: the DSP's
+        # output through the adder and the saturation into m was a routed late path), then is narrowed into m
+        output_product = register(multiplied(gate_o, tanh_c, "output_product", 1), f"output_product_{o_gate_out + 2}")
+        m_out = register(round_shift_saturate(m, output_product, n.unit_frac, n.unit_bits), f"m_{o_gate_out + 3}",
                          signed(n.unit_bits))
         queued = data.View(out_layout, queue.w_data)
         head = data.View(out_layout, queue.r_data)

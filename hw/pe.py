@@ -134,7 +134,7 @@ class SparsePE(wiring.Component):
         entry_mems = [memories[name] for name in entry_memory_names(shape)]
         for name in entry_memory_names(shape):
             m.submodules[name] = memories[name]
-        m.submodules.pointers = pointer_mem = memories["pointers"]
+        m.submodules.column_pointers = pointer_mem = memories["column_pointers"]
         cell_depth, gate_depth, proj_depth = shape.cell_depth, shape.gate_depth, shape.proj_depth
         # A gate word is "cleared" (reads as its bias until the MAC writes it, so a cell's read-and-reset never
         # takes the banks' write port) when its tag differs from the bank's bit in `written_tags` at its
@@ -231,8 +231,12 @@ class SparsePE(wiring.Component):
         fetch = job_fields("fetch")
         fetched_valid = Signal()      # ... and in registers
         fetched = job_fields("fetched")
-        fetched_start = Signal.like(ptr_lo.data, reset_less=True)
-        fetched_end = Signal.like(ptr_hi.data, reset_less=True)
+        fetched_start = Signal.like(ptr_lo.data.start, reset_less=True)
+        fetched_end = Signal.like(ptr_hi.data.start, reset_less=True)
+        # the column's flags come with its start pointer (pe_shape.column_pointers): no comparison of the two
+        # pointers behind the block RAM
+        fetched_occupied = Signal(reset_less=True)
+        fetched_single = Signal(reset_less=True)
         job_layout = data.StructLayout({
             "start": fetched_start.shape(), "end": fetched_end.shape(), "single": 1,
             **{key: field.shape() for key, field in fetched.items()}})
@@ -252,10 +256,10 @@ class SparsePE(wiring.Component):
             fifo.r_en.eq(may_pop),
             ptr_lo.addr.eq(located_lo),
             ptr_hi.addr.eq(located_hi),
-            queued.eq(fetched_valid & (fetched_start != fetched_end)),      # empty jobs are dropped
+            queued.eq(fetched_valid & fetched_occupied),      # empty jobs are dropped
             queued_job.start.eq(fetched_start),
             queued_job.end.eq(fetched_end),
-            queued_job.single.eq(fetched_start + 1 == fetched_end),
+            queued_job.single.eq(fetched_single),
             *[queued_job[key].eq(field) for key, field in fetched.items()],
             job_queue.w_data.eq(enqueue_job),
             job_queue.w_en.eq(enqueue_valid),
@@ -270,8 +274,10 @@ class SparsePE(wiring.Component):
             fetch_valid.eq(located_valid),
             *copy(fetch, located),
             fetched_valid.eq(fetch_valid),
-            fetched_start.eq(ptr_lo.data),
-            fetched_end.eq(ptr_hi.data),
+            fetched_start.eq(ptr_lo.data.start),
+            fetched_occupied.eq(ptr_lo.data.occupied),
+            fetched_single.eq(ptr_lo.data.single),
+            fetched_end.eq(ptr_hi.data.start),
             *copy(fetched, fetch),
             enqueue_valid.eq(queued),
             enqueue_job.eq(queued_job),

@@ -16,7 +16,7 @@ from amaranth.lib.memory import Memory
 
 from .design import ENTRY_BANK_WORDS, AcceleratorDesign, PEDesign, bits_for, entry_banks, memory_depth
 
-__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "entry_memory_names", "pe_memory_contents"]
+__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "column_pointers", "entry_memory_names", "pe_memory_contents"]
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,20 @@ def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents
     return MemoryContents(layout, 1 << address_bits, tuple(words))
 
 
+def column_pointers(pe: PEDesign, shape: PEShape, pointer_bits: int) -> MemoryContents:
+    """The PE's pointer memory: word i holds pointer i (`start`) and, of the column that starts there (its
+    end is pointer i + 1), whether it has entries (`occupied`) and exactly one (`single`). The PE reads the
+    flags with the start instead of comparing the two pointers behind the block RAM (#10: routed late paths).
+    The last pointer and the words past it read as an empty column."""
+    layout = data.StructLayout({"start": unsigned(pointer_bits), "occupied": 1, "single": 1})
+    pointers = pe.pointers
+    words = [{"start": start, "occupied": int(end > start), "single": int(end == start + 1)}
+             for start, end in zip(pointers, pointers[1:])]
+    if pointers:
+        words.append({"start": pointers[-1], "occupied": 0, "single": 0})
+    return MemoryContents(layout, shape.pointer_depth, tuple(words))
+
+
 def entry_memory_names(shape: PEShape) -> list[str]:
     """The names of a PE's entry memory banks: `entries`, or `entries0`, `entries1`, ... for several."""
     banks = len(shape.entry_bank_depths)
@@ -161,7 +175,7 @@ def entry_memory_names(shape: PEShape) -> list[str]:
 
 def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, MemoryContents]:
     """Every memory of PE `pe_index` whose contents come from the model, by its name in SparsePE: entry
-    banks, pointers, gate banks (the biases), bias, peephole and MAC bias ROMs (with split sums the sum banks
+    banks, pointers (with their columns' flags), gate banks (the biases), bias, peephole and MAC bias ROMs (with split sums the sum banks
     instead of the bias ROMs), phase and layer ROMs. The Verilog's PE module reads these from one image file
     per PE (hw/shared_pe.py)."""
     pe, shape, numerics = design.pes[pe_index], design.pe_shape, design.numerics
@@ -171,7 +185,7 @@ def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, Me
     for b, (name, depth) in enumerate(zip(entry_memory_names(shape), shape.entry_bank_depths)):
         contents[name] = MemoryContents(unsigned(design.entry_bits), depth,
                                         tuple(entry_words[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]))
-    contents["pointers"] = MemoryContents(unsigned(design.pointer_bits), shape.pointer_depth, tuple(pe.pointers))
+    contents["column_pointers"] = column_pointers(pe, shape, design.pointer_bits)
     # the value and the "written" tag of a gate word (hw/pe.py); a word starts as its bias with tag 0
     gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
     for k in range(4):

@@ -26,8 +26,8 @@ from .pe_shape import pe_memory_contents
 __all__ = ["SharedInstance", "per_pe", "pe_prefix", "shared_modules"]
 
 # SparsePE's memories holding one of the encoder's files (`peNN_<memory>.hex`, docs/format.md), when its
-# words fill the memory
-_ENCODER_FILES = ("entries", "pointers")
+# words fill the memory (the pointer memory holds each column's flags too: pe_shape.column_pointers)
+_ENCODER_FILES = ("entries",)
 # LaneUnpacker's group mask ROM (hw/lanes.py), holding `group_masks()` words
 _UNPACKER_MASKS = "masks"
 

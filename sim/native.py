@@ -40,7 +40,7 @@ OBJECT_DIR = "native"                    # under the build directory, apart from
 # optimisation at its highest, X resolved the cheap way (the harness logs no X on Verilator anyway: it is
 # two-state), and the model compiled with -O1 instead of verilated.mk's -Os: as fast as -O2 (its straight-line
 # code leaves GCC's costlier passes nothing to gain) and compiled in a third of the time. One thread.
-NATIVE_VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-timing")
+NATIVE_VERILATOR_ARGS = ("-O3", "--x-assign", "fast", "--x-initial", "fast", "--no-timing", *os.environ.get("SL_VEXTRA", "").split())
 NATIVE_OPT_FAST = "-O1"
 _RESET_CYCLES = 3                         # as CaseBench.reset
 _IDLE_CYCLES = 16                         # as CaseBench.idle_check
