@@ -49,6 +49,7 @@ FETCH_LATENCY = 3         # ... -> its job can be taken by the walker (addresses
 JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet taken (the PE's credits)
 MAC_DRAIN = 7             # last entry issued -> written (PE stages E D R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
+EW_EXIT_LATENCY = 1       # the pass's last m group taken -> the scheduler leaves EW (from a flip-flop)
 STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
@@ -249,6 +250,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         has_proj = info.proj_size is not None
         groups = design.lane_groups(l)
         last_m = ew_arrival + groups               # the element-wise pass alone, one group per cycle
+        ew_exit = last_m + EW_EXIT_LATENCY
         streams = []
         if has_proj:   # m words are broadcast as proj columns; without a projection they become y words
             streams.append(_Stream(work[(l, PHASE_PROJ)], ew_arrival + np.arange(groups), lanes=lanes,
@@ -258,7 +260,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
 
         def readout_started(done):
             if not has_proj:
-                return last_m + STATE_OVERHEAD
+                return ew_exit + STATE_OVERHEAD
             return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
 
         if recurrent_ahead:
@@ -277,11 +279,11 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens, sent=frame_sent.get((0, PHASE_R))))
         # m words first only in a single stream's last layer (recurrent_ahead: not the last layer)
         end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
-        proj_end = (streams[0].done_at + readout) if has_proj else last_m
+        proj_end = (streams[0].done_at + readout) if has_proj else ew_exit
         if has_proj and recurrent_next and design.streams > 1:
             # nothing follows the readout: the next frame's DRAIN_G waits for its last word
             proj_end += info.proj_size + PROJ_READ_LATENCY
-        return max(end, proj_end, last_m) + STATE_OVERHEAD
+        return max(end, proj_end, ew_exit) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's
     steady = elementwise(last, overlap_next_input=True, recurrent_next=True)

@@ -10,7 +10,7 @@ with the word: the register drives the ROM addresses directly.
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, unsigned
+from amaranth.hdl import Module, Mux, Signal, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -96,12 +96,18 @@ class MaskAddresser(wiring.Component):
             *[getattr(self.o.payload, name).eq(getattr(self.i.payload, name))
               for name in design_lane_broadcast_layout(design).members],
         ]
+        # the phase's base and the operand (column, or group for a proj phase) are chosen apart, then one adder:
+        # an adder per phase with a multiplexer behind it put three more levels in front of the broadcaster's
+        # register (#10: a routed late path)
         column = self.i.payload.column
+        base = Signal.like(self.o.payload.mask_address)
+        known = Signal()      # a phase the design broadcasts (another reads word 0)
         with m.Switch(self.i.payload.phase):
-            for phase, base in bases.items():
+            for phase, phase_base in bases.items():
                 with m.Case(phase):
+                    m.d.comb += [base.eq(phase_base), known.eq(1)]
                     if phase in proj_phases:
-                        m.d.comb += [self.o.payload.proj.eq(1), self.o.payload.mask_address.eq(base + (column >> shift))]
-                    else:
-                        m.d.comb += self.o.payload.mask_address.eq(base + column)
+                        m.d.comb += self.o.payload.proj.eq(1)
+        offset = Mux(known, Mux(self.o.payload.proj, column >> shift, column), 0)
+        m.d.comb += self.o.payload.mask_address.eq(base + offset)
         return m

@@ -78,16 +78,16 @@ def _taken_command(m: Module, command, fields, busy_now):
 
 def _registered_read(m: Module, p: int, port, reads, fields: dict):
     """Drive PE `p`'s read port from registers of its own: `en` is `reads` one cycle later, the other
-    `fields` are captured when it reads. Each PE's copy is placed near the PE and, loaded only on that PE's
-    reads, is not merged with the others' (the PEs' identical address logic would be shared across the
-    chip, its nets fanning out to every PE's memories)."""
+    `fields` are the values of a cycle earlier, loaded every cycle (a PE looks at them only with `en`): no
+    enable decided in the cycle reaches them (#10: the read decision as the enable of every PE's address
+    registers across the chip was a routed late path). `keep`: each PE's copy is placed near the PE, not
+    merged with the others' (the same values would then fan out from one register to every PE's memories)."""
     en = Signal(name=f"pe{p}_read_en")
     m.d.sync += en.eq(reads)
     m.d.comb += port.en.eq(en)
     for name, value in fields.items():
-        held = Signal.like(value, name=f"pe{p}_read_{name}", reset_less=True)
-        with m.If(reads):
-            m.d.sync += held.eq(value)
+        held = Signal.like(value, name=f"pe{p}_read_{name}", reset_less=True, attrs={"keep": 1})
+        m.d.sync += held.eq(value)
         m.d.comb += getattr(port, name).eq(held)
     return en
 

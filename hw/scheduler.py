@@ -157,6 +157,7 @@ class Scheduler(wiring.Component):
         frame_active = Signal()
         frame_parity = Signal()       # layer 0's accumulator copy of the current frame
         m_count = Signal(design.group_bits + 1)       # m groups taken in EW (0 outside it)
+        m_passed = Signal()                           # EW: the pass's last m group was taken a cycle ago
         m_lane = Signal(range(max(2, lanes)))     # without a projection: the lane of the group turned into y
         first_cell = self.m.payload.group * lanes  # cell of lane 0 of the group
         recurrent_ahead = Signal()    # layer l+1's recurrent words were started during layer l's EW
@@ -379,11 +380,16 @@ class Scheduler(wiring.Component):
                     with m.If(m_count == group_counts[layer] - 1):
                         # zero for the next pass here, not in DRAIN_G: there its enable waited for the
                         # idle test of the broadcaster and every PE (#10: a routed late path)
-                        m.d.sync += m_count.eq(0)
-                        with m.If(has_proj[layer]):
-                            m.next = "DRAIN_P"
-                        with m.Else():
-                            m.next = "LAYER_END"
+                        m.d.sync += [m_count.eq(0), m_passed.eq(1)]
+                # the state changes a cycle after the last group was taken, from a flip-flop: the m handshake
+                # (behind the input stream's valid) no longer reaches the state register's enable (#10: a routed
+                # late path). No m word comes in that cycle: the next pass starts in another DRAIN_G.
+                with m.If(m_passed):
+                    m.d.sync += m_passed.eq(0)
+                    with m.If(has_proj[layer]):
+                        m.next = "DRAIN_P"
+                    with m.Else():
+                        m.next = "LAYER_END"
 
             with m.State("DRAIN_P"):
                 # wait for the proj words only; the next frame's input keeps flowing meanwhile
