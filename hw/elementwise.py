@@ -8,8 +8,9 @@ the read of c_prev as it leaves (address: the layer's cell base + cell, computed
 Stage k >= 1 holds it k clock edges after it left stage 0 (past stage 0 the pipeline never stalls):
 
      1  the cell-state word out of its memory
-     2  c_prev in a register (0 on a first frame)
-     3  partial products of p_i * c_prev, p_f * c_prev (c_prev split so each part fits one 18x18 multiplier)
+     2  the cell-state word in a register
+     3  partial products of p_i * c_prev, p_f * c_prev (c_prev split so each part fits one 18x18 multiplier; on a
+        first frame p_i, p_f taken as 0), c_prev in a register (0 on a first frame)
      4  products p_i * c_prev, p_f * c_prev
      5  acc_i, acc_f + their peephole terms aligned to FACC (the rounding folded into the one adder)
      6  narrowed to pre-activation words
@@ -349,7 +350,7 @@ class ElementwiseUnit(wiring.Component):
         layer = carry(payload.layer, "layer", 0, last)
         cell = carry(payload.cell, "cell", 0, last)
         address = carry(address_0, "address", 0, self.WRITE_STAGE)
-        first_frame = carry(payload.first_frame, "first_frame", 0, 1)
+        first_frame = carry(payload.first_frame, "first_frame", 0, 2)
         acc_i = carry(payload.acc_i, "acc_i", 0, 4)
         acc_f = carry(payload.acc_f, "acc_f", 0, 4)
         gates, gates_out = self.GATE_STAGE, self.GATES_OUT_STAGE
@@ -358,15 +359,20 @@ class ElementwiseUnit(wiring.Component):
         acc_o = carry(payload.acc_o, "acc_o", 0, o_gate - 2)
 
         # ---- stages 1-6: c_prev, the i and f peephole terms, pre-activations ----------------------------
-        # the memory's output goes straight into a register: zeroing it is the register's synchronous reset
-        c_prev_2 = register(Mux(first_frame[1], 0, c_read.data), "c_prev_2", signed(n.cell_bits))
-        c_prev = carry(c_prev_2, "c_prev", 2, gates_out)
+        # the memory's output goes straight into a register with nothing in front (on an ECP5 the block RAM's own
+        # output register, hw/boards/bram_registers.py); a first frame's c_prev = 0 is applied behind it, to the
+        # peephole operands and to the carried copy (#10: the zeroing in front of the register kept it in the
+        # fabric, behind the block's slow unregistered output: a routed late path)
+        c_read_2 = register(c_read.data, "c_read_2", signed(n.cell_bits))
+        c_prev = carry(register(Mux(first_frame[2], 0, c_read_2), "c_prev_3", signed(n.cell_bits)),
+                       "c_prev", 3, gates_out)
         if any_peephole:
-            peep_i = carry(payload.peep_i, "peep_i", 0, 2)
-            peep_f = carry(payload.peep_f, "peep_f", 0, 2)
+            # zeroed into their stage-2 registers: the split products' multipliers take them unregistered
+            peep_i_2 = register(Mux(first_frame[1], 0, carry(payload.peep_i, "peep_i", 0, 1)[1]), "peep_i_2")
+            peep_f_2 = register(Mux(first_frame[1], 0, carry(payload.peep_f, "peep_f", 0, 1)[1]), "peep_f_2")
             peep_o = carry(payload.peep_o, "peep_o", 0, write)
-            sum_i_5 = with_peephole(acc_i[4], product(peep_i[2], c_prev_2, "peep_product_i", 2), layer[4], "sum_i_5")
-            sum_f_5 = with_peephole(acc_f[4], product(peep_f[2], c_prev_2, "peep_product_f", 2), layer[4], "sum_f_5")
+            sum_i_5 = with_peephole(acc_i[4], product(peep_i_2, c_read_2, "peep_product_i", 2), layer[4], "sum_i_5")
+            sum_f_5 = with_peephole(acc_f[4], product(peep_f_2, c_read_2, "peep_product_f", 2), layer[4], "sum_f_5")
         else:
             sum_i_5 = register(acc_i[4], "sum_i_5")
             sum_f_5 = register(acc_f[4], "sum_f_5")

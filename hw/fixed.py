@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
 
-__all__ = ["round_shift", "saturate", "round_shift_saturate"]
+__all__ = ["round_shift", "saturate", "round_shift_saturate", "round_shift_saturate_parts"]
 
 
 def round_shift(value, k: int):
@@ -32,6 +32,19 @@ def saturate(value, bits: int):
     return Mux(value > high, high, Mux(value < low, low, value))
 
 
+def round_shift_saturate_parts(value, shift: int, bits: int):
+    """(rounded, over, under) of `sat(round_shift(value, shift), bits)`: the result is `high` if over, `low` if
+    under, else `rounded` (its low `bits` bits), for a caller that registers the parts before choosing. The
+    tests compare the unrounded value, as round_shift_saturate's, so they work beside the rounding adder."""
+    value = value.as_signed()
+    rounded = round_shift(value, shift)
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if shift <= 0:
+        return rounded, rounded > high, rounded < low
+    half = 1 << (shift - 1)
+    return rounded, value >= ((high + 1) << shift) - half, value < (low << shift) - half
+
+
 def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
     """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal
     driven in `m`'s comb domain (numerics.md's `sat(align(...))`).
@@ -39,15 +52,11 @@ def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
     For a right shift the limits are compared with the unrounded value (`round_shift(v, k) > high` exactly
     when `v >= ((high + 1) << k) - h`, `< low` when `v < (low << k) - h`, h the rounding constant), so the
     comparators work beside the rounding adder instead of after it: one carry chain deep, not two."""
-    value = value.as_signed()
-    rounded = round_shift(value, shift)
+    rounded, over, under = round_shift_saturate_parts(value, shift, bits)
     result = Signal(signed(bits))
     low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if shift <= 0 or rounded.shape().width <= bits:
         m.d.comb += result.eq(saturate(rounded, bits))
     else:
-        half = 1 << (shift - 1)
-        over = value >= ((high + 1) << shift) - half
-        under = value < (low << shift) - half
         m.d.comb += result.eq(Mux(over, high, Mux(under, low, rounded)))
     return result

@@ -27,7 +27,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
-from .fixed import round_shift_saturate
+from .fixed import round_shift_saturate_parts
 from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, ReadoutStatusSignature,
                          elementwise_group_in_layout, y_word_layout)
 
@@ -39,8 +39,8 @@ CELL_READ_LATENCY = 4
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
-# accumulator -> the y word
-PROJ_READ_LATENCY = 5
+# accumulator -> rounded, with the saturation tests -> the y word
+PROJ_READ_LATENCY = 6
 
 # Both: the scheduler's `start` is taken into a register before the first read is decided (`_taken_command`)
 START_LATENCY = 1
@@ -274,6 +274,8 @@ class ProjReader(wiring.Component):
         selected_valid = Signal()       # stage 4: narrowed to the y word
         selected_row = Signal(index_bits, reset_less=True)
         selected = Signal(signed(design.acc_bits), reset_less=True)
+        rounded_valid = Signal()        # stage 5: rounded, and whether it saturates
+        rounded_row = Signal(index_bits, reset_less=True)
         out_valid = Signal()
         out_row = Signal(index_bits, reset_less=True)
         out_value = Signal(signed(design.act_bits), reset_less=True)
@@ -285,14 +287,21 @@ class ProjReader(wiring.Component):
                      captured_valid.eq(fetched_valid), captured_pe.eq(fetched_pe), captured_row.eq(fetched_row),
                      selected_valid.eq(captured_valid), selected_row.eq(captured_row),
                      selected.eq(Array(captured)[captured_pe])]
-        narrowed = Signal(signed(design.act_bits))
-        per_layer = {index: round_shift_saturate(m, selected, design.y_shift(index), design.act_bits)
+        # the narrowing in two stages: the rounding adder beside the saturation tests, then the choice (#10: the
+        # adder and the multiplexers behind it in one cycle were a routed late path)
+        narrowing = {index: round_shift_saturate_parts(selected, design.y_shift(index), design.act_bits)
                      for index, info in enumerate(design.layers) if info.proj_size is not None}
+        rounded_width = max(len(rounded) for rounded, _, _ in narrowing.values())
+        rounded = Signal(signed(rounded_width), reset_less=True)
+        over, under = Signal(reset_less=True), Signal(reset_less=True)
         with m.Switch(layer):
-            for index, value in per_layer.items():
+            for index, (value, value_over, value_under) in narrowing.items():
                 with m.Case(index):
-                    m.d.comb += narrowed.eq(value)
-        m.d.sync += [out_valid.eq(selected_valid), out_row.eq(selected_row), out_value.eq(narrowed)]
+                    m.d.sync += [rounded.eq(value), over.eq(value_over), under.eq(value_under)]
+        high, low = (1 << (design.act_bits - 1)) - 1, -(1 << (design.act_bits - 1))
+        m.d.sync += [rounded_valid.eq(selected_valid), rounded_row.eq(selected_row),
+                     out_valid.eq(rounded_valid), out_row.eq(rounded_row),
+                     out_value.eq(Mux(over, high, Mux(under, low, rounded)))]
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.layer.eq(layer),
@@ -300,7 +309,7 @@ class ProjReader(wiring.Component):
             self.o.payload.value.eq(out_value),
         ]
         taken, command = _taken_command(m, self.command, ("layer",), active | read_valid | fetched_valid
-                                        | captured_valid | selected_valid | out_valid)
+                                        | captured_valid | selected_valid | rounded_valid | out_valid)
         m.d.comb += [self.status.start.eq(taken), self.status.layer.eq(command["layer"]),
                      self.status.busy.eq(self.command.busy)]
 
