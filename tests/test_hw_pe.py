@@ -14,6 +14,7 @@ from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.design import ENTRY_BANK_WORDS
 from sparselstm.hw.pe import SparsePE
+from sparselstm.hw.pe_shape import pe_memory_contents
 from sparselstm.hw.testing import stream_send
 from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.sw.format import encode, segment_entries
@@ -145,6 +146,30 @@ def test_pe_matches_numpy_spmv(n_pes, pe_index, density):
     w_proj = random_sparse(rng, (proj, cells), density)
     layer = make_layer(random_sparse(rng, (4 * cells, inputs + proj), density), w_proj=w_proj)
     check_pe(QuantizedModel(NUMERICS, (layer,)), n_pes, pe_index, seed=n_pes)
+
+
+def test_pointer_memory_flags_every_column_by_its_two_pointers():
+    # the pointer memory's words (pe_shape.column_pointers): pointer i, and whether column [p[i], p[i+1]) has
+    # entries and exactly one; words past the pointers read as empty columns
+    rng = np.random.default_rng(11)
+    w = random_sparse(rng, (4 * 7, 6 + 7), 0.15)
+    w[:, 2] = 0                                     # an empty column in every PE
+    w[:, 3] = 0
+    w[5, 3] = 9                                     # a column with one entry in one PE
+    model = QuantizedModel(NUMERICS, (make_layer(w, peephole=False),))
+    design = AcceleratorDesign.from_encoded(encode(model, 2), HardwareParams(fifo_depth=4))
+    flags = set()
+    for pe_index, pe in enumerate(design.pes):
+        memory = pe_memory_contents(design, pe_index)["column_pointers"]
+        p = pe.pointers
+        words = list(memory.init) + [{"start": 0, "occupied": 0, "single": 0}] * (memory.depth - len(memory.init))
+        assert [word["start"] for word in words[:len(p)]] == list(p)
+        assert [word["occupied"] for word in words] == \
+            [int(p[i + 1] > p[i]) for i in range(len(p) - 1)] + [0] * (memory.depth - len(p) + 1)
+        assert [word["single"] for word in words] == \
+            [int(p[i + 1] == p[i] + 1) for i in range(len(p) - 1)] + [0] * (memory.depth - len(p) + 1)
+        flags |= {(word["occupied"], word["single"]) for word in words[:len(p) - 1]}
+    assert flags == {(0, 0), (1, 1), (1, 0)}      # empty, single and longer columns all occur
 
 
 def test_pe_counts_every_entry_processed():
