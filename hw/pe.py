@@ -417,7 +417,7 @@ class SparsePE(wiring.Component):
         # X's old value is the newest result not yet written for the same word, else the stored word. Only the
         # newest (wb's, the adder's own output a cycle ago) is chosen at X, so the accumulate loop is one
         # multiplexer and the adder (#10: three multiplexers in it made 334 late endpoints); the rest is chosen
-        # a cycle earlier, at S, into `x_base` (two registers, ORed at X; the two older results are wb's and wb2's then), with one-hot
+        # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
         # selects registered at A (S's matches against wb and wb2 are A's against X and wb). A's matches are
         # R's against S and X a cycle earlier, in flip-flops (#10: compared at A they were routed late paths)
         newer = [Signal(name="a_matches_x"), Signal(name="a_matches_wb")]
@@ -436,21 +436,15 @@ class SparsePE(wiring.Component):
             for k, port in enumerate(gate_mac_rd)]
         terms = [Signal(signed(acc_bits), name=f"base_term{n}") for n in range(len(candidates))]
         m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
-        # the OR of the one-hot terms in two registers, the gate banks' and the rest: their last OR joins the
-        # multiplexer in front of X's adder, which has an input to spare (#10: seven terms behind the
-        # accumulator reads and their tag tests in one cycle were routed late paths)
-        x_base_gates = Signal(signed(acc_bits), reset_less=True)
-        x_base_rest = Signal(signed(acc_bits), reset_less=True)
+        x_base = Signal(signed(acc_bits), reset_less=True)
         x_product = Signal(signed(acc_bits), reset_less=True)
         forward = Signal()      # X's word is wb's: S's match against X a cycle earlier
         m.d.sync += [x[key].eq(s[key]) for key in {**key_layout, **word_key}] + [
             x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
-            x_base_rest.eq(reduce(operator.or_, terms[:3])),
-            x_base_gates.eq(reduce(operator.or_, terms[3:])),
+            x_base.eq(reduce(operator.or_, terms)),
             x_product.eq(shifted),
             forward.eq(same_word(s, x)),
         ]
-        x_base = x_base_gates | x_base_rest
         m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(Mux(forward, sums[0], x_base) + x_product)]
         # the accumulator banks' write enables decoded a cycle early: each drives the write enable of every
         # LUT-RAM of its bank straight from a flip-flop (#10: the decode before that fan-out, ~200 late endpoints)

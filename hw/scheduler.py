@@ -184,12 +184,21 @@ class Scheduler(wiring.Component):
             for index, value in per_layer_m.items():
                 with m.Case(index):
                     m.d.comb += narrowed_m.eq(value)
-        with m.If(m_to_y):
-            m.d.comb += [y_words.valid.eq(self.m.valid), y_words.payload.layer.eq(self.m.payload.layer),
-                         y_words.payload.index.eq(first_cell + m_lane), y_words.payload.value.eq(narrowed_m)]
+        # The two sources never give a word in the same cycle (a layer's element-wise pass starts after the
+        # previous readout has been read back), so the payload is chosen by the ProjReader's valid, a flip-flop,
+        # not by the state machine's decode (#10: the state through `m_to_y` into the y memory's and the output
+        # buffer's write data was a routed late path)
+        m_words = [y_words.payload.layer.eq(self.m.payload.layer), y_words.payload.index.eq(first_cell + m_lane),
+                   y_words.payload.value.eq(narrowed_m)]
+        m.d.comb += y_words.valid.eq(m_to_y & self.m.valid)
         if self._has_proj:
-            with m.Elif(self.y.valid):
+            with m.If(self.y.valid):
                 m.d.comb += [y_words.valid.eq(1), y_words.payload.eq(self.y.payload)]
+            with m.Else():
+                m.d.comb += m_words
+        else:
+            m.d.comb += m_words
+        if self._has_proj:
             # the y reader follows the readout as it runs (it starts a cycle after the command, hw/readout.py)
             wiring.connect(m, wiring.flipped(self.proj_status), y_reader.readout)
             m.d.comb += self.proj.layer.eq(layer)
