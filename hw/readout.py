@@ -33,9 +33,9 @@ from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSig
 
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
-# CellReader: the read decided -> the registered enables -> the PE port's data -> registered -> selected, into
-# the queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 4
+# CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
+# data -> registered -> selected, into the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 5
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
@@ -162,11 +162,11 @@ class CellReader(wiring.Component):
         row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
-        read_valid = Signal()                           # stage 1: the PEs' enables, registered
+        read_valid = Signal()                           # stage 2 (1: `decided`): the PEs' enables, registered
         read_group = Signal(design.group_bits, reset_less=True)
-        fetched_valid = Signal()                        # stage 2: the PE ports hold the group
+        fetched_valid = Signal()                        # stage 3: the PE ports hold the group
         fetched_group = Signal(design.group_bits, reset_less=True)
-        captured_valid = Signal()                       # stage 3: every PE's data in a register
+        captured_valid = Signal()                       # stage 4: every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
@@ -182,17 +182,28 @@ class CellReader(wiring.Component):
         with m.Elif(taken & ~issue):
             m.d.sync += outstanding.eq(outstanding - 1)
 
+        # The read decided in a cycle is registered (`decided`), and beside it, from the counters only, which PEs
+        # it reads: the enables of the next cycle are one AND of two flip-flops, and the credit test does not
+        # reach the 16 PEs' enables across the chip in one cycle (#10: `outstanding` through the selection into
+        # the enables was a routed late path)
+        decided = Signal()
+        decided_group = Signal(design.group_bits, reset_less=True)
+        decided_fields = {name: Signal.like(value, name=f"decided_{name}", reset_less=True)
+                          for name, value in (("layer", layer), ("index", local), ("buffer", buffer))}
+        m.d.sync += [decided.eq(issue), decided_group.eq(group), decided_fields["layer"].eq(layer),
+                     decided_fields["index"].eq(local), decided_fields["buffer"].eq(buffer)]
         captured = []
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
-            en = _registered_read(m, p, port, issue & (row_sel == row) & exists,
-                                  {"layer": layer, "index": local, "buffer": buffer})
+            selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
+            m.d.sync += selected.eq((row_sel == row) & exists)
+            en = _registered_read(m, p, port, decided & selected, decided_fields)
             captured.append(_captured_if_read(m, p, port, en))
-        m.d.sync += [read_valid.eq(issue), fetched_valid.eq(read_valid), fetched_group.eq(read_group),
+        m.d.sync += [read_valid.eq(decided), read_group.eq(decided_group),
+                     fetched_valid.eq(read_valid), fetched_group.eq(read_group),
                      captured_valid.eq(fetched_valid), captured_group.eq(fetched_group)]
         with m.If(issue):
-            m.d.sync += read_group.eq(group)
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
         m.d.comb += [queue.w_en.eq(captured_valid), queued.group.eq(captured_group)]
