@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from amaranth.hdl import Module, Mux, Signal, signed
 
-__all__ = ["round_shift", "saturate", "round_shift_saturate", "round_shift_saturate_parts"]
+__all__ = ["round_shift", "saturate", "round_shift_saturate", "round_shift_saturate_parts",
+           "saturated"]
 
 
 def round_shift(value, k: int):
@@ -45,6 +46,12 @@ def round_shift_saturate_parts(value, shift: int, bits: int):
     return rounded, value >= ((high + 1) << shift) - half, value < (low << shift) - half
 
 
+def saturated(rounded, over, under, bits: int):
+    """The result of round_shift_saturate_parts' parts: `high` if over, `low` if under, else `rounded`."""
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return Mux(over, high, Mux(under, low, rounded))
+
+
 def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
     """`sat(round_shift(value, shift), bits)` of a Value for a constant `shift`, as a signed(bits) Signal
     driven in `m`'s comb domain (numerics.md's `sat(align(...))`).
@@ -54,9 +61,8 @@ def round_shift_saturate(m: Module, value, shift: int, bits: int) -> Signal:
     comparators work beside the rounding adder instead of after it: one carry chain deep, not two."""
     rounded, over, under = round_shift_saturate_parts(value, shift, bits)
     result = Signal(signed(bits))
-    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     if shift <= 0 or rounded.shape().width <= bits:
         m.d.comb += result.eq(saturate(rounded, bits))
     else:
-        m.d.comb += result.eq(Mux(over, high, Mux(under, low, rounded)))
+        m.d.comb += result.eq(saturated(rounded, over, under, bits))
     return result

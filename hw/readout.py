@@ -27,7 +27,7 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
-from .fixed import round_shift_saturate_parts
+from .fixed import round_shift_saturate_parts, saturated
 from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, ReadoutStatusSignature,
                          elementwise_group_in_layout, y_word_layout)
 
@@ -188,10 +188,11 @@ class CellReader(wiring.Component):
         # the enables was a routed late path)
         decided = Signal()
         decided_group = Signal(design.group_bits, reset_less=True)
+        read_fields = {"layer": layer, "index": local, "buffer": buffer}
         decided_fields = {name: Signal.like(value, name=f"decided_{name}", reset_less=True)
-                          for name, value in (("layer", layer), ("index", local), ("buffer", buffer))}
-        m.d.sync += [decided.eq(issue), decided_group.eq(group), decided_fields["layer"].eq(layer),
-                     decided_fields["index"].eq(local), decided_fields["buffer"].eq(buffer)]
+                          for name, value in read_fields.items()}
+        m.d.sync += [decided.eq(issue), decided_group.eq(group),
+                     *[decided_fields[name].eq(value) for name, value in read_fields.items()]]
         captured = []
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
@@ -309,10 +310,9 @@ class ProjReader(wiring.Component):
             for index, (value, value_over, value_under) in narrowing.items():
                 with m.Case(index):
                     m.d.sync += [rounded.eq(value), over.eq(value_over), under.eq(value_under)]
-        high, low = (1 << (design.act_bits - 1)) - 1, -(1 << (design.act_bits - 1))
         m.d.sync += [rounded_valid.eq(selected_valid), rounded_row.eq(selected_row),
                      out_valid.eq(rounded_valid), out_row.eq(rounded_row),
-                     out_value.eq(Mux(over, high, Mux(under, low, rounded)))]
+                     out_value.eq(saturated(rounded, over, under, design.act_bits))]
         m.d.comb += [
             self.o.valid.eq(out_valid),
             self.o.payload.layer.eq(layer),

@@ -188,17 +188,11 @@ class Scheduler(wiring.Component):
         # previous readout has been read back), so the payload is chosen by the ProjReader's valid, a flip-flop,
         # not by the state machine's decode (#10: the state through `m_to_y` into the y memory's and the output
         # buffer's write data was a routed late path)
-        m_words = [y_words.payload.layer.eq(self.m.payload.layer), y_words.payload.index.eq(first_cell + m_lane),
-                   y_words.payload.value.eq(narrowed_m)]
-        m.d.comb += y_words.valid.eq(m_to_y & self.m.valid)
+        m.d.comb += [y_words.valid.eq(m_to_y & self.m.valid), y_words.payload.layer.eq(self.m.payload.layer),
+                     y_words.payload.index.eq(first_cell + m_lane), y_words.payload.value.eq(narrowed_m)]
         if self._has_proj:
             with m.If(self.y.valid):
                 m.d.comb += [y_words.valid.eq(1), y_words.payload.eq(self.y.payload)]
-            with m.Else():
-                m.d.comb += m_words
-        else:
-            m.d.comb += m_words
-        if self._has_proj:
             # the y reader follows the readout as it runs (it starts a cycle after the command, hw/readout.py)
             wiring.connect(m, wiring.flipped(self.proj_status), y_reader.readout)
             m.d.comb += self.proj.layer.eq(layer)
