@@ -152,12 +152,6 @@ class PEDesign:
         """Gate bank words: every layer's cells, plus the second copy of layer 0."""
         return self.cell_depth + (self.cells[0] if self.double_buffered else 0)
 
-    def gate_bank_init(self, gate: int) -> list[int]:
-        """Initial contents of gate bank `gate`: the biases (both copies of layer 0), or with split sums 0
-        (the copies hold one frame's deltas; the bias starts in the sum banks)."""
-        words = [0 if self.split_sums else bias[gate] for bias in self.bias]
-        return words + (words[:self.cells[0]] if self.double_buffered else [])
-
     def sum_bank_init(self, gate: int) -> list[int]:
         """Split sums only: initial contents of sum bank `gate`, the biases of layer 0's cells."""
         return [bias[gate] for bias in self.bias[:self.cells[0]]]
@@ -323,10 +317,9 @@ class AcceleratorDesign:
                   "pointers": n_pes * shape.pointer_depth * (self.pointer_bits + 2),
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
-                  # the readout's copy per cell, and the MAC's per gate-bank word (hw/pe.py: cleared words);
-                  # with split sums the sum banks instead, one word per cell and gate
-                  "bias": n_pes * (shape.cell_depth * 4 * self.acc_bits if self.split_sums
-                                   else (shape.cell_depth + shape.gate_depth) * 4 * self.acc_bits),
+                  # one word per cell and gate, added by the cell read (hw/pe.py); with split sums the sum
+                  # banks, which start at it
+                  "bias": n_pes * shape.cell_depth * 4 * self.acc_bits,
                   "peephole": n_pes * shape.cell_depth * 3 * numerics.peephole_bits,
                   "activation_fifos": n_pes * pe_fifo_words(params.fifo_depth) * word_bits}
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits

@@ -45,7 +45,8 @@ class LaneUnpacker(wiring.Component):
     send is made from this unpacker's own registers.
 
     Inside: the mask stages (the word registered, then beside its ROM mask word, then with the lanes it keeps), a
-    queue (LUT-RAM, a power of two deep) of the words with a column left, and the head: the word being handed
+    queue (LUT-RAM, a power of two deep) of the words with a column left, each with the column it offers first
+    (lane, value and last computed before the write), and the head: the word being handed
     over, with the column it offers (`o.payload`) in registers.
 
     Parameters
@@ -124,12 +125,18 @@ class LaneUnpacker(wiring.Component):
         queue_depth = 1 << (capacity - 1).bit_length()    # a power of two: the pointers wrap by themselves
         # `value`: the lanes still to send; `proj`: a word of a proj phase (for proj_busy)
         queued_layout = data.StructLayout({**design_lane_broadcast_layout(design).members, "proj": unsigned(1)})
+        # a queue entry also carries the column it offers first (its lowest lane's), so that a word taken from
+        # the queue goes into the output registers without a lane search, multiplexer or adder behind the
+        # LUT-RAM read (#10: that chain was a routed late path, 9.56 ns)
+        entry_layout = data.StructLayout({
+            **queued_layout.members, "offer_column": self.o.payload.column.shape(),
+            "offer_value": self.o.payload.value.shape(), "offer_last": unsigned(1)})
         m = Module()
 
         bases, words = self.group_masks()
         m.submodules.masks = masks = Memory(shape=lanes, depth=memory_depth(len(words)), init=words)
         mask_read = masks.read_port()
-        m.submodules.queue = queue = Memory(shape=queued_layout, depth=queue_depth, init=[])
+        m.submodules.queue = queue = Memory(shape=entry_layout, depth=queue_depth, init=[])
         queue_write = queue.write_port()
         queue_read = queue.read_port(domain="comb")
 
@@ -143,17 +150,20 @@ class LaneUnpacker(wiring.Component):
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
+        # the words' fields have no reset, only their valid flags: every field is read only under its flag,
+        # and the reset net then reaches a few flip-flops per unpacker instead of hundreds (#10: the reset
+        # register's fan-out over the whole chip was on a routed late path)
         valid_1 = Signal(attrs={"keep": 1})
-        word_1 = Signal(queued_layout, attrs={"keep": 1})
-        mask_address_1 = Signal.like(self.i.payload.mask_address, attrs={"keep": 1})
+        word_1 = Signal(queued_layout, attrs={"keep": 1}, reset_less=True)
+        mask_address_1 = Signal.like(self.i.payload.mask_address, attrs={"keep": 1}, reset_less=True)
         valid_2 = Signal()
-        word_2 = Signal(queued_layout)
+        word_2 = Signal(queued_layout, reset_less=True)
         valid_3 = Signal()
-        word_3 = Signal(queued_layout)
+        word_3 = Signal(queued_layout, reset_less=True)
         kept_2 = Signal(lanes)      # the word's lanes in which this PE has entries
-        sent_3 = Signal(lanes)
+        sent_3 = Signal(lanes, reset_less=True)
         pushed = Signal()           # valid_3 with a lane left; a flip-flop: the counters below start from it
-        stored = Signal(queued_layout)
+        stored = Signal(entry_layout)
 
         # ---- the queue and the head --------------------------------------------------------------------------
         write_at = Signal(range(queue_depth))
@@ -161,11 +171,11 @@ class LaneUnpacker(wiring.Component):
         queued = Signal(range(queue_depth + 1))
         has_queued = Signal()                 # queued != 0, as a flip-flop
         held = Signal(range(capacity + 1))   # queued words and the head: what `room` counts
-        head = Signal(queued_layout)         # head.value: the lanes not yet sent, the offered one included
+        head = Signal(queued_layout, reset_less=True)   # head.value: the lanes not yet sent, the offered one included
         head_valid = Signal()
-        head_last = Signal()                 # the offered column is the word's last
-        out_column = Signal.like(self.o.payload.column)
-        out_value = Signal.like(self.o.payload.value)
+        head_last = Signal(reset_less=True)  # the offered column is the word's last
+        out_column = Signal.like(self.o.payload.column, reset_less=True)
+        out_value = Signal.like(self.o.payload.value, reset_less=True)
 
         # ---- credits: the PE's FIFO words not known to be taken; `has_credit` a flip-flop ----------------------
         credits = Signal(range(pe_fifo_words(fifo_depth) + 1), init=pe_fifo_words(fifo_depth))
@@ -178,16 +188,19 @@ class LaneUnpacker(wiring.Component):
         advance = send & ~head_last
         # the head's next state, from a queued word or from the head itself (its lowest lane cleared), both
         # computed apart from `take` so that only the final choice waits for it
-        new_word = data.View(queued_layout, queue_read.data)
-        new_lane, new_last = _lowest_lane(m, new_word.value, lanes)
+        new_word = data.View(entry_layout, queue_read.data)
+        stored_lane, stored_last = _lowest_lane(m, sent_3, lanes)
         rest = Signal(lanes)
         rest_lane, rest_last = _lowest_lane(m, rest, lanes)
 
         m.d.comb += [
             mask_read.addr.eq(mask_address_1),
             kept_2.eq(word_2.value & mask_read.data),
-            stored.eq(word_3),
+            *[stored[name].eq(word_3[name]) for name in queued_layout.members],
             stored.value.eq(sent_3),
+            stored.offer_column.eq(word_3.column + stored_lane),
+            stored.offer_value.eq(word_3.values[stored_lane]),
+            stored.offer_last.eq(stored_last),
             queue_write.addr.eq(write_at),
             queue_write.data.eq(stored),
             queue_write.en.eq(pushed),
@@ -223,10 +236,10 @@ class LaneUnpacker(wiring.Component):
         with m.If(take):
             m.d.sync += [
                 read_at.eq(read_at + 1),
-                head.eq(new_word),
-                head_last.eq(new_last),
-                out_column.eq(new_word.column + new_lane),
-                out_value.eq(new_word.values[new_lane]),
+                *[head[name].eq(new_word[name]) for name in queued_layout.members],
+                head_last.eq(new_word.offer_last),
+                out_column.eq(new_word.offer_column),
+                out_value.eq(new_word.offer_value),
             ]
         with m.Elif(advance):
             m.d.sync += [

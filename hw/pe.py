@@ -11,22 +11,23 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                   E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator,
-                   bias and written-tag reads; << shift -> S cleared ? bias : acc -> X + product, forwarded
+                   E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator
+                   and written-tag reads; << shift -> S cleared ? 0 : acc -> X + product, forwarded
                    from the three entries ahead -> Wb write
 
 The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
-Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) initialised with the
-bias, one proj bank initialised with 0. Two read-and-reset ports serve the controller:
+Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) holding the sums without
+the bias (the cell read adds it from the bias ROM), one proj bank; all start at 0. Two read-and-reset ports serve
+the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
   cycle t gives, from t+1 and held until the next `en`, the cell's four gate accumulators and three peephole
-  weights; at t+1 the four words are marked cleared (they read as the bias until the MAC writes them).
+  weights (the bias added); at t+1 the four words are marked cleared (they read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 Delta mode keeps the sums from frame to frame: the ports only read. With split sums (one layer,
-hw/design.py) the gate words are reset as above but read as 0 when cleared, and `cell_read` gives four *sum
+hw/design.py) the gate words are reset as above, and `cell_read` gives four *sum
 banks* (one word per cell and gate, starting at the bias) plus the copy, writing that sum back into the sum
 banks at t+1.
 
@@ -77,7 +78,7 @@ class SparsePE(wiring.Component):
     released : Out(1)
         Registered: a word left the FIFO in the previous cycle (a credit for a lane unpacker, hw/lanes.py).
     cell_read : In(CellReadSignature(design))
-        Read-and-reset of one local cell's gate accumulators (marked cleared: it reads as the bias until the next MAC).
+        Read-and-reset of one local cell's gate accumulators (marked cleared: it reads as 0 until the next MAC).
     proj_read : In(ProjReadSignature(design))
         Read-and-reset of one local proj row (reset to 0).
     busy : Out(1)
@@ -136,7 +137,7 @@ class SparsePE(wiring.Component):
             m.submodules[name] = memories[name]
         m.submodules.column_pointers = pointer_mem = memories["column_pointers"]
         cell_depth, gate_depth, proj_depth = shape.cell_depth, shape.gate_depth, shape.proj_depth
-        # A gate word is "cleared" (reads as its bias until the MAC writes it, so a cell's read-and-reset never
+        # A gate word is "cleared" (reads as 0 until the MAC writes it, so a cell's read-and-reset never
         # takes the banks' write port) when its tag differs from the bank's bit in `written_tags` at its
         # address: the MAC writes a word with that bit, a reset sets the four bits to the complement of the
         # four words' tags. One 4-bit memory and a bit per word instead of a flip-flop per word with two writers.
@@ -156,9 +157,6 @@ class SparsePE(wiring.Component):
         else:
             m.submodules.bias_rom = bias_rom = memories["bias_rom"]
         m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
-        if not split:
-            # the bias a cleared word reads as, per gate-bank word (the MAC's copy)
-            m.submodules.mac_bias_rom = mac_bias_rom = memories["mac_bias_rom"]
         m.submodules.multiplier = multiplier = PipelinedMultiplier(signed(weight_bits), word_layout["value"].shape,
                                                                    latency=2)
 
@@ -180,9 +178,6 @@ class SparsePE(wiring.Component):
         else:
             bias_rd = bias_rom.read_port()
         peep_rd = peephole_rom.read_port()
-        if not split:
-            mac_bias_rd = mac_bias_rom.read_port()
-        mac_cleared = [0] * 4 if split else [mac_bias_rd.data[k] for k in range(4)]
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
         # no ready: the producers count the room themselves (flag or credits), so no decision of this PE's
@@ -311,7 +306,10 @@ class SparsePE(wiring.Component):
         # ---- W: walker, one entry address per cycle ------------------------------------------------------
         walk_active = Signal()
         walk_addr = Signal.like(fetched_start)
-        walk_end = Signal.like(fetched_end)
+        # the column's end less two, so the last entry is found by one equality of flip-flops (#10: the adder in
+        # front of it, `walk_addr + 2 == end`, was a routed late path); modular, as the end of a single-entry
+        # column starting at 0 wraps, but then walk_last comes from `single`
+        walk_end_less_2 = Signal.like(fetched_end)
         walk_last = Signal(reset_less=True)          # walk_addr is the column's last entry
         walk_first = Signal(reset_less=True)
         walk = job_fields("walk")
@@ -320,12 +318,12 @@ class SparsePE(wiring.Component):
             *[port.addr.eq(walk_addr) for port in entry_ports],   # truncated to the bank's address
         ]
         with m.If(walk_active):
-            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0), walk_last.eq(walk_addr + 2 == walk_end)]
+            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0), walk_last.eq(walk_addr == walk_end_less_2)]
             with m.If(walk_last):
                 m.d.sync += walk_active.eq(0)
         with m.If(job_taken):
             m.d.sync += [
-                walk_active.eq(1), walk_addr.eq(job.start), walk_end.eq(job.end), walk_first.eq(1),
+                walk_active.eq(1), walk_addr.eq(job.start), walk_end_less_2.eq(job.end - 2), walk_first.eq(1),
                 walk_last.eq(job.single),
             ]
             m.d.sync += copy(walk, job)
@@ -334,8 +332,8 @@ class SparsePE(wiring.Component):
         #   E  entry word on the memory output        -> registered
         #   D  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
         #   R  accumulator address from the row       -> registered; product registered
-        #   A  accumulator, bias and written-tag reads issued; product shifted
-        #   S  old value = cleared (tag != written tag) ? bias : accumulator
+        #   A  accumulator and written-tag reads issued; product shifted
+        #   S  old value = cleared (tag != written tag) ? 0 : accumulator
         #   X  old value corrected by the three newer results not yet written (forwarding); + product
         #   Wb write
         def stage(prefix, fields):
@@ -392,7 +390,7 @@ class SparsePE(wiring.Component):
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
             a["base"].eq(r["base"]), a["row"].eq(r["row"]), a["shift"].eq(r["shift"]),
         ]
-        for port in gate_mac_rd + [proj_mac_rd] + ([] if split else [mac_bias_rd]) + [tags_mac_rd]:
+        for port in gate_mac_rd + [proj_mac_rd] + [tags_mac_rd]:
             m.d.comb += port.addr.eq(a["addr"])
 
         s = stage("s", {**key_layout, **word_key})
@@ -420,25 +418,31 @@ class SparsePE(wiring.Component):
         # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
         # selects registered at A (S's matches against wb and wb2 are A's against X and wb). A's matches are
         # R's against S and X a cycle earlier, in flip-flops (#10: compared at A they were routed late paths)
-        newer = [Signal(name="a_matches_x"), Signal(name="a_matches_wb")]
+        # the selects have no reset: x_base and wb_sum are computed every cycle, used only under the valid flags
+        newer = [Signal(name="a_matches_x", reset_less=True), Signal(name="a_matches_wb", reset_less=True)]
         m.d.sync += [newer[0].eq(same_key(r, s)), newer[1].eq(same_key(r, x))]
-        from_sum = [Signal(name="base_from_wb_sum"), Signal(name="base_from_wb2_sum")]
-        from_proj = Signal(name="base_from_proj")
-        from_gate = [Signal(name=f"base_from_gate{k}") for k in range(4)]
+        from_sum = [Signal(name="base_from_wb_sum", reset_less=True), Signal(name="base_from_wb2_sum", reset_less=True)]
+        from_proj = Signal(name="base_from_proj", reset_less=True)
+        from_gate = [Signal(name=f"base_from_gate{k}", reset_less=True) for k in range(4)]
         stored = ~newer[0] & ~newer[1]
         m.d.sync += [
             from_sum[0].eq(newer[0]), from_sum[1].eq(~newer[0] & newer[1]),
             from_proj.eq(stored & (a["target"] == PROJ_TARGET)),
             *[from_gate[k].eq(stored & (a["target"] == GATE_TARGET) & (a["bank"] == k)) for k in range(4)],
         ]
+        # a gate word counts when its bank is chosen and it is not cleared (a cleared word reads as 0: the bias
+        # is added by the cell read), one flag per bank in front of the OR (#10: the bias as a third choice
+        # per bank kept `x_base` five LUT levels deep, a routed late path)
+        from_written = [Signal(name=f"base_from_written_gate{k}") for k in range(4)]
+        m.d.comb += [from_written[k].eq(from_gate[k] & (port.data.tag == tags_mac_rd.data[k]))
+                     for k, port in enumerate(gate_mac_rd)]
         candidates = [(from_sum[0], sums[0]), (from_sum[1], sums[1]), (from_proj, proj_mac_rd.data)] + [
-            (from_gate[k], Mux(port.data.tag != tags_mac_rd.data[k], mac_cleared[k], port.data.value))
-            for k, port in enumerate(gate_mac_rd)]
+            (from_written[k], port.data.value) for k, port in enumerate(gate_mac_rd)]
         terms = [Signal(signed(acc_bits), name=f"base_term{n}") for n in range(len(candidates))]
         m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
         x_base = Signal(signed(acc_bits), reset_less=True)
         x_product = Signal(signed(acc_bits), reset_less=True)
-        forward = Signal()      # X's word is wb's: S's match against X a cycle earlier
+        forward = Signal(reset_less=True)      # X's word is wb's: S's match against X a cycle earlier
         m.d.sync += [x[key].eq(s[key]) for key in {**key_layout, **word_key}] + [
             x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
             x_base.eq(reduce(operator.or_, terms)),
@@ -474,8 +478,8 @@ class SparsePE(wiring.Component):
         read_tags = Cat(port.data.tag for port in gate_out_rd)
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
         peeps = peep_rd.data
-        cell_values = [Mux(read_cleared[k], 0 if split else bias_rd.data[k], port.data.value)
-                       for k, port in enumerate(gate_out_rd)]
+        # a gate word holds the sum without the bias; cleared, it reads as 0
+        cell_values = [Mux(read_cleared[k], 0, port.data.value) for k, port in enumerate(gate_out_rd)]
         if split:
             # the sums so far plus this frame's copy; written back into the sum bank one cycle after the read
             cell_sums = [Signal(signed(acc_bits), name=f"cell_sum{k}") for k in range(4)]
@@ -485,6 +489,8 @@ class SparsePE(wiring.Component):
                 m.d.comb += [cell_sums[k].eq(sum_rd[k].data + cell_values[k]), sum_wr[k].addr.eq(sum_write_addr),
                              sum_wr[k].data.eq(cell_sums[k])]
             cell_values = cell_sums
+        else:
+            cell_values = [bias_rd.data[k] + value for k, value in enumerate(cell_values)]
         m.d.comb += [
             self.cell_read.data.acc_i.eq(cell_values[0]),
             self.cell_read.data.acc_f.eq(cell_values[1]),

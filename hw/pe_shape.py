@@ -186,11 +186,11 @@ def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, Me
         contents[name] = MemoryContents(unsigned(design.entry_bits), depth,
                                         tuple(entry_words[b * ENTRY_BANK_WORDS:(b + 1) * ENTRY_BANK_WORDS]))
     contents["column_pointers"] = column_pointers(pe, shape, design.pointer_bits)
-    # the value and the "written" tag of a gate word (hw/pe.py); a word starts as its bias with tag 0
+    # the value and the "written" tag of a gate word (hw/pe.py); a word holds its sum without the bias (the
+    # cell read adds it) and starts as 0 with tag 0
     gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
     for k in range(4):
-        contents[f"gate_bank{k}"] = MemoryContents(gate_word, shape.gate_depth,
-                                                   tuple({"value": bias, "tag": 0} for bias in pe.gate_bank_init(k)))
+        contents[f"gate_bank{k}"] = MemoryContents(gate_word, shape.gate_depth, ())
     bias_layout = data.ArrayLayout(signed(acc_bits), 4)
     if pe.split_sums:
         # delta mode, one layer (hw/design.py): a cleared word reads as 0; the sums start at the bias
@@ -200,10 +200,6 @@ def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, Me
         contents["bias_rom"] = MemoryContents(bias_layout, shape.cell_depth, tuple(map(tuple, pe.bias)) or ((0,) * 4,))
     contents["peephole_rom"] = MemoryContents(data.ArrayLayout(signed(numerics.peephole_bits), 3), shape.cell_depth,
                                               tuple(map(tuple, pe.peephole)) or ((0,) * 3,))
-    if not pe.split_sums:
-        # the bias a cleared gate word reads as, per gate-bank word (the MAC's copy)
-        contents["mac_bias_rom"] = MemoryContents(
-            bias_layout, shape.gate_depth, tuple(zip(*(pe.gate_bank_init(k) for k in range(4)))) or ((0,) * 4,))
     contents["phase_rom"] = phase_rom(pe, shape, design.phase_bits)
     contents["layer_rom"] = layer_rom(pe, shape, design.layer_bits)
     return contents

@@ -118,7 +118,7 @@ def test_sixteen_pes_long_projection_back_to_back_restarts(lanes):
 
 def test_design_of_delta_mode_copies_sum_banks_and_wider_words():
     """One layer: split sums (two copies that start at 0, sum banks that start at the bias); more layers:
-    one copy of layer 0 that starts at the bias. A delta is one bit wider than a word."""
+    one copy of layer 0 (the bias added by the cell read). A delta is one bit wider than a word."""
     plain = encoded_model(5, 6, 3, n_pes=2, seed=8)
     delta = AcceleratorDesign.from_encoded(with_thresholds(plain, 1, 1, 1), HardwareParams(lanes=1))
     normal = AcceleratorDesign.from_encoded(plain, HardwareParams(lanes=1))
@@ -127,7 +127,6 @@ def test_design_of_delta_mode_copies_sum_banks_and_wider_words():
     for pe_delta, pe_normal in zip(delta.pes, normal.pes):
         assert pe_delta.gate_depth == pe_normal.gate_depth and pe_delta.alt_base == pe_normal.alt_base > 0
         for gate in range(4):
-            assert pe_delta.gate_bank_init(gate) == [0] * pe_delta.gate_depth
             assert pe_delta.sum_bank_init(gate) == [bias[gate] for bias in pe_normal.bias]
     assert delta.memory_bits()["delta_last_sent"] == (5 + 3 + 6) * delta.numerics.act_bits
     assert "delta_last_sent" not in normal.memory_bits()
@@ -141,7 +140,7 @@ def test_design_of_delta_mode_copies_sum_banks_and_wider_words():
     for pe_delta, pe_normal in zip(delta2.pes, normal2.pes):
         assert pe_delta.gate_depth == pe_normal.gate_depth - pe_normal.cells[0]
         assert pe_delta.alt_base == 0
-        assert pe_delta.gate_bank_init(0) == [bias[0] for bias in pe_normal.bias]
+        assert pe_delta.bias == pe_normal.bias
 
 
 @pytest.mark.parametrize("layers, thresholds, n_pes, lanes", [
