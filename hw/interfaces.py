@@ -40,7 +40,7 @@ __all__ = [
     "elementwise_in_layout", "elementwise_out_layout", "input_word_layout", "output_word_layout",
     "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "y_word_layout",
     "activation_in_layout", "activation_out_layout", "InputWord", "OutputWord",
-    "CellReadSignature", "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
+    "CellReadSignature", "CELL_READ_DATA_LATENCY", "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
     "ReadoutStatusSignature", "elementwise_group_in_layout", "elementwise_group_out_layout",
     "lane_broadcast_layout", "design_lane_broadcast_layout",
 ]
@@ -226,11 +226,14 @@ OutputWord = output_word_layout(16)
 
 # ---- port signatures --------------------------------------------------------------------------------------
 
+CELL_READ_DATA_LATENCY = 2   # the gate banks' read register, then the cell with the bias added (hw/pe.py)
+
+
 class CellReadSignature(wiring.Signature):
     """Read-and-reset of one cell's gate accumulators, seen from the reader.
 
     `en` with (`layer`, `index` = the PE's local cell, `buffer` = accumulator copy of layer 0) at cycle t
-    gives `data` (a `cell_data_layout`) from t+1, held until the next `en`.
+    gives `data` (a `cell_data_layout`) from t + CELL_READ_DATA_LATENCY, held until the next `en`.
     """
 
     def __init__(self, design: AcceleratorDesign):

@@ -46,8 +46,8 @@ class LaneUnpacker(wiring.Component):
 
     Inside: the mask stages (the word registered, then beside its ROM mask word, then with the lanes it keeps), a
     queue (LUT-RAM, a power of two deep) of the words with a column left, each with the column it offers first
-    (lane, value and last computed before the write), and the head: the word being handed
-    over, with the column it offers (`o.payload`) in registers.
+    (lane, value and last registered at stage 3, so the queue is written from flip-flops), and the head: the
+    word being handed over, with the column it offers (`o.payload`) in registers.
 
     Parameters
     ----------
@@ -128,9 +128,9 @@ class LaneUnpacker(wiring.Component):
         # a queue entry also carries the column it offers first (its lowest lane's), so that a word taken from
         # the queue goes into the output registers without a lane search, multiplexer or adder behind the
         # LUT-RAM read (#10: that chain was a routed late path, 9.56 ns)
-        entry_layout = data.StructLayout({
-            **queued_layout.members, "offer_column": self.o.payload.column.shape(),
-            "offer_value": self.o.payload.value.shape(), "offer_last": unsigned(1)})
+        offer_layout = data.StructLayout({"offer_column": self.o.payload.column.shape(),
+                                          "offer_value": self.o.payload.value.shape(), "offer_last": unsigned(1)})
+        entry_layout = data.StructLayout({**queued_layout.members, **offer_layout.members})
         m = Module()
 
         bases, words = self.group_masks()
@@ -162,6 +162,7 @@ class LaneUnpacker(wiring.Component):
         word_3 = Signal(queued_layout, reset_less=True)
         kept_2 = Signal(lanes)      # the word's lanes in which this PE has entries
         sent_3 = Signal(lanes, reset_less=True)
+        offer_3 = Signal(offer_layout, reset_less=True)   # the word's first column: the queue written from flip-flops
         pushed = Signal()           # valid_3 with a lane left; a flip-flop: the counters below start from it
         stored = Signal(entry_layout)
 
@@ -189,7 +190,7 @@ class LaneUnpacker(wiring.Component):
         # the head's next state, from a queued word or from the head itself (its lowest lane cleared), both
         # computed apart from `take` so that only the final choice waits for it
         new_word = data.View(entry_layout, queue_read.data)
-        stored_lane, stored_last = _lowest_lane(m, sent_3, lanes)
+        kept_lane, kept_last = _lowest_lane(m, kept_2, lanes)
         rest = Signal(lanes)
         rest_lane, rest_last = _lowest_lane(m, rest, lanes)
 
@@ -198,9 +199,7 @@ class LaneUnpacker(wiring.Component):
             kept_2.eq(word_2.value & mask_read.data),
             *[stored[name].eq(word_3[name]) for name in queued_layout.members],
             stored.value.eq(sent_3),
-            stored.offer_column.eq(word_3.column + stored_lane),
-            stored.offer_value.eq(word_3.values[stored_lane]),
-            stored.offer_last.eq(stored_last),
+            *[stored[name].eq(offer_3[name]) for name in offer_layout.members],
             queue_write.addr.eq(write_at),
             queue_write.data.eq(stored),
             queue_write.en.eq(pushed),
@@ -223,6 +222,9 @@ class LaneUnpacker(wiring.Component):
             valid_3.eq(valid_2),
             word_3.eq(word_2),
             sent_3.eq(kept_2),
+            offer_3.offer_column.eq(word_2.column + kept_lane),
+            offer_3.offer_value.eq(word_2.values[kept_lane]),
+            offer_3.offer_last.eq(kept_last),
             pushed.eq(valid_2 & kept_2.any()),
             held.eq(held + pushed - finished),
             self.room.eq(held + valid_1 + valid_2 + valid_3 < fifo_depth),

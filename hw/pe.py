@@ -11,9 +11,9 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                   E entry registered -> D row = cursor + z + 1 -> R address; w * value -> A accumulator
-                   and written-tag reads; << shift -> S cleared ? 0 : acc -> X + product, forwarded
-                   from the three entries ahead -> Wb write
+                   E entry registered -> D bank chosen -> B row = cursor + z + 1 -> R address; w * value
+                   -> A accumulator and written-tag reads; << shift -> S cleared ? 0 : acc -> X + product,
+                   forwarded from the three entries ahead -> Wb write
 
 The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
@@ -22,8 +22,9 @@ the bias (the cell read adds it from the bias ROM), one proj bank; all start at 
 the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
-  cycle t gives, from t+1 and held until the next `en`, the cell's four gate accumulators and three peephole
-  weights (the bias added); at t+1 the four words are marked cleared (they read as 0 until the MAC writes them).
+  cycle t gives, from t+2 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
+  accumulators (the bias added) and three peephole weights; at t+1 the four words are marked cleared (they
+  read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 Delta mode keeps the sums from frame to frame: the ports only read. With split sums (one layer,
@@ -329,8 +330,9 @@ class SparsePE(wiring.Component):
             m.d.sync += copy(walk, job)
 
         # ---- MAC pipeline: free-running, one stage per cycle --------------------------------------------------
-        #   E  entry word on the memory output        -> registered
-        #   D  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
+        #   E  entry word on the memory output        -> registered (in the block RAM on an ECP5)
+        #   D  the entry chosen among the banks       -> registered
+        #   B  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
         #   R  accumulator address from the row       -> registered; product registered
         #   A  accumulator and written-tag reads issued; product shifted
         #   S  old value = cleared (tag != written tag) ? 0 : accumulator
@@ -353,31 +355,34 @@ class SparsePE(wiring.Component):
         d_entries = [Signal(unsigned(design.entry_bits), name=f"d_entry{b}", reset_less=True)
                      for b in range(len(entry_mems))]
         m.d.sync += [word.eq(port.data) for word, port in zip(d_entries, entry_ports)]
-        entry = Signal(unsigned(design.entry_bits))     # one bank multiplexer for every field
-        m.d.comb += entry.eq(Array(d_entries)[d["bank"]])
+        # B: one bank multiplexer for every field, into a register before the decode (#10: the block RAM's
+        # output through the multiplexer and the padding test into R's valid was a routed late path, 9.85 ns)
+        b = stage("b", meta)
+        entry = Signal(unsigned(design.entry_bits), reset_less=True)
+        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(Array(d_entries)[d["bank"]])]
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
         cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
-        m.d.comb += row.eq(Mux(d["first"], 0, cursor + 1) + skip)
-        with m.If(d["valid"]):
+        m.d.comb += row.eq(Mux(b["first"], 0, cursor + 1) + skip)
+        with m.If(b["valid"]):
             m.d.sync += cursor.eq(row)
         is_padding = weight == 0
 
         addr_bits = max(len(gate_mac_rd[0].addr), len(proj_mac_rd.addr))
         r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits})
         r_padding = Signal()
-        m.d.sync += [r["valid"].eq(d["valid"] & ~is_padding), r_padding.eq(d["valid"] & is_padding), r["row"].eq(row)]
-        # the counters count a cycle later, from R's registers: counting at D put the entry's zero test and the
+        m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row)]
+        # the counters count a cycle later, from R's registers: counting at the decode put the entry's zero test and the
         # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints)
         with m.If(r["valid"]):
             m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
         with m.If(r_padding):
             m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
-        m.d.sync += [r[key].eq(d[key]) for key in ("target", "base", "shift")]
+        m.d.sync += [r[key].eq(b[key]) for key in ("target", "base", "shift")]
         # operands registered at R, the product at A (inside the DSP block on an ECP5: hw/multiplier.py)
-        m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(d["value"])]
+        m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(b["value"])]
 
         key_layout = {"valid": 1, "target": 1, "bank": 2, "addr": addr_bits}
         # (base, row) names an accumulator word as (bank, addr) does, without the adder: the bases' regions are
@@ -491,15 +496,20 @@ class SparsePE(wiring.Component):
             cell_values = cell_sums
         else:
             cell_values = [bias_rd.data[k] + value for k, value in enumerate(cell_values)]
-        m.d.comb += [
-            self.cell_read.data.acc_i.eq(cell_values[0]),
-            self.cell_read.data.acc_f.eq(cell_values[1]),
-            self.cell_read.data.acc_g.eq(cell_values[2]),
-            self.cell_read.data.acc_o.eq(cell_values[3]),
-            self.cell_read.data.peep_i.eq(peeps[0]),
-            self.cell_read.data.peep_f.eq(peeps[1]),
-            self.cell_read.data.peep_o.eq(peeps[2]),
+        # the cell registered here, after the adders, so the reader's capture across the chip starts from a
+        # flip-flop (#10: the bias adder in front of it was a routed late path); loaded every cycle, as the
+        # read ports hold their data until the next `en`
+        cell_out = Signal.like(self.cell_read.data, reset_less=True)
+        m.d.sync += [
+            cell_out.acc_i.eq(cell_values[0]),
+            cell_out.acc_f.eq(cell_values[1]),
+            cell_out.acc_g.eq(cell_values[2]),
+            cell_out.acc_o.eq(cell_values[3]),
+            cell_out.peep_i.eq(peeps[0]),
+            cell_out.peep_f.eq(peeps[1]),
+            cell_out.peep_o.eq(peeps[2]),
         ]
+        m.d.comb += self.cell_read.data.eq(cell_out)
         proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
         m.d.comb += [
             proj_out_rd.addr.eq(proj_addr), proj_out_rd.en.eq(self.proj_read.en),
@@ -553,7 +563,8 @@ class SparsePE(wiring.Component):
         m.d.sync += [pushed_proj_1.eq(pushed_proj), released_proj_1.eq(released_proj),
                      dropped_proj_1.eq(dropped_proj),
                      proj_words.eq(proj_words + pushed_proj_1 - released_proj_1 - dropped_proj_1)]
-        in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (r["valid"], r["target"]),
+        in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (b["valid"], b["target"]),
+                     (r["valid"], r["target"]),
                      (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
                      (wb["valid"], wb["target"])]
         any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | enqueue_valid | job_queue.r_rdy \

@@ -28,14 +28,15 @@ from amaranth.lib.wiring import In, Out
 
 from .design import AcceleratorDesign
 from .fixed import round_shift_saturate_parts, saturated
-from .interfaces import (CellReadSignature, ProjReadSignature, ReadoutCommandSignature, ReadoutStatusSignature,
-                         elementwise_group_in_layout, y_word_layout)
+from .interfaces import (CELL_READ_DATA_LATENCY, CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
+                         ReadoutStatusSignature, elementwise_group_in_layout, y_word_layout)
 
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data -> registered -> selected, into the queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 5
+# data (CELL_READ_DATA_LATENCY: the bank read, the cell registered after the bias adders) -> registered ->
+# selected, into the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 4 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
@@ -100,14 +101,15 @@ def _captured(m: Module, p: int, port) -> Signal:
     return captured
 
 
-def _captured_if_read(m: Module, p: int, port, en) -> Signal:
-    """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` the cycle before): the
-    rows of PEs are then ORed together, with no row index selecting among them. Such an index, one register
-    driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's worst routed
-    path (#10: 12.4 ns, 88 % routing); the flag here is a register of each PE's own."""
-    was_read = Signal(name=f"pe{p}_was_read")
+def _captured_if_read(m: Module, p: int, port, en, latency: int) -> Signal:
+    """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` `latency` cycles
+    before): the rows of PEs are then ORed together, with no row index selecting among them. Such an index,
+    one register driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's
+    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own."""
+    was_read = [Signal(name=f"pe{p}_was_read_{k}") for k in range(1, latency + 1)]
     captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
-    m.d.sync += [was_read.eq(en), captured.eq(Mux(was_read, port.data, 0))]
+    m.d.sync += [was_read[0].eq(en), *[later.eq(earlier) for earlier, later in zip(was_read, was_read[1:])],
+                 captured.eq(Mux(was_read[-1], port.data, 0))]
     return captured
 
 
@@ -164,9 +166,11 @@ class CellReader(wiring.Component):
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
         read_valid = Signal()                           # stage 2 (1: `decided`): the PEs' enables, registered
         read_group = Signal(design.group_bits, reset_less=True)
-        fetched_valid = Signal()                        # stage 3: the PE ports hold the group
-        fetched_group = Signal(design.group_bits, reset_less=True)
-        captured_valid = Signal()                       # stage 4: every PE's data in a register
+        # stages 3 .. 2 + CELL_READ_DATA_LATENCY: the group in the PEs (the last: the PE ports hold it)
+        fetched_valid = [Signal(name=f"fetched_valid_{k}") for k in range(CELL_READ_DATA_LATENCY)]
+        fetched_group = [Signal(design.group_bits, name=f"fetched_group_{k}", reset_less=True)
+                         for k in range(CELL_READ_DATA_LATENCY)]
+        captured_valid = Signal()                       # then every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
@@ -200,10 +204,12 @@ class CellReader(wiring.Component):
             selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
             m.d.sync += selected.eq((row_sel == row) & exists)
             en = _registered_read(m, p, port, decided & selected, decided_fields)
-            captured.append(_captured_if_read(m, p, port, en))
+            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY))
         m.d.sync += [read_valid.eq(decided), read_group.eq(decided_group),
-                     fetched_valid.eq(read_valid), fetched_group.eq(read_group),
-                     captured_valid.eq(fetched_valid), captured_group.eq(fetched_group)]
+                     fetched_valid[0].eq(read_valid), fetched_group[0].eq(read_group),
+                     *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
+                     *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
+                     captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1])]
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 

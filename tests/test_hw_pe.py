@@ -13,6 +13,7 @@ from amaranth.sim import Simulator
 from sparselstm.hw.design import AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.design import ENTRY_BANK_WORDS
+from sparselstm.hw.interfaces import CELL_READ_DATA_LATENCY
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.pe_shape import pe_memory_contents
 from sparselstm.hw.testing import stream_send
@@ -73,21 +74,21 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
         while ctx.get(dut.busy):
             await ctx.tick()
 
-        async def read_and_reset(port, index):
+        async def read_and_reset(port, index, latency):
             ctx.set(port.en, 1)
             ctx.set(port.layer, layer_index)
             ctx.set(port.index, index)
             await ctx.tick()
             ctx.set(port.en, 0)
-            await ctx.tick()   # the data is held: it must survive an idle cycle
+            await ctx.tick().repeat(latency)   # the data is held: it must survive an idle cycle
             return ctx.get(port.data)
 
         async def read_cell(q):
-            data = await read_and_reset(dut.cell_read, q)
+            data = await read_and_reset(dut.cell_read, q, CELL_READ_DATA_LATENCY)
             return [data.acc_i, data.acc_f, data.acc_g, data.acc_o], [data.peep_i, data.peep_f, data.peep_o]
 
         async def read_proj(r):
-            return await read_and_reset(dut.proj_read, r)
+            return await read_and_reset(dut.proj_read, r, 1)
 
         cells = pe.cells[layer_index]
         result["gates"] = [(await read_cell(q))[0] for q in range(cells)]
@@ -233,17 +234,18 @@ def test_pe_rejects_bad_index():
     gc.collect()   # the half-built component warns when collected: let that happen under this filter
 
 
-async def read_gate_words(ctx, dut, cells, buffer):
-    """Read cells 0 .. cells-1 of accumulator copy `buffer` through `cell_read`, one per cycle: their four
-    gate words each."""
+async def read_gate_words(ctx, dut, cells, buffer=0):
+    """Read cells 0 .. cells-1 of accumulator copy `buffer` through `cell_read`, one per cycle (each cell's
+    data CELL_READ_DATA_LATENCY cycles after its `en`): their four gate words each."""
     values = []
-    for q in range(cells):
-        ctx.set(dut.cell_read.en, 1)
-        ctx.set(dut.cell_read.index, q)
+    for step in range(cells + CELL_READ_DATA_LATENCY - 1):
+        ctx.set(dut.cell_read.en, step < cells)
+        ctx.set(dut.cell_read.index, min(step, cells - 1))
         ctx.set(dut.cell_read.buffer, buffer)
         await ctx.tick()
-        data = ctx.get(dut.cell_read.data)
-        values.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
+        if step >= CELL_READ_DATA_LATENCY - 1:
+            data = ctx.get(dut.cell_read.data)
+            values.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
     ctx.set(dut.cell_read.en, 0)
     return values
 
@@ -362,13 +364,7 @@ def test_pe_words_reset_with_and_without_macs_between_resets():
             await ctx.tick()
             while ctx.get(dut.busy):
                 await ctx.tick()
-            for q in range(cells):
-                ctx.set(dut.cell_read.en, 1)
-                ctx.set(dut.cell_read.index, q)
-                await ctx.tick()
-                data = ctx.get(dut.cell_read.data)
-                got.append([data.acc_i, data.acc_f, data.acc_g, data.acc_o])
-            ctx.set(dut.cell_read.en, 0)
+            got.extend(await read_gate_words(ctx, dut, cells))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
