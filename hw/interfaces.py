@@ -226,7 +226,7 @@ OutputWord = output_word_layout(16)
 
 # ---- port signatures --------------------------------------------------------------------------------------
 
-CELL_READ_DATA_LATENCY = 2   # the gate banks' read register, then the cell with the bias added (hw/pe.py)
+CELL_READ_DATA_LATENCY = 3   # the gate banks' read register, the words beside their bias, their sum (hw/pe.py)
 
 
 class CellReadSignature(wiring.Signature):

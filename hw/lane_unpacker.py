@@ -222,7 +222,9 @@ class LaneUnpacker(wiring.Component):
             valid_3.eq(valid_2),
             word_3.eq(word_2),
             sent_3.eq(kept_2),
-            offer_3.offer_column.eq(word_2.column + kept_lane),
+            # an OR, not an adder: a word with lanes past 0 is a proj group's, whose column is a multiple of
+            # `lanes` (x and y words use lane 0; hw/interfaces.py) (#10: the carry chain here was late)
+            offer_3.offer_column.eq(word_2.column | kept_lane),
             offer_3.offer_value.eq(word_2.values[kept_lane]),
             offer_3.offer_last.eq(kept_last),
             pushed.eq(valid_2 & kept_2.any()),
@@ -247,7 +249,7 @@ class LaneUnpacker(wiring.Component):
             m.d.sync += [
                 head.value.eq(rest),
                 head_last.eq(rest_last),
-                out_column.eq(head.column + rest_lane),
+                out_column.eq(head.column | rest_lane),
                 out_value.eq(head.values[rest_lane]),
             ]
         with m.If(take):

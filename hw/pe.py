@@ -22,7 +22,7 @@ the bias (the cell read adds it from the bias ROM), one proj bank; all start at 
 the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
-  cycle t gives, from t+2 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
+  cycle t gives, from t+3 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
   accumulators (the bias added) and three peephole weights; at t+1 the four words are marked cleared (they
   read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
@@ -494,20 +494,26 @@ class SparsePE(wiring.Component):
                 m.d.comb += [cell_sums[k].eq(sum_rd[k].data + cell_values[k]), sum_wr[k].addr.eq(sum_write_addr),
                              sum_wr[k].data.eq(cell_sums[k])]
             cell_values = cell_sums
-        else:
-            cell_values = [bias_rd.data[k] + value for k, value in enumerate(cell_values)]
-        # the cell registered here, after the adders, so the reader's capture across the chip starts from a
-        # flip-flop (#10: the bias adder in front of it was a routed late path); loaded every cycle, as the
-        # read ports hold their data until the next `en`
+        # two registered stages after the read (CELL_READ_DATA_LATENCY): the words as read (cleared -> 0) beside
+        # their bias, then their sum, so the reader's capture across the chip starts from a flip-flop and the
+        # adder from flip-flops next to it (#10: the cleared multiplexer and the bias adder in one cycle, then in
+        # front of the reader's capture, were routed late paths); loaded every cycle, as the read ports hold
+        # their data until the next `en`
+        read_words = [Signal(signed(acc_bits), name=f"cell_read_word{k}", reset_less=True) for k in range(4)]
+        read_bias = [Signal(signed(acc_bits), name=f"cell_read_bias{k}", reset_less=True) for k in range(4)]
+        read_peeps = Signal.like(peeps, reset_less=True)
+        m.d.sync += [*[word.eq(value) for word, value in zip(read_words, cell_values)], read_peeps.eq(peeps)]
+        if not split:      # with split sums the bias is in the sum banks
+            m.d.sync += [read_bias[k].eq(bias_rd.data[k]) for k in range(4)]
         cell_out = Signal.like(self.cell_read.data, reset_less=True)
         m.d.sync += [
-            cell_out.acc_i.eq(cell_values[0]),
-            cell_out.acc_f.eq(cell_values[1]),
-            cell_out.acc_g.eq(cell_values[2]),
-            cell_out.acc_o.eq(cell_values[3]),
-            cell_out.peep_i.eq(peeps[0]),
-            cell_out.peep_f.eq(peeps[1]),
-            cell_out.peep_o.eq(peeps[2]),
+            cell_out.acc_i.eq(read_words[0] + read_bias[0]),
+            cell_out.acc_f.eq(read_words[1] + read_bias[1]),
+            cell_out.acc_g.eq(read_words[2] + read_bias[2]),
+            cell_out.acc_o.eq(read_words[3] + read_bias[3]),
+            cell_out.peep_i.eq(read_peeps[0]),
+            cell_out.peep_f.eq(read_peeps[1]),
+            cell_out.peep_o.eq(read_peeps[2]),
         ]
         m.d.comb += self.cell_read.data.eq(cell_out)
         proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
