@@ -23,9 +23,9 @@ from functools import reduce
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
+from .credit_queue import CreditQueue
 from .design import AcceleratorDesign
 from .fixed import round_shift_saturate_parts, saturated
 from .interfaces import (CELL_READ_DATA_LATENCY, CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
@@ -175,7 +175,7 @@ class CellReader(wiring.Component):
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
-        m.submodules.queue = queue = SyncFIFO(width=queue_layout.size, depth=CELL_READ_SLOTS)
+        m.submodules.queue = queue = CreditQueue(queue_layout.size, CELL_READ_SLOTS)   # room: `outstanding`
         queued = data.View(queue_layout, queue.w_data)
         head = data.View(queue_layout, queue.r_data)
 
