@@ -409,10 +409,6 @@ class SparsePE(wiring.Component):
         wb2 = stage("wb2", key_layout)
         sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum")]
 
-        def same_word(p, q):
-            return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["bank"] == q["bank"]) \
-                & (p["addr"] == q["addr"])
-
         def same_key(p, q):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["base"] == q["base"]) \
                 & (p["row"] == q["row"])
@@ -447,12 +443,17 @@ class SparsePE(wiring.Component):
         m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
         x_base = Signal(signed(acc_bits), reset_less=True)
         x_product = Signal(signed(acc_bits), reset_less=True)
-        forward = Signal(reset_less=True)      # X's word is wb's: S's match against X a cycle earlier
+        # X's word is wb's: the same pair (an entry and the one just ahead) compared at R against A, from
+        # registers, then carried along with the entry (#10: compared at S against X, the (bank, addr)
+        # comparison in front of `forward` was seed 1's only late path at the CellReader's CreditQueue)
+        follows_own_word = [Signal(name=f"{stage_name}_follows_own_word", reset_less=True) for stage_name in "as"]
+        forward = Signal(reset_less=True)
+        m.d.sync += [follows_own_word[0].eq(same_key(r, a)), follows_own_word[1].eq(follows_own_word[0]),
+                     forward.eq(follows_own_word[1])]
         m.d.sync += [x[key].eq(s[key]) for key in {**key_layout, **word_key}] + [
             x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
             x_base.eq(reduce(operator.or_, terms)),
             x_product.eq(shifted),
-            forward.eq(same_word(s, x)),
         ]
         m.d.sync += [wb[key].eq(x[key]) for key in wb] + [sums[0].eq(Mux(forward, sums[0], x_base) + x_product)]
         # the accumulator banks' write enables decoded a cycle early: each drives the write enable of every
