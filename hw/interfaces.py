@@ -40,7 +40,8 @@ __all__ = [
     "elementwise_in_layout", "elementwise_out_layout", "input_word_layout", "output_word_layout",
     "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "y_word_layout",
     "activation_in_layout", "activation_out_layout", "InputWord", "OutputWord",
-    "CellReadSignature", "CELL_READ_DATA_LATENCY", "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
+    "CellReadSignature", "CELL_READ_DATA_LATENCY",
+    "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
     "ReadoutStatusSignature", "elementwise_group_in_layout", "elementwise_group_out_layout",
     "lane_broadcast_layout", "design_lane_broadcast_layout",
 ]

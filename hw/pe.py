@@ -445,7 +445,7 @@ class SparsePE(wiring.Component):
         x_product = Signal(signed(acc_bits), reset_less=True)
         # X's word is wb's: the same pair (an entry and the one just ahead) compared at R against A, from
         # registers, then carried along with the entry (#10: compared at S against X, the (bank, addr)
-        # comparison in front of `forward` was seed 1's only late path at the CellReader's CreditQueue)
+        # comparison in front of `forward` was the only late path of 727a8c6, seed 1)
         follows_own_word = [Signal(name=f"{stage_name}_follows_own_word", reset_less=True) for stage_name in "as"]
         forward = Signal(reset_less=True)
         m.d.sync += [follows_own_word[0].eq(same_key(r, a)), follows_own_word[1].eq(follows_own_word[0]),
