@@ -100,8 +100,12 @@ sim-regress:
 	$(PYTHON) -m pytest -q -m slow tests/test_cocotb_accelerator.py tests/test_hw_accelerator.py
 
 # build/bench/results.json, report.md and plots (docs/benchmarks.md); then the two older scripts.
+# BENCH_OPTIONS: more options of bench/report.py, e.g. `--routed DIR` (a bench/fmax.py or `sparselstm build`
+# directory: latency at its routed Fmax).
+BENCH_OPTIONS ?=
+
 bench:
-	$(PYTHON) bench/report.py -o $(BUILD)/bench
+	$(PYTHON) bench/report.py -o $(BUILD)/bench $(BENCH_OPTIONS)
 	$(PYTHON) bench/encode_speed.py
 	nice -n 10 $(PYTHON) bench/cycles.py
 

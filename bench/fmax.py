@@ -27,6 +27,10 @@ from pathlib import Path
 
 from sparselstm.hw.boards.bram_registers import absorb_output_registers_in_file
 from sparselstm.hw.boards.flow import PLACER_TIMING_WEIGHT, tool_command
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.sw.format import load_encoded
 
 SHIPPED_MODEL = "models/words-lstmp-sparse.npz"
 TOP = "sparselstm_top"
@@ -200,6 +204,11 @@ def main(argv=None) -> int:
         subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog"),
                         "--streams", str(args.streams), *(() if args.portable else ("--family", "ecp5"))],
                        check=True, stdout=subprocess.DEVNULL)
+        design = AcceleratorDesign.from_encoded(load_encoded(encoded), HardwareParams(streams=args.streams))
+        # kept beside the netlist, so that --skip-synth and --reread report the model they route
+        (out / "model.json").write_text(json.dumps({
+            "encoded": str(Path(encoded).resolve()), "n_pes": design.n_pes, "streams": args.streams,
+            "cycles_per_frame_modelled": predict_cycles(design).steady_state}, indent=1) + "\n")
         verilog = (out / "verilog" / f"{TOP}.v").read_text()
         (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))
         script = (f"read_verilog verilog/{TOP}.v wrapper.v; "
@@ -230,6 +239,8 @@ def main(argv=None) -> int:
               "fmax_mhz": fmax, "target_mhz": TARGET_MHZ, "utilisation": utilisation,
               "critical_paths": critical_paths(report, args.paths),
               **timings}
+    if (out / "model.json").is_file():
+        result.update(json.loads((out / "model.json").read_text()))
     result["late_endpoints"], result["late_total"], result["endpoint_total"] = late_endpoints(
         report, 1000.0 / TARGET_MHZ, args.instances)
     (out / "fmax.json").write_text(json.dumps(result, indent=1))

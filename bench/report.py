@@ -7,9 +7,12 @@ how to read it) and OUT/*.png (with matplotlib). --tiny runs a few-second config
 models (for tests/test_bench_report.py). In order: the timed parts at normal priority (CPU baselines:
 PyTorch, onnxruntime, golden model; encoder time), then at --nice: the cycle-model sweep over PE counts and
 pruning variants with latency, throughput and efficiency at the stated clocks, per-PE loads, model size,
-a few frames of the RTL in the Amaranth simulator, and the ESE-size model on Verilator at --ese-rtl-pes
-(bench/ese_rtl.py). About 4 minutes on 2 shared cores without the last part; its Verilator builds take
-about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs (docs/benchmarks.md).
+a few frames of the RTL in the Amaranth simulator, simulated cycles per second of the shipped model on Icarus
+and Verilator (bench/sim_rates.py), and the ESE-size model on Verilator at --ese-rtl-pes (bench/ese_rtl.py).
+`--routed DIR` (a bench/fmax.py or `sparselstm build` directory) adds latency at that build's routed Fmax.
+About 4 minutes on 2 shared cores without the last two parts (the shipped model's Verilator build takes about 2
+minutes); the ESE-size Verilator builds take about 2, 6 and 9 minutes of CPU at 32, 64 and 128 PEs
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ import baselines
 import elsewhere
 import ese_rtl
 import report_markdown
+import routed
+import sim_rates
 from sparselstm.hw.params import HardwareParams
 from sparselstm.spec.numerics import Numerics
 from sparselstm.sw.fixedpoint import quantize_input
@@ -38,8 +43,10 @@ from sweep import (COUNTED, MODELLED, SIMULATED, Workload, dense_weights, lanes_
 
 ROOT = Path(__file__).resolve().parent.parent
 CLOCKS_MHZ = {"ULX3S target": 125.0, "ESE's clock": 200.0}
-TIMING_CLOSURE = ("No board build has met timing yet: the clocks are stated assumptions, not place-and-route "
-                  "results (bench/fmax.py measures Fmax separately).")
+TIMING_CLOSURE = ("The clocks are stated, for comparison; the routed builds named by --routed (bench/fmax.py, "
+                  "`sparselstm build`) give latency at a place-and-route Fmax (section 'At a routed clock').")
+NO_ROUTED_BUILD = ("No routed build was named (--routed DIR of bench/fmax.py or `sparselstm build`): the clocks are "
+                   "stated assumptions, not place-and-route results.")
 # Multipliers besides the one per PE, read off hw/elementwise.py: f*c, i*g, o*tanh(c) and 5 activation lanes
 # (interpolation), plus p_i*c, p_f*c, p_o*c with peepholes.
 ELEMENTWISE_MULTIPLIERS, PEEPHOLE_MULTIPLIERS = 8, 3
@@ -63,6 +70,13 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--ese-rtl-pes", default=None, help="PE counts of the ESE-size model on Verilator "
                         f"(default {','.join(map(str, ese_rtl.PE_COUNTS))}, none with --tiny; '' skips it)")
     parser.add_argument("--ese-rtl-frames", type=int, default=4, help="frames of the ESE-size model on Verilator")
+    for simulator in sim_rates.SIMULATORS:
+        parser.add_argument(f"--{simulator}-frames", type=int, default=sim_rates.DEFAULT_FRAMES[simulator],
+                            help=f"frames of the shipped model at --rtl-pes on {simulator}, for its simulated cycles "
+                                 f"per second (0: leave it out; default {sim_rates.DEFAULT_FRAMES[simulator]})")
+    parser.add_argument("--routed", type=Path, action="append", default=[], metavar="DIR",
+                        help="a routed build: the output directory of bench/fmax.py or `sparselstm build` "
+                             "(repeatable); the report gives microseconds per frame at its Fmax")
     parser.add_argument("--shipped-sparse", type=Path, default=ROOT / "models" / "words-lstmp-sparse.npz")
     parser.add_argument("--shipped-dense", type=Path, default=ROOT / "models" / "words-lstmp.npz")
     parser.add_argument("--nice", type=int, default=10, help="niceness of the untimed heavy parts")
@@ -71,6 +85,7 @@ def parse_arguments(argv=None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.tiny:
         args.pes, args.frames, args.repeats, args.rtl_frames, args.rtl_pes = "2,4", 8, 1, 3, 2
+        args.icarus_frames, args.verilator_frames = 3, 0   # a Verilator build is too slow for the tiny test
     if args.ese_rtl_pes is None:    # a Verilator build is too slow for the tiny test of the script
         args.ese_rtl_pes = "" if args.tiny else ",".join(map(str, ese_rtl.PE_COUNTS))
     try:
@@ -88,6 +103,12 @@ def parse_arguments(argv=None) -> argparse.Namespace:
             parser.error(f"--{name} must be >= 1")
     if args.rtl_frames not in range(3, 1000) and args.rtl_frames != 0:
         parser.error("--rtl-frames: 0 (skip) or >= 3 (a start, steady-state frames, an end)")
+    if min(args.icarus_frames, args.verilator_frames) < 0:
+        parser.error("--icarus-frames / --verilator-frames must be >= 0")
+    try:
+        args.routed_builds = [routed.load_routed(path) for path in args.routed]
+    except ValueError as error:
+        parser.error(f"--routed: {error}")
     return args
 
 
@@ -196,7 +217,7 @@ def run(args, log=print) -> dict:
     results = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "command": " ".join(sys.argv),
                         "tiny": args.tiny, "machine": machine(), "pe_counts": args.pe_counts,
                         "hardware_params": params.to_dict(), "clocks_mhz": CLOCKS_MHZ,
-                        "timing_closure": TIMING_CLOSURE},
+                        "timing_closure": TIMING_CLOSURE if args.routed_builds else NO_ROUTED_BUILD},
                "models": {key: {"label": w.label, "family": w.family, "density": w.density,
                                 "index_bits": w.numerics.index_bits, **model_sizes(w.model)}
                           for key, w in loaded.items()}}
@@ -230,6 +251,7 @@ def run(args, log=print) -> dict:
     log("interleaved streams")
     results["streams"] = {"source": MODELLED, "rows": [
         row for key in ("shipped", "ese") for row in streams_sweep(loaded[key], lane_pes, STREAM_COUNTS, params, log)]}
+    results["routed"] = routed.routed_section(args.routed_builds)
     ese_nonzeros = next(r["nonzeros"] for r in rows if r["model"] == "ese" and r["balanced"])
     results["elsewhere"]["ese_one_stream"] = elsewhere.ese_one_stream(ese_nonzeros)
     seconds["sweep"] = time.perf_counter() - start
@@ -250,10 +272,17 @@ def run(args, log=print) -> dict:
             f"{results['rtl']['predicted_steady_cycles_per_frame']} predicted")
     else:
         results["rtl"] = {"skipped": "--rtl-frames 0", "source": SIMULATED}
-    results["rtl_other_simulators"] = {"simulators": "Icarus Verilog, Verilator",
-                                       "simulated_cycles_per_second": None,
-                                       "source": "not measured here (make sim runs them; no timing taken)"}
     seconds["rtl"] = time.perf_counter() - start
+
+    log("simulated cycles per second: Icarus, Verilator")
+    start = time.perf_counter()
+    frames = {simulator: getattr(args, f"{simulator}_frames") for simulator in sim_rates.SIMULATORS}
+    features = None
+    if args.tiny:
+        features = np.random.default_rng(4).normal(0.0, 1.0, (max(frames.values()), loaded["shipped"].model.input_size))
+    results["simulator_speed"] = sim_rates.measure(loaded["shipped"], args.rtl_pes, frames,
+                                                   args.output / "sim-rates", features, params, log)
+    seconds["simulator_speed"] = time.perf_counter() - start
 
     log("ESE-size model on Verilator")
     start = time.perf_counter()

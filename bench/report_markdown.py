@@ -147,7 +147,7 @@ def _streams(results: dict) -> list[str]:
 
 
 def _rtl(results: dict) -> list[str]:
-    rtl, other = results["rtl"], results["rtl_other_simulators"]
+    rtl = results["rtl"]
     lines = ["## RTL against the cycle model", ""]
     if "skipped" in rtl:
         lines += [f"RTL simulation skipped ({rtl['skipped']}); source would be: {rtl['source']}.", ""]
@@ -158,8 +158,33 @@ def _rtl(results: dict) -> list[str]:
                         [[rtl["model"], rtl["n_pes"], rtl["lanes"], rtl["frames"], rtl["steady_cycles_per_frame"],
                           rtl["predicted_steady_cycles_per_frame"], f"{100 * rtl['prediction_error']:+.2f} %",
                           rtl["pe_busy_fraction"], rtl["bit_exact_vs_golden"], rtl["simulated_cycles_per_second"]]])
-    lines += [f"Simulated cycles per second on {other['simulators']}: {other['source']}.", ""]
     return lines
+
+
+def _simulator_speed(results: dict) -> list[str]:
+    section = results["simulator_speed"]
+    lines = ["## Simulated cycles per second", "", f"Source: {section['source']}. Model: {section['model']}; "
+             "one job each (`make sim` runs one per core).", ""]
+    rows = [[r["simulator"], r.get("harness", "-"), r["n_pes"], r.get("frames", "-"), r.get("cycles", "-"),
+             r.get("simulation_seconds"), r.get("cycles_per_second"), r.get("cycles_per_cpu_second"),
+             r.get("build_seconds"), r.get("load_average"),
+             "bit-exact" if r["passed"] else r.get("error", f"{r.get('mismatches')} mismatching words")]
+            for r in section["rows"]]
+    return lines + _table(["simulator", "harness", "PEs", "frames", "cycles", "simulation s (wall)", "cycles/s (wall)",
+                           "cycles/s (CPU)", "build s", "load average", "outcome"], rows) + [""]
+
+
+def _routed(results: dict) -> list[str]:
+    section = results["routed"]
+    lines = ["## At a routed clock", ""]
+    if not section["rows"]:
+        return lines + [results["meta"]["timing_closure"], ""]
+    lines += [f"Source: {section['source']}.", ""]
+    rows = [[r["kind"], r["directory"], r["stage"], r["seed"], r["n_pes"], r["fmax_mhz"], r["target_mhz"],
+             "met" if r["met"] else "NOT met", r["cycles_per_frame_modelled"], r["us_per_frame"],
+             ", ".join(f"{kind} {used}" for kind, used in r["utilisation"].items())] for r in section["rows"]]
+    return lines + _table(["build", "directory", "stage", "seed", "PEs", "Fmax MHz", "target MHz", "timing",
+                           "cycles/frame (modelled)", "us per frame at Fmax", "utilisation"], rows) + [""]
 
 
 def _balance(results: dict) -> list[str]:
@@ -303,6 +328,7 @@ def _percent(fraction) -> str:
 
 def render(results: dict) -> str:
     lines = []
-    for section in (_intro, _targets, _sweep, _lanes, _streams, _rtl, _ese_rtl, _balance, _latency, _efficiency, _encoder_and_size, _plots):
+    for section in (_intro, _targets, _routed, _sweep, _lanes, _streams, _rtl, _simulator_speed, _ese_rtl, _balance,
+                    _latency, _efficiency, _encoder_and_size, _plots):
         lines += section(results)
     return "\n".join(lines)

@@ -1,0 +1,68 @@
+"""Routed builds in `make bench`: the Fmax that nextpnr reports for a build of bench/fmax.py (the accelerator in
+its timing wrapper) or of `sparselstm build` (the board top), and the accelerator's microseconds per frame at
+that clock, so that the report's latency is not only at stated clocks.
+
+A build directory is read as it is left: `fmax.json` (bench/fmax.py) or `report.json` (`sparselstm build`). The
+PE count and the modelled cycles per frame come from the JSON (both tools write them), or, for runs of older
+code, from the encoded model in DIR/encoded (bench/fmax.py --pes keeps it there).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sparselstm.hw.cycle_model import predict_cycles
+from sparselstm.hw.design import AcceleratorDesign
+from sparselstm.hw.params import HardwareParams
+from sparselstm.sw.format import load_encoded
+
+ROUTED = "routed (nextpnr's report of the build named; microseconds: modelled cycles per frame at its Fmax)"
+KINDS = {"fmax.json": "accelerator in bench/fmax.py's timing wrapper", "report.json": "board top (sparselstm build)"}
+
+
+def _model_figures(directory: Path, data: dict, name: str) -> tuple[int, int]:
+    if isinstance(data.get("n_pes"), int) and isinstance(data.get("cycles_per_frame_modelled"), int):
+        return data["n_pes"], data["cycles_per_frame_modelled"]
+    encoded = directory / "encoded"
+    if not encoded.is_dir():
+        raise ValueError(f"{directory / name}: no 'n_pes' and 'cycles_per_frame_modelled', and no {encoded} to "
+                         "read them from")
+    design = AcceleratorDesign.from_encoded(load_encoded(encoded), HardwareParams())
+    return design.n_pes, predict_cycles(design).steady_state
+
+
+def load_routed(directory) -> dict:
+    """One build: its kind, stage (routed or placed), seed, Fmax, target, whether it met it, PEs, modelled
+    cycles per frame and utilisation. ValueError names the file and what is missing."""
+    directory = Path(directory)
+    name = next((n for n in KINDS if (directory / n).is_file()), None)
+    if name is None:
+        raise ValueError(f"{directory}: neither fmax.json (bench/fmax.py) nor report.json (sparselstm build)")
+    path = directory / name
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from None
+    if name == "fmax.json":
+        if not data.get("fmax_mhz"):
+            raise ValueError(f"{path}: 'fmax_mhz' missing or empty (did nextpnr finish?)")
+        fmax = min(data["fmax_mhz"].values())
+        target, stage = float(data["target_mhz"]), data.get("stage", "routed")
+        utilisation = data.get("utilisation", {})
+        late = {"late_register_inputs": data.get("late_total"), "register_inputs": data.get("endpoint_total")}
+    else:
+        if "board" not in data or not data.get("clocks"):
+            raise ValueError(f"{path}: not a `sparselstm build` report ('board' and 'clocks' expected)")
+        fmax = min(clock["achieved_mhz"] for clock in data["clocks"].values())
+        target, stage = min(clock["target_mhz"] for clock in data["clocks"].values()), "routed"
+        utilisation = {kind: f"{u['used']}/{u['available']}" for kind, u in data.get("utilisation", {}).items()}
+        late = {}
+    n_pes, cycles = _model_figures(directory, data, name)
+    return {"directory": str(directory), "kind": KINDS[name], "stage": stage, "seed": data.get("seed"),
+            "fmax_mhz": fmax, "target_mhz": target, "met": fmax >= target, "n_pes": n_pes,
+            "cycles_per_frame_modelled": cycles, "us_per_frame": cycles / fmax, "utilisation": utilisation, **late}
+
+
+def routed_section(builds: list[dict]) -> dict:
+    return {"source": ROUTED, "rows": builds}
