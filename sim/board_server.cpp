@@ -195,9 +195,11 @@ int main(int argc, char** argv) {
         board->eval();
         ++cycle;
     };
-    board->rst = 1;
+    board->rst = 1;            // the clock domain's reset
+    board->reset = 1;          // the board's reset port (SerialBoard.reset), as a board top drives it
     for (int i = 0; i < RESET_CYCLES; ++i) tick(1);
     board->rst = 0;
+    board->reset = 0;
 
     int listener = listen_on_loopback(port);
     int connection = accept(listener, nullptr, nullptr);

@@ -16,7 +16,7 @@ from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
 from sparselstm.hw.boards.serial_board import link_frames_per_second
 from sparselstm.spec.host_link import Command, Reply
 from sparselstm.spec.errors import ParameterError
-from sparselstm.sw.format import write_encoded
+from sparselstm.sw.format import load_encoded, write_encoded
 from sparselstm.sw.hostlink.frames import encode_frame
 from sparselstm.sw.model import random_model
 from sparselstm.sw.pipeline import compress_and_encode
@@ -125,6 +125,8 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     assert (tmp_path / f"{TOP_NAME}.bit").stat().st_size > 0
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["seed"] == 3 and report["bitstream"] == f"{TOP_NAME}.bit"
+    assert report["n_pes"] == load_encoded(tiny_encoded).n_pes and report["cycles_per_frame_modelled"] > 0
+    assert len(bytes.fromhex(report["model_id"])) > 0
     assert report["placer_timing_weight"] == PLACER_TIMING_WEIGHT
     assert set(report["utilisation"]) == {"TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D"}
     assert report["clocks"] and all({"target_mhz", "achieved_mhz", "met"} <= set(c) for c in report["clocks"].values())

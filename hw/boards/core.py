@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, ResetInserter
+from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -29,6 +29,8 @@ class BoardCore(wiring.Component):
     """An Accelerator and the HostLink that feeds it, reset by the link's RESET command.
 
     Ports:
+      reset                In(1): the board's reset (for a top whose clock domain has none: the accelerator's
+                           reset then comes from one flip-flop, not an OR of two in front of its every register)
       rx, rx_overrun, tx   as HostLink (bytes from and to the UART)
       busy                 Out(1): the accelerator has a frame in flight
       activity, error      as HostLink (for status LEDs)
@@ -51,6 +53,7 @@ class BoardCore(wiring.Component):
             rx_buffer_bytes=rx_buffer_bytes or default_rx_buffer_bytes(design.input_size),
             timeout_cycles=timeout_cycles, quiet_cycles=quiet_cycles, clock_hz=clock_hz)
         super().__init__({
+            "reset": In(1),
             "rx": In(stream.Signature(8)),
             "rx_overrun": In(1),
             "tx": Out(stream.Signature(8)),
@@ -62,8 +65,9 @@ class BoardCore(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         accelerator, link = self.accelerator, self.link
-        m.submodules.link = link
-        m.submodules.accelerator = ResetInserter(link.accelerator_reset)(accelerator)
+        m.submodules.link = ResetInserter(self.reset)(link)
+        accelerator_reset = Signal(init=1)      # high from configuration until the board's reset is released
+        m.submodules.accelerator = ResetInserter(accelerator_reset)(accelerator)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.i, accelerator.i)
@@ -77,4 +81,5 @@ class BoardCore(wiring.Component):
             self.activity.eq(link.activity),
             self.error.eq(link.error),
         ]
+        m.d.sync += accelerator_reset.eq(self.reset | link.accelerator_reset)
         return m

@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from ...spec.errors import ParameterError
+from ..cycle_model import predict_cycles
 from ..design import AcceleratorDesign
 from .bram_registers import absorb_output_registers_in_file
 from .kcu105 import KCU105Top, kcu105_resources
@@ -132,6 +133,7 @@ class ULX3SBuild:
             raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
         self.pll = ecp5_pll_config(freq_hz, ULX3S_OSCILLATOR_HZ)
         self.top = ULX3STop(design, model_id, self.pll, baud)
+        self.design, self.model_id = design, model_id
         self.directory = Path(directory)
         self.requested_hz, self.seed, self.requested_baud, self.progress = freq_hz, seed, baud, progress
         self.platform = ULX3S_85F_Platform()
@@ -144,7 +146,7 @@ class ULX3SBuild:
             script_after_synth=f"tee -q -o {TOP_NAME}.stat.json stat -json",
             nextpnr_opts=["--seed", str(self.seed), "--router", "router1", "--timing-allow-fail",
                           "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT),
-                          "--report", f"{TOP_NAME}.report.json"])
+                          "--report", f"{TOP_NAME}.report.json", "--detailed-timing-report"])
         plan.extract(self.directory)
         return json.loads((self.directory / f"build_{TOP_NAME}.json").read_text())["commands"]
 
@@ -176,6 +178,9 @@ class ULX3SBuild:
             "board": "ulx3s-85f",
             "device": self.platform.device,
             "bitstream": f"{TOP_NAME}.bit",
+            "model_id": self.model_id.hex(),
+            "n_pes": self.design.n_pes,
+            "cycles_per_frame_modelled": predict_cycles(self.design).steady_state,
             "seed": self.seed,
             "placer_timing_weight": PLACER_TIMING_WEIGHT,
             "requested_mhz": self.requested_hz / 1e6,

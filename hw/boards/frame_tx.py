@@ -19,8 +19,13 @@ class FrameTransmitter(wiring.Component):
     Ports:
       header   In(stream of {type, length}): starts a frame; taken when the previous frame is sent
       payload  In(stream of 8-bit bytes): exactly `length` bytes are taken per frame
-      o        Out(stream of 8-bit bytes): the frame
+      o        Out(stream of 8-bit bytes): the frame, from a register
       busy     Out(1): a frame is being sent
+
+    Every byte goes through an output register, and `payload.ready` is that register's emptiness: no path
+    runs from the UART's ready through this block into the sender, nor from the sender's byte multiplexers
+    into the CRC, which is updated from the register as its byte leaves. At most a byte every other cycle,
+    far above any UART's rate.
     """
 
     def __init__(self):
@@ -37,8 +42,17 @@ class FrameTransmitter(wiring.Component):
         frame_type = Signal(8)
         length = Signal(16)
         remaining = Signal(16)
-        sent = self.o.valid & self.o.ready
-        m.d.comb += checksum.data.eq(self.o.payload)
+        offer = Signal(8)                   # the byte the current state would send
+        offer_valid = Signal()
+        offer_checked = Signal()            # the CRC covers it (type, length, payload)
+        held_checked = Signal()
+        taken = offer_valid & ~self.o.valid     # the output register is empty: it loads the offer
+        state_busy = Signal()
+        m.d.comb += [
+            checksum.data.eq(self.o.payload),
+            checksum.valid.eq(self.o.valid & self.o.ready & held_checked),
+            self.busy.eq(state_busy | self.o.valid),
+        ]
 
         with m.FSM():
             with m.State("IDLE"):
@@ -47,35 +61,40 @@ class FrameTransmitter(wiring.Component):
                     m.d.sync += [frame_type.eq(self.header.payload.type),
                                  length.eq(self.header.payload.length),
                                  remaining.eq(self.header.payload.length)]
-                    m.d.comb += checksum.start.eq(1)
+                    m.d.comb += checksum.start.eq(1)     # the register holds the last CRC byte or nothing
                     m.next = "SYNC"
             with m.State("SYNC"):
-                m.d.comb += [self.busy.eq(1), self.o.payload.eq(SYNC), self.o.valid.eq(1)]
-                with m.If(sent):
+                m.d.comb += [state_busy.eq(1), offer.eq(SYNC), offer_valid.eq(1)]
+                with m.If(taken):
                     m.next = "TYPE"
             for state, byte, following in (("TYPE", frame_type, "LENGTH_LOW"),
                                            ("LENGTH_LOW", length[:8], "LENGTH_HIGH"),
                                            ("LENGTH_HIGH", length[8:], "PAYLOAD")):
                 with m.State(state):
-                    m.d.comb += [self.busy.eq(1), self.o.payload.eq(byte), self.o.valid.eq(1),
-                                 checksum.valid.eq(sent)]
-                    with m.If(sent):
+                    m.d.comb += [state_busy.eq(1), offer.eq(byte), offer_valid.eq(1), offer_checked.eq(1)]
+                    with m.If(taken):
                         m.next = following
             with m.State("PAYLOAD"):
-                m.d.comb += self.busy.eq(1)
+                m.d.comb += state_busy.eq(1)
                 with m.If(remaining == 0):
                     m.next = "CRC_HIGH"
                 with m.Else():
-                    m.d.comb += [self.o.payload.eq(self.payload.payload), self.o.valid.eq(self.payload.valid),
-                                 self.payload.ready.eq(self.o.ready), checksum.valid.eq(sent)]
-                    with m.If(sent):
+                    m.d.comb += [offer.eq(self.payload.payload), offer_valid.eq(self.payload.valid),
+                                 offer_checked.eq(1), self.payload.ready.eq(~self.o.valid)]
+                    with m.If(taken):
                         m.d.sync += remaining.eq(remaining - 1)
+            # the CRC is complete once the last payload byte has left the register
             with m.State("CRC_HIGH"):
-                m.d.comb += [self.busy.eq(1), self.o.payload.eq(checksum.crc[8:]), self.o.valid.eq(1)]
-                with m.If(sent):
+                m.d.comb += [state_busy.eq(1), offer.eq(checksum.crc[8:]), offer_valid.eq(1)]
+                with m.If(taken):
                     m.next = "CRC_LOW"
             with m.State("CRC_LOW"):
-                m.d.comb += [self.busy.eq(1), self.o.payload.eq(checksum.crc[:8]), self.o.valid.eq(1)]
-                with m.If(sent):
+                m.d.comb += [state_busy.eq(1), offer.eq(checksum.crc[:8]), offer_valid.eq(1)]
+                with m.If(taken):
                     m.next = "IDLE"
+
+        with m.If(taken):
+            m.d.sync += [self.o.payload.eq(offer), self.o.valid.eq(1), held_checked.eq(offer_checked)]
+        with m.Elif(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
         return m

@@ -53,8 +53,9 @@ class HostLink(wiring.Component):
       i                  Out(stream of the accelerator's input words {value, first})
       o                  In(stream of the accelerator's output words {value, last})
       busy, frames_done, cycles   In: the accelerator's status (read by COUNTERS)
-      accelerator_reset  Out(1): one-cycle pulse on RESET, from a register (it reaches every accelerator
-                         register)
+      accelerator_reset  Out(1): high for RESET_PULSE_CYCLES cycles on RESET, from a register; the output
+                         stream is left alone meanwhile, so the accelerator may take the reset a cycle late
+                         (BoardCore registers it once more, to drive its reset net from one flip-flop)
       activity           Out(1): a byte was received or sent this cycle
       error              Out(1): one-cycle pulse when an ERROR frame is posted
 
@@ -118,8 +119,16 @@ class HostLink(wiring.Component):
         # ---- receive buffer and line activity -----------------------------------------------------------
         m.d.comb += [rx_buffer.w_data.eq(self.rx.payload), rx_buffer.w_en.eq(self.rx.valid),
                      self.rx.ready.eq(rx_buffer.w_rdy)]
-        byte, byte_valid, take = rx_buffer.r_data, rx_buffer.r_rdy, Signal()
-        m.d.comb += [rx_buffer.r_en.eq(take), rx_crc.data.eq(byte)]
+        # The parser reads a register loaded from the buffer, not the buffer's block RAM output, which comes
+        # late in the cycle (an ECP5 build's worst path ran from it into the parser's state); at most a byte
+        # every other cycle, ten times a UART's rate at 4 cycles a bit.
+        byte, byte_valid, take = Signal(8), Signal(), Signal()
+        m.d.comb += [rx_buffer.r_en.eq(~byte_valid & rx_buffer.r_rdy), rx_crc.data.eq(byte)]
+        with m.If(rx_buffer.r_en):
+            m.d.sync += [byte.eq(rx_buffer.r_data), byte_valid.eq(1)]
+        with m.Elif(take):
+            m.d.sync += byte_valid.eq(0)
+        nothing_received = ~byte_valid & ~rx_buffer.r_rdy
         received = self.rx.valid & self.rx.ready
         m.d.comb += self.activity.eq(received | (self.tx.valid & self.tx.ready))
         longest_wait = max(self.timeout_cycles, self.quiet_cycles)
@@ -128,8 +137,8 @@ class HostLink(wiring.Component):
             m.d.sync += idle_cycles.eq(0)
         with m.Elif(idle_cycles != longest_wait):
             m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        starved = ~byte_valid & (idle_cycles >= self.timeout_cycles)
-        quiet = ~byte_valid & (idle_cycles >= self.quiet_cycles)
+        starved = nothing_received & (idle_cycles >= self.timeout_cycles)
+        quiet = nothing_received & (idle_cycles >= self.quiet_cycles)
         overrun_seen = Signal()
         with m.If(self.rx_overrun):
             m.d.sync += overrun_seen.eq(1)
@@ -143,7 +152,8 @@ class HostLink(wiring.Component):
         error_type = Signal(8)
         counters = Signal(8 * COUNTERS_BYTES)
         hold_output = Signal()              # a RESET is about to cut the output stream
-        m.d.sync += self.accelerator_reset.eq(0)
+        reset_second_cycle = Signal()
+        m.d.sync += [self.accelerator_reset.eq(reset_second_cycle), reset_second_cycle.eq(0)]
 
         # ---- parser ----------------------------------------------------------------------------------------
         frame_type = Signal(8)
@@ -238,7 +248,7 @@ class HostLink(wiring.Component):
             with m.State("RESET"):
                 m.d.comb += hold_output.eq(1)
                 with m.If(slot_free & ~framer.busy):
-                    m.d.sync += self.accelerator_reset.eq(1)
+                    m.d.sync += [self.accelerator_reset.eq(1), reset_second_cycle.eq(1)]
                     m.d.sync += [reply_pending.eq(1), reply_type.eq(Reply.ACK)]
                     m.next = "HUNT"
             with m.State("REPLY"):

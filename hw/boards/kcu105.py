@@ -10,9 +10,9 @@ where this was checked (docs/boards.md).
 from __future__ import annotations
 
 from amaranth.build import Attrs, Pins, Resource, Subsignal
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer
 
 from ..design import AcceleratorDesign
 from .serial_board import SerialBoard, connect_to_pins
@@ -43,11 +43,15 @@ class KCU105Top(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
+        # no domain reset: the board's reset reaches the board through its port, and the accelerator's
+        # registers only through BoardCore's one flip-flop (docs/boards.md)
+        m.domains.sync = ClockDomain("sync", reset_less=True)
         m.submodules.clk125 = clk125 = io.Buffer("i", platform.request("clk125", 0, dir="-"))
         m.d.comb += ClockSignal("sync").eq(clk125.i)
         m.submodules.cpu_reset = cpu_reset = io.Buffer("i", platform.request("cpu_reset", 0, dir="-"))
-        m.submodules.reset = ResetSynchronizer(cpu_reset.i, domain="sync")
+        board_reset = Signal(init=1)
+        m.submodules.reset = AsyncFFSynchronizer(cpu_reset.i, board_reset, o_domain="sync")
+        m.d.comb += self.board.reset.eq(board_reset)
 
         m.submodules.board = self.board
         connect_to_pins(m, platform, self.board)

@@ -10,7 +10,8 @@ __all__ = ["PulseStretcher"]
 
 
 class PulseStretcher(wiring.Component):
-    """`o` is high while `i` is high and for `cycles` cycles after.
+    """`o` is high from the cycle after `i` is high and for `cycles` cycles after that. `i` is registered
+    first: the LED pins are far from the logic that signals, and a cycle is nothing to an eye.
 
     Ports:
       i  In(1)
@@ -27,10 +28,12 @@ class PulseStretcher(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        event = Signal()
         remaining = Signal(range(self.cycles + 1))
-        with m.If(self.i):
+        m.d.sync += event.eq(self.i)
+        with m.If(event):
             m.d.sync += remaining.eq(self.cycles)
         with m.Elif(remaining != 0):
             m.d.sync += remaining.eq(remaining - 1)
-        m.d.comb += self.o.eq(self.i | (remaining != 0))
+        m.d.comb += self.o.eq(event | (remaining != 0))
         return m

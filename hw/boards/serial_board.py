@@ -3,7 +3,7 @@ the status LEDs."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -31,6 +31,7 @@ class SerialBoard(wiring.Component):
     """BoardCore on a UART, with status LEDs.
 
     Ports:
+      reset      In(1): the board's reset (a top whose clock domain has no reset drives it; see BoardCore)
       rx         In(1), init 1: the UART line from the host
       tx         Out(1), init 1: the UART line to the host
       led_busy   Out(1): the accelerator is computing (stretched to be visible)
@@ -57,6 +58,7 @@ class SerialBoard(wiring.Component):
             quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz) if quiet_cycles is None else quiet_cycles,
             rx_buffer_bytes=rx_buffer_bytes)
         super().__init__({
+            "reset": In(1),
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
             "led_busy": Out(1),
@@ -73,26 +75,29 @@ class SerialBoard(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
-        m.submodules.uart_rx = uart_rx = UARTReceiver(self.divisor)
-        m.submodules.uart_tx = uart_tx = UARTTransmitter(self.divisor)
-        m.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx), core.rx_overrun.eq(uart_rx.overrun)]
-        wiring.connect(m, uart_rx.o, core.rx)
-        wiring.connect(m, core.tx, uart_tx.i)
+        # everything but the core, which takes the reset as a port, under the board's reset
+        board = Module()
+        board.submodules.uart_rx = uart_rx = UARTReceiver(self.divisor)
+        board.submodules.uart_tx = uart_tx = UARTTransmitter(self.divisor)
+        board.d.comb += [uart_rx.rx.eq(self.rx), self.tx.eq(uart_tx.tx), core.rx_overrun.eq(uart_rx.overrun)]
+        wiring.connect(board, uart_rx.o, core.rx)
+        wiring.connect(board, core.tx, uart_tx.i)
 
         for name, source, seconds in (("busy", core.busy, EVENT_LED_SECONDS),
                                       ("link", core.activity, EVENT_LED_SECONDS),
                                       ("error", core.error, ERROR_LED_SECONDS)):
-            stretcher = m.submodules[f"{name}_led"] = PulseStretcher(round(seconds * self.clock_hz))
-            m.d.comb += [stretcher.i.eq(source), getattr(self, f"led_{name}").eq(stretcher.o)]
+            stretcher = board.submodules[f"{name}_led"] = PulseStretcher(round(seconds * self.clock_hz))
+            board.d.comb += [stretcher.i.eq(source), getattr(self, f"led_{name}").eq(stretcher.o)]
 
         half_period = self.clock_hz // (2 * HEARTBEAT_HZ)
         blink = Signal(range(half_period))
-        with m.If(blink == half_period - 1):
-            m.d.sync += [blink.eq(0), self.heartbeat.eq(~self.heartbeat)]
-        with m.Else():
-            m.d.sync += blink.eq(blink + 1)
+        with board.If(blink == half_period - 1):
+            board.d.sync += [blink.eq(0), self.heartbeat.eq(~self.heartbeat)]
+        with board.Else():
+            board.d.sync += blink.eq(blink + 1)
+        m.submodules.board = ResetInserter(self.reset)(board)
+        m.d.comb += core.reset.eq(self.reset)
         return m
-
 
 def link_frames_per_second(input_size: int, output_size: int, baud: float) -> float:
     """The most frames per second the UART link carries: an INPUT frame in and an OUTPUT frame out per frame

@@ -2,16 +2,16 @@
 
     clk25 --> ECP5PLL --clk_out--> domain sync (every register of the design)
                  | locked
-    BTN1 (fire 1) --+--> ResetSynchronizer --> reset of sync
+    BTN1 (fire 1) --+--> AsyncFFSynchronizer --> the board's reset (SerialBoard.reset; sync has no reset)
     uart rx/tx  <-->  SerialBoard (UART, host link, accelerator)
     led 0 busy, led 1 link activity, led 2 error, led 6 PLL locked, led 7 heartbeat
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module
+from amaranth.hdl import ClockDomain, ClockSignal, Elaboratable, Module, Signal
 from amaranth.lib import io
-from amaranth.lib.cdc import ResetSynchronizer
+from amaranth.lib.cdc import AsyncFFSynchronizer
 
 from ..design import AcceleratorDesign
 from .pll import PLLConfig, ECP5PLL
@@ -38,13 +38,17 @@ class ULX3STop(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.sync = ClockDomain("sync")
+        # no domain reset: the board's reset reaches the board through its port, and the accelerator's
+        # registers only through BoardCore's one flip-flop (docs/boards.md)
+        m.domains.sync = ClockDomain("sync", reset_less=True)
         m.submodules.clk25 = clk25 = io.Buffer("i", platform.request("clk25", 0, dir="-"))
         m.submodules.pll = pll = ECP5PLL(self.pll)
         m.d.comb += [pll.clk_in.eq(clk25.i), ClockSignal("sync").eq(pll.clk_out)]
         # no constraint of our own: nextpnr derives the PLL output's from the oscillator's and the dividers
         m.submodules.button = button = io.Buffer("i", platform.request("button_fire", 0, dir="-"))
-        m.submodules.reset = ResetSynchronizer(~pll.locked | button.i, domain="sync")
+        board_reset = Signal(init=1)
+        m.submodules.reset = AsyncFFSynchronizer(~pll.locked | button.i, board_reset, o_domain="sync")
+        m.d.comb += self.board.reset.eq(board_reset)
 
         m.submodules.board = self.board
         connect_to_pins(m, platform, self.board, {LED_LOCKED: pll.locked})
