@@ -62,7 +62,7 @@ def _sources(results: dict):
             if "source" in value:
                 yield value["source"]
             for item in value.get("rows", []) + value.get("latency", []):
-                yield item["source"]
+                yield item.get("source", value.get("source"))     # rows without their own take the section's
         elif isinstance(value, list):
             for item in value:
                 if isinstance(item, dict) and "source" in item:

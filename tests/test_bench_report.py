@@ -160,3 +160,21 @@ def test_routed_directory_without_a_build_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         report.parse_arguments(["--tiny", "--routed", str(tmp_path)])
     assert f"--routed: {tmp_path}: neither fmax.json" in capsys.readouterr().err
+
+
+def test_markdown_of_a_report_with_a_routed_build(tiny_report, tmp_path):
+    """The tiny run names no routed build; rendering one (as `make bench BENCH_OPTIONS="--routed DIR"` does)
+    puts its Fmax and latency in the report and its source beside the others."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    import report_markdown
+    import routed
+
+    fmax = {"seed": 2, "stage": "routed", "fmax_mhz": {"$glbnet$clk": 131.25}, "target_mhz": 125,
+            "utilisation": {"TRELLIS_COMB": "46693/83640"}, "late_total": 0, "endpoint_total": 127691,
+            "n_pes": 16, "cycles_per_frame_modelled": 1575}
+    (tmp_path / "fmax.json").write_text(json.dumps(fmax))
+    results = {**tiny_report[0], "routed": routed.routed_section([routed.load_routed(tmp_path)])}
+    markdown = report_markdown.render(results)
+    section = markdown.split("## At a routed clock")[1].split("\n## ")[0]
+    assert "131.2" in section and "12.0" in section and "met" in section and str(tmp_path) in section
+    assert results["routed"]["source"] in markdown.split("## ")[0]      # named in the introduction's list

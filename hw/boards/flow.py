@@ -19,6 +19,7 @@ from ..design import AcceleratorDesign
 from .bram_registers import absorb_output_registers_in_file
 from .kcu105 import KCU105Top, kcu105_resources
 from .pll import ecp5_pll_config
+from .rtlil_memories import undefine_marked_collisions_in_file
 from .ulx3s import ULX3S_OSCILLATOR_HZ, ULX3STop
 
 __all__ = ["BOARDS", "TOP_NAME", "ULX3SBuild", "prepare_kcu105", "tool_command", "read_nextpnr_report",
@@ -148,6 +149,9 @@ class ULX3SBuild:
                           "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT),
                           "--report", f"{TOP_NAME}.report.json", "--detailed-timing-report"])
         plan.extract(self.directory)
+        memories = undefine_marked_collisions_in_file(self.directory / f"{TOP_NAME}.il")
+        self.progress(f"  {len(memories)} memor{'y' if len(memories) == 1 else 'ies'} marked no_rw_check read "
+                      "without collision logic (hw/boards/rtlil_memories.py)")
         return json.loads((self.directory / f"build_{TOP_NAME}.json").read_text())["commands"]
 
     def synthesize(self) -> dict[str, int]:

@@ -56,7 +56,7 @@ class HostLink(wiring.Component):
       accelerator_reset  Out(1): high for RESET_PULSE_CYCLES cycles on RESET, from a register; the output
                          stream is left alone meanwhile, so the accelerator may take the reset a cycle late
                          (BoardCore registers it once more, to drive its reset net from one flip-flop)
-      activity           Out(1): a byte was received or sent this cycle
+      activity           Out(1): a byte was received or sent the cycle before (a register)
       error              Out(1): one-cycle pulse when an ERROR frame is posted
 
     Parameters: the accelerator's word layouts and sizes, the model id (MODEL_ID_BYTES bytes), the status
@@ -130,7 +130,7 @@ class HostLink(wiring.Component):
             m.d.sync += byte_valid.eq(0)
         nothing_received = ~byte_valid & ~rx_buffer.r_rdy
         received = self.rx.valid & self.rx.ready
-        m.d.comb += self.activity.eq(received | (self.tx.valid & self.tx.ready))
+        m.d.sync += self.activity.eq(received | (self.tx.valid & self.tx.ready))    # it drives a far LED
         longest_wait = max(self.timeout_cycles, self.quiet_cycles)
         idle_cycles = Signal(range(longest_wait + 1))      # since the last byte arrived, saturating
         with m.If(received):
@@ -146,8 +146,9 @@ class HostLink(wiring.Component):
         # ---- the reply slot ------------------------------------------------------------------------------
         reply_pending = Signal()
         reply_type = Signal(8)
-        replying = Signal()                 # the transmit side reads the reply registers
-        slot_free = ~reply_pending & ~replying
+        # the sender copies a reply's payload out as it sends the header, so the slot is free again then; a
+        # flip-flop alone tells the parser so (#10: the sender's state in front of it was a late path)
+        slot_free = ~reply_pending
         error_code = Signal(8)
         error_type = Signal(8)
         counters = Signal(8 * COUNTERS_BYTES)
@@ -253,9 +254,7 @@ class HostLink(wiring.Component):
                     m.next = "HUNT"
             with m.State("REPLY"):
                 with m.If(slot_free):
-                    m.d.sync += [reply_pending.eq(1), reply_type.eq(frame_type | 0x80),
-                                 counters.eq(Cat(self.frames_done, Const(0, 64 - len(self.frames_done)),
-                                                 self.cycles, Const(0, 64 - len(self.cycles)), self.busy))]
+                    m.d.sync += [reply_pending.eq(1), reply_type.eq(frame_type | 0x80)]
                     m.next = "HUNT"
             with m.State("ERROR"):
                 with m.If(slot_free):
@@ -268,21 +267,30 @@ class HostLink(wiring.Component):
                     m.d.sync += overrun_seen.eq(0)
                     m.next = "HUNT"
 
+        # a COUNTERS reply's snapshot: taken every cycle the slot is free, so it holds the values of the cycle
+        # its reply was posted in, with no enable from the parser's state on its 136 flip-flops
+        with m.If(slot_free):
+            m.d.sync += counters.eq(Cat(self.frames_done, Const(0, 64 - len(self.frames_done)),
+                                        self.cycles, Const(0, 64 - len(self.cycles)), self.busy))
+
         # ---- transmit side: the reply slot first, then output frames ----------------------------------------
-        sent_type = Signal(8)
-        reply_index = Signal(range(max(REPLY_BYTES.values())))
+        reply_left = Signal(range(max(REPLY_BYTES.values())))       # bytes after the one offered
+        reply_final = Signal()              # reply_left == 0, as a flip-flop: it decides the sender's next state
         reply_length = Signal(16)
         with m.Switch(reply_type):
             for kind, size in REPLY_BYTES.items():
                 with m.Case(kind):
                     m.d.comb += reply_length.eq(size)
-        reply_byte = Signal(8)
+        # the reply's payload is loaded whole and shifted out a byte at a time: no byte multiplexer lies
+        # between the reply registers and the framer's output register
+        reply_bytes = Signal(8 * max(REPLY_BYTES.values()))
         identity = Const(int.from_bytes(self.identity(), "little"), 8 * IDENTITY_BYTES)
-        with m.Switch(sent_type):
+        reply_payload = Signal.like(reply_bytes)
+        with m.Switch(reply_type):
             for kind, source in ((Reply.IDENTITY, identity), (Reply.COUNTERS, counters),
                                  (Reply.ERROR, Cat(error_code, error_type))):
                 with m.Case(kind):
-                    m.d.comb += reply_byte.eq(source.word_select(reply_index, 8))
+                    m.d.comb += reply_payload.eq(source)
         output_word = Signal(8 * WORD_BYTES)
         high_byte = Signal()
         m.d.comb += output_word.eq(self.o.payload.value)     # sign-extended to the 16-bit wire format
@@ -293,7 +301,8 @@ class HostLink(wiring.Component):
                     m.d.comb += [framer.header.valid.eq(1), framer.header.payload.type.eq(reply_type),
                                  framer.header.payload.length.eq(reply_length)]
                     with m.If(framer.header.ready):
-                        m.d.sync += [reply_pending.eq(0), sent_type.eq(reply_type), reply_index.eq(0)]
+                        m.d.sync += [reply_pending.eq(0), reply_bytes.eq(reply_payload),
+                                     reply_left.eq(reply_length - 1), reply_final.eq(reply_length == 1)]
                         with m.If(reply_length != 0):
                             m.next = "REPLY"
                 with m.Elif(self.o.valid & ~hold_output & ~self.accelerator_reset):
@@ -303,10 +312,11 @@ class HostLink(wiring.Component):
                         m.d.sync += high_byte.eq(0)
                         m.next = "OUTPUT"
             with m.State("REPLY"):
-                m.d.comb += [replying.eq(1), framer.payload.valid.eq(1), framer.payload.payload.eq(reply_byte)]
+                m.d.comb += [framer.payload.valid.eq(1), framer.payload.payload.eq(reply_bytes[:8])]
                 with m.If(framer.payload.ready):
-                    m.d.sync += reply_index.eq(reply_index + 1)
-                    with m.If(reply_index == reply_length - 1):
+                    m.d.sync += [reply_left.eq(reply_left - 1), reply_final.eq(reply_left == 1),
+                                 reply_bytes.eq(reply_bytes >> 8)]
+                    with m.If(reply_final):
                         m.next = "IDLE"
             with m.State("OUTPUT"):
                 m.d.comb += [framer.payload.valid.eq(self.o.valid),

@@ -1,4 +1,4 @@
-"""Status LEDs: events of a few cycles made long enough to see."""
+"""Status LEDs: short events stretched long enough to see."""
 
 from __future__ import annotations
 
@@ -10,8 +10,15 @@ __all__ = ["PulseStretcher"]
 
 
 class PulseStretcher(wiring.Component):
-    """`o` is high from the cycle after `i` is high and for `cycles` cycles after that. `i` is registered
-    first: the LED pins are far from the logic that signals, and a cycle is nothing to an eye.
+    """`o` is high for `cycles` cycles from two cycles after `i` is high (longer if `i` is high again
+    meanwhile). Input and output are registered: the LED pins are far from the logic that signals, and two
+    cycles are nothing to an eye.
+
+    The count runs down from `cycles - 3` to -1 and stops there: its sign bit alone enables the count and
+    lights the LED, so no wide comparison sits between the counter's flip-flops (a second at 125 MHz is 27
+    bits). Its load comes from a flip-flop of its own (`load`, the input delayed once more), which Yosys makes
+    the counter's set/reset: placed beside the counter, not beside the logic that signals (#10: the input
+    register driving those set/resets across the chip was session 21's worst path, 9.4 ns).
 
     Ports:
       i  In(1)
@@ -21,19 +28,20 @@ class PulseStretcher(wiring.Component):
     def __init__(self, cycles: int):
         if not isinstance(cycles, int) or isinstance(cycles, bool):
             raise TypeError(f"cycles must be an int, got {type(cycles).__name__}")
-        if cycles < 1:
-            raise ValueError(f"cycles must be at least 1, got {cycles}")
+        if cycles < 2:
+            raise ValueError(f"cycles must be at least 2, got {cycles}")
         self.cycles = cycles
         super().__init__({"i": In(1), "o": Out(1)})
 
     def elaborate(self, platform):
         m = Module()
         event = Signal()
-        remaining = Signal(range(self.cycles + 1))
-        m.d.sync += event.eq(self.i)
-        with m.If(event):
-            m.d.sync += remaining.eq(self.cycles)
-        with m.Elif(remaining != 0):
+        load = Signal()
+        remaining = Signal(range(-1, max(self.cycles - 2, 1)), init=-1)
+        counting = ~remaining[-1]
+        m.d.sync += [event.eq(self.i), load.eq(event), self.o.eq(event | load | counting)]
+        with m.If(load):
+            m.d.sync += remaining.eq(self.cycles - 3)
+        with m.Elif(counting):
             m.d.sync += remaining.eq(remaining - 1)
-        m.d.comb += self.o.eq(event | (remaining != 0))
         return m

@@ -3,12 +3,13 @@ the status LEDs."""
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, ResetInserter, Signal
+from amaranth.hdl import Module, ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..design import AcceleratorDesign
 from .core import BoardCore
+from .heartbeat import Heartbeat
 from .leds import PulseStretcher
 from ...spec.host_link import CRC_BYTES, HEADER_BYTES, WORD_BYTES
 from .uart import BITS_PER_BYTE, UARTReceiver, UARTTransmitter, baud_divisor
@@ -89,12 +90,8 @@ class SerialBoard(wiring.Component):
             stretcher = board.submodules[f"{name}_led"] = PulseStretcher(round(seconds * self.clock_hz))
             board.d.comb += [stretcher.i.eq(source), getattr(self, f"led_{name}").eq(stretcher.o)]
 
-        half_period = self.clock_hz // (2 * HEARTBEAT_HZ)
-        blink = Signal(range(half_period))
-        with board.If(blink == half_period - 1):
-            board.d.sync += [blink.eq(0), self.heartbeat.eq(~self.heartbeat)]
-        with board.Else():
-            board.d.sync += blink.eq(blink + 1)
+        board.submodules.heartbeat = heartbeat = Heartbeat(self.clock_hz // (2 * HEARTBEAT_HZ))
+        board.d.comb += self.heartbeat.eq(heartbeat.o)
         m.submodules.board = ResetInserter(self.reset)(board)
         m.d.comb += core.reset.eq(self.reset)
         return m

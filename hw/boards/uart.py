@@ -26,6 +26,14 @@ def baud_divisor(clock_hz: float, baud: int) -> int:
     return divisor
 
 
+def _bit_timer(divisor: int):
+    """A down-counter for bit times and its `elapsed` flag. Loaded with n - 2 it is elapsed n cycles later,
+    at -1: the flag is its sign bit, so no comparison lies in front of the enables it drives (#10: the line's
+    registers sit by the pins, and `timer == 0` before them was a late path)."""
+    timer = Signal(range(-1, divisor - 1), init=-1)
+    return timer, timer[-1]
+
+
 def _check_divisor(divisor):
     if not isinstance(divisor, int) or isinstance(divisor, bool):
         raise TypeError(f"divisor must be an int, got {type(divisor).__name__}")
@@ -61,7 +69,7 @@ class UARTReceiver(wiring.Component):
         line = Signal(init=1)
         m.submodules.sync_rx = FFSynchronizer(self.rx, line, init=1)
 
-        timer = Signal(range(self.divisor))
+        timer, elapsed = _bit_timer(self.divisor)
         bit = Signal(range(8))
         shift = Signal(8)
         with m.If(self.o.ready):
@@ -70,24 +78,24 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~line):
-                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    m.d.sync += timer.eq(self.divisor // 2 - 2)
                     m.next = "START"
             with m.State("START"):                      # middle of the start bit: still low?
                 m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
-                    m.d.sync += [timer.eq(self.divisor - 1), bit.eq(0)]
+                with m.If(elapsed):
+                    m.d.sync += [timer.eq(self.divisor - 2), bit.eq(0)]
                     m.next = "DATA"
                     with m.If(line):
                         m.next = "IDLE"                 # a glitch, not a start bit
             with m.State("DATA"):
                 m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
-                    m.d.sync += [timer.eq(self.divisor - 1), shift.eq(Cat(shift[1:], line)), bit.eq(bit + 1)]
+                with m.If(elapsed):
+                    m.d.sync += [timer.eq(self.divisor - 2), shift.eq(Cat(shift[1:], line)), bit.eq(bit + 1)]
                     with m.If(bit == 7):
                         m.next = "STOP"
             with m.State("STOP"):
                 m.d.sync += timer.eq(timer - 1)
-                with m.If(timer == 0):
+                with m.If(elapsed):
                     with m.If(line):
                         m.d.sync += [self.o.payload.eq(shift), self.o.valid.eq(1)]
                         m.d.comb += self.overrun.eq(self.o.valid & ~self.o.ready)
@@ -115,18 +123,21 @@ class UARTTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        timer = Signal(range(self.divisor))
+        timer, elapsed = _bit_timer(self.divisor)
         frame = Signal(9)                   # what follows the start bit: 8 data bits (LSB first), stop bit
         bits_left = Signal(range(11))       # bits of the byte not finished on the line, the current one included
-        m.d.comb += [self.busy.eq(bits_left != 0), self.i.ready.eq(bits_left == 0)]
-        with m.If(bits_left == 0):
+        idle = Signal(init=1)               # bits_left == 0, as a flip-flop: `ready` reaches the sender's CRC
+        m.d.comb += [self.busy.eq(~idle), self.i.ready.eq(idle)]
+        with m.If(idle):
             with m.If(self.i.valid):
-                m.d.sync += [self.tx.eq(0), frame.eq(Cat(self.i.payload, 1)), bits_left.eq(10),
-                             timer.eq(self.divisor - 1)]
-        with m.Elif(timer != 0):
+                m.d.sync += [self.tx.eq(0), frame.eq(Cat(self.i.payload, 1)), bits_left.eq(10), idle.eq(0),
+                             timer.eq(self.divisor - 2)]
+        with m.Elif(~elapsed):
             m.d.sync += timer.eq(timer - 1)
         with m.Else():
             m.d.sync += bits_left.eq(bits_left - 1)
             with m.If(bits_left != 1):
-                m.d.sync += [self.tx.eq(frame[0]), frame.eq(frame >> 1), timer.eq(self.divisor - 1)]
+                m.d.sync += [self.tx.eq(frame[0]), frame.eq(frame >> 1), timer.eq(self.divisor - 2)]
+            with m.Else():
+                m.d.sync += idle.eq(1)
         return m
