@@ -138,3 +138,15 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     assert absorb_output_registers_in_file(tmp_path / f"{TOP_NAME}.json") == []
     out = capsys.readouterr().out
     assert "critical path:" in out and "given their output register" in out
+
+
+def test_a_failed_tool_shows_the_error_from_its_own_log_file(tmp_path, monkeypatch):
+    """Yosys run as `yosys -q -l FILE` writes its error into FILE, not to its output: the message shows FILE."""
+    from sparselstm.hw.boards.flow import _run_step
+
+    tool = tmp_path / "fake-yosys"
+    tool.write_text("#!/bin/sh\nprintf 'pass 1\\nERROR: Assert failed in rtlil.cc\\n' > \"$3\"\nexit 1\n")
+    tool.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(tool))
+    with pytest.raises(ParameterError, match=r"(?s)yosys failed \(exit code 1\).*top\.rpt.*ERROR: Assert failed"):
+        _run_step(["yosys", "-q", "-l", "top.rpt", "top.ys"], tmp_path, lambda line: None)

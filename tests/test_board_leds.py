@@ -24,6 +24,13 @@ def _expected(pulses: list[int], cycles: int) -> list[int]:
     return lit
 
 
+def _simulate(dut, testbench):
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+
+
 @pytest.mark.parametrize("cycles, density, seed", [(2, 0.2, 1), (3, 0.1, 2), (5, 0.05, 3), (16, 0.02, 4),
                                                    (37, 0.01, 5), (64, 0.3, 6)])
 def test_output_follows_the_reference(cycles, density, seed):
@@ -39,10 +46,7 @@ def test_output_follows_the_reference(cycles, density, seed):
             seen.append(ctx.get(dut.o))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert seen == _expected(pulses, cycles)
     assert sum(seen) >= cycles
 
@@ -63,10 +67,7 @@ def test_heartbeat_toggles_every_half_period(half_period):
             seen.append(ctx.get(dut.o))
             await ctx.tick()
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
+    _simulate(dut, bench)
     assert seen == [(t // half_period) % 2 for t in range(len(seen))]
 
 

@@ -81,8 +81,13 @@ def _run_step(command: list[str], directory: Path, progress) -> float:
         finished.set()
     seconds = time.monotonic() - start
     if code != 0:
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-15:])
-        raise ParameterError(f"{name} failed (exit code {code}) after {seconds:.0f} s; end of {log}:\n{tail}")
+        # Yosys run with `-q -l FILE` writes its error into FILE only
+        logs = [log] + [directory / command[i + 1] for i, word in enumerate(command[:-1]) if word == "-l"]
+        texts = [(path, path.read_text(errors="replace")) for path in logs if path.is_file()]
+        path, text = next(((path, text) for path, text in texts if "ERROR" in text),
+                          next(((path, text) for path, text in texts if text.strip()), (log, "")))
+        tail = "".join(text.splitlines(keepends=True)[-15:])
+        raise ParameterError(f"{name} failed (exit code {code}) after {seconds:.0f} s; end of {path}:\n{tail}")
     progress(f"  done in {seconds:.0f} s")
     return seconds
 

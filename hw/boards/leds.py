@@ -18,7 +18,10 @@ class PulseStretcher(wiring.Component):
     lights the LED, so no wide comparison sits between the counter's flip-flops (a second at 125 MHz is 27
     bits). Its load comes from a flip-flop of its own (`load`, the input delayed once more), which Yosys makes
     the counter's set/reset: placed beside the counter, not beside the logic that signals (#10: the input
-    register driving those set/resets across the chip was session 21's worst path, 9.4 ns).
+    register driving those set/resets across the chip was session 21's worst path, 9.4 ns). The count has no
+    reset: it starts at -1 from the bitstream, and a count running when the board is reset runs out as usual
+    (under the reset, Yosys 0.70's synth_ecp5 failed an internal assertion in ABC's reintegration on this
+    circuit).
 
     Ports:
       i  In(1)
@@ -37,7 +40,7 @@ class PulseStretcher(wiring.Component):
         m = Module()
         event = Signal()
         load = Signal()
-        remaining = Signal(range(-1, max(self.cycles - 2, 1)), init=-1)
+        remaining = Signal(range(-1, max(self.cycles - 2, 1)), init=-1, reset_less=True)
         counting = ~remaining[-1]
         m.d.sync += [event.eq(self.i), load.eq(event), self.o.eq(event | load | counting)]
         with m.If(load):
