@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import Out
 
+from .parameters import check_int
+
 __all__ = ["Heartbeat"]
 
 
@@ -20,10 +22,7 @@ class Heartbeat(wiring.Component):
     """
 
     def __init__(self, half_period: int):
-        if not isinstance(half_period, int) or isinstance(half_period, bool):
-            raise TypeError(f"half_period must be an int, got {type(half_period).__name__}")
-        if half_period < 2:
-            raise ValueError(f"half_period must be at least 2, got {half_period}")
+        check_int("half_period", half_period, 2)
         self.half_period = half_period
         super().__init__({"o": Out(1)})
 

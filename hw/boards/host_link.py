@@ -22,18 +22,12 @@ from amaranth.lib.wiring import In, Out
 from ...spec.host_link import (COUNTERS_BYTES, ERROR_BYTES, IDENTITY_BYTES, MODEL_ID_BYTES, PROTOCOL_VERSION,
                                SYNC, WORD_BYTES, Command, LinkErrorCode, Reply)
 from .frame_tx import FrameTransmitter
+from .parameters import check_int
 
 __all__ = ["HostLink"]
 
 REPLY_BYTES = {Reply.IDENTITY: IDENTITY_BYTES, Reply.ACK: 0, Reply.COUNTERS: COUNTERS_BYTES,
                Reply.ERROR: ERROR_BYTES}
-
-
-def _check_int(name, value, low, high=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        raise ValueError(f"{name} must be in [{low}, {high if high is not None else 'inf'}], got {value}")
 
 
 def _word_field(layout, flag: str) -> int:
@@ -70,15 +64,15 @@ class HostLink(wiring.Component):
         self.act_bits = _word_field(input_layout, "first")
         if _word_field(output_layout, "last") != self.act_bits:
             raise ValueError("input and output words must have the same width")
-        _check_int("act_bits", self.act_bits, 2, 8 * WORD_BYTES)
-        _check_int("input_size", input_size, 1, 0x7FFF)
-        _check_int("output_size", output_size, 1, 0x7FFF)
-        _check_int("counter_bits", counter_bits, 1, 64)
-        _check_int("cycle_counter_bits", cycle_counter_bits, 1, 64)
-        _check_int("timeout_cycles", timeout_cycles, 1)
-        _check_int("quiet_cycles", quiet_cycles, 1)
-        _check_int("clock_hz", clock_hz, 1, 0xFFFFFFFF)
-        _check_int("rx_buffer_bytes", rx_buffer_bytes, 16, 0xFFFF)
+        check_int("act_bits", self.act_bits, 2, 8 * WORD_BYTES)
+        check_int("input_size", input_size, 1, 0x7FFF)
+        check_int("output_size", output_size, 1, 0x7FFF)
+        check_int("counter_bits", counter_bits, 1, 64)
+        check_int("cycle_counter_bits", cycle_counter_bits, 1, 64)
+        check_int("timeout_cycles", timeout_cycles, 1)
+        check_int("quiet_cycles", quiet_cycles, 1)
+        check_int("clock_hz", clock_hz, 1, 0xFFFFFFFF)
+        check_int("rx_buffer_bytes", rx_buffer_bytes, 16, 0xFFFF)
         if rx_buffer_bytes & (rx_buffer_bytes - 1):
             raise ValueError(f"rx_buffer_bytes must be a power of two, got {rx_buffer_bytes}")
         if not isinstance(model_id, bytes) or len(model_id) != MODEL_ID_BYTES:

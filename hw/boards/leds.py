@@ -6,6 +6,8 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .parameters import check_int
+
 __all__ = ["PulseStretcher"]
 
 
@@ -29,10 +31,7 @@ class PulseStretcher(wiring.Component):
     """
 
     def __init__(self, cycles: int):
-        if not isinstance(cycles, int) or isinstance(cycles, bool):
-            raise TypeError(f"cycles must be an int, got {type(cycles).__name__}")
-        if cycles < 2:
-            raise ValueError(f"cycles must be at least 2, got {cycles}")
+        check_int("cycles", cycles, 2)
         self.cycles = cycles
         super().__init__({"i": In(1), "o": Out(1)})
 
