@@ -11,9 +11,9 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                   E entry registered -> D bank chosen -> B row = cursor + z + 1 -> R address, reads issued;
-                   w * value -> A accumulator and written-tag reads; << shift -> S words registered,
-                   cleared ? 0 : acc -> X + product, forwarded from the four entries ahead -> Wb write
+                   E entry registered -> D bank chosen -> B row = cursor + z + 1 -> R address, gate copy read;
+                   w * value -> A accumulator and written-tag reads; << shift -> S cleared ? 0 : acc
+                   -> X + product, forwarded from the four entries ahead -> Wb write
 
 The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
@@ -187,7 +187,7 @@ class SparsePE(wiring.Component):
         gate_mac_rd = [copy_slice.read_port() for copy_slice in gate_copy_slices]
         gate_out_rd = [bank.read_port() for bank in gate_banks]
         tags_wr = written_tags.write_port()
-        tags_mac_rd = written_tags.read_port()
+        tags_mac_rd = written_tags.read_port(domain="comb")
         tags_out_rd = written_tags.read_port()
         proj_wr = proj_bank.write_port()
         proj_mac_rd = proj_bank.read_port()
@@ -352,9 +352,9 @@ class SparsePE(wiring.Component):
         #   E  entry word on the memory output        -> registered (in the block RAM on an ECP5)
         #   D  the entry chosen among the banks       -> registered
         #   B  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
-        #   R  accumulator address from the row       -> into the ports' address registers; product registered
-        #   A  accumulator words and written tags read (the gate copy's block RAM); product shifted
-        #   S  the words registered (the block RAM's output register); old value = cleared ? 0 : accumulator
+        #   R  accumulator address from the row       -> registered; the gate copy's read issued; product registered
+        #   A  accumulator and written-tag reads issued (the gate copy's block RAM reads); product shifted
+        #   S  the gate word registered (the block RAM's output register); old value = cleared ? 0 : accumulator
         #   X  old value corrected by the four newer results not yet written (forwarding); + product
         #   Wb write
         def stage(prefix, fields):
@@ -385,14 +385,22 @@ class SparsePE(wiring.Component):
         cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(b["first"], 0, cursor + 1) + skip)
+        # the gate copy's address, 4 * base + row (= (bank, base + row // 4)), follows the row with its own cursor,
+        # so that no adder stands between R's registers and the block RAM's address pins (#10: R's address adder
+        # in front of them was a routed late path)
+        copy_cursor = Signal.like(gate_mac_rd[0].addr, reset_less=True)
+        copy_addr = Signal.like(gate_mac_rd[0].addr)
+        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]), copy_cursor + 1) + skip)
         with m.If(b["valid"]):
-            m.d.sync += cursor.eq(row)
+            m.d.sync += [cursor.eq(row), copy_cursor.eq(copy_addr)]
         is_padding = weight == 0
 
         addr_bits = max(len(gate_wr[0].addr), len(proj_mac_rd.addr))
         r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits})
         r_padding = Signal()
-        m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row)]
+        r_copy_addr = Signal.like(copy_addr, reset_less=True)
+        m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row),
+                     r_copy_addr.eq(copy_addr)]
         # the counters count a cycle later, from R's registers: counting at the decode put the entry's zero test and the
         # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints)
         with m.If(r["valid"]):
@@ -409,30 +417,25 @@ class SparsePE(wiring.Component):
         word_key = {"base": meta["base"], "row": row_bits}
         a = stage("a", {**key_layout, **word_key, "shift": meta["shift"]})
         product = multiplier.p
-        # the accumulator reads are issued from R's registers, a cycle before A (the ports' address registers are
-        # A's), and their words registered again before S: the gate copy's block RAM with its output register
-        # (#10), the same timing for the LUT-RAM words, so every read misses the four results ahead, not three
-        r_addr = Signal(addr_bits)
-        r_bank = r["row"][:2]
-        m.d.comb += [
-            r_addr.eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
-            *[port.addr.eq(Cat(r_bank, r_addr[:len(gate_wr[0].addr)])) for port in gate_mac_rd],
-            proj_mac_rd.addr.eq(r_addr),
-            tags_mac_rd.addr.eq(r_addr),
-        ]
+        # the gate copy is read from R's register, a cycle before A (the block RAM's address register is A's), and
+        # its word registered again before S (the block's output register, #10), so that read misses the four
+        # results ahead; the proj bank and the written tags are read at A, as the banks were: the proj word misses
+        # three, and the fourth's result, if forwarded, is the word it holds
+        m.d.comb += [port.addr.eq(r_copy_addr) for port in gate_mac_rd]
+        m.d.comb += [proj_mac_rd.addr.eq(a["addr"]), tags_mac_rd.addr.eq(a["addr"])]
         m.d.sync += [
-            a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r_bank), a["addr"].eq(r_addr),
+            a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
+            a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
             a["base"].eq(r["base"]), a["row"].eq(r["row"]), a["shift"].eq(r["shift"]),
         ]
 
         s = stage("s", {**key_layout, **word_key})
         shifted = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [s[key].eq(a[key]) for key in s] + [shifted.eq(product << a["shift"])]
-        # at S: the words as read, and the written tag of the entry's bank, chosen at A
+        # at S: the gate word as read, and the written tag of the entry's bank, chosen at A
         s_gate_word = Signal(gate_word_layout, name="s_gate_word", reset_less=True)
-        s_proj_word = Signal.like(proj_mac_rd.data, name="s_proj_word", reset_less=True)
         s_written_tag = Signal(name="s_written_tag", reset_less=True)
-        m.d.sync += [s_gate_word.eq(Cat(port.data for port in gate_mac_rd)), s_proj_word.eq(proj_mac_rd.data),
+        m.d.sync += [s_gate_word.eq(Cat(port.data for port in gate_mac_rd)),
                      s_written_tag.eq(tags_mac_rd.data.bit_select(a["bank"], 1))]
 
         # the results of the four entries ahead are not in the word X's read returned: the newest is wb's (X's
@@ -469,7 +472,7 @@ class SparsePE(wiring.Component):
         # a gate word counts when it is not cleared (a cleared word reads as 0: the bias is added by the cell read)
         from_written = Signal(name="base_from_written_gate")
         m.d.comb += from_written.eq(from_gate & (s_gate_word.tag == s_written_tag))
-        candidates = [*zip(from_sum, sums), (from_proj, s_proj_word), (from_written, s_gate_word.value)]
+        candidates = [*zip(from_sum, sums), (from_proj, proj_mac_rd.data), (from_written, s_gate_word.value)]
         terms = [Signal(signed(acc_bits), name=f"base_term{n}") for n in range(len(candidates))]
         m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
         x_base = Signal(signed(acc_bits), reset_less=True)
