@@ -19,7 +19,7 @@ The MAC pipeline behind the walker never stalls: the walker waits only for work,
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) holding the sums without
 the bias (the cell read adds it from the bias ROM), one proj bank; all start at 0. The MAC reads its gate words
-from a copy of the four banks in one memory (a block RAM on an ECP5), written with them; the banks serve the cell
+from a copy of the four banks (block RAM on an ECP5), written with them; the banks serve only the cell
 read. Two read-and-reset ports serve the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
