@@ -316,8 +316,6 @@ class AcceleratorDesign:
                   # each pointer with its column's two flags (pe_shape.column_pointers)
                   "pointers": n_pes * shape.pointer_depth * (self.pointer_bits + 2),
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
-                  # the MAC reads its gate words from a copy in one memory (hw/pe.py)
-                  "gate_accumulator_copy": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
                   # one word per cell and gate, added by the cell read (hw/pe.py); with split sums the sum
                   # banks, which start at it
