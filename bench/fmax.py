@@ -180,6 +180,12 @@ def main(argv=None) -> int:
     parser.add_argument("--placer-timing-weight", type=int, default=PLACER_TIMING_WEIGHT,
                         help=f"nextpnr's --placer-heap-timingweight: the board builds' {PLACER_TIMING_WEIGHT} by "
                              "default (nextpnr's own is 10, which runs before session 15 used)")
+    parser.add_argument("--placer", choices=("heap", "static", "sa"), default="heap",
+                        help="nextpnr's placer (default heap; its analytical phase stalls on some netlists of 32 PEs, "
+                             "YosysHQ/nextpnr#1062)")
+    parser.add_argument("--no-ctrl-set", action="store_true",
+                        help="nextpnr's --placer-heap-no-ctrl-set: the placer ignores which flip-flops may share a "
+                             "slice's clock enable and reset")
     parser.add_argument("--tmg-ripup", action="store_true",
                         help="nextpnr's --tmg-ripup: the router rips up and reroutes timing-critical nets")
     parser.add_argument("--no-bram-registers", action="store_true",
@@ -217,7 +223,9 @@ def main(argv=None) -> int:
                                  out / "yosys.out")
     stage = ["--no-route"] if args.no_route else ["--router", args.router]
     tuning = ["--placer-heap-timingweight", str(args.placer_timing_weight),
-              *(("--tmg-ripup",) if args.tmg_ripup else ())]
+              *(("--tmg-ripup",) if args.tmg_ripup else ()),
+              *(("--placer", args.placer) if args.placer != "heap" else ()),
+              *(("--placer-heap-no-ctrl-set",) if args.no_ctrl_set else ())]
     if not (args.reread or args.no_bram_registers):
         # idempotent: a netlist already rewritten (--skip-synth) has no such port left
         timings["bram_output_registers"] = len(absorb_output_registers_in_file(out / "synth.json"))

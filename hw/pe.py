@@ -18,13 +18,13 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
 The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) holding the sums without
-the bias (the cell read adds it from the bias ROM), one proj bank; all start at 0. Two read-and-reset ports serve
+the bias, one proj bank; all start at 0. Two read-and-reset ports serve
 the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
-  cycle t gives, from t+3 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
-  accumulators (the bias added) and three peephole weights; at t+1 the four words are marked cleared (they
-  read as 0 until the MAC writes them).
+  cycle t gives, from t+2 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
+  sums (without the bias: the CellReader adds it and the peepholes once for all PEs, hw/readout.py); at t+1
+  the four words are marked cleared (they read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 Delta mode keeps the sums from frame to frame: the ports only read. With split sums (one layer,
@@ -155,9 +155,6 @@ class SparsePE(wiring.Component):
             for k in range(4):
                 m.submodules[f"sum_bank{k}"] = bank = memories[f"sum_bank{k}"]
                 sum_banks.append(bank)
-        else:
-            m.submodules.bias_rom = bias_rom = memories["bias_rom"]
-        m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
         m.submodules.multiplier = multiplier = PipelinedMultiplier(signed(weight_bits), word_layout["value"].shape,
                                                                    latency=2)
 
@@ -176,9 +173,6 @@ class SparsePE(wiring.Component):
         if split:
             sum_rd = [bank.read_port() for bank in sum_banks]
             sum_wr = [bank.write_port() for bank in sum_banks]
-        else:
-            bias_rd = bias_rom.read_port()
-        peep_rd = peephole_rom.read_port()
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
         # no ready: the producers count the room themselves (flag or credits), so no decision of this PE's
@@ -432,7 +426,7 @@ class SparsePE(wiring.Component):
             *[from_gate[k].eq(stored & (a["target"] == GATE_TARGET) & (a["bank"] == k)) for k in range(4)],
         ]
         # a gate word counts when its bank is chosen and it is not cleared (a cleared word reads as 0: the bias
-        # is added by the cell read), one flag per bank in front of the OR (#10: the bias as a third choice
+        # is added by the CellReader), one flag per bank in front of the OR (#10: the bias as a third choice
         # per bank kept `x_base` five LUT levels deep, a routed late path)
         from_written = [Signal(name=f"base_from_written_gate{k}") for k in range(4)]
         m.d.comb += [from_written[k].eq(from_gate[k] & (port.data.tag == tags_mac_rd.data[k]))
@@ -470,7 +464,7 @@ class SparsePE(wiring.Component):
         m.submodules.layer_rom = layer_table = memories["layer_rom"]
         cell_layer_rd = layer_table.read_port(domain="comb")
         proj_layer_rd = layer_table.read_port(domain="comb")
-        cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
+        cell_addr = Signal(range(cell_depth + 1))          # sum bank address (one copy)
         bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
         m.d.comb += [
             cell_layer_rd.addr.eq(self.cell_read.layer), proj_layer_rd.addr.eq(self.proj_read.layer),
@@ -479,11 +473,10 @@ class SparsePE(wiring.Component):
         ]
         for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
-        for port in (sum_rd if split else [bias_rd]) + [peep_rd]:
+        for port in sum_rd if split else []:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
         read_tags = Cat(port.data.tag for port in gate_out_rd)
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
-        peeps = peep_rd.data
         # a gate word holds the sum without the bias; cleared, it reads as 0
         cell_values = [Mux(read_cleared[k], 0, port.data.value) for k, port in enumerate(gate_out_rd)]
         if split:
@@ -495,28 +488,14 @@ class SparsePE(wiring.Component):
                 m.d.comb += [cell_sums[k].eq(sum_rd[k].data + cell_values[k]), sum_wr[k].addr.eq(sum_write_addr),
                              sum_wr[k].data.eq(cell_sums[k])]
             cell_values = cell_sums
-        # two registered stages after the read (CELL_READ_DATA_LATENCY): the words as read (cleared -> 0) beside
-        # their bias, then their sum, so the reader's capture across the chip starts from a flip-flop and the
-        # adder from flip-flops next to it (#10: the cleared multiplexer and the bias adder in one cycle, then in
-        # front of the reader's capture, were routed late paths); loaded every cycle, as the read ports hold
-        # their data until the next `en`
-        read_words = [Signal(signed(acc_bits), name=f"cell_read_word{k}", reset_less=True) for k in range(4)]
-        read_bias = [Signal(signed(acc_bits), name=f"cell_read_bias{k}", reset_less=True) for k in range(4)]
-        read_peeps = Signal.like(peeps, reset_less=True)
-        m.d.sync += [*[word.eq(value) for word, value in zip(read_words, cell_values)], read_peeps.eq(peeps)]
-        if not split:      # with split sums the bias is in the sum banks
-            m.d.sync += [read_bias[k].eq(bias_rd.data[k]) for k in range(4)]
-        cell_out = Signal.like(self.cell_read.data, reset_less=True)
-        m.d.sync += [
-            cell_out.acc_i.eq(read_words[0] + read_bias[0]),
-            cell_out.acc_f.eq(read_words[1] + read_bias[1]),
-            cell_out.acc_g.eq(read_words[2] + read_bias[2]),
-            cell_out.acc_o.eq(read_words[3] + read_bias[3]),
-            cell_out.peep_i.eq(read_peeps[0]),
-            cell_out.peep_f.eq(read_peeps[1]),
-            cell_out.peep_o.eq(read_peeps[2]),
-        ]
-        m.d.comb += self.cell_read.data.eq(cell_out)
+        # the words as read (cleared -> 0) registered (CELL_READ_DATA_LATENCY), so the reader's capture across the
+        # chip starts from a flip-flop; loaded every cycle, as the read ports hold their data until the next `en`.
+        # The bias and the peepholes are the CellReader's, added once after it chose among the PEs: here they
+        # cost a ROM, 500 flip-flops and four adders per PE (#10: 32 PEs ran out of flip-flops)
+        read_words = Signal.like(self.cell_read.data, reset_less=True)
+        m.d.sync += [read_words.acc_i.eq(cell_values[0]), read_words.acc_f.eq(cell_values[1]),
+                     read_words.acc_g.eq(cell_values[2]), read_words.acc_o.eq(cell_values[3])]
+        m.d.comb += self.cell_read.data.eq(read_words)
         proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
         m.d.comb += [
             proj_out_rd.addr.eq(proj_addr), proj_out_rd.en.eq(self.proj_read.en),

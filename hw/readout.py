@@ -9,9 +9,11 @@ Both read through a fixed pipeline whose stages end at flip-flops (or, for the C
 memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
 consumer's `ready` to the PEs: the enables go out registered, every PE's read data goes straight into a
 register of its own (it may come from a block RAM, slow to leave), the multiplexer over the PEs has a stage
-of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
-its groups into a small queue and issues a read only when the queue will have room for it (credits), so
-`ready` never stalls the pipeline.
+of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader
+narrows in the next one (its output is always accepted). The CellReader adds the cells' biases and peepholes
+from a ROM of its own after that OR (`pe_shape.cell_constants`: once for all PEs, not in each), writes its groups
+into a small queue and issues a read only when the queue will have room for it (credits), so `ready` never
+stalls the pipeline.
 
 A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
@@ -29,14 +31,15 @@ from .credit_queue import CreditQueue
 from .design import AcceleratorDesign
 from .fixed import round_shift_saturate_parts, saturated
 from .interfaces import (CELL_READ_DATA_LATENCY, CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
-                         ReadoutStatusSignature, elementwise_group_in_layout, y_word_layout)
+                         ReadoutStatusSignature, elementwise_group_in_layout, gate_sums_layout, y_word_layout)
+from .pe_shape import cell_constants, cell_constants_bases, cell_constants_layout
 
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data (CELL_READ_DATA_LATENCY: the bank read, the cell registered after the bias adders) -> registered ->
-# selected, into the queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 4 + CELL_READ_DATA_LATENCY
+# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered -> selected (an OR),
+# registered -> the biases added, into the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 5 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
@@ -172,6 +175,16 @@ class CellReader(wiring.Component):
                          for k in range(CELL_READ_DATA_LATENCY)]
         captured_valid = Signal()                       # then every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
+        gathered_valid = Signal()                       # then each lane's cell, ORed over its PEs, in a register
+        gathered_group = Signal(design.group_bits, reset_less=True)
+        gathered = Signal(data.ArrayLayout(gate_sums_layout(design.acc_bits), lanes), reset_less=True)
+        # the group's biases and peepholes: the ROM's address from flip-flops as the PEs read (fetched_group[0]),
+        # its output registered beside `gathered`
+        m.submodules.constants_rom = constants_rom = cell_constants(design).memory()
+        constants_rd = constants_rom.read_port()
+        constants_bases = Array(Const(base, len(constants_rd.addr)) for base in cell_constants_bases(design))
+        constants_addr = Signal.like(constants_rd.addr, reset_less=True)
+        group_constants = Signal(cell_constants_layout(design), reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
@@ -209,14 +222,23 @@ class CellReader(wiring.Component):
                      fetched_valid[0].eq(read_valid), fetched_group[0].eq(read_group),
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
-                     captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1])]
+                     captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
+                     gathered_valid.eq(captured_valid), gathered_group.eq(captured_group),
+                     constants_addr.eq(constants_bases[layer] + fetched_group[0]), group_constants.eq(constants_rd.data)]
+        m.d.comb += constants_rd.addr.eq(constants_addr)
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
-        m.d.comb += [queue.w_en.eq(captured_valid), queued.group.eq(captured_group)]
+        m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group)]
         for lane in range(lanes):
             # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
-            m.d.comb += queued.cells[lane].eq(reduce(operator.or_, captured[lane::lanes]))
+            m.d.sync += gathered[lane].eq(reduce(operator.or_, captured[lane::lanes]))
+            cell, sums, lane_constants = queued.cells[lane], gathered[lane], group_constants[lane]
+            for k, gate in enumerate(("acc_i", "acc_f", "acc_g", "acc_o")):
+                # with split sums the PEs' words start at the bias
+                m.d.comb += cell[gate].eq(sums[gate] if design.split_sums else sums[gate] + lane_constants.bias[k])
+            for k, gate in enumerate(("peep_i", "peep_f", "peep_o")):
+                m.d.comb += cell[gate].eq(lane_constants.peep[k])
         m.d.comb += [
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
