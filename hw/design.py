@@ -94,6 +94,16 @@ def memory_depth(words: int) -> int:
 # multiplexer per data bit), which sat on routed late paths (#10) and kept the block's output register unused.
 NO_COLLISIONS = {"no_rw_check": 1}
 
+# The widest port of an ECP5 block RAM (DP16KD) that keeps its read data on its own side's pins: a memory read by
+# the fabric through flip-flops is cut into slices this wide, so that each block's output register can take them
+# (hw/boards/bram_registers.py; a 36-bit-wide DP16KD reads through both sides' pins and keeps no register there).
+BRAM_SLICE_BITS = 18
+
+
+def bram_slices(width: int) -> list[tuple[int, int]]:
+    """(low bit, width) of each slice of a `width`-bit word, BRAM_SLICE_BITS at most each."""
+    return [(low, min(BRAM_SLICE_BITS, width - low)) for low in range(0, width, BRAM_SLICE_BITS)]
+
 
 @dataclass(frozen=True)
 class PhaseEntry:
@@ -317,6 +327,8 @@ class AcceleratorDesign:
                   # each pointer with its column's two flags (pe_shape.column_pointers)
                   "pointers": n_pes * shape.pointer_depth * (self.pointer_bits + 2),
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
+                  # the MAC reads its gate words from a copy in one memory (hw/pe.py)
+                  "gate_accumulator_copy": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
                   # one word per cell and gate in the CellReader's ROM (hw/pe_shape.py `cell_constants`, one
                   # word per group of lanes); with split sums the PEs' sum banks, which start at it

@@ -23,12 +23,13 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .credit_queue import CreditQueue
-from .design import AcceleratorDesign
+from .design import AcceleratorDesign, bram_slices
 from .fixed import round_shift_saturate_parts, saturated
 from .interfaces import (CELL_READ_DATA_LATENCY, CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
                          ReadoutStatusSignature, elementwise_group_in_layout, gate_sums_layout, y_word_layout)
@@ -104,15 +105,24 @@ def _captured(m: Module, p: int, port) -> Signal:
     return captured
 
 
-def _captured_if_read(m: Module, p: int, port, en, latency: int) -> Signal:
+def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> Signal:
     """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` `latency` cycles
     before): the rows of PEs are then ORed together, with no row index selecting among them. Such an index,
     one register driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's
-    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own."""
-    was_read = [Signal(name=f"pe{p}_was_read_{k}") for k in range(1, latency + 1)]
-    captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
-    m.d.sync += [was_read[0].eq(en), *[later.eq(earlier) for earlier, later in zip(was_read, was_read[1:])],
-                 captured.eq(Mux(was_read[-1], port.data, 0))]
+    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own. The last
+    flag is `parts` flip-flops (`keep`: not merged), each zeroing one slice of the word: one flag as the reset
+    of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns)."""
+    data = Value.cast(port.data)
+    flag = en
+    for k in range(1, latency):
+        later = Signal(name=f"pe{p}_was_read_{k}")
+        m.d.sync += later.eq(flag)
+        flag = later
+    captured = Signal.like(data, name=f"pe{p}_read_data", reset_less=True)
+    bounds = [len(data) * i // parts for i in range(parts + 1)]
+    for i, (low, high) in enumerate(zip(bounds, bounds[1:])):
+        was_read = Signal(name=f"pe{p}_was_read_{latency}_{i}", attrs={"keep": 1})
+        m.d.sync += [was_read.eq(flag), captured[low:high].eq(Mux(was_read, data[low:high], 0))]
     return captured
 
 
@@ -179,11 +189,18 @@ class CellReader(wiring.Component):
         gathered_group = Signal(design.group_bits, reset_less=True)
         gathered = Signal(data.ArrayLayout(gate_sums_layout(design.acc_bits), lanes), reset_less=True)
         # the group's biases and peepholes: the ROM's address from flip-flops as the PEs read (fetched_group[0]),
-        # its output registered beside `gathered`
-        m.submodules.constants_rom = constants_rom = cell_constants(design).memory()
-        constants_rd = constants_rom.read_port()
-        constants_bases = Array(Const(base, len(constants_rd.addr)) for base in cell_constants_bases(design))
-        constants_addr = Signal.like(constants_rd.addr, reset_less=True)
+        # its output registered beside `gathered`; in block RAM slices whose output registers take those
+        # flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns)
+        constants = cell_constants(design)
+        words = constants.words()
+        constants_rd = []
+        for j, (low, width) in enumerate(bram_slices(constants.width)):
+            m.submodules[f"constants_rom{j}"] = rom = Memory(
+                shape=width, depth=constants.depth, init=[(word >> low) & ((1 << width) - 1) for word in words],
+                attrs={"ram_style": "block", "rom_style": "block"})
+            constants_rd.append(rom.read_port())
+        constants_bases = Array(Const(base, len(constants_rd[0].addr)) for base in cell_constants_bases(design))
+        constants_addr = Signal.like(constants_rd[0].addr, reset_less=True)
         group_constants = Signal(cell_constants_layout(design), reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
@@ -217,15 +234,16 @@ class CellReader(wiring.Component):
             selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
             m.d.sync += selected.eq((row_sel == row) & exists)
             en = _registered_read(m, p, port, decided & selected, decided_fields)
-            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY))
+            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY, parts=4))   # a flag per word
         m.d.sync += [read_valid.eq(decided), read_group.eq(decided_group),
                      fetched_valid[0].eq(read_valid), fetched_group[0].eq(read_group),
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
                      captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
                      gathered_valid.eq(captured_valid), gathered_group.eq(captured_group),
-                     constants_addr.eq(constants_bases[layer] + fetched_group[0]), group_constants.eq(constants_rd.data)]
-        m.d.comb += constants_rd.addr.eq(constants_addr)
+                     constants_addr.eq(constants_bases[layer] + fetched_group[0]),
+                     group_constants.eq(Cat(port.data for port in constants_rd))]
+        m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 

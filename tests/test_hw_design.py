@@ -172,4 +172,5 @@ def test_memory_bits_count_every_memory():
     # layer 0's gate accumulators are held twice (double buffer)
     cells = [sum(image.cells) + image.cells[0] for image in encoded.pes]
     assert bits["gate_accumulators"] == 4 * 4 * max(max(2, c) for c in cells) * design.acc_bits
+    assert bits["gate_accumulator_copy"] == bits["gate_accumulators"]       # the MAC's copy (hw/pe.py)
     assert bits["total"] == sum(v for k, v in bits.items() if k != "total")

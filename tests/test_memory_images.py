@@ -92,7 +92,7 @@ def test_images_hold_what_the_inline_verilog_initialises(both):
     still_inline = _inline_contents(with_images)     # by module: one module holds every PE's
     assert not any(any(words) for words in still_inline.values())
     assert {memory for _, memory in still_inline} == {memory for (_, memory), words in inline.items() if not any(words)}
-    assert {"pe0.entries", "pe2.column_pointers", "pe1.layer_rom", "cell_reader.constants_rom",
+    assert {"pe0.entries", "pe2.column_pointers", "pe1.layer_rom", "cell_reader.constants_rom0",
             "elementwise.lane0.tanh.rom.memory"} <= {
         f"{module.removeprefix(TOP_NAME + '.')}.{memory}" for module, memory in reads}
     for key, (file, depth) in reads.items():
