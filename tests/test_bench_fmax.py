@@ -75,6 +75,9 @@ def test_placer_and_router_tuning_reach_nextpnr_and_the_result(tmp_path, monkeyp
     fmax.main(["--skip-synth", "-o", str(tmp_path), "--no-bram-registers"])
     assert "bram_output_registers" not in json.loads((tmp_path / "fmax.json").read_text())
     assert json.loads((tmp_path / "synth.json").read_text()) == _registered_block(2)
+    fmax.main(["--skip-synth", "-o", str(tmp_path), "--placer", "static", "--no-ctrl-set"])
+    assert commands[-1][commands[-1].index("--placer") + 1] == "static" and "--placer-heap-no-ctrl-set" in commands[-1]
+    assert "--placer" not in commands[1] and "--placer-heap-no-ctrl-set" not in commands[1]     # heap by default
 
 
 @pytest.mark.skipif(shutil.which("iverilog") is None, reason="needs Icarus Verilog")
