@@ -5,7 +5,7 @@
                       (InputEngine, YReader, OutputStreamer inside)
                         ^   |                                 |  cell_read / proj_read
                         |   +--cells--> CellReader <----------+
-                        |   |              | (4 gate accs + peepholes per cell)
+                        |   |              | (4 gate sums per cell; the bias and peepholes added)
                         |   |              v
                         +---|------ m -- LaneElementwise (hw/lanes.py: `lanes` ElementwiseUnits)
                         |   +--proj---> ProjReader  <---------+

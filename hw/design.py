@@ -94,6 +94,16 @@ def memory_depth(words: int) -> int:
 # multiplexer per data bit), which sat on routed late paths (#10) and kept the block's output register unused.
 NO_COLLISIONS = {"no_rw_check": 1}
 
+# The widest port of an ECP5 block RAM (DP16KD) that keeps its read data on its own side's pins: a memory read by
+# the fabric through flip-flops is cut into slices this wide, so that each block's output register can take them
+# (hw/boards/bram_registers.py; a 36-bit-wide DP16KD reads through both sides' pins and keeps no register there).
+BRAM_SLICE_BITS = 18
+
+
+def bram_slices(width: int) -> list[tuple[int, int]]:
+    """(low bit, width) of each slice of a `width`-bit word, BRAM_SLICE_BITS at most each."""
+    return [(low, min(BRAM_SLICE_BITS, width - low)) for low in range(0, width, BRAM_SLICE_BITS)]
+
 
 @dataclass(frozen=True)
 class PhaseEntry:
@@ -311,16 +321,20 @@ class AcceleratorDesign:
         numerics, params = self.numerics, self.params
         word_bits = self.value_bits + self.column_bits + self.phase_bits + 1      # broadcast word
         depth, shape, n_pes = memory_depth, self.pe_shape, self.n_pes
+        groups = sum(self.lane_groups(l) for l in range(self.n_layers))
         # every PE is sized like the largest (hw/pe_shape.py)
         totals = {"entries": n_pes * sum(shape.entry_bank_depths) * self.entry_bits,
                   # each pointer with its column's two flags (pe_shape.column_pointers)
                   "pointers": n_pes * shape.pointer_depth * (self.pointer_bits + 2),
                   "gate_accumulators": n_pes * 4 * shape.gate_depth * self.acc_bits,
+                  # the MAC reads its gate words from a copy in one memory (hw/pe.py)
+                  "gate_accumulator_copy": n_pes * 4 * shape.gate_depth * self.acc_bits,
                   "proj_accumulators": n_pes * shape.proj_depth * self.acc_bits,
-                  # one word per cell and gate, added by the cell read (hw/pe.py); with split sums the sum
-                  # banks, which start at it
-                  "bias": n_pes * shape.cell_depth * 4 * self.acc_bits,
-                  "peephole": n_pes * shape.cell_depth * 3 * numerics.peephole_bits,
+                  # one word per cell and gate in the CellReader's ROM (hw/pe_shape.py `cell_constants`, one
+                  # word per group of lanes); with split sums the PEs' sum banks, which start at it
+                  "bias": (n_pes * shape.cell_depth if self.split_sums else depth(groups) * self.lanes)
+                          * 4 * self.acc_bits,
+                  "peephole": depth(groups) * self.lanes * 3 * numerics.peephole_bits,
                   "activation_fifos": n_pes * pe_fifo_words(params.fifo_depth) * word_bits}
         totals["y_memory"] = depth(self.y_depth) * numerics.act_bits
         totals["output_buffer"] = depth(self.output_size) * numerics.act_bits

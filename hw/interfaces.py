@@ -38,7 +38,7 @@ from .design import AcceleratorDesign, bits_for
 
 __all__ = [
     "elementwise_in_layout", "elementwise_out_layout", "input_word_layout", "output_word_layout",
-    "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "y_word_layout",
+    "broadcast_layout", "design_broadcast_layout", "cell_data_layout", "gate_sums_layout", "y_word_layout",
     "activation_in_layout", "activation_out_layout", "InputWord", "OutputWord",
     "CellReadSignature", "CELL_READ_DATA_LATENCY",
     "ProjReadSignature", "ReadoutCommandSignature", "YReadCommandSignature",
@@ -187,13 +187,19 @@ def design_lane_broadcast_layout(design: AcceleratorDesign) -> data.StructLayout
     return lane_broadcast_layout(design.value_bits, design.column_bits, design.phase_bits, design.lanes)
 
 
-def cell_data_layout(acc_bits: int, peephole_bits: int) -> data.StructLayout:
-    """A cell as a PE holds it: its four gate accumulators and its three peephole weights."""
+def gate_sums_layout(acc_bits: int) -> data.StructLayout:
+    """A cell's four gate sums as a PE's read port gives them (the CellReader adds the bias and peepholes)."""
     _check_width("acc_bits", acc_bits, 2)
+    return data.StructLayout({"acc_i": signed(acc_bits), "acc_f": signed(acc_bits), "acc_g": signed(acc_bits),
+                              "acc_o": signed(acc_bits)})
+
+
+def cell_data_layout(acc_bits: int, peephole_bits: int) -> data.StructLayout:
+    """A cell on its way into the element-wise pipeline: its four gate accumulators (the bias added) and its
+    three peephole weights."""
     _check_width("peephole_bits", peephole_bits, 2)
     return data.StructLayout({
-        "acc_i": signed(acc_bits), "acc_f": signed(acc_bits), "acc_g": signed(acc_bits),
-        "acc_o": signed(acc_bits),
+        **gate_sums_layout(acc_bits).members,
         "peep_i": signed(peephole_bits), "peep_f": signed(peephole_bits), "peep_o": signed(peephole_bits),
     })
 
@@ -227,14 +233,15 @@ OutputWord = output_word_layout(16)
 
 # ---- port signatures --------------------------------------------------------------------------------------
 
-CELL_READ_DATA_LATENCY = 3   # the gate banks' read register, the words beside their bias, their sum (hw/pe.py)
+CELL_READ_DATA_LATENCY = 2   # the gate banks' read register, the words registered (hw/pe.py)
 
 
 class CellReadSignature(wiring.Signature):
     """Read-and-reset of one cell's gate accumulators, seen from the reader.
 
     `en` with (`layer`, `index` = the PE's local cell, `buffer` = accumulator copy of layer 0) at cycle t
-    gives `data` (a `cell_data_layout`) from t + CELL_READ_DATA_LATENCY, held until the next `en`.
+    gives `data` (a `gate_sums_layout`: the sums without the bias; with split sums, hw/design.py, the sum banks',
+    which start at the bias) from t + CELL_READ_DATA_LATENCY, held until the next `en`.
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -244,7 +251,7 @@ class CellReadSignature(wiring.Signature):
             "layer": Out(design.layer_bits),
             "index": Out(design.cell_index_bits),
             "buffer": Out(1),
-            "data": In(cell_data_layout(design.acc_bits, design.numerics.peephole_bits)),
+            "data": In(gate_sums_layout(design.acc_bits)),
         })
 
 

@@ -11,20 +11,21 @@ Pipeline (one entry per cycle in steady state; docs/architecture.md):
                                        W: walker  issues entry address start .. end-1, one per cycle; takes the
                                          |         next job in the cycle it issues the last entry of a column
                                          v
-                   E entry registered -> D bank chosen -> B row = cursor + z + 1 -> R address; w * value
-                   -> A accumulator and written-tag reads; << shift -> S cleared ? 0 : acc -> X + product,
-                   forwarded from the three entries ahead -> Wb write
+                   E entry registered -> D bank chosen -> B row = cursor + z + 1 -> R address, gate copy read;
+                   w * value -> A accumulator and written-tag reads; << shift -> S cleared ? 0 : acc
+                   -> X + product, forwarded from the four entries ahead -> Wb write
 
 The MAC pipeline behind the walker never stalls: the walker waits only for work, the FIFO pop for work and credits.
 
 Accumulators (hw/design.py): four gate banks (bank k = gate k, address cell_base[l] + q) holding the sums without
-the bias (the cell read adds it from the bias ROM), one proj bank; all start at 0. Two read-and-reset ports serve
+the bias, one proj bank; all start at 0. The MAC reads its gate words from a copy of the four banks in one
+memory (a block RAM on an ECP5), written with them; the banks serve the cell read. Two read-and-reset ports serve
 the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
-  cycle t gives, from t+3 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
-  accumulators (the bias added) and three peephole weights; at t+1 the four words are marked cleared (they
-  read as 0 until the MAC writes them).
+  cycle t gives, from t+2 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
+  sums (without the bias: the CellReader adds it and the peepholes once for all PEs, hw/readout.py); at t+1
+  the four words are marked cleared (they read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
 
 Delta mode keeps the sums from frame to frame: the ports only read. With split sums (one layer,
@@ -48,7 +49,8 @@ from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import ENTRY_BANK_WORDS, GATE_TARGET, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for, pe_fifo_words
+from .design import (ENTRY_BANK_WORDS, GATE_TARGET, NO_COLLISIONS, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for,
+                     bram_slices, pe_fifo_words)
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .multiplier import PipelinedMultiplier
 from .pe_shape import entry_memory_names, pe_memory_contents
@@ -146,6 +148,17 @@ class SparsePE(wiring.Component):
         for k in range(4):
             m.submodules[f"gate_bank{k}"] = bank = memories[f"gate_bank{k}"]
             gate_banks.append(bank)
+        # The MAC reads its gate words from a copy of the four banks (word (bank, addr) at addr * 4 + bank),
+        # written with them: one read and one write port, block RAM on an ECP5. The banks serve only the cell
+        # read, so each is one LUT-RAM copy, not one per read port (#10: 2 304 of the 4 011 LUT-RAM cells at 32
+        # PEs were the banks' copies, and the LUT-RAM did not pack). The copy is cut into block RAM slices
+        # (`design.bram_slices`) whose output registers take the flip-flops behind them
+        gate_word_layout = gate_banks[0].shape
+        gate_copy_slices = []
+        for j, (_, width) in enumerate(bram_slices(gate_word_layout.size)):
+            m.submodules[f"gate_mac_copy{j}"] = copy_slice = Memory(
+                shape=width, depth=4 * gate_depth, init=[], attrs={**NO_COLLISIONS, "ram_style": "block"})
+            gate_copy_slices.append(copy_slice)
         m.submodules.written_tags = written_tags = Memory(shape=4, depth=gate_depth, init=[])
         m.submodules.proj_bank = proj_bank = Memory(
             shape=signed(acc_bits), depth=proj_depth, init=[])
@@ -155,9 +168,6 @@ class SparsePE(wiring.Component):
             for k in range(4):
                 m.submodules[f"sum_bank{k}"] = bank = memories[f"sum_bank{k}"]
                 sum_banks.append(bank)
-        else:
-            m.submodules.bias_rom = bias_rom = memories["bias_rom"]
-        m.submodules.peephole_rom = peephole_rom = memories["peephole_rom"]
         m.submodules.multiplier = multiplier = PipelinedMultiplier(signed(weight_bits), word_layout["value"].shape,
                                                                    latency=2)
 
@@ -165,10 +175,11 @@ class SparsePE(wiring.Component):
         ptr_hi = pointer_mem.read_port()
         entry_ports = [memory.read_port() for memory in entry_mems]
         gate_wr = [bank.write_port() for bank in gate_banks]
-        gate_mac_rd = [bank.read_port() for bank in gate_banks]
+        gate_mac_wr = [copy_slice.write_port() for copy_slice in gate_copy_slices]
+        gate_mac_rd = [copy_slice.read_port() for copy_slice in gate_copy_slices]
         gate_out_rd = [bank.read_port() for bank in gate_banks]
         tags_wr = written_tags.write_port()
-        tags_mac_rd = written_tags.read_port()
+        tags_mac_rd = written_tags.read_port(domain="comb")
         tags_out_rd = written_tags.read_port()
         proj_wr = proj_bank.write_port()
         proj_mac_rd = proj_bank.read_port()
@@ -176,9 +187,6 @@ class SparsePE(wiring.Component):
         if split:
             sum_rd = [bank.read_port() for bank in sum_banks]
             sum_wr = [bank.write_port() for bank in sum_banks]
-        else:
-            bias_rd = bias_rom.read_port()
-        peep_rd = peephole_rom.read_port()
 
         # ---- connections: broadcast stream into the FIFO ---------------------------------------------
         # no ready: the producers count the room themselves (flag or credits), so no decision of this PE's
@@ -333,10 +341,10 @@ class SparsePE(wiring.Component):
         #   E  entry word on the memory output        -> registered (in the block RAM on an ECP5)
         #   D  the entry chosen among the banks       -> registered
         #   B  decode: row = cursor + z + 1, weight   -> registered, multiplier operands registered
-        #   R  accumulator address from the row       -> registered; product registered
-        #   A  accumulator and written-tag reads issued; product shifted
-        #   S  old value = cleared (tag != written tag) ? 0 : accumulator
-        #   X  old value corrected by the three newer results not yet written (forwarding); + product
+        #   R  accumulator address from the row       -> registered; the gate copy's read issued; product registered
+        #   A  accumulator and written-tag reads issued (the gate copy's block RAM reads); product shifted
+        #   S  the gate word registered (the block RAM's output register); old value = cleared ? 0 : accumulator
+        #   X  old value corrected by the four newer results not yet written (forwarding); + product
         #   Wb write
         def stage(prefix, fields):
             return {key: Signal(shape, name=f"{prefix}_{key}", reset_less=key != "valid")
@@ -366,14 +374,22 @@ class SparsePE(wiring.Component):
         cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
         m.d.comb += row.eq(Mux(b["first"], 0, cursor + 1) + skip)
+        # the gate copy's address, 4 * base + row (= (bank, base + row // 4)), follows the row with its own cursor,
+        # so that no adder stands between R's registers and the block RAM's address pins (#10: R's address adder
+        # in front of them was a routed late path)
+        copy_cursor = Signal.like(gate_mac_rd[0].addr, reset_less=True)
+        copy_addr = Signal.like(gate_mac_rd[0].addr)
+        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]), copy_cursor + 1) + skip)
         with m.If(b["valid"]):
-            m.d.sync += cursor.eq(row)
+            m.d.sync += [cursor.eq(row), copy_cursor.eq(copy_addr)]
         is_padding = weight == 0
 
-        addr_bits = max(len(gate_mac_rd[0].addr), len(proj_mac_rd.addr))
+        addr_bits = max(len(gate_wr[0].addr), len(proj_mac_rd.addr))
         r = stage("r", {"valid": 1, "target": 1, "base": meta["base"], "shift": meta["shift"], "row": row_bits})
         r_padding = Signal()
-        m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row)]
+        r_copy_addr = Signal.like(copy_addr, reset_less=True)
+        m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row),
+                     r_copy_addr.eq(copy_addr)]
         # the counters count a cycle later, from R's registers: counting at the decode put the entry's zero test and the
         # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints)
         with m.If(r["valid"]):
@@ -390,24 +406,33 @@ class SparsePE(wiring.Component):
         word_key = {"base": meta["base"], "row": row_bits}
         a = stage("a", {**key_layout, **word_key, "shift": meta["shift"]})
         product = multiplier.p
+        # the gate copy is read from R's register, a cycle before A (the block RAM's address register is A's), and
+        # its word registered again before S (the block's output register, #10), so that read misses the four
+        # results ahead; the proj bank and the written tags are read at A, as the banks were: the proj word misses
+        # three, and the fourth's result, if forwarded, is the word it holds
+        m.d.comb += [port.addr.eq(r_copy_addr) for port in gate_mac_rd]
+        m.d.comb += [proj_mac_rd.addr.eq(a["addr"]), tags_mac_rd.addr.eq(a["addr"])]
         m.d.sync += [
             a["valid"].eq(r["valid"]), a["target"].eq(r["target"]), a["bank"].eq(r["row"][:2]),
             a["addr"].eq(r["base"] + Mux(r["target"] == PROJ_TARGET, r["row"], r["row"][2:])),
             a["base"].eq(r["base"]), a["row"].eq(r["row"]), a["shift"].eq(r["shift"]),
         ]
-        for port in gate_mac_rd + [proj_mac_rd] + [tags_mac_rd]:
-            m.d.comb += port.addr.eq(a["addr"])
 
         s = stage("s", {**key_layout, **word_key})
         shifted = Signal(signed(acc_bits), reset_less=True)
         m.d.sync += [s[key].eq(a[key]) for key in s] + [shifted.eq(product << a["shift"])]
+        # at S: the gate word as read, and the written tag of the entry's bank, chosen at A
+        s_gate_word = Signal(gate_word_layout, name="s_gate_word", reset_less=True)
+        s_written_tag = Signal(name="s_written_tag", reset_less=True)
+        m.d.sync += [s_gate_word.eq(Cat(port.data for port in gate_mac_rd)),
+                     s_written_tag.eq(tags_mac_rd.data.bit_select(a["bank"], 1))]
 
-        # results written after X's read was issued: newest first (wb = X one cycle ago, wb2, and the one written
-        # as the read was issued, a cycle older, which S sees in wb2)
+        # the results of the four entries ahead are not in the word X's read returned: the newest is wb's (X's
+        # own output a cycle ago), the other three are wb's, wb2's and wb3's at S (wb3's written as the read
+        # was issued)
         x = stage("x", {**key_layout, **word_key, "tag": 1})      # tag: the written tag the result is stored with
-        wb = stage("wb", {**key_layout, "tag": 1})
-        wb2 = stage("wb2", key_layout)
-        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum")]
+        wb = stage("wb", {**key_layout, **word_key, "tag": 1})
+        sums = [Signal(signed(acc_bits), name=name, reset_less=True) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
 
         def same_key(p, q):
             return p["valid"] & q["valid"] & (p["target"] == q["target"]) & (p["base"] == q["base"]) \
@@ -416,29 +441,27 @@ class SparsePE(wiring.Component):
         # X's old value is the newest result not yet written for the same word, else the stored word. Only the
         # newest (wb's, the adder's own output a cycle ago) is chosen at X, so the accumulate loop is one
         # multiplexer and the adder (#10: three multiplexers in it made 334 late endpoints); the rest is chosen
-        # a cycle earlier, at S, into `x_base` (the two older results are wb's and wb2's then), with one-hot
-        # selects registered at A (S's matches against wb and wb2 are A's against X and wb). A's matches are
-        # R's against S and X a cycle earlier, in flip-flops (#10: compared at A they were routed late paths)
-        # the selects have no reset: x_base and wb_sum are computed every cycle, used only under the valid flags
-        newer = [Signal(name="a_matches_x", reset_less=True), Signal(name="a_matches_wb", reset_less=True)]
-        m.d.sync += [newer[0].eq(same_key(r, s)), newer[1].eq(same_key(r, x))]
-        from_sum = [Signal(name="base_from_wb_sum", reset_less=True), Signal(name="base_from_wb2_sum", reset_less=True)]
+        # a cycle earlier, at S, into `x_base` (the three older results are wb's, wb2's and wb3's then), with
+        # one-hot selects registered at A (S's matches against wb, wb2 and wb3 are A's against X, wb and wb2).
+        # A's matches are R's against S, X and wb a cycle earlier, in flip-flops (#10: compared at A they were
+        # routed late paths); the selects have no reset: x_base and wb_sum are computed every cycle, used only
+        # under the valid flags
+        newer = [Signal(name=f"a_matches_{name}", reset_less=True) for name in ("x", "wb", "wb2")]
+        m.d.sync += [newer[0].eq(same_key(r, s)), newer[1].eq(same_key(r, x)), newer[2].eq(same_key(r, wb))]
+        from_sum = [Signal(name=f"base_from_{name}", reset_less=True) for name in ("wb_sum", "wb2_sum", "wb3_sum")]
         from_proj = Signal(name="base_from_proj", reset_less=True)
-        from_gate = [Signal(name=f"base_from_gate{k}", reset_less=True) for k in range(4)]
-        stored = ~newer[0] & ~newer[1]
+        from_gate = Signal(name="base_from_gate", reset_less=True)
+        stored = ~newer[0] & ~newer[1] & ~newer[2]
         m.d.sync += [
             from_sum[0].eq(newer[0]), from_sum[1].eq(~newer[0] & newer[1]),
+            from_sum[2].eq(~newer[0] & ~newer[1] & newer[2]),
             from_proj.eq(stored & (a["target"] == PROJ_TARGET)),
-            *[from_gate[k].eq(stored & (a["target"] == GATE_TARGET) & (a["bank"] == k)) for k in range(4)],
+            from_gate.eq(stored & (a["target"] == GATE_TARGET)),
         ]
-        # a gate word counts when its bank is chosen and it is not cleared (a cleared word reads as 0: the bias
-        # is added by the cell read), one flag per bank in front of the OR (#10: the bias as a third choice
-        # per bank kept `x_base` five LUT levels deep, a routed late path)
-        from_written = [Signal(name=f"base_from_written_gate{k}") for k in range(4)]
-        m.d.comb += [from_written[k].eq(from_gate[k] & (port.data.tag == tags_mac_rd.data[k]))
-                     for k, port in enumerate(gate_mac_rd)]
-        candidates = [(from_sum[0], sums[0]), (from_sum[1], sums[1]), (from_proj, proj_mac_rd.data)] + [
-            (from_written[k], port.data.value) for k, port in enumerate(gate_mac_rd)]
+        # a gate word counts when it is not cleared (a cleared word reads as 0: the bias is added by the CellReader)
+        from_written = Signal(name="base_from_written_gate")
+        m.d.comb += from_written.eq(from_gate & (s_gate_word.tag == s_written_tag))
+        candidates = [*zip(from_sum, sums), (from_proj, proj_mac_rd.data), (from_written, s_gate_word.value)]
         terms = [Signal(signed(acc_bits), name=f"base_term{n}") for n in range(len(candidates))]
         m.d.comb += [term.eq(Mux(select, value, 0)) for term, (select, value) in zip(terms, candidates)]
         x_base = Signal(signed(acc_bits), reset_less=True)
@@ -451,7 +474,7 @@ class SparsePE(wiring.Component):
         m.d.sync += [follows_own_word[0].eq(same_key(r, a)), follows_own_word[1].eq(follows_own_word[0]),
                      forward.eq(follows_own_word[1])]
         m.d.sync += [x[key].eq(s[key]) for key in {**key_layout, **word_key}] + [
-            x["tag"].eq(tags_mac_rd.data.bit_select(s["bank"], 1)),
+            x["tag"].eq(s_written_tag),
             x_base.eq(reduce(operator.or_, terms)),
             x_product.eq(shifted),
         ]
@@ -459,18 +482,20 @@ class SparsePE(wiring.Component):
         # the accumulator banks' write enables decoded a cycle early: each drives the write enable of every
         # LUT-RAM of its bank straight from a flip-flop (#10: the decode before that fan-out, ~200 late endpoints)
         gate_write = [Signal(name=f"wb_gate_write{k}") for k in range(4)]
+        gate_copy_write = Signal(name="wb_gate_copy_write")
         proj_write = Signal(name="wb_proj_write")
         m.d.sync += [*[gate_write[k].eq(x["valid"] & (x["target"] == GATE_TARGET) & (x["bank"] == k))
                        for k in range(4)],
+                     gate_copy_write.eq(x["valid"] & (x["target"] == GATE_TARGET)),
                      proj_write.eq(x["valid"] & (x["target"] == PROJ_TARGET))]
-        m.d.sync += [wb2[key].eq(wb[key]) for key in key_layout] + [sums[1].eq(sums[0])]
+        m.d.sync += [sums[1].eq(sums[0]), sums[2].eq(sums[1])]
 
         # ---- read-and-reset ports -------------------------------------------------------------------------
         # the PE's own layer bases, one read for the cell port and one for the proj port
         m.submodules.layer_rom = layer_table = memories["layer_rom"]
         cell_layer_rd = layer_table.read_port(domain="comb")
         proj_layer_rd = layer_table.read_port(domain="comb")
-        cell_addr = Signal(range(cell_depth + 1))          # bias / peephole address (one copy)
+        cell_addr = Signal(range(cell_depth + 1))          # sum bank address (one copy)
         bank_addr = Signal(range(gate_depth + 1))          # gate bank address (copy 1 of layer 0 after all)
         m.d.comb += [
             cell_layer_rd.addr.eq(self.cell_read.layer), proj_layer_rd.addr.eq(self.proj_read.layer),
@@ -479,11 +504,10 @@ class SparsePE(wiring.Component):
         ]
         for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
-        for port in (sum_rd if split else [bias_rd]) + [peep_rd]:
+        for port in sum_rd if split else []:
             m.d.comb += [port.addr.eq(cell_addr), port.en.eq(self.cell_read.en)]
         read_tags = Cat(port.data.tag for port in gate_out_rd)
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
-        peeps = peep_rd.data
         # a gate word holds the sum without the bias; cleared, it reads as 0
         cell_values = [Mux(read_cleared[k], 0, port.data.value) for k, port in enumerate(gate_out_rd)]
         if split:
@@ -495,28 +519,14 @@ class SparsePE(wiring.Component):
                 m.d.comb += [cell_sums[k].eq(sum_rd[k].data + cell_values[k]), sum_wr[k].addr.eq(sum_write_addr),
                              sum_wr[k].data.eq(cell_sums[k])]
             cell_values = cell_sums
-        # two registered stages after the read (CELL_READ_DATA_LATENCY): the words as read (cleared -> 0) beside
-        # their bias, then their sum, so the reader's capture across the chip starts from a flip-flop and the
-        # adder from flip-flops next to it (#10: the cleared multiplexer and the bias adder in one cycle, then in
-        # front of the reader's capture, were routed late paths); loaded every cycle, as the read ports hold
-        # their data until the next `en`
-        read_words = [Signal(signed(acc_bits), name=f"cell_read_word{k}", reset_less=True) for k in range(4)]
-        read_bias = [Signal(signed(acc_bits), name=f"cell_read_bias{k}", reset_less=True) for k in range(4)]
-        read_peeps = Signal.like(peeps, reset_less=True)
-        m.d.sync += [*[word.eq(value) for word, value in zip(read_words, cell_values)], read_peeps.eq(peeps)]
-        if not split:      # with split sums the bias is in the sum banks
-            m.d.sync += [read_bias[k].eq(bias_rd.data[k]) for k in range(4)]
-        cell_out = Signal.like(self.cell_read.data, reset_less=True)
-        m.d.sync += [
-            cell_out.acc_i.eq(read_words[0] + read_bias[0]),
-            cell_out.acc_f.eq(read_words[1] + read_bias[1]),
-            cell_out.acc_g.eq(read_words[2] + read_bias[2]),
-            cell_out.acc_o.eq(read_words[3] + read_bias[3]),
-            cell_out.peep_i.eq(read_peeps[0]),
-            cell_out.peep_f.eq(read_peeps[1]),
-            cell_out.peep_o.eq(read_peeps[2]),
-        ]
-        m.d.comb += self.cell_read.data.eq(cell_out)
+        # the words as read (cleared -> 0) registered (CELL_READ_DATA_LATENCY), so the reader's capture across the
+        # chip starts from a flip-flop; loaded every cycle, as the read ports hold their data until the next `en`.
+        # The bias and the peepholes are the CellReader's, added once after it chose among the PEs: here they
+        # cost a ROM, 500 flip-flops and four adders per PE (#10: 32 PEs ran out of flip-flops)
+        read_words = Signal.like(self.cell_read.data, reset_less=True)
+        m.d.sync += [read_words.acc_i.eq(cell_values[0]), read_words.acc_f.eq(cell_values[1]),
+                     read_words.acc_g.eq(cell_values[2]), read_words.acc_o.eq(cell_values[3])]
+        m.d.comb += self.cell_read.data.eq(read_words)
         proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
         m.d.comb += [
             proj_out_rd.addr.eq(proj_addr), proj_out_rd.en.eq(self.proj_read.en),
@@ -541,6 +551,15 @@ class SparsePE(wiring.Component):
                 port.addr.eq(wb["addr"]), port.data.value.eq(sums[0]), port.data.tag.eq(wb["tag"]),
                 port.en.eq(gate_write[k]),
             ]
+        gate_copy_word = Signal(gate_word_layout)
+        m.d.comb += [gate_copy_word.value.eq(sums[0]), gate_copy_word.tag.eq(wb["tag"])]
+        low = 0
+        for port in gate_mac_wr:
+            m.d.comb += [
+                port.addr.eq(Cat(wb["bank"], wb["addr"][:len(gate_wr[0].addr)])),
+                port.data.eq(gate_copy_word.as_value()[low:low + len(port.data)]), port.en.eq(gate_copy_write),
+            ]
+            low += len(port.data)
         m.d.comb += [tags_wr.addr.eq(cell_reset_addr), tags_wr.data.eq(~read_tags), tags_wr.en.eq(cell_reset_pending)]
         if split:
             m.d.comb += [port.en.eq(cell_reset_pending) for port in sum_wr]

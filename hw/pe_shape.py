@@ -16,7 +16,8 @@ from amaranth.lib.memory import Memory
 
 from .design import ENTRY_BANK_WORDS, AcceleratorDesign, PEDesign, bits_for, entry_banks, memory_depth
 
-__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "column_pointers", "entry_memory_names", "pe_memory_contents"]
+__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "column_pointers", "entry_memory_names", "pe_memory_contents",
+           "cell_constants", "cell_constants_bases", "cell_constants_layout"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class PEShape:
     entry_bank_depths : tuple of int
         Depth of each entry memory bank (hw/design.py `entry_banks`).
     pointer_depth, cell_depth, gate_depth, proj_depth : int
-        Depths of the pointer memory, the bias and peephole memories (one word per cell), the gate banks
+        Depths of the pointer memory, the sum banks of split sums (one word per cell), the gate banks
         and the proj bank.
     row_bits : int
         Width of a local row of the widest matrix.
@@ -175,10 +176,10 @@ def entry_memory_names(shape: PEShape) -> list[str]:
 
 def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, MemoryContents]:
     """Every memory of PE `pe_index` whose contents come from the model, by its name in SparsePE: entry
-    banks, pointers (with their columns' flags), gate banks (the biases), bias, peephole and MAC bias ROMs (with split sums the sum banks
-    instead of the bias ROMs), phase and layer ROMs. The Verilog's PE module reads these from one image file
-    per PE (hw/shared_pe.py)."""
-    pe, shape, numerics = design.pes[pe_index], design.pe_shape, design.numerics
+    banks, pointers (with their columns' flags), gate banks (empty), with split sums the sum banks (starting at
+    the biases), phase and layer ROMs. The Verilog's PE module reads these from one image file per PE
+    (hw/shared_pe.py). The biases and peepholes are the CellReader's (`cell_constants`)."""
+    pe, shape = design.pes[pe_index], design.pe_shape
     acc_bits = design.acc_bits
     contents = {}
     entry_words = pe.entries or (0,)
@@ -191,15 +192,51 @@ def pe_memory_contents(design: AcceleratorDesign, pe_index: int) -> dict[str, Me
     gate_word = data.StructLayout({"value": signed(acc_bits), "tag": 1})
     for k in range(4):
         contents[f"gate_bank{k}"] = MemoryContents(gate_word, shape.gate_depth, ())
-    bias_layout = data.ArrayLayout(signed(acc_bits), 4)
     if pe.split_sums:
         # delta mode, one layer (hw/design.py): a cleared word reads as 0; the sums start at the bias
         for k in range(4):
             contents[f"sum_bank{k}"] = MemoryContents(signed(acc_bits), shape.cell_depth, tuple(pe.sum_bank_init(k)))
-    else:
-        contents["bias_rom"] = MemoryContents(bias_layout, shape.cell_depth, tuple(map(tuple, pe.bias)) or ((0,) * 4,))
-    contents["peephole_rom"] = MemoryContents(data.ArrayLayout(signed(numerics.peephole_bits), 3), shape.cell_depth,
-                                              tuple(map(tuple, pe.peephole)) or ((0,) * 3,))
     contents["phase_rom"] = phase_rom(pe, shape, design.phase_bits)
     contents["layer_rom"] = layer_rom(pe, shape, design.layer_bits)
     return contents
+
+
+def cell_constants_layout(design: AcceleratorDesign) -> data.ArrayLayout:
+    """A word of `cell_constants`: per lane the cell's four biases (not with split sums: the PEs' sum banks
+    start at them) and three peephole weights."""
+    fields = {"peep": data.ArrayLayout(signed(design.numerics.peephole_bits), 3)}
+    if not design.split_sums:
+        fields["bias"] = data.ArrayLayout(signed(design.acc_bits), 4)
+    return data.ArrayLayout(data.StructLayout(fields), design.lanes)
+
+
+def cell_constants_bases(design: AcceleratorDesign) -> tuple[int, ...]:
+    """The `cell_constants` word of each layer's group 0 (the layers' groups one after another)."""
+    bases, total = [], 0
+    for l in range(design.n_layers):
+        bases.append(total)
+        total += design.lane_groups(l)
+    return tuple(bases)
+
+
+def cell_constants(design: AcceleratorDesign) -> MemoryContents:
+    """The CellReader's ROM: word `cell_constants_bases(design)[l] + group` holds the biases and peepholes of
+    the cells `lanes * group + k` of layer l (lane k), each taken from its PE (cell j: PE j mod N, local cell
+    j div N); zeros past the layer's last cell. One ROM read per group instead of one per PE (#10)."""
+    n_pes, lanes = design.n_pes, design.lanes
+    words = []
+    for l, layer in enumerate(design.layers):
+        for group in range(design.lane_groups(l)):
+            word = []
+            for k in range(lanes):
+                j = group * lanes + k
+                cell = {"peep": (0, 0, 0), "bias": (0, 0, 0, 0)}
+                if j < layer.cell_size:
+                    pe = design.pes[j % n_pes]
+                    local = pe.cell_base[l] + j // n_pes
+                    cell = {"peep": pe.peephole[local], "bias": pe.bias[local]}
+                if design.split_sums:
+                    del cell["bias"]
+                word.append(cell)
+            words.append(word)
+    return MemoryContents(cell_constants_layout(design), memory_depth(len(words)), tuple(words))

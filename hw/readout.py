@@ -9,9 +9,11 @@ Both read through a fixed pipeline whose stages end at flip-flops (or, for the C
 memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
 consumer's `ready` to the PEs: the enables go out registered, every PE's read data goes straight into a
 register of its own (it may come from a block RAM, slow to leave), the multiplexer over the PEs has a stage
-of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader narrows in the next one (its output is always accepted). The CellReader writes
-its groups into a small queue and issues a read only when the queue will have room for it (credits), so
-`ready` never stalls the pipeline.
+of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader
+narrows in the next one (its output is always accepted). The CellReader adds the cells' biases and peepholes
+from a ROM of its own after that OR (`pe_shape.cell_constants`: once for all PEs, not in each), writes its groups
+into a small queue and issues a read only when the queue will have room for it (credits), so `ready` never
+stalls the pipeline.
 
 A third engine of the same kind, the YReader (hw/y_reader.py), reads the y memory for the broadcast.
 """
@@ -21,22 +23,24 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .credit_queue import CreditQueue
-from .design import AcceleratorDesign
+from .design import AcceleratorDesign, bram_slices
 from .fixed import round_shift_saturate_parts, saturated
 from .interfaces import (CELL_READ_DATA_LATENCY, CellReadSignature, ProjReadSignature, ReadoutCommandSignature,
-                         ReadoutStatusSignature, elementwise_group_in_layout, y_word_layout)
+                         ReadoutStatusSignature, elementwise_group_in_layout, gate_sums_layout, y_word_layout)
+from .pe_shape import cell_constants, cell_constants_bases, cell_constants_layout
 
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data (CELL_READ_DATA_LATENCY: the bank read, the cell registered after the bias adders) -> registered ->
-# selected, into the queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 4 + CELL_READ_DATA_LATENCY
+# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered -> selected (an OR),
+# registered -> the biases added, into the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 5 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
@@ -101,15 +105,24 @@ def _captured(m: Module, p: int, port) -> Signal:
     return captured
 
 
-def _captured_if_read(m: Module, p: int, port, en, latency: int) -> Signal:
+def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> Signal:
     """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` `latency` cycles
     before): the rows of PEs are then ORed together, with no row index selecting among them. Such an index,
     one register driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's
-    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own."""
-    was_read = [Signal(name=f"pe{p}_was_read_{k}") for k in range(1, latency + 1)]
-    captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
-    m.d.sync += [was_read[0].eq(en), *[later.eq(earlier) for earlier, later in zip(was_read, was_read[1:])],
-                 captured.eq(Mux(was_read[-1], port.data, 0))]
+    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own. The last
+    flag is `parts` flip-flops (`keep`: not merged), each zeroing one slice of the word: one flag as the reset
+    of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns)."""
+    data = Value.cast(port.data)
+    flag = en
+    for k in range(1, latency):
+        later = Signal(name=f"pe{p}_was_read_{k}")
+        m.d.sync += later.eq(flag)
+        flag = later
+    captured = Signal.like(data, name=f"pe{p}_read_data", reset_less=True)
+    bounds = [len(data) * i // parts for i in range(parts + 1)]
+    for i, (low, high) in enumerate(zip(bounds, bounds[1:])):
+        was_read = Signal(name=f"pe{p}_was_read_{latency}_{i}", attrs={"keep": 1})
+        m.d.sync += [was_read.eq(flag), captured[low:high].eq(Mux(was_read, data[low:high], 0))]
     return captured
 
 
@@ -172,6 +185,23 @@ class CellReader(wiring.Component):
                          for k in range(CELL_READ_DATA_LATENCY)]
         captured_valid = Signal()                       # then every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
+        gathered_valid = Signal()                       # then each lane's cell, ORed over its PEs, in a register
+        gathered_group = Signal(design.group_bits, reset_less=True)
+        gathered = Signal(data.ArrayLayout(gate_sums_layout(design.acc_bits), lanes), reset_less=True)
+        # the group's biases and peepholes: the ROM's address from flip-flops as the PEs read (fetched_group[0]),
+        # its output registered beside `gathered`; in block RAM slices whose output registers take those
+        # flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns)
+        constants = cell_constants(design)
+        words = constants.words()
+        constants_rd = []
+        for j, (low, width) in enumerate(bram_slices(constants.width)):
+            m.submodules[f"constants_rom{j}"] = rom = Memory(
+                shape=width, depth=constants.depth, init=[(word >> low) & ((1 << width) - 1) for word in words],
+                attrs={"ram_style": "block", "rom_style": "block"})
+            constants_rd.append(rom.read_port())
+        constants_bases = Array(Const(base, len(constants_rd[0].addr)) for base in cell_constants_bases(design))
+        constants_addr = Signal.like(constants_rd[0].addr, reset_less=True)
+        group_constants = Signal(cell_constants_layout(design), reset_less=True)
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
@@ -204,19 +234,29 @@ class CellReader(wiring.Component):
             selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
             m.d.sync += selected.eq((row_sel == row) & exists)
             en = _registered_read(m, p, port, decided & selected, decided_fields)
-            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY))
+            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY, parts=4))   # a flag per word
         m.d.sync += [read_valid.eq(decided), read_group.eq(decided_group),
                      fetched_valid[0].eq(read_valid), fetched_group[0].eq(read_group),
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
-                     captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1])]
+                     captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
+                     gathered_valid.eq(captured_valid), gathered_group.eq(captured_group),
+                     constants_addr.eq(constants_bases[layer] + fetched_group[0]),
+                     group_constants.eq(Cat(port.data for port in constants_rd))]
+        m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
-        m.d.comb += [queue.w_en.eq(captured_valid), queued.group.eq(captured_group)]
+        m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group)]
         for lane in range(lanes):
             # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
-            m.d.comb += queued.cells[lane].eq(reduce(operator.or_, captured[lane::lanes]))
+            m.d.sync += gathered[lane].eq(reduce(operator.or_, captured[lane::lanes]))
+            cell, sums, lane_constants = queued.cells[lane], gathered[lane], group_constants[lane]
+            for k, gate in enumerate(("acc_i", "acc_f", "acc_g", "acc_o")):
+                # with split sums the PEs' words start at the bias
+                m.d.comb += cell[gate].eq(sums[gate] if design.split_sums else sums[gate] + lane_constants.bias[k])
+            for k, gate in enumerate(("peep_i", "peep_f", "peep_o")):
+                m.d.comb += cell[gate].eq(lane_constants.peep[k])
         m.d.comb += [
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),

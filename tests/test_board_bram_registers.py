@@ -294,5 +294,70 @@ def test_written_block_rams_map_without_collision_logic_and_take_their_registers
     from sparselstm.hw.accelerator import Accelerator
     top = Accelerator(design)
     text = verilog.convert(top, name="top", emit_src=False, ports=component_ports(top))
-    marked = sorted(part.split("\n")[1].split()[-2] for part in text.split("no_rw_check")[1:])
-    assert marked == ["cell_state", "output_buffer", "y_memory"]      # the attribute stands before its memory
+    # the attribute stands before its memory (after any other attributes of it)
+    marked = sorted(next(line for line in part.split("\n")[1:] if not line.strip().startswith("(*")).split()[-2]
+                    for part in text.split("no_rw_check")[1:])
+    # the slices of the PEs' copies of their gate banks (hw/pe.py), two per PE
+    assert marked == ["cell_state", *["gate_mac_copy0"] * 2, *["gate_mac_copy1"] * 2, "output_buffer", "y_memory"]
+
+
+def test_pe_gate_copy_is_one_block_ram_with_its_output_register(tmp_path, yosys):
+    """A PE's copy of its gate banks (hw/pe.py), read by the MAC: Yosys maps each slice of it to one DP16KD with
+    no collision logic after it, and the pass moves the flip-flops behind it (S's `s_gate_word`) into the block;
+    the banks themselves stay distributed RAM, one copy each (their only read port is the cell read's)."""
+    from amaranth.back import verilog
+
+    from sparselstm.hw.design import AcceleratorDesign
+    from sparselstm.hw.memory_images import component_ports
+    from sparselstm.hw.design import BRAM_SLICE_BITS
+    from sparselstm.hw.pe import SparsePE
+    from sparselstm.sw.model import random_model
+    from sparselstm.sw.pipeline import compress_and_encode
+
+    encoded = compress_and_encode(random_model(4, 24, None, seed=3), n_pes=2, density=0.5).encoded
+    pe = SparsePE(AcceleratorDesign.from_encoded(encoded), 1)
+    (tmp_path / "pe.v").write_text(verilog.convert(pe, name="pe", emit_src=False, ports=component_ports(pe)))
+    subprocess.run([*yosys, "-q", "-p", "read_verilog pe.v; synth_ecp5 -top pe; write_json pe.json"],
+                   cwd=tmp_path, check=True)
+    netlist = json.loads((tmp_path / "pe.json").read_text())
+    cells = netlist["modules"]["pe"]["cells"]
+    copies = sorted(name for name, cell in cells.items() if cell["type"] == "DP16KD" and "gate_mac_copy" in name)
+    slices = -(-(pe._design.acc_bits + 1) // BRAM_SLICE_BITS)      # the value and its tag
+    assert len(copies) == slices == 2, sorted(name for name, cell in cells.items() if cell["type"] == "DP16KD")
+    assert [name for name in cells if "gate_mac_copy" in name and ("_DOA" in name or "_DOB" in name)] == []
+    changed = absorb_output_registers(netlist)
+    assert all(any(port.startswith(copy + ":") for port in changed) for copy in copies), changed
+    bank_rams = [name for name, cell in cells.items() if cell["type"] == "TRELLIS_DPR16X4" and "gate_bank" in name]
+    # one copy of each bank: (acc_bits + tag) bits in cells of 16 words x 4 bits (two copies before the MAC's)
+    one_copy = -(-(pe._design.acc_bits + 1) // 4) * -(-pe._design.pe_shape.gate_depth // 16)
+    assert len(bank_rams) == 4 * one_copy, (len(bank_rams), one_copy)
+
+
+def test_cell_reader_constants_are_block_ram_slices_with_their_output_registers(tmp_path, yosys):
+    """The CellReader's bias and peephole ROM (hw/readout.py): each slice is one DP16KD, and the pass moves the
+    flip-flops behind it (`group_constants`) into the block (#10: the ROM's output into them was a late path)."""
+    from amaranth.back import verilog
+
+    from sparselstm.hw.design import BRAM_SLICE_BITS, AcceleratorDesign
+    from sparselstm.hw.memory_images import component_ports
+    from sparselstm.hw.params import HardwareParams
+    from sparselstm.hw.pe_shape import cell_constants
+    from sparselstm.hw.readout import CellReader
+    from sparselstm.sw.model import random_model
+    from sparselstm.sw.pipeline import compress_and_encode
+
+    encoded = compress_and_encode(random_model(4, 40, 8, seed=5), n_pes=4, density=0.5).encoded
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=2))
+    reader = CellReader(design)
+    (tmp_path / "reader.v").write_text(verilog.convert(reader, name="reader", emit_src=False,
+                                                       ports=component_ports(reader)))
+    subprocess.run([*yosys, "-q", "-p", "read_verilog reader.v; synth_ecp5 -top reader; write_json reader.json"],
+                   cwd=tmp_path, check=True)
+    netlist = json.loads((tmp_path / "reader.json").read_text())
+    cells = netlist["modules"]["reader"]["cells"]
+    roms = sorted(name for name, cell in cells.items() if cell["type"] == "DP16KD" and "constants_rom" in name)
+    width = cell_constants(design).width            # 2 lanes x (4 biases + 3 peepholes)
+    assert width == 2 * (4 * design.acc_bits + 3 * design.numerics.peephole_bits)
+    assert len(roms) == -(-width // BRAM_SLICE_BITS) > 1, roms
+    changed = absorb_output_registers(netlist)
+    assert all(any(port.startswith(rom + ":") for port in changed) for rom in roms), changed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,8 @@ from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import GATE_TARGET, PROJ_TARGET, AcceleratorDesign, phase_index
 from sparselstm.hw.interfaces import broadcast_layout, elementwise_in_layout, elementwise_out_layout
 from sparselstm.hw.params import HardwareParams
+from sparselstm.hw.pe_shape import cell_constants, cell_constants_bases, cell_constants_layout
+from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.spec.errors import ParameterError
 from sparselstm.sw.fixedpoint import quantize_input
 from sparselstm.sw.model import random_model
@@ -45,6 +49,35 @@ def test_design_lays_out_bias_peepholes_and_phases_from_the_images():
     assert design.y_bases == (0, 5)
     numerics = encoded.numerics
     assert design.y_shift(0) == encoded.layers[0].fw_p + numerics.unit_frac - numerics.act_frac
+
+
+@pytest.mark.parametrize("lanes, n_pes, split", [(1, 4, False), (2, 4, False), (4, 4, False), (2, 2, True)])
+def test_cell_reader_constants_hold_every_cells_bias_and_peepholes_in_model_order(lanes, n_pes, split):
+    # the CellReader's ROM (pe_shape.cell_constants): word base[l] + group, lane k = cell lanes * group + k of
+    # layer l; 9 cells leave the last group of 2 or 4 lanes partial (zeros past the last cell)
+    layers = 1 if split else 2
+    compressed = compress_and_encode(random_model(7, 9, 5, num_layers=layers, seed=3), n_pes, 0.3,
+                                     balance_cells=False)       # the encoded cells in model order
+    encoded = compressed.encoded
+    if split:
+        encoded = dataclasses.replace(encoded, delta_thresholds=(DeltaThresholds(1, 1, 0),))
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
+    assert design.split_sums == split
+    rom = cell_constants(design)
+    bases = cell_constants_bases(design)
+    words = rom.words()
+    layout = cell_constants_layout(design)
+    assert rom.depth == max(2, sum(-(-9 // lanes) for _ in range(layers))) and len(bases) == layers
+    for l, layer in enumerate(compressed.qmodel.layers):
+        for j in range(-(-9 // lanes) * lanes):
+            word = layout.from_bits(words[bases[l] + j // lanes])[j % lanes]
+            peeps = [int(word.peep[k]) for k in range(3)]
+            assert peeps == ([int(v) for v in layer.peephole[:, j]] if j < 9 else [0] * 3)
+            if split:
+                assert "bias" not in layout.elem_shape.members
+            else:
+                assert [int(word.bias[k]) for k in range(4)] == \
+                    ([int(layer.bias[k * 9 + j]) for k in range(4)] if j < 9 else [0] * 4)
 
 
 def test_design_without_projection_or_peepholes():
@@ -139,4 +172,5 @@ def test_memory_bits_count_every_memory():
     # layer 0's gate accumulators are held twice (double buffer)
     cells = [sum(image.cells) + image.cells[0] for image in encoded.pes]
     assert bits["gate_accumulators"] == 4 * 4 * max(max(2, c) for c in cells) * design.acc_bits
+    assert bits["gate_accumulator_copy"] == bits["gate_accumulators"]       # the MAC's copy (hw/pe.py)
     assert bits["total"] == sum(v for k, v in bits.items() if k != "total")

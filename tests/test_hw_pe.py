@@ -47,10 +47,11 @@ def random_sparse(rng, shape, density, bits=12):
 
 # ---- reference ---------------------------------------------------------------------------------------------
 def ref_pe_accumulators(layer: QuantizedLayer, n_pes: int, pe: int, x, yprev, m):
-    """Expected gate accumulators (cells_p, 4) and proj accumulators (proj_rows_p,) of one PE."""
+    """Expected gate sums (cells_p, 4; without the bias, which the CellReader adds) and proj accumulators
+    (proj_rows_p,) of one PE."""
     shift_x, shift_r = layer.shift_x, layer.shift_r
     acc = (layer.w_input @ np.asarray(x, dtype=np.int64)) * (1 << shift_x) \
-        + (layer.w_recurrent @ np.asarray(yprev, dtype=np.int64)) * (1 << shift_r) + layer.bias
+        + (layer.w_recurrent @ np.asarray(yprev, dtype=np.int64)) * (1 << shift_r)
     cells = np.arange(pe, layer.cell_size, n_pes)
     gates = np.stack([acc[k * layer.cell_size + cells] for k in range(4)], axis=1)
     proj = None
@@ -85,13 +86,13 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
 
         async def read_cell(q):
             data = await read_and_reset(dut.cell_read, q, CELL_READ_DATA_LATENCY)
-            return [data.acc_i, data.acc_f, data.acc_g, data.acc_o], [data.peep_i, data.peep_f, data.peep_o]
+            return [data.acc_i, data.acc_f, data.acc_g, data.acc_o]
 
         async def read_proj(r):
             return await read_and_reset(dut.proj_read, r, 1)
 
         cells = pe.cells[layer_index]
-        result["gates"] = [(await read_cell(q))[0] for q in range(cells)]
+        result["gates"] = [await read_cell(q) for q in range(cells)]
         result["after_reset"] = [(await read_cell(q)) for q in range(cells)]
         rows = pe.proj_rows[layer_index]
         result["proj"] = [await read_proj(r) for r in range(rows)]
@@ -126,11 +127,7 @@ def check_pe(qmodel: QuantizedModel, n_pes: int, pe_index: int, seed: int, stall
     gates, proj = ref_pe_accumulators(layer, n_pes, pe_index, x, yprev, m)
     got = rtl_pe_accumulators(design, pe_index, broadcast_words(layer, x, yprev, m), stall=stall, seed=seed)
     assert np.array_equal(np.array(got["gates"], dtype=np.int64).reshape(-1, 4), gates)
-    cells = np.arange(pe_index, layer.cell_size, n_pes)
-    for q, (after, peeps) in enumerate(got["after_reset"]):
-        assert after == [int(layer.bias[k * layer.cell_size + cells[q]]) for k in range(4)]
-        expected_peeps = [int(v) for v in layer.peephole[:, cells[q]]] if layer.peephole is not None else [0] * 3
-        assert peeps == expected_peeps
+    assert got["after_reset"] == [[0] * 4] * len(gates)
     if proj is not None:
         assert got["proj"] == [int(v) for v in proj]
         assert got["proj_after_reset"] == [0] * len(proj)
@@ -219,7 +216,7 @@ def test_pe_entry_memory_of_several_banks():
     check_pe(qmodel, 1, 0, seed=6, stall=0.1)
 
 
-def test_pe_all_zero_matrix_keeps_bias():
+def test_pe_all_zero_matrix_reads_zero():
     layer = make_layer(np.zeros((4 * 3, 4 + 3), dtype=np.int64))
     got, _, _ = check_pe(QuantizedModel(NUMERICS, (layer,)), 2, 0, seed=0)
     assert got["mac_cycles"] == 0
@@ -289,7 +286,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
         await idle(ctx)
         await read_cells(ctx, 1, got["copy1"])
         leftover = []
-        await read_cells(ctx, 0, leftover)          # copy 0 was reset to the bias
+        await read_cells(ctx, 0, leftover)          # copy 0 was reset
         got["leftover"] = leftover
         got["macs"] = ctx.get(dut.mac_cycles) + ctx.get(dut.pad_cycles)
 
@@ -299,8 +296,7 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
     sim.run()
     assert np.array_equal(np.array(got["copy0"]), expected0)
     assert np.array_equal(np.array(got["copy1"]), expected1)
-    bias = layer.bias.reshape(4, cells).T
-    assert np.array_equal(np.array(got["leftover"]), bias)
+    assert np.array_equal(np.array(got["leftover"]), np.zeros((cells, 4)))
     entries = segment_entries(encode(qmodel, 1), 0, 0, "gates")
     values = [np.concatenate([x0, y0]), np.concatenate([x1, y1])]
     assert got["macs"] == sum(int(np.count_nonzero(v[entries.column] != 0)) for v in values)
@@ -340,7 +336,7 @@ def test_pe_proj_busy_covers_proj_words_only():
 def test_pe_words_reset_with_and_without_macs_between_resets():
     """A word is cleared when its tag differs from the written tag at its address: over rounds of MACs and
     read-and-resets, words written every round, in some rounds only, or never must each read as their sum
-    (bias included) or as their bias, whatever their tags were before."""
+    or as 0, whatever their tags were before."""
     rng = np.random.default_rng(13)
     cells, inputs = 4, 6
     w = random_sparse(rng, (4 * cells, inputs + cells), 0.25)
@@ -389,7 +385,7 @@ def test_pe_split_sums_add_each_frame_into_the_sum_banks():
     dut = SparsePE(design, 0)
     frames = [(rng.integers(-30000, 30000, inputs), rng.integers(-30000, 30000, cells)) for _ in range(3)]
     bias = layer.bias.reshape(4, cells).T
-    sums = [ref_pe_accumulators(layer, 1, 0, x, y, None)[0] - bias for x, y in frames]
+    sums = [ref_pe_accumulators(layer, 1, 0, x, y, None)[0] for x, y in frames]
     reads = []
 
     async def send(ctx, words, buffer):

@@ -92,7 +92,8 @@ def test_images_hold_what_the_inline_verilog_initialises(both):
     still_inline = _inline_contents(with_images)     # by module: one module holds every PE's
     assert not any(any(words) for words in still_inline.values())
     assert {memory for _, memory in still_inline} == {memory for (_, memory), words in inline.items() if not any(words)}
-    assert {"pe0.entries", "pe2.column_pointers", "pe1.bias_rom", "elementwise.lane0.tanh.rom.memory"} <= {
+    assert {"pe0.entries", "pe2.column_pointers", "pe1.layer_rom", "cell_reader.constants_rom0",
+            "elementwise.lane0.tanh.rom.memory"} <= {
         f"{module.removeprefix(TOP_NAME + '.')}.{memory}" for module, memory in reads}
     for key, (file, depth) in reads.items():
         lines = (images_dir / file).read_text().splitlines()
@@ -158,7 +159,7 @@ def test_yosys_reads_the_images_from_the_verilogs_directory(both, yosys):
     rtlil = (images_dir / "memories.il").read_text()
     cells = re.findall(r"^  cell \$mem_v2 .*?^  end$", rtlil, re.MULTILINE | re.DOTALL)
     pe_images = [image for image in info["memory_images"] if image["module"].startswith(f"{TOP_NAME}.pe")]
-    assert {image["memory"] for image in pe_images} >= {"entries", "column_pointers", "phase_rom", "bias_rom"}
+    assert {image["memory"] for image in pe_images} >= {"entries", "column_pointers", "phase_rom", "layer_rom"}
     for image in pe_images:
         memid = image["module"].removeprefix(f"{TOP_NAME}.") + "." + image["memory"]
         cell = next(cell for cell in cells if f'parameter \\MEMID "\\\\{memid}"' in cell)

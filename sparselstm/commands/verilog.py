@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     memory = info["resources"]["memory_bits"]
     print(f"  memory {memory['total'] / 8192:.1f} KiB: entries {memory['entries'] / 8192:.1f}, pointers "
           f"{memory['pointers'] / 8192:.1f}, accumulators "
-          f"{(memory['gate_accumulators'] + memory['proj_accumulators']) / 8192:.1f} KiB; "
+          f"{(memory['gate_accumulators'] + memory['gate_accumulator_copy'] + memory['proj_accumulators']) / 8192:.1f}"
+          " KiB; "
           f"{info['resources']['multipliers']} multipliers")
     return 0
