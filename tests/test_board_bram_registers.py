@@ -304,7 +304,9 @@ def test_written_block_rams_map_without_collision_logic_and_take_their_registers
 def test_pe_gate_copy_is_one_block_ram_with_its_output_register(tmp_path, yosys):
     """A PE's copy of its gate banks (hw/pe.py), read by the MAC: Yosys maps each slice of it to one DP16KD with
     no collision logic after it, and the pass moves the flip-flops behind it (S's `s_gate_word`) into the block;
-    the banks themselves stay distributed RAM, one copy each (their only read port is the cell read's)."""
+    the banks themselves stay distributed RAM, one copy each (their only read port is the cell read's). The cell
+    read's registered words have no reset: a cleared word is masked in their data path (#10: Yosys had made
+    `cleared ? 0 : word` their synchronous reset, driven by the XOR of two tags, the board top's late path)."""
     from amaranth.back import verilog
 
     from sparselstm.hw.design import AcceleratorDesign
@@ -331,6 +333,11 @@ def test_pe_gate_copy_is_one_block_ram_with_its_output_register(tmp_path, yosys)
     # one copy of each bank: (acc_bits + tag) bits in cells of 16 words x 4 bits (two copies before the MAC's)
     one_copy = -(-(pe._design.acc_bits + 1) // 4) * -(-pe._design.pe_shape.gate_depth // 16)
     assert len(bank_rams) == 4 * one_copy, (len(bank_rams), one_copy)
+    net_names = {bit: name for name, net in netlist["modules"]["pe"]["netnames"].items() for bit in net["bits"]}
+    word_flops = [cell for cell in cells.values()
+                  if cell["type"] == "TRELLIS_FF" and "read_words" in net_names.get(cell["connections"]["Q"][0], "")]
+    assert len(word_flops) == 4 * pe._design.acc_bits, len(word_flops)
+    assert [cell["connections"]["LSR"] for cell in word_flops if cell["connections"]["LSR"] != ["0"]] == []
 
 
 def test_cell_reader_constants_are_block_ram_slices_with_their_output_registers(tmp_path, yosys):
