@@ -38,14 +38,10 @@ from .pe_shape import cell_constants, cell_constants_bases, cell_constants_layou
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered -> selected (an OR per region
-# of up to OR_REGION_ROWS PEs, registered, then an OR of the regions), registered -> the biases added, into the
-# queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 6 + CELL_READ_DATA_LATENCY
+# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered -> selected (an OR),
+# registered -> the biases added, into the queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 5 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
-# PEs of a lane ORed into one register: the OR of a lane's 8 PEs in one cycle, from flip-flops all over the chip,
-# was the board top's worst path with seed 4 (#10: 9.19 ns): a region's register can sit among its PEs
-OR_REGION_ROWS = 4
 
 # ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
 # accumulator -> rounded, with the saturation tests -> the y word
@@ -189,12 +185,10 @@ class CellReader(wiring.Component):
                          for k in range(CELL_READ_DATA_LATENCY)]
         captured_valid = Signal()                       # then every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
-        regions_valid = Signal()                        # then each region's OR over its PEs, in a register
-        regions_group = Signal(design.group_bits, reset_less=True)
-        gathered_valid = Signal()                       # then each lane's cell, ORed over its regions, in a register
+        gathered_valid = Signal()                       # then each lane's cell, ORed over its PEs, in a register
         gathered_group = Signal(design.group_bits, reset_less=True)
         gathered = Signal(data.ArrayLayout(gate_sums_layout(design.acc_bits), lanes), reset_less=True)
-        # the group's biases and peepholes: the ROM's address from flip-flops as the PEs hold it (fetched_group[-1]),
+        # the group's biases and peepholes: the ROM's address from flip-flops as the PEs read (fetched_group[0]),
         # its output registered beside `gathered`; in block RAM slices whose output registers take those
         # flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns)
         constants = cell_constants(design)
@@ -246,9 +240,8 @@ class CellReader(wiring.Component):
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
                      captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
-                     regions_valid.eq(captured_valid), regions_group.eq(captured_group),
-                     gathered_valid.eq(regions_valid), gathered_group.eq(regions_group),
-                     constants_addr.eq(constants_bases[layer] + fetched_group[-1]),
+                     gathered_valid.eq(captured_valid), gathered_group.eq(captured_group),
+                     constants_addr.eq(constants_bases[layer] + fetched_group[0]),
                      group_constants.eq(Cat(port.data for port in constants_rd))]
         m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
@@ -257,13 +250,7 @@ class CellReader(wiring.Component):
         m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group)]
         for lane in range(lanes):
             # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
-            lane_pes = captured[lane::lanes]
-            regions = []
-            for first in range(0, len(lane_pes), OR_REGION_ROWS):
-                region = Signal.like(lane_pes[0], name=f"lane{lane}_region{first // OR_REGION_ROWS}")
-                m.d.sync += region.eq(reduce(operator.or_, lane_pes[first:first + OR_REGION_ROWS]))
-                regions.append(region)
-            m.d.sync += gathered[lane].eq(reduce(operator.or_, regions))
+            m.d.sync += gathered[lane].eq(reduce(operator.or_, captured[lane::lanes]))
             cell, sums, lane_constants = queued.cells[lane], gathered[lane], group_constants[lane]
             for k, gate in enumerate(("acc_i", "acc_f", "acc_g", "acc_o")):
                 # with split sums the PEs' words start at the bias
