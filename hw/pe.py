@@ -510,7 +510,8 @@ class SparsePE(wiring.Component):
         read_cleared = read_tags ^ tags_out_rd.data       # held with the data (the ports read only on `en`)
         # a gate word holds the sum without the bias; cleared, it reads as 0. An AND with a mask, not a Mux to 0:
         # Yosys maps `cleared ? 0 : word` onto the flip-flops' synchronous reset, and the XOR of two tags into
-        # the reset of 32 flip-flops was the board top's late path (#10: 8.9-9.2 ns, seeds 2 and 4 of 8af67fa)
+        # the reset of a gate word's acc_bits flip-flops was the board top's late path (#10: 8.9-9.2 ns, seeds 2
+        # and 4 of 8af67fa)
         cell_values = [port.data.value & (~read_cleared[k]).replicate(len(port.data.value)).as_signed()
                        for k, port in enumerate(gate_out_rd)]
         if split:

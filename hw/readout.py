@@ -23,7 +23,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -38,13 +38,17 @@ from .pe_shape import cell_constants, cell_constants_bases, cell_constants_layou
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered -> selected (an OR),
-# registered -> the biases added, into the queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 5 + CELL_READ_DATA_LATENCY
+# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered, zero unless read -> ORed per
+# region of up to OR_REGION_ROWS PEs, registered -> the regions ORed and the biases added, registered -> into the
+# queue -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 6 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
+# PEs of a lane ORed into one register: the OR of a lane's 8 PEs in one cycle, from flip-flops all over the chip,
+# was the board top's worst path with seed 4 (#10: 9.19 ns): a region's register can sit among its PEs
+OR_REGION_ROWS = 4
 
-# ProjReader: the read decided -> the registered enables -> the PE port's data -> registered -> the selected
-# accumulator -> rounded, with the saturation tests -> the y word
+# ProjReader: the read decided -> the registered enables -> the PE port's data -> registered, zero unless read ->
+# the PEs ORed -> rounded, with the saturation tests -> the y word
 PROJ_READ_LATENCY = 6
 
 # Both: the scheduler's `start` is taken into a register before the first read is decided (`_taken_command`)
@@ -97,21 +101,15 @@ def _registered_read(m: Module, p: int, port, reads, fields: dict):
     return en
 
 
-def _captured(m: Module, p: int, port) -> Signal:
-    """PE `p`'s read data in a register of its own, loaded every cycle (no enable to fan out): the port may be
-    a block RAM's output, which must meet a flip-flop before any logic."""
-    captured = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
-    m.d.sync += captured.eq(port.data)
-    return captured
-
-
 def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> Signal:
     """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` `latency` cycles
     before): the rows of PEs are then ORed together, with no row index selecting among them. Such an index,
     one register driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's
     worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own. The last
     flag is `parts` flip-flops (`keep`: not merged), each zeroing one slice of the word: one flag as the reset
-    of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns)."""
+    of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns).
+    The slice is zeroed by an AND, not `Mux(flag, data, 0)`, which Yosys maps onto the flip-flops' synchronous
+    reset (LSR): a flag into the LSR of 22 flip-flops was a late path of the board top (#10: 8.37 ns)."""
     data = Value.cast(port.data)
     flag = en
     for k in range(1, latency):
@@ -122,8 +120,18 @@ def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> 
     bounds = [len(data) * i // parts for i in range(parts + 1)]
     for i, (low, high) in enumerate(zip(bounds, bounds[1:])):
         was_read = Signal(name=f"pe{p}_was_read_{latency}_{i}", attrs={"keep": 1})
-        m.d.sync += [was_read.eq(flag), captured[low:high].eq(Mux(was_read, data[low:high], 0))]
+        m.d.sync += [was_read.eq(flag), captured[low:high].eq(data[low:high] & was_read.replicate(high - low))]
     return captured
+
+
+def _ored_in_regions(m: Module, values: list, name: str) -> list:
+    """`values` ORed in registers of up to OR_REGION_ROWS each (a register can sit among the PEs it ORs)."""
+    regions = []
+    for first in range(0, len(values), OR_REGION_ROWS):
+        region = Signal.like(values[0], name=f"{name}_region{first // OR_REGION_ROWS}", reset_less=True)
+        m.d.sync += region.eq(reduce(operator.or_, values[first:first + OR_REGION_ROWS]))
+        regions.append(region)
+    return regions
 
 
 class CellReader(wiring.Component):
@@ -185,12 +193,14 @@ class CellReader(wiring.Component):
                          for k in range(CELL_READ_DATA_LATENCY)]
         captured_valid = Signal()                       # then every PE's data in a register
         captured_group = Signal(design.group_bits, reset_less=True)
-        gathered_valid = Signal()                       # then each lane's cell, ORed over its PEs, in a register
+        regions_valid = Signal()                        # then each region's OR over its PEs, in a register
+        regions_group = Signal(design.group_bits, reset_less=True)
+        gathered_valid = Signal()                       # then each lane's cell (regions ORed, biases added)
         gathered_group = Signal(design.group_bits, reset_less=True)
-        gathered = Signal(data.ArrayLayout(gate_sums_layout(design.acc_bits), lanes), reset_less=True)
-        # the group's biases and peepholes: the ROM's address from flip-flops as the PEs read (fetched_group[0]),
-        # its output registered beside `gathered`; in block RAM slices whose output registers take those
-        # flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns)
+        # the group's biases and peepholes: the ROM's address from flip-flops a stage before the PE ports hold
+        # the group, its output registered beside the regions; in block RAM slices whose output registers take
+        # those flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns),
+        # and the sum registered (#10: the ROM's output through the bias adder into the queue was one, 8.21 ns)
         constants = cell_constants(design)
         words = constants.words()
         constants_rd = []
@@ -208,6 +218,7 @@ class CellReader(wiring.Component):
         m.submodules.queue = queue = CreditQueue(queue_layout.size, CELL_READ_SLOTS)   # room: `outstanding`
         queued = data.View(queue_layout, queue.w_data)
         head = data.View(queue_layout, queue.r_data)
+        gathered = Signal(queue_layout.members["cells"], reset_less=True)
 
         issue = active & (outstanding < CELL_READ_SLOTS)
         taken = self.o.valid & self.o.ready
@@ -240,23 +251,25 @@ class CellReader(wiring.Component):
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
                      captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
-                     gathered_valid.eq(captured_valid), gathered_group.eq(captured_group),
-                     constants_addr.eq(constants_bases[layer] + fetched_group[0]),
+                     regions_valid.eq(captured_valid), regions_group.eq(captured_group),
+                     gathered_valid.eq(regions_valid), gathered_group.eq(regions_group),
+                     constants_addr.eq(constants_bases[layer] + [read_group, *fetched_group][-2]),
                      group_constants.eq(Cat(port.data for port in constants_rd))]
         m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
 
-        m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group)]
+        m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group), queued.cells.eq(gathered)]
         for lane in range(lanes):
             # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
-            m.d.sync += gathered[lane].eq(reduce(operator.or_, captured[lane::lanes]))
-            cell, sums, lane_constants = queued.cells[lane], gathered[lane], group_constants[lane]
+            sums = data.View(gate_sums_layout(design.acc_bits),
+                             reduce(operator.or_, _ored_in_regions(m, captured[lane::lanes], f"lane{lane}")))
+            cell, lane_constants = gathered[lane], group_constants[lane]
             for k, gate in enumerate(("acc_i", "acc_f", "acc_g", "acc_o")):
                 # with split sums the PEs' words start at the bias
-                m.d.comb += cell[gate].eq(sums[gate] if design.split_sums else sums[gate] + lane_constants.bias[k])
+                m.d.sync += cell[gate].eq(sums[gate] if design.split_sums else sums[gate] + lane_constants.bias[k])
             for k, gate in enumerate(("peep_i", "peep_f", "peep_o")):
-                m.d.comb += cell[gate].eq(lane_constants.peep[k])
+                m.d.sync += cell[gate].eq(lane_constants.peep[k])
         m.d.comb += [
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
@@ -321,13 +334,10 @@ class ProjReader(wiring.Component):
         pe_sel = Signal(range(max(2, n_pes)))
         local = Signal(len(self.pes[0].index))
         read_valid = Signal()           # stage 1: the PEs' enables, registered
-        read_pe = Signal.like(pe_sel, reset_less=True)
         read_row = Signal(index_bits, reset_less=True)
         fetched_valid = Signal()        # stage 2: the PE port holds the row
-        fetched_pe = Signal.like(pe_sel, reset_less=True)
         fetched_row = Signal(index_bits, reset_less=True)
-        captured_valid = Signal()       # stage 3: every PE's data in a register, selected among the PEs
-        captured_pe = Signal.like(pe_sel, reset_less=True)
+        captured_valid = Signal()       # stage 3: every PE's data in a register, zero unless read
         captured_row = Signal(index_bits, reset_less=True)
         selected_valid = Signal()       # stage 4: narrowed to the y word
         selected_row = Signal(index_bits, reset_less=True)
@@ -338,13 +348,15 @@ class ProjReader(wiring.Component):
         out_row = Signal(index_bits, reset_less=True)
         out_value = Signal(signed(design.act_bits), reset_less=True)
 
-        for p, port in enumerate(self.pes):
-            _registered_read(m, p, port, active & (pe_sel == p), {"layer": layer, "index": local})
-        captured = [_captured(m, p, port) for p, port in enumerate(self.pes)]
-        m.d.sync += [fetched_valid.eq(read_valid), fetched_pe.eq(read_pe), fetched_row.eq(read_row),
-                     captured_valid.eq(fetched_valid), captured_pe.eq(fetched_pe), captured_row.eq(fetched_row),
+        # the PEs' words ORed, each zero unless its PE was read, as in the CellReader: no PE index fans out to a
+        # multiplexer over all PEs (#10: `captured_pe` into `selected` was the board top's worst path, 8.43 ns)
+        captured = [_captured_if_read(m, p, port, _registered_read(m, p, port, active & (pe_sel == p),
+                                                                   {"layer": layer, "index": local}), 1, parts=1)
+                    for p, port in enumerate(self.pes)]
+        m.d.sync += [fetched_valid.eq(read_valid), fetched_row.eq(read_row),
+                     captured_valid.eq(fetched_valid), captured_row.eq(fetched_row),
                      selected_valid.eq(captured_valid), selected_row.eq(captured_row),
-                     selected.eq(Array(captured)[captured_pe])]
+                     selected.eq(reduce(operator.or_, captured))]
         # the narrowing in two stages: the rounding adder beside the saturation tests, then the choice (#10: the
         # adder and the multiplexers behind it in one cycle were a routed late path)
         narrowing = {index: round_shift_saturate_parts(selected, design.y_shift(index), design.act_bits)
@@ -372,7 +384,7 @@ class ProjReader(wiring.Component):
 
         m.d.sync += read_valid.eq(active)
         with m.If(active):
-            m.d.sync += [read_pe.eq(pe_sel), read_row.eq(row)]
+            m.d.sync += read_row.eq(row)
             _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
         with m.If(taken):
             m.d.sync += [active.eq(1), layer.eq(command["layer"]), row.eq(0), pe_sel.eq(0), local.eq(0)]

@@ -131,8 +131,13 @@ class HostLink(wiring.Component):
             m.d.sync += idle_cycles.eq(0)
         with m.Elif(idle_cycles != longest_wait):
             m.d.sync += idle_cycles.eq(idle_cycles + 1)
-        starved = nothing_received & (idle_cycles >= self.timeout_cycles)
-        quiet = nothing_received & (idle_cycles >= self.quiet_cycles)
+        # `idle_cycles >= T` as flip-flops loaded from the counter's next value (#10: the counter's comparison
+        # in front of the parser's state was a late path of the board top, 8.10 ns)
+        timed_out, quiet_enough = Signal(), Signal()
+        m.d.sync += [timed_out.eq(~received & (idle_cycles >= self.timeout_cycles - 1)),
+                     quiet_enough.eq(~received & (idle_cycles >= self.quiet_cycles - 1))]
+        starved = nothing_received & timed_out
+        quiet = nothing_received & quiet_enough
         overrun_seen = Signal()
         with m.If(self.rx_overrun):
             m.d.sync += overrun_seen.eq(1)
