@@ -175,6 +175,22 @@ def test_protocol_errors_get_an_error_frame_and_the_link_recovers(design, bad, e
     assert parse_error(frames[0]) == error
 
 
+@pytest.mark.parametrize("late", [False, True])
+def test_a_frame_times_out_after_exactly_the_timeout_without_a_byte(design, late):
+    # the gap before a frame's last byte: one cycle short of timeout_cycles completes the frame, timeout_cycles
+    # makes it a TIMEOUT (the test is a flip-flop loaded from the idle counter's next value: #10)
+    counters = encode_frame(Command.COUNTERS)
+    frames = exchange(design, [counters[:-1], TIMEOUT_CYCLES - 1 + late, counters[-1:]])
+    assert [f.type for f in frames] == ([Reply.ERROR] if late else [Reply.COUNTERS])
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_after_an_error_the_link_listens_again_after_exactly_the_quiet_time(design, quiet):
+    identify = encode_frame(Command.IDENTIFY)
+    frames = exchange(design, [corrupt_crc(identify), QUIET_CYCLES - 1 + quiet, identify])
+    assert [f.type for f in frames] == [Reply.ERROR, *([Reply.IDENTITY] if quiet else [])]
+
+
 def test_an_overrun_is_reported(design):
     identify = encode_frame(Command.IDENTIFY)
     frames = exchange(design, [identify, 500, b"\x00\x01", 2 * QUIET_CYCLES, identify],
