@@ -23,7 +23,7 @@ from __future__ import annotations
 import operator
 from functools import reduce
 
-from amaranth.hdl import Array, Cat, Const, Module, Signal, Value, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -108,8 +108,8 @@ def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> 
     worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own. The last
     flag is `parts` flip-flops (`keep`: not merged), each zeroing one slice of the word: one flag as the reset
     of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns).
-    The slice is zeroed by an AND, not `Mux(flag, data, 0)`, which Yosys maps onto the flip-flops' synchronous
-    reset (LSR): a flag into the LSR of 22 flip-flops was a late path of the board top (#10: 8.37 ns)."""
+    `Mux(flag, data, 0)` becomes the flip-flops' synchronous reset (LSR), which costs no LUT: an AND in the data
+    path instead cost one per bit (#10: 24d0dd4, +2 148 TRELLIS_COMB in the board top)."""
     data = Value.cast(port.data)
     flag = en
     for k in range(1, latency):
@@ -120,7 +120,7 @@ def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> 
     bounds = [len(data) * i // parts for i in range(parts + 1)]
     for i, (low, high) in enumerate(zip(bounds, bounds[1:])):
         was_read = Signal(name=f"pe{p}_was_read_{latency}_{i}", attrs={"keep": 1})
-        m.d.sync += [was_read.eq(flag), captured[low:high].eq(data[low:high] & was_read.replicate(high - low))]
+        m.d.sync += [was_read.eq(flag), captured[low:high].eq(Mux(was_read, data[low:high], 0))]
     return captured
 
 
