@@ -5,10 +5,15 @@ that clock, so that the report's latency is not only at stated clocks.
 A build directory is read as it is left: `fmax.json` (bench/fmax.py) or `report.json` (`sparselstm build`). The
 PE count and the modelled cycles per frame come from the JSON (both tools write them), or, for runs of older
 code, from the encoded model in DIR/encoded (bench/fmax.py --pes keeps it there).
+
+Also a command, to compare routed builds without a whole `make bench` (prints report.md's table for them):
+
+    .venv/bin/python bench/routed.py DIR [DIR ...]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -50,7 +55,8 @@ def load_routed(directory) -> dict:
         fmax = min(data["fmax_mhz"].values())
         target, stage = float(data["target_mhz"]), data.get("stage", "routed")
         utilisation = data.get("utilisation", {})
-        late = {"late_register_inputs": data.get("late_total"), "register_inputs": data.get("endpoint_total")}
+        late = {"late_register_inputs": data.get("late_total"), "register_inputs": data.get("endpoint_total"),
+                "nextpnr_options": " ".join(data.get("nextpnr_tuning") or [])}
     else:
         if "board" not in data or not data.get("clocks"):
             raise ValueError(f"{path}: not a `sparselstm build` report ('board' and 'clocks' expected)")
@@ -66,3 +72,22 @@ def load_routed(directory) -> dict:
 
 def routed_section(builds: list[dict]) -> dict:
     return {"source": ROUTED, "rows": builds}
+
+
+def main(argv=None) -> int:
+    from report_markdown import routed_markdown
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directories", type=Path, nargs="+", metavar="DIR",
+                        help="output directories of bench/fmax.py or `sparselstm build`")
+    args = parser.parse_args(argv)
+    try:
+        builds = [load_routed(directory) for directory in args.directories]
+    except ValueError as error:
+        parser.error(str(error))
+    print("\n".join(routed_markdown({"routed": routed_section(builds)})))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

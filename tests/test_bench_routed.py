@@ -66,3 +66,25 @@ def test_bad_build_directories_are_named(tmp_path, files, message):
     with pytest.raises(ValueError, match=message) as caught:
         routed.load_routed(tmp_path)
     assert str(tmp_path) in str(caught.value)
+
+
+def test_command_prints_the_builds_side_by_side(tmp_path, capsys):
+    wide, narrow = tmp_path / "32", tmp_path / "16"
+    for directory, data in ((wide, {**FMAX_JSON, "n_pes": 32, "fmax_mhz": {"clk": 99.18}, "late_total": 180,
+                                    "endpoint_total": 146711, "cycles_per_frame_modelled": 814,
+                                    "nextpnr_tuning": ["--placer", "static"]}),
+                            (narrow, FMAX_JSON)):
+        directory.mkdir()
+        (directory / "fmax.json").write_text(json.dumps(data))
+    assert routed.main([str(wide), str(narrow)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| accelerator")]
+    assert len(rows) == 2
+    assert "| 32 | 99.2 |" in rows[0] and "NOT met | 180 of 146711 | 814 | 8.21 |" in rows[0]
+    assert "--placer static" in rows[0]
+    assert "| 16 | 129.0 |" in rows[1] and "| met | 0 of 127691 | 1558 | 12.1 |" in rows[1]
+
+
+def test_command_names_a_directory_without_a_build(tmp_path, capsys):
+    with pytest.raises(SystemExit) as caught:
+        routed.main([str(tmp_path)])
+    assert caught.value.code == 2 and f"{tmp_path}: neither fmax.json" in capsys.readouterr().err
