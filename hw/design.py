@@ -64,6 +64,11 @@ def bits_for(max_value: int) -> int:
 
 
 ROOM_MARGIN = 2   # words a PE may receive after its room flag fell (flag and AND registered; hw/broadcast.py)
+# A PE's and a lane unpacker's `busy` (`proj_busy`) is high from the BUSY_LAG-th cycle after a broadcast word reached
+# it until its work is done, from the block's own flip-flops: the broadcast valid across the chip into them was late
+# (#10). The scheduler's drains wait that long after the broadcaster's last word (hw/scheduler.py); they end when
+# the flags fall, after the MAC drain, so no frame takes longer for it (not a term of hw/cycle_model.py).
+BUSY_LAG = 2
 
 
 def pe_fifo_words(fifo_depth: int) -> int:

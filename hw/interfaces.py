@@ -241,7 +241,8 @@ class CellReadSignature(wiring.Signature):
 
     `en` with (`layer`, `index` = the PE's local cell, `buffer` = accumulator copy of layer 0) at cycle t
     gives `data` (a `gate_sums_layout`: the sums without the bias; with split sums, hw/design.py, the sum banks',
-    which start at the bias) from t + CELL_READ_DATA_LATENCY, held until the next `en`.
+    which start at the bias) at t + CELL_READ_DATA_LATENCY, and zero in every cycle that is not so placed after an
+    `en` (the reader ORs the PEs' data without a selection).
     """
 
     def __init__(self, design: AcceleratorDesign):

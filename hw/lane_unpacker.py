@@ -65,7 +65,8 @@ class LaneUnpacker(wiring.Component):
     credit : In(1)
         The PE's `released`: a word left its FIFO (one credit back).
     busy, proj_busy : Out(1)
-        Registered: a word (a proj-phase word) was held or arriving in the previous cycle.
+        Registered: a word (a proj-phase word) was held in the previous cycle; a word on `i` counts from the
+        cycle after it arrived (the scheduler's drains allow for it, hw/scheduler.py).
     """
 
     def __init__(self, design: AcceleratorDesign, pe_index: int):
@@ -265,9 +266,12 @@ class LaneUnpacker(wiring.Component):
             m.d.sync += proj_words.eq(proj_words + 1)
         with m.Elif(finished_proj & ~pushed_proj):
             m.d.sync += proj_words.eq(proj_words - 1)
+        # from this unpacker's own flip-flops only: a word on `i` counts from the next cycle, on `valid_1` (the
+        # broadcaster's own `busy` covers it until then, and the scheduler allows for the cycle). The broadcast
+        # valid and `proj` bit across the chip into these registers were 96 of the 180 late inputs at 32 PEs (#10)
         m.d.sync += [
-            self.busy.eq(self.i.valid | valid_1 | valid_2 | valid_3 | held.any()),
-            self.proj_busy.eq((self.i.valid & self.i.payload.proj) | (valid_1 & word_1.proj)
-                              | (valid_2 & word_2.proj) | (valid_3 & word_3.proj) | proj_words.any()),
+            self.busy.eq(valid_1 | valid_2 | valid_3 | held.any()),
+            self.proj_busy.eq((valid_1 & word_1.proj) | (valid_2 & word_2.proj) | (valid_3 & word_3.proj)
+                              | proj_words.any()),
         ]
         return m

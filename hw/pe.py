@@ -23,7 +23,7 @@ memory (a block RAM on an ECP5), written with them; the banks serve the cell rea
 the controller:
 
 - `cell_read`: `en` with (`layer`, `index` = local cell q, `buffer` = accumulator copy for layer 0) at
-  cycle t gives, from t+2 (`CELL_READ_DATA_LATENCY`) and held until the next `en`, the cell's four gate
+  cycle t gives, at t+2 (`CELL_READ_DATA_LATENCY`; zero in the cycles without a read), the cell's four gate
   sums (without the bias: the CellReader adds it and the peepholes once for all PEs, hw/readout.py); at t+1
   the four words are marked cleared (they read as 0 until the MAC writes them).
 - `proj_read`: the same for a local proj row; the accumulator is reset to 0.
@@ -85,7 +85,8 @@ class SparsePE(wiring.Component):
     proj_read : In(ProjReadSignature(design))
         Read-and-reset of one local proj row (reset to 0).
     busy : Out(1)
-        Registered: work was queued, in flight or arriving in the previous cycle.
+        Registered: work was queued or in flight in the previous cycle (a word on `i` from the cycle after it
+        arrived; the scheduler's drains allow for it).
     proj_busy : Out(1)
         The same for proj-phase work.
     mac_cycles, pad_cycles : Out(params.counter_bits)
@@ -197,6 +198,7 @@ class SparsePE(wiring.Component):
         # ---- F: pointer fetch (L: addresses registered, P: read issued, J: pointers registered) ---------------
         word = data.View(word_layout, fifo.r_data)
         phase_ptr_offset = Signal(range(max(shape.max_ptr_offset, 1) + 1))
+        phase_end_ptr_offset = Signal(range(max(shape.max_ptr_offset, 1) + 2))
         phase_target = Signal(1)
         phase_base = Signal(range(max(shape.max_base, 1) + 1))
         phase_shift = Signal(bits_for(shape.max_shift))   # >= 1 bit: no zero-width wires in the Verilog
@@ -204,6 +206,7 @@ class SparsePE(wiring.Component):
         m.submodules.phase_rom = phase_table = memories["phase_rom"]
         phase_rd = phase_table.read_port(domain="comb")
         m.d.comb += [phase_rd.addr.eq(word.phase), phase_ptr_offset.eq(phase_rd.data.ptr_offset),
+                     phase_end_ptr_offset.eq(phase_rd.data.end_ptr_offset),
                      phase_base.eq(Mux(word.buffer, phase_rd.data.base1, phase_rd.data.base0))]
         with m.Switch(word.phase):
             for index, (target, shift, used) in enumerate(zip(shape.phase_targets, shape.phase_shifts,
@@ -273,7 +276,7 @@ class SparsePE(wiring.Component):
         m.d.sync += [
             located_valid.eq(popped),
             located_lo.eq(phase_ptr_offset + word.column),
-            located_hi.eq(phase_ptr_offset + word.column + 1),
+            located_hi.eq(phase_end_ptr_offset + word.column),
             *copy(located, {"value": word.value, "target": phase_target, "base": phase_base, "shift": phase_shift}),
             fetch_valid.eq(located_valid),
             *copy(fetch, located),
@@ -500,7 +503,8 @@ class SparsePE(wiring.Component):
         m.d.comb += [
             cell_layer_rd.addr.eq(self.cell_read.layer), proj_layer_rd.addr.eq(self.proj_read.layer),
             cell_addr.eq(cell_layer_rd.data.cell_base + self.cell_read.index),
-            bank_addr.eq(cell_addr + Mux(self.cell_read.buffer, cell_layer_rd.data.alt_offset, 0)),
+            bank_addr.eq(Mux(self.cell_read.buffer, cell_layer_rd.data.alt_base, cell_layer_rd.data.cell_base)
+                         + self.cell_read.index),
         ]
         for port in gate_out_rd + [tags_out_rd]:
             m.d.comb += [port.addr.eq(bank_addr), port.en.eq(self.cell_read.en)]
@@ -524,12 +528,17 @@ class SparsePE(wiring.Component):
                              sum_wr[k].data.eq(cell_sums[k])]
             cell_values = cell_sums
         # the words as read (cleared -> 0) registered (CELL_READ_DATA_LATENCY), so the reader's capture across the
-        # chip starts from a flip-flop; loaded every cycle, as the read ports hold their data until the next `en`.
-        # The bias and the peepholes are the CellReader's, added once after it chose among the PEs: here they
-        # cost a ROM, 500 flip-flops and four adders per PE (#10: 32 PEs ran out of flip-flops)
+        # chip starts from a flip-flop; zero but in the cycle after the read, so that the reader ORs the PEs' words
+        # as they come: the same AND as the cleared mask (one LUT4 a bit), from a flip-flop of the PE's own. The
+        # reader's flags zeroing its capture registers instead, through their reset, were routed late paths at 32
+        # PEs (#10: 38 of 180 late inputs, 10.08 ns). The bias and the peepholes are the CellReader's, added once
+        # after it chose among the PEs: here they cost a ROM, 500 flip-flops and four adders per PE (#10: 32 PEs ran
+        # out of flip-flops)
+        read_1 = Signal()
+        m.d.sync += read_1.eq(self.cell_read.en)
         read_words = Signal.like(self.cell_read.data, reset_less=True)
-        m.d.sync += [read_words.acc_i.eq(cell_values[0]), read_words.acc_f.eq(cell_values[1]),
-                     read_words.acc_g.eq(cell_values[2]), read_words.acc_o.eq(cell_values[3])]
+        m.d.sync += [getattr(read_words, f"acc_{gate}").eq(value & read_1.replicate(len(value)).as_signed())
+                     for gate, value in zip("ifgo", cell_values)]
         m.d.comb += self.cell_read.data.eq(read_words)
         proj_addr = proj_layer_rd.data.proj_base + self.proj_read.index
         m.d.comb += [
@@ -604,6 +613,7 @@ class SparsePE(wiring.Component):
         for valid, target in in_flight:
             any_busy = any_busy | valid
             any_proj = any_proj | (valid & (target == PROJ_TARGET))
-        # registered, so the OR over all PEs starts from flip-flops; a word arriving now counts as work
-        m.d.sync += [self.busy.eq(any_busy | self.i.valid), self.proj_busy.eq(any_proj | pushed_proj)]
+        # registered, so the OR over all PEs starts from flip-flops; a word arriving now counts from the next cycle
+        # (in the FIFO's level, `pushed_proj_1`): with one lane `i` is the broadcaster's register across the chip
+        m.d.sync += [self.busy.eq(any_busy), self.proj_busy.eq(any_proj)]
         return m

@@ -134,23 +134,28 @@ class PEShape:
 
 def phase_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents:
     """The PE's phase ROM, addressed by the `address_bits`-bit phase: per phase the pointer offset of its
-    column 0 and the accumulator bases of copy 0 and copy 1 (unused phases and addresses past the last
-    phase read 0)."""
+    column 0, the same plus one (column c's end pointer is at `end_ptr_offset + c`: one adder in front of the
+    pointer address register, not two; #10) and the accumulator bases of copy 0 and copy 1 (unused phases and
+    addresses past the last phase read 0)."""
     base = range(max(shape.max_base, 1) + 1)      # >= 1 bit: no zero-width wires in the Verilog
-    layout = data.StructLayout({"ptr_offset": range(max(shape.max_ptr_offset, 1) + 1), "base0": base, "base1": base})
-    words = [{"ptr_offset": phase.ptr_offset, "base0": phase.base_for(0), "base1": phase.base_for(1)}
-             if phase.used else {"ptr_offset": 0, "base0": 0, "base1": 0} for phase in pe.phases]
+    layout = data.StructLayout({"ptr_offset": range(max(shape.max_ptr_offset, 1) + 1),
+                                "end_ptr_offset": range(max(shape.max_ptr_offset, 1) + 2),
+                                "base0": base, "base1": base})
+    words = [{"ptr_offset": phase.ptr_offset, "end_ptr_offset": phase.ptr_offset + 1, "base0": phase.base_for(0),
+              "base1": phase.base_for(1)}
+             if phase.used else {"ptr_offset": 0, "end_ptr_offset": 0, "base0": 0, "base1": 0} for phase in pe.phases]
     return MemoryContents(layout, 1 << address_bits, tuple(words))
 
 
 def layer_rom(pe: PEDesign, shape: PEShape, address_bits: int) -> MemoryContents:
-    """The PE's layer ROM, addressed by the `address_bits`-bit layer: per layer the bias / peephole address
-    of local cell 0 (`cell_base`), what a read of accumulator copy 1 adds to it for the gate banks
-    (`alt_offset`: layer 0's second copy, else 0) and the proj bank address of local row 0 (`proj_base`)."""
-    layout = data.StructLayout({"cell_base": range(shape.cell_depth + 1), "alt_offset": range(shape.gate_depth + 1),
+    """The PE's layer ROM, addressed by the `address_bits`-bit layer: per layer the address of local cell 0 in
+    the sum banks and in the gate banks' copy 0 (`cell_base`), the gate banks' address of it in accumulator copy 1
+    (`alt_base`: `cell_base` plus layer 0's second copy's offset, else `cell_base`: the PE then adds the index to
+    one of the two, not two adders in a row; #10) and the proj bank address of local row 0 (`proj_base`)."""
+    layout = data.StructLayout({"cell_base": range(shape.cell_depth + 1), "alt_base": range(shape.gate_depth + 1),
                                 "proj_base": range(shape.proj_depth + 1)})
-    words = [{"cell_base": pe.cell_base[l], "alt_offset": pe.alt_base if l == 0 else 0, "proj_base": pe.proj_base[l]}
-             for l in range(len(pe.cells))]
+    words = [{"cell_base": pe.cell_base[l], "alt_base": pe.cell_base[l] + (pe.alt_base if l == 0 else 0),
+              "proj_base": pe.proj_base[l]} for l in range(len(pe.cells))]
     return MemoryContents(layout, 1 << address_bits, tuple(words))
 
 

@@ -9,7 +9,8 @@ Both read through a fixed pipeline whose stages end at flip-flops (or, for the C
 memory's write port), so no path crosses the chip from the PEs' read ports to the consumer, nor from the
 consumer's `ready` to the PEs: the enables go out registered, every PE's read data goes straight into a
 register of its own (it may come from a block RAM, slow to leave), the multiplexer over the PEs has a stage
-of its own (in the CellReader an OR of registers that hold zero unless their PE was read), and the ProjReader
+of its own (an OR of registers that hold zero unless their PE was read: the PEs' cell data is zero without a
+read, the ProjReader zeroes the proj data by a flag of each PE's own), and the ProjReader
 narrows in the next one (its output is always accepted). The CellReader adds the cells' biases and peepholes
 from a ROM of its own after that OR (`pe_shape.cell_constants`: once for all PEs, not in each), writes its groups
 into a small queue and issues a read only when the queue will have room for it (credits), so `ready` never
@@ -38,7 +39,7 @@ from .pe_shape import cell_constants, cell_constants_bases, cell_constants_layou
 __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY", "START_LATENCY"]
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
-# data (CELL_READ_DATA_LATENCY: the bank read, the words registered) -> registered, zero unless read -> ORed per
+# data (CELL_READ_DATA_LATENCY: the bank read, the words registered, zero unless read) -> registered -> ORed per
 # region of up to OR_REGION_ROWS PEs, registered -> the regions ORed and the biases added, registered -> into the
 # queue -> the queue's output (the groups then go out one per cycle)
 CELL_READ_LATENCY = 6 + CELL_READ_DATA_LATENCY
@@ -101,26 +102,18 @@ def _registered_read(m: Module, p: int, port, reads, fields: dict):
     return en
 
 
-def _captured_if_read(m: Module, p: int, port, en, latency: int, parts: int) -> Signal:
-    """PE `p`'s read data in a register of its own, zero unless the PE was read (`en` `latency` cycles
-    before): the rows of PEs are then ORed together, with no row index selecting among them. Such an index,
-    one register driving every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's
-    worst routed path (#10: 12.4 ns, 88 % routing); the flags here are registers of each PE's own. The last
-    flag is `parts` flip-flops (`keep`: not merged), each zeroing one slice of the word: one flag as the reset
-    of all 176 bits (the peepholes then included) was the board top's worst routed path at 9903fa4 (#10: 9.95 ns).
+def _captured_if_read(m: Module, p: int, port, en) -> Signal:
+    """PE `p`'s read data (a cycle after `en`) in a register of its own, zero unless the PE was read: the rows
+    of PEs are then ORed together, with no row index selecting among them. Such an index, one register driving
+    every bit of a multiplexer fed from PEs all over the chip, made the 16-PE design's worst routed path (#10:
+    12.4 ns, 88 % routing); the flag here is a register of each PE's own (`keep`: not merged).
     `Mux(flag, data, 0)` becomes the flip-flops' synchronous reset (LSR), which costs no LUT: an AND in the data
-    path instead cost one per bit (#10: 24d0dd4, +2 148 TRELLIS_COMB in the board top)."""
+    path instead cost one per bit (#10: 24d0dd4, +2 148 TRELLIS_COMB in the board top). (The cell port's data is
+    zero without a read already, hw/interfaces.py: the CellReader takes it as it is.)"""
     data = Value.cast(port.data)
-    flag = en
-    for k in range(1, latency):
-        later = Signal(name=f"pe{p}_was_read_{k}")
-        m.d.sync += later.eq(flag)
-        flag = later
     captured = Signal.like(data, name=f"pe{p}_read_data", reset_less=True)
-    bounds = [len(data) * i // parts for i in range(parts + 1)]
-    for i, (low, high) in enumerate(zip(bounds, bounds[1:])):
-        was_read = Signal(name=f"pe{p}_was_read_{latency}_{i}", attrs={"keep": 1})
-        m.d.sync += [was_read.eq(flag), captured[low:high].eq(Mux(was_read, data[low:high], 0))]
+    was_read = Signal(name=f"pe{p}_was_read", attrs={"keep": 1})
+    m.d.sync += [was_read.eq(en), captured.eq(Mux(was_read, data, 0))]
     return captured
 
 
@@ -244,8 +237,12 @@ class CellReader(wiring.Component):
             exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
             selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
             m.d.sync += selected.eq((row_sel == row) & exists)
-            en = _registered_read(m, p, port, decided & selected, decided_fields)
-            captured.append(_captured_if_read(m, p, port, en, CELL_READ_DATA_LATENCY, parts=4))   # a flag per word
+            _registered_read(m, p, port, decided & selected, decided_fields)
+            # the PE's words are zero but in the cycle they answer a read (hw/interfaces.py): no flag of ours zeroes
+            # them (#10: the flags into these registers' reset were 38 of the 180 late inputs at 32 PEs)
+            captured_word = Signal.like(Value.cast(port.data), name=f"pe{p}_read_data", reset_less=True)
+            m.d.sync += captured_word.eq(port.data)
+            captured.append(captured_word)
         m.d.sync += [read_valid.eq(decided), read_group.eq(decided_group),
                      fetched_valid[0].eq(read_valid), fetched_group[0].eq(read_group),
                      *[later.eq(earlier) for earlier, later in zip(fetched_valid, fetched_valid[1:])],
@@ -351,7 +348,7 @@ class ProjReader(wiring.Component):
         # the PEs' words ORed, each zero unless its PE was read, as in the CellReader: no PE index fans out to a
         # multiplexer over all PEs (#10: `captured_pe` into `selected` was the board top's worst path, 8.43 ns)
         captured = [_captured_if_read(m, p, port, _registered_read(m, p, port, active & (pe_sel == p),
-                                                                   {"layer": layer, "index": local}), 1, parts=1)
+                                                                   {"layer": layer, "index": local}))
                     for p, port in enumerate(self.pes)]
         m.d.sync += [fetched_valid.eq(read_valid), fetched_row.eq(read_row),
                      captured_valid.eq(fetched_valid), captured_row.eq(fetched_row),

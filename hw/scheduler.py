@@ -38,11 +38,11 @@ without projection), and the frame / layer bookkeeping.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, AcceleratorDesign, bits_for
+from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, AcceleratorDesign, bits_for
 from .fixed import round_shift_saturate
 from .input_engine import InputEngine
 from .interfaces import (ReadoutCommandSignature, ReadoutStatusSignature, design_broadcast_layout,
@@ -52,6 +52,13 @@ from .output_streamer import OutputStreamer
 from .y_reader import YReader
 
 __all__ = ["Scheduler"]
+
+
+def _delayed(m: Module, flag, cycles: int, name: str):
+    """The OR of `flag` over the `cycles` cycles before this one, from a chain of flip-flops."""
+    chain = [Signal(name=f"{name}_{k}") for k in range(1, cycles + 1)]
+    m.d.sync += [stage.eq(source) for stage, source in zip(chain, [flag, *chain])]
+    return Cat(chain).any()
 
 
 class Scheduler(wiring.Component):
@@ -82,7 +89,8 @@ class Scheduler(wiring.Component):
         The ProjReader's readout as it runs, for the YReader (only when a layer has a projection).
     pes_busy, pes_proj_busy : In(1)
         Some PE had work / proj work queued or in flight in the previous cycle (registered by the caller:
-        the OR of every PE's flag spans the chip). The drains allow for the cycle: see `pipeline_idle`.
+        the OR of every PE's flag spans the chip), counting a broadcast word from the cycle after it reached
+        the PE. The drains allow for both cycles: see `pipeline_idle`.
     bcast_busy : In(1)
         The broadcaster (or the delta filter in front of it) holds a word.
     stream : Out(range(design.streams))
@@ -165,14 +173,14 @@ class Scheduler(wiring.Component):
         proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
         proj_busy = self.proj.busy if self._has_proj else Const(0)
         output_busy = output_streamer.busy | out_pending
-        # pes_busy is a cycle old, so the flags of the broadcaster's side must have been low for that cycle
-        # too: a word that was with the broadcaster then may be with a PE now (and a PE takes work from
-        # nowhere else). The same holds for proj words and proj_word_held.
-        bcast_busy_1 = Signal()
-        proj_word_held_1 = Signal()
-        m.d.sync += [bcast_busy_1.eq(self.bcast_busy), proj_word_held_1.eq(proj_word_held)]
-        pipeline_idle = ~self.bcast_busy & ~bcast_busy_1 & ~self.pes_busy
-        proj_words_gone = ~proj_word_held & ~proj_word_held_1 & ~self.pes_proj_busy
+        # pes_busy is a cycle old and a PE's flag counts a word from the BUSY_LAG-th cycle after it arrived, so the
+        # flags of the broadcaster's side must have been low for the BUSY_LAG cycles before too: a word that was
+        # with the broadcaster then may be with a PE now (and a PE takes work from nowhere else). The same holds
+        # for proj words and proj_word_held.
+        bcast_busy_before = _delayed(m, self.bcast_busy, BUSY_LAG, "bcast_busy")
+        proj_word_held_before = _delayed(m, proj_word_held, BUSY_LAG, "proj_word_held")
+        pipeline_idle = ~(self.bcast_busy | bcast_busy_before | self.pes_busy)
+        proj_words_gone = ~(proj_word_held | proj_word_held_before | self.pes_proj_busy)
 
         # ---- y words: from the element-wise pass (no projection) or the ProjReader ----------------------
         m_to_y = Signal()             # set by the FSM in EW for a layer without projection

@@ -372,11 +372,12 @@ def test_cell_reader_constants_are_block_ram_slices_with_their_output_registers(
 
 
 @pytest.mark.parametrize("kind", ["cell", "proj"])
-def test_readers_zero_unread_words_by_a_reset_of_a_flag_per_slice(tmp_path, yosys, kind):
-    """A reader's register of a PE's word is zero unless the PE was read (hw/readout.py): Yosys makes that the
-    flip-flops' synchronous reset (LSR, no LUT), driven by flags of the PE's own, none of which drives more
-    than a gate word's flip-flops (#10: one flag as the reset of a cell's 176 bits was the board top's worst path
-    at 9903fa4, 9.95 ns; an AND in the data path instead cost 2 148 TRELLIS_COMB at 24d0dd4)."""
+def test_readers_zero_unread_words_without_a_reset_across_the_chip(tmp_path, yosys, kind):
+    """A reader's register of a PE's word is zero unless the PE was read (hw/readout.py). The ProjReader zeroes it
+    by the flip-flops' synchronous reset (LSR, no LUT) from a flag of the PE's own (an AND in the data path cost
+    2 148 TRELLIS_COMB at 24d0dd4). The CellReader's registers have no reset: the PE's cell data is zero without
+    a read (#10: the flags into their reset were 38 of the 180 late inputs at 32 PEs, 10.08 ns; before, one flag
+    as the reset of a cell's 176 bits was the board top's worst path at 9903fa4, 9.95 ns)."""
     from amaranth.back import rtlil
 
     from sparselstm.hw.design import AcceleratorDesign
@@ -403,5 +404,7 @@ def test_readers_zero_unread_words_by_a_reset_of_a_flag_per_slice(tmp_path, yosy
         resets = Counter(cell["connections"]["LSR"][0] for cell in words)
         # Yosys keeps the bits the reader uses: all of a cell word's four gates, a y word's share of a proj sum
         assert len(words) == 4 * design.acc_bits if kind == "cell" else len(words) > 0, (p, len(words))
-        assert "0" not in resets and max(resets.values()) <= design.acc_bits, (p, resets)
-        assert len(resets) == (4 if kind == "cell" else 1), (p, resets)
+        if kind == "cell":
+            assert set(resets) == {"0"}, (p, resets)
+        else:
+            assert len(resets) == 1 and "0" not in resets, (p, resets)

@@ -12,7 +12,7 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.cycle_model import default_lanes, predict_cycles
-from sparselstm.hw.design import AcceleratorDesign, pe_fifo_words, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
+from sparselstm.hw.design import BUSY_LAG, AcceleratorDesign, pe_fifo_words, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lane_unpacker import LaneUnpacker
 from sparselstm.hw.lanes import LaneElementwise
@@ -123,6 +123,54 @@ def test_lane_elementwise_rejects_bad_lanes():
 
 
 # ---- LaneUnpacker -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, kept", [(PHASE_PROJ, True), (PHASE_X, True), (PHASE_X, False)])
+def test_unpacker_busy_rises_within_the_lag_the_scheduler_waits(kind, kept):
+    """An idle unpacker's `busy` (`proj_busy` for a proj word) is high from the BUSY_LAG-th cycle after a lone word
+    arrived (the scheduler's drains wait that long) until the word has been handed over or dropped, and the PE
+    side then takes over: every column arrives in the cycle the unpacker's flag is still up or just fell."""
+    encoded = encoded_model(6, 24, 10, density=0.15, n_pes=8, seed=5)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=4))
+    pe = design.pes[1]
+    dut = LaneUnpacker(design, 1)
+    phase = phase_index(0, kind)
+    ptr = pe.phases[phase].ptr_offset
+    width = 6 if kind == PHASE_X else 24
+    columns = [c for c in range(width) if (pe.pointers[ptr + c + 1] > pe.pointers[ptr + c]) == kept]
+    assert columns, "the PE must have a column of the kind asked for"
+    column = columns[0] if kind == PHASE_X else columns[0] // 4 * 4
+    word = {"phase": phase, "buffer": 0, "column": column, "value": 1 if kind == PHASE_X else 0b1111,
+            "values": [300, 301, 302, 303], "mask_address": mask_address(design, phase, column),
+            "proj": int(kind == PHASE_PROJ)}
+    trace = []
+
+    async def testbench(ctx):
+        ctx.set(dut.credit, 0)
+        for _ in range(3):
+            await ctx.tick()
+        ctx.set(dut.i.payload, word)
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.i.valid, 0)
+        for _ in range(20):
+            trace.append((ctx.get(dut.busy), ctx.get(dut.proj_busy), ctx.get(dut.o.valid)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    busy, proj_busy, sent = ([t[k] for t in trace] for k in range(3))
+    up = busy.index(1) + 1
+    assert up <= BUSY_LAG, f"busy rose {up} cycles after the word, the scheduler waits {BUSY_LAG}"
+    fall = busy.index(0, up - 1)
+    assert not any(busy[fall:])
+    assert proj_busy == (busy if kind == PHASE_PROJ else [0] * len(busy))
+    if kept:                            # the last column leaves at least a cycle before the flag falls
+        assert any(sent) and max(k for k, v in enumerate(sent) if v) < fall
+    else:
+        assert not any(sent)
+
 
 @pytest.mark.parametrize("lanes, seed", [(4, 0), (2, 1), (8, 2)])
 def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from sparselstm.hw.design import AcceleratorDesign, phase_index
+from sparselstm.hw.design import BUSY_LAG, AcceleratorDesign, phase_index
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.design import ENTRY_BANK_WORDS
 from sparselstm.hw.interfaces import CELL_READ_DATA_LATENCY
@@ -75,21 +75,29 @@ def rtl_pe_accumulators(design, pe_index, words, layer_index=0, stall=0.3, seed=
         while ctx.get(dut.busy):
             await ctx.tick()
 
-        async def read_and_reset(port, index, latency):
+        async def read_and_reset(port, index, latency, held):
             ctx.set(port.en, 1)
             ctx.set(port.layer, layer_index)
             ctx.set(port.index, index)
             await ctx.tick()
             ctx.set(port.en, 0)
-            await ctx.tick().repeat(latency)   # the data is held: it must survive an idle cycle
-            return ctx.get(port.data)
+            for _ in range(latency - 1):
+                await ctx.tick()
+            data = ctx.get(port.data)
+            await ctx.tick()
+            later = ctx.get(port.data)
+            if held:        # the proj port's data must survive an idle cycle
+                assert later == data
+            else:           # the cell port's is zero but in the cycle after the read (the reader ORs the PEs')
+                assert [later.acc_i, later.acc_f, later.acc_g, later.acc_o] == [0] * 4
+            return data
 
         async def read_cell(q):
-            data = await read_and_reset(dut.cell_read, q, CELL_READ_DATA_LATENCY)
+            data = await read_and_reset(dut.cell_read, q, CELL_READ_DATA_LATENCY, held=False)
             return [data.acc_i, data.acc_f, data.acc_g, data.acc_o]
 
         async def read_proj(r):
-            return await read_and_reset(dut.proj_read, r, 1)
+            return await read_and_reset(dut.proj_read, r, 1, held=True)
 
         cells = pe.cells[layer_index]
         result["gates"] = [await read_cell(q) for q in range(cells)]
@@ -301,6 +309,46 @@ def test_pe_double_buffer_and_write_back_stalls_are_exact():
     values = [np.concatenate([x0, y0]), np.concatenate([x1, y1])]
     assert got["macs"] == sum(int(np.count_nonzero(v[entries.column] != 0)) for v in values)
     assert got["busy_proj"] == 0
+
+
+@pytest.mark.parametrize("phase_kind, column", [(0, 0), (2, 1), (0, 2)])
+def test_pe_busy_rises_within_the_lag_the_scheduler_waits(phase_kind, column):
+    """The scheduler's drains trust an idle PE's `busy` (and `proj_busy` for a proj word) to be high from the
+    BUSY_LAG-th cycle after a lone word arrived until its work is done: a word into an empty column included."""
+    rng = np.random.default_rng(3)
+    cells, inputs, proj = 6, 3, 3
+    w_gates = random_sparse(rng, (4 * cells, inputs + proj), 0.5)
+    w_gates[:, 2] = 0                                   # x column 2 is empty in every PE: its job is dropped
+    layer = make_layer(w_gates, w_proj=random_sparse(rng, (proj, cells), 1.0))
+    design = AcceleratorDesign.from_encoded(encode(QuantizedModel(NUMERICS, (layer,)), 1))
+    dut = SparsePE(design, 0)
+    trace = []
+
+    async def testbench(ctx):
+        for _ in range(3):
+            await ctx.tick()
+        ctx.set(dut.i.payload, {"phase": phase_index(0, phase_kind), "buffer": 0, "column": column, "value": 700})
+        ctx.set(dut.i.valid, 1)
+        await ctx.tick()                    # the word arrived in the cycle before this one
+        ctx.set(dut.i.valid, 0)
+        for _ in range(40):
+            trace.append((ctx.get(dut.busy), ctx.get(dut.proj_busy)))
+            await ctx.tick()
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    is_proj = phase_kind == 2
+    for flag, expected_up in ((0, True), (1, is_proj)):
+        flags = [t[flag] for t in trace]
+        if not expected_up:
+            assert not any(flags)
+            continue
+        up = flags.index(1) + 1                       # cycles after the word's arrival
+        assert up <= BUSY_LAG, f"flag {flag} rose {up} cycles after the word, the scheduler waits {BUSY_LAG}"
+        fall = flags.index(0, up - 1)
+        assert not any(flags[fall:]), "the flag must stay low once the word's work is done"
 
 
 def test_pe_proj_busy_covers_proj_words_only():
