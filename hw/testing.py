@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["Received", "stream_send", "stream_receive"]
+__all__ = ["Received", "stream_send", "stream_receive", "busy_window"]
 
 
 class Received(NamedTuple):
@@ -74,3 +74,14 @@ async def stream_receive(ctx, port, count: int, *, rng=None, stall: float = 0.0,
             received.append(Received(payload, cycle, tuple(values)))
     ctx.set(port.ready, 0)
     return received
+
+
+def busy_window(flags: list, lag: int) -> int:
+    """`flags` sampled from the first cycle after a lone word arrived at an idle block: checks that the flag rose
+    within `lag` cycles (what the scheduler's drains wait, hw/design.py BUSY_LAG) and, once fallen, stayed low.
+    Returns the index of its fall."""
+    up = flags.index(1) + 1
+    assert up <= lag, f"the flag rose {up} cycles after the word, the scheduler waits {lag}"
+    fall = flags.index(0, up - 1)
+    assert not any(flags[fall:]), "the flag must stay low once the word's work is done"
+    return fall

@@ -16,7 +16,7 @@ from sparselstm.hw.design import ENTRY_BANK_WORDS
 from sparselstm.hw.interfaces import CELL_READ_DATA_LATENCY
 from sparselstm.hw.pe import SparsePE
 from sparselstm.hw.pe_shape import pe_memory_contents
-from sparselstm.hw.testing import stream_send
+from sparselstm.hw.testing import busy_window, stream_send
 from sparselstm.spec.encoded import DeltaThresholds
 from sparselstm.sw.format import encode, segment_entries
 from sparselstm.sw.fixedpoint import Numerics
@@ -345,10 +345,7 @@ def test_pe_busy_rises_within_the_lag_the_scheduler_waits(phase_kind, column):
         if not expected_up:
             assert not any(flags)
             continue
-        up = flags.index(1) + 1                       # cycles after the word's arrival
-        assert up <= BUSY_LAG, f"flag {flag} rose {up} cycles after the word, the scheduler waits {BUSY_LAG}"
-        fall = flags.index(0, up - 1)
-        assert not any(flags[fall:]), "the flag must stay low once the word's work is done"
+        busy_window(flags, BUSY_LAG)
 
 
 def test_pe_proj_busy_covers_proj_words_only():
