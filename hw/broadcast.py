@@ -6,9 +6,11 @@ when every PE can take one (a PE whose FIFO is full stalls all of them).
 
 Backpressure is registered on both sides, so no combinational path crosses the chip from the PEs' FIFOs to
 the scheduler: each PE raises a registered `room` flag while its FIFO holds fewer than `fifo_depth` words, and
-the broadcaster sends only when every flag was up in the previous cycle (the AND is registered too). The flag
-is thus two cycles old when a word is sent, so a PE may receive `ROOM_MARGIN` words after its FIFO reached
-`fifo_depth`: its FIFO has that many words more.
+the broadcaster sends only when every flag was up two cycles before: the flags are ANDed in regions of
+`ROOM_REGION` neighbouring PEs into registers, and those into `all_ready`, a register too (#10: one AND over
+32 flags from all over the chip was the 32-PE design's worst path). A flag is thus three cycles old when a word
+is sent, so a PE may receive `ROOM_MARGIN` words after its FIFO reached `fifo_depth`: its FIFO has that many
+words more.
 
 The output is registered: the fan-out to N PEs starts from a flip-flop, not from the upstream logic.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 from amaranth.hdl import Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
+from .design import ROOM_REGION
 
 __all__ = ["Broadcaster"]
 
@@ -37,7 +41,7 @@ class Broadcaster(wiring.Component):
     i : In(stream.Signature(layout))
     o : Out(stream.Signature(layout)).array(n_outputs)
         Each word goes out on every output in the same cycle. `o[p].valid` is raised only when every room
-        flag was up in the previous cycle; `o[p].ready` is not looked at: the room flags guarantee it.
+        flag was up two cycles before; `o[p].ready` is not looked at: the room flags guarantee it.
     room : In(n_outputs)
         Bit p: output p's registered room flag (module docstring).
     busy : Out(1)
@@ -65,8 +69,13 @@ class Broadcaster(wiring.Component):
 
         held_valid = Signal()
         held = Signal(self._layout)
-        all_ready = Signal()          # every output had room in the previous cycle
-        m.d.sync += all_ready.eq(self.room.all())
+        regions = range(0, self._n_outputs, ROOM_REGION)
+        region_ready = Signal(len(regions))   # every output of the region had room in the previous cycle
+        all_ready = Signal()                  # every region was ready in the previous cycle
+        m.d.sync += [
+            *[region_ready[r].eq(self.room[start:start + ROOM_REGION].all()) for r, start in enumerate(regions)],
+            all_ready.eq(region_ready.all()),
+        ]
         sent = held_valid & all_ready
         for port in self.o:
             # valid only when every PE takes it, so the word enters all FIFOs in the same cycle

@@ -50,13 +50,13 @@ JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet
 MAC_DRAIN = 8             # last entry issued -> written (PE stages E D B R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 EW_EXIT_LATENCY = 1       # the pass's last m group taken -> the scheduler leaves EW (from a flip-flop)
-STATUS_LATENCY = 1        # the PEs' busy flags reach the scheduler through a register: each drain waits longer
+STATUS_LATENCY = 2        # the PEs' busy flags and the drain tests are registers: each drain waits longer
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
-UNPACKER_LATENCY = 4      # lanes > 1: the LaneUnpacker's input register, mask stages and queue before the PE's FIFO
-UNPACKER_ROOM_LAG = 2     # ... and its room flag and the broadcaster's `all_ready` (two registers) see a word later
+UNPACKER_LATENCY = 5      # lanes > 1: the LaneUnpacker's input register, mask stages and queue before the PE's FIFO
+UNPACKER_ROOM_LAG = 3     # ... its room flag, the region AND and `all_ready` (three registers) see a word later
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 

@@ -46,7 +46,7 @@ class LaneUnpacker(wiring.Component):
 
     Inside: the mask stages (the word registered, then beside its ROM mask word, then with the lanes it keeps), a
     queue (LUT-RAM, a power of two deep) of the words with a column left, each with the column it offers first
-    (lane, value and last registered at stage 3, so the queue is written from flip-flops), and the head: the
+    (lane, value and last registered at stage 4, so the queue is written from flip-flops), and the head: the
     word being handed over, with the column it offers (`o.payload`) in registers.
 
     Parameters
@@ -145,9 +145,11 @@ class LaneUnpacker(wiring.Component):
         # a word's mask (the ROM's word 0, all ones, for a phase without one) is read with the address that came
         # with the word (hw/mask_address.py), from this unpacker's own register of it: the ROM's LUTs read from
         # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
-        # The ROM's read data are registered (stage 2), and the AND with the word's lanes goes into flip-flops
-        # again (`sent_3`, `pushed`, stage 3): the queue's write enable and the counters start from them (#10:
-        # the ROM's LUTs and the AND in one cycle, or the AND in front of the counters, were routed late paths).
+        # The ROM's read data are registered (stage 2), the AND with the word's lanes goes into flip-flops
+        # (`kept_3`), and the lane search over those into flip-flops again (`sent_4`, `offer_4`, `pushed`, stage
+        # 4): the queue's write enable and the counters start from them (#10: the ROM's LUTs and the AND in one
+        # cycle, the AND in front of the counters, or the ROM's register through the AND and the lane search
+        # into the offer registers, 9.2 ns at 32 PEs, were routed late paths).
         # `keep`: the registers of every PE's unpacker load the same broadcast word, so synthesis would merge
         # them into one copy fanning out to all PEs across the chip (the 16-PE design's critical path); kept,
         # each PE has its own copy placed near it (hw/memory_images.py puts `keep` on the flip-flop cells)
@@ -161,10 +163,12 @@ class LaneUnpacker(wiring.Component):
         word_2 = Signal(queued_layout, reset_less=True)
         valid_3 = Signal()
         word_3 = Signal(queued_layout, reset_less=True)
-        kept_2 = Signal(lanes)      # the word's lanes in which this PE has entries
-        sent_3 = Signal(lanes, reset_less=True)
-        offer_3 = Signal(offer_layout, reset_less=True)   # the word's first column: the queue written from flip-flops
-        pushed = Signal()           # valid_3 with a lane left; a flip-flop: the counters below start from it
+        kept_3 = Signal(lanes, reset_less=True)   # the word's lanes in which this PE has entries
+        valid_4 = Signal()
+        word_4 = Signal(queued_layout, reset_less=True)
+        sent_4 = Signal(lanes, reset_less=True)
+        offer_4 = Signal(offer_layout, reset_less=True)   # the word's first column: the queue written from flip-flops
+        pushed = Signal()           # valid_4 with a lane left; a flip-flop: the counters below start from it
         stored = Signal(entry_layout)
 
         # ---- the queue and the head --------------------------------------------------------------------------
@@ -191,16 +195,15 @@ class LaneUnpacker(wiring.Component):
         # the head's next state, from a queued word or from the head itself (its lowest lane cleared), both
         # computed apart from `take` so that only the final choice waits for it
         new_word = data.View(entry_layout, queue_read.data)
-        kept_lane, kept_last = _lowest_lane(m, kept_2, lanes)
+        kept_lane, kept_last = _lowest_lane(m, kept_3, lanes)
         rest = Signal(lanes)
         rest_lane, rest_last = _lowest_lane(m, rest, lanes)
 
         m.d.comb += [
             mask_read.addr.eq(mask_address_1),
-            kept_2.eq(word_2.value & mask_read.data),
-            *[stored[name].eq(word_3[name]) for name in queued_layout.members],
-            stored.value.eq(sent_3),
-            *[stored[name].eq(offer_3[name]) for name in offer_layout.members],
+            *[stored[name].eq(word_4[name]) for name in queued_layout.members],
+            stored.value.eq(sent_4),
+            *[stored[name].eq(offer_4[name]) for name in offer_layout.members],
             queue_write.addr.eq(write_at),
             queue_write.data.eq(stored),
             queue_write.en.eq(pushed),
@@ -222,15 +225,18 @@ class LaneUnpacker(wiring.Component):
             word_2.eq(word_1),
             valid_3.eq(valid_2),
             word_3.eq(word_2),
-            sent_3.eq(kept_2),
+            kept_3.eq(word_2.value & mask_read.data),
+            valid_4.eq(valid_3),
+            word_4.eq(word_3),
+            sent_4.eq(kept_3),
             # an OR, not an adder: a word with lanes past 0 is a proj group's, whose column is a multiple of
             # `lanes` (x and y words use lane 0; hw/interfaces.py) (#10: the carry chain here was late)
-            offer_3.offer_column.eq(word_2.column | kept_lane),
-            offer_3.offer_value.eq(word_2.values[kept_lane]),
-            offer_3.offer_last.eq(kept_last),
-            pushed.eq(valid_2 & kept_2.any()),
+            offer_4.offer_column.eq(word_3.column | kept_lane),
+            offer_4.offer_value.eq(word_3.values[kept_lane]),
+            offer_4.offer_last.eq(kept_last),
+            pushed.eq(valid_3 & kept_3.any()),
             held.eq(held + pushed - finished),
-            self.room.eq(held + valid_1 + valid_2 + valid_3 < fifo_depth),
+            self.room.eq(held + valid_1 + valid_2 + valid_3 + valid_4 < fifo_depth),
             credits.eq(credits_next),
             has_credit.eq(credits_next != 0),
             queued.eq(queued + pushed - take),
@@ -260,7 +266,7 @@ class LaneUnpacker(wiring.Component):
 
         # ---- status: every word, and proj words, from arrival until the last column left -------------------------
         proj_words = Signal(range(capacity + 1))
-        pushed_proj = pushed & word_3.proj
+        pushed_proj = pushed & word_4.proj
         finished_proj = finished & head.proj
         with m.If(pushed_proj & ~finished_proj):
             m.d.sync += proj_words.eq(proj_words + 1)
@@ -270,8 +276,8 @@ class LaneUnpacker(wiring.Component):
         # broadcaster's own `busy` covers it until then, and the scheduler allows for the cycle). The broadcast
         # valid and `proj` bit across the chip into these registers were 96 of the 180 late inputs at 32 PEs (#10)
         m.d.sync += [
-            self.busy.eq(valid_1 | valid_2 | valid_3 | held.any()),
+            self.busy.eq(valid_1 | valid_2 | valid_3 | valid_4 | held.any()),
             self.proj_busy.eq((valid_1 & word_1.proj) | (valid_2 & word_2.proj) | (valid_3 & word_3.proj)
-                              | proj_words.any()),
+                              | (valid_4 & word_4.proj) | proj_words.any()),
         ]
         return m

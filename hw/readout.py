@@ -56,14 +56,20 @@ PROJ_READ_LATENCY = 6
 START_LATENCY = 1
 
 
-def _step_in_model_order(m: Module, index, pe_sel, local, n_pes: int, size, active):
+def _at_last_pe(pe_sel, n_pes: int):
+    """A flip-flop that is up while `pe_sel` is N - 1, kept by `_step_in_model_order` and zeroed with `pe_sel`
+    (#10: the comparison in front of `local`'s enable, which fans out to every PE, was a routed late path)."""
+    return Signal(init=int(n_pes == 1), name=f"{pe_sel.name}_at_last")
+
+
+def _step_in_model_order(m: Module, index, pe_sel, at_last, local, n_pes: int, size, active):
     """Next `index` in model order and its place in the PEs (PE index mod N, local index div N); `active`
     falls after the last of `size`."""
     m.d.sync += index.eq(index + 1)
-    with m.If(pe_sel == n_pes - 1):
-        m.d.sync += [pe_sel.eq(0), local.eq(local + 1)]
+    with m.If(at_last):
+        m.d.sync += [pe_sel.eq(0), local.eq(local + 1), at_last.eq(n_pes == 1)]
     with m.Else():
-        m.d.sync += pe_sel.eq(pe_sel + 1)
+        m.d.sync += [pe_sel.eq(pe_sel + 1), at_last.eq(pe_sel == n_pes - 2)]
     with m.If(index + 1 == size):
         m.d.sync += active.eq(0)
 
@@ -176,6 +182,7 @@ class CellReader(wiring.Component):
         buffer = Signal()
         group = Signal(design.group_bits + 1)           # next group to issue
         row_sel = Signal(range(max(2, n_rows)))         # group mod (N / lanes)
+        row_sel_at_last = _at_last_pe(row_sel, n_rows)
         local = Signal(design.cell_index_bits)          # group div (N / lanes): the local cell of each lane
         outstanding = Signal(range(CELL_READ_SLOTS + 1))   # groups read and not yet taken from `o`
         read_valid = Signal()                           # stage 2 (1: `decided`): the PEs' enables, registered
@@ -254,7 +261,7 @@ class CellReader(wiring.Component):
                      group_constants.eq(Cat(port.data for port in constants_rd))]
         m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
-            _step_in_model_order(m, group, row_sel, local, n_rows, group_counts[layer], active)
+            _step_in_model_order(m, group, row_sel, row_sel_at_last, local, n_rows, group_counts[layer], active)
 
         m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group), queued.cells.eq(gathered)]
         for lane in range(lanes):
@@ -279,7 +286,8 @@ class CellReader(wiring.Component):
                                         active | (outstanding != 0))
         with m.If(taken):
             m.d.sync += [active.eq(1), layer.eq(command["layer"]), first_frame.eq(command["first_frame"]),
-                         buffer.eq(command["buffer"]), group.eq(0), row_sel.eq(0), local.eq(0)]
+                         buffer.eq(command["buffer"]), group.eq(0), row_sel.eq(0), row_sel_at_last.eq(n_rows == 1),
+                         local.eq(0)]
         return m
 
 
@@ -329,6 +337,7 @@ class ProjReader(wiring.Component):
         layer = Signal(design.layer_bits)
         row = Signal(index_bits + 1)
         pe_sel = Signal(range(max(2, n_pes)))
+        pe_sel_at_last = _at_last_pe(pe_sel, n_pes)
         local = Signal(len(self.pes[0].index))
         read_valid = Signal()           # stage 1: the PEs' enables, registered
         read_row = Signal(index_bits, reset_less=True)
@@ -382,7 +391,8 @@ class ProjReader(wiring.Component):
         m.d.sync += read_valid.eq(active)
         with m.If(active):
             m.d.sync += read_row.eq(row)
-            _step_in_model_order(m, row, pe_sel, local, n_pes, proj_sizes[layer], active)
+            _step_in_model_order(m, row, pe_sel, pe_sel_at_last, local, n_pes, proj_sizes[layer], active)
         with m.If(taken):
-            m.d.sync += [active.eq(1), layer.eq(command["layer"]), row.eq(0), pe_sel.eq(0), local.eq(0)]
+            m.d.sync += [active.eq(1), layer.eq(command["layer"]), row.eq(0), pe_sel.eq(0),
+                         pe_sel_at_last.eq(n_pes == 1), local.eq(0)]
         return m

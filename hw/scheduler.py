@@ -179,8 +179,8 @@ class Scheduler(wiring.Component):
         # for proj words and proj_word_held.
         bcast_busy_before = _delayed(m, self.bcast_busy, BUSY_LAG, "bcast_busy")
         proj_word_held_before = _delayed(m, proj_word_held, BUSY_LAG, "proj_word_held")
-        pipeline_idle = ~(self.bcast_busy | bcast_busy_before | self.pes_busy)
-        proj_words_gone = ~(proj_word_held | proj_word_held_before | self.pes_proj_busy)
+        pipeline_idle = Signal()      # both flip-flops, a cycle late (bookkeeping below)
+        proj_words_gone = Signal()
 
         # ---- y words: from the element-wise pass (no projection) or the ProjReader ----------------------
         m_to_y = Signal()             # set by the FSM in EW for a layer without projection
@@ -297,6 +297,15 @@ class Scheduler(wiring.Component):
             m.d.sync += [proj_word_held.eq(m_sent), prefer_input.eq(m_sent)]
         with m.Elif(self.bcast.ready):
             m.d.sync += proj_word_held.eq(0)   # the held word (if any) went out at this edge
+        # the drains' tests from flip-flops, a cycle late (#10: the flags through the tests into the state register's
+        # enable were the 32-PE design's worst path, 9.35 ns). What was idle a cycle ago is idle now if no word
+        # entered at that edge, and none can: DRAIN_G follows R_SETUP, which sends nothing, or R_READ once the y
+        # reader is done (its `busy` covers its output register); DRAIN_P follows the cycle after the pass's last
+        # m word (`m_passed`), in which no m word is sent
+        m.d.sync += [
+            pipeline_idle.eq(~(self.bcast_busy | bcast_busy_before | self.pes_busy)),
+            proj_words_gone.eq(~(proj_word_held | proj_word_held_before | self.pes_proj_busy)),
+        ]
         with m.If(out_pending & ~proj_busy):
             m.d.comb += output_streamer.start.eq(1)
             m.d.sync += out_pending.eq(0)

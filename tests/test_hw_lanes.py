@@ -12,7 +12,8 @@ import pytest
 from amaranth.sim import Simulator
 
 from sparselstm.hw.cycle_model import default_lanes, predict_cycles
-from sparselstm.hw.design import BUSY_LAG, AcceleratorDesign, pe_fifo_words, phase_index, PHASE_PROJ, PHASE_R, PHASE_X
+from sparselstm.hw.design import (BUSY_LAG, PHASE_PROJ, PHASE_R, PHASE_X, ROOM_MARGIN, AcceleratorDesign, pe_fifo_words,
+                                  phase_index)
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lane_unpacker import LaneUnpacker
 from sparselstm.hw.lanes import LaneElementwise
@@ -183,6 +184,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
     assert 0 < sum(x_has_entries) < 6, "the PE must have both empty and non-empty x columns"
     rng = np.random.default_rng(seed)
     words, expected = [], []
+    ends = []       # per word: its columns' end in `expected`
     groups = 24 // lanes
     for group in [g for _ in range(6) for g in range(groups)]:      # six frames: enough words to fill the PE
         values = [int(v) for v in rng.integers(-900, 900, lanes)]
@@ -191,24 +193,30 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
                       "mask_address": mask_address(design, proj, lanes * group), "proj": 1})
         expected += [(proj, lanes * group + k, values[k]) for k in range(lanes)
                      if mask >> k & 1 and has_entries[lanes * group + k]]
+        ends.append(len(expected))
         column = group % 6
         words.append({"phase": x, "buffer": 1, "column": column, "value": 1,
                       "values": [-5 - group] + [0] * (lanes - 1),
                       "mask_address": mask_address(design, x, column), "proj": 0})
         if x_has_entries[column]:    # an x word in whose column the PE has no entry is dropped too
             expected.append((x, column, -5 - group))
-    result = {"room_low": 0}
+        ends.append(len(expected))
+    result = {"room_low": 0, "accepted": 0, "handed": 0}
 
     async def broadcaster(ctx):
-        # the Broadcaster's rule: send only while the room flag was up in the previous cycle
-        room = 1
+        # the Broadcaster's rule: send only while the room flag was up ROOM_MARGIN - 1 cycles before (the flag
+        # through its region's register and `all_ready`), as late as it allows
+        seen = [1] * ROOM_MARGIN        # the flag in the cycles before, oldest first, this cycle's last
         for word in words:
-            while not room:
+            while not seen[0]:
                 result["room_low"] += 1
                 _, _, room = await ctx.tick().sample(dut.room)
+                seen = seen[1:] + [room]
             ctx.set(dut.i.payload, word)
             ctx.set(dut.i.valid, 1)
             _, _, room = await ctx.tick().sample(dut.room)
+            result["accepted"] += 1
+            seen = seen[1:] + [room]
             ctx.set(dut.i.valid, 0)
 
     capacity = pe_fifo_words(design.params.fifo_depth)
@@ -227,6 +235,13 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
             if valid:
                 held.append((payload.phase, payload.column, payload.value))
                 assert len(held) <= capacity, "the unpacker sent a word without a credit"
+            # the words in the unpacker, at least: accepted, with a column, and not all handed over (a word with
+            # none counts as gone at once) must fit in the room it announced, fifo_depth + ROOM_MARGIN
+            handed = len(got) + len(held)
+            inside = sum(1 for k in range(result["accepted"]) if ends[k] > (ends[k - 1] if k else 0)
+                         and ends[k] > handed)
+            result["most_inside"] = max(result.get("most_inside", 0), inside)
+            assert inside <= design.params.fifo_depth + ROOM_MARGIN, "the unpacker took more than its room"
             result["full"] += len(held) == capacity
             if len(got) == len(expected):
                 break
@@ -244,6 +259,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
     sim.run()
     assert result["got"] == expected
     assert result["room_low"] > 0, "the slow PE side must have filled the unpacker"
+    assert result["most_inside"] >= design.params.fifo_depth, "the broadcaster must have used the room"
     assert result["full"] > 0, "the unpacker must have spent every credit"
     assert result["busy"] == (0, 0)
 
