@@ -2,26 +2,29 @@
 
 A zero value adds nothing to any accumulator, so it is consumed and dropped here (activation zero-skipping,
 as in EIE/ESE): fewer cycles, the same sums. Words that are sent go to all PEs in the same cycle, and only
-when every PE can take one (a PE whose FIFO is full stalls all of them).
+when every PE can take one (a PE whose FIFO is full stalls all of them). A word leaves the word register, sent
+or dropped, when every PE had room: a zero word waits like the others (its test starts from the register).
 
 Backpressure is registered on both sides, so no combinational path crosses the chip from the PEs' FIFOs to
 the scheduler: each PE raises a registered `room` flag while its FIFO holds fewer than `fifo_depth` words, and
 the broadcaster sends only when every flag was up two cycles before: the flags are ANDed in regions of
 `ROOM_REGION` neighbouring PEs into registers, and those into `all_ready`, a register too (#10: one AND over
-32 flags from all over the chip was the 32-PE design's worst path). A flag is thus three cycles old when a word
-is sent, so a PE may receive `ROOM_MARGIN` words after its FIFO reached `fifo_depth`: its FIFO has that many
-words more.
+32 flags from all over the chip was the 32-PE design's worst path).
 
-The output is registered: the fan-out to N PEs starts from a flip-flop, not from the upstream logic.
+The fan-out is registered again: the word register feeds a relay register per region (`RELAY_STAGES` of them in
+a row), and the last relay the `ROOM_REGION` outputs of its region (#10: the word register into 32 PEs' input
+registers was most of the 32-PE design's late paths). A word thus reaches the PEs `RELAY_STAGES` cycles after
+it was sent, and a room flag is 3 + RELAY_STAGES cycles old when its word arrives, so a PE may receive
+`ROOM_MARGIN` words after its FIFO reached `fifo_depth`: its FIFO has that many words more.
 """
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Cat, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import ROOM_REGION
+from .design import RELAY_STAGES, ROOM_REGION
 
 __all__ = ["Broadcaster"]
 
@@ -40,12 +43,12 @@ class Broadcaster(wiring.Component):
     ----------
     i : In(stream.Signature(layout))
     o : Out(stream.Signature(layout)).array(n_outputs)
-        Each word goes out on every output in the same cycle. `o[p].valid` is raised only when every room
-        flag was up two cycles before; `o[p].ready` is not looked at: the room flags guarantee it.
+        Each word goes out on every output in the same cycle, from its region's last relay register,
+        RELAY_STAGES cycles after it was sent; `o[p].ready` is not looked at: the room flags guarantee it.
     room : In(n_outputs)
         Bit p: output p's registered room flag (module docstring).
     busy : Out(1)
-        A word is held for the outputs.
+        A word is held for the outputs or is in the relay registers.
     """
 
     def __init__(self, layout: data.StructLayout, n_outputs: int):
@@ -71,23 +74,45 @@ class Broadcaster(wiring.Component):
         held = Signal(self._layout)
         regions = range(0, self._n_outputs, ROOM_REGION)
         region_ready = Signal(len(regions))   # every output of the region had room in the previous cycle
+        region_ready_1 = Signal(len(regions))  # region_ready a cycle later: high whenever all_ready is
         all_ready = Signal()                  # every region was ready in the previous cycle
-        m.d.sync += [
-            *[region_ready[r].eq(self.room[start:start + ROOM_REGION].all()) for r, start in enumerate(regions)],
-            all_ready.eq(region_ready.all()),
-        ]
-        sent = held_valid & all_ready
-        for port in self.o:
-            # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
-            m.d.comb += [port.valid.eq(sent), port.payload.eq(held)]
+        # a word leaves the register when every region was ready; one whose value is 0 goes nowhere (it is dropped
+        # there): the zero test starts from the register, not from the sources' multiplexer (#10: the sources'
+        # words through it into `held_valid` were the worst path at 16 and at 32 PEs)
+        sent = held_valid & all_ready & (held.value != 0)
+        # per region, through RELAY_STAGES relay registers: the word and its valid of the last stage
+        valids, words = [sent] * len(regions), [held] * len(regions)
+        relay_valids = []
+        for stage in range(RELAY_STAGES):
+            stage_valid = Signal(len(regions), name=f"relay{stage}_valid")
+            stage_words = [Signal(self._layout, name=f"relay{stage}_{r}") for r in range(len(regions))]
+            for r, (valid, word) in enumerate(zip(valids, words)):
+                # region_ready_1 changes nothing in the first stage's load but gives each region's relay inputs
+                # of its own: synthesis merges registers with the same inputs, and one relay would be the word
+                # register again
+                load = valid & region_ready_1[r] if stage == 0 else valid
+                m.d.sync += stage_valid[r].eq(load)
+                with m.If(load):
+                    m.d.sync += stage_words[r].eq(word)
+            valids, words = list(stage_valid), stage_words
+            relay_valids.append(stage_valid)
+        for r, start in enumerate(regions):
+            for port in self.o[start:start + ROOM_REGION]:
+                # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
+                m.d.comb += [port.valid.eq(valids[r]), port.payload.eq(words[r])]
         m.d.comb += [
             self.i.ready.eq(~held_valid | all_ready),
-            self.busy.eq(held_valid),
+            self.busy.eq(held_valid | Cat(relay_valids).any()),
+        ]
+        m.d.sync += [
+            *[region_ready[r].eq(self.room[start:start + ROOM_REGION].all()) for r, start in enumerate(regions)],
+            region_ready_1.eq(region_ready),
+            all_ready.eq(region_ready.all()),
         ]
         # the word register loads whenever it may take a word, valid or not (its contents count only with
         # `held_valid`): its enable is `ready`, from flip-flops, not the upstream valid (#10: the scheduler's
         # valid logic fanned out to every payload bit)
         with m.If(self.i.ready):
-            m.d.sync += [held_valid.eq(self.i.valid & (self.i.payload.value != 0)), held.eq(self.i.payload)]
+            m.d.sync += [held_valid.eq(self.i.valid), held.eq(self.i.payload)]
         return m
 

@@ -37,14 +37,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .design import ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
+from .design import RELAY_STAGES, ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
 from .elementwise import ElementwiseUnit
 from .pe import SparsePE
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
 
 __all__ = ["CyclePrediction", "predict_cycles", "column_work", "default_lanes", "delta_frame_cycles"]
 
-FIFO_LATENCY = 3          # broadcast edge -> the word can leave the PE's FIFO (SyncFIFOBuffered)
+FIFO_LATENCY = 3 + RELAY_STAGES   # broadcast edge -> the word can leave the PE's FIFO (relays, SyncFIFOBuffered)
 FETCH_LATENCY = 3         # ... -> its job can be taken by the walker (addresses, pointers, registered, Q, job queue)
 JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet taken (the PE's credits)
 MAC_DRAIN = 8             # last entry issued -> written (PE stages E D B R A S X Wb) and `busy` low
@@ -55,8 +55,8 @@ READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
-UNPACKER_LATENCY = 5      # lanes > 1: the LaneUnpacker's input register, mask stages and queue before the PE's FIFO
-UNPACKER_ROOM_LAG = 3     # ... its room flag, the region AND and `all_ready` (three registers) see a word later
+UNPACKER_LATENCY = 5 + RELAY_STAGES   # lanes > 1: relays, the unpacker's input register, mask stages, queue
+UNPACKER_ROOM_LAG = 3 + RELAY_STAGES  # ... its room flag, the region AND, `all_ready`, relays: registers a word passes
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
@@ -167,9 +167,9 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
             dropped = stream.word_sent is not None and not stream.word_sent[stream.sent]
-            # the room flags count the words that have arrived (a word on its way is not counted yet)
-            if not dropped and not all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth
-                                       for q in held):
+            # the room flags count the words that have arrived (a word on its way is not counted yet); a word that
+            # is dropped leaves the broadcaster's register only when they are up too (hw/broadcast.py)
+            if not all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth for q in held):
                 chosen = None
         if chosen is not None:
             for p in range(n_pes):

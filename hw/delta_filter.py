@@ -43,8 +43,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import PHASE_PROJ, PHASE_R, AcceleratorDesign, memory_depth
+from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, RELAY_STAGES, AcceleratorDesign, memory_depth
 from .interfaces import design_broadcast_layout, design_lane_broadcast_layout
+from .status_flags import delayed_any
 
 __all__ = ["DeltaFilter", "delta_columns"]
 
@@ -232,9 +233,13 @@ class DeltaFilter(wiring.Component):
             m.d.sync += held_proj.eq(is_proj[out.phase])
         with m.Elif(self.o.ready):
             m.d.sync += held_proj.eq(0)
+        # the caller registers proj_busy, and a PE's flag counts a word from the BUSY_LAG-th cycle after it left
+        # the broadcaster's relay: held_proj stays in the flag for the cycles between (as the scheduler's own
+        # proj_word_held does, hw/scheduler.py)
+        held_proj_before = delayed_any(m, held_proj, BUSY_LAG - 1 + RELAY_STAGES, "held_proj")
         m.d.comb += [
             self.busy.eq(valid["a"] | valid["b"] | out_valid),
             self.proj_busy.eq((valid["a"] & is_proj[word["a"].phase]) | (valid["b"] & is_proj[word["b"].phase])
-                              | (out_valid & is_proj[out.phase]) | held_proj),
+                              | (out_valid & is_proj[out.phase]) | held_proj | held_proj_before),
         ]
         return m

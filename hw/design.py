@@ -64,7 +64,8 @@ def bits_for(max_value: int) -> int:
 
 
 ROOM_REGION = 4   # room flags ANDed per region of this many PEs into a register, then across regions (hw/broadcast.py)
-ROOM_MARGIN = 3   # words a PE may receive after its room flag fell (flag, region AND and AND registered)
+RELAY_STAGES = 1  # the broadcaster's relay registers: a word reaches the PEs this many cycles after it was sent
+ROOM_MARGIN = 3 + RELAY_STAGES   # words a PE may receive after its room flag fell (flag, region AND, AND, relays)
 # A PE's and a lane unpacker's `busy` (`proj_busy`) is high from the BUSY_LAG-th cycle after a broadcast word reached
 # it until its work is done, from the block's own flip-flops: the broadcast valid across the chip into them was late
 # (#10). The scheduler's drains wait that long after the broadcaster's last word (hw/scheduler.py); they end when

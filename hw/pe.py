@@ -370,19 +370,24 @@ class SparsePE(wiring.Component):
         # output through the multiplexer and the padding test into R's valid was a routed late path, 9.85 ns)
         b = stage("b", meta)
         entry = Signal(unsigned(design.entry_bits), reset_less=True)
-        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(Array(d_entries)[d["bank"]])]
+        chosen_entry = Array(d_entries)[d["bank"]]
+        # skip + 1 registered with the entry, so that a row is one adder from B's registers, not two (#10: the
+        # cursor's increment and the add in series into R's copy address were the 16-PE board top's late path)
+        skip_1 = Signal(index_bits + 1, reset_less=True)
+        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(chosen_entry),
+                                                             skip_1.eq(chosen_entry[:index_bits] + 1)]
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
         cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
-        m.d.comb += row.eq(Mux(b["first"], 0, cursor + 1) + skip)
+        m.d.comb += row.eq(Mux(b["first"], skip, cursor + skip_1))
         # the gate copy's address, 4 * base + row (= (bank, base + row // 4)), follows the row with its own cursor,
         # so that no adder stands between R's registers and the block RAM's address pins (#10: R's address adder
         # in front of them was a routed late path)
         copy_cursor = Signal.like(gate_mac_rd[0].addr, reset_less=True)
         copy_addr = Signal.like(gate_mac_rd[0].addr)
-        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]), copy_cursor + 1) + skip)
+        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]) + skip, copy_cursor + skip_1))
         with m.If(b["valid"]):
             m.d.sync += [cursor.eq(row), copy_cursor.eq(copy_addr)]
         is_padding = weight == 0
@@ -602,17 +607,20 @@ class SparsePE(wiring.Component):
         m.d.sync += [pushed_proj_1.eq(pushed_proj), released_proj_1.eq(released_proj),
                      dropped_proj_1.eq(dropped_proj),
                      proj_words.eq(proj_words + pushed_proj_1 - released_proj_1 - dropped_proj_1)]
-        in_flight = [(e["valid"], e["target"]), (d["valid"], d["target"]), (b["valid"], b["target"]),
-                     (r["valid"], r["target"]),
-                     (a["valid"], a["target"]), (s["valid"], s["target"]), (x["valid"], x["target"]),
-                     (wb["valid"], wb["target"])]
+        # the MAC pipeline's stages in a register of their own: an entry in E .. Wb now was in the walk .. X a cycle
+        # ago (the stages only move on or drop padding), so the OR of those, a cycle late, covers them, and the
+        # flags' OR is two levels shallower (#10: the OR into `busy` was the 16-PE board top's late path)
+        a_cycle_ago = [(walk_active, walk["target"]), (e["valid"], e["target"]), (d["valid"], d["target"]),
+                       (b["valid"], b["target"]), (r["valid"], r["target"]), (a["valid"], a["target"]),
+                       (s["valid"], s["target"]), (x["valid"], x["target"])]
+        macs_busy, macs_proj = Signal(), Signal()
+        m.d.sync += [
+            macs_busy.eq(reduce(operator.or_, [valid for valid, _ in a_cycle_ago])),
+            macs_proj.eq(reduce(operator.or_, [valid & (target == PROJ_TARGET) for valid, target in a_cycle_ago])),
+        ]
         any_busy = fifo.level.any() | located_valid | fetch_valid | fetched_valid | enqueue_valid | job_queue.r_rdy \
-            | walk_active \
-            | cell_reset_pending
-        any_proj = proj_words.any() | pushed_proj_1 | (walk_active & (walk["target"] == PROJ_TARGET))
-        for valid, target in in_flight:
-            any_busy = any_busy | valid
-            any_proj = any_proj | (valid & (target == PROJ_TARGET))
+            | walk_active | cell_reset_pending | macs_busy
+        any_proj = proj_words.any() | pushed_proj_1 | (walk_active & (walk["target"] == PROJ_TARGET)) | macs_proj
         # registered, so the OR over all PEs starts from flip-flops; a word arriving now counts from the next cycle
         # (in the FIFO's level, `pushed_proj_1`): with one lane `i` is the broadcaster's register across the chip
         m.d.sync += [self.busy.eq(any_busy), self.proj_busy.eq(any_proj)]

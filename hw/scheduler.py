@@ -38,27 +38,21 @@ without projection), and the frame / layer bookkeeping.
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, AcceleratorDesign, bits_for
+from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, RELAY_STAGES, AcceleratorDesign, bits_for
 from .fixed import round_shift_saturate
 from .input_engine import InputEngine
 from .interfaces import (ReadoutCommandSignature, ReadoutStatusSignature, design_broadcast_layout,
                          design_lane_broadcast_layout, elementwise_group_out_layout, input_word_layout,
                          output_word_layout, y_word_layout)
 from .output_streamer import OutputStreamer
+from .status_flags import delayed_any
 from .y_reader import YReader
 
 __all__ = ["Scheduler"]
-
-
-def _delayed(m: Module, flag, cycles: int, name: str):
-    """The OR of `flag` over the `cycles` cycles before this one, from a chain of flip-flops."""
-    chain = [Signal(name=f"{name}_{k}") for k in range(1, cycles + 1)]
-    m.d.sync += [stage.eq(source) for stage, source in zip(chain, [flag, *chain])]
-    return Cat(chain).any()
 
 
 class Scheduler(wiring.Component):
@@ -176,9 +170,10 @@ class Scheduler(wiring.Component):
         # pes_busy is a cycle old and a PE's flag counts a word from the BUSY_LAG-th cycle after it arrived, so the
         # flags of the broadcaster's side must have been low for the BUSY_LAG cycles before too: a word that was
         # with the broadcaster then may be with a PE now (and a PE takes work from nowhere else). The same holds
-        # for proj words and proj_word_held.
-        bcast_busy_before = _delayed(m, self.bcast_busy, BUSY_LAG, "bcast_busy")
-        proj_word_held_before = _delayed(m, proj_word_held, BUSY_LAG, "proj_word_held")
+        # for proj words and proj_word_held, which covers only the broadcaster's word register: a proj word leaves
+        # it RELAY_STAGES cycles before a PE has it.
+        bcast_busy_before = delayed_any(m, self.bcast_busy, BUSY_LAG, "bcast_busy")
+        proj_word_held_before = delayed_any(m, proj_word_held, BUSY_LAG + RELAY_STAGES, "proj_word_held")
         pipeline_idle = Signal()      # both flip-flops, a cycle late (bookkeeping below)
         proj_words_gone = Signal()
 

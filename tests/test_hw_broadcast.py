@@ -19,16 +19,19 @@ from sparselstm.hw.testing import stream_send
 LAYOUT = data.StructLayout({"column": unsigned(8), "value": signed(8)})
 
 
-@pytest.mark.parametrize("n_outputs, fifo_depth, seed", [(1, 2, 0), (4, 3, 1), (16, 8, 2)])
-def test_every_output_gets_the_nonzero_words_in_order_within_its_room(n_outputs, fifo_depth, seed):
+# bursts: no zero words, no input gaps, slow FIFOs, so the words in flight when a flag falls fill the whole margin
+@pytest.mark.parametrize("n_outputs, fifo_depth, seed, burst", [(1, 2, 0, False), (4, 3, 1, False), (16, 8, 2, False),
+                                                              (1, 2, 3, True), (6, 4, 4, True), (16, 8, 5, True)])
+def test_every_output_gets_the_nonzero_words_in_order_within_its_room(n_outputs, fifo_depth, seed, burst):
     rng = random.Random(seed)
-    words = [{"column": k % 256, "value": rng.choice([0, rng.randint(-128, 127)])} for k in range(300)]
+    words = [{"column": k % 256, "value": rng.choice([1, -1]) * rng.randint(1, 127) if burst
+              else rng.choice([0, rng.randint(-128, 127)])} for k in range(300)]
     expected = [(w["column"], w["value"]) for w in words if w["value"] != 0]
     dut = Broadcaster(LAYOUT, n_outputs)
     result = {}
 
     async def producer(ctx):
-        await stream_send(ctx, dut.i, words, rng=rng, idle=0.3)     # gaps in the input
+        await stream_send(ctx, dut.i, words, rng=rng, idle=0.0 if burst else 0.3)     # gaps in the input
         result["sent"] = True
 
     async def fifos(ctx):
@@ -36,7 +39,7 @@ def test_every_output_gets_the_nonzero_words_in_order_within_its_room(n_outputs,
         # (a register) while it holds fewer than fifo_depth words
         held = [[] for _ in range(n_outputs)]
         got = [[] for _ in range(n_outputs)]
-        rates = [rng.uniform(0.2, 0.9) for _ in range(n_outputs)]
+        rates = [rng.uniform(0.1, 0.3) if burst else rng.uniform(0.2, 0.9) for _ in range(n_outputs)]
         room = flags = (1 << n_outputs) - 1
         most = 0
         for _ in range(6000):
@@ -66,6 +69,8 @@ def test_every_output_gets_the_nonzero_words_in_order_within_its_room(n_outputs,
     sim.run()
     assert all(got == expected for got in result["got"])
     assert result["most"] >= fifo_depth, "the slow FIFOs must have filled"
+    if burst:
+        assert result["most"] == fifo_depth + ROOM_MARGIN, "a burst must use the whole margin (else it is too big)"
 
 
 def test_broadcaster_rejects_bad_parameters():
