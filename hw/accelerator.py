@@ -20,13 +20,16 @@ See docs/architecture.md for the schedule and the cycle budget.
 
 from __future__ import annotations
 
+import operator
+from functools import reduce
+
 from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .broadcast import Broadcaster
 from .delta_filter import DeltaFilter
-from .design import AcceleratorDesign
+from .design import ROOM_REGION, AcceleratorDesign
 from .interfaces import design_broadcast_layout, input_word_layout, output_word_layout
 from .lane_unpacker import LaneUnpacker
 from .lanes import LaneElementwise
@@ -155,15 +158,23 @@ class Accelerator(wiring.Component):
                 wiring.connect(m, proj_reader.pes[p], pe.proj_read)
 
         # ---- status --------------------------------------------------------------------------------------
-        pes_busy, pes_proj_busy = pes[0].busy, pes[0].proj_busy
-        for part in pes[1:] + unpackers:
-            pes_busy, pes_proj_busy = pes_busy | part.busy, pes_proj_busy | part.proj_busy
+        # the OR of every PE's flags spans the chip: per region of ROOM_REGION PEs (and their unpackers) into
+        # registers, those into one, so the scheduler sees them STATUS_STAGES cycles late (hw/design.py)
+        region_busy, region_proj_busy = [], []
+        for start in range(0, design.n_pes, ROOM_REGION):
+            parts = pes[start:start + ROOM_REGION] + unpackers[start:start + ROOM_REGION]
+            busy, proj_busy = Signal(name=f"region{start}_busy"), Signal(name=f"region{start}_proj_busy")
+            m.d.sync += [busy.eq(reduce(operator.or_, [part.busy for part in parts])),
+                         proj_busy.eq(reduce(operator.or_, [part.proj_busy for part in parts]))]
+            region_busy.append(busy)
+            region_proj_busy.append(proj_busy)
+        pes_proj_busy = reduce(operator.or_, region_proj_busy)
         bcast_busy = broadcaster.busy
-        if design.delta_mode:   # words in the filter are on their way to the broadcaster and the PEs
+        if design.delta_mode:   # words in the filter are on their way to the broadcaster and the PEs; its proj flag
+            # enters the last register (hw/delta_filter.py counts on one)
             bcast_busy, pes_proj_busy = bcast_busy | delta_filter.busy, pes_proj_busy | delta_filter.proj_busy
-        # the OR of every PE's flags spans the chip: it ends in a register, the scheduler sees it a cycle late
         pes_busy_1, pes_proj_busy_1 = Signal(), Signal()
-        m.d.sync += [pes_busy_1.eq(pes_busy), pes_proj_busy_1.eq(pes_proj_busy)]
+        m.d.sync += [pes_busy_1.eq(reduce(operator.or_, region_busy)), pes_proj_busy_1.eq(pes_proj_busy)]
         m.d.comb += [
             scheduler.pes_busy.eq(pes_busy_1),
             scheduler.pes_proj_busy.eq(pes_proj_busy_1),

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .design import RELAY_STAGES, ROOM_MARGIN, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X, phase_index
+from .design import (RELAY_STAGES, ROOM_MARGIN, STATUS_STAGES, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X,
+                     phase_index)
 from .elementwise import ElementwiseUnit
 from .pe import SparsePE
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
@@ -50,7 +51,7 @@ JOB_QUEUE_DEPTH = SparsePE.JOB_QUEUE_DEPTH   # words out of the FIFO and not yet
 MAC_DRAIN = 8             # last entry issued -> written (PE stages E D B R A S X Wb) and `busy` low
 STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per phase change
 EW_EXIT_LATENCY = 1       # the pass's last m group taken -> the scheduler leaves EW (from a flip-flop)
-STATUS_LATENCY = 2        # the PEs' busy flags and the drain tests are registers: each drain waits longer
+STATUS_LATENCY = STATUS_STAGES + 1   # the PEs' busy flags (registered twice) and the drain tests: each drain waits
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
 ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY

@@ -43,7 +43,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, RELAY_STAGES, AcceleratorDesign, memory_depth
+from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, RELAY_STAGES, STATUS_STAGES, AcceleratorDesign, memory_depth
 from .interfaces import design_broadcast_layout, design_lane_broadcast_layout
 from .status_flags import delayed_any
 
@@ -233,10 +233,10 @@ class DeltaFilter(wiring.Component):
             m.d.sync += held_proj.eq(is_proj[out.phase])
         with m.Elif(self.o.ready):
             m.d.sync += held_proj.eq(0)
-        # the caller registers proj_busy, and a PE's flag counts a word from the BUSY_LAG-th cycle after it left
-        # the broadcaster's relay: held_proj stays in the flag for the cycles between (as the scheduler's own
-        # proj_word_held does, hw/scheduler.py)
-        held_proj_before = delayed_any(m, held_proj, BUSY_LAG - 1 + RELAY_STAGES, "held_proj")
+        # the caller registers proj_busy once, a PE's flag STATUS_STAGES times, and a PE's flag counts a word from
+        # the BUSY_LAG-th cycle after it left the broadcaster's relay: held_proj stays in the flag for the cycles
+        # between (as the scheduler's own proj_word_held does, hw/scheduler.py)
+        held_proj_before = delayed_any(m, held_proj, BUSY_LAG + STATUS_STAGES - 2 + RELAY_STAGES, "held_proj")
         m.d.comb += [
             self.busy.eq(valid["a"] | valid["b"] | out_valid),
             self.proj_busy.eq((valid["a"] & is_proj[word["a"].phase]) | (valid["b"] & is_proj[word["b"].phase])

@@ -71,6 +71,9 @@ ROOM_MARGIN = 3 + RELAY_STAGES   # words a PE may receive after its room flag fe
 # (#10). The scheduler's drains wait that long after the broadcaster's last word (hw/scheduler.py); they end when
 # the flags fall, after the MAC drain, so no frame takes longer for it (not a term of hw/cycle_model.py).
 BUSY_LAG = 2
+# The PEs' flags reach the scheduler ORed per region of ROOM_REGION PEs into registers and those into one
+# (hw/accelerator.py; #10: one OR over 32 PEs' flags was the 32-PE design's worst path): this many cycles old.
+STATUS_STAGES = 2
 
 
 def pe_fifo_words(fifo_depth: int) -> int:

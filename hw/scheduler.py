@@ -42,7 +42,8 @@ from amaranth.hdl import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .design import BUSY_LAG, PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, RELAY_STAGES, AcceleratorDesign, bits_for
+from .design import (BUSY_LAG, PHASE_PROJ, PHASE_R, PHASES_PER_LAYER, RELAY_STAGES, STATUS_STAGES, AcceleratorDesign,
+                     bits_for)
 from .fixed import round_shift_saturate
 from .input_engine import InputEngine
 from .interfaces import (ReadoutCommandSignature, ReadoutStatusSignature, design_broadcast_layout,
@@ -82,9 +83,9 @@ class Scheduler(wiring.Component):
     proj_status : In(ReadoutStatusSignature(design))
         The ProjReader's readout as it runs, for the YReader (only when a layer has a projection).
     pes_busy, pes_proj_busy : In(1)
-        Some PE had work / proj work queued or in flight in the previous cycle (registered by the caller:
-        the OR of every PE's flag spans the chip), counting a broadcast word from the cycle after it reached
-        the PE. The drains allow for both cycles: see `pipeline_idle`.
+        Some PE had work / proj work queued or in flight STATUS_STAGES cycles before (registered by the
+        caller, per region and then once: the OR of every PE's flag spans the chip), counting a broadcast word
+        from the BUSY_LAG-th cycle after it reached the PE. The drains allow for that: see `pipeline_idle`.
     bcast_busy : In(1)
         The broadcaster (or the delta filter in front of it) holds a word.
     stream : Out(range(design.streams))
@@ -167,13 +168,15 @@ class Scheduler(wiring.Component):
         proj_word_held = Signal()     # the broadcaster's register may hold a proj word not yet in the FIFOs
         proj_busy = self.proj.busy if self._has_proj else Const(0)
         output_busy = output_streamer.busy | out_pending
-        # pes_busy is a cycle old and a PE's flag counts a word from the BUSY_LAG-th cycle after it arrived, so the
-        # flags of the broadcaster's side must have been low for the BUSY_LAG cycles before too: a word that was
-        # with the broadcaster then may be with a PE now (and a PE takes work from nowhere else). The same holds
+        # pes_busy is STATUS_STAGES cycles old and a PE's flag counts a word from the BUSY_LAG-th cycle after it
+        # arrived, so the flags of the broadcaster's side must have been low for the BUSY_LAG + STATUS_STAGES - 1
+        # cycles before too: a word that was with the broadcaster then may be with a PE now (and a PE takes work
+        # from nowhere else). The same holds
         # for proj words and proj_word_held, which covers only the broadcaster's word register: a proj word leaves
         # it RELAY_STAGES cycles before a PE has it.
-        bcast_busy_before = delayed_any(m, self.bcast_busy, BUSY_LAG, "bcast_busy")
-        proj_word_held_before = delayed_any(m, proj_word_held, BUSY_LAG + RELAY_STAGES, "proj_word_held")
+        flags_lag = BUSY_LAG + STATUS_STAGES - 1
+        bcast_busy_before = delayed_any(m, self.bcast_busy, flags_lag, "bcast_busy")
+        proj_word_held_before = delayed_any(m, proj_word_held, flags_lag + RELAY_STAGES, "proj_word_held")
         pipeline_idle = Signal()      # both flip-flops, a cycle late (bookkeeping below)
         proj_words_gone = Signal()
 
