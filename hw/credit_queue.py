@@ -4,6 +4,11 @@ queue: no `w_rdy` and no level count. `r_rdy` is a flip-flop, bit 0 of a thermom
 flip-flops and nothing adds or compares in the loop. The CellReader's SyncFIFO counted a level with an adder
 behind both enables, and that loop through the consumer's `ready` was the routed worst path of the 16-PE
 design (#10, session 19: 8.75 ns, 7.26 routing).
+
+A wide queue is kept in slices of at most ADDRESS_COPY_BITS bits, each a memory with its own copy of the read
+and write addresses: the CellReader's queue (over 300 bits at 32 PEs, some 80 LUT-RAM slices) read through one
+address register fanning out to all of them had its data out 7 ns after the clock (#10: into the cell slice,
+8.49 ns, the 32-PE design's late paths).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["CreditQueue"]
+__all__ = ["CreditQueue", "ADDRESS_COPY_BITS"]
+
+ADDRESS_COPY_BITS = 32
 
 
 class CreditQueue(wiring.Component):
@@ -52,28 +59,30 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         depth = self._depth
         m = Module()
-        m.submodules.storage = storage = Memory(shape=self._width, depth=depth, init=[])
-        write_port = storage.write_port()
-        read_port = storage.read_port(domain="comb")
-
-        write_at = Signal(range(depth))
-        read_at = Signal(range(depth))
         held_above = Signal(depth)           # bit j: more than j words held
         pop = Signal()
-        m.d.comb += [
-            pop.eq(self.r_en & held_above[0]),
-            write_port.addr.eq(write_at), write_port.data.eq(self.w_data), write_port.en.eq(self.w_en),
-            read_port.addr.eq(read_at), self.r_data.eq(read_port.data),
-            self.r_rdy.eq(held_above[0]),
-        ]
+        m.d.comb += [pop.eq(self.r_en & held_above[0]), self.r_rdy.eq(held_above[0])]
 
         def following(at):
             return Mux(at == depth - 1, 0, at + 1)
 
-        with m.If(self.w_en):
-            m.d.sync += write_at.eq(following(write_at))
-        with m.If(pop):
-            m.d.sync += read_at.eq(following(read_at))
+        # `keep`: the copies load the same values, and synthesis would merge them back into one
+        for k, low in enumerate(range(0, self._width, ADDRESS_COPY_BITS)):
+            width = min(ADDRESS_COPY_BITS, self._width - low)
+            m.submodules[f"storage{k}"] = storage = Memory(shape=width, depth=depth, init=[])
+            write_port = storage.write_port()
+            read_port = storage.read_port(domain="comb")
+            write_at = Signal(range(depth), name=f"write_at{k}", attrs={"keep": 1})
+            read_at = Signal(range(depth), name=f"read_at{k}", attrs={"keep": 1})
+            m.d.comb += [
+                write_port.addr.eq(write_at), write_port.data.eq(self.w_data[low:low + width]),
+                write_port.en.eq(self.w_en),
+                read_port.addr.eq(read_at), self.r_data[low:low + width].eq(read_port.data),
+            ]
+            with m.If(self.w_en):
+                m.d.sync += write_at.eq(following(write_at))
+            with m.If(pop):
+                m.d.sync += read_at.eq(following(read_at))
         with m.If(self.w_en & ~pop):
             m.d.sync += held_above.eq(Cat(1, held_above[:-1]))
         with m.Elif(pop & ~self.w_en):

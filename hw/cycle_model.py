@@ -58,6 +58,7 @@ ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 5 + RELAY_STAGES   # lanes > 1: relays, the unpacker's input register, mask stages, queue
 UNPACKER_ROOM_LAG = 3 + RELAY_STAGES  # ... its room flag, the region AND, `all_ready`, relays: registers a word passes
+UNPACKER_SENT_LATENCY = 1  # ... a column sent to the PE, in the unpacker's output register first
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
@@ -188,7 +189,7 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
         for p in range(n_pes):
             if unpack and unpacking[p] and unpacking[p][0][1] <= cycle and len(queues[p]) < fifo_depth + ROOM_MARGIN:
                 columns, _, index = unpacking[p][0]
-                queues[p].append((columns.pop(0), cycle + FIFO_LATENCY, index, not columns))
+                queues[p].append((columns.pop(0), cycle + UNPACKER_SENT_LATENCY + FIFO_LATENCY, index, not columns))
                 if not columns:
                     unpacking[p].pop(0)
             if remaining[p] > 0:

@@ -47,7 +47,8 @@ class LaneUnpacker(wiring.Component):
     Inside: the mask stages (the word registered, then beside its ROM mask word, then with the lanes it keeps), a
     queue (LUT-RAM, a power of two deep) of the words with a column left, each with the column it offers first
     (lane, value and last registered at stage 4, so the queue is written from flip-flops), and the head: the
-    word being handed over, with the column it offers (`o.payload`) in registers.
+    word being handed over, with the column it offers in registers, and the column sent registered once more
+    (`o`).
 
     Parameters
     ----------
@@ -61,7 +62,8 @@ class LaneUnpacker(wiring.Component):
         `i.ready` is not driven: the broadcaster trusts `room`.
     room : Out(1)
     o : Out(stream.Signature(design_broadcast_layout(design), always_ready=True))
-        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending; only with a credit.
+        To the PE's `i`, in order: columns `column + k` for every bit k sent, ascending; only with a credit,
+        from registers (a column leaves a cycle after the credit test sent it).
     credit : In(1)
         The PE's `released`: a word left its FIFO (one credit back).
     busy, proj_busy : Out(1)
@@ -182,6 +184,11 @@ class LaneUnpacker(wiring.Component):
         head_last = Signal(reset_less=True)  # the offered column is the word's last
         out_column = Signal.like(self.o.payload.column, reset_less=True)
         out_value = Signal.like(self.o.payload.value, reset_less=True)
+        # the column sent, registered on its way to the PE: the PE's FIFO level sees a flip-flop, not the credit
+        # test (#10: `has_credit` through `send` into a PE's FIFO level was the 32-PE design's worst path, 8.53 ns)
+        sent_valid = Signal()
+        sent = Signal.like(self.o.payload, reset_less=True)
+        sent_proj = Signal(reset_less=True)
 
         # ---- credits: the PE's FIFO words not known to be taken; `has_credit` a flip-flop ----------------------
         credits = Signal(range(pe_fifo_words(fifo_depth) + 1), init=pe_fifo_words(fifo_depth))
@@ -210,11 +217,8 @@ class LaneUnpacker(wiring.Component):
             queue_read.addr.eq(read_at),
             rest.eq(head.value & (head.value - 1)),
             credits_next.eq(credits - send + self.credit),
-            self.o.valid.eq(send),
-            self.o.payload.phase.eq(head.phase),
-            self.o.payload.buffer.eq(head.buffer),
-            self.o.payload.column.eq(out_column),
-            self.o.payload.value.eq(out_value),
+            self.o.valid.eq(sent_valid),
+            self.o.payload.eq(sent),
         ]
 
         m.d.sync += [
@@ -238,6 +242,12 @@ class LaneUnpacker(wiring.Component):
             held.eq(held + pushed - finished),
             self.room.eq(held + valid_1 + valid_2 + valid_3 + valid_4 < fifo_depth),
             credits.eq(credits_next),
+            sent_valid.eq(send),
+            sent.phase.eq(head.phase),
+            sent.buffer.eq(head.buffer),
+            sent.column.eq(out_column),
+            sent.value.eq(out_value),
+            sent_proj.eq(head.proj),
             has_credit.eq(credits_next != 0),
             queued.eq(queued + pushed - take),
             has_queued.eq(pushed | (has_queued & ~(take & (queued == 1)))),
@@ -276,8 +286,8 @@ class LaneUnpacker(wiring.Component):
         # broadcaster's own `busy` covers it until then, and the scheduler allows for the cycle). The broadcast
         # valid and `proj` bit across the chip into these registers were 96 of the 180 late inputs at 32 PEs (#10)
         m.d.sync += [
-            self.busy.eq(valid_1 | valid_2 | valid_3 | valid_4 | held.any()),
+            self.busy.eq(valid_1 | valid_2 | valid_3 | valid_4 | held.any() | sent_valid),
             self.proj_busy.eq((valid_1 & word_1.proj) | (valid_2 & word_2.proj) | (valid_3 & word_3.proj)
-                              | (valid_4 & word_4.proj) | proj_words.any()),
+                              | (valid_4 & word_4.proj) | proj_words.any() | (sent_valid & sent_proj)),
         ]
         return m

@@ -9,21 +9,23 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
-from sparselstm.hw.credit_queue import CreditQueue
+from sparselstm.hw.credit_queue import ADDRESS_COPY_BITS, CreditQueue
 
 
 @pytest.mark.parametrize("depth", [1, 3, 8])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_credit_queue_keeps_order_under_random_pushes_and_pops(depth, seed):
+@pytest.mark.parametrize("width", [12, 2 * ADDRESS_COPY_BITS + 7])
+def test_credit_queue_keeps_order_under_random_pushes_and_pops(depth, seed, width):
     """A writer that spends a credit per push and gets it back per pop, a reader that pops at random: every
-    word comes out once, in order, and `r_rdy` says exactly whether a word is held (a model queue beside it)."""
-    dut = CreditQueue(12, depth)
+    word comes out once, in order, and `r_rdy` says exactly whether a word is held (a model queue beside it).
+    A wide queue is kept in slices, each with its own addresses: random words check every bit of every slice."""
+    dut = CreditQueue(width, depth)
     rng = random.Random(seed)
     got, sent = [], []
 
     async def testbench(ctx):
         model = collections.deque()
-        next_word = 0
+        next_word = rng.getrandbits(width)
         for _ in range(400):
             push = len(model) < depth and rng.random() < 0.6      # a credit left
             pop = rng.random() < 0.5
@@ -39,7 +41,7 @@ def test_credit_queue_keeps_order_under_random_pushes_and_pops(depth, seed):
             if push:
                 model.append(next_word)
                 sent.append(next_word)
-                next_word = (next_word + 1) % 4096
+                next_word = rng.getrandbits(width)
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
