@@ -164,6 +164,8 @@ def main(argv=None) -> int:
     parser.add_argument("--index-bits", type=int, default=6)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--streams", type=int, default=1, help="interleaved streams (hardware parameter, default 1)")
+    parser.add_argument("--lanes", type=int, default=None,
+                        help="element-wise lanes (hardware parameter; default: the design's, default_lanes)")
     parser.add_argument("--output", "-o", default="build/fmax", help="work directory (default build/fmax)")
     parser.add_argument("--paths", type=int, default=5, help="critical paths to print (default 5)")
     parser.add_argument("--instances", type=int, default=40,
@@ -208,12 +210,15 @@ def main(argv=None) -> int:
                             str(args.pes), "--density", "1.0", "--index-bits", str(args.index_bits)],
                            check=True, stdout=subprocess.DEVNULL)
         subprocess.run([python, "-m", "sparselstm", "verilog", encoded, "-o", str(out / "verilog"),
-                        "--streams", str(args.streams), *(() if args.portable else ("--family", "ecp5"))],
+                        "--streams", str(args.streams), *(() if args.lanes is None else ("--lanes", str(args.lanes))),
+                        *(() if args.portable else ("--family", "ecp5"))],
                        check=True, stdout=subprocess.DEVNULL)
-        design = AcceleratorDesign.from_encoded(load_encoded(encoded), HardwareParams(streams=args.streams))
+        design = AcceleratorDesign.from_encoded(load_encoded(encoded),
+                                                HardwareParams(streams=args.streams, lanes=args.lanes))
         # kept beside the netlist, so that --skip-synth and --reread report the model they route
         (out / "model.json").write_text(json.dumps({
             "encoded": str(Path(encoded).resolve()), "n_pes": design.n_pes, "streams": args.streams,
+            "lanes": design.lanes,
             "cycles_per_frame_modelled": predict_cycles(design).steady_state}, indent=1) + "\n")
         verilog = (out / "verilog" / f"{TOP}.v").read_text()
         (out / "wrapper.v").write_text(wrapper_verilog(top_ports(verilog)))

@@ -144,8 +144,9 @@ class LaneUnpacker(wiring.Component):
         queue_read = queue.read_port(domain="comb")
 
         # ---- mask stages: the word registered, beside its group mask, then with the lanes it keeps ------------
-        # a word's mask (the ROM's word 0, all ones, for a phase without one) is read with the address that came
-        # with the word (hw/mask_address.py), from this unpacker's own register of it: the ROM's LUTs read from
+        # a word's mask (the ROM's word 0, all ones, for a phase without one) is read at the sum of the address
+        # parts that came with the word (hw/mask_address.py), from this unpacker's own registers of them: the
+        # ROM's LUTs read from
         # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
         # The ROM's read data are registered (stage 2), the AND with the word's lanes goes into flip-flops
         # (`kept_3`), and the lane search over those into flip-flops again (`sent_4`, `offer_4`, `pushed`, stage
@@ -160,7 +161,8 @@ class LaneUnpacker(wiring.Component):
         # register's fan-out over the whole chip was on a routed late path)
         valid_1 = Signal(attrs={"keep": 1})
         word_1 = Signal(queued_layout, attrs={"keep": 1}, reset_less=True)
-        mask_address_1 = Signal.like(self.i.payload.mask_address, attrs={"keep": 1}, reset_less=True)
+        mask_base_1 = Signal.like(self.i.payload.mask_base, attrs={"keep": 1}, reset_less=True)
+        mask_offset_1 = Signal.like(self.i.payload.mask_offset, attrs={"keep": 1}, reset_less=True)
         valid_2 = Signal()
         word_2 = Signal(queued_layout, reset_less=True)
         valid_3 = Signal()
@@ -207,7 +209,7 @@ class LaneUnpacker(wiring.Component):
         rest_lane, rest_last = _lowest_lane(m, rest, lanes)
 
         m.d.comb += [
-            mask_read.addr.eq(mask_address_1),
+            mask_read.addr.eq(mask_base_1 + mask_offset_1),
             *[stored[name].eq(word_4[name]) for name in queued_layout.members],
             stored.value.eq(sent_4),
             *[stored[name].eq(offer_4[name]) for name in offer_layout.members],
@@ -224,7 +226,8 @@ class LaneUnpacker(wiring.Component):
         m.d.sync += [
             valid_1.eq(self.i.valid),
             *[word_1[name].eq(self.i.payload[name]) for name in queued_layout.members],
-            mask_address_1.eq(self.i.payload.mask_address),
+            mask_base_1.eq(self.i.payload.mask_base),
+            mask_offset_1.eq(self.i.payload.mask_offset),
             valid_2.eq(valid_1),
             word_2.eq(word_1),
             valid_3.eq(valid_2),

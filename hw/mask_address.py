@@ -4,8 +4,10 @@ Every LaneUnpacker (hw/lanes.py) keeps a mask word per column of the x and recur
 `lanes` columns of the proj phases, in the same order in every PE (`mask_bases`), so the ROM address of a
 broadcast word does not depend on the PE. Computed in each unpacker from the broadcast register, the 16
 copies of `base(phase) + column (>> log2 lanes)` were merged by synthesis into one adder driving every PE's
-ROM across the chip (#10). Here it is computed once, before the broadcaster's output register, and travels
-with the word: the register drives the ROM addresses directly.
+ROM across the chip (#10). Here its two parts are chosen once, before the broadcaster's output register, and
+travel with the word; each unpacker adds them from its own registers of them, in front of its ROM. (The sum
+computed here, in front of the broadcaster's register, sat behind the scheduler's source multiplexer: the
+16-PE board top's worst path with seed 1, 7.84 ns, and a late path with seed 3, 8.13 ns.)
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 from .design import PHASE_PROJ, PHASE_R, PHASE_X, AcceleratorDesign, bits_for, memory_depth, phase_index
 from .interfaces import design_lane_broadcast_layout
 
-__all__ = ["MaskAddresser", "mask_bases", "mask_address", "unpacker_word_layout"]
+__all__ = ["MaskAddresser", "mask_bases", "mask_address", "mask_address_parts", "unpacker_word_layout"]
 
 
 def mask_bases(design: AcceleratorDesign) -> tuple[dict[int, int], int]:
@@ -40,26 +42,36 @@ def _proj_phases(design: AcceleratorDesign) -> set[int]:
     return {phase_index(l, PHASE_PROJ) for l in range(design.n_layers)}
 
 
-def mask_address(design: AcceleratorDesign, phase: int, column: int) -> int:
-    """The ROM address of a broadcast word of `phase` starting at `column` (the reference for MaskAddresser)."""
+def mask_address_parts(design: AcceleratorDesign, phase: int, column: int) -> dict[str, int]:
+    """The fields `mask_base` and `mask_offset` of a broadcast word of `phase` starting at `column` (the
+    reference for MaskAddresser): the phase's first ROM word and the word's place in the phase (its column, or
+    its group for a proj phase); both 0 for a phase the design does not broadcast (word 0 passes it whole)."""
     bases, _ = mask_bases(design)
     if phase not in bases:
-        return 0
+        return {"mask_base": 0, "mask_offset": 0}
     shift = design.lanes.bit_length() - 1
-    return bases[phase] + (column >> shift if phase in _proj_phases(design) else column)
+    return {"mask_base": bases[phase],
+            "mask_offset": column >> shift if phase in _proj_phases(design) else column}
+
+
+def mask_address(design: AcceleratorDesign, phase: int, column: int) -> int:
+    """The ROM address of a broadcast word of `phase` starting at `column`: its base plus its offset."""
+    return sum(mask_address_parts(design, phase, column).values())
 
 
 def unpacker_word_layout(design: AcceleratorDesign) -> data.StructLayout:
     """A lane broadcast word (interfaces.design_lane_broadcast_layout) with what every unpacker derives from it
-    alike: `mask_address` (its ROM word) and `proj` (a word of a proj phase that the design broadcasts)."""
+    alike: `mask_base` and `mask_offset` (their sum: its ROM word) and `proj` (a word of a proj phase that the
+    design broadcasts)."""
     _, size = mask_bases(design)
+    address = unsigned(bits_for(memory_depth(size) - 1))
     return data.StructLayout({**design_lane_broadcast_layout(design).members,
-                              "mask_address": unsigned(bits_for(memory_depth(size) - 1)), "proj": unsigned(1)})
+                              "mask_base": address, "mask_offset": address, "proj": unsigned(1)})
 
 
 class MaskAddresser(wiring.Component):
-    """Lane broadcast words in, the same words with `mask_address` and `proj` out (combinational: the
-    broadcaster that follows registers them).
+    """Lane broadcast words in, the same words with `mask_base`, `mask_offset` and `proj` out (combinational:
+    the broadcaster that follows registers them).
 
     Parameters
     ----------
@@ -70,7 +82,7 @@ class MaskAddresser(wiring.Component):
     ----------
     i : In(stream.Signature(design_lane_broadcast_layout(design)))
     o : Out(stream.Signature(unpacker_word_layout(design)))
-        `mask_address` = mask_address(design, phase, column).
+        `mask_base`, `mask_offset` as mask_address_parts(design, phase, column).
     """
 
     def __init__(self, design: AcceleratorDesign):
@@ -96,18 +108,15 @@ class MaskAddresser(wiring.Component):
             *[getattr(self.o.payload, name).eq(getattr(self.i.payload, name))
               for name in design_lane_broadcast_layout(design).members],
         ]
-        # the phase's base and the operand (column, or group for a proj phase) are chosen apart, then one adder:
-        # an adder per phase with a multiplexer behind it put three more levels in front of the broadcaster's
-        # register (#10: a routed late path)
+        # the phase's base and the operand (column, or group for a proj phase) are chosen apart, and added in
+        # the unpackers: no adder in front of the broadcaster's register
         column = self.i.payload.column
-        base = Signal.like(self.o.payload.mask_address)
         known = Signal()      # a phase the design broadcasts (another reads word 0)
         with m.Switch(self.i.payload.phase):
             for phase, phase_base in bases.items():
                 with m.Case(phase):
-                    m.d.comb += [base.eq(phase_base), known.eq(1)]
+                    m.d.comb += [self.o.payload.mask_base.eq(phase_base), known.eq(1)]
                     if phase in proj_phases:
                         m.d.comb += self.o.payload.proj.eq(1)
-        offset = Mux(known, Mux(self.o.payload.proj, column >> shift, column), 0)
-        m.d.comb += self.o.payload.mask_address.eq(base + offset)
+        m.d.comb += self.o.payload.mask_offset.eq(Mux(known, Mux(self.o.payload.proj, column >> shift, column), 0))
         return m

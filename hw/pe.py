@@ -371,23 +371,26 @@ class SparsePE(wiring.Component):
         b = stage("b", meta)
         entry = Signal(unsigned(design.entry_bits), reset_less=True)
         chosen_entry = Array(d_entries)[d["bank"]]
-        # skip + 1 registered with the entry, so that a row is one adder from B's registers, not two (#10: the
-        # cursor's increment and the add in series into R's copy address were the 16-PE board top's late path)
-        skip_1 = Signal(index_bits + 1, reset_less=True)
-        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(chosen_entry),
-                                                             skip_1.eq(chosen_entry[:index_bits] + 1)]
+        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(chosen_entry)]
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
         cursor = Signal(row_bits, reset_less=True)
         row = Signal(row_bits)
-        m.d.comb += row.eq(Mux(b["first"], skip, cursor + skip_1))
+
+        def past(at, width):
+            """`at` + skip + 1 (mod 2 ** width) as `at` - ~skip: one carry chain whose carry-in is the + 1. Two
+            adders in series into R's copy address were the 16-PE board top's late path (#10), and the + 1 in
+            front of B's registers, behind the entry block RAMs' bank multiplexer, the next (8.34 ns with seed 3)"""
+            operand = Cat(skip, C(0, max(0, width - index_bits)))[:width]
+            return (at - ~operand)[:width]
+        m.d.comb += row.eq(Mux(b["first"], skip, past(cursor, row_bits)))
         # the gate copy's address, 4 * base + row (= (bank, base + row // 4)), follows the row with its own cursor,
         # so that no adder stands between R's registers and the block RAM's address pins (#10: R's address adder
         # in front of them was a routed late path)
         copy_cursor = Signal.like(gate_mac_rd[0].addr, reset_less=True)
         copy_addr = Signal.like(gate_mac_rd[0].addr)
-        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]) + skip, copy_cursor + skip_1))
+        m.d.comb += copy_addr.eq(Mux(b["first"], Cat(C(0, 2), b["base"]) + skip, past(copy_cursor, len(copy_addr))))
         with m.If(b["valid"]):
             m.d.sync += [cursor.eq(row), copy_cursor.eq(copy_addr)]
         is_padding = weight == 0

@@ -17,7 +17,7 @@ from sparselstm.hw.design import (BUSY_LAG, PHASE_PROJ, PHASE_R, PHASE_X, ROOM_M
 from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
 from sparselstm.hw.lane_unpacker import LaneUnpacker
 from sparselstm.hw.lanes import LaneElementwise
-from sparselstm.hw.mask_address import MaskAddresser, mask_address, mask_bases
+from sparselstm.hw.mask_address import MaskAddresser, mask_address, mask_address_parts, mask_bases
 from sparselstm.hw.params import HardwareParams
 from sparselstm.hw.testing import busy_window, stream_receive, stream_send
 from sparselstm.spec.errors import ParameterError
@@ -141,7 +141,7 @@ def test_unpacker_busy_rises_within_the_lag_the_scheduler_waits(kind, kept):
     assert columns, "the PE must have a column of the kind asked for"
     column = columns[0] if kind == PHASE_X else columns[0] // 4 * 4
     word = {"phase": phase, "buffer": 0, "column": column, "value": 1 if kind == PHASE_X else 0b1111,
-            "values": [300, 301, 302, 303], "mask_address": mask_address(design, phase, column),
+            "values": [300, 301, 302, 303], **mask_address_parts(design, phase, column),
             "proj": int(kind == PHASE_PROJ)}
     trace = []
 
@@ -190,14 +190,14 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
         values = [int(v) for v in rng.integers(-900, 900, lanes)]
         mask = int(rng.integers(1, 1 << lanes))
         words.append({"phase": proj, "buffer": 0, "column": lanes * group, "value": mask, "values": values,
-                      "mask_address": mask_address(design, proj, lanes * group), "proj": 1})
+                      **mask_address_parts(design, proj, lanes * group), "proj": 1})
         expected += [(proj, lanes * group + k, values[k]) for k in range(lanes)
                      if mask >> k & 1 and has_entries[lanes * group + k]]
         ends.append(len(expected))
         column = group % 6
         words.append({"phase": x, "buffer": 1, "column": column, "value": 1,
                       "values": [-5 - group] + [0] * (lanes - 1),
-                      "mask_address": mask_address(design, x, column), "proj": 0})
+                      **mask_address_parts(design, x, column), "proj": 0})
         if x_has_entries[column]:    # an x word in whose column the PE has no entry is dropped too
             expected.append((x, column, -5 - group))
         ends.append(len(expected))
@@ -296,7 +296,7 @@ def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
             assert (ctx.get(dut.o.valid), ctx.get(dut.i.ready)) == (k & 1, k % 3 != 0)
             out = ctx.get(dut.o.payload)
             assert list(out.values) == word["values"] and out.buffer == word["buffer"]
-            got.append((out.phase, out.column, out.mask_address, out.proj))
+            got.append((out.phase, out.column, out.mask_base + out.mask_offset, out.proj))
 
     sim = Simulator(dut)
     sim.add_testbench(testbench)

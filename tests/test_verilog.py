@@ -188,15 +188,14 @@ def test_every_unpacker_keeps_its_own_input_registers(tmp_path, yosys):
     """#10: the LaneUnpackers' stage-1 registers load the same broadcast word in every PE; Yosys merges
     identical flip-flops unless the cell (not only its wire) has `keep`, and one merged copy fanning out to
     every PE was the 16-PE design's critical path. In the Verilog the registers' always blocks carry `keep`,
-    and after Yosys' opt_merge each of the 4 unpackers still has its own 3 kept flip-flops (valid, word, the
-    mask ROM's address)."""
+    and after Yosys' opt_merge each of the 4 unpackers still has its own 4 kept flip-flops (valid, word, the
+    two parts of the mask ROM's address)."""
     n_pes = 4
     generate(small_encoded(n_pes=n_pes), HardwareParams(fifo_depth=4, lanes=2), tmp_path)
     text = (tmp_path / f"{TOP_NAME}.v").read_text()
     unpacker = text[text.index(f"module \\{TOP_NAME}.unpacker "):]      # the one module of every unpacker
     unpacker = unpacker[:unpacker.index("endmodule")]
-    # (the mask address register is written under the name of the ROM port it drives)
-    for register in ("valid_1", "word_1", "mask_read__addr"):
+    for register in ("valid_1", "word_1", "mask_base_1", "mask_offset_1"):
         assert re.search(rf"\(\* keep = 32'd1 \*\)\n\s*always @\(posedge clk\)\n\s*{register} <=", unpacker), register
     result = subprocess.run([*yosys, "-q", "-p", f"read_verilog {TOP_NAME}.v; hierarchy -top {TOP_NAME}; proc; "
                              "flatten; opt_clean; opt_merge; select -write kept.txt t:$dff a:keep %i"],
@@ -204,4 +203,4 @@ def test_every_unpacker_keeps_its_own_input_registers(tmp_path, yosys):
     assert result.returncode == 0, result.stderr[-2000:]
     listed = (tmp_path / "kept.txt").read_text()
     kept = re.findall(r"^\S+/\$flatten\\(unpacker\d+)\.\S+$", listed, re.MULTILINE)
-    assert sorted(kept) == sorted(f"unpacker{p}" for p in range(n_pes) for _ in range(3)), listed
+    assert sorted(kept) == sorted(f"unpacker{p}" for p in range(n_pes) for _ in range(4)), listed
