@@ -18,6 +18,8 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .design import bram_slices
+
 __all__ = ["CreditQueue", "ADDRESS_COPY_BITS"]
 
 ADDRESS_COPY_BITS = 32
@@ -67,8 +69,7 @@ class CreditQueue(wiring.Component):
             return Mux(at == depth - 1, 0, at + 1)
 
         # `keep`: the copies load the same values, and synthesis would merge them back into one
-        for k, low in enumerate(range(0, self._width, ADDRESS_COPY_BITS)):
-            width = min(ADDRESS_COPY_BITS, self._width - low)
+        for k, (low, width) in enumerate(bram_slices(self._width, ADDRESS_COPY_BITS)):
             m.submodules[f"storage{k}"] = storage = Memory(shape=width, depth=depth, init=[])
             write_port = storage.write_port()
             read_port = storage.read_port(domain="comb")

@@ -110,9 +110,9 @@ NO_COLLISIONS = {"no_rw_check": 1}
 BRAM_SLICE_BITS = 18
 
 
-def bram_slices(width: int) -> list[tuple[int, int]]:
-    """(low bit, width) of each slice of a `width`-bit word, BRAM_SLICE_BITS at most each."""
-    return [(low, min(BRAM_SLICE_BITS, width - low)) for low in range(0, width, BRAM_SLICE_BITS)]
+def bram_slices(width: int, slice_bits: int = BRAM_SLICE_BITS) -> list[tuple[int, int]]:
+    """(low bit, width) of each slice of a `width`-bit word, `slice_bits` (a block RAM's width) at most each."""
+    return [(low, min(slice_bits, width - low)) for low in range(0, width, slice_bits)]
 
 
 @dataclass(frozen=True)

@@ -370,8 +370,7 @@ class SparsePE(wiring.Component):
         # output through the multiplexer and the padding test into R's valid was a routed late path, 9.85 ns)
         b = stage("b", meta)
         entry = Signal(unsigned(design.entry_bits), reset_less=True)
-        chosen_entry = Array(d_entries)[d["bank"]]
-        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(chosen_entry)]
+        m.d.sync += [b[key].eq(d[key]) for key in meta] + [entry.eq(Array(d_entries)[d["bank"]])]
 
         weight = entry[index_bits:index_bits + weight_bits].as_signed()
         skip = entry[:index_bits]
