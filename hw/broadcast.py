@@ -44,7 +44,8 @@ class Broadcaster(wiring.Component):
     i : In(stream.Signature(layout))
     o : Out(stream.Signature(layout)).array(n_outputs)
         Each word goes out on every output in the same cycle, from its region's last relay register,
-        RELAY_STAGES cycles after it was sent; `o[p].ready` is not looked at: the room flags guarantee it.
+        RELAY_STAGES cycles after it was sent (`valid`: the region's offer flag and its own zero test of the
+        word); `payload` changes while `valid` is low; `o[p].ready` is not looked at: the room flags guarantee it.
     room : In(n_outputs)
         Bit p: output p's registered room flag (module docstring).
     busy : Out(1)
@@ -79,30 +80,36 @@ class Broadcaster(wiring.Component):
         # a word leaves the register when every region was ready; one whose value is 0 goes nowhere (it is dropped
         # there): the zero test starts from the register, not from the sources' multiplexer (#10: the sources'
         # words through it into `held_valid` were the worst path at 16 and at 32 PEs)
-        sent = held_valid & all_ready & (held.value != 0)
-        # per region, through RELAY_STAGES relay registers: the word and its valid of the last stage
-        valids, words = [sent] * len(regions), [held] * len(regions)
-        relay_valids = []
+        offered = held_valid & all_ready
+        sent = offered & (held.value != 0)
+        # per region, through RELAY_STAGES relay registers: the word, loaded every cycle, and whether it was offered;
+        # each region tests its own copy for zero, so neither the zero test nor any enable crosses the chip (#10:
+        # the zero test as the relay words' enable, fanning out to every region, was the 32-PE design's worst
+        # path, 11.13 ns, 10.14 of it routing). `keep`: the words have the same inputs in every region, and
+        # synthesis would merge them into one register again
+        offers, words = [offered] * len(regions), [held] * len(regions)
+        in_relay = []                         # a sent word in each relay stage: `busy`, from flip-flops here
         for stage in range(RELAY_STAGES):
-            stage_valid = Signal(len(regions), name=f"relay{stage}_valid")
-            stage_words = [Signal(self._layout, name=f"relay{stage}_{r}") for r in range(len(regions))]
-            for r, (valid, word) in enumerate(zip(valids, words)):
-                # region_ready_1 changes nothing in the first stage's load but gives each region's relay inputs
-                # of its own: synthesis merges registers with the same inputs, and one relay would be the word
-                # register again
-                load = valid & region_ready_1[r] if stage == 0 else valid
-                m.d.sync += stage_valid[r].eq(load)
-                with m.If(load):
-                    m.d.sync += stage_words[r].eq(word)
-            valids, words = list(stage_valid), stage_words
-            relay_valids.append(stage_valid)
+            stage_offers = Signal(len(regions), name=f"relay{stage}_offered")
+            stage_words = [Signal(self._layout, name=f"relay{stage}_{r}", attrs={"keep": 1}, reset_less=True)
+                           for r in range(len(regions))]
+            stage_sent = Signal(name=f"relay{stage}_sent")
+            m.d.sync += stage_sent.eq(sent if stage == 0 else in_relay[-1])
+            for r, (offer, word) in enumerate(zip(offers, words)):
+                # region_ready_1 changes nothing in the first stage's offer but gives each region's flag inputs
+                # of its own (synthesis merges flip-flops with the same inputs)
+                m.d.sync += [stage_offers[r].eq(offer & region_ready_1[r] if stage == 0 else offer),
+                             stage_words[r].eq(word)]
+            offers, words = list(stage_offers), stage_words
+            in_relay.append(stage_sent)
         for r, start in enumerate(regions):
+            region_valid = offers[r] & (words[r].value != 0)
             for port in self.o[start:start + ROOM_REGION]:
                 # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
-                m.d.comb += [port.valid.eq(valids[r]), port.payload.eq(words[r])]
+                m.d.comb += [port.valid.eq(region_valid), port.payload.eq(words[r])]
         m.d.comb += [
             self.i.ready.eq(~held_valid | all_ready),
-            self.busy.eq(held_valid | Cat(relay_valids).any()),
+            self.busy.eq(held_valid | Cat(in_relay).any()),
         ]
         m.d.sync += [
             *[region_ready[r].eq(self.room[start:start + ROOM_REGION].all()) for r, start in enumerate(regions)],

@@ -9,6 +9,13 @@ A wide queue is kept in slices of at most ADDRESS_COPY_BITS bits, each a memory 
 and write addresses: the CellReader's queue (over 300 bits at 32 PEs, some 80 LUT-RAM slices) read through one
 address register fanning out to all of them had its data out 7 ns after the clock (#10: into the cell slice,
 8.49 ns, the 32-PE design's late paths).
+
+With `counted_after=2` the thermometer counts a word a cycle after its write, from a flip-flop of `w_en` beside
+it (the CellReader's queue): the writer's `w_en` also enables every slice's write port and address, a net
+spread over the whole queue, and as the thermometer's enable it was the 32-PE design's worst routed path (#10:
+`gathered_valid` and the cell slice's ready into the thermometer, 9.26 ns, 8.50 of it routing). The word is in
+the memory from the cycle after its write all the same. The element-wise lanes' output queue counts at once
+(`counted_after=1`, as the SyncFIFO it replaces: the same cycles).
 """
 
 from __future__ import annotations
@@ -33,22 +40,24 @@ class CreditQueue(wiring.Component):
     w_data : In(width)
     w_en : In(1)
         Writes `w_data` at the tail. The writer must hold a credit: a write into a full queue (depth words
-        held and no pop in the same cycle) overwrites the head.
+        written and not popped, counted from the write, not from `r_rdy`) overwrites the head.
     r_data : Out(width)
         The head word while `r_rdy`.
     r_rdy : Out(1)
-        Registered: the queue holds a word. A word written in cycle t is readable from t+1.
+        Registered: the queue holds a word. A word written in cycle t is readable from t + `counted_after`.
     r_en : In(1)
         Pops the head when `r_rdy`.
     """
 
-    def __init__(self, width: int, depth: int):
+    def __init__(self, width: int, depth: int, counted_after: int = 1):
+        if counted_after not in (1, 2) or isinstance(counted_after, bool):
+            raise ValueError(f"CreditQueue counted_after must be 1 or 2 (cycles), got {counted_after!r}")
         for name, value in (("width", width), ("depth", depth)):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise TypeError(f"CreditQueue {name} must be an integer, got {type(value).__name__}")
             if value < 1:
                 raise ValueError(f"CreditQueue {name} must be at least 1, got {value}")
-        self._width, self._depth = width, depth
+        self._width, self._depth, self._counted_after = width, depth, counted_after
         super().__init__({
             "w_data": In(width), "w_en": In(1),
             "r_data": Out(width), "r_rdy": Out(1), "r_en": In(1),
@@ -61,9 +70,14 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         depth = self._depth
         m = Module()
-        held_above = Signal(depth)           # bit j: more than j words held
+        held_above = Signal(depth)           # bit j: more than j words held (written a cycle ago or earlier)
         pop = Signal()
         m.d.comb += [pop.eq(self.r_en & held_above[0]), self.r_rdy.eq(held_above[0])]
+        if self._counted_after == 2:
+            written = Signal()               # a word was written in the cycle before
+            m.d.sync += written.eq(self.w_en)
+        else:
+            written = self.w_en
 
         def following(at):
             return Mux(at == depth - 1, 0, at + 1)
@@ -84,8 +98,8 @@ class CreditQueue(wiring.Component):
                 m.d.sync += write_at.eq(following(write_at))
             with m.If(pop):
                 m.d.sync += read_at.eq(following(read_at))
-        with m.If(self.w_en & ~pop):
+        with m.If(written & ~pop):
             m.d.sync += held_above.eq(Cat(1, held_above[:-1]))
-        with m.Elif(pop & ~self.w_en):
+        with m.Elif(pop & ~written):
             m.d.sync += held_above.eq(held_above[1:])
         return m

@@ -41,8 +41,8 @@ __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY",
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
 # data (CELL_READ_DATA_LATENCY: the bank read, the words registered, zero unless read) -> registered -> ORed per
 # region of up to OR_REGION_ROWS PEs, registered -> the regions ORed and the biases added, registered -> into the
-# queue -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 6 + CELL_READ_DATA_LATENCY
+# queue -> counted by the queue (hw/credit_queue.py) -> the queue's output (the groups then go out one per cycle)
+CELL_READ_LATENCY = 7 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 # PEs of a lane ORed into one register: the OR of a lane's 8 PEs in one cycle, from flip-flops all over the chip,
 # was the board top's worst path with seed 4 (#10: 9.19 ns): a region's register can sit among its PEs
@@ -215,7 +215,8 @@ class CellReader(wiring.Component):
 
         queue_layout = data.StructLayout({"group": design.group_bits,
                                           "cells": self.o.payload.shape()["cells"].shape})
-        m.submodules.queue = queue = CreditQueue(queue_layout.size, CELL_READ_SLOTS)   # room: `outstanding`
+        # room: `outstanding`
+        m.submodules.queue = queue = CreditQueue(queue_layout.size, CELL_READ_SLOTS, counted_after=2)
         queued = data.View(queue_layout, queue.w_data)
         head = data.View(queue_layout, queue.r_data)
         gathered = Signal(queue_layout.members["cells"], reset_less=True)
