@@ -271,9 +271,9 @@ class ElementwiseUnit(wiring.Component):
         c_read = cell_state.read_port()
         c_write = cell_state.write_port()
         out_layout = self.o.payload.shape()
-        # the queue's `r_rdy` a flip-flop: the level's zero test through `taken` into `in_flight` was the 16-PE
-        # board top's worst path with seed 1 (#10: 8.06 ns, an amaranth SyncFIFO's `r_level`); `in_flight` is
-        # the credit count, so the queue never needs its own
+        # the queue's `r_rdy` a flip-flop: an amaranth SyncFIFO's level test through `taken` into `in_flight` was
+        # the 16-PE board top's worst path with seed 3 at 336154e (#10: 7.81 ns); `in_flight` is the credit
+        # count, so the queue never needs its own
         m.submodules.queue = queue = CreditQueue(out_layout.size, self.OUTPUT_QUEUE_DEPTH)
 
         def register(value, name, shape=None, reset_less=True):
