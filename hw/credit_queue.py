@@ -70,7 +70,7 @@ class CreditQueue(wiring.Component):
     def elaborate(self, platform):
         depth = self._depth
         m = Module()
-        held_above = Signal(depth)           # bit j: more than j words held (written a cycle ago or earlier)
+        held_above = Signal(depth)           # bit j: more than j words held (counted from `written`)
         pop = Signal()
         m.d.comb += [pop.eq(self.r_en & held_above[0]), self.r_rdy.eq(held_above[0])]
         if self._counted_after == 2:

@@ -146,8 +146,8 @@ class LaneUnpacker(wiring.Component):
         # ---- mask stages: the word registered, beside its group mask, then with the lanes it keeps ------------
         # a word's mask (the ROM's word 0, all ones, for a phase without one) is read at the sum of the address
         # parts that came with the word (hw/mask_address.py), from this unpacker's own registers of them: the
-        # ROM's LUTs read from
-        # the broadcast register itself sat behind the route across the chip (#10: routed late paths, 9.2 ns).
+        # ROM's LUTs read from the broadcast register itself sat behind the route across the chip (#10: routed
+        # late paths, 9.2 ns).
         # The ROM's read data are registered (stage 2), the AND with the word's lanes goes into flip-flops
         # (`kept_3`), and the lane search over those into flip-flops again (`sent_4`, `offer_4`, `pushed`, stage
         # 4): the queue's write enable and the counters start from them (#10: the ROM's LUTs and the AND in one

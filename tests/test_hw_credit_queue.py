@@ -20,8 +20,8 @@ from sparselstm.hw.credit_queue import ADDRESS_COPY_BITS, CreditQueue
 def test_credit_queue_keeps_order_under_random_pushes_and_pops(depth, seed, width, counted_after):
     """A writer that spends a credit per push and gets it back per pop, a reader that pops at random: every
     word comes out once, in order, and `r_rdy` says exactly whether a word written `counted_after` cycles ago or
-    earlier is held (a model queue beside it; with 2, the word of the last write is in flight). A wide queue is kept in slices, each
-    with its own addresses: random words check every bit of every slice."""
+    earlier is held (a model queue beside it; with 2, the word of the last write is in flight). A wide queue is
+    kept in slices, each with its own addresses: random words check every bit of every slice."""
     dut = CreditQueue(width, depth, counted_after=counted_after)
     rng = random.Random(seed)
     got, sent = [], []
