@@ -266,6 +266,46 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
 
 # ---- MaskAddresser -------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("lanes", [2, 4])
+def test_unpacker_room_falls_when_it_holds_fifo_depth_words(lanes):
+    """With no credit back from the PE, words sent one at a time (each left to settle): `room` is up exactly while
+    the words neither handed to the PE nor dropped number fewer than `fifo_depth`."""
+    encoded = encoded_model(6, 24, 10, density=0.15, n_pes=8, seed=5)
+    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
+    pe = design.pes[1]
+    dut = LaneUnpacker(design, 1)
+    x = phase_index(0, PHASE_X)
+    x_ptr = pe.phases[x].ptr_offset
+    columns = [c for c in range(6) if pe.pointers[x_ptr + c + 1] > pe.pointers[x_ptr + c]]
+    assert columns, "the PE must have an x column with entries"
+    fifo_depth = design.params.fifo_depth
+    n_words = pe_fifo_words(fifo_depth) + fifo_depth + 1
+    seen = []
+
+    async def testbench(ctx):
+        ctx.set(dut.credit, 0)
+        handed = 0
+        for k in range(n_words):
+            column = columns[k % len(columns)]
+            ctx.set(dut.i.payload, {"phase": x, "buffer": 1, "column": column, "value": 1,
+                                    "values": [k + 1] + [0] * (lanes - 1),
+                                    **mask_address_parts(design, x, column), "proj": 0})
+            ctx.set(dut.i.valid, 1)
+            await ctx.tick()
+            ctx.set(dut.i.valid, 0)
+            for _ in range(12):
+                _, _, valid = await ctx.tick().sample(dut.o.valid)
+                handed += valid
+            seen.append((k + 1 - handed, ctx.get(dut.room)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert max(held for held, _ in seen) > fifo_depth, "the test must fill the unpacker past its room"
+    assert [room for _, room in seen] == [int(held < fifo_depth) for held, _ in seen]
+
+
 @pytest.mark.parametrize("lanes, layers, proj", [(2, 1, 6), (4, 2, 10), (2, 2, None)])
 def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
     encoded = encoded_model(5, 12, proj, layers=layers, density=0.3, n_pes=4, seed=lanes + layers)
