@@ -91,16 +91,16 @@ def wrapper_verilog(ports: list[tuple[str, str, int]]) -> str:
     lines.append(f"  {TOP} dut(" + ", ".join(connections) + ");")
     for n, _ in stream_outputs:
         lines.append(f"  always @(posedge clk) pin_{n} <= w_{n};")
-    # three registered levels: each counter's byte parities in flip-flops of their own (near the counter), the XOR of
-    # groups of PARITY_GROUP of them, then theirs. One XOR of every counter bit in one cycle (over a thousand
-    # inputs from all over the chip) was the wrapper's own path and the worst of a routed run (9.47 ns at
-    # 1285b73), not the accelerator's; so was the XOR of the 30-odd parities in one (9.27 ns at c38ea10, seed 2)
-    # (a register per byte: a 32-bit counter's XOR in one register was a 32-PE run's worst path, 8.64 ns)
+    # three registered levels: each counter's byte parities in flip-flops of their own (near the counter), the
+    # XOR of groups of PARITY_GROUP counters, then theirs. One XOR of every counter bit in one cycle (over a
+    # thousand inputs from all over the chip) was the wrapper's own path and the worst of a routed run (9.47 ns at
+    # 1285b73), not the accelerator's; so was the XOR of the 30-odd parities in one (9.27 ns at c38ea10, seed 2),
+    # and, at 32 PEs, a whole 32-bit counter's XOR in one register (session 33)
     for n, w in counters:
-        bytes_ = [(low, min(low + PARITY_BYTE, w) - 1) for low in range(0, w, PARITY_BYTE)]
-        lines.append(f"  reg [{len(bytes_) - 1}:0] parity_{n};")
+        byte_ranges = [(low, min(low + PARITY_BYTE, w) - 1) for low in range(0, w, PARITY_BYTE)]
+        lines.append(f"  reg [{len(byte_ranges) - 1}:0] parity_{n};")
         lines.append(f"  always @(posedge clk) parity_{n} <= {{" +
-                     ", ".join(f"^w_{n}[{high}:{low}]" for low, high in reversed(bytes_)) + "};")
+                     ", ".join(f"^w_{n}[{high}:{low}]" for low, high in reversed(byte_ranges)) + "};")
     groups = [counters[k:k + PARITY_GROUP] for k in range(0, len(counters), PARITY_GROUP)]
     for g, group in enumerate(groups):
         lines.append(f"  reg parity_group_{g};")

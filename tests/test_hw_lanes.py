@@ -170,16 +170,31 @@ def test_unpacker_busy_rises_within_the_lag_the_scheduler_waits(kind, kept):
         assert not any(sent)
 
 
-@pytest.mark.parametrize("lanes, seed", [(4, 0), (2, 1), (8, 2)])
-def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
+def unpacker_of_pe1(lanes):
+    """The lane unpacker of PE 1 of an 8-PE model (input 6, 24 cells, projection 10) with `lanes` lanes."""
     encoded = encoded_model(6, 24, 10, density=0.15, n_pes=8, seed=5)
     design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
-    pe = design.pes[1]
-    dut = LaneUnpacker(design, 1)
+    return design, design.pes[1], LaneUnpacker(design, 1)
+
+
+def columns_with_entries(pe, phase, columns):
+    return [pe.pointers[pe.phases[phase].ptr_offset + c + 1] > pe.pointers[pe.phases[phase].ptr_offset + c]
+            for c in range(columns)]
+
+
+def x_word(design, column, value):
+    """An x broadcast word: lane 0 carries the value (hw/interfaces.py)."""
+    x = phase_index(0, PHASE_X)
+    return {"phase": x, "buffer": 1, "column": column, "value": 1, "values": [value] + [0] * (design.lanes - 1),
+            **mask_address_parts(design, x, column), "proj": 0}
+
+
+@pytest.mark.parametrize("lanes, seed", [(4, 0), (2, 1), (8, 2)])
+def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
+    design, pe, dut = unpacker_of_pe1(lanes)
     proj, x = phase_index(0, PHASE_PROJ), phase_index(0, PHASE_X)
-    ptr, x_ptr = pe.phases[proj].ptr_offset, pe.phases[x].ptr_offset
-    has_entries = [pe.pointers[ptr + c + 1] > pe.pointers[ptr + c] for c in range(24)]
-    x_has_entries = [pe.pointers[x_ptr + c + 1] > pe.pointers[x_ptr + c] for c in range(6)]
+    has_entries = columns_with_entries(pe, proj, 24)
+    x_has_entries = columns_with_entries(pe, x, 6)
     assert 0 < sum(has_entries) < 24, "the PE must have both empty and non-empty proj columns"
     assert 0 < sum(x_has_entries) < 6, "the PE must have both empty and non-empty x columns"
     rng = np.random.default_rng(seed)
@@ -195,9 +210,7 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
                      if mask >> k & 1 and has_entries[lanes * group + k]]
         ends.append(len(expected))
         column = group % 6
-        words.append({"phase": x, "buffer": 1, "column": column, "value": 1,
-                      "values": [-5 - group] + [0] * (lanes - 1),
-                      **mask_address_parts(design, x, column), "proj": 0})
+        words.append(x_word(design, column, -5 - group))
         if x_has_entries[column]:    # an x word in whose column the PE has no entry is dropped too
             expected.append((x, column, -5 - group))
         ends.append(len(expected))
@@ -264,19 +277,12 @@ def test_unpacker_hands_over_the_columns_with_entries_in_order(lanes, seed):
     assert result["busy"] == (0, 0)
 
 
-# ---- MaskAddresser -------------------------------------------------------------------------------------------
-
 @pytest.mark.parametrize("lanes", [2, 4])
 def test_unpacker_room_falls_when_it_holds_fifo_depth_words(lanes):
     """With no credit back from the PE, words sent one at a time (each left to settle): `room` is up exactly while
     the words neither handed to the PE nor dropped number fewer than `fifo_depth`."""
-    encoded = encoded_model(6, 24, 10, density=0.15, n_pes=8, seed=5)
-    design = AcceleratorDesign.from_encoded(encoded, HardwareParams(lanes=lanes))
-    pe = design.pes[1]
-    dut = LaneUnpacker(design, 1)
-    x = phase_index(0, PHASE_X)
-    x_ptr = pe.phases[x].ptr_offset
-    columns = [c for c in range(6) if pe.pointers[x_ptr + c + 1] > pe.pointers[x_ptr + c]]
+    design, pe, dut = unpacker_of_pe1(lanes)
+    columns = [c for c, has in enumerate(columns_with_entries(pe, phase_index(0, PHASE_X), 6)) if has]
     assert columns, "the PE must have an x column with entries"
     fifo_depth = design.params.fifo_depth
     n_words = pe_fifo_words(fifo_depth) + fifo_depth + 1
@@ -287,9 +293,7 @@ def test_unpacker_room_falls_when_it_holds_fifo_depth_words(lanes):
         handed = 0
         for k in range(n_words):
             column = columns[k % len(columns)]
-            ctx.set(dut.i.payload, {"phase": x, "buffer": 1, "column": column, "value": 1,
-                                    "values": [k + 1] + [0] * (lanes - 1),
-                                    **mask_address_parts(design, x, column), "proj": 0})
+            ctx.set(dut.i.payload, x_word(design, column, k + 1))
             ctx.set(dut.i.valid, 1)
             await ctx.tick()
             ctx.set(dut.i.valid, 0)
@@ -305,6 +309,8 @@ def test_unpacker_room_falls_when_it_holds_fifo_depth_words(lanes):
     assert max(held for held, _ in seen) > fifo_depth, "the test must fill the unpacker past its room"
     assert [room for _, room in seen] == [int(held < fifo_depth) for held, _ in seen]
 
+
+# ---- MaskAddresser -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("lanes, layers, proj", [(2, 1, 6), (4, 2, 10), (2, 2, None)])
 def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
