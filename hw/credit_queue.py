@@ -14,8 +14,8 @@ With `counted_after=2` the thermometer counts a word a cycle after its write, fr
 it (the CellReader's queue): the writer's `w_en` also enables every slice's write port and address, a net
 spread over the whole queue, and as the thermometer's enable it was the 32-PE design's worst routed path (#10:
 `gathered_valid` and the cell slice's ready into the thermometer, 9.26 ns, 8.50 of it routing). The word is in
-the memory from the cycle after its write all the same. The element-wise lanes' output queue counts at once
-(`counted_after=1`, as the SyncFIFO it replaces: the same cycles).
+the memory from the cycle after its write all the same. The element-wise lanes' output queue and a PE's job
+queue count at once (`counted_after=1`, as the SyncFIFOs they replace: the same cycles).
 """
 
 from __future__ import annotations

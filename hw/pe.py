@@ -45,12 +45,14 @@ from functools import reduce
 
 from amaranth.hdl import Array, C, Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
-from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .credit_queue import CreditQueue
 from .design import (ENTRY_BANK_WORDS, GATE_TARGET, NO_COLLISIONS, PROJ_TARGET, AcceleratorDesign, PEDesign, bits_for,
                      bram_slices, pe_fifo_words)
+from .event_counter import EventCounter
 from .interfaces import CellReadSignature, ProjReadSignature, design_broadcast_layout
 from .multiplier import PipelinedMultiplier
 from .pe_shape import entry_memory_names, pe_memory_contents
@@ -247,7 +249,9 @@ class SparsePE(wiring.Component):
         job_layout = data.StructLayout({
             "start": fetched_start.shape(), "end": fetched_end.shape(), "single": 1,
             **{key: field.shape() for key, field in fetched.items()}})
-        m.submodules.job_queue = job_queue = SyncFIFO(width=job_layout.size, depth=self.JOB_QUEUE_DEPTH)
+        # no level count: the pop credits (`in_flight_above`, below) keep the queue from overflowing, and its `r_rdy`
+        # is a flip-flop (#10: the SyncFIFO's level adder was a routed late path at 32 PEs, 8.02 ns)
+        m.submodules.job_queue = job_queue = CreditQueue(job_layout.size, self.JOB_QUEUE_DEPTH)
         queued_job = Signal(job_layout)
         # Q: the job, its empty test and `single` registered before the job queue's write (#10: the comparisons
         # ended in the queue's level and LUT-RAM write data, routed late paths); the credits count it in flight
@@ -400,12 +404,13 @@ class SparsePE(wiring.Component):
         r_copy_addr = Signal.like(copy_addr, reset_less=True)
         m.d.sync += [r["valid"].eq(b["valid"] & ~is_padding), r_padding.eq(b["valid"] & is_padding), r["row"].eq(row),
                      r_copy_addr.eq(copy_addr)]
-        # the counters count a cycle later, from R's registers: counting at the decode put the entry's zero test and the
-        # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints)
-        with m.If(r["valid"]):
-            m.d.sync += self.mac_cycles.eq(self.mac_cycles + 1)
-        with m.If(r_padding):
-            m.d.sync += self.pad_cycles.eq(self.pad_cycles + 1)
+        # the counters count R's registers, not the decode: counting at the decode put the entry's zero test and the
+        # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints); each
+        # is split (hw/event_counter.py) so that R's flags meet four flip-flops, not a 32-bit enable
+        m.submodules.mac_counter = mac_counter = EventCounter(len(self.mac_cycles))
+        m.submodules.pad_counter = pad_counter = EventCounter(len(self.pad_cycles))
+        m.d.comb += [mac_counter.event.eq(r["valid"]), pad_counter.event.eq(r_padding),
+                     self.mac_cycles.eq(mac_counter.value), self.pad_cycles.eq(pad_counter.value)]
         m.d.sync += [r[key].eq(b[key]) for key in ("target", "base", "shift")]
         # operands registered at R, the product at A (inside the DSP block on an ECP5: hw/multiplier.py)
         m.d.comb += [multiplier.a.eq(weight), multiplier.b.eq(b["value"])]

@@ -40,9 +40,10 @@ __all__ = ["CellReader", "ProjReader", "CELL_READ_LATENCY", "PROJ_READ_LATENCY",
 
 # CellReader: the read decided (with each PE's selection, registered) -> the registered enables -> the PE port's
 # data (CELL_READ_DATA_LATENCY: the bank read, the words registered, zero unless read) -> registered -> ORed per
-# region of up to OR_REGION_ROWS PEs, registered -> the regions ORed and the biases added, registered -> into the
-# queue -> counted by the queue (hw/credit_queue.py) -> the queue's output (the groups then go out one per cycle)
-CELL_READ_LATENCY = 7 + CELL_READ_DATA_LATENCY
+# region of up to OR_REGION_ROWS PEs, registered -> the regions ORed, registered -> the biases added, registered ->
+# into the queue -> counted by the queue (hw/credit_queue.py) -> the queue's output (the groups then go out one per
+# cycle)
+CELL_READ_LATENCY = 8 + CELL_READ_DATA_LATENCY
 CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cycle of the loop read .. pop
 # PEs of a lane ORed into one register: the OR of a lane's 8 PEs in one cycle, from flip-flops all over the chip,
 # was the board top's worst path with seed 4 (#10: 9.19 ns): a region's register can sit among its PEs
@@ -195,10 +196,12 @@ class CellReader(wiring.Component):
         captured_group = Signal(design.group_bits, reset_less=True)
         regions_valid = Signal()                        # then each region's OR over its PEs, in a register
         regions_group = Signal(design.group_bits, reset_less=True)
-        gathered_valid = Signal()                       # then each lane's cell (regions ORed, biases added)
+        ored_valid = Signal()                           # then the regions of each lane ORed, in a register
+        ored_group = Signal(design.group_bits, reset_less=True)
+        gathered_valid = Signal()                       # then each lane's cell (the biases added)
         gathered_group = Signal(design.group_bits, reset_less=True)
-        # the group's biases and peepholes: the ROM's address from flip-flops a stage before the PE ports hold
-        # the group, its output registered beside the regions; in block RAM slices whose output registers take
+        # the group's biases and peepholes: the ROM's address from flip-flops in step with the PE ports holding
+        # the group, its output registered beside the lanes' ORs; in block RAM slices whose output registers take
         # those flip-flops (#10: the wide ROM's output into them, unregistered, was a routed late path, 8.62 ns),
         # and the sum registered (#10: the ROM's output through the bias adder into the queue was one, 8.21 ns)
         constants = cell_constants(design)
@@ -257,8 +260,9 @@ class CellReader(wiring.Component):
                      *[later.eq(earlier) for earlier, later in zip(fetched_group, fetched_group[1:])],
                      captured_valid.eq(fetched_valid[-1]), captured_group.eq(fetched_group[-1]),
                      regions_valid.eq(captured_valid), regions_group.eq(captured_group),
-                     gathered_valid.eq(regions_valid), gathered_group.eq(regions_group),
-                     constants_addr.eq(constants_bases[layer] + [read_group, *fetched_group][-2]),
+                     ored_valid.eq(regions_valid), ored_group.eq(regions_group),
+                     gathered_valid.eq(ored_valid), gathered_group.eq(ored_group),
+                     constants_addr.eq(constants_bases[layer] + fetched_group[-1]),
                      group_constants.eq(Cat(port.data for port in constants_rd))]
         m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
@@ -266,9 +270,11 @@ class CellReader(wiring.Component):
 
         m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group), queued.cells.eq(gathered)]
         for lane in range(lanes):
-            # one PE of the lane's row was read (or none, past the layer's last cell: don't-care)
-            sums = data.View(gate_sums_layout(design.acc_bits),
-                             reduce(operator.or_, _ored_in_regions(m, captured[lane::lanes], f"lane{lane}")))
+            # one PE of the lane's row was read (or none, past the layer's last cell: don't-care); the regions' OR is
+            # registered before the bias adder: the regions' registers sit among their PEs, and the OR of four of
+            # them through the adder into the queue was a routed late path at 32 PEs (#10: 8.56 ns)
+            sums = Signal(gate_sums_layout(design.acc_bits), name=f"lane{lane}_sums", reset_less=True)
+            m.d.sync += sums.eq(reduce(operator.or_, _ored_in_regions(m, captured[lane::lanes], f"lane{lane}")))
             cell, lane_constants = gathered[lane], group_constants[lane]
             for k, gate in enumerate(("acc_i", "acc_f", "acc_g", "acc_o")):
                 # with split sums the PEs' words start at the bias
