@@ -406,7 +406,7 @@ class SparsePE(wiring.Component):
                      r_copy_addr.eq(copy_addr)]
         # the counters count R's registers, not the decode: counting at the decode put the entry's zero test and the
         # enable of both 32-bit counters behind the block RAM's output (#10: a quarter of the late endpoints); each
-        # is split (hw/event_counter.py) so that R's flags meet four flip-flops, not a 32-bit enable
+        # is split (hw/event_counter.py) so that each of R's flags meets one flip-flop, not a 32-bit enable
         m.submodules.mac_counter = mac_counter = EventCounter(len(self.mac_cycles))
         m.submodules.pad_counter = pad_counter = EventCounter(len(self.pad_cycles))
         m.d.comb += [mac_counter.event.eq(r["valid"]), pad_counter.event.eq(r_padding),
