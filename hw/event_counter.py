@@ -1,4 +1,4 @@
-"""An event counter split in two, so that the flag it counts meets a few flip-flops and not a wide carry chain.
+"""An event counter split in two, so that the flag it counts meets one flip-flop and not a wide carry chain.
 
 A PE's `mac_cycles` and `pad_cycles` count a flag of the PE's pipeline, but are read by logic far from it (a
 status readout, bench/fmax.py's wrapper), so the placer pulls their flip-flops away from the PE; with one 32-bit
