@@ -283,8 +283,9 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
         proj_end = (streams[0].done_at + readout) if has_proj else ew_exit
         if has_proj and recurrent_next and design.streams > 1:
-            # nothing follows the readout: the next frame's DRAIN_G waits for its last word
-            proj_end += info.proj_size + PROJ_READ_LATENCY
+            # nothing follows the readout: the next frame's DRAIN_G waits for its last word (`readout` has the
+            # read latency already: its first word's)
+            proj_end += info.proj_size
         return max(end, proj_end, ew_exit) + STATE_OVERHEAD
 
     # steady state: the frame period, from the start of one frame's last-layer EW to the next one's

@@ -49,9 +49,9 @@ CELL_READ_SLOTS = CELL_READ_LATENCY + 1   # the queue's depth: one group per cyc
 # was the board top's worst path with seed 4 (#10: 9.19 ns): a region's register can sit among its PEs
 OR_REGION_ROWS = 4
 
-# ProjReader: the read decided -> the registered enables -> the PE port's data -> registered, zero unless read ->
-# the PEs ORed -> rounded, with the saturation tests -> the y word
-PROJ_READ_LATENCY = 6
+# ProjReader: the read decided -> each PE's decision registered (`pe{p}_wanted`) -> the registered enables -> the PE
+# port's data -> registered, zero unless read -> the PEs ORed -> rounded, with the saturation tests -> the y word
+PROJ_READ_LATENCY = 7
 
 # Both: the scheduler's `start` is taken into a register before the first read is decided (`_taken_command`)
 START_LATENCY = 1
@@ -175,8 +175,14 @@ class CellReader(wiring.Component):
         n_rows = design.n_pes // lanes           # PEs k, k + lanes, ... of lane k: one "row" of PEs per group
         m = Module()
 
-        cell_sizes = Array(Const(layer.cell_size, design.cell_index_bits + 1) for layer in design.layers)
         group_counts = Array(Const(design.lane_groups(l), design.group_bits + 1) for l in range(design.n_layers))
+        # lane k has a cell in the groups below ceil((H - k) / lanes): kept as a flag per lane beside `group`, so a
+        # PE's selection is one comparison and a flip-flop (#10: the group's bound compared in front of every PE's
+        # `selected`, from the multiplexer of the layers' sizes, was a routed late path at 32 PEs, 8.09 ns)
+        # (lane 0 has a cell in every group)
+        lane_group_counts = {lane: Array(Const(max(0, -(-(layer.cell_size - lane) // lanes)), design.group_bits + 1)
+                                         for layer in design.layers) for lane in range(1, lanes)}
+        lane_exists = {lane: Signal(name=f"lane{lane}_exists") for lane in range(1, lanes)}
         active = Signal()
         layer = Signal(design.layer_bits)
         first_frame = Signal()
@@ -245,9 +251,8 @@ class CellReader(wiring.Component):
         captured = []
         for p, port in enumerate(self.pes):
             row, lane = divmod(p, lanes)
-            exists = (group * lanes + lane < cell_sizes[layer]) if lane else Const(1)
             selected = Signal(name=f"pe{p}_selected")        # the group decided this cycle is read from PE p
-            m.d.sync += selected.eq((row_sel == row) & exists)
+            m.d.sync += selected.eq((row_sel == row) & (lane_exists[lane] if lane else 1))
             _registered_read(m, p, port, decided & selected, decided_fields)
             # the PE's words are zero but in the cycle they answer a read (hw/interfaces.py): no flag of ours zeroes
             # them (#10: the flags into these registers' reset were 38 of the 180 late inputs at 32 PEs)
@@ -267,6 +272,7 @@ class CellReader(wiring.Component):
         m.d.comb += [port.addr.eq(constants_addr) for port in constants_rd]
         with m.If(issue):
             _step_in_model_order(m, group, row_sel, row_sel_at_last, local, n_rows, group_counts[layer], active)
+            m.d.sync += [lane_exists[lane].eq(group + 1 < counts[layer]) for lane, counts in lane_group_counts.items()]
 
         m.d.comb += [queue.w_en.eq(gathered_valid), queued.group.eq(gathered_group), queued.cells.eq(gathered)]
         for lane in range(lanes):
@@ -294,7 +300,9 @@ class CellReader(wiring.Component):
         with m.If(taken):
             m.d.sync += [active.eq(1), layer.eq(command["layer"]), first_frame.eq(command["first_frame"]),
                          buffer.eq(command["buffer"]), group.eq(0), row_sel.eq(0), row_sel_at_last.eq(n_rows == 1),
-                         local.eq(0)]
+                         local.eq(0),
+                         *[lane_exists[lane].eq(counts[command["layer"]] != 0)
+                           for lane, counts in lane_group_counts.items()]]
         return m
 
 
@@ -346,16 +354,20 @@ class ProjReader(wiring.Component):
         pe_sel = Signal(range(max(2, n_pes)))
         pe_sel_at_last = _at_last_pe(pe_sel, n_pes)
         local = Signal(len(self.pes[0].index))
-        read_valid = Signal()           # stage 1: the PEs' enables, registered
+        wanted_valid = Signal()         # stage 1: each PE's decision, registered
+        wanted_row = Signal(index_bits, reset_less=True)
+        wanted_fields = {"layer": Signal.like(layer, name="wanted_layer", reset_less=True),
+                         "index": Signal.like(local, name="wanted_index", reset_less=True)}
+        read_valid = Signal()           # stage 2: the PEs' enables, registered
         read_row = Signal(index_bits, reset_less=True)
-        fetched_valid = Signal()        # stage 2: the PE port holds the row
+        fetched_valid = Signal()        # stage 3: the PE port holds the row
         fetched_row = Signal(index_bits, reset_less=True)
-        captured_valid = Signal()       # stage 3: every PE's data in a register, zero unless read
+        captured_valid = Signal()       # stage 4: every PE's data in a register, zero unless read
         captured_row = Signal(index_bits, reset_less=True)
-        selected_valid = Signal()       # stage 4: narrowed to the y word
+        selected_valid = Signal()       # stage 5: narrowed to the y word
         selected_row = Signal(index_bits, reset_less=True)
         selected = Signal(signed(design.acc_bits), reset_less=True)
-        rounded_valid = Signal()        # stage 5: rounded, and whether it saturates
+        rounded_valid = Signal()        # stage 6: rounded, and whether it saturates
         rounded_row = Signal(index_bits, reset_less=True)
         out_valid = Signal()
         out_row = Signal(index_bits, reset_less=True)
@@ -363,9 +375,15 @@ class ProjReader(wiring.Component):
 
         # the PEs' words ORed, each zero unless its PE was read, as in the CellReader: no PE index fans out to a
         # multiplexer over all PEs (#10: `captured_pe` into `selected` was the board top's worst path, 8.43 ns)
-        captured = [_captured_if_read(m, p, port, _registered_read(m, p, port, active & (pe_sel == p),
-                                                                   {"layer": layer, "index": local}))
-                    for p, port in enumerate(self.pes)]
+        # each PE's decision in a register of its own before its enable's: the placer can set it half way, so no
+        # path runs from `pe_sel` to the PEs across the chip in one cycle (#10: `pe_sel == p` into a PE's enable was
+        # a routed late path at 32 PEs, 8.20 ns)
+        captured = []
+        for p, port in enumerate(self.pes):
+            wanted = Signal(name=f"pe{p}_wanted")
+            m.d.sync += wanted.eq(active & (pe_sel == p))
+            captured.append(_captured_if_read(m, p, port, _registered_read(m, p, port, wanted, wanted_fields)))
+        m.d.sync += [wanted_fields["layer"].eq(layer), wanted_fields["index"].eq(local)]
         m.d.sync += [fetched_valid.eq(read_valid), fetched_row.eq(read_row),
                      captured_valid.eq(fetched_valid), captured_row.eq(fetched_row),
                      selected_valid.eq(captured_valid), selected_row.eq(captured_row),
@@ -390,14 +408,14 @@ class ProjReader(wiring.Component):
             self.o.payload.index.eq(out_row),
             self.o.payload.value.eq(out_value),
         ]
-        taken, command = _taken_command(m, self.command, ("layer",), active | read_valid | fetched_valid
+        taken, command = _taken_command(m, self.command, ("layer",), active | wanted_valid | read_valid | fetched_valid
                                         | captured_valid | selected_valid | rounded_valid | out_valid)
         m.d.comb += [self.status.start.eq(taken), self.status.layer.eq(command["layer"]),
                      self.status.busy.eq(self.command.busy)]
 
-        m.d.sync += read_valid.eq(active)
+        m.d.sync += [wanted_valid.eq(active), read_valid.eq(wanted_valid), read_row.eq(wanted_row)]
         with m.If(active):
-            m.d.sync += read_row.eq(row)
+            m.d.sync += wanted_row.eq(row)
             _step_in_model_order(m, row, pe_sel, pe_sel_at_last, local, n_pes, proj_sizes[layer], active)
         with m.If(taken):
             m.d.sync += [active.eq(1), layer.eq(command["layer"]), row.eq(0), pe_sel.eq(0),

@@ -11,7 +11,8 @@ pytest.importorskip("amaranth_boards")
 
 from sparselstm.cli import main
 from sparselstm.hw.boards.bram_registers import absorb_output_registers_in_file
-from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS, PLACER_TIMING_WEIGHT, TOP_NAME, read_nextpnr_report
+from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS, PLACER_TIMING_WEIGHT, TOP_NAME, ULX3SBuild, read_nextpnr_report
+from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.boards.pll import VCO_MAX_HZ, VCO_MIN_HZ, ecp5_pll_config
 from sparselstm.hw.boards.serial_board import link_frames_per_second
 from sparselstm.spec.host_link import Command, Reply
@@ -62,9 +63,20 @@ def test_ulx3s_plan_has_the_pll_dividers_and_the_oscillator_constraint(tiny_enco
     assert [command[0] for command in script] == ["yosys", "nextpnr-ecp5", "ecppack"]
     assert "--seed" in script[1] and "--report" in script[1]
     assert script[1][script[1].index("--placer-heap-timingweight") + 1] == str(PLACER_TIMING_WEIGHT)
+    assert script[1][script[1].index("--placer") + 1] == "heap"
     # the unpackers' registers stay one per PE (hw/lanes.py): `keep` reaches the flip-flops before synthesis
     yosys_script = (tmp_path / f"{TOP_NAME}.ys").read_text()
     assert yosys_script.index(KEEP_FLIP_FLOPS) < yosys_script.index("synth_ecp5")
+
+
+def test_ulx3s_plan_takes_the_placer(tiny_encoded, tmp_path):
+    assert main(["build", str(tiny_encoded), "--board", "ulx3s-85f", "-o", str(tmp_path), "--plan-only",
+                 "--placer", "static"]) == 0
+    script = json.loads((tmp_path / f"build_{TOP_NAME}.json").read_text())["commands"]
+    assert script[1][script[1].index("--placer") + 1] == "static"
+    design = AcceleratorDesign.from_encoded(load_encoded(tiny_encoded))
+    with pytest.raises(ParameterError, match="placer must be one of heap, static, got 'sa'"):
+        ULX3SBuild(design, b"id", tmp_path, placer="sa")
 
 
 @pytest.mark.parametrize("input_size, output_size", [(80, 128), (128, 80), (4, 8)])
@@ -127,7 +139,7 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     assert report["seed"] == 3 and report["bitstream"] == f"{TOP_NAME}.bit"
     assert report["n_pes"] == load_encoded(tiny_encoded).n_pes and report["cycles_per_frame_modelled"] > 0
     assert len(bytes.fromhex(report["model_id"])) > 0
-    assert report["placer_timing_weight"] == PLACER_TIMING_WEIGHT
+    assert report["placer_timing_weight"] == PLACER_TIMING_WEIGHT and report["placer"] == "heap"
     assert set(report["utilisation"]) == {"TRELLIS_COMB", "TRELLIS_FF", "DP16KD", "MULT18X18D"}
     assert report["clocks"] and all({"target_mhz", "achieved_mhz", "met"} <= set(c) for c in report["clocks"].values())
     assert isinstance(report["timing_met"], bool)

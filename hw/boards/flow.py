@@ -125,6 +125,9 @@ def read_nextpnr_report(path: Path) -> dict:
 # nextpnr's placer weighs timing against wire length 10 : 1 by default; 40 placed the 16-PE accelerator for
 # 103.9 MHz routed instead of 93.1 from the same netlist (bench/fmax.py --placer-timing-weight, seed 1)
 PLACER_TIMING_WEIGHT = 40
+# nextpnr's placers: HeAP (analytical, its default) stalls in its analytical phase on some netlists of 32 PEs,
+# where the static placer (electrostatic) finishes (bench/fmax.py --placer)
+PLACERS = ("heap", "static")
 
 
 class ULX3SBuild:
@@ -132,16 +135,19 @@ class ULX3SBuild:
     bitstream. `progress` receives one line per step (and one a minute during long steps)."""
 
     def __init__(self, design: AcceleratorDesign, model_id: bytes, directory, *, freq_hz: float = 125e6,
-                 seed: int = 1, baud: int = 3_000_000, progress=print):
+                 seed: int = 1, baud: int = 3_000_000, placer: str = "heap", progress=print):
         from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
         if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
             raise ParameterError(f"seed must be a non-negative integer, got {seed!r}")
+        if placer not in PLACERS:
+            raise ParameterError(f"placer must be one of {', '.join(PLACERS)}, got {placer!r}")
         self.pll = ecp5_pll_config(freq_hz, ULX3S_OSCILLATOR_HZ)
         self.top = ULX3STop(design, model_id, self.pll, baud)
         self.design, self.model_id = design, model_id
         self.directory = Path(directory)
         self.requested_hz, self.seed, self.requested_baud, self.progress = freq_hz, seed, baud, progress
+        self.placer = placer
         self.platform = ULX3S_85F_Platform()
 
     def prepare(self) -> list[list[str]]:
@@ -151,7 +157,7 @@ class ULX3SBuild:
             self.top, name=TOP_NAME, script_after_read=KEEP_FLIP_FLOPS,
             script_after_synth=f"tee -q -o {TOP_NAME}.stat.json stat -json",
             nextpnr_opts=["--seed", str(self.seed), "--router", "router1", "--timing-allow-fail",
-                          "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT),
+                          "--placer-heap-timingweight", str(PLACER_TIMING_WEIGHT), "--placer", self.placer,
                           "--report", f"{TOP_NAME}.report.json", "--detailed-timing-report"])
         plan.extract(self.directory)
         memories = undefine_marked_collisions_in_file(self.directory / f"{TOP_NAME}.il")
@@ -191,6 +197,7 @@ class ULX3SBuild:
             "n_pes": self.design.n_pes,
             "cycles_per_frame_modelled": predict_cycles(self.design).steady_state,
             "seed": self.seed,
+            "placer": self.placer,
             "placer_timing_weight": PLACER_TIMING_WEIGHT,
             "requested_mhz": self.requested_hz / 1e6,
             "pll": {"input_mhz": self.pll.input_hz / 1e6, "output_mhz": self.pll.output_hz / 1e6,

@@ -28,6 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--freq", type=float, default=125.0, metavar="MHZ",
                         help="accelerator clock in MHz (ulx3s-85f: made by the PLL from 25 MHz; default 125)")
     parser.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    parser.add_argument("--placer", choices=("heap", "static"), default="heap",
+                        help="nextpnr's placer (default heap; its analytical phase can stall on designs of 32 PEs, "
+                             "where static finishes)")
     parser.add_argument("--baud", type=int, default=3_000_000, help="host link baud rate (default 3000000)")
     parser.add_argument("--allow-timing-fail", action="store_true",
                         help="exit with 0 even if the design misses its clock")
@@ -85,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         build = ULX3SBuild(design, identity, args.output, freq_hz=args.freq * 1e6, seed=args.seed,
-                           baud=args.baud, progress=progress)
+                           baud=args.baud, placer=args.placer, progress=progress)
     except ValueError as error:
         raise ParameterError(str(error)) from None
     progress(f"clock: {args.freq:g} MHz requested, {build.pll.output_hz / 1e6:.3f} MHz achieved by the PLL "
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
     path = report["critical_path"]
     if path:
         progress(f"critical path: {path['start']} -> {path['end']} ({path['delay_ns']} ns)")
-    progress(f"wrote {args.output / report['bitstream']} and {args.output / 'report.json'} (seed {args.seed})")
+    progress(f"wrote {args.output / report['bitstream']} and {args.output / 'report.json'} (seed {args.seed}, placer {args.placer})")
     if not report["timing_met"]:
         print(f"sparselstm build: TIMING NOT MET at {build.pll.output_hz / 1e6:.3f} MHz: the bitstream may not "
               f"work; try a lower --freq or another --seed", file=sys.stderr)
