@@ -2,7 +2,8 @@
 its timing wrapper) or of `sparselstm build` (the board top), and the accelerator's microseconds per frame at
 that clock, so that the report's latency is not only at stated clocks.
 
-A build directory is read as it is left: `fmax.json` (bench/fmax.py) or `report.json` (`sparselstm build`). The
+A build directory is read as it is left: `fmax.json` (bench/fmax.py) or `report.json` (`sparselstm build`; the
+register inputs arriving late are counted from nextpnr's report beside it, as bench/fmax.py counts them). The
 PE count and the modelled cycles per frame come from the JSON (both tools write them), or, for runs of older
 code, from the encoded model in DIR/encoded (bench/fmax.py --pes keeps it there).
 
@@ -17,6 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
+from fmax import late_endpoints
+from sparselstm.hw.boards.flow import TOP_NAME
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
@@ -63,7 +66,14 @@ def load_routed(directory) -> dict:
         fmax = min(clock["achieved_mhz"] for clock in data["clocks"].values())
         target, stage = min(clock["target_mhz"] for clock in data["clocks"].values()), "routed"
         utilisation = {kind: f"{u['used']}/{u['available']}" for kind, u in data.get("utilisation", {}).items()}
-        late = {}
+        late = {"nextpnr_options": f"--placer {data['placer']}" if data.get("placer") else ""}
+        nextpnr_report = directory / f"{TOP_NAME}.report.json"
+        if nextpnr_report.is_file():
+            try:
+                timings = json.loads(nextpnr_report.read_text())
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{nextpnr_report}: not JSON ({error})") from None
+            _, late["late_register_inputs"], late["register_inputs"] = late_endpoints(timings, 1000 / target, 0)
     n_pes, cycles = _model_figures(directory, data, name)
     return {"directory": str(directory), "kind": KINDS[name], "stage": stage, "seed": data.get("seed"),
             "fmax_mhz": fmax, "target_mhz": target, "met": fmax >= target, "n_pes": n_pes,

@@ -40,6 +40,21 @@ def test_board_report_below_its_target_is_not_met(tmp_path):
     build = routed.load_routed(tmp_path)
     assert not build["met"] and build["target_mhz"] == 125.0 and build["us_per_frame"] == pytest.approx(900 / 118.5)
     assert build["utilisation"] == {"TRELLIS_FF": "10/20"} and "board top" in build["kind"]
+    assert "late_register_inputs" not in build      # no nextpnr report beside it
+
+
+def test_board_report_counts_the_late_register_inputs_of_nextpnrs_report(tmp_path):
+    report = {"board": "ulx3s-85f", "seed": 3, "placer": "static", "n_pes": 4, "cycles_per_frame_modelled": 900,
+              "clocks": {"$glbnet$clk": {"target_mhz": 125.0, "achieved_mhz": 118.5, "met": False}}}
+    (tmp_path / "report.json").write_text(json.dumps(report))
+    timings = {"detailed_net_timings": [
+        {"net": "a", "driver": "x.q", "endpoints": [{"cell": "pe0.r", "port": "DI", "delay": [1.0, 8.4]},
+                                                    {"cell": "pe1.r", "port": "DI", "delay": [1.0, 7.9]}]},
+        {"net": "b", "driver": "y.q", "endpoints": [{"cell": "link.r", "port": "CE", "delay": 8.01}]}]}
+    (tmp_path / "sparselstm_board.report.json").write_text(json.dumps(timings))
+    build = routed.load_routed(tmp_path)
+    assert build["late_register_inputs"] == 2 and build["register_inputs"] == 3     # after 8 ns, 1000 / 125
+    assert build["nextpnr_options"] == "--placer static" and build["seed"] == 3
 
 
 def test_older_runs_take_the_model_from_their_encoded_directory(tmp_path):
