@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     path = report["critical_path"]
     if path:
         progress(f"critical path: {path['start']} -> {path['end']} ({path['delay_ns']} ns)")
-    progress(f"wrote {args.output / report['bitstream']} and {args.output / 'report.json'} (seed {args.seed}, placer {args.placer})")
+    progress(f"wrote {args.output / report['bitstream']} and {args.output / 'report.json'} "
+             f"(seed {args.seed}, placer {args.placer})")
     if not report["timing_met"]:
         print(f"sparselstm build: TIMING NOT MET at {build.pll.output_hz / 1e6:.3f} MHz: the bitstream may not "
               f"work; try a lower --freq or another --seed", file=sys.stderr)
