@@ -108,6 +108,15 @@ def test_yosys_synthesises_the_ulx3s_top_for_ecp5(tiny_encoded, tmp_path, capsys
     assert cells.get("LUT4", 0) > 0 and cells.get("TRELLIS_FF", 0) > 0
     assert cells.get("MULT18X18D", 0) >= 2          # at least one multiplier per PE
     assert "synthesis: LUT4" in output
+    # the accelerator's reset: one flip-flop into one global buffer, and from it into registers' resets
+    netlist = json.loads((tmp_path / f"{TOP_NAME}.json").read_text())["modules"][TOP_NAME]["cells"]
+    (buffer,) = [cell for cell in netlist.values() if cell["type"] == "DCCA"]
+    (source,), (distributed,) = buffer["connections"]["CLKI"], buffer["connections"]["CLKO"]
+    assert [(cell["type"], port) for cell in netlist.values() for port, bits in cell["connections"].items()
+            if source in bits and cell["port_directions"][port] == "output"] == [("TRELLIS_FF", "Q")]
+    resets = sum(cell["type"] == "TRELLIS_FF" and distributed in cell["connections"]["LSR"]
+                 for cell in netlist.values())
+    assert resets > 100
 
 
 def test_nextpnr_report_is_read_into_clocks_utilisation_and_critical_path(tmp_path):
@@ -148,6 +157,8 @@ def test_ulx3s_build_end_to_end(tiny_encoded, tmp_path, capsys):
     # rules and a netlist with such ports: tests/test_board_bram_registers.py, tests/test_bench_fmax.py)
     assert isinstance(report["bram_output_registers"], int)
     assert absorb_output_registers_in_file(tmp_path / f"{TOP_NAME}.json") == []
+    # nextpnr put the accelerator's reset on a global network, as the clock
+    assert "routing clock net board.core.reset_buffer.o using global" in (tmp_path / f"{TOP_NAME}.tim").read_text()
     out = capsys.readouterr().out
     assert "critical path:" in out and "given their output register" in out
 

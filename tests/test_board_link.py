@@ -4,10 +4,14 @@ streams, outputs word for word against the golden model, and every error the pro
 
 from __future__ import annotations
 
+import gc
 import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import Module
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from sparselstm.hw.boards.core import BoardCore
@@ -42,13 +46,25 @@ def frames_in(encoded, count, seed=0):
     return quantize_input(x, encoded.numerics)[0]
 
 
-def exchange(design, steps, *, stall=0.0, seed=0, overrun_after=None):
+class WireBuffer(wiring.Component):
+    """A stand-in for a board's reset buffer (an ECP5 global network is a wire with a delay)."""
+
+    def __init__(self):
+        super().__init__({"i": In(1), "o": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += self.o.eq(self.i)
+        return m
+
+
+def exchange(design, steps, *, stall=0.0, seed=0, overrun_after=None, reset_buffer=None):
     """Send `steps` (bytes; an int: that many idle cycles; ("board reset", n): the reset port high for n
     cycles) to a BoardCore, byte by byte with random
     stalls on both streams, and return the frames it sent back. `overrun_after`: pulse rx_overrun after that
-    many bytes."""
+    many bytes; `reset_buffer`: BoardCore's."""
     core = BoardCore(design, MODEL_ID, clock_hz=1_000_000, timeout_cycles=TIMEOUT_CYCLES,
-                     quiet_cycles=QUIET_CYCLES)
+                     quiet_cycles=QUIET_CYCLES, reset_buffer=reset_buffer)
     rng = random.Random(seed)
     sent_back = bytearray()
     state = {"done": False}
@@ -123,23 +139,26 @@ def test_commands_and_frames_match_the_golden_model(encoded, design, stall):
 
 
 
-def test_a_sequence_after_a_reset_matches_the_golden_model(encoded, design):
+@pytest.mark.parametrize("reset_buffer", [None, WireBuffer])
+def test_a_sequence_after_a_reset_matches_the_golden_model(encoded, design, reset_buffer):
     # the PEs' cleared state lives in memories (tag bits), which RESET leaves consistent with the sums
     x_q = frames_in(encoded, 3, seed=2)
     sequence = [input_frame(x_q[t], t == 0) for t in range(len(x_q))]
-    frames = exchange(design, [*sequence, 3000, encode_frame(Command.RESET), 200, *sequence])
+    frames = exchange(design, [*sequence, 3000, encode_frame(Command.RESET), 200, *sequence],
+                      reset_buffer=reset_buffer)
     got = np.array([output_words(f, design.output_size) for f in frames if f.type == Reply.OUTPUT])
     expected = golden_forward_encoded(encoded, x_q)
     assert np.array_equal(got, np.concatenate([expected, expected]))
 
-@pytest.mark.parametrize("cycles", [1, 5])
-def test_the_board_reset_port_resets_link_and_accelerator(encoded, design, cycles):
+
+@pytest.mark.parametrize("cycles, reset_buffer", [(1, None), (5, None), (1, WireBuffer)])
+def test_the_board_reset_port_resets_link_and_accelerator(encoded, design, cycles, reset_buffer):
     # in the middle of a sequence, between frames (a reset inside a frame leaves its sums in the accumulators,
     # docs/boards.md): afterwards the counters start from 0 and a new sequence matches the golden model
     x_q = frames_in(encoded, 3, seed=4)
     sequence = [input_frame(x_q[t], t == 0) for t in range(len(x_q))]
     frames = exchange(design, [*sequence[:2], 3000, ("board reset", cycles), 200, encode_frame(Command.COUNTERS),
-                               *sequence])
+                               *sequence], reset_buffer=reset_buffer)
     replies = [f for f in frames if f.type != Reply.OUTPUT]
     assert [f.type for f in replies] == [Reply.COUNTERS]
     assert parse_counters(replies[0]).frames_done == 0 == parse_counters(replies[0]).cycles
@@ -189,6 +208,15 @@ def test_after_an_error_the_link_listens_again_after_exactly_the_quiet_time(desi
     identify = encode_frame(Command.IDENTIFY)
     frames = exchange(design, [corrupt_crc(identify), QUIET_CYCLES - 1 + quiet, identify])
     assert [f.type for f in frames] == [Reply.ERROR, *([Reply.IDENTITY] if quiet else [])]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
+def test_a_reset_buffer_that_is_not_a_component_with_i_and_o_is_refused(design):
+    for bad in (object(), lambda: object(), lambda: wiring.Signature({"i": In(1)}).create()):
+        with pytest.raises(TypeError, match="reset_buffer"):
+            BoardCore(design, MODEL_ID, clock_hz=1_000_000, timeout_cycles=TIMEOUT_CYCLES,
+                      quiet_cycles=QUIET_CYCLES, reset_buffer=bad)
+    gc.collect()        # the refused objects' "never used" warnings, here rather than in the next test
 
 
 def test_an_overrun_is_reported(design):

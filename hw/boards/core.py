@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Module, ResetInserter, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -40,13 +42,23 @@ class BoardCore(wiring.Component):
       activity, error      as HostLink (for status LEDs)
 
     Parameters: the AcceleratorDesign, the model id (docs/host-link.md), the clock frequency in Hz, the link's
-    timeout and quiet times in cycles, and the receive buffer in bytes (default: default_rx_buffer_bytes).
+    timeout and quiet times in cycles, the receive buffer in bytes (default: default_rx_buffer_bytes), and
+    `reset_buffer`: a factory of a component with ports `i` In(1) and `o` Out(1) that carries the accelerator's
+    reset from its flip-flop to the accelerator's registers (the ULX3S: a global network, ECP5GlobalBuffer);
+    None: a wire.
     """
 
     def __init__(self, design: AcceleratorDesign, model_id: bytes, *, clock_hz: int, timeout_cycles: int,
-                 quiet_cycles: int, rx_buffer_bytes: int | None = None):
+                 quiet_cycles: int, rx_buffer_bytes: int | None = None,
+                 reset_buffer: Callable[[], wiring.Component] | None = None):
         if not isinstance(design, AcceleratorDesign):
             raise TypeError(f"BoardCore needs an AcceleratorDesign, got {type(design).__name__}")
+        if reset_buffer is not None and not callable(reset_buffer):
+            raise TypeError(f"reset_buffer must make a component (a class or function), got {reset_buffer!r}")
+        self.reset_buffer = None if reset_buffer is None else reset_buffer()
+        if self.reset_buffer is not None and not (isinstance(self.reset_buffer, wiring.Component)
+                                                  and {"i", "o"} <= set(self.reset_buffer.signature.members)):
+            raise TypeError(f"reset_buffer must make a component with ports i and o, got {self.reset_buffer!r}")
         self.design = design
         self.accelerator = Accelerator(design)
         self.link = HostLink(
@@ -71,17 +83,24 @@ class BoardCore(wiring.Component):
         accelerator, link = self.accelerator, self.link
         m.submodules.link = ResetInserter(self.reset)(link)
         accelerator_reset = Signal(init=1)      # high from configuration until the board's reset is released
-        m.submodules.accelerator = ResetInserter(accelerator_reset)(accelerator)
+        if self.reset_buffer is None:
+            distributed_reset = accelerator_reset
+        else:
+            m.submodules.reset_buffer = self.reset_buffer
+            distributed_reset = self.reset_buffer.o
+        m.submodules.accelerator = ResetInserter(distributed_reset)(accelerator)
         input_slice = SkidBuffer(accelerator.i.payload.shape())
         output_slice = SkidBuffer(accelerator.o.payload.shape())
-        m.submodules.input_slice = ResetInserter(accelerator_reset)(input_slice)
-        m.submodules.output_slice = ResetInserter(accelerator_reset)(output_slice)
+        m.submodules.input_slice = ResetInserter(distributed_reset)(input_slice)
+        m.submodules.output_slice = ResetInserter(distributed_reset)(output_slice)
         wiring.connect(m, wiring.flipped(self.rx), link.rx)
         wiring.connect(m, link.tx, wiring.flipped(self.tx))
         wiring.connect(m, link.i, input_slice.i)
         wiring.connect(m, input_slice.o, accelerator.i)
         wiring.connect(m, accelerator.o, output_slice.i)
         wiring.connect(m, output_slice.o, link.o)
+        if self.reset_buffer is not None:
+            m.d.comb += self.reset_buffer.i.eq(accelerator_reset)
         m.d.comb += [
             link.rx_overrun.eq(self.rx_overrun),
             link.busy.eq(accelerator.busy),

@@ -3,6 +3,8 @@ the status LEDs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from amaranth.hdl import Module, ResetInserter
 from amaranth.lib import io, wiring
 from amaranth.lib.wiring import In, Out
@@ -43,12 +45,12 @@ class SerialBoard(wiring.Component):
     Parameters: the AcceleratorDesign, the model id, the clock frequency (Hz, an int) and the baud rate;
     keyword-only, for a simulated board: the link's timeout and quiet times in cycles (default:
     LINK_TIMEOUT_SECONDS and LINK_QUIET_SECONDS at `clock_hz`) and its receive buffer in bytes (default: as
-    BoardCore).
+    BoardCore); for a board top, BoardCore's `reset_buffer`.
     """
 
     def __init__(self, design: AcceleratorDesign, model_id: bytes, clock_hz: int, baud: int, *,
                  timeout_cycles: int | None = None, quiet_cycles: int | None = None,
-                 rx_buffer_bytes: int | None = None):
+                 rx_buffer_bytes: int | None = None, reset_buffer: Callable[[], wiring.Component] | None = None):
         if not isinstance(clock_hz, int) or isinstance(clock_hz, bool):
             raise TypeError(f"clock_hz must be an int, got {type(clock_hz).__name__}")
         self.clock_hz = clock_hz
@@ -57,7 +59,7 @@ class SerialBoard(wiring.Component):
             design, model_id, clock_hz=clock_hz,
             timeout_cycles=round(LINK_TIMEOUT_SECONDS * clock_hz) if timeout_cycles is None else timeout_cycles,
             quiet_cycles=round(LINK_QUIET_SECONDS * clock_hz) if quiet_cycles is None else quiet_cycles,
-            rx_buffer_bytes=rx_buffer_bytes)
+            rx_buffer_bytes=rx_buffer_bytes, reset_buffer=reset_buffer)
         super().__init__({
             "reset": In(1),
             "rx": In(1, init=1),

@@ -3,6 +3,7 @@
     clk25 --> ECP5PLL --clk_out--> domain sync (every register of the design)
                  | locked
     BTN1 (fire 1) --+--> AsyncFFSynchronizer --> the board's reset (SerialBoard.reset; sync has no reset)
+                         the accelerator's reset flip-flop --> ECP5GlobalBuffer (a DCCA) --> its registers
     uart rx/tx  <-->  SerialBoard (UART, host link, accelerator)
     led 0 busy, led 1 link activity, led 2 error, led 6 PLL locked, led 7 heartbeat
 """
@@ -14,6 +15,7 @@ from amaranth.lib import io
 from amaranth.lib.cdc import AsyncFFSynchronizer
 
 from ..design import AcceleratorDesign
+from .ecp5_global import ECP5GlobalBuffer
 from .pll import PLLConfig, ECP5PLL
 from .serial_board import SerialBoard, connect_to_pins
 
@@ -34,7 +36,7 @@ class ULX3STop(Elaboratable):
         if not isinstance(pll, PLLConfig):
             raise TypeError(f"ULX3STop needs a PLLConfig, got {type(pll).__name__}")
         self.pll = pll
-        self.board = SerialBoard(design, model_id, round(pll.output_hz), baud)
+        self.board = SerialBoard(design, model_id, round(pll.output_hz), baud, reset_buffer=ECP5GlobalBuffer)
 
     def elaborate(self, platform):
         m = Module()
