@@ -87,6 +87,7 @@ class BoardCore(wiring.Component):
             distributed_reset = accelerator_reset
         else:
             m.submodules.reset_buffer = self.reset_buffer
+            m.d.comb += self.reset_buffer.i.eq(accelerator_reset)
             distributed_reset = self.reset_buffer.o
         m.submodules.accelerator = ResetInserter(distributed_reset)(accelerator)
         input_slice = SkidBuffer(accelerator.i.payload.shape())
@@ -99,8 +100,6 @@ class BoardCore(wiring.Component):
         wiring.connect(m, input_slice.o, accelerator.i)
         wiring.connect(m, accelerator.o, output_slice.i)
         wiring.connect(m, output_slice.o, link.o)
-        if self.reset_buffer is not None:
-            m.d.comb += self.reset_buffer.i.eq(accelerator_reset)
         m.d.comb += [
             link.rx_overrun.eq(self.rx_overrun),
             link.busy.eq(accelerator.busy),
