@@ -39,7 +39,7 @@ import numpy as np
 
 from .design import (RELAY_STAGES, ROOM_MARGIN, STATUS_STAGES, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X,
                      phase_index)
-from .elementwise import ElementwiseUnit
+from .lanes import LaneElementwise
 from .pe import SparsePE
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
 
@@ -54,7 +54,7 @@ EW_EXIT_LATENCY = 1       # the pass's last m group taken -> the scheduler leave
 STATUS_LATENCY = STATUS_STAGES + 1   # the PEs' busy flags (registered twice) and the drain tests: each drain waits
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
 Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
-ELEMENTWISE_LATENCY = ElementwiseUnit.LATENCY
+ELEMENTWISE_LATENCY = LaneElementwise.LATENCY   # the lanes' ElementwiseUnits and their output slices
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
 UNPACKER_LATENCY = 5 + RELAY_STAGES   # lanes > 1: relays, the unpacker's input register, mask stages, queue
 UNPACKER_ROOM_LAG = 3 + RELAY_STAGES  # ... its room flag, the region AND, `all_ready`, relays: registers a word passes
@@ -251,7 +251,9 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         info = layers[l]
         has_proj = info.proj_size is not None
         groups = design.lane_groups(l)
-        last_m = ew_arrival + groups               # the element-wise pass alone, one group per cycle
+        # the element-wise pass alone: one group per cycle, or without a projection one y word (a cell) per
+        # cycle, a group's lanes in turn (hw/scheduler.py, EW)
+        last_m = ew_arrival + (groups if has_proj else info.cell_size)
         ew_exit = last_m + EW_EXIT_LATENCY
         streams = []
         if has_proj:   # m words are broadcast as proj columns; without a projection they become y words

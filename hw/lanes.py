@@ -24,6 +24,7 @@ from amaranth.lib.wiring import In, Out
 from .design import AcceleratorDesign
 from .elementwise import ElementwiseLayer, ElementwiseUnit, revisits_need_checking
 from .interfaces import elementwise_group_in_layout, elementwise_group_out_layout
+from .skid import SkidBuffer
 
 __all__ = ["LaneElementwise"]
 
@@ -34,7 +35,10 @@ class LaneElementwise(wiring.Component):
     Lane k computes cells `lanes * group + k`; its unit keeps their cell state at its local index `group`
     (a cell past the layer's last has a state slot of its own, so its don't-care input harms nothing).
     Every lane takes an item in the same cycle (all units are ready together: they see the same groups), so
-    their outputs leave together. LATENCY = ElementwiseUnit.LATENCY, outputs in input order.
+    their outputs leave together. Each lane's output passes a register slice of its own before the lanes'
+    words meet: the lanes sit apart on a large chip, and the m slice's `ready` reached every lane's output
+    queue in one cycle (#10: lane 1's queue 9.6 ns from it across the 32-PE board top). LATENCY =
+    ElementwiseUnit.LATENCY + 1 (the slice), outputs in input order.
 
     Parameters
     ----------
@@ -60,7 +64,7 @@ class LaneElementwise(wiring.Component):
         With more than one stream only: as ElementwiseUnit.stream, for every lane.
     """
 
-    LATENCY = ElementwiseUnit.LATENCY
+    LATENCY = ElementwiseUnit.LATENCY + 1
 
     def __init__(self, numerics, tables, layers, *, acc_bits: int, lanes: int, layer_bits: int | None = None,
                  group_bits: int | None = None, streams: int = 1, revisits_checked: bool = True):
@@ -97,8 +101,14 @@ class LaneElementwise(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         first = self._units[0]
+        slices = []
         for k, unit in enumerate(self._units):
             m.submodules[f"lane{k}"] = unit
+            m.submodules[f"lane{k}_slice"] = out_slice = SkidBuffer(unit.o.payload.shape())
+            slices.append(out_slice)
+            wiring.connect(m, unit.o, out_slice.i)
+        first_slice = slices[0]
+        for k, (unit, out_slice) in enumerate(zip(self._units, slices)):
             cell = self.i.payload.cells[k]
             m.d.comb += [
                 # the lanes see the same (layer, group) items, so their interlocks and credits agree: lane 0
@@ -109,16 +119,17 @@ class LaneElementwise(wiring.Component):
                 unit.i.payload.first_frame.eq(self.i.payload.first_frame),
                 *[getattr(unit.i.payload, name).eq(getattr(cell, name))
                   for name in ("acc_i", "acc_f", "acc_g", "acc_o", "peep_i", "peep_f", "peep_o")],
-                unit.o.ready.eq(self.o.ready),
-                self.o.payload.m[k].eq(unit.o.payload.m),
+                # the slices see the same words and the same `ready`: they move in lock step too
+                out_slice.o.ready.eq(self.o.ready),
+                self.o.payload.m[k].eq(out_slice.o.payload.m),
             ]
             if unit.streams > 1:
                 m.d.comb += unit.stream.eq(self.stream)
         m.d.comb += [
             self.i.ready.eq(first.i.ready),
             # the lanes hold the same groups at the same stages: lane 0 speaks for all
-            self.o.valid.eq(first.o.valid),
-            self.o.payload.layer.eq(first.o.payload.layer),
-            self.o.payload.group.eq(first.o.payload.cell),
+            self.o.valid.eq(first_slice.o.valid),
+            self.o.payload.layer.eq(first_slice.o.payload.layer),
+            self.o.payload.group.eq(first_slice.o.payload.cell),
         ]
         return m
