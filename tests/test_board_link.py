@@ -166,6 +166,14 @@ def test_the_board_reset_port_resets_link_and_accelerator(encoded, design, cycle
     assert np.array_equal(got, golden_forward_encoded(encoded, x_q))
 
 
+def test_the_board_reset_drops_a_half_received_frame(design):
+    # the link's reset (a flip-flop of its own behind the board's): its parser starts over, so a frame cut off by
+    # the reset neither swallows the next one nor times out after it
+    frames = exchange(design, [encode_frame(Command.COUNTERS)[:2], 100, ("board reset", 1), 50,
+                               encode_frame(Command.IDENTIFY), TIMEOUT_CYCLES + 2 * QUIET_CYCLES])
+    assert [f.type for f in frames] == [Reply.IDENTITY]
+
+
 def corrupt_crc(frame: bytes) -> bytes:
     return frame[:-1] + bytes([frame[-1] ^ 0x01])
 
