@@ -208,13 +208,12 @@ class LaneUnpacker(wiring.Component):
 
         send = head_valid & has_credit
         finished = send & head_last                          # the head word's last column leaves
-        # `take` and the head's load enable each one LUT of four flip-flops, kept as wires so that synthesis
-        # does not build the enable of the head's and the offer's registers from `take` and `advance` in
-        # LUTs in series (#10: `head_last` through three LUTs into `out_value`'s enable, 8.05 ns, missed the
-        # 16-PE board top's clock by 46 ps)
+        # `take` and the head's load enable (`take`, or the head's next lane offered: send & ~head_last) each one
+        # LUT of four flip-flops, kept as wires so that synthesis does not build the enable of the head's and the
+        # offer's registers from the two in LUTs in series (#10: `head_last` through three LUTs into `out_value`'s
+        # enable, 8.05 ns, missed the 16-PE board top's clock by 46 ps)
         take = Signal(attrs={"keep": 1})
         load_head = Signal(attrs={"keep": 1})
-        advance = send & ~head_last
         # the head's next state, from a queued word or from the head itself (its lowest lane cleared), both
         # computed apart from `take` so that only the final choice waits for it
         new_word = data.View(entry_layout, queue_read.data)
@@ -224,7 +223,7 @@ class LaneUnpacker(wiring.Component):
 
         m.d.comb += [
             take.eq((~head_valid | (has_credit & head_last)) & has_queued),
-            load_head.eq(Mux(head_valid, has_credit & (has_queued | ~head_last), has_queued)),   # take | advance
+            load_head.eq(Mux(head_valid, has_credit & (has_queued | ~head_last), has_queued)),
             mask_read.addr.eq(mask_base_1 + mask_offset_1),
             *[stored[name].eq(word_4[name]) for name in queued_layout.members],
             stored.value.eq(sent_4),
@@ -279,7 +278,7 @@ class LaneUnpacker(wiring.Component):
                 read_at.eq(read_at + 1),
                 *[head[name].eq(new_word[name]) for name in queued_layout.members if name != "value"],
             ]
-        with m.If(load_head):     # take or advance
+        with m.If(load_head):
             m.d.sync += [
                 head.value.eq(Mux(take, new_word.value, rest)),
                 head_last.eq(Mux(take, new_word.offer_last, rest_last)),
