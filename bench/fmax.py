@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from sparselstm.hw.boards.bram_registers import absorb_output_registers_in_file
-from sparselstm.hw.boards.flow import PLACER_TIMING_WEIGHT, tool_command
+from sparselstm.hw.boards.flow import PLACER_TIMING_WEIGHT, PLACERS, tool_command
 from sparselstm.hw.cycle_model import predict_cycles
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
@@ -187,7 +187,7 @@ def main(argv=None) -> int:
     parser.add_argument("--placer-timing-weight", type=int, default=PLACER_TIMING_WEIGHT,
                         help=f"nextpnr's --placer-heap-timingweight: the board builds' {PLACER_TIMING_WEIGHT} by "
                              "default (nextpnr's own is 10, which runs before session 15 used)")
-    parser.add_argument("--placer", choices=("heap", "static", "sa"), default="heap",
+    parser.add_argument("--placer", choices=(*PLACERS, "sa"), default="heap",
                         help="nextpnr's placer (default heap; its analytical phase stalls on some netlists of 32 PEs, "
                              "YosysHQ/nextpnr#1062)")
     parser.add_argument("--no-ctrl-set", action="store_true",

@@ -79,6 +79,19 @@ def test_ulx3s_plan_takes_the_placer(tiny_encoded, tmp_path):
         ULX3SBuild(design, b"id", tmp_path, placer="sa")
 
 
+def test_the_commands_offer_the_flows_placers():
+    """The build command registers without importing amaranth, so it spells the placers out: they must stay
+    the flow's (bench/fmax.py takes the flow's and adds nextpnr's "sa")."""
+    import argparse
+
+    from sparselstm.cli import build_parser
+    from sparselstm.hw.boards.flow import PLACERS
+
+    subparsers = next(action for action in build_parser()._actions if isinstance(action, argparse._SubParsersAction))
+    placer = next(action for action in subparsers.choices["build"]._actions if action.dest == "placer")
+    assert tuple(placer.choices) == PLACERS and placer.default in PLACERS
+
+
 @pytest.mark.parametrize("input_size, output_size", [(80, 128), (128, 80), (4, 8)])
 def test_the_link_bound_counts_the_frames_the_driver_sends_and_receives(input_size, output_size):
     """10 bits a byte on the line (8N1); the longer of the INPUT and OUTPUT frames bounds the rate."""
