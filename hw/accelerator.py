@@ -12,7 +12,7 @@
                         +------ y -------- |
     o (OutputWord) <-- Scheduler (OutputStreamer: output buffer)
 
-The input and output streams, the cells into the element-wise lanes and the m words out of them pass a
+The input and output streams, the cells into the element-wise lanes (two) and the m words out of them pass a
 SkidBuffer (register slice), so the handshakes between the parts meet at flip-flops. With more than one lane the
 broadcast words carry a group's m words and a LaneUnpacker in front of each PE hands them over one by one.
 See docs/architecture.md for the schedule and the cycle budget.
@@ -84,6 +84,8 @@ class Accelerator(wiring.Component):
             "pad_cycles": Out(per_pe),
         })
 
+    CELL_SLICES = 2     # register slices between the CellReader and the LaneElementwise
+
     def elaborate(self, platform):
         design = self.design
         has_proj = any(layer.proj_size is not None for layer in design.layers)
@@ -112,6 +114,10 @@ class Accelerator(wiring.Component):
         # register slices: the input port's ready, and the element-wise unit's one pipeline enable, depend
         # only on flip-flops, not on the scheduler / the PEs' readout multiplexer across the chip
         m.submodules.input_slice = input_slice = SkidBuffer(input_word_layout(design.act_bits))
+        # the cells pass two: the reader sits among the PEs, the lanes elsewhere, and the lanes' slice's `ready`
+        # into the reader's queue and credit count was the 32-PE board top's worst path (#10: 9.07 ns); between two
+        # slices the long wires run from flip-flop to flip-flop or into a slice's few pointer registers
+        m.submodules.cell_reader_slice = cell_reader_slice = SkidBuffer(elementwise.i.payload.shape())
         m.submodules.cell_slice = cell_slice = SkidBuffer(elementwise.i.payload.shape())
         m.submodules.m_slice = m_slice = SkidBuffer(elementwise.o.payload.shape())
         # and the output port's: its ready reaches the output streamer's read enable only through a flip-flop
@@ -134,7 +140,8 @@ class Accelerator(wiring.Component):
             bcast = mask_addresser.o
         wiring.connect(m, bcast, broadcaster.i)
         wiring.connect(m, scheduler.cells, cell_reader.command)
-        wiring.connect(m, cell_reader.o, cell_slice.i)
+        wiring.connect(m, cell_reader.o, cell_reader_slice.i)
+        wiring.connect(m, cell_reader_slice.o, cell_slice.i)
         wiring.connect(m, cell_slice.o, elementwise.i)
         wiring.connect(m, elementwise.o, m_slice.i)
         if design.streams > 1:

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .accelerator import Accelerator
 from .design import (RELAY_STAGES, ROOM_MARGIN, STATUS_STAGES, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X,
                      phase_index)
 from .lanes import LaneElementwise
@@ -53,9 +54,10 @@ STATE_OVERHEAD = 2        # cycles spent in setup / drain / layer-end states per
 EW_EXIT_LATENCY = 1       # the pass's last m group taken -> the scheduler leaves EW (from a flip-flop)
 STATUS_LATENCY = STATUS_STAGES + 1   # the PEs' busy flags (registered twice) and the drain tests: each drain waits
 READER_LATENCY = 1        # y memory / accumulator read latency of the readers
-Y_READER_EXTRA = 1        # the y reader's output register after its memory: its words come a cycle later
+Y_READER_EXTRA = 2        # the y reader's output register and slice after its memory: its words come two cycles later
 ELEMENTWISE_LATENCY = LaneElementwise.LATENCY   # the lanes' ElementwiseUnits and their output slices
-SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: before and after the ElementwiseUnit
+SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: the cells' and the m words'
+CELL_SLICES = Accelerator.CELL_SLICES   # slices on the cells' way to the element-wise lanes
 UNPACKER_LATENCY = 5 + RELAY_STAGES   # lanes > 1: relays, the unpacker's input register, mask stages, queue
 UNPACKER_ROOM_LAG = 3 + RELAY_STAGES  # ... its room flag, the region AND, `all_ready`, relays: registers a word passes
 UNPACKER_SENT_LATENCY = 1  # ... a column sent to the PE, in the unpacker's output register first
@@ -232,7 +234,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             work[key] = work[key] * share
         else:
             work[key] = np.rint(work[key] * share.astype(np.float64)).astype(np.int64)
-    ew_arrival = ELEMENTWISE_LATENCY + START_LATENCY + CELL_READ_LATENCY + 2 * SLICE_LATENCY
+    ew_arrival = ELEMENTWISE_LATENCY + START_LATENCY + CELL_READ_LATENCY + (CELL_SLICES + 1) * SLICE_LATENCY
 
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
