@@ -69,8 +69,8 @@ verilog: encode
 # `make bitstream`: the encoded demo model on a ULX3S 85F with the open tools (docs/boards.md; about 20 min).
 BOARD      ?= ulx3s-85f
 BOARD_FREQ ?= 125
-# the nextpnr seed with the most slack at 125 MHz with the shipped model since session 28 (12981f3, seed 1:
-# 135.6 MHz; a8277d4, seeds 1, 3: 131.8, 130.2; docs/boards.md); placement is deterministic per netlist and seed,
+# the nextpnr seed with the most slack at 125 MHz with the shipped model since session 28 (7a319dc, seed 1:
+# 130.1 MHz; 76b4ab9, seeds 1, 3: 136.4, 134.3; docs/boards.md); placement is deterministic per netlist and seed,
 # another design may need another
 BOARD_SEED ?= 1
 
