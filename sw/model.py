@@ -59,7 +59,8 @@ class LSTMPLayer:
                 raise ModelError(f"{self.name}.w_proj: expected shape (P, {cells}), got {w_proj.shape}")
             proj = w_proj.shape[0]
             if proj >= cells:
-                raise ModelError(f"{self.name}.w_proj: projection size {proj} must be smaller than the cell count {cells}")
+                raise ModelError(f"{self.name}.w_proj: projection size {proj} must be smaller than the cell count "
+                                 f"{cells}")
         recurrent = proj if proj is not None else cells
         set_ = object.__setattr__
         set_(self, "w_input", _as_float_array(f"{self.name}.w_input", self.w_input, (four_h, input_size)))

@@ -38,7 +38,8 @@ class PeepholeLSTMP(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, proj_size: int = 0):
         super().__init__()
-        self.input_size, self.hidden_size, self.num_layers, self.proj_size = input_size, hidden_size, num_layers, proj_size
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.num_layers, self.proj_size = num_layers, proj_size
         out = proj_size or hidden_size
         bound = 1.0 / math.sqrt(hidden_size)
         for k in range(num_layers):
@@ -58,7 +59,8 @@ class PeepholeLSTMP(nn.Module):
             w_hh, peephole = getattr(self, f"weight_hh_l{k}"), getattr(self, f"peephole_l{k}")
             w_hr = getattr(self, f"weight_hr_l{k}") if self.proj_size else None
             # The input part of every gate for all steps at once; only the recurrence is sequential.
-            from_input = x @ getattr(self, f"weight_ih_l{k}").T + getattr(self, f"bias_ih_l{k}") + getattr(self, f"bias_hh_l{k}")
+            from_input = (x @ getattr(self, f"weight_ih_l{k}").T + getattr(self, f"bias_ih_l{k}")
+                          + getattr(self, f"bias_hh_l{k}"))
             y = x.new_zeros(batch, w_hh.shape[1])
             c = x.new_zeros(batch, H)
             outputs = []

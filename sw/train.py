@@ -381,8 +381,9 @@ def load_checkpoint(path) -> tuple[SpeechClassifier, dict]:
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise TrainError(f"{path}: not a sparselstm classifier checkpoint (expected format {CHECKPOINT_FORMAT!r})")
     config = checkpoint["config"]
+    features = FeatureConfig.from_dict(checkpoint["feature_config"])
     model = SpeechClassifier(config["input_size"], checkpoint["vocabulary"], config["cells"], config["proj"],
-                             config["layers"], config["peephole"], FeatureConfig.from_dict(checkpoint["feature_config"]))
+                             config["layers"], config["peephole"], features)
     model.load_state_dict({k: v for k, v in checkpoint.items() if isinstance(v, torch.Tensor)})
     model.set_delta(checkpoint.get("delta_thresholds"))
     model.eval()

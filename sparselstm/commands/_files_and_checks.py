@@ -194,6 +194,14 @@ def add_frame_arguments(parser) -> None:
     add_word_arguments(parser)
 
 
+def add_lanes_argument(parser) -> None:
+    """`--lanes L`: the element-wise lanes of the hardware (None: HardwareParams' default)."""
+    parser.add_argument("--lanes", type=int, default=None, metavar="L",
+                        help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which "
+                             "the element-wise pass does not bound the frame, per the cycle model; "
+                             "docs/architecture.md)")
+
+
 def add_word_arguments(parser) -> None:
     """--raw and --starts, of the commands that run act words through an encoded model."""
     parser.add_argument("--raw", action="store_true",

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-from ._files_and_checks import check_output_dir
+from ._files_and_checks import add_lanes_argument, check_output_dir
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -41,9 +41,7 @@ def register(subparsers) -> None:
                        help="ulx3s-85f: stop after synthesis and print the cell counts")
     parser.add_argument("--fifo-depth", type=int, default=8, metavar="D",
                         help="activation FIFO words per PE (default 8, as in ESE)")
-    parser.add_argument("--lanes", type=int, default=None, metavar="L",
-                        help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
-                             "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
+    add_lanes_argument(parser)
     parser.set_defaults(func=run)
 
 

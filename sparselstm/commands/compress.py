@@ -245,7 +245,8 @@ def delta_encoded(model, result, numerics, thresholds):
     from ..sw.delta import thresholds_from_real
     from ..sw.pipeline import compress_and_encode, compression_report
 
-    compressed = compress_and_encode(model, result.n_pes, 1.0, result.balanced, numerics, columns=result.column_balanced)
+    compressed = compress_and_encode(model, result.n_pes, 1.0, result.balanced, numerics,
+                                     columns=result.column_balanced)
     words = thresholds_from_real(thresholds, numerics, (layer.w_proj is not None for layer in model.layers))
     report = compression_report(compressed)
     report["delta_thresholds"] = [layer.to_dict() for layer in words]

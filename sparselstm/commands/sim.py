@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ._delta_sim import delta_report
-from ._files_and_checks import (add_extra_keys_argument, add_word_arguments, check_at_least, check_frames,
-                                check_output_dir, check_output_file, load_frames, load_model_file,
+from ._files_and_checks import (add_extra_keys_argument, add_lanes_argument, add_word_arguments, check_at_least,
+                                check_frames, check_output_dir, check_output_file, load_frames, load_model_file,
                                 load_sequence_starts, quantize_frames, save_json, save_npy)
 
 
@@ -66,9 +66,7 @@ def register(subparsers) -> None:
                              "runs about 100x slower (default: verilator)")
     parser.add_argument("--fifo-depth", type=int, default=None, metavar="D",
                         help="activation FIFO words per PE (hardware parameter; default: HardwareParams')")
-    parser.add_argument("--lanes", type=int, default=None, metavar="L",
-                        help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
-                             "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
+    add_lanes_argument(parser)
     parser.add_argument("--streams", type=int, default=1, metavar="S",
                         help="interleaved independent sequences, each with its own state (default 1): B sequences of "
                              "the input, a multiple of S, S at a time, frames in turn; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ._files_and_checks import check_output_dir
+from ._files_and_checks import add_lanes_argument, check_output_dir
 
 
 def register(subparsers) -> None:
@@ -22,9 +22,7 @@ def register(subparsers) -> None:
                         help="directory to write to (created if needed)")
     parser.add_argument("--fifo-depth", type=int, default=8, metavar="D",
                         help="activation FIFO words per PE (default 8, as in ESE)")
-    parser.add_argument("--lanes", type=int, default=None, metavar="L",
-                        help="element-wise lanes: 1, 2, 4, ... dividing the PE count (default: the fewest with which the "
-                             "element-wise pass does not bound the frame, per the cycle model; docs/architecture.md)")
+    add_lanes_argument(parser)
     parser.add_argument("--streams", type=int, default=1, metavar="S",
                         help="interleaved independent sequences, each with its own state (default 1; "
                              "docs/architecture.md, Streams)")
