@@ -263,7 +263,8 @@ def main(argv=None) -> int:
     if manifest.is_file():
         targets["split_utterances"] = json.loads(manifest.read_text()).get("counts", {}).get(targets["split"])
     targets.update(seconds=round(time.time() - started, 1), sensitivity_seconds=sensitivity_seconds,
-                   command=" ".join([Path(sys.executable).name, *(sys.argv if argv is None else ["bench/compression_experiment.py", *argv])]),
+                   command=" ".join([Path(sys.executable).name,
+                                     *(sys.argv if argv is None else ["bench/compression_experiment.py", *argv])]),
                    checkpoint=str(args.checkpoint), data=str(args.data), quick=args.quick, only=args.only,
                    budget=dict(steps=args.steps, epochs=args.epochs, final_epochs=args.final_epochs, lr=args.lr,
                                distill=args.distill, val_limit=args.val_limit, train_limit=args.train_limit or None))

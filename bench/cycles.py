@@ -7,7 +7,8 @@ always ready); the first frame starts the sequence, the rest continue it (steady
 Targets: PEs busy (processing an entry: non-zero or padding) >= 85 % of a steady-state frame's cycles, and
 cycles/frame <= 1.15 x (total entries incl. padding / N). Also prints hw/cycle_model.py's prediction.
 
-    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--lanes L] [--layers 1] [--cells 256] [--json out.json]
+    nice -n 19 .venv/bin/python bench/cycles.py [--frames 5] [--pes 16] [--lanes L] [--layers 1] [--cells 256]
+        [--json out.json]
 
 The simulator runs at a few thousand cycles per second with 16 PEs: the default takes about a minute or two.
 """

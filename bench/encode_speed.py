@@ -74,7 +74,8 @@ def main() -> None:
     print(f"  padding entries: {padding} ({100 * padding / (encoded.total_entries - padding):.1f} % of the "
           f"non-zeros, index_bits {encoded.numerics.index_bits})")
     verdict = "meets" if pipeline < TARGET_SECONDS else "MISSES"
-    print(f"prune + quantise + encode + write: {pipeline:.3f} s, best run ({verdict} the {TARGET_SECONDS:.0f} s target)")
+    print(f"prune + quantise + encode + write: {pipeline:.3f} s, best run "
+          f"({verdict} the {TARGET_SECONDS:.0f} s target)")
 
 
 if __name__ == "__main__":

@@ -72,8 +72,9 @@ def steady_cycles_per_frame(frame_done_cycles: list[int]) -> float:
 
 def activation_share(encoded, x_q: np.ndarray) -> dict:
     """The cycle model's `column_share` of the sequence `x_q`'s steady-state frames 1 .. F-2: per layer and
-    phase, the share of those frames in which each column's activation is non-zero (the broadcaster drops zeros, hw/broadcast.py). Frame t sends x[t] (or the layer
-    below's y[t]) as its x columns, its own y[t-1] as recurrent columns and its m[t] as projection columns."""
+    phase, the share of those frames in which each column's activation is non-zero (the broadcaster drops zeros,
+    hw/broadcast.py). Frame t sends x[t] (or the layer below's y[t]) as its x columns, its own y[t-1] as recurrent
+    columns and its m[t] as projection columns."""
     trace = golden_trace(decode(encoded, hardware_order=True), x_q, tables=encoded.tables)
     steady = range(1, len(trace) - 1)
     share = {}

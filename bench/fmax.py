@@ -2,12 +2,13 @@
 
 Generates the Verilog of an encoded model (or of the shipped words model re-encoded for `--pes N`), wraps
 `sparselstm_top` in a timing wrapper (every top-level input and output goes through a register to or from a
-pin, the wide counters are XOR-reduced to one pin in three registered levels, so no logic is optimised away and the pins fit the
-package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
+pin, the wide counters are XOR-reduced to one pin in three registered levels, so no logic is optimised away and the pins
+fit the package), synthesises it (`sparselstm verilog --family ecp5`: multipliers in MULT18X18D blocks with their own
 registers) with `synth_ecp5 -abc9`, moves the registers that only follow a block RAM's read data into the block
-(hw/boards/bram_registers.py, as the board builds do; `--no-bram-registers` leaves them) and places and routes it
-at 125 MHz (placer timing weight 40 as in the board builds, hw/boards/flow.py; router1 by default:
-router2 does not converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of nextpnr's JSON report.
+(hw/boards/bram_registers.py, as the board builds do; `--no-bram-registers` leaves them) and places and routes it at
+125 MHz (placer timing weight 40 as in the board builds, hw/boards/flow.py; router1 by default: router2 does not
+converge on the 16-PE design). Prints and saves (OUT/fmax.json) Fmax, utilisation and the top critical paths of
+nextpnr's JSON report.
 
     nice .venv/bin/python bench/fmax.py --pes 8 --seed 1 -o build/fmax8
     nice .venv/bin/python bench/fmax.py --encoded build/sim/encoded -o build/fmax16
@@ -140,10 +141,10 @@ def module_of(cell: str) -> str:
 
 def late_endpoints(report: dict, period_ns: float, count: int) -> tuple[list[dict], int, int]:
     """Where the late paths end, by design instance: nextpnr's --detailed-timing-report gives each register
-    input's arrival time (the whole path up to it, setup not included; newer nextpnr gives [min, max]); the instances with the most endpoints
-    arriving after `period_ns` come first. A routed design's failing paths are mostly routing, so this names
-    the logic that needs a register, not one path. Returns (the first `count` instances, late endpoints in all,
-    endpoints in all)."""
+    input's arrival time (the whole path up to it, setup not included; newer nextpnr gives [min, max]); the instances
+    with the most endpoints arriving after `period_ns` come first. A routed design's failing paths are mostly routing,
+    so this names the logic that needs a register, not one path. Returns (the first `count` instances, late endpoints in
+    all, endpoints in all)."""
     by_instance: dict[str, dict] = {}
     for net in report.get("detailed_net_timings", []):
         for endpoint in net.get("endpoints", []):
@@ -241,10 +242,10 @@ def main(argv=None) -> int:
         timings["bram_output_registers"] = len(absorb_output_registers_in_file(out / "synth.json"))
     if not args.reread:
         (out / "fmax.lpf").write_text(CONSTRAINTS)
-        timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json", "--lpf", "fmax.lpf",
-                               "--lpf-allow-unconstrained", "--timing-allow-fail", "--freq", str(TARGET_MHZ),
-                               *stage, *tuning, "--seed", str(args.seed), "--report", "report.json",
-                               "--detailed-timing-report"], out / "nextpnr.log")
+        timings["pnr_s"] = run([*tool_command("nextpnr-ecp5"), *DEVICE_ARGS, "--json", "synth.json",
+                               "--lpf", "fmax.lpf", "--lpf-allow-unconstrained", "--timing-allow-fail",
+                               "--freq", str(TARGET_MHZ), *stage, *tuning, "--seed", str(args.seed),
+                               "--report", "report.json", "--detailed-timing-report"], out / "nextpnr.log")
 
     report = json.loads((out / "report.json").read_text())
     fmax = {clock: round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()}

@@ -253,10 +253,10 @@ def _efficiency(results: dict) -> list[str]:
     lines = ["## Throughput and efficiency", "",
              f"Source: {results['accelerator']['source']}, at the stated clock; ESE: {ELSEWHERE}. 2 ops per MAC; "
              "sparse counts the non-zeros, dense-equivalent every weight of the dense model. Multipliers: one per "
-             "PE plus the element-wise unit's (8, 11 with peepholes); ESE's figure is its DSP slices. ESE's 282 GOPS cannot "
-             "be one stream at 82.7 us per frame (that would be 23 M ops per frame, against 1.6 M for this model at "
-             "density 0.1): it counts several frames in flight. One stream's rate follows from the latency (last "
-             "row, derived here from the quoted figures).", ""]
+             "PE plus the element-wise unit's (8, 11 with peepholes); ESE's figure is its DSP slices. ESE's 282 "
+             "GOPS cannot be one stream at 82.7 us per frame (that would be 23 M ops per frame, against 1.6 M for "
+             "this model at density 0.1): it counts several frames in flight. One stream's rate follows from the "
+             "latency (last row, derived here from the quoted figures).", ""]
     rows = []
     for family, clock in (("shipped", "125"), ("ese", "200")):
         for r in results["accelerator"]["rows"]:

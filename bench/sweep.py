@@ -81,8 +81,8 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
         "model": workload.key, "family": workload.family, "n_pes": n_pes, "lanes": design.lanes,
         "balanced": bool(balanced),
         "pruning": "as shipped" if workload.density == 1.0 else ("balanced" if balanced else "unbalanced"),
-        "density": workload.density, "index_bits": workload.numerics.index_bits, "nonzeros": nonzeros, "entries": entries,
-        "busiest_pe_entries": int(prediction.ideal), "mean_entries_per_pe": mean_entries,
+        "density": workload.density, "index_bits": workload.numerics.index_bits, "nonzeros": nonzeros,
+        "entries": entries, "busiest_pe_entries": int(prediction.ideal), "mean_entries_per_pe": mean_entries,
         "steady_cycles_per_frame": steady, "lone_frame_cycles": prediction.first_frame,
         # busy = processing an entry (non-zero or padding), as bench/cycles.py counts it in the RTL
         "pe_busy_fraction": mean_entries / steady,
@@ -96,7 +96,8 @@ def accelerator_point(workload: Workload, n_pes: int, balanced: bool, params: Ha
     return row
 
 
-def sweep(workloads: list[tuple[Workload, tuple[bool, ...]]], pe_counts, params: HardwareParams, log=print) -> list[dict]:
+def sweep(workloads: list[tuple[Workload, tuple[bool, ...]]], pe_counts, params: HardwareParams,
+          log=print) -> list[dict]:
     """`accelerator_point` for every workload, pruning variant and PE count."""
     rows = []
     for workload, variants in workloads:

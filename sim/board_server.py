@@ -89,7 +89,8 @@ class VerilatedBoard:
 
     Use as a context manager: entering builds the server if needed (build_board_server: `build_dir`,
     `optimise`) and starts it, `url` is what the host opens; leaving waits for the server, which ends when
-    the host closes the connection, and raises SimulationError if it failed. `sidecar` holds the board's numbers (clocks_per_bit, rx_buffer_bytes, ...).
+    the host closes the connection, and raises SimulationError if it failed. `sidecar` holds the board's numbers
+    (clocks_per_bit, rx_buffer_bytes, ...).
     """
 
     def __init__(self, board_dir, build_dir=None, *, optimise: bool = True):

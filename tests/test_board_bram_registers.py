@@ -400,7 +400,8 @@ def test_readers_zero_unread_words_without_a_reset_across_the_chip(tmp_path, yos
     net_names = {bit: name for name, net in module["netnames"].items() for bit in net["bits"]}
     flops = [cell for cell in module["cells"].values() if cell["type"] == "TRELLIS_FF"]
     for p in range(design.n_pes):
-        words = [cell for cell in flops if net_names.get(cell["connections"]["Q"][0], "").startswith(f"pe{p}_read_data")]
+        words = [cell for cell in flops
+                 if net_names.get(cell["connections"]["Q"][0], "").startswith(f"pe{p}_read_data")]
         resets = Counter(cell["connections"]["LSR"][0] for cell in words)
         # Yosys keeps the bits the reader uses: all of a cell word's four gates, a y word's share of a proj sum
         assert len(words) == 4 * design.acc_bits if kind == "cell" else len(words) > 0, (p, len(words))

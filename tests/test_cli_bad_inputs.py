@@ -119,8 +119,10 @@ CASES = {
     "build: kcu105 is a plan only": ("build {d}/enc --board kcu105 -o {out}/b", ["--plan-only"]),
     # board (checks that fail before the port is opened)
     "board: missing encoded model": ("board {d}/none --port loop:// -i {d}/x.npy -o {out}/y.npy", ["none"]),
-    "board: wrong width": ("board {d}/enc --port loop:// -i {d}/x_wide.npy -o {out}/y.npy", ["x_wide.npy", "(2, 3, 5)"]),
-    "board: output is a directory": ("board {d}/enc --port loop:// -i {d}/x.npy -o {d}", ["--output", "is a directory"]),
+    "board: wrong width": ("board {d}/enc --port loop:// -i {d}/x_wide.npy -o {out}/y.npy",
+                           ["x_wide.npy", "(2, 3, 5)"]),
+    "board: output is a directory": ("board {d}/enc --port loop:// -i {d}/x.npy -o {d}",
+                                     ["--output", "is a directory"]),
     "board: NaN": ("board {d}/enc --port loop:// -i {d}/x_nan.npy -o {out}/y.npy", ["x_nan.npy", "non-finite"]),
     # verilog
     "verilog: output is a file": ("verilog {d}/enc -o {d}/a_file", ["a_file", "not a directory"]),

@@ -1,5 +1,5 @@
-"""System tests: the generated accelerator Verilog in Icarus (cocotb) and Verilator (the native C++ main,
-and cocotb where said), word for word against sw.golden, over a matrix of models, PE counts, densities and stream conditions.
+"""System tests: the generated accelerator Verilog in Icarus (cocotb) and Verilator (the native C++ main, and cocotb
+where said), word for word against sw.golden, over a matrix of models, PE counts, densities and stream conditions.
 
 Every model is made here (random_model -> compress_and_encode -> write_encoded -> hw.verilog.generate); each
 case builds in its own directory. The same cases run on both simulators: the Icarus runs (builds in a second)

@@ -94,7 +94,8 @@ def test_sensitivity_then_compress_then_accuracy(trained_classifier, tmp_path, c
 
     # Without a shipped compressed model the command prunes in one shot and says so.
     (models / "dense-sparse.npz").unlink()
-    assert main(["accuracy", "--models", str(models), "--density", "0.25", "--pes", "4", "-o", str(result_path), "-q"]) == 0
+    assert main(["accuracy", "--models", str(models), "--density", "0.25", "--pes", "4", "-o", str(result_path),
+                 "-q"]) == 0
     result = json.loads(result_path.read_text())
     assert result["method"].startswith("one-shot") and 0.2 < result["overall_density"] <= 0.25
 
@@ -239,8 +240,8 @@ def test_compression_experiment_script_quick(trained_classifier, tmp_path):
     assert [h["epochs"] for h in reports["mask"]["history"]] == [0, 0, 1, 0, 1]
 
     # --only "": no run, targets.json rebuilt from the reports; an unknown variant is an error.
-    base = [sys.executable, str(script), "--quick", "--checkpoint", str(checkpoint), "--data", str(corpus), "--pes", "4",
-            "--target-density", "0.3", "--mask-variant", "-o", str(out)]
+    base = [sys.executable, str(script), "--quick", "--checkpoint", str(checkpoint), "--data", str(corpus),
+            "--pes", "4", "--target-density", "0.3", "--mask-variant", "-o", str(out)]
     again = subprocess.run([*base, "--only", ""], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "started" not in again.stdout, again.stdout + again.stderr
     rebuilt = json.loads((out / "targets.json").read_text())

@@ -92,7 +92,8 @@ def test_unbalanced_is_balance_none(trained_classifier, tmp_path):
     _, corpus, checkpoint = trained_classifier
     for flag, name in ((["--unbalanced"], "alias"), (["--balance", "none"], "none")):
         assert compress(checkpoint, corpus, tmp_path / name, "--target-density", "0.3", "--epochs", "0", *flag) == 0
-    reports = [json.loads((tmp_path / name / "report.json").read_text())["runs"]["primary"] for name in ("alias", "none")]
+    reports = [json.loads((tmp_path / name / "report.json").read_text())["runs"]["primary"]
+               for name in ("alias", "none")]
     assert not reports[0]["balanced"] and not reports[1]["balanced"]
     assert reports[0]["matrix_density"] == reports[1]["matrix_density"]
 

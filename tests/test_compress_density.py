@@ -67,7 +67,8 @@ def test_allocation_meets_the_target_and_respects_bounds(curves, rule, target):
     assert weighted_density(allocation.densities, curves.sizes) == pytest.approx(target, abs=1e-9)
     assert all(0.02 <= d <= 0.9 for d in allocation.densities.values())
     # A sensitive matrix keeps at least as much as a tolerant one.
-    assert allocation.densities["L0.proj"] >= allocation.densities["L0.input.i"] >= allocation.densities["L0.recurrent.i"]
+    assert (allocation.densities["L0.proj"] >= allocation.densities["L0.input.i"]
+            >= allocation.densities["L0.recurrent.i"])
 
 
 def test_threshold_rule_finds_the_common_loss(curves):

@@ -145,7 +145,8 @@ def test_split_by_voice_never_shares_a_variant():
     assert not names["train"] & names["val"] and not names["train"] & names["test"] and not names["val"] & names["test"]
     assert set().union(*names.values()) == {v for g in groups for v in g}
     assert len(splits["test"]) == 3 and len(splits["val"]) == 3
-    inventory = voices.VoiceInventory(tuple(f"gmw/en+v{k}" for k in range(30)) + ("gmw/en-US+caleb",), {}, tuple(groups), ())
+    inventory = voices.VoiceInventory(tuple(f"gmw/en+v{k}" for k in range(30)) + ("gmw/en-US+caleb",), {},
+                                      tuple(groups), ())
     by_split = {s: set(voices.voices_of_split(inventory, gs)) for s, gs in splits.items()}
     assert sum(len(v) for v in by_split.values()) == 31 and not by_split["train"] & by_split["test"]
 

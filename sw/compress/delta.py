@@ -82,7 +82,8 @@ def weight_sparse_cycles(encoded) -> int:
 def evaluate_delta(task: CompressionTask, encoded, thresholds, split: str) -> dict:
     """Golden score and work per frame of `encoded` in delta mode with real `thresholds` (one number, or one
     {"x", "y", "m"} per layer)."""
-    words = thresholds_from_real(thresholds, encoded.numerics, (layer.proj_size is not None for layer in encoded.layers))
+    words = thresholds_from_real(thresholds, encoded.numerics,
+                                 (layer.proj_size is not None for layer in encoded.layers))
     counts: list = []
     score = task.score_golden(encoded, split, delta=words, delta_counts=counts)
     frames = int(np.prod(task.lstm_inputs(split).shape[:2]))

@@ -2,12 +2,12 @@
 (US10832123B2). Pruning itself is sw/pruning.py; scoring and retraining are the task's (task.py).
 
 Iterative: the overall density goes from the model's (1 for a dense model) to the target in `steps` geometric
-steps (each removes the same fraction of the remaining weights: o_k = start * (target/start)**(k/steps)). Each step prunes the current model to the
-per-matrix densities of that overall density (`allocation`: uniform, or from sensitivity curves),
-fine-tunes with the masks held, and scores the validation split. A step whose loss against the dense model
-exceeds `max_loss` is undone (model and task state restored) and retried half-way (geometric midpoint)
-from the last accepted density, at most `max_backoffs` times per planned step; then the run stops above
-the target (`reached_target` False) unless `force_target` accepts the planned step anyway.
+steps (each removes the same fraction of the remaining weights: o_k = start * (target/start)**(k/steps)). Each step
+prunes the current model to the per-matrix densities of that overall density (`allocation`: uniform, or from sensitivity
+curves), fine-tunes with the masks held, and scores the validation split. A step whose loss against the dense model
+exceeds `max_loss` is undone (model and task state restored) and retried half-way (geometric midpoint) from the last
+accepted density, at most `max_backoffs` times per planned step; then the run stops above the target (`reached_target`
+False) unless `force_target` accepts the planned step anyway.
 
 Mask variant: prune to the target with mask M; retrain dense (masks None: pruned weights may grow back);
 prune again with the *same* mask M (not a new magnitude mask); retrain with M held.

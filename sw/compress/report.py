@@ -153,8 +153,9 @@ def format_markdown(report: dict) -> str:
         size = primary["size"][widths[0]]
         lines += [
             f"- Size ({report['primary']}, {widths[0]}): dense float32 {size['dense_float32_bits'] / 8 / 1024:.1f} KiB "
-            f"vs compressed {size['compressed_bits'] / 8 / 1024:.1f} KiB (entries {size['entry_memory_bits'] / 8 / 1024:.1f}"
-            f" KiB incl. {size['padding']} padding entries + pointers {size['pointer_memory_bits'] / 8 / 1024:.1f} KiB): "
+            f"vs compressed {size['compressed_bits'] / 8 / 1024:.1f} KiB "
+            f"(entries {size['entry_memory_bits'] / 8 / 1024:.1f} KiB incl. {size['padding']} padding entries "
+            f"+ pointers {size['pointer_memory_bits'] / 8 / 1024:.1f} KiB): "
             f"**{size['compression']:.1f}x** (biases and peepholes excluded on both sides)",
             f"- Target density {primary['target_density']:.4f}: "
             f"{'reached' if primary['reached_target'] else 'NOT reached (a step cost more than the allowed loss)'}",

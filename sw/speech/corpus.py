@@ -170,7 +170,8 @@ def _init_worker(config: CorpusConfig, babble: dict[str, list[np.ndarray]]):
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
-def render_utterance(spec: UtteranceSpec, config: CorpusConfig, babble_pool: list[np.ndarray]) -> tuple[np.ndarray, dict]:
+def render_utterance(spec: UtteranceSpec, config: CorpusConfig,
+                     babble_pool: list[np.ndarray]) -> tuple[np.ndarray, dict]:
     """The augmented 1 s audio of one utterance and its augmentation parameters."""
     rng = np.random.default_rng([config.seed, 1, spec.index])
     rate = config.features.sample_rate
@@ -196,7 +197,8 @@ def render_utterance(spec: UtteranceSpec, config: CorpusConfig, babble_pool: lis
     elif kind == "pink":
         noise = pink_noise(window, rng)
     elif kind == "babble":
-        noise = mix_babble(babble_pool, window, int(rng.integers(config.babble_talkers[0], config.babble_talkers[1] + 1)), rng)
+        noise = mix_babble(babble_pool, window,
+                           int(rng.integers(config.babble_talkers[0], config.babble_talkers[1] + 1)), rng)
     else:
         noise, snr = None, float("inf")
     audio = place_and_mix(word, window, offset, noise, snr)
@@ -301,6 +303,6 @@ def save_feature_set(path, features: np.ndarray, labels: np.ndarray, vocabulary,
     configuration (JSON) and any per-utterance metadata (voices, augmentation parameters). `compressed`
     saves ~15 % (log-mel values compress poorly) at some cost in time: for the small files shipped in git."""
     arrays = {f"meta_{k}": np.asarray(v) for k, v in metadata.items()}
-    (np.savez_compressed if compressed else np.savez)(path, features=np.asarray(features, dtype=np.float16), labels=np.asarray(labels, dtype=np.int16),
-             vocabulary=np.asarray(list(vocabulary)), feature_config=np.asarray(json.dumps(feature_config.to_dict())),
-             **arrays)
+    (np.savez_compressed if compressed else np.savez)(path, features=np.asarray(features, dtype=np.float16),
+             labels=np.asarray(labels, dtype=np.int16), vocabulary=np.asarray(list(vocabulary)),
+             feature_config=np.asarray(json.dumps(feature_config.to_dict())), **arrays)

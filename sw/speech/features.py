@@ -34,7 +34,8 @@ class FeatureConfig:
         if self.frame_length > self.fft_size:
             raise ParameterError(f"window of {self.frame_length} samples does not fit the {self.fft_size}-point FFT")
         if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate / 2:
-            raise ParameterError(f"mel range {self.fmin_hz}-{self.fmax_hz} Hz must lie within 0-{self.sample_rate / 2} Hz")
+            raise ParameterError(f"mel range {self.fmin_hz}-{self.fmax_hz} Hz must lie within "
+                                 f"0-{self.sample_rate / 2} Hz")
         if self.mel_bands < 1 or self.stack < 1 or self.hop_length < 1:
             raise ParameterError("mel_bands, stack and the hop must be at least 1")
 

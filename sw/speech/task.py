@@ -49,7 +49,8 @@ class FeatureSet:
             raise TaskError(f"expected features (N, T, F) and labels (N,), got {self.features.shape} and "
                             f"{self.labels.shape}")
         if len(self.labels) and not 0 <= self.labels.min() <= self.labels.max() < len(self.vocabulary):
-            raise TaskError(f"labels must lie in [0, {len(self.vocabulary)}), got {self.labels.min()}..{self.labels.max()}")
+            raise TaskError(f"labels must lie in [0, {len(self.vocabulary)}), got "
+                            f"{self.labels.min()}..{self.labels.max()}")
 
     def __len__(self) -> int:
         return len(self.labels)
