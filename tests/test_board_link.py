@@ -15,6 +15,7 @@ from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
 from sparselstm.hw.boards.core import BoardCore
+from sparselstm.hw.boards.host_link import RX_PATH_CYCLES
 from sparselstm.hw.boards.serial_board import SerialBoard
 from sparselstm.hw.design import AcceleratorDesign
 from sparselstm.hw.params import HardwareParams
@@ -58,13 +59,14 @@ class WireBuffer(wiring.Component):
         return m
 
 
-def exchange(design, steps, *, stall=0.0, seed=0, overrun_after=None, reset_buffer=None):
+def exchange(design, steps, *, stall=0.0, seed=0, overrun_after=None, reset_buffer=None,
+             timeout_cycles=TIMEOUT_CYCLES, quiet_cycles=QUIET_CYCLES):
     """Send `steps` (bytes; an int: that many idle cycles; ("board reset", n): the reset port high for n
     cycles) to a BoardCore, byte by byte with random
     stalls on both streams, and return the frames it sent back. `overrun_after`: pulse rx_overrun after that
-    many bytes; `reset_buffer`: BoardCore's."""
-    core = BoardCore(design, MODEL_ID, clock_hz=1_000_000, timeout_cycles=TIMEOUT_CYCLES,
-                     quiet_cycles=QUIET_CYCLES, reset_buffer=reset_buffer)
+    many bytes; `reset_buffer`, `timeout_cycles`, `quiet_cycles`: BoardCore's."""
+    core = BoardCore(design, MODEL_ID, clock_hz=1_000_000, timeout_cycles=timeout_cycles,
+                     quiet_cycles=quiet_cycles, reset_buffer=reset_buffer)
     rng = random.Random(seed)
     sent_back = bytearray()
     state = {"done": False}
@@ -202,12 +204,14 @@ def test_protocol_errors_get_an_error_frame_and_the_link_recovers(design, bad, e
     assert parse_error(frames[0]) == error
 
 
+@pytest.mark.parametrize("timeout", [RX_PATH_CYCLES, TIMEOUT_CYCLES])
 @pytest.mark.parametrize("late", [False, True])
-def test_a_frame_times_out_after_exactly_the_timeout_without_a_byte(design, late):
+def test_a_frame_times_out_after_exactly_the_timeout_without_a_byte(design, late, timeout):
     # the gap before a frame's last byte: one cycle short of timeout_cycles completes the frame, timeout_cycles
-    # makes it a TIMEOUT (the test is a flip-flop loaded from the idle counter's next value: #10)
+    # makes it a TIMEOUT (the test is a flip-flop loaded from the idle counter's next value: #10); at the
+    # shortest timeout too, while the bytes before it are still on their way to the parser
     counters = encode_frame(Command.COUNTERS)
-    frames = exchange(design, [counters[:-1], TIMEOUT_CYCLES - 1 + late, counters[-1:]])
+    frames = exchange(design, [counters[:-1], timeout - 1 + late, counters[-1:]], timeout_cycles=timeout)
     assert [f.type for f in frames] == ([Reply.ERROR] if late else [Reply.COUNTERS])
 
 
@@ -216,6 +220,15 @@ def test_after_an_error_the_link_listens_again_after_exactly_the_quiet_time(desi
     identify = encode_frame(Command.IDENTIFY)
     frames = exchange(design, [corrupt_crc(identify), QUIET_CYCLES - 1 + quiet, identify])
     assert [f.type for f in frames] == [Reply.ERROR, *([Reply.IDENTITY] if quiet else [])]
+
+
+@pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
+@pytest.mark.parametrize("name", ["timeout_cycles", "quiet_cycles"])
+def test_a_time_shorter_than_a_bytes_way_to_the_parser_is_refused(design, name):
+    times = {"timeout_cycles": TIMEOUT_CYCLES, "quiet_cycles": QUIET_CYCLES, name: RX_PATH_CYCLES - 1}
+    with pytest.raises(ValueError, match=name):
+        BoardCore(design, MODEL_ID, clock_hz=1_000_000, **times)
+    gc.collect()        # the refused link's "never used" warning, here rather than in the next test
 
 
 @pytest.mark.filterwarnings("ignore::amaranth.hdl._ir.UnusedElaboratable")
