@@ -76,7 +76,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .credit_queue import CreditQueue
-from .design import NO_COLLISIONS
+from .design import NO_COLLISIONS, bram_slices
 from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
 from .multiplier import PipelinedMultiplier
@@ -265,11 +265,24 @@ class ElementwiseUnit(wiring.Component):
         # ---- submodules: the activation datapaths (lanes share a ROM), the cell state, the output queue -------
         m.submodules.sigmoid = sigmoid = ActivationPipeline("sigmoid", n, self.tables, lanes=3)   # i, f, o
         m.submodules.tanh = tanh = ActivationPipeline("tanh", n, self.tables, lanes=2)            # g, tc
-        # no collisions: a cell's c is read again only after its write (the interlock, MIN_REVISIT_DISTANCE)
-        m.submodules.cell_state = cell_state = Memory(shape=signed(n.cell_bits), depth=self.streams * self.cell_depth,
-                                                    init=[], attrs=NO_COLLISIONS)
-        c_read = cell_state.read_port()
-        c_write = cell_state.write_port()
+        # no collisions: a cell's c is read again only after its write (the interlock, MIN_REVISIT_DISTANCE).
+        # In slices of equal width, each within a block RAM's 18-bit port, so that each block's output register
+        # takes `c_read_2` (hw/boards/bram_registers.py; #10: 20 bits in one 36-bit-wide DP16KD kept the register
+        # in the fabric behind the array's 5.8 ns, a late path of the 16-PE board top, 8.79 ns). Equal widths, not
+        # 18 + 2: a narrow slice may become distributed RAM with the address multiplexer in front of its read
+        slice_count = len(bram_slices(n.cell_bits))
+        slice_bits = -(-n.cell_bits // slice_count)
+        c_read_addr = Signal(range(self.streams * self.cell_depth))
+        c_read_data = Signal(signed(n.cell_bits))
+        c_write_addr = Signal.like(c_read_addr)
+        c_write_data = Signal(signed(n.cell_bits))
+        c_write_en = Signal()
+        cell_state_ports = []
+        for k, low in enumerate(range(0, n.cell_bits, slice_bits)):
+            width = min(slice_bits, n.cell_bits - low)
+            m.submodules[f"cell_state{k}"] = cell_state = Memory(
+                shape=width, depth=self.streams * self.cell_depth, init=[], attrs=NO_COLLISIONS)
+            cell_state_ports.append((low, width, cell_state.read_port(), cell_state.write_port()))
         out_layout = self.o.payload.shape()
         # the queue's `r_rdy` a flip-flop: an amaranth SyncFIFO's level test through `taken` into `in_flight` was
         # the 16-PE board top's worst path with seed 3 at 336154e (#10: 7.81 ns); `in_flight` is the credit
@@ -337,7 +350,7 @@ class ElementwiseUnit(wiring.Component):
         # pointer selects, so no enable decided in the cycle fans out to every input bit.
         in_layout = self.i.payload.shape()
         slots = [Signal(in_layout, name=f"slot{k}", reset_less=True) for k in range(2)]
-        slot_addresses = [Signal(c_read.addr.shape(), name=f"slot{k}_address", reset_less=True) for k in range(2)]
+        slot_addresses = [Signal(c_read_addr.shape(), name=f"slot{k}_address", reset_less=True) for k in range(2)]
         occupied = [Signal(name=f"occupied{k}") for k in range(2)]
         slot_hazards = [Signal(name=f"slot{k}_hazard") for k in range(2)]
         write_pointer, read_pointer = Signal(name="write_pointer"), Signal(name="read_pointer")
@@ -347,7 +360,7 @@ class ElementwiseUnit(wiring.Component):
         payload = data.View(in_layout, Mux(read_pointer, slots[1].as_value(), slots[0].as_value()))
         waiting = Mux(read_pointer, occupied[1], occupied[0])     # stage 0 holds an item
         leaves = Signal()           # ... and it goes on to stage 1
-        address_0 = Signal(c_read.addr.shape(), name="address_0")
+        address_0 = Signal(c_read_addr.shape(), name="address_0")
         last = self.QUEUE_STAGE - 1      # the last register stage; the queue is the next
         valid = carry(leaves, "valid", 0, last, reset_less=False)
         layer = carry(payload.layer, "layer", 0, last)
@@ -366,7 +379,7 @@ class ElementwiseUnit(wiring.Component):
         # output register, hw/boards/bram_registers.py); a first frame's c_prev = 0 is applied behind it, to the
         # peephole operands and to the carried copy (#10: the zeroing in front of the register kept it in the
         # fabric, behind the block's slow unregistered output: a routed late path)
-        c_read_2 = register(c_read.data, "c_read_2", signed(n.cell_bits))
+        c_read_2 = register(c_read_data, "c_read_2", signed(n.cell_bits))
         c_prev = carry(register(Mux(first_frame[2], 0, c_read_2), "c_prev_3", signed(n.cell_bits)),
                        "c_prev", 3, gates_out)
         if any_peephole:
@@ -470,14 +483,18 @@ class ElementwiseUnit(wiring.Component):
             leaves.eq(waiting & ~Mux(read_pointer, slot_hazards[1], slot_hazards[0]) & room),
             self.i.ready.eq(ready),
             address_0.eq(Mux(read_pointer, slot_addresses[1], slot_addresses[0])),
-            c_read.addr.eq(address_0),
-            c_write.addr.eq(address[self.WRITE_STAGE]),
-            c_write.data.eq(c_t),
-            c_write.en.eq(valid[self.WRITE_STAGE]),
+            c_read_addr.eq(address_0),
+            c_write_addr.eq(address[self.WRITE_STAGE]),
+            c_write_data.eq(c_t),
+            c_write_en.eq(valid[self.WRITE_STAGE]),
             self.o.valid.eq(queue.r_rdy),
             queue.r_en.eq(self.o.ready),
             self.o.p.eq(head),
         ]
+        for low, width, read, write in cell_state_ports:
+            m.d.comb += [read.addr.eq(c_read_addr), c_read_data[low:low + width].eq(read.data),
+                         write.addr.eq(c_write_addr), write.data.eq(c_write_data[low:low + width]),
+                         write.en.eq(c_write_en)]
         # The free slot the next word goes to loads the input every cycle, word or not (its contents count only
         # once it is occupied), so its enable is a flip-flop of its own and not the handshake's AND fanning out
         # to every bit of the slot (#10: 9.0 ns); in the ring that slot is the write pointer's whenever `ready`.

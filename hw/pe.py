@@ -333,15 +333,19 @@ class SparsePE(wiring.Component):
             job_taken.eq(job_queue.r_rdy & (~walk_active | walk_last)),
             *[port.addr.eq(walk_addr) for port in entry_ports],   # truncated to the bank's address
         ]
+        # `walk_active` and `walk_last` follow from whether a column is still being walked, not from `job_taken`:
+        # past a column's last entry (or idle) the next state is the queue's (`r_rdy`, the head's `single`) whether
+        # or not a job is taken, as neither is read while idle (#10: `walk_last` through `job_taken` and the
+        # queue's head into itself, three LUTs, was the routed worst path at 32 PEs, 10.51 ns)
+        mid_column = walk_active & ~walk_last
+        with m.If(mid_column):
+            m.d.sync += walk_last.eq(walk_addr == walk_end_less_2)
+        with m.Else():
+            m.d.sync += [walk_active.eq(job_queue.r_rdy), walk_last.eq(job.single)]
         with m.If(walk_active):
-            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0), walk_last.eq(walk_addr == walk_end_less_2)]
-            with m.If(walk_last):
-                m.d.sync += walk_active.eq(0)
+            m.d.sync += [walk_addr.eq(walk_addr + 1), walk_first.eq(0)]
         with m.If(job_taken):
-            m.d.sync += [
-                walk_active.eq(1), walk_addr.eq(job.start), walk_end_less_2.eq(job.end - 2), walk_first.eq(1),
-                walk_last.eq(job.single),
-            ]
+            m.d.sync += [walk_addr.eq(job.start), walk_end_less_2.eq(job.end - 2), walk_first.eq(1)]
             m.d.sync += copy(walk, job)
 
         # ---- MAC pipeline: free-running, one stage per cycle --------------------------------------------------

@@ -299,7 +299,36 @@ def test_written_block_rams_map_without_collision_logic_and_take_their_registers
     marked = sorted(next(line for line in part.split("\n")[1:] if not line.strip().startswith("(*")).split()[-2]
                     for part in text.split("no_rw_check")[1:])
     # the slices of the PEs' copies of their gate banks (hw/pe.py), two per PE
-    assert marked == ["cell_state", *["gate_mac_copy0"] * 2, *["gate_mac_copy1"] * 2, "output_buffer", "y_memory"]
+    # the element-wise cell state in two slices (20 bits), the slices of the PEs' copies of their gate banks
+    assert marked == ["cell_state0", "cell_state1", *["gate_mac_copy0"] * 2, *["gate_mac_copy1"] * 2,
+                      "output_buffer", "y_memory"]
+
+
+@pytest.mark.parametrize("cell_bits,cell_frac", [(14, 10), (20, 14), (30, 14)])
+def test_cell_state_reads_leave_block_ram_output_registers(tmp_path, yosys, cell_bits, cell_frac):
+    """The element-wise unit's cell state (hw/elementwise.py): slices of equal width, each one DP16KD read on
+    its own side's pins, so that the pass moves `c_read_2` into every block (#10: one 36-bit-wide block for 20
+    bits kept it in the fabric, a late path of the 16-PE board top)."""
+    from amaranth.back import verilog
+
+    from sparselstm.hw.design import BRAM_SLICE_BITS
+    from sparselstm.hw.elementwise import ElementwiseLayer, ElementwiseUnit
+    from sparselstm.hw.memory_images import component_ports
+    from sparselstm.sw.fixedpoint import Numerics, activation_tables
+
+    numerics = Numerics(cell_bits=cell_bits, cell_frac=cell_frac)
+    unit = ElementwiseUnit(numerics, activation_tables(numerics), (ElementwiseLayer(cell_size=300, facc=20),),
+                           acc_bits=32)
+    (tmp_path / "ew.v").write_text(verilog.convert(unit, name="ew", emit_src=False, ports=component_ports(unit)))
+    subprocess.run([*yosys, "-q", "-p", "read_verilog ew.v; synth_ecp5 -top ew; write_json ew.json"],
+                   cwd=tmp_path, check=True)
+    netlist = json.loads((tmp_path / "ew.json").read_text())
+    blocks = {name: cell for name, cell in netlist["modules"]["ew"]["cells"].items()
+              if cell["type"] == "DP16KD" and name.startswith("cell_state")}
+    assert len(blocks) == -(-cell_bits // BRAM_SLICE_BITS), sorted(blocks)
+    assert all(int(cell["parameters"]["DATA_WIDTH_B"], 2) <= BRAM_SLICE_BITS for cell in blocks.values())
+    absorbed = {port.split(":")[0] for port in absorb_output_registers(netlist)}
+    assert set(blocks) <= absorbed, (sorted(blocks), sorted(absorbed))
 
 
 def test_pe_gate_copy_is_one_block_ram_with_its_output_register(tmp_path, yosys):
