@@ -1,14 +1,13 @@
 """Analytic cycle model of the accelerator: cycles per frame predicted from the design alone.
 
-It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the
-activation FIFO, the job queue behind it (credits) and the entry walker (one entry per cycle, empty columns free), with the
-broadcaster sending one column per cycle to all PEs only when every FIFO has room, the m words of the
-element-wise pass and the independent words in turn, or, in a single stream's last layer, the m words
-first, as the scheduler does. The steady-state
-period runs from one frame's last-layer element-wise pass to the next one's: that pass with the next
-frame's layer-0 input interleaved, then layer 0's recurrent columns once the projection readout is done,
-then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element-wise pipeline, state
-changes) are constants below, calibrated against the Amaranth simulation (tests/test_hw_design.py).
+It replays the schedule of hw/scheduler.py at the granularity that matters for throughput: per PE, the activation
+FIFO, the job queue behind it (credits) and the entry walker (one entry per cycle, empty columns free), with the
+broadcaster sending one column per cycle to all PEs only when every FIFO has room, the m words of the element-wise
+pass and the independent words in turn, or, in a single stream's last layer, the m words first, as the scheduler
+does. The steady-state period runs from one frame's last-layer element-wise pass to the next one's: that pass with
+the next frame's layer-0 input interleaved, then layer 0's recurrent columns once the projection readout is done,
+then the remaining layers in order. Fixed latencies (FIFO, MAC pipeline, element-wise pipeline, state changes) are
+constants below, calibrated against the Amaranth simulation (tests/test_hw_design.py).
 
 Assumptions: every activation is non-zero (zero-skipping only makes frames faster), the input stream is
 always valid and the output stream always ready. `steady_state` is the period of a stream of frames that
@@ -241,7 +240,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
         # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
         follow = START_LATENCY + PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
         keys = [(l, PHASE_X)] + ([(l, PHASE_R)] if with_recurrent else [])
-        gate_sent = np.concatenate([frame_sent[key] for key in keys]) if all(key in frame_sent for key in keys) else None
+        gate_sent = (np.concatenate([frame_sent[key] for key in keys])
+                     if all(key in frame_sent for key in keys) else None)
         return (follow + _simulate([_Stream(np.concatenate(columns, axis=1), sent=gate_sent)], depth, unpack)
                 + READER_LATENCY
                 + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)

@@ -95,29 +95,29 @@ class LaneUnpacker(wiring.Component):
         """(phase -> mask ROM address of its column 0 / group 0, the ROM words), laid out as
         mask_address.mask_bases (the same in every PE): the word of a proj phase's group has bit k set where
         the PE has an entry in column `lanes * group + k`; an x or recurrent phase has a word per column, bit 0
-        set where the PE has an entry in it (x and y words use lane 0). Word 0 is all ones: what a phase
-        without a mask reads (the word passes whole)."""
+        set where the PE has an entry in it (x and y words use lane 0). The last word is all ones: what a phase
+        without a mask reads (the word passes whole); the words between phases are never read (0)."""
         design, pe, lanes = self._design, self._pe, self._design.lanes
         bases, size = mask_bases(design)
-        words = [(1 << lanes) - 1]
+        all_ones = (1 << lanes) - 1
+        words = [0] * (size - 1) + [all_ones]
         for l, info in enumerate(design.layers):
             for kind, columns in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
                                   (PHASE_PROJ, info.cell_size)):
                 phase = pe.phases[phase_index(l, kind)]
                 if phase_index(l, kind) not in bases:
                     continue
-                assert len(words) == bases[phase_index(l, kind)]
-                if not phase.used:      # another PE's phase: this PE's words pass whole, as word 0
-                    words += [(1 << lanes) - 1] * (columns if kind != PHASE_PROJ else design.lane_groups(l))
-                    continue
-                pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
-                has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
-                if kind != PHASE_PROJ:
-                    words += has_entries
-                    continue
-                for group in range(design.lane_groups(l)):
-                    words.append(sum(has_entries[c] << (c - lanes * group)
-                                     for c in range(lanes * group, min(lanes * (group + 1), columns))))
+                if not phase.used:      # another PE's phase: this PE's words pass whole
+                    phase_words = [all_ones] * (columns if kind != PHASE_PROJ else design.lane_groups(l))
+                else:
+                    pointers = pe.pointers[phase.ptr_offset:phase.ptr_offset + columns + 1]
+                    has_entries = [int(pointers[c + 1] > pointers[c]) for c in range(columns)]
+                    phase_words = has_entries if kind != PHASE_PROJ else [
+                        sum(has_entries[c] << (c - lanes * group)
+                            for c in range(lanes * group, min(lanes * (group + 1), columns)))
+                        for group in range(design.lane_groups(l))]
+                base = bases[phase_index(l, kind)]
+                words[base:base + len(phase_words)] = phase_words
         assert len(words) == size
         return bases, words
 
@@ -144,7 +144,7 @@ class LaneUnpacker(wiring.Component):
         queue_read = queue.read_port(domain="comb")
 
         # ---- mask stages: the word registered, beside its group mask, then with the lanes it keeps ------------
-        # a word's mask (the ROM's word 0, all ones, for a phase without one) is read at the sum of the address
+        # a word's mask (the ROM's all-ones word for a phase without one) is read at the OR of the address
         # parts that came with the word (hw/mask_address.py), from this unpacker's own registers of them: the
         # ROM's LUTs read from the broadcast register itself sat behind the route across the chip (#10: routed
         # late paths, 9.2 ns).
@@ -224,7 +224,7 @@ class LaneUnpacker(wiring.Component):
         m.d.comb += [
             take.eq((~head_valid | (has_credit & head_last)) & has_queued),
             load_head.eq(Mux(head_valid, has_credit & (has_queued | ~head_last), has_queued)),
-            mask_read.addr.eq(mask_base_1 + mask_offset_1),
+            mask_read.addr.eq(mask_base_1 | mask_offset_1),    # aligned: no bit in both (mask_address.py)
             *[stored[name].eq(word_4[name]) for name in queued_layout.members],
             stored.value.eq(sent_4),
             *[stored[name].eq(offer_4[name]) for name in offer_layout.members],

@@ -1,13 +1,14 @@
 """The lane unpackers' mask ROM address, computed once in front of the broadcaster.
 
 Every LaneUnpacker (hw/lanes.py) keeps a mask word per column of the x and recurrent phases and per group of
-`lanes` columns of the proj phases, in the same order in every PE (`mask_bases`), so the ROM address of a
+`lanes` columns of the proj phases, in the same layout in every PE (`mask_bases`), so the ROM address of a
 broadcast word does not depend on the PE. Computed in each unpacker from the broadcast register, the 16
 copies of `base(phase) + column (>> log2 lanes)` were merged by synthesis into one adder driving every PE's
 ROM across the chip (#10). Here its two parts are chosen once, before the broadcaster's output register, and
-travel with the word; each unpacker adds them from its own registers of them, in front of its ROM. (The sum
-computed here, in front of the broadcaster's register, sat behind the scheduler's source multiplexer: the
-16-PE board top's worst path with seed 1, 7.84 ns, and a late path with seed 3, 8.13 ns.)
+travel with the word; each unpacker combines them from its own registers of them, in front of its ROM. (The
+sum computed here, in front of the broadcaster's register, sat behind the scheduler's source multiplexer: the
+16-PE board top's worst path with seed 1, 7.84 ns, and a late path with seed 3, 8.13 ns.) Each phase's words
+start at an address aligned to their count, so the parts are combined by an OR, not an adder.
 """
 
 from __future__ import annotations
@@ -19,23 +20,42 @@ from amaranth.lib.wiring import In, Out
 from .design import PHASE_PROJ, PHASE_R, PHASE_X, AcceleratorDesign, bits_for, memory_depth, phase_index
 from .interfaces import design_lane_broadcast_layout
 
-__all__ = ["MaskAddresser", "mask_bases", "mask_address", "mask_address_parts", "unpacker_word_layout"]
+__all__ = ["MaskAddresser", "mask_all_ones_address", "mask_bases", "mask_address", "mask_address_parts",
+           "unpacker_word_layout"]
 
 
 def mask_bases(design: AcceleratorDesign) -> tuple[dict[int, int], int]:
-    """(phase -> mask ROM address of its column 0 / group 0, words in the ROM), the same in every PE. Word 0
-    is the all-ones word that a phase without masks reads (the word passes whole); each phase the design
-    broadcasts follows with a word per column (x, recurrent) or per group of `lanes` columns (proj)."""
+    """(phase -> mask ROM address of its column 0 / group 0, words in the ROM), the same in every PE. Each
+    phase the design broadcasts has a word per column (x, recurrent) or per group of `lanes` columns (proj), from
+    an address that is a multiple of that count rounded up to a power of two (the largest first), so that a
+    word's address is its base OR its offset: no adder in front of the ROM (#10: the sum's carry chain into the
+    ROM's LUTs was a routed late path at 32 PEs, 8.55 ns). The last word is all ones: what a phase without
+    masks reads (the word passes whole)."""
     if not isinstance(design, AcceleratorDesign):
         raise TypeError(f"expected an AcceleratorDesign, got {type(design).__name__}")
-    bases, size = {}, 1
+    counts = {}
     for l, info in enumerate(design.layers):
         for kind, words in ((PHASE_X, info.input_size), (PHASE_R, info.recurrent_size),
                             (PHASE_PROJ, design.lane_groups(l))):
             phase = phase_index(l, kind)
             if any(pe.phases[phase].used for pe in design.pes):
-                bases[phase], size = size, size + words
-    return bases, size
+                counts[phase] = words
+    bases, size = {}, 0
+    for phase in sorted(counts, key=lambda phase: (-_aligned(counts[phase]), phase)):
+        bases[phase], size = size, size + _aligned(counts[phase])
+    if bases:       # the all-ones word right after the last phase's words, not after its padding
+        last = max(bases, key=bases.get)
+        size = bases[last] + counts[last]
+    return bases, size + 1
+
+
+def _aligned(words: int) -> int:
+    return 1 << max(words - 1, 0).bit_length()
+
+
+def mask_all_ones_address(design: AcceleratorDesign) -> int:
+    """The mask ROM's all-ones word: the address of every word of a phase without masks."""
+    return mask_bases(design)[1] - 1
 
 
 def _proj_phases(design: AcceleratorDesign) -> set[int]:
@@ -45,23 +65,25 @@ def _proj_phases(design: AcceleratorDesign) -> set[int]:
 def mask_address_parts(design: AcceleratorDesign, phase: int, column: int) -> dict[str, int]:
     """The fields `mask_base` and `mask_offset` of a broadcast word of `phase` starting at `column` (the
     reference for MaskAddresser): the phase's first ROM word and the word's place in the phase (its column, or
-    its group for a proj phase); both 0 for a phase the design does not broadcast (word 0 passes it whole)."""
-    bases, _ = mask_bases(design)
+    its group for a proj phase), no bit set in both; the all-ones word and 0 for a phase the design does not
+    broadcast."""
+    bases, size = mask_bases(design)
     if phase not in bases:
-        return {"mask_base": 0, "mask_offset": 0}
+        return {"mask_base": size - 1, "mask_offset": 0}
     shift = design.lanes.bit_length() - 1
     return {"mask_base": bases[phase],
             "mask_offset": column >> shift if phase in _proj_phases(design) else column}
 
 
 def mask_address(design: AcceleratorDesign, phase: int, column: int) -> int:
-    """The ROM address of a broadcast word of `phase` starting at `column`: its base plus its offset."""
-    return sum(mask_address_parts(design, phase, column).values())
+    """The ROM address of a broadcast word of `phase` starting at `column`: its base OR its offset."""
+    parts = mask_address_parts(design, phase, column)
+    return parts["mask_base"] | parts["mask_offset"]
 
 
 def unpacker_word_layout(design: AcceleratorDesign) -> data.StructLayout:
     """A lane broadcast word (interfaces.design_lane_broadcast_layout) with what every unpacker derives from it
-    alike: `mask_base` and `mask_offset` (their sum: its ROM word) and `proj` (a word of a proj phase that the
+    alike: `mask_base` and `mask_offset` (their OR: its ROM word) and `proj` (a word of a proj phase that the
     design broadcasts)."""
     _, size = mask_bases(design)
     address = unsigned(bits_for(memory_depth(size) - 1))
@@ -108,10 +130,11 @@ class MaskAddresser(wiring.Component):
             *[getattr(self.o.payload, name).eq(getattr(self.i.payload, name))
               for name in design_lane_broadcast_layout(design).members],
         ]
-        # the phase's base and the operand (column, or group for a proj phase) are chosen apart, and added in
+        # the phase's base and the operand (column, or group for a proj phase) are chosen apart, and ORed in
         # the unpackers: no adder in front of the broadcaster's register
         column = self.i.payload.column
-        known = Signal()      # a phase the design broadcasts (another reads word 0)
+        known = Signal()      # a phase the design broadcasts (another reads the all-ones word)
+        m.d.comb += self.o.payload.mask_base.eq(mask_all_ones_address(design))
         with m.Switch(self.i.payload.phase):
             for phase, phase_base in bases.items():
                 with m.Case(phase):

@@ -88,6 +88,9 @@ class OutputStreamer(wiring.Component):
         # consumer's handshake and `last` crossed the chip (#10: the routed design's worst path, 9.6 ns).
         # `busy` covers that cycle.
         sent_last = Signal()
+        # `index` is the buffer's last word, as a flip-flop: `active` and its enable end one LUT after `index`,
+        # not behind the increment's carry chain and a comparison (#10: 8.74 ns at 32 PEs)
+        at_last = Signal()
         m.d.comb += [
             write_port.en.eq(self.write.valid & (self.write.payload.layer == design.n_layers - 1)),
             write_port.addr.eq(self.write.payload.index),
@@ -108,18 +111,18 @@ class OutputStreamer(wiring.Component):
         m.d.sync += [
             credits_used.eq(credits_used + issue - sent),
             valid_1.eq(issue),
-            last_1.eq(index == output_size - 1),
+            last_1.eq(at_last),
             valid_2.eq(valid_1),
             last_2.eq(last_1),
             word_2.eq(read_port.data),
             sent_last.eq(sent & self.o.payload.last),
         ]
         with m.If(issue):
-            m.d.sync += index.eq(index + 1)
-            with m.If(index + 1 == output_size):
+            m.d.sync += [index.eq(index + 1), at_last.eq(index == output_size - 2 if output_size > 1 else 0)]
+            with m.If(at_last):
                 m.d.sync += active.eq(0)
         with m.If(sent_last):
             m.d.sync += self.frames_done.eq(self.frames_done + 1)
         with m.If(self.start):
-            m.d.sync += [active.eq(1), index.eq(0)]
+            m.d.sync += [active.eq(1), index.eq(0), at_last.eq(output_size == 1)]
         return m

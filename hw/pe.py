@@ -227,10 +227,10 @@ class SparsePE(wiring.Component):
         def copy(dst, src):
             return [dst[key].eq(src[key]) for key in dst]
 
-        # L: addresses registered; F: the pointers on the block RAM's outputs; G: registered; Q: the non-empty
-        # jobs registered, then written into the job queue that the walker takes from. No stage has an enable: the FIFO pops only while
-        # the job queue has room for every word popped and not yet taken (credits, a flip-flop), so the walker's
-        # decisions reach no stage register and not the FIFO's output register (#10: that chain of advances
+        # L: addresses registered; F: the pointers on the block RAM's outputs; G: registered; Q: the non-empty jobs
+        # registered, then written into the job queue that the walker takes from. No stage has an enable: the FIFO pops
+        # only while the job queue has room for every word popped and not yet taken (credits, a flip-flop), so the
+        # walker's decisions reach no stage register and not the FIFO's output register (#10: that chain of advances
         # ended in their enables).
         located_valid = Signal()      # the popped word, with its two pointer addresses registered
         located = job_fields("located")

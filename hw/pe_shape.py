@@ -16,8 +16,8 @@ from amaranth.lib.memory import Memory
 
 from .design import ENTRY_BANK_WORDS, AcceleratorDesign, PEDesign, bits_for, entry_banks, memory_depth
 
-__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "column_pointers", "entry_memory_names", "pe_memory_contents",
-           "cell_constants", "cell_constants_bases", "cell_constants_layout"]
+__all__ = ["PEShape", "MemoryContents", "phase_rom", "layer_rom", "column_pointers", "entry_memory_names",
+           "pe_memory_contents", "cell_constants", "cell_constants_bases", "cell_constants_layout"]
 
 
 @dataclass(frozen=True)

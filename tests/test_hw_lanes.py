@@ -329,7 +329,16 @@ def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
         words += [{"phase": phase, "buffer": c & 1, "column": c, "value": 1, "values": [c] * lanes}
                   for c in range(0, columns, step)]
     addresses = [mask_address(design, w["phase"], w["column"]) for w in words]
-    assert sorted(set(addresses) - {0}) == list(range(1, size))     # every ROM word but word 0, once
+    # every broadcast phase's words at their own addresses, aligned so that base | offset is base + offset;
+    # a phase without masks at the last word, all ones
+    masked = [a for w, a in zip(words, addresses) if w["phase"] in bases]
+    assert len(set(masked)) == len(masked) and max(masked) < size - 1
+    assert {a for w, a in zip(words, addresses) if w["phase"] not in bases} <= {size - 1}
+    for w in words:
+        parts = mask_address_parts(design, w["phase"], w["column"])
+        assert parts["mask_base"] & parts["mask_offset"] == 0
+    rom = LaneUnpacker(design, 1).group_masks()[1]
+    assert rom[size - 1] == (1 << lanes) - 1
     dut = MaskAddresser(design)
     got = []
 
@@ -342,7 +351,8 @@ def test_mask_addresser_gives_every_phase_its_rom_words(lanes, layers, proj):
             assert (ctx.get(dut.o.valid), ctx.get(dut.i.ready)) == (k & 1, k % 3 != 0)
             out = ctx.get(dut.o.payload)
             assert list(out.values) == word["values"] and out.buffer == word["buffer"]
-            got.append((out.phase, out.column, out.mask_base + out.mask_offset, out.proj))
+            assert out.mask_base & out.mask_offset == 0
+            got.append((out.phase, out.column, out.mask_base | out.mask_offset, out.proj))
 
     sim = Simulator(dut)
     sim.add_testbench(testbench)

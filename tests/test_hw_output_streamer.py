@@ -64,10 +64,13 @@ def run_streamer(design, frames, rng, stall):
     return got, done
 
 
-@pytest.mark.parametrize("layers,proj", [(2, 4), (1, None)])
+@pytest.mark.parametrize("layers,proj", [(2, 4), (1, None), (1, 1), (2, 2)])
 @pytest.mark.parametrize("stall", [0.0, 0.6])
 def test_streamer_sends_the_last_layers_y_per_frame(layers, proj, stall, rng):
+    """Also frames of one and two words: the streamer's last-word flag is set at the start or by the read
+    before the last."""
     design = AcceleratorDesign.from_encoded(encoded_model(layers=layers, proj=proj, n_pes=2))
+    assert design.output_size == (proj or 9)
     half = 1 << (design.act_bits - 1)
     frames = [[int(v) for v in rng.integers(-half, half, design.output_size)] for _ in range(3)]
     got, done = run_streamer(design, frames, rng, stall)

@@ -83,7 +83,8 @@ def absorb_output_registers(netlist: dict) -> list[str]:
             for side in "AB":
                 if parameters.get(f"REGMODE_{side}", "NOREG").strip() != "NOREG":
                     continue
-                if not (_constant(connections.get(f"RST{side}"), "0") and _constant(connections.get(f"OCE{side}"), "1")):
+                if not (_constant(connections.get(f"RST{side}"), "0")
+                        and _constant(connections.get(f"OCE{side}"), "1")):
                     continue
                 if parameters.get(f"CLK{side}MUX", f"CLK{side}").strip() != f"CLK{side}":
                     continue
