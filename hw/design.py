@@ -115,6 +115,13 @@ def bram_slices(width: int, slice_bits: int = BRAM_SLICE_BITS) -> list[tuple[int
     return [(low, min(slice_bits, width - low)) for low in range(0, width, slice_bits)]
 
 
+def equal_bram_slices(width: int, slice_bits: int = BRAM_SLICE_BITS) -> list[tuple[int, int]]:
+    """As many slices as `bram_slices(width, slice_bits)`, of equal widths: no narrow remainder, which synthesis
+    may map to distributed RAM with the address logic in front of its read."""
+    count = -(-width // slice_bits)
+    return bram_slices(width, -(-width // count))
+
+
 @dataclass(frozen=True)
 class PhaseEntry:
     """How one PE handles columns of one phase.

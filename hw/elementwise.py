@@ -76,7 +76,7 @@ from amaranth.lib.wiring import In, Out
 from ..spec.numerics import Numerics
 from .activation import ActivationPipeline, checked_table
 from .credit_queue import CreditQueue
-from .design import NO_COLLISIONS, bram_slices
+from .design import NO_COLLISIONS, equal_bram_slices
 from .fixed import round_shift_saturate
 from .interfaces import elementwise_in_layout, elementwise_out_layout
 from .multiplier import PipelinedMultiplier
@@ -270,16 +270,13 @@ class ElementwiseUnit(wiring.Component):
         # takes `c_read_2` (hw/boards/bram_registers.py; #10: 20 bits in one 36-bit-wide DP16KD kept the register
         # in the fabric behind the array's 5.8 ns, a late path of the 16-PE board top, 8.79 ns). Equal widths, not
         # 18 + 2: a narrow slice may become distributed RAM with the address multiplexer in front of its read
-        slice_count = len(bram_slices(n.cell_bits))
-        slice_bits = -(-n.cell_bits // slice_count)
         c_read_addr = Signal(range(self.streams * self.cell_depth))
         c_read_data = Signal(signed(n.cell_bits))
         c_write_addr = Signal.like(c_read_addr)
         c_write_data = Signal(signed(n.cell_bits))
         c_write_en = Signal()
         cell_state_ports = []
-        for k, low in enumerate(range(0, n.cell_bits, slice_bits)):
-            width = min(slice_bits, n.cell_bits - low)
+        for k, (low, width) in enumerate(equal_bram_slices(n.cell_bits)):
             m.submodules[f"cell_state{k}"] = cell_state = Memory(
                 shape=width, depth=self.streams * self.cell_depth, init=[], attrs=NO_COLLISIONS)
             cell_state_ports.append((low, width, cell_state.read_port(), cell_state.write_port()))

@@ -20,8 +20,7 @@ from amaranth.lib.wiring import In, Out
 from .design import PHASE_PROJ, PHASE_R, PHASE_X, AcceleratorDesign, bits_for, memory_depth, phase_index
 from .interfaces import design_lane_broadcast_layout
 
-__all__ = ["MaskAddresser", "mask_all_ones_address", "mask_bases", "mask_address", "mask_address_parts",
-           "unpacker_word_layout"]
+__all__ = ["MaskAddresser", "mask_bases", "mask_address", "mask_address_parts", "unpacker_word_layout"]
 
 
 def mask_bases(design: AcceleratorDesign) -> tuple[dict[int, int], int]:
@@ -40,22 +39,15 @@ def mask_bases(design: AcceleratorDesign) -> tuple[dict[int, int], int]:
             phase = phase_index(l, kind)
             if any(pe.phases[phase].used for pe in design.pes):
                 counts[phase] = words
-    bases, size = {}, 0
+    bases, next_base, end = {}, 0, 0
     for phase in sorted(counts, key=lambda phase: (-_aligned(counts[phase]), phase)):
-        bases[phase], size = size, size + _aligned(counts[phase])
-    if bases:       # the all-ones word right after the last phase's words, not after its padding
-        last = max(bases, key=bases.get)
-        size = bases[last] + counts[last]
-    return bases, size + 1
+        bases[phase], next_base = next_base, next_base + _aligned(counts[phase])
+        end = bases[phase] + counts[phase]      # the all-ones word after the last phase's words, not its padding
+    return bases, end + 1
 
 
 def _aligned(words: int) -> int:
     return 1 << max(words - 1, 0).bit_length()
-
-
-def mask_all_ones_address(design: AcceleratorDesign) -> int:
-    """The mask ROM's all-ones word: the address of every word of a phase without masks."""
-    return mask_bases(design)[1] - 1
 
 
 def _proj_phases(design: AcceleratorDesign) -> set[int]:
@@ -121,7 +113,7 @@ class MaskAddresser(wiring.Component):
     def elaborate(self, platform):
         design = self._design
         shift = design.lanes.bit_length() - 1
-        bases, _ = mask_bases(design)
+        bases, size = mask_bases(design)
         proj_phases = _proj_phases(design)
         m = Module()
         m.d.comb += [
@@ -134,7 +126,7 @@ class MaskAddresser(wiring.Component):
         # the unpackers: no adder in front of the broadcaster's register
         column = self.i.payload.column
         known = Signal()      # a phase the design broadcasts (another reads the all-ones word)
-        m.d.comb += self.o.payload.mask_base.eq(mask_all_ones_address(design))
+        m.d.comb += self.o.payload.mask_base.eq(size - 1)     # the all-ones word
         with m.Switch(self.i.payload.phase):
             for phase, phase_base in bases.items():
                 with m.Case(phase):

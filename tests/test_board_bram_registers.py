@@ -298,8 +298,8 @@ def test_written_block_rams_map_without_collision_logic_and_take_their_registers
     # the attribute stands before its memory (after any other attributes of it)
     marked = sorted(next(line for line in part.split("\n")[1:] if not line.strip().startswith("(*")).split()[-2]
                     for part in text.split("no_rw_check")[1:])
-    # the slices of the PEs' copies of their gate banks (hw/pe.py), two per PE
     # the element-wise cell state in two slices (20 bits), the slices of the PEs' copies of their gate banks
+    # (hw/pe.py), two per PE
     assert marked == ["cell_state0", "cell_state1", *["gate_mac_copy0"] * 2, *["gate_mac_copy1"] * 2,
                       "output_buffer", "y_memory"]
 
