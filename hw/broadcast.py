@@ -76,7 +76,13 @@ class Broadcaster(wiring.Component):
         regions = range(0, self._n_outputs, ROOM_REGION)
         region_ready = Signal(len(regions))   # every output of the region had room in the previous cycle
         region_ready_1 = Signal(len(regions))  # region_ready a cycle later: high whenever all_ready is
-        all_ready = Signal()                  # every region was ready in the previous cycle
+        all_ready = Signal(attrs={"keep": 1})  # every region was ready in the previous cycle
+        # the same flag again for `i.ready` alone, which reaches back into the scheduler: a flip-flop of its own
+        # can sit near it while `all_ready` stays with the word register and the relays (#10: `all_ready`'s
+        # fan-out into the scheduler's m_passed and the m slice, all 24 late register inputs of a 32-PE build at
+        # 8.76 ns); `keep` on both, or synthesis would merge them
+        upstream_ready = Signal(attrs={"keep": 1})
+        may_load = Signal()                   # the word register may take a word: ~held_valid | all_ready
         # a word leaves the register when every region was ready; one whose value is 0 goes nowhere (it is dropped
         # there): the zero test starts from the register, not from the sources' multiplexer (#10: the sources'
         # words through it into `held_valid` were the worst path at 16 and at 32 PEs)
@@ -108,18 +114,20 @@ class Broadcaster(wiring.Component):
                 # valid only when every PE takes it, so the word enters all FIFOs in the same cycle
                 m.d.comb += [port.valid.eq(region_valid), port.payload.eq(words[r])]
         m.d.comb += [
-            self.i.ready.eq(~held_valid | all_ready),
+            may_load.eq(~held_valid | all_ready),
+            self.i.ready.eq(~held_valid | upstream_ready),
             self.busy.eq(held_valid | Cat(in_relay).any()),
         ]
         m.d.sync += [
             *[region_ready[r].eq(self.room[start:start + ROOM_REGION].all()) for r, start in enumerate(regions)],
             region_ready_1.eq(region_ready),
             all_ready.eq(region_ready.all()),
+            upstream_ready.eq(region_ready.all()),
         ]
         # the word register loads whenever it may take a word, valid or not (its contents count only with
         # `held_valid`): its enable is `ready`, from flip-flops, not the upstream valid (#10: the scheduler's
         # valid logic fanned out to every payload bit)
-        with m.If(self.i.ready):
+        with m.If(may_load):
             m.d.sync += [held_valid.eq(self.i.valid), held.eq(self.i.payload)]
         return m
 

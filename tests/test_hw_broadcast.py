@@ -78,3 +78,32 @@ def test_broadcaster_rejects_bad_parameters():
         Broadcaster(data.StructLayout({"column": unsigned(4)}), 2)
     with pytest.raises(ValueError, match="n_outputs"):
         Broadcaster(LAYOUT, 0)
+
+
+def test_synthesis_keeps_the_ready_flag_for_upstream_apart(tmp_path, yosys):
+    """`i.ready` comes from a flip-flop of its own, not `all_ready`, which loads the word register and the relays
+    (#10: all_ready's fan-out into the scheduler was every late path of a 32-PE build): the two must survive
+    synthesis as two flip-flops, as the board builds run it (`keep` onto the flip-flops, then synth_ecp5)."""
+    import json
+    import subprocess
+
+    from amaranth.back import rtlil
+
+    from sparselstm.hw.boards.flow import KEEP_FLIP_FLOPS
+    from sparselstm.hw.memory_images import component_ports
+
+    dut = Broadcaster(LAYOUT, 16)
+    (tmp_path / "bcast.il").write_text(rtlil.convert(dut, name="bcast", emit_src=False, ports=component_ports(dut)))
+    subprocess.run([*yosys, "-q", "-p", f"read_rtlil bcast.il; {KEEP_FLIP_FLOPS}; synth_ecp5 -top bcast; "
+                    "write_json bcast.json"], cwd=tmp_path, check=True)
+    module = json.loads((tmp_path / "bcast.json").read_text())["modules"]["bcast"]
+    flop_of = {}                        # a flag's name -> the bit its flip-flop drives
+    for cell in module["cells"].values():
+        if cell["type"] == "TRELLIS_FF":
+            q = cell["connections"]["Q"][0]
+            flop_of.update({name: q for name, net in module["netnames"].items() if q in net["bits"]})
+    assert flop_of["all_ready"] != flop_of["upstream_ready"]
+    ready_bit = module["ports"]["i__ready"]["bits"][0]
+    driver = next(cell for cell in module["cells"].values() if ready_bit in cell["connections"].get("Z", []))
+    inputs = {bit for port, bits in driver["connections"].items() if port != "Z" for bit in bits}
+    assert flop_of["upstream_ready"] in inputs and flop_of["all_ready"] not in inputs

@@ -18,10 +18,10 @@ from functools import reduce
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal
 from amaranth.lib import crc, data, stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..registered_fifo import RegisteredFifo
 from ..skid import SkidBuffer
 from ...spec.host_link import (COUNTERS_BYTES, ERROR_BYTES, IDENTITY_BYTES, MODEL_ID_BYTES, PROTOCOL_VERSION,
                                SYNC, WORD_BYTES, Command, LinkErrorCode, Reply)
@@ -110,7 +110,9 @@ class HostLink(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.rx_slice = rx_slice = SkidBuffer(8)
-        m.submodules.rx_buffer = rx_buffer = SyncFIFOBuffered(width=8, depth=self.rx_buffer_bytes)
+        # its flags are flip-flops (hw/registered_fifo.py): at 32 PEs the link is sometimes placed apart, and
+        # SyncFIFOBuffered's level through its flags into its read pointer was then the worst path (#10: 10.65 ns)
+        m.submodules.rx_buffer = rx_buffer = RegisteredFifo(8, self.rx_buffer_bytes)
         m.submodules.rx_crc = rx_crc = crc.catalog.CRC16_IBM_3740(8).create()
         m.submodules.framer = framer = FrameTransmitter()
         m.submodules.frame_buffer = frame_buffer = Memory(shape=8 * WORD_BYTES, depth=self.input_size, init=[])
@@ -123,18 +125,17 @@ class HostLink(wiring.Component):
         # bytes reach the buffer through a slice: `rx.ready`, and so `received` and the source's overrun, come
         # from a flip-flop, not from the buffer's level (#10: the level through `w_rdy` into the idle counter's
         # reset, the overrun flag and the CRC was a 32-PE board top's worst path, 9.07 ns)
-        m.d.comb += [rx_buffer.w_data.eq(rx_slice.o.payload), rx_buffer.w_en.eq(rx_slice.o.valid),
-                     rx_slice.o.ready.eq(rx_buffer.w_rdy)]
+        wiring.connect(m, rx_slice.o, rx_buffer.w)
         # The parser reads a register loaded from the buffer, not the buffer's block RAM output, which comes
         # late in the cycle (an ECP5 build's worst path ran from it into the parser's state); at most a byte
         # every other cycle, ten times a UART's rate at 4 cycles a bit.
         byte, byte_valid, take = Signal(8), Signal(), Signal()
-        m.d.comb += [rx_buffer.r_en.eq(~byte_valid & rx_buffer.r_rdy), rx_crc.data.eq(byte)]
-        with m.If(rx_buffer.r_en):
-            m.d.sync += [byte.eq(rx_buffer.r_data), byte_valid.eq(1)]
+        m.d.comb += [rx_buffer.r.ready.eq(~byte_valid), rx_crc.data.eq(byte)]
+        with m.If(rx_buffer.r.valid & ~byte_valid):
+            m.d.sync += [byte.eq(rx_buffer.r.payload), byte_valid.eq(1)]
         with m.Elif(take):
             m.d.sync += byte_valid.eq(0)
-        nothing_received = ~byte_valid & ~rx_buffer.r_rdy & ~rx_slice.o.valid
+        nothing_received = ~byte_valid & rx_buffer.empty & ~rx_slice.o.valid
         received = self.rx.valid & self.rx.ready
         m.d.sync += self.activity.eq(received | (self.tx.valid & self.tx.ready))    # it drives a far LED
         longest_wait = max(self.timeout_cycles, self.quiet_cycles)
