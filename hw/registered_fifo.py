@@ -24,6 +24,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .design import NO_COLLISIONS
+
 __all__ = ["RegisteredFifo"]
 
 
@@ -52,7 +54,10 @@ class RegisteredFifo(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.memory = memory = Memory(shape=self._payload_shape, depth=self.depth, init=[])
+        # a read never meets a write of its address (the ring is never written full), so Yosys needs no
+        # collision logic behind the block RAM, which would keep its output register in the fabric
+        m.submodules.memory = memory = Memory(shape=self._payload_shape, depth=self.depth, init=[],
+                                              attrs=NO_COLLISIONS)
         write_port = memory.write_port()
         read_port = memory.read_port()
 

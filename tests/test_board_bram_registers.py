@@ -438,3 +438,33 @@ def test_readers_zero_unread_words_without_a_reset_across_the_chip(tmp_path, yos
             assert set(resets) == {"0"}, (p, resets)
         else:
             assert len(resets) == 1 and "0" not in resets, (p, resets)
+
+
+def test_link_receive_buffer_is_one_block_ram_with_its_output_register(tmp_path, yosys):
+    """The host link's receive buffer (hw/registered_fifo.py): one DP16KD with no collision logic behind it
+    (its memory is marked, and the board builds' RTLIL pass sets the masks), whose read data load only the
+    parser's byte register, which has no reset: the pass makes it the block's output register (#10: the block
+    RAM into that register was the 16-PE board top's worst path, 7.54 ns)."""
+    from amaranth.back import rtlil
+
+    from sparselstm.hw.boards.host_link import HostLink
+    from sparselstm.hw.boards.rtlil_memories import undefine_marked_collisions
+    from sparselstm.hw.interfaces import input_word_layout, output_word_layout
+    from sparselstm.hw.memory_images import component_ports
+    from sparselstm.spec.host_link import MODEL_ID_BYTES
+
+    link = HostLink(input_layout=input_word_layout(16), output_layout=output_word_layout(16), input_size=40,
+                    output_size=40, model_id=bytes(MODEL_ID_BYTES), counter_bits=32, cycle_counter_bits=48,
+                    rx_buffer_bytes=2048, timeout_cycles=1000, quiet_cycles=1000, clock_hz=125_000_000)
+    text, marked = undefine_marked_collisions(rtlil.convert(link, name="link", emit_src=False,
+                                                            ports=component_ports(link)))
+    assert any("rx_buffer" in name for name in marked), marked
+    (tmp_path / "link.il").write_text(text)
+    subprocess.run([*yosys, "-q", "-p", "read_rtlil link.il; synth_ecp5 -top link; write_json link.json"],
+                   cwd=tmp_path, check=True)
+    netlist = json.loads((tmp_path / "link.json").read_text())
+    cells = netlist["modules"]["link"]["cells"]
+    blocks = [name for name, cell in cells.items() if cell["type"] == "DP16KD" and "rx_buffer" in name]
+    assert len(blocks) == 1, blocks
+    assert not [name for name in cells if "rx_buffer" in name and ("_DOA" in name or "_DOB" in name)]
+    assert blocks[0] in {port.split(":")[0] for port in absorb_output_registers(netlist)}

@@ -128,9 +128,18 @@ class HostLink(wiring.Component):
         wiring.connect(m, rx_slice.o, rx_buffer.w)
         # The parser reads a register loaded from the buffer, not the buffer's block RAM output, which comes
         # late in the cycle (an ECP5 build's worst path ran from it into the parser's state); at most a byte
-        # every other cycle, ten times a UART's rate at 4 cycles a bit.
-        byte, byte_valid, take = Signal(8), Signal(), Signal()
-        m.d.comb += [rx_buffer.r.ready.eq(~byte_valid), rx_crc.data.eq(byte)]
+        # every other cycle, ten times a UART's rate at 4 cycles a bit. No reset (it counts only with
+        # `byte_valid`), so the board builds move it into the block RAM as its output register
+        # (hw/boards/bram_registers.py; #10: the block RAM into it was the 16-PE board top's worst path, 7.54 ns)
+        byte, byte_valid, take = Signal(8, reset_less=True), Signal(), Signal()
+        m.d.comb += rx_buffer.r.ready.eq(~byte_valid)
+        # the CRC takes each byte a cycle after the parser did, from flip-flops of its own: the parser's state
+        # decode reaches those three, not the CRC's sixteen (#10: the decode into the CRC, 16 late register inputs
+        # of a 32-PE board top with the link placed apart, 8.69 ns)
+        crc_byte, crc_take, crc_begin = Signal(8, reset_less=True), Signal(), Signal()
+        crc_byte_taken, crc_begun = Signal(), Signal()
+        m.d.sync += [crc_byte.eq(byte), crc_byte_taken.eq(crc_take), crc_begun.eq(crc_begin)]
+        m.d.comb += [rx_crc.data.eq(crc_byte), rx_crc.valid.eq(crc_byte_taken), rx_crc.start.eq(crc_begun)]
         with m.If(rx_buffer.r.valid & ~byte_valid):
             m.d.sync += [byte.eq(rx_buffer.r.payload), byte_valid.eq(1)]
         with m.Elif(take):
@@ -193,7 +202,7 @@ class HostLink(wiring.Component):
                     m.d.sync += overrun_seen.eq(0)
                     fail(LinkErrorCode.OVERRUN)
                 with m.Elif(byte_valid):
-                    m.d.comb += [take.eq(1), rx_crc.valid.eq(1)]
+                    m.d.comb += [take.eq(1), crc_take.eq(1)]
                     m.next = following
                     if store is not None:
                         m.d.sync += store.eq(byte)
@@ -210,7 +219,7 @@ class HostLink(wiring.Component):
                 with m.Elif(byte_valid):
                     m.d.comb += take.eq(1)
                     with m.If(byte == SYNC):
-                        m.d.comb += rx_crc.start.eq(1)
+                        m.d.comb += crc_begin.eq(1)
                         m.d.sync += frame_type.eq(0)        # an error before the type names none
                         m.next = "TYPE"
             in_frame("TYPE", "LENGTH_LOW", store=frame_type)
@@ -237,7 +246,9 @@ class HostLink(wiring.Component):
                     m.next = "PAYLOAD"
             in_frame("PAYLOAD", "CRC_HIGH", action=payload_byte)
             in_frame("CRC_HIGH", "CRC_LOW")
-            in_frame("CRC_LOW", "CHECK_CRC")
+            in_frame("CRC_LOW", "CRC_SETTLE")
+            with m.State("CRC_SETTLE"):              # the CRC takes the last byte in this cycle
+                m.next = "CHECK_CRC"
             with m.State("CHECK_CRC"):
                 m.d.sync += word_index.eq(0)
                 with m.If(~rx_crc.match_detected):
