@@ -10,11 +10,10 @@ make a one-cycle-old count safe are:
 - a fetch (block RAM -> read data) needs the count a cycle ago to be at least 2, or at least 1 or a write
   since then with no fetch since then.
 
-A word written in one cycle can be fetched in the next and is offered in the one after, as from SyncFIFOBuffered.
-
-So the memory holds at most `depth` words (a write never meets a full ring), and the read register one more.
-Words are written at the full rate up to depth - 1 stored, and read at the full rate while the memory holds two
-or more, every other cycle when it holds one.
+So the memory holds at most `depth` words (a write never meets a full ring), and the read data one more. Words
+are written at the full rate until the memory is nearly full, and read at the full rate while it holds two or
+more, every other cycle when it holds one. A word written in one cycle can be fetched in the next and is offered
+in the one after, as from SyncFIFOBuffered (the host link's exact timeouts count on it).
 """
 
 from __future__ import annotations
