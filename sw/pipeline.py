@@ -225,6 +225,8 @@ def format_report(report: dict) -> str:
         if best["index_bits"] != own and this["max_entries_per_pe_per_frame"]:
             saved = 1 - best["max_entries_per_pe_per_frame"] / this["max_entries_per_pe_per_frame"]
             memory = best["memory_bits"] / this["memory_bits"] - 1
-            lines.append(f"hint: --index-bits {best['index_bits']} gives the busiest PE {100 * saved:.1f} % fewer "
-                         f"entries (cycles) per frame, for {100 * memory:+.1f} % memory")
+            cycles = (f"the busiest PE {100 * saved:.1f} % fewer entries (cycles) per frame" if saved > 0
+                      else "the same entries (cycles) per frame")
+            lines.append(f"hint: --index-bits {best['index_bits']} gives {cycles}, in "
+                         f"{abs(100 * memory):.1f} % {'less' if memory < 0 else 'more'} memory")
     return "\n".join(lines)

@@ -86,6 +86,10 @@ def test_index_width_hint_on_a_very_sparse_model(tmp_path, capsys):
     best = min(report["index_width_options"], key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))
     assert best["index_bits"] > 2
     assert f"hint: --index-bits {best['index_bits']} gives the busiest PE" in out
+    this = next(o for o in report["index_width_options"] if o["index_bits"] == 2)
+    # Fewer padding entries outweigh the wider word here: less memory as well.
+    assert best["memory_bits"] < this["memory_bits"]
+    assert f"in {100 * (1 - best['memory_bits'] / this['memory_bits']):.1f} % less memory" in out
     code, out, err = run_cli(capsys, path, "-o", tmp_path / "enc2", "--pes", 2, "--density", 0.03,
                              "--index-bits", best["index_bits"])
     assert code == 0
@@ -93,6 +97,19 @@ def test_index_width_hint_on_a_very_sparse_model(tmp_path, capsys):
     # Re-encoded at the suggested width, the table looks further out: never back to a narrower width.
     assert min(again, key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))["index_bits"] >= \
         best["index_bits"]
+
+
+def test_index_width_hint_for_the_same_cycles_in_less_memory(tmp_path, capsys):
+    """A dense model has no zero runs: a narrower index costs no padding, so the hint offers the memory."""
+    path = tmp_path / "dense.npz"
+    save_npz(random_model(input_size=10, cell_size=20, proj_size=5, seed=1), path)
+    code, out, err = run_cli(capsys, path, "-o", tmp_path / "enc", "--pes", 4, "--density", 1.0)
+    assert code == 0, err
+    report = json.loads((tmp_path / "enc" / "report.json").read_text())
+    best = min(report["index_width_options"], key=lambda o: (o["max_entries_per_pe_per_frame"], o["memory_bits"]))
+    assert best["index_bits"] < 4
+    assert f"hint: --index-bits {best['index_bits']} gives the same entries (cycles) per frame, in " in out
+    assert " % less memory" in out
 
 
 def test_density_one_keeps_every_weight_and_balanced_is_the_default(checkpoint, tmp_path, capsys):
