@@ -132,6 +132,19 @@ def test_a_damaged_model_file_is_caught_or_harmless(tmp_path, model_files, suffi
                                 lambda result: same_model(result, reference))
 
 
+def test_a_zip64_locator_naming_other_disks_is_a_damaged_checkpoint(tmp_path, model_files):
+    """Hypothesis found it: a flip that turns the 20 bytes before the end record into a ZIP64 locator of a
+    multi-disk archive made zipfile.is_zipfile itself raise BadZipFile, which escaped as a traceback."""
+    import struct
+
+    original, _ = model_files[".pt"]
+    end = original.rindex(b"PK\x05\x06")   # the end-of-central-directory record
+    locator = b"PK\x06\x07" + struct.pack("<LQL", 0, 0, 2)   # ... on 2 disks
+    path = damaged_copy(tmp_path, ".pt", original[:end - len(locator)] + locator + original[end:])
+    with pytest.raises(LoadError, match=f"{path.name}: damaged PyTorch checkpoint .*span multiple disks"):
+        load_model(path)
+
+
 def npz_with(model, change):
     def write(path):
         save_npz(model, path)

@@ -22,6 +22,15 @@ def zip_names(path: Path) -> list[str]:
         raise LoadError(f"{path}: corrupted zip archive ({error})") from None
 
 
+def is_zip(path: Path, what: str) -> bool:
+    """zipfile.is_zipfile, with a damaged end record reported as damage: is_zipfile raises BadZipFile itself
+    for some (a ZIP64 locator that names other disks), where it should answer."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as error:
+        raise LoadError(f"{path}: damaged {what} ({error})") from None
+
+
 def verify_zip(path: Path, what: str) -> None:
     """Read every member of the zip container at `path`, so that zipfile checks each one's CRC-32.
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 
 from ...spec.errors import LoadError
 from ..model import LSTMPLayer, LSTMPModel
-from .common import checked_array, gate_rows, preview, reject_extra_keys, verify_zip
+from .common import checked_array, gate_rows, is_zip, preview, reject_extra_keys, verify_zip
 
 __all__ = ["TORCH_SUFFIXES", "load_torch"]
 
@@ -102,7 +101,7 @@ _TORCH_PARAM = re.compile(r"^(?:(?P<prefix>.*)\.)?(?P<param>weight_ih|weight_hh|
 def load_torch(path: Path, prefix: str | None = None, allow_extra_keys: bool = False) -> LSTMPModel:
     """Read the LSTM at `prefix` (its module path; None: the only one) of a PyTorch checkpoint."""
     torch = _import_torch(path)
-    if zipfile.is_zipfile(path):
+    if is_zip(path, "PyTorch checkpoint"):
         verify_zip(path, "PyTorch checkpoint")
     state = _torch_state_dict(torch, path, _torch_load(torch, path))
 
