@@ -38,7 +38,7 @@ import numpy as np
 
 from .accelerator import Accelerator
 from .design import (RELAY_STAGES, ROOM_MARGIN, STATUS_STAGES, AcceleratorDesign, PHASE_PROJ, PHASE_R, PHASE_X,
-                     phase_index)
+                     pe_fifo_words, phase_index)
 from .lanes import LaneElementwise
 from .pe import SparsePE
 from .readout import CELL_READ_LATENCY, PROJ_READ_LATENCY, START_LATENCY
@@ -58,8 +58,17 @@ ELEMENTWISE_LATENCY = LaneElementwise.LATENCY   # the lanes' ElementwiseUnits an
 SLICE_LATENCY = 1         # each register slice (SkidBuffer) on a stream: the cells' and the m words'
 CELL_SLICES = Accelerator.CELL_SLICES   # slices on the cells' way to the element-wise lanes
 UNPACKER_LATENCY = 5 + RELAY_STAGES   # lanes > 1: relays, the unpacker's input register, mask stages, queue
-UNPACKER_ROOM_LAG = 3 + RELAY_STAGES  # ... its room flag, the region AND, `all_ready`, relays: registers a word passes
 UNPACKER_SENT_LATENCY = 1  # ... a column sent to the PE, in the unpacker's output register first
+# An unpacker's `room` counts a word from its first stage until its last column has gone to the PE (a word without
+# a column for the PE: through the mask stages only), and the broadcaster sees the flag through the region AND and
+# `all_ready` (hw/lane_unpacker.py, hw/broadcast.py): a word sent at cycle s holds back the sends from
+# s + UNPACKER_ROOM_SEEN on (relays, the first stage, the flag, the AND, all_ready: ROOM_MARGIN words get out
+# before), one without columns until s + UNPACKER_ROOM_SEEN + UNPACKER_MASK_STAGES, one whose last column the
+# replay moves at x until x + UNPACKER_ROOM_RELEASE (the unpacker sends it a cycle after that move, then the count,
+# the flag, the AND, all_ready). The replay's PE FIFO holds the unpacker's credits' worth, pe_fifo_words.
+UNPACKER_ROOM_SEEN = ROOM_MARGIN + 1
+UNPACKER_MASK_STAGES = 4
+UNPACKER_ROOM_RELEASE = 1 + 4
 DEFAULT_LANES_LIMIT = 8   # default_lanes tries 1, 2, 4, 8 lanes ...
 DEFAULT_LANES_GAIN = 0.02  # ... and doubles them while that shortens the frame by more than 2 %
 
@@ -138,7 +147,10 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
     send last (the scheduler's two rules). Sets each stream's `done_at` (cycle its
     last word was finished by every PE, plus the MAC drain) and returns the cycle everything is done."""
     n_pes = streams[0].n_pes   # callers pass at least one stream
-    unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream] per unpacker FIFO word
+    unpacking = [[] for _ in range(n_pes)]   # [columns left, visible_at, stream, counted] per unpacker FIFO word
+    # per unpacker, what its room flag counts: [first cycle the broadcaster sees it, first cycle it no longer
+    # does (None: not known yet)] per word
+    counted = [[] for _ in range(n_pes)]
     queues = [[] for _ in range(n_pes)]      # (entries, visible_at, stream, ends its word) per PE FIFO column
     jobs = [[] for _ in range(n_pes)]        # the same, out of the FIFO: in the fetch stages or the job queue
     walking = [None] * n_pes                 # (stream, ends its word) of the column being walked
@@ -161,7 +173,16 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
         if stream.words == 0:
             stream.done_at = 0
             done[index] = 0
-    held, room_lag = (unpacking, UNPACKER_ROOM_LAG) if unpack else (queues, 0)
+    credits = pe_fifo_words(fifo_depth)   # an unpacker sends a column to its PE with a credit
+
+    def has_room(p):
+        if not unpack:
+            return len(queues[p]) < fifo_depth
+        words = counted[p]
+        while words and words[0][1] is not None and words[0][1] <= cycle:
+            words.pop(0)
+        return sum(1 for seen, gone in words if seen <= cycle and (gone is None or gone > cycle)) < fifo_depth
+
     while True:
         candidates = [k for k, stream in enumerate(streams) if stream.ready(cycle, done)]
         chosen = None
@@ -170,17 +191,20 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
             chosen = others[0] if others else candidates[0]
             stream = streams[chosen]
             dropped = stream.word_sent is not None and not stream.word_sent[stream.sent]
-            # the room flags count the words that have arrived (a word on its way is not counted yet); a word that
-            # is dropped leaves the broadcaster's register only when they are up too (hw/broadcast.py)
-            if not all(sum(1 for item in q if item[1] <= cycle - room_lag) < fifo_depth for q in held):
+            # the room flags as the broadcaster sees them (has_room); a word that is dropped leaves the
+            # broadcaster's register only when they are up too (hw/broadcast.py)
+            if not all(has_room(p) for p in range(n_pes)):
                 chosen = None
         if chosen is not None:
             for p in range(n_pes):
                 columns = [] if dropped else stream.columns_for(p, unpack)
+                if unpack and not dropped:   # a dropped word stops at the broadcaster
+                    seen = cycle + UNPACKER_ROOM_SEEN
+                    counted[p].append([seen, None if columns else seen + UNPACKER_MASK_STAGES])
                 if not columns:
                     finish(p, chosen)
                 elif unpack:
-                    unpacking[p].append([columns, cycle + UNPACKER_LATENCY, chosen])
+                    unpacking[p].append([columns, cycle + UNPACKER_LATENCY, chosen, counted[p][-1]])
                 else:
                     queues[p].append((columns[0], cycle + FIFO_LATENCY, chosen, True))
             stream.sent += 1
@@ -188,11 +212,12 @@ def _simulate(streams: list[_Stream], fifo_depth: int, unpack: bool = False, alt
             if stream.sent == stream.words:
                 done[("sent", chosen)] = cycle
         for p in range(n_pes):
-            if unpack and unpacking[p] and unpacking[p][0][1] <= cycle and len(queues[p]) < fifo_depth + ROOM_MARGIN:
-                columns, _, index = unpacking[p][0]
+            if unpack and unpacking[p] and unpacking[p][0][1] <= cycle and len(queues[p]) < credits:
+                columns, _, index, count = unpacking[p][0]
                 queues[p].append((columns.pop(0), cycle + UNPACKER_SENT_LATENCY + FIFO_LATENCY, index, not columns))
                 if not columns:
                     unpacking[p].pop(0)
+                    count[1] = cycle + UNPACKER_ROOM_RELEASE
             if remaining[p] > 0:
                 remaining[p] -= 1
                 if remaining[p] == 0:
@@ -235,19 +260,23 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             work[key] = np.rint(work[key] * share.astype(np.float64)).astype(np.int64)
     ew_arrival = ELEMENTWISE_LATENCY + START_LATENCY + CELL_READ_LATENCY + (CELL_SLICES + 1) * SLICE_LATENCY
 
+    gates_tail = READER_LATENCY + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA
+
+    def follow(l):
+        # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
+        return START_LATENCY + PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
+
     def gates(l, with_recurrent=True):
         columns = [work[(l, PHASE_X)]] + ([work[(l, PHASE_R)]] if with_recurrent else [])
-        # layer l > 0 reads y_{l-1} behind its projection readout, which started two cycles before
-        follow = START_LATENCY + PROJ_READ_LATENCY if l > 0 and layers[l - 1].proj_size is not None else 0
         keys = [(l, PHASE_X)] + ([(l, PHASE_R)] if with_recurrent else [])
         gate_sent = (np.concatenate([frame_sent[key] for key in keys])
                      if all(key in frame_sent for key in keys) else None)
-        return (follow + _simulate([_Stream(np.concatenate(columns, axis=1), sent=gate_sent)], depth, unpack)
-                + READER_LATENCY
-                + STATE_OVERHEAD + STATUS_LATENCY + Y_READER_EXTRA)
+        return follow(l) + _simulate([_Stream(np.concatenate(columns, axis=1), sent=gate_sent)], depth,
+                                     unpack) + gates_tail
 
     def elementwise(l, overlap_next_input=False, recurrent_next=False, recurrent_ahead=False):
-        """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words, or the
+        """EW of layer l (+ proj and its readout start); optionally with layer l+1's recurrent words and then
+        its input words (its gates: X_SETUP waits for the recurrent words to be sent, not done), or the
         next frame's layer-0 input words and then its recurrent words once the readout has started,
         interleaved. Returns cycles from the start of EW until everything listed is done."""
         info = layers[l]
@@ -270,7 +299,19 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
             return None if 0 not in done else done[0] + readout + STATE_OVERHEAD
 
         if recurrent_ahead:
+            ahead_index = len(streams)
             streams.append(_Stream(work[(l + 1, PHASE_R)], sent=frame_sent.get((l + 1, PHASE_R))))
+
+            def next_input_opens(done):
+                # layer l+1's input words: y_l behind the readout, once the y reader has sent the recurrent words
+                # (X_SETUP) and the state machine has left EW and LAYER_END
+                sent, started = done.get(("sent", ahead_index)), readout_started(done)
+                if sent is None or started is None:
+                    return None
+                return max(started + follow(l + 1), sent + 2 + READER_LATENCY + Y_READER_EXTRA,
+                           ew_exit + 2 * STATE_OVERHEAD + follow(l + 1))
+            streams.append(_Stream(work[(l + 1, PHASE_X)], opens_after=next_input_opens,
+                                   sent=frame_sent.get((l + 1, PHASE_X))))
         if overlap_next_input:
             x_index = len(streams)
             streams.append(_Stream(work[(0, PHASE_X)], sent=frame_sent.get((0, PHASE_X))))
@@ -285,6 +326,8 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
                 streams.append(_Stream(work[(0, PHASE_R)], opens_after=opens, sent=frame_sent.get((0, PHASE_R))))
         # m words first only in a single stream's last layer (recurrent_ahead: not the last layer)
         end = _simulate(streams, depth, unpack, alternate=design.streams > 1 or recurrent_ahead) if streams else 0
+        if recurrent_ahead:   # ends with layer l+1's gates
+            return end + gates_tail
         proj_end = (streams[0].done_at + readout) if has_proj else ew_exit
         if has_proj and recurrent_next and design.streams > 1:
             # nothing follows the readout: the next frame's DRAIN_G waits for its last word (`readout` has the
@@ -296,7 +339,7 @@ def predict_cycles(design: AcceleratorDesign, params=None, column_share: dict | 
     steady = elementwise(last, overlap_next_input=True, recurrent_next=True)
     for l in range(last):
         # layer l+1's recurrent columns go out during layer l's element-wise pass
-        steady += elementwise(l, recurrent_ahead=True) + gates(l + 1, with_recurrent=False)
+        steady += elementwise(l, recurrent_ahead=True)
         steady += int(design.streams > 1)   # with streams R_SETUP passes through R_READ, a cycle
     steady += STATE_OVERHEAD + STATUS_LATENCY  # DRAIN_G of layer 0 (its gates ran inside the overlapped phase)
 
