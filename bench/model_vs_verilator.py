@@ -53,18 +53,19 @@ def configuration(text: str, known) -> tuple[str, int, int]:
 def main(argv=None) -> int:
     known = workloads()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("configurations", nargs="*", default=list(DEFAULT_CONFIGURATIONS),
-                        type=lambda text: configuration(text, known), help="MODEL:PES:LANES")
+    parser.add_argument("configurations", nargs="*", type=lambda text: configuration(text, known),
+                        help=f"MODEL:PES:LANES (default: {' '.join(DEFAULT_CONFIGURATIONS)})")
     parser.add_argument("--frames", type=int, default=6, help="frames of the sequence (>= 3)")
     parser.add_argument("-o", "--output", type=Path, default=ROOT / "build" / "model-vs-verilator")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     if args.frames < 3:
         parser.error("--frames must be >= 3")
+    configurations = args.configurations or [configuration(text, known) for text in DEFAULT_CONFIGURATIONS]
     rows = []
     print("| model | PEs | lanes | RTL cycles/frame | cycle model | difference | bit-exact |")
     print("|---|---|---|---|---|---|---|")
-    for name, n_pes, lanes in args.configurations:
+    for name, n_pes, lanes in configurations:
         workload = known[name]
         row = measure_configuration(workload, n_pes, ese_input(workload, args.frames),
                                     args.output / f"{name}-{n_pes}-{lanes}", HardwareParams(lanes=lanes),
