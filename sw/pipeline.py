@@ -227,6 +227,7 @@ def format_report(report: dict) -> str:
             memory = best["memory_bits"] / this["memory_bits"] - 1
             cycles = (f"the busiest PE {100 * saved:.1f} % fewer entries (cycles) per frame" if saved > 0
                       else "the same entries (cycles) per frame")
-            lines.append(f"hint: --index-bits {best['index_bits']} gives {cycles}, in "
-                         f"{abs(100 * memory):.1f} % {'less' if memory < 0 else 'more'} memory")
+            if saved > 0 or memory < 0:   # a width that gains nothing is no hint
+                lines.append(f"hint: --index-bits {best['index_bits']} gives {cycles}, in "
+                             f"{abs(100 * memory):.1f} % {'less' if memory < 0 else 'more'} memory")
     return "\n".join(lines)
