@@ -14,9 +14,6 @@ import pytest
 
 from sparselstm.hw.params import HardwareParams
 from sparselstm.sim.tools import available_simulators
-from sparselstm.sw.fixedpoint import Numerics
-from sparselstm.sw.loaders import load_model
-from sparselstm.sw.model import random_model
 
 ROOT = Path(__file__).resolve().parent.parent
 AGREEMENT = 0.01
@@ -25,25 +22,18 @@ pytestmark = pytest.mark.skipif("verilator" not in available_simulators(), reaso
 
 
 @pytest.fixture
-def ese_rtl(monkeypatch):
-    """bench/ese_rtl.py (bench scripts import their neighbours by name)."""
+def bench_modules(monkeypatch):
+    """bench/ese_rtl.py and bench/model_vs_verilator.py (bench scripts import their neighbours by name)."""
     monkeypatch.syspath_prepend(str(ROOT / "bench"))
     import ese_rtl
-    return ese_rtl
+    import model_vs_verilator
+    return ese_rtl, model_vs_verilator
 
 
-@pytest.mark.parametrize("case", ["shipped-64-pes-2-lanes", "two-layers-64-pes-4-lanes"])
-def test_cycle_model_within_one_percent_of_the_rtl(case, ese_rtl, tmp_path):
-    from sweep import Workload   # bench/sweep.py, on the path the fixture added
-
-    if case.startswith("shipped"):
-        workload = Workload("shipped", "shipped", "shipped", load_model(ROOT / "models" / "words-lstmp-sparse.npz"),
-                            1.0, Numerics(index_bits=6))
-        n_pes, lanes = 64, 2
-    else:
-        workload = Workload("two-layers", "two-layers", "two layers", random_model(64, 256, 128, num_layers=2, seed=5),
-                            0.1, Numerics(index_bits=4))
-        n_pes, lanes = 64, 4
+@pytest.mark.parametrize("name, n_pes, lanes", [("shipped", 64, 2), ("two-layers", 64, 4)])
+def test_cycle_model_within_one_percent_of_the_rtl(name, n_pes, lanes, bench_modules, tmp_path):
+    ese_rtl, model_vs_verilator = bench_modules
+    workload = model_vs_verilator.workloads()[name]
     x_q = ese_rtl.ese_input(workload, 6)
     row = ese_rtl.measure_configuration(workload, n_pes, x_q, tmp_path, HardwareParams(lanes=lanes),
                                         log=lambda *_: None)
